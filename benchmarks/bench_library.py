@@ -1,0 +1,139 @@
+"""Library benchmarks: prints Markdown tables (copied into docs/BENCHMARKS.md).
+
+    python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/bench_library.py forward    # one section: forward | large | attention | stack
+
+Every measurement that needs its own peak memory runs in a fresh subprocess
+(peak resident set size from ``resource.getrusage``). Threads: 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+THREADS = 2
+
+
+def _run(code: str, timeout: int = 1800) -> dict:
+    """Run python code in a fresh process; it prints one JSON line; add its peak RSS."""
+    prelude = textwrap.dedent(f"""
+        import json, os, resource, sys, time
+        os.environ["OMP_NUM_THREADS"] = "{THREADS}"
+        import numpy as np, torch
+        torch.set_num_threads({THREADS})
+        def _peak_mb():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """)
+    r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def forward() -> None:
+    print("\n### Exemplar forward pass, one 224 x 224 target/reference pair, CPU, 2 threads\n")
+    print("| model | config | median ms | min ms |")
+    print("|---|---|---:|---:|")
+    for name in ["exemplar", "exemplar-standard", "exemplar-single", "histogram"]:
+        r = _run(f"""
+            from napari_colorize.bench import bench_forward
+            print(json.dumps(bench_forward({name!r}, sizes=[224], repeats=30, threads={THREADS})[0]))
+        """)
+        cfg = "axial, 2 modules" if name == "exemplar" else name.split("-")[-1]
+        print(f"| {name} | {cfg} | {r.get('median_ms', float('nan')):.1f} | {r.get('min_ms', float('nan')):.1f} |")
+
+
+def large() -> None:
+    print("\n### A 4096 x 4096 uint16 target (colourise() end to end, default working size)\n")
+    print("| model | seconds | peak memory (process, MB) | working size |")
+    print("|---|---:|---:|---|")
+    for name in ["exemplar", "histogram", "welsh"]:
+        r = _run(f"""
+            import napari_colorize as nc
+            rng = np.random.default_rng(0)
+            yy, xx = np.mgrid[0:4096, 0:4096]
+            img = ((np.sin(xx / 150.0) * np.cos(yy / 97.0) + 1) * 20000 + rng.integers(0, 3000, (4096, 4096))).astype(np.uint16)
+            ref = (rng.random((256, 256, 3)) * 255).astype(np.uint8)
+            ref[..., 0] = np.linspace(0, 255, 256)[None, :].astype(np.uint8)
+            m = nc.load_model({name!r}, device="cpu", pretrained={name == 'welsh'})
+            t = time.perf_counter()
+            res = nc.colorize(m, img, reference=ref, return_attention=False)
+            dt = time.perf_counter() - t
+            print(json.dumps({{"s": dt, "peak": _peak_mb(), "work": list(res.working_shape)}}))
+        """)
+        if "error" in r:
+            print(f"| {name} | error: {r['error']} | | |")
+        else:
+            print(f"| {name} | {r['s']:.1f} | {r['peak']:.0f} | {r['work'][0]} x {r['work'][1]} |")
+    print("\n(exemplar and histogram: randomly initialised weights, same architecture and cost as trained ones.)")
+
+
+def attention() -> None:
+    print("\n### Axial vs standard attention: exemplar network forward at growing sizes\n")
+    print("Default CPU configuration (attention at the two coarsest levels, strides 16 and 32), random weights.\n")
+    print("| size px | axial ms | axial peak MB | standard ms | standard peak MB |")
+    print("|---:|---:|---:|---:|---:|")
+    for size in [224, 512, 1024, 2048]:
+        cells = []
+        for name in ["exemplar", "exemplar-standard"]:
+            # standard attention logits: heads x (HW)^2 floats at stride 16; skip what cannot fit in 20 GB
+            n16 = (size // 16) ** 2
+            need_gb = 4 * n16 * n16 * 4 * 4 / 1e9
+            if name == "exemplar-standard" and need_gb > 20:
+                cells += [f"not run (needs ~{need_gb:.0f} GB)", ""]
+                continue
+            r = _run(f"""
+                import napari_colorize as nc
+                m = nc.load_model({name!r}, device="cpu", pretrained=False)
+                L = torch.rand(1, 1, {size}, {size}) * 2 - 1; R = torch.rand(1, 3, {size}, {size})
+                ts = []
+                with torch.inference_mode():
+                    m.network(L, R)
+                    for _ in range(3 if {size} <= 512 else 1):
+                        t = time.perf_counter(); m.network(L, R); ts.append(time.perf_counter() - t)
+                print(json.dumps({{"ms": 1000 * float(np.median(ts)), "peak": _peak_mb()}}))
+            """)
+            cells += ([f"error: {r['error']}", ""] if "error" in r else [f"{r['ms']:.0f}", f"{r['peak']:.0f}"])
+        print(f"| {size} | " + " | ".join(cells) + " |")
+
+
+def stack() -> None:
+    print("\n### A stack of 100 slices of 512 x 512 with one reference\n")
+    print("| model | seconds per slice (features cached) | seconds per slice (reference re-encoded) |")
+    print("|---|---:|---:|")
+    for name in ["exemplar"]:
+        r = _run(f"""
+            import napari_colorize as nc
+            rng = np.random.default_rng(0)
+            stack = rng.integers(0, 4000, (100, 512, 512)).astype(np.uint16)
+            ref = (rng.random((300, 300, 3)) * 255).astype(np.uint8)
+            m = nc.load_model({name!r}, device="cpu", pretrained=False)
+            t = time.perf_counter(); nc.colorize(m, stack, reference=ref, return_attention=False)
+            cached = (time.perf_counter() - t) / 100
+            t = time.perf_counter()
+            for i in range(10):
+                nc.colorize(m, stack[i], reference=ref, return_attention=False)
+            uncached = (time.perf_counter() - t) / 10
+            print(json.dumps({{"cached": cached, "uncached": uncached}}))
+        """)
+        print(f"| {name} | {r.get('cached', float('nan')):.3f} | {r.get('uncached', float('nan')):.3f} |")
+
+
+SECTIONS = {"forward": forward, "large": large, "attention": attention, "stack": stack}
+
+if __name__ == "__main__":
+    import platform
+
+    import torch
+
+    chosen = sys.argv[1:] or list(SECTIONS)
+    print(f"<!-- python benchmarks/bench_library.py {' '.join(sys.argv[1:])} -->")
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{THREADS} threads.")
+    for c in chosen:
+        SECTIONS[c]()

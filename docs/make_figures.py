@@ -1,0 +1,57 @@
+"""Render the pictures in docs/images from the real library (run from the repository root).
+
+    python docs/make_figures.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+import napari_colorize as nc
+from napari_colorize._sample_data import sample_pair
+
+OUT = Path(__file__).parent / "images"
+
+
+def _tile(img: np.ndarray, label: str, height: int = 240) -> Image.Image:
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, -1)
+    if img.dtype != np.uint8:
+        img = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    im = Image.fromarray(img)
+    im = im.resize((round(im.width * height / im.height), height), Image.LANCZOS)
+    canvas = Image.new("RGB", (im.width, height + 22), "white")
+    canvas.paste(im, (0, 22))
+    ImageDraw.Draw(canvas).text((4, 4), label, fill="black")
+    return canvas
+
+
+def strip(tiles: list[Image.Image]) -> Image.Image:
+    w = sum(t.width for t in tiles) + 6 * (len(tiles) - 1)
+    out = Image.new("RGB", (w, max(t.height for t in tiles)), "white")
+    x = 0
+    for t in tiles:
+        out.paste(t, (x, 0))
+        x += t.width + 6
+    return out
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    grey, ref, truth = sample_pair()
+    tiles = [_tile(grey, "grey target"), _tile(ref, "colour reference")]
+    for name in [n for n in ("exemplar", "welsh", "reinhard") if n in nc.list_models()]:
+        res = nc.colorize(name, grey, reference=ref)
+        tiles.append(_tile(res.rgb, f"{name}  HIS {nc.metrics.his(res.rgb, ref):.2f}"))
+    tiles.append(_tile(truth, "ground truth"))
+    strip(tiles).save(OUT / "sample_pair.png")
+    print("wrote", OUT / "sample_pair.png")
+
+
+if __name__ == "__main__":
+    import napari_colorize.metrics  # noqa: F401
+
+    main()

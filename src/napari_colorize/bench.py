@@ -1,0 +1,46 @@
+"""Timing helpers shared by ``napari-colorize bench`` and ``benchmarks/``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+__all__ = ["bench_forward", "timeit"]
+
+
+def timeit(fn, repeats: int = 20, warmup: int = 3) -> dict:
+    """Median and min wall time of ``fn()`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return {"median_ms": 1000 * float(np.median(ts)), "min_ms": 1000 * float(np.min(ts))}
+
+
+def bench_forward(model: str = "exemplar", sizes=(224,), repeats: int = 20, threads: int = 2,
+                  pretrained: bool = False) -> list[dict]:
+    """Forward time of one target/reference pair (exemplar) or target/histogram, on the CPU."""
+    from .models.registry import load_model
+
+    torch.set_num_threads(threads)
+    m = load_model(model, device="cpu", pretrained=pretrained)
+    net = m.network
+    rows = []
+    for s in sizes:
+        L = torch.rand(1, 1, s, s) * 2 - 1
+        if m.kind == "exemplar":
+            ref = torch.rand(1, 3, s, s)
+            fn = lambda: net(L, ref)  # noqa: E731
+        else:
+            h = torch.rand(1, 21, 21)
+            h = h / h.sum()
+            fn = lambda: net(L, h)  # noqa: E731
+        with torch.inference_mode():
+            r = timeit(fn, repeats)
+        rows.append({"model": model, "size": s, **r})
+    return rows

@@ -1,0 +1,206 @@
+"""Colour conventions shared by every part of napari-colorize.
+
+* CIE Lab, D65 white, sRGB primaries. RGB <-> Lab is kornia's differentiable
+  implementation (``kornia.color``): it is well kept, runs on any device and
+  agrees with :mod:`skimage.color` to better than 1e-3 over the whole gamut
+  (``tests/test_color.py`` checks this).
+* Network range: ``L / 50 - 1`` and ``ab / 110``, so every channel lies in [-1, 1].
+* The ab histogram (losses, metrics, and the interchange format for histogram
+  models): ``NBINS x NBINS = 21 x 21 = 441`` bins over normalised ab in [-1, 1],
+  bin centres ``-1 + 0.1 k``, soft (bilinear) weights
+  ``w(x, z) = max(0, 0.1 - |x - z|)`` on each axis, normalised to sum 1.
+  Axis 0 of a histogram is a, axis 1 is b.
+* HIS, the histogram intersection similarity, is ``sum_k min(h1(k), h2(k))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
+from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
+
+__all__ = [
+    "NBINS",
+    "BIN_WIDTH",
+    "bin_centres",
+    "rgb_to_lab",
+    "lab_to_rgb",
+    "normalize_lab",
+    "denormalize_lab",
+    "grey_to_L",
+    "soft_histogram",
+    "hard_histogram",
+    "histogram_intersection",
+    "palette",
+    "histogram_from_rgb",
+    "lab_to_rgb_in_gamut",
+]
+
+NBINS = 21
+BIN_WIDTH = 2.0 / (NBINS - 1)  # 0.1
+L_SCALE, L_SHIFT, AB_SCALE = 50.0, 1.0, 110.0
+
+
+def bin_centres(device=None, dtype=torch.float32) -> torch.Tensor:
+    """The 21 bin centres ``-1 + 0.1 k`` of the normalised ab axes."""
+    return -1.0 + BIN_WIDTH * torch.arange(NBINS, device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- Lab
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], shape ``(..., 3, H, W)`` -> CIE Lab (L in [0, 100])."""
+    return _kornia_rgb_to_lab(rgb.clamp(0.0, 1.0))
+
+
+def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """CIE Lab ``(..., 3, H, W)`` -> sRGB in [0, 1] (clipped when ``clip``)."""
+    return _kornia_lab_to_rgb(lab, clip=clip)
+
+
+def normalize_lab(lab: torch.Tensor) -> torch.Tensor:
+    """Lab -> network range: ``L/50 - 1``, ``ab/110``."""
+    L = lab[..., :1, :, :] / L_SCALE - L_SHIFT
+    ab = lab[..., 1:, :, :] / AB_SCALE
+    return torch.cat([L, ab], dim=-3)
+
+
+def denormalize_lab(lab_n: torch.Tensor) -> torch.Tensor:
+    """Network range -> Lab (inverse of :func:`normalize_lab`)."""
+    L = (lab_n[..., :1, :, :] + L_SHIFT) * L_SCALE
+    ab = lab_n[..., 1:, :, :] * AB_SCALE
+    return torch.cat([L, ab], dim=-3)
+
+
+def grey_to_L(grey: torch.Tensor) -> torch.Tensor:
+    """Lab lightness (0..100) of the neutral sRGB grey ``grey`` in [0, 1].
+
+    Closed form of ``rgb_to_lab(grey, grey, grey)[0]``: linearise, then the
+    CIE lightness of the luminance ``Y``.
+    """
+    g = grey.clamp(0.0, 1.0)
+    y = torch.where(g > 0.04045, ((g + 0.055) / 1.055) ** 2.4, g / 12.92)
+    f = torch.where(y > 0.008856, y.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * y + 4.0 / 29.0)
+    return 116.0 * f - 16.0
+
+
+def L_to_grey(L: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`grey_to_L`: the sRGB grey value of lightness ``L``."""
+    lab = torch.stack([L, torch.zeros_like(L), torch.zeros_like(L)], dim=-3)
+    return lab_to_rgb(lab)[..., 0, :, :]
+
+
+def lab_to_rgb_in_gamut(lab: torch.Tensor, iterations: int = 12) -> torch.Tensor:
+    """Lab -> sRGB keeping L exactly: out-of-gamut pixels lose chroma, not lightness.
+
+    Clipping RGB would change the lightness of saturated pixels. Instead, for every
+    pixel whose RGB falls outside [0, 1], the ab vector is scaled by the largest
+    factor ``t`` in [0, 1] (bisection) that brings it into the gamut: hue and L are
+    kept, only chroma is reduced. Neutral greys are always in gamut, so ``t``
+    exists for every L in [0, 100].
+    """
+    rgb = lab_to_rgb(lab, clip=False)
+    eps = 1e-4
+    bad = ((rgb < -eps) | (rgb > 1 + eps)).any(dim=-3)  # (..., H, W)
+    if not bool(bad.any()):
+        return rgb.clamp(0.0, 1.0)
+    # work on the out-of-gamut pixels only, as a (N, 3, 1, 1) batch
+    lab_c = lab.movedim(-3, -1)[bad]  # (N, 3)
+    lo = torch.zeros(lab_c.shape[0], device=lab.device, dtype=lab.dtype)
+    hi = torch.ones_like(lo)
+    L = lab_c[:, :1]
+    ab = lab_c[:, 1:]
+
+    def in_gamut(t):
+        trial = torch.cat([L, ab * t[:, None]], dim=1)[:, :, None, None]
+        r = lab_to_rgb(trial, clip=False)[:, :, 0, 0]
+        return ((r >= -eps) & (r <= 1 + eps)).all(dim=1)
+
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        ok = in_gamut(mid)
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+    fixed = torch.cat([L, ab * lo[:, None]], dim=1)[:, :, None, None]
+    fixed_rgb = lab_to_rgb(fixed, clip=False)[:, :, 0, 0]
+    out = rgb.movedim(-3, -1).clone()
+    out[bad] = fixed_rgb
+    return out.movedim(-1, -3).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------- histograms
+def _axis_weights(x: torch.Tensor) -> torch.Tensor:
+    """Soft bin weights ``max(0, 0.1 - |x - z_k|)`` of values x: (..., N) -> (..., N, 21)."""
+    c = bin_centres(x.device, x.dtype)
+    return F.relu(BIN_WIDTH - (x.clamp(-1.0, 1.0)[..., None] - c).abs())
+
+
+def soft_histogram(ab: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable 441-bin ab histogram.
+
+    Parameters
+    ----------
+    ab : tensor ``(B, 2, H, W)`` or ``(2, H, W)``
+        Normalised ab (``ab / 110``), values clamped to [-1, 1].
+    weights : tensor ``(B, 1, H, W)``, optional
+        Per-pixel weights (a mask, for example).
+
+    Returns
+    -------
+    tensor ``(B, 21, 21)`` (or ``(21, 21)``), each summing to 1; axis 1 is a, axis 2 is b.
+    """
+    squeeze = ab.dim() == 3
+    if squeeze:
+        ab = ab[None]
+        weights = None if weights is None else weights[None]
+    B = ab.shape[0]
+    a = ab[:, 0].reshape(B, -1)
+    b = ab[:, 1].reshape(B, -1)
+    wa = _axis_weights(a)  # (B, N, 21)
+    wb = _axis_weights(b)
+    if weights is not None:
+        wa = wa * weights.reshape(B, -1, 1)
+    h = torch.einsum("bni,bnj->bij", wa, wb)
+    h = h / h.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    return h[0] if squeeze else h
+
+
+def hard_histogram(ab: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Nearest-bin (non-differentiable) 441-bin histogram of normalised ab ``(2, H, W)``."""
+    ab = torch.as_tensor(ab).detach().cpu().numpy()
+    idx = np.clip(np.rint((np.clip(ab, -1, 1) + 1.0) / BIN_WIDTH), 0, NBINS - 1).astype(int)
+    h = np.zeros((NBINS, NBINS), np.float64)
+    np.add.at(h, (idx[0].ravel(), idx[1].ravel()), 1.0)
+    return h / h.sum()
+
+
+def histogram_intersection(h1, h2) -> torch.Tensor | float:
+    """HIS: ``sum_k min(h1(k), h2(k))`` over the last two (bin) axes."""
+    if isinstance(h1, np.ndarray) or isinstance(h2, np.ndarray):
+        return np.minimum(np.asarray(h1), np.asarray(h2)).sum(axis=(-2, -1))
+    return torch.minimum(h1, h2).sum(dim=(-2, -1))
+
+
+def palette(device=None, dtype=torch.float32) -> torch.Tensor:
+    """R_P of paper B: the normalised ab value of every bin, shape ``(2, 21, 21)``."""
+    c = bin_centres(device, dtype)
+    a, b = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([a, b])
+
+
+def histogram_from_rgb(rgb: np.ndarray | torch.Tensor, max_pixels: int = 256 * 256) -> np.ndarray:
+    """The 441-bin ab histogram of an RGB image ``(H, W, 3)`` in [0, 1] (or uint8).
+
+    Large images are subsampled on a regular grid to about ``max_pixels`` pixels
+    (the histogram of a colour distribution does not need every pixel).
+    """
+    x = np.asarray(rgb)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    x = x[..., :3]
+    step = max(1, int(np.sqrt(x.shape[0] * x.shape[1] / max_pixels)))
+    x = np.ascontiguousarray(x[::step, ::step], dtype=np.float32)
+    t = torch.from_numpy(x).permute(2, 0, 1)
+    ab = normalize_lab(rgb_to_lab(t))[1:]
+    return soft_histogram(ab).double().numpy()

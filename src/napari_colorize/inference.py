@@ -1,0 +1,445 @@
+"""The inference engine: from any array to a colourised RGB image.
+
+``colorize(model, target, reference=... | histogram=...)``
+
+1. **Target.** Any numeric dtype. uint8 is read as 0..255 grey; float data already
+   in [0, 1] is used as is; anything else (uint16 microscopy, signed ints, floats
+   of any range) is stretched between two percentiles (0.1 and 99.9 by default)
+   computed over the whole image or stack. Bool becomes 0/1 and an RGB(A) target
+   is reduced to its Lab lightness, each with a warning. Non-finite values are
+   replaced (warning); an empty or all-NaN array is an error.
+2. **Working resolution.** The network sees the image resized (antialiased) so
+   that its long side is ``size`` pixels (the model's default when None; images
+   smaller than that are not enlarged), each side rounded to the model's
+   multiple (32 for EfficientNet-Lite0) and at least that multiple. The
+   reference is resized to the same working shape.
+3. **Edge-aware upsampling.** The predicted ab is carried to the full size by
+   joint bilateral upsampling (Kopf et al. 2007) guided by the full-size
+   lightness, so colour edges follow the full-resolution luminance edges
+   instead of being smeared as bilinear interpolation would.
+4. **Recombination.** ab is joined with the target's own full-resolution L and
+   converted to sRGB in row bands (bounded memory). Out-of-gamut pixels lose
+   chroma, never lightness, so the output's L equals the input's.
+5. **Stacks.** A 3-D (Z/T, Y, X) or n-D greyscale array is colourised slice by
+   slice; the reference features are computed once. ``progress(done, total)`` is
+   called after every slice and ``should_cancel()`` before each one.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .color import NBINS, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab
+from .models.base import Colorizer, Prediction
+
+__all__ = ["colorize", "iter_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
+           "prepare_histogram", "working_shape"]
+
+
+class ColorizeWarning(UserWarning):
+    """An input was converted or is doubtful; the result is still computed."""
+
+
+class Cancelled(RuntimeError):
+    """Raised when ``should_cancel()`` returned True."""
+
+
+@dataclass
+class ColorizeResult:
+    """The output of :func:`colorize`.
+
+    Attributes
+    ----------
+    rgb : ndarray, float32, ``(..., H, W, 3)`` in [0, 1]; the target's shape.
+    scales : list of ndarray
+        The multi-scale outputs ``[P1, P2, P3, P4]`` as RGB (exemplar networks; 2-D
+        targets, or the last slice of a stack), each at its own resolution.
+    attention : dict
+        ``"level{l}.module{m}"`` -> :class:`~napari_colorize.models.attention.AttentionMaps`
+        (exemplar networks), ``"pixel_to_bin"`` -> ``(h/4, w/4, 21, 21)`` (histogram network).
+    working_shape : (h, w) the size the network saw.
+    model : the model's name.
+    intensity_range : the (low, high) input values mapped to black and white.
+    warnings : list of str, what was converted or doubtful.
+    """
+
+    rgb: np.ndarray
+    scales: list = field(default_factory=list)
+    attention: dict = field(default_factory=dict)
+    working_shape: tuple = (0, 0)
+    model: str = ""
+    intensity_range: tuple = (0.0, 1.0)
+    warnings: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- helpers
+def _warn(msg: str, sink: list) -> None:
+    sink.append(msg)
+    warnings.warn(msg, ColorizeWarning, stacklevel=3)
+
+
+def working_shape(shape: tuple[int, int], size: int, multiple: int, min_size: int = 1) -> tuple[int, int]:
+    """Working (h, w) for an image of ``shape``: long side ``size`` (never enlarged
+    beyond the image), sides rounded to ``multiple`` and at least ``max(multiple, min_size)``."""
+    H, W = shape
+    s = min(1.0, size / max(H, W))
+    lo = max(multiple, min_size)
+
+    def r(x):
+        return max(lo, int(round(x * s / multiple)) * multiple)
+
+    return r(H), r(W)
+
+
+def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, h, w), antialiased when shrinking."""
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    shrink = shape[0] < x.shape[-2] or shape[1] < x.shape[-1]
+    return F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+class _Target:
+    """A validated view of the target: yields the Lab lightness of each 2-D slice."""
+
+    def __init__(self, target, rgb: bool | None, normalize: str, percentiles, sink: list) -> None:
+        if target is None:
+            raise ValueError("no target image was given")
+        if not hasattr(target, "shape") or not hasattr(target, "dtype"):
+            target = np.asarray(target)
+        if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
+            raise TypeError(f"the target must be a numeric array, not {target.dtype}")
+        if np.issubdtype(target.dtype, np.complexfloating):
+            raise TypeError("the target is complex-valued; pass its magnitude or real part")
+        shape = tuple(int(s) for s in target.shape)
+        if len(shape) < 2:
+            raise ValueError(f"the target must be a 2-D image (or a stack); got shape {shape}")
+        if 0 in shape:
+            raise ValueError(f"the target is empty (shape {shape})")
+        if rgb is None:
+            if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4 and shape[1] > 4:
+                rgb = True
+                _warn(f"the target looks like an RGB{'A' if shape[-1] == 4 else ''} image {shape}: it is "
+                      "converted to its Lab lightness (pass rgb=False if the last axis is not colour)", sink)
+            elif len(shape) >= 4:
+                raise ValueError(
+                    f"ambiguous {len(shape)}-D target of shape {shape}: pass rgb=True if the last axis holds "
+                    "colour channels, or rgb=False for a greyscale stack (slices over the leading axes)")
+            else:
+                rgb = False
+        elif rgb and (len(shape) < 3 or shape[-1] not in (3, 4)):
+            raise ValueError(f"rgb=True needs a last axis of 3 or 4 channels; the target has shape {shape}")
+        self.data, self.rgb = target, bool(rgb)
+        self.spatial = shape[-3:-1] if self.rgb else shape[-2:]
+        self.stack_shape = shape[:-3] if self.rgb else shape[:-2]
+        self.n_slices = int(np.prod(self.stack_shape)) if self.stack_shape else 1
+        if target.dtype == bool:
+            _warn("the target is boolean: it is used as a 0/1 image", sink)
+        self.lo, self.hi, self.scale_mode = self._intensity_range(normalize, percentiles, sink)
+
+    # -- intensity normalisation
+    def _sample(self) -> np.ndarray:
+        """Up to ~4 M values from up to 16 evenly spread slices, for percentiles."""
+        idx = np.unique(np.linspace(0, self.n_slices - 1, min(16, self.n_slices)).round().astype(int))
+        per = max(1, 4_000_000 // len(idx))
+        out = []
+        for i in idx:
+            s = np.asarray(self._raw_slice(i))
+            step = max(1, int(math.sqrt(s.size / per)))
+            out.append(s[::step, ::step].ravel())
+        return np.concatenate(out)
+
+    def _intensity_range(self, normalize, percentiles, sink):
+        dt = self.data.dtype
+        if self.rgb:
+            return 0.0, (255.0 if dt == np.uint8 else 65535.0 if dt == np.uint16 else 1.0), "rgb"
+        if normalize not in ("auto", "percentile", "minmax", "none"):
+            raise ValueError("normalize must be 'auto', 'percentile', 'minmax' or 'none'")
+        if dt == bool:
+            return 0.0, 1.0, "fixed"
+        if normalize == "none" or (normalize == "auto" and dt == np.uint8):
+            return 0.0, (255.0 if dt == np.uint8 else 65535.0 if dt == np.uint16 else 1.0), "fixed"
+        v = self._sample().astype(np.float64)
+        finite = np.isfinite(v)
+        if not finite.any():
+            raise ValueError("the target has no finite values (all NaN or Inf)")
+        v = v[finite]
+        if normalize == "auto" and np.issubdtype(dt, np.floating) and v.min() >= 0.0 and v.max() <= 1.0:
+            return 0.0, 1.0, "fixed"
+        if normalize == "minmax":
+            lo, hi = float(v.min()), float(v.max())
+        else:
+            p_lo, p_hi = percentiles
+            if not 0 <= p_lo < p_hi <= 100:
+                raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+            lo, hi = (float(x) for x in np.percentile(v, [p_lo, p_hi]))
+            if hi <= lo:  # a sparse image: the percentiles coincide, fall back to min/max
+                lo, hi = float(v.min()), float(v.max())
+        if hi <= lo:
+            _warn(f"the target is constant (every value is {lo:g}): the result is a uniform colour", sink)
+        return lo, hi, "stretch"
+
+    # -- slices
+    def index(self, i: int) -> tuple:
+        return np.unravel_index(i, self.stack_shape) if self.stack_shape else ()
+
+    def _raw_slice(self, i: int):
+        return self.data[self.index(i)]
+
+    def L(self, i: int, sink: list | None = None) -> torch.Tensor:
+        """Lab lightness (0..100), float32 ``(H, W)``, of slice i."""
+        s = np.asarray(self._raw_slice(i))
+        if self.rgb:
+            x = torch.from_numpy(np.ascontiguousarray(s[..., :3], dtype=np.float32) / np.float32(self.hi))
+            return rgb_to_lab(x.permute(2, 0, 1).clamp(0, 1))[0]
+        x = s.astype(np.float32, copy=True) if s.dtype != np.float32 else s.copy()
+        bad = ~np.isfinite(x)
+        if bad.any():
+            if bad.all():
+                raise ValueError("a slice of the target has no finite values (all NaN or Inf)")
+            if sink is not None:
+                _warn(f"{int(bad.sum())} NaN/Inf value(s) in the target were replaced by its low intensity", sink)
+            x[bad] = self.lo
+        if self.hi > self.lo:
+            x -= np.float32(self.lo)
+            x *= np.float32(1.0 / (self.hi - self.lo))
+            np.clip(x, 0.0, 1.0, out=x)
+        else:
+            x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
+        return grey_to_L(torch.from_numpy(x))
+
+
+def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
+    """Validate a colour reference; returns float32 ``(h, w, 3)`` RGB in [0, 1]."""
+    sink = [] if sink is None else sink
+    ref = np.asarray(reference)
+    if ref.size == 0:
+        raise ValueError("the reference image is empty")
+    if ref.dtype == bool or not np.issubdtype(ref.dtype, np.number):
+        raise TypeError(f"the reference must be a numeric RGB image, not {ref.dtype}")
+    if ref.ndim == 2 or (ref.ndim == 3 and ref.shape[-1] == 1):
+        raise ValueError("the reference has no colour: it is a greyscale image. Give an RGB colour reference "
+                         "(h, w, 3), or use a histogram model with a histogram.")
+    if ref.ndim != 3 or ref.shape[-1] not in (3, 4):
+        raise ValueError(f"the reference must be an RGB(A) image of shape (h, w, 3); got {ref.shape}")
+    if ref.shape[0] < 2 or ref.shape[1] < 2:
+        raise ValueError(f"the reference is too small ({ref.shape[0]}x{ref.shape[1]} pixels)")
+    if ref.shape[-1] == 4:
+        _warn("the reference has an alpha channel: it is ignored", sink)
+        ref = ref[..., :3]
+    if ref.dtype == np.uint8:
+        x = ref.astype(np.float32) / 255.0
+    elif ref.dtype == np.uint16:
+        x = ref.astype(np.float32) / 65535.0
+    elif np.issubdtype(ref.dtype, np.floating):
+        x = ref.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError("the reference contains NaN or Inf values")
+        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
+            raise ValueError(f"a float reference must lie in [0, 1]; its values span [{x.min():g}, {x.max():g}]")
+        x = np.clip(x, 0, 1)
+    else:
+        raise TypeError(f"reference dtype {ref.dtype} is not supported: use uint8, uint16 or float in [0, 1]")
+    if min(x.shape[:2]) < 16:
+        _warn(f"the reference is tiny ({x.shape[0]}x{x.shape[1]}): it is enlarged to the working size", sink)
+    step = max(1, int(math.sqrt(x.shape[0] * x.shape[1] / 65536)))
+    lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(x[::step, ::step])).permute(2, 0, 1))
+    chroma = torch.sqrt(lab[1] ** 2 + lab[2] ** 2)
+    if float(torch.quantile(chroma.flatten().float(), 0.99)) < 4.0:
+        raise ValueError("the reference has no colour: it is (nearly) greyscale, so there is nothing to transfer")
+    return x
+
+
+def prepare_histogram(hist) -> np.ndarray:
+    """Validate an ab histogram; returns float64 ``(21, 21)`` summing to 1."""
+    h = np.asarray(hist, dtype=np.float64) if not isinstance(hist, torch.Tensor) else hist.detach().cpu().double().numpy()
+    if h.shape != (NBINS, NBINS):
+        raise ValueError(f"the histogram must have shape ({NBINS}, {NBINS}) (a over b, bins of normalised ab); "
+                         f"got {h.shape}")
+    if not np.isfinite(h).all():
+        raise ValueError("the histogram contains NaN or Inf")
+    if (h < 0).any():
+        raise ValueError("the histogram has negative entries")
+    if h.sum() <= 0:
+        raise ValueError("the histogram is all zeros: it holds no colour")
+    return h / h.sum()
+
+
+# -------------------------------------------------------- edge-aware upsampling
+def joint_bilateral_upsample_rows(ab_low: torch.Tensor, L_low: torch.Tensor, L_rows: torch.Tensor, H: int, W: int,
+                                  r0: int, sigma_s: float = 1.0, sigma_r: float = 8.0, k: int = 2) -> torch.Tensor:
+    """Rows ``r0 : r0 + len(L_rows)`` of the joint bilateral upsampling (Kopf et al. 2007) of ``ab_low``.
+
+    Each full-resolution pixel averages the ``2k x 2k`` nearest low-resolution
+    predictions, weighted by spatial closeness (Gaussian, ``sigma_s`` low-res
+    pixels) and by lightness similarity to the full-resolution pixel (Gaussian,
+    ``sigma_r`` L units): colour does not bleed across luminance edges.
+
+    ab_low: ``(C, h, w)``; L_low: ``(h, w)``; L_rows: ``(rows, W)``. Returns ``(C, rows, W)``.
+    """
+    h, w = L_low.shape
+    r1 = r0 + L_rows.shape[0]
+    ys = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) * (h / H) - 0.5
+    xs = (torch.arange(W, dtype=torch.float32) + 0.5) * (w / W) - 0.5
+    y0, x0 = ys.floor().long(), xs.floor().long()
+    num = torch.zeros((ab_low.shape[0],) + tuple(L_rows.shape))
+    den = torch.zeros(L_rows.shape)
+    for dy in range(1 - k, k + 1):
+        yi = (y0 + dy).clamp(0, h - 1)
+        wy = torch.exp(-((ys - (y0 + dy)) ** 2) / (2 * sigma_s**2))
+        ab_y, L_y = ab_low[:, yi], L_low[yi]
+        for dx in range(1 - k, k + 1):
+            xi = (x0 + dx).clamp(0, w - 1)
+            wx = torch.exp(-((xs - (x0 + dx)) ** 2) / (2 * sigma_s**2))
+            wgt = torch.exp(-((L_rows - L_y[:, xi]) ** 2) / (2 * sigma_r**2)) * (wy[:, None] * wx[None, :]) + 1e-12
+            num += wgt * ab_y[:, :, xi]
+            den += wgt
+    return num / den
+
+
+def recombine(L_full: torch.Tensor, ab_work: torch.Tensor, L_work: torch.Tensor, band: int = 256,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Full-size RGB from the full L ``(H, W)`` and working-size ab ``(2, h, w)`` (normalised).
+
+    ab is upsampled edge-aware (:func:`joint_bilateral_upsample_rows`) and joined with
+    the full-resolution L, in bands of ``band`` rows so that memory stays bounded.
+    """
+    H, W = L_full.shape
+    same = tuple(ab_work.shape[-2:]) == (H, W)
+    if out is None:
+        out = np.empty((H, W, 3), np.float32)
+    ab_work = ab_work.float()
+    for r0 in range(0, H, band):
+        r1 = min(H, r0 + band)
+        L = L_full[r0:r1]
+        ab = ab_work[:, r0:r1] if same else joint_bilateral_upsample_rows(ab_work, L_work, L, H, W, r0)
+        lab = torch.cat([L[None], ab.clamp(-1, 1) * 110.0], 0)
+        out[r0:r1] = lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
+    return out
+
+
+def _scales_to_rgb(pred: Prediction, L_work: torch.Tensor) -> list[np.ndarray]:
+    out = []
+    for p in pred.scales:
+        ab = p[0].detach().float().cpu()
+        L = _resize(L_work[None, None], tuple(ab.shape[-2:]))[0, 0]
+        lab = torch.cat([L[None], ab.clamp(-1, 1) * 110.0], 0)
+        out.append(lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy())
+    return out
+
+
+# ------------------------------------------------------------------------ engine
+def _resolve_model(model) -> Colorizer:
+    if isinstance(model, Colorizer):
+        return model
+    if isinstance(model, str):
+        from .models.registry import load_model
+
+        return load_model(model)
+    raise TypeError(f"model must be a name or a loaded model (napari_colorize.load_model), not {type(model).__name__}")
+
+
+def iter_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
+                  normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
+                  return_attention: bool = True, should_cancel: Callable[[], bool] | None = None,
+                  sink: list | None = None) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
+    """Colourise slice by slice. Yields ``(index, rgb, prediction, info)`` per 2-D slice.
+
+    Arguments as :func:`colorize`. ``info`` holds ``working_shape``, ``n_slices``,
+    ``intensity_range``, ``scales`` (RGB, when the model gives them) and ``done``.
+    """
+    sink = [] if sink is None else sink
+    model = _resolve_model(model)
+    tgt = _Target(target, rgb, normalize, percentiles, sink)
+    if reference is None and histogram is None:
+        raise ValueError(f"{model.name!r} needs a guide: reference=RGB image" +
+                         (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
+    if histogram is not None and model.kind == "exemplar" and reference is None:
+        raise ValueError(f"{model.name!r} is an exemplar model: it needs reference=..., not a histogram")
+    if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
+        raise ValueError(f"size must be a positive number of pixels, got {size!r}")
+    wshape = working_shape(tgt.spatial, int(size or model.default_size), model.multiple, model.min_size)
+    ref_t = hist_t = None
+    if model.kind == "histogram":  # the histogram of the whole reference, at its own resolution
+        hist = prepare_histogram(histogram) if histogram is not None else \
+            histogram_from_rgb(prepare_reference(reference, sink))
+        hist_t = torch.from_numpy(hist)
+    else:
+        ref = prepare_reference(reference, sink)
+        ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], wshape).clamp(0, 1)
+    state = model.prepare(reference=ref_t, histogram=hist_t)
+    for i in range(tgt.n_slices):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"cancelled after {i} of {tgt.n_slices} slice(s)")
+        L_full = tgt.L(i, sink)
+        L_work = _resize(L_full[None, None], wshape)[0, 0]
+        want_attention = return_attention and (i == tgt.n_slices - 1)
+        pred = model.predict((L_work / 50.0 - 1.0)[None, None], state, return_attention=want_attention)
+        ab = pred.ab[0].detach().float().cpu()
+        rgb_out = recombine(L_full, ab, L_work)
+        info = {"working_shape": wshape, "n_slices": tgt.n_slices, "stack_shape": tgt.stack_shape,
+                "intensity_range": (tgt.lo, tgt.hi),
+                "done": i + 1, "scales": _scales_to_rgb(pred, L_work) if i == tgt.n_slices - 1 else []}
+        yield tgt.index(i), rgb_out, pred, info
+
+
+def colorize(model, target, reference=None, histogram=None, *, size: int | None = None, normalize: str = "auto",
+             percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None, return_attention: bool = True,
+             progress: Callable[[int, int], None] | None = None,
+             should_cancel: Callable[[], bool] | None = None) -> ColorizeResult:
+    """Colourise a greyscale image (or stack) guided by a reference image or a histogram.
+
+    Parameters
+    ----------
+    model : str or Colorizer
+        A name from :func:`~napari_colorize.list_models` or a loaded model.
+    target : array
+        2-D greyscale image of any numeric dtype; 3-D (Z/T, Y, X) or n-D stacks
+        are colourised slice by slice. An RGB(A) image ``(H, W, 3|4)`` is reduced
+        to lightness with a warning; 4-D and larger arrays need ``rgb=`` to say
+        whether the last axis is colour.
+    reference : array ``(h, w, 3)``, optional
+        Colour reference, uint8 or float in [0, 1], any size.
+    histogram : array ``(21, 21)``, optional
+        ab histogram (axis 0: a, axis 1: b), for histogram models.
+    size : int, optional
+        Working long side in pixels (default: the model's, e.g. 224).
+    normalize : {"auto", "percentile", "minmax", "none"}
+        How intensities map to grey (see the module docs).
+    percentiles : (low, high)
+        For percentile stretching.
+    return_attention : bool
+        Keep attention maps (of the last slice).
+    progress : callable(done, total), optional
+    should_cancel : callable() -> bool, optional
+        Checked before each slice; True raises :class:`Cancelled`.
+
+    Returns
+    -------
+    ColorizeResult
+    """
+    sink: list[str] = []
+    model = _resolve_model(model)
+    out = None
+    last = None
+    for idx, rgb_slice, pred, info in iter_colorize(
+            model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
+            return_attention=return_attention, should_cancel=should_cancel, sink=sink):
+        if out is None:
+            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
+        out[idx] = rgb_slice
+        last = (pred, info)
+        if progress is not None:
+            progress(info["done"], info["n_slices"])
+    pred, info = last
+    return ColorizeResult(rgb=out, scales=info["scales"], attention=pred.attention if return_attention else {},
+                          working_shape=info["working_shape"], model=model.name,
+                          intensity_range=info["intensity_range"], warnings=sink)
+

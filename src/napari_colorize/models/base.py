@@ -1,0 +1,144 @@
+"""One interface for every model: learned networks and classic baselines.
+
+A :class:`Colorizer` works at the *working resolution* on normalised tensors:
+``prepare(reference=..., histogram=...)`` turns the guide into a reusable state
+(reference features are computed once for a whole stack) and
+``predict(L, state)`` returns a :class:`Prediction` with normalised ab.
+The inference engine (:mod:`napari_colorize.inference`) does everything around
+it: dtypes, sizes, edge-aware upsampling, recombination with the full-size L.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..color import denormalize_lab, histogram_from_rgb, rgb_to_lab
+
+__all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer"]
+
+
+@dataclass
+class Prediction:
+    """Output of :meth:`Colorizer.predict` for one batch (normalised ab)."""
+
+    ab: torch.Tensor  # (B, 2, h, w) at the working size
+    scales: list[torch.Tensor] = field(default_factory=list)  # P1..P4, each (B, 2, h_i, w_i)
+    attention: dict = field(default_factory=dict)
+
+
+class Colorizer:
+    """Base class. Attributes: ``name``, ``kind`` ("exemplar" or "histogram"),
+    ``config`` (a JSON-able dict), ``device``, ``multiple`` (working sizes are
+    rounded to it), ``default_size`` (working long side, pixels)."""
+
+    name: str = "model"
+    kind: str = "exemplar"
+    multiple: int = 1
+    default_size: int = 256
+    min_size: int = 8
+
+    def __init__(self, name: str, config: dict | None = None, device: torch.device | str = "cpu") -> None:
+        self.name = name
+        self.config = dict(config or {})
+        self.device = torch.device(device)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind}) on {self.device}>"
+
+    # guide -> state ----------------------------------------------------------
+    def prepare(self, reference: torch.Tensor | None = None, histogram: torch.Tensor | None = None):
+        """``reference``: ``(1, 3, h, w)`` RGB in [0, 1] at the working size;
+        ``histogram``: ``(21, 21)``. Returns a state for :meth:`predict`."""
+        raise NotImplementedError
+
+    def predict(self, L: torch.Tensor, state, return_attention: bool = False) -> Prediction:
+        """``L``: ``(B, 1, h, w)`` normalised lightness (``L/50 - 1``)."""
+        raise NotImplementedError
+
+
+class NetworkColorizer(Colorizer):
+    """A torch network with a frozen backbone."""
+
+    default_size = 224
+    min_size = 32
+
+    def __init__(self, name, network: torch.nn.Module, config: dict | None = None, device="cpu") -> None:
+        super().__init__(name, config, device)
+        self.network = network.to(self.device).eval()
+        self.multiple = int(network.multiple)
+        self.min_size = self.multiple
+        self.default_size = int(self.config.get("working_size", self.default_size))
+
+
+class ExemplarNetwork(NetworkColorizer):
+    kind = "exemplar"
+
+    def prepare(self, reference=None, histogram=None):
+        if reference is None:
+            raise ValueError(f"{self.name!r} is an exemplar model: it needs a reference image (reference=...)")
+        return {"rgb": reference.to(self.device), "features": None}
+
+    @torch.inference_mode()
+    def predict(self, L, state, return_attention=False):
+        net = self.network
+        L = L.to(self.device)
+        if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[-2:] == L.shape[-2:]:
+            out = net(L, reference_rgb=state["rgb"], return_attention=return_attention)
+        else:  # many slices: reference features once
+            if state["features"] is None:
+                state["features"] = net.encode_reference(state["rgb"])
+            out = net(L, reference_features=state["features"], return_attention=return_attention)
+        preds, raw = (out if return_attention else (out, None))
+        ab = preds[0]
+        if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
+            ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        maps = net.attention_maps(raw) if raw else {}
+        return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps)
+
+
+class HistogramNetwork(NetworkColorizer):
+    kind = "histogram"
+
+    def prepare(self, reference=None, histogram=None):
+        if histogram is None:
+            if reference is None:
+                raise ValueError(f"{self.name!r} is a histogram model: give histogram=... or reference=...")
+            rgb = reference[0].permute(1, 2, 0).cpu().numpy()
+            histogram = torch.from_numpy(histogram_from_rgb(rgb))
+        h = histogram.to(self.device, torch.float32)[None]
+        with torch.inference_mode():
+            return {"hist": h, "features": self.network.encode_histogram(h)}
+
+    @torch.inference_mode()
+    def predict(self, L, state, return_attention=False):
+        L = L.to(self.device)
+        out = self.network(L, hist_features=state["features"], return_attention=return_attention)
+        if return_attention:
+            ab, attn = out
+            return Prediction(ab=ab.float(), attention={"pixel_to_bin": attn[0].float().cpu().numpy()})
+        return Prediction(ab=out.float())
+
+
+class BaselineColorizer(Colorizer):
+    """A classic method (numpy), wrapped in the same interface. Works on the CPU."""
+
+    kind = "exemplar"
+
+    def __init__(self, name: str, fn, description: str = "") -> None:
+        super().__init__(name, {"architecture": "baseline", "method": name, "description": description}, "cpu")
+        self.fn = fn
+
+    def prepare(self, reference=None, histogram=None):
+        if reference is None:
+            raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
+        lab = rgb_to_lab(reference[0].float().cpu())
+        return {"lab": lab.permute(1, 2, 0).numpy()}
+
+    def predict(self, L, state, return_attention=False):
+        L_lab = denormalize_lab(torch.cat([L.float().cpu(), torch.zeros_like(L).repeat(1, 2, 1, 1).float().cpu()], 1))
+        abs_ = [torch.from_numpy(np.ascontiguousarray(self.fn(l[0].numpy(), state["lab"]))) for l in L_lab]
+        return Prediction(ab=torch.stack(abs_))
+

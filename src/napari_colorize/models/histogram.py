@@ -1,0 +1,182 @@
+"""Histogram-guided semantic-aware colourisation (paper B, Sec. 2).
+
+``Y_ab = C(T_L, S(T_L, R_I))`` with ``R_I = [R_H, R_P]``: the 21 x 21 ab histogram
+and the palette (the ab value of every bin).
+
+* **Semantic-aware subnet S.** Branch 1: backbone features of the grey target at
+  four levels -> one conv block each (two 3x3 convs + ReLU) -> resized to
+  ``H/4 x W/4`` and summed -> 3 residual blocks -> ``F_T``. Branch 2: ``R_I`` ->
+  a 64-channel 3x3 conv -> 3 residual blocks -> ``F_R`` (one feature per bin).
+  Colour-semantic attention (Eq. 2): ``Phi_T``, ``Phi_R`` are the L2-normalised
+  features; ``M = tau Phi_T Phi_R^T`` (a learned temperature ``tau``: cosine
+  similarities alone are too flat for a softmax over 441 bins); ``F'_U(i) =
+  sum_j softmax_j(M(i, j)) Phi_R(j)``, reshaped and linearly upsampled to ``F_U``.
+* **Colourisation subnet C.** A U-Net with InstanceNorm on ``[T_L, F_U]`` predicting
+  ab (tanh). It returns its pixel-to-bin attention ``(B, H/4, W/4, 21, 21)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..color import NBINS, palette
+from .backbones import Backbone, build_backbone
+
+__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS"]
+
+
+@dataclass
+class HistogramConfig:
+    """Architecture of a histogram network.
+
+    ``channels``: C of ``F_T``/``F_R`` (64 in the paper); ``unet_width``: channels of
+    the first U-Net level (doubling per level); ``unet_depth``: down-sampling steps.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    channels: int = 64
+    unet_width: int = 32
+    unet_depth: int = 3
+    use_palette: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HistogramConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown histogram config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+HISTOGRAM_CONFIGS = {
+    "cpu": HistogramConfig(),
+    "paper": HistogramConfig(backbone="vgg19", channels=64, unet_width=64, unet_depth=4),
+}
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+def _in_block(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 conv + InstanceNorm + ReLU (the U-Net's unit; InstanceNorm replaces BatchNorm)."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """Colourisation subnet C: encoder-decoder with skips and InstanceNorm."""
+
+    def __init__(self, cin: int, width: int, depth: int) -> None:
+        super().__init__()
+        ws = [width * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList([_in_block(cin, ws[0])] + [_in_block(ws[i], ws[i + 1]) for i in range(depth)])
+        self.up = nn.ModuleList(nn.ConvTranspose2d(ws[i + 1], ws[i], 2, stride=2) for i in reversed(range(depth)))
+        self.dec = nn.ModuleList(_in_block(2 * ws[i], ws[i]) for i in reversed(range(depth)))
+        self.out = nn.Sequential(nn.Conv2d(ws[0], 2, 1), nn.Tanh())
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            s = skips.pop()
+            x = up(x)
+            if x.shape[-2:] != s.shape[-2:]:
+                x = F.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            x = dec(torch.cat([x, s], 1))
+        return self.out(x)
+
+
+class HistogramColorizer(nn.Module):
+    """Paper B's network. ``forward(target_L, hist)`` -> normalised ab ``(B, 2, H, W)``.
+
+    ``target_L``: ``L/50 - 1``, ``(B, 1, H, W)``; ``hist``: ``(B, 21, 21)`` summing to 1.
+    """
+
+    def __init__(self, config: HistogramConfig | None = None, pretrained_backbone: bool = True,
+                 backbone: Backbone | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or HistogramConfig()
+        self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone, pretrained_backbone)
+        spec = self.backbone.spec
+        C = cfg.channels
+        # four levels: taps 2..5 (VGG-19: relu2_1..relu5_1, next to the paper's relu2_2..relu5_2;
+        # EfficientNet-Lite0: strides 4..32)
+        self.levels = [1, 2, 3, 4]
+        self.level_blocks = nn.ModuleList(_conv_block(spec.channels[l], C) for l in self.levels)
+        self.target_res = nn.Sequential(*[ResidualBlock(C) for _ in range(3)])
+        cin_hist = 3 if cfg.use_palette else 1
+        self.hist_in = nn.Sequential(nn.Conv2d(cin_hist, C, 3, padding=1), nn.ReLU(inplace=True))
+        self.hist_res = nn.Sequential(*[ResidualBlock(C) for _ in range(3)])
+        self.log_tau = nn.Parameter(torch.tensor(2.3))  # temperature tau = e^2.3 ~ 10 at start
+        self.unet = UNet(1 + C, cfg.unet_width, cfg.unet_depth)
+
+    @property
+    def multiple(self) -> int:
+        return max(self.backbone.spec.strides)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def encode_histogram(self, hist: torch.Tensor) -> torch.Tensor:
+        """``R_I -> F_R``, returned as ``Phi_R`` ``(B, 441, C)`` (L2-normalised)."""
+        h = hist.reshape(-1, 1, NBINS, NBINS)
+        # scale the histogram so that a typical bin is O(1) for the convolutions
+        x = h * (NBINS * NBINS)
+        if self.config.use_palette:
+            x = torch.cat([x, palette(h.device, h.dtype).expand(h.shape[0], -1, -1, -1)], 1)
+        fr = self.hist_res(self.hist_in(x))
+        return F.normalize(fr.flatten(2).transpose(1, 2), dim=-1)
+
+    def semantic_features(self, target_L: torch.Tensor) -> torch.Tensor:
+        """``F_T`` at ``H/4 x W/4``."""
+        from .exemplar import ExemplarColorizer
+
+        taps, _ = self.backbone(ExemplarColorizer.grey_rgb(target_L))
+        H, W = target_L.shape[-2:]
+        size = (max(1, H // 4), max(1, W // 4))
+        x = 0
+        for block, l in zip(self.level_blocks, self.levels):
+            y = block(taps[l])
+            x = x + F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return self.target_res(x)
+
+    def forward(self, target_L: torch.Tensor, hist: torch.Tensor | None = None,
+                hist_features: torch.Tensor | None = None, return_attention: bool = False):
+        if hist_features is None:
+            if hist is None:
+                raise ValueError("a histogram model needs a histogram")
+            hist_features = self.encode_histogram(hist)
+        ft = self.semantic_features(target_L)
+        B, C, h, w = ft.shape
+        phi_t = F.normalize(ft.flatten(2).transpose(1, 2), dim=-1)  # (B, hw, C)
+        phi_r = hist_features.expand(B, -1, -1) if hist_features.shape[0] != B else hist_features
+        m = self.log_tau.exp() * phi_t @ phi_r.transpose(1, 2)  # (B, hw, 441)
+        attn = m.softmax(-1)
+        fu = (attn @ phi_r).transpose(1, 2).reshape(B, C, h, w)
+        fu = F.interpolate(fu, size=target_L.shape[-2:], mode="bilinear", align_corners=False)
+        ab = self.unet(torch.cat([target_L, fu], 1))
+        if return_attention:
+            return ab, attn.reshape(B, h, w, NBINS, NBINS)
+        return ab

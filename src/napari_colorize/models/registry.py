@@ -1,0 +1,281 @@
+"""Model registry, checkpoints and devices.
+
+A checkpoint is a safetensors file (the trainable weights; the frozen backbone
+comes from its own pretrained source) whose metadata holds a JSON config, with
+the same JSON written beside it as ``NAME.json`` for people to read::
+
+    {"architecture": "exemplar" | "histogram", "config": {...},
+     "name": ..., "training": {...}, "metrics": {...}}
+
+Loading never runs code from a file: safetensors holds only tensors, and a
+``.pt``/``.pth`` file is read with ``torch.load(weights_only=True)``, which
+refuses pickles that carry code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .base import BaselineColorizer, Colorizer, ExemplarNetwork, HistogramNetwork
+from .baselines import reinhard_ab, welsh_ab
+from .exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, ExemplarConfig
+from .histogram import HISTOGRAM_CONFIGS, HistogramColorizer, HistogramConfig
+
+__all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
+           "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, refused, or of another architecture."""
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("napari_colorize") / "weights"))
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    kind: str
+    description: str
+    architecture: str  # "exemplar", "histogram" or "baseline"
+    config: dict | None = None  # architecture config for networks
+    weights: str | None = None  # file name in weights_dir()
+    factory: Callable[[], Colorizer] | None = None  # baselines
+
+    @property
+    def weights_path(self) -> Path | None:
+        return weights_dir() / self.weights if self.weights else None
+
+    @property
+    def available(self) -> bool:
+        """Loadable with ``pretrained=True`` on this installation."""
+        return self.architecture == "baseline" or (self.weights_path is not None and self.weights_path.exists())
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} is registered already")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def _register_defaults() -> None:
+    register_model(ModelEntry("welsh", "exemplar", "Welsh et al. 2002, global luminance/texture matching (no weights)",
+                              "baseline", factory=lambda: BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")))
+    register_model(ModelEntry("reinhard", "exemplar", "Reinhard et al. 2001, global colour statistics (no weights)",
+                              "baseline", factory=lambda: BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")))
+    ex = [
+        ("exemplar", "cpu", "Paper A, CPU default: EfficientNet-Lite0, axial attention, two modules, all losses"),
+        ("exemplar-standard", "cpu-standard", "Ablation: standard (full 2-D) attention"),
+        ("exemplar-single", "cpu-single", "Ablation: one attention module per level"),
+        ("exemplar-no-adv", "cpu", "Ablation: trained without the adversarial loss"),
+        ("exemplar-no-pixel", "cpu", "Ablation: trained without the smooth-L1 pixel loss"),
+        ("exemplar-no-hist", "cpu", "Ablation: trained without the histogram loss"),
+        ("exemplar-paper", "paper", "Paper A's configuration: VGG-19, h=256, e=64, 8 heads, attention from block 3"),
+    ]
+    for name, cfg, desc in ex:
+        register_model(ModelEntry(name, "exemplar", desc, "exemplar", EXEMPLAR_CONFIGS[cfg].to_dict(),
+                                  weights=f"{name}.safetensors"))
+    register_model(ModelEntry("histogram", "histogram", "Paper B, CPU default: EfficientNet-Lite0, U-Net width 32",
+                              "histogram", HISTOGRAM_CONFIGS["cpu"].to_dict(), weights="histogram.safetensors"))
+    register_model(ModelEntry("histogram-paper", "histogram", "Paper B's configuration: VGG-19 features, U-Net width 64",
+                              "histogram", HISTOGRAM_CONFIGS["paper"].to_dict(), weights="histogram-paper.safetensors"))
+
+
+_register_defaults()
+
+
+def list_models(include_untrained: bool = False) -> list[str]:
+    """Names that :func:`load_model` accepts with ``pretrained=True``: the learned
+    models whose weights are installed, their ablations, and the classic baselines.
+    ``include_untrained=True`` also lists architectures without shipped weights
+    (loadable with ``pretrained=False``)."""
+    return [n for n, e in _REGISTRY.items() if include_untrained or e.available]
+
+
+def model_info(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models(True))}") from None
+
+
+# ------------------------------------------------------------------------ devices
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu. Asking for an absent device is an error."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was asked for, but CUDA is not available on this machine; "
+                               "use device='cpu' or 'auto'")
+        dev = torch.device(device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return dev
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise RuntimeError("device 'mps' was asked for, but Apple MPS is not available; use 'cpu' or 'auto'")
+        return torch.device("mps")
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+# -------------------------------------------------------------------- checkpoints
+def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
+    if architecture == "exemplar":
+        return ExemplarColorizer(ExemplarConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
+    if architecture == "histogram":
+        return HistogramColorizer(HistogramConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
+    raise CheckpointError(f"unknown architecture {architecture!r} (expected 'exemplar' or 'histogram')")
+
+
+def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtype=torch.float16) -> Path:
+    """Write the trainable weights (``dtype``) and ``meta`` (JSON) to ``path`` (.safetensors) and ``.json``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    meta = dict(meta)
+    meta.setdefault("architecture", "exemplar" if isinstance(network, ExemplarColorizer) else "histogram")
+    meta.setdefault("config", network.config.to_dict())
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
+          for k, v in network.trainable_state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp), metadata={"napari_colorize": json.dumps(meta)})
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint's tensors and metadata without running any code from it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta_raw = (f.metadata() or {}).get("napari_colorize")
+                sd = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # SafetensorError and friends: truncated or not a safetensors file
+            raise CheckpointError(f"cannot read {path.name}: not a complete safetensors file ({e})") from e
+        side = path.with_suffix(".json")
+        if meta_raw is None and side.exists():
+            meta_raw = side.read_text()
+        if meta_raw is None:
+            raise CheckpointError(f"{path.name} has no napari-colorize config (metadata or a .json beside it)")
+        try:
+            meta = json.loads(meta_raw)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
+        return sd, meta
+    if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+        import pickle
+
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise CheckpointError(
+                f"refused to load {path.name}: it is not plain weights (loading it would run code from the file). "
+                "Only safetensors files and weights-only torch files are accepted."
+            ) from e
+        except Exception as e:
+            raise CheckpointError(f"cannot read {path.name}: {e}") from e
+        if not (isinstance(obj, dict) and "state_dict" in obj and "meta" in obj):
+            raise CheckpointError(f"{path.name} is not a napari-colorize checkpoint (expected keys 'state_dict' and 'meta')")
+        meta = obj["meta"] if isinstance(obj["meta"], dict) else json.loads(obj["meta"])
+        return obj["state_dict"], meta
+    raise CheckpointError(f"unknown checkpoint format {path.suffix!r}: use a .safetensors file")
+
+
+def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
+    cls = ExemplarNetwork if isinstance(network, ExemplarColorizer) else HistogramNetwork
+    return cls(name, network, meta, device)
+
+
+def _load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+    own = network.trainable_state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    wrong = sorted(k for k in set(own) & set(sd) if own[k].shape != sd[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{source} does not fit the {meta.get('architecture')} architecture it names: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+            f"{len(wrong)} of another shape (e.g. {wrong[:3]})"
+        )
+    full = network.state_dict()
+    full.update({k: v.to(full[k].dtype) for k, v in sd.items()})
+    network.load_state_dict(full)
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "auto", pretrained: bool = True) -> Colorizer:
+    """Load a model by registry name or from a checkpoint file.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A name from :func:`list_models` or a ``.safetensors`` checkpoint.
+    device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
+    pretrained : bool
+        False builds the same architecture with random weights (backbone too),
+        for tests and timing (the torchvision convention).
+    """
+    dev = resolve_device(device)
+    key = str(name_or_path)
+    if key in _REGISTRY:
+        entry = _REGISTRY[key]
+        if entry.architecture == "baseline":
+            return entry.factory()
+        if not pretrained:
+            net = build_network(entry.architecture, entry.config, pretrained_backbone=False)
+            meta = {"architecture": entry.architecture, "config": entry.config, "name": key, "pretrained": False}
+            return _network_colorizer(key, net, meta, dev)
+        if not entry.available:
+            raise FileNotFoundError(
+                f"no trained weights are installed for {key!r} (expected {entry.weights_path}). "
+                f"Models with weights here: {', '.join(list_models())}. Use pretrained=False for a randomly "
+                "initialised network, or pass the path of a checkpoint."
+            )
+        return _load_checkpoint_model(entry.weights_path, dev, name=key)
+    path = Path(key)
+    if path.suffix or path.exists():
+        return _load_checkpoint_model(path, dev)
+    raise ValueError(f"unknown model {key!r}; known models: {', '.join(list_models())} "
+                     f"(without shipped weights: {', '.join(sorted(set(list_models(True)) - set(list_models())))})")
+
+
+def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = None) -> Colorizer:
+    sd, meta = load_checkpoint(path)
+    arch = meta.get("architecture")
+    if arch not in ("exemplar", "histogram") or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path.name}: its config names no known architecture ({arch!r})")
+    try:
+        net = build_network(arch, meta["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path.name}: its config does not describe a valid network ({e})") from e
+    _load_into(net, sd, meta, path.name)
+    return _network_colorizer(name or meta.get("name") or path.stem, net, meta, dev)

@@ -1,0 +1,44 @@
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def pair():
+    from napari_colorize._sample_data import sample_pair
+
+    grey, ref, truth = sample_pair()
+    return grey, ref, truth
+
+
+@pytest.fixture(scope="session")
+def small_pair(pair):
+    grey, ref, truth = pair
+    return grey[::4, ::4].copy(), ref[::4, ::4].copy(), truth[::4, ::4].copy()
+
+
+@pytest.fixture(scope="session")
+def exemplar_random():
+    import napari_colorize as nc
+
+    torch.manual_seed(0)
+    return nc.load_model("exemplar", device="cpu", pretrained=False)
+
+
+@pytest.fixture(scope="session")
+def histogram_random():
+    import napari_colorize as nc
+
+    torch.manual_seed(0)
+    return nc.load_model("histogram", device="cpu", pretrained=False)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from napari_colorize.color import NBINS
+from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return HistogramColorizer(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
+
+
+def _hist(B=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.rand(B, NBINS, NBINS, generator=g) ** 4
+    return h / h.sum((1, 2), keepdim=True)
+
+
+def test_output_and_pixel_to_bin_attention_shapes(net):
+    L = torch.rand(2, 1, 64, 96) * 2 - 1
+    with torch.no_grad():
+        ab, attn = net(L, _hist(2), return_attention=True)
+    assert ab.shape == (2, 2, 64, 96) and ab.abs().max() <= 1
+    assert attn.shape == (2, 16, 24, NBINS, NBINS)
+    assert torch.allclose(attn.sum((-1, -2)), torch.ones(2, 16, 24), atol=1e-5)
+
+
+def test_histogram_changes_the_output(net):
+    L = torch.rand(1, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a = net(L, _hist(1, 0))
+        b = net(L, _hist(1, 1))
+    assert (a - b).abs().max() > 1e-5
+
+
+def test_encoded_histogram_is_reusable(net):
+    L = torch.rand(3, 1, 32, 32) * 2 - 1
+    h = _hist(1)
+    with torch.no_grad():
+        feats = net.encode_histogram(h)
+        a = net(L, hist_features=feats)
+        b = net(L, h.expand(3, -1, -1))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_instance_norm_unet_and_gradients():
+    torch.manual_seed(0)
+    net = HistogramColorizer(pretrained_backbone=False).train()
+    assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in net.unet.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.unet.modules())
+    ab = net(torch.rand(2, 1, 64, 64) * 2 - 1, _hist(2))
+    ab.mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+
+
+def test_paper_configuration_builds_and_runs():
+    torch.manual_seed(0)
+    net = HistogramColorizer(HISTOGRAM_CONFIGS["paper"], pretrained_backbone=False).eval()
+    with torch.no_grad():
+        ab = net(torch.rand(1, 1, 64, 64) * 2 - 1, _hist(1))
+    assert ab.shape == (1, 2, 64, 64)

@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import torch
+from skimage import color
+
+import napari_colorize as nc
+from napari_colorize.color import grey_to_L
+from napari_colorize.inference import recombine, working_shape
+
+
+def _L_of_grey_uint8(grey):
+    return grey_to_L(torch.from_numpy(grey.astype(np.float32) / 255)).numpy()
+
+
+@pytest.mark.parametrize("which", ["welsh", "exemplar_random"])
+def test_output_keeps_the_target_lightness(which, small_pair, request):
+    grey, ref, _ = small_pair
+    model = nc.load_model("welsh") if which == "welsh" else request.getfixturevalue(which)
+    res = nc.colorize(model, grey, reference=ref)
+    assert res.rgb.shape == grey.shape + (3,) and res.rgb.dtype == np.float32
+    assert res.rgb.min() >= 0 and res.rgb.max() <= 1
+    L_out = color.rgb2lab(res.rgb.astype(np.float64))[..., 0]
+    assert np.abs(L_out - _L_of_grey_uint8(grey)).max() < 0.05
+    assert np.hypot(*color.rgb2lab(res.rgb)[..., 1:].transpose(2, 0, 1)).mean() > 1  # it has colour
+
+
+def test_exemplar_result_has_scales_and_attention(exemplar_random, small_pair):
+    grey, ref, _ = small_pair
+    res = nc.colorize(exemplar_random, grey, reference=ref)
+    h, w = res.working_shape
+    assert h % 32 == 0 and w % 32 == 0
+    assert [s.shape for s in res.scales] == [(h // 2, w // 2, 3), (h // 4, w // 4, 3), (h // 8, w // 8, 3),
+                                            (h // 16, w // 16, 3)]
+    assert set(res.attention) == {"level4.module1", "level4.module2", "level5.module1", "level5.module2"}
+    m = res.attention["level5.module2"]
+    assert m.shape == (h // 32, w // 32)
+    assert nc.colorize(exemplar_random, grey, reference=ref, return_attention=False).attention == {}
+
+
+def test_histogram_model_with_histogram_or_reference(histogram_random, small_pair):
+    grey, ref, _ = small_pair
+    hist = nc.histogram_from_rgb(ref)
+    a = nc.colorize(histogram_random, grey, histogram=hist)
+    b = nc.colorize(histogram_random, grey, reference=ref)
+    assert np.allclose(a.rgb, b.rgb, atol=1e-3)
+    h, w = a.working_shape
+    assert a.attention["pixel_to_bin"].shape == (h // 4, w // 4, 21, 21)
+
+
+def test_working_shape_rules():
+    assert working_shape((500, 741), 224, 32) == (160, 224)
+    assert working_shape((100, 60), 224, 32) == (96, 64)  # never enlarged, only rounded
+    assert working_shape((1, 1), 224, 32) == (32, 32)
+    assert working_shape((10000, 16), 256, 32) == (256, 32)
+    assert working_shape((4096, 4096), 256, 1) == (256, 256)
+
+
+def test_uint16_is_percentile_stretched(exemplar_random, small_pair, rng):
+    grey, ref, _ = small_pair
+    g16 = (grey.astype(np.uint16) * 20 + 1000).astype(np.uint16)  # a narrow band of the uint16 range
+    g16[0, 0] = 65535  # one hot pixel
+    res = nc.colorize("welsh", g16, reference=ref)
+    lo, hi = res.intensity_range
+    assert 1000 <= lo < hi < 65535
+    L = color.rgb2lab(res.rgb)[..., 0]
+    assert L.max() - L.min() > 80  # full contrast, not a dark band
+    assert L[0, 0] == pytest.approx(100, abs=0.1)  # clipped to white
+
+
+def test_float_image_in_unit_range_is_used_as_is(small_pair):
+    grey, ref, _ = small_pair
+    f = grey.astype(np.float32) / 255
+    a = nc.colorize("welsh", f, reference=ref)
+    b = nc.colorize("welsh", grey, reference=ref)
+    assert a.intensity_range == (0.0, 1.0)
+    assert np.allclose(a.rgb, b.rgb, atol=1e-3)
+
+
+def test_stack_is_colourised_slice_by_slice_with_progress(exemplar_random, small_pair):
+    grey, ref, _ = small_pair
+    f = grey.astype(np.float32) / 255
+    stack = np.stack([f, f[::-1].copy(), np.ascontiguousarray(f[:, ::-1])])
+    seen = []
+    res = nc.colorize(exemplar_random, stack, reference=ref, progress=lambda d, t: seen.append((d, t)))
+    assert res.rgb.shape == stack.shape + (3,)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    # cached reference features: each slice equals colourising it alone
+    for i in range(3):
+        alone = nc.colorize(exemplar_random, stack[i], reference=ref, return_attention=False)
+        assert np.abs(alone.rgb - res.rgb[i]).max() < 1e-4
+
+
+def test_4d_stack_with_rgb_false(small_pair):
+    grey, ref, _ = small_pair
+    g = grey[:40, :50]
+    stack = np.stack([np.stack([g, g]), np.stack([g, g])])  # (T, Z, Y, X)
+    res = nc.colorize("reinhard", stack, reference=ref, rgb=False)
+    assert res.rgb.shape == (2, 2, 40, 50, 3)
+
+
+def test_cancel_between_slices(small_pair):
+    grey, ref, _ = small_pair
+    stack = np.stack([grey] * 4)
+    calls = []
+
+    def should_cancel():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(nc.Cancelled, match="2 of 4"):
+        nc.colorize("welsh", stack, reference=ref, should_cancel=should_cancel)
+
+
+def test_banded_recombination_equals_one_band(rng):
+    L = torch.from_numpy(rng.uniform(0, 100, (300, 200)).astype(np.float32))
+    ab = torch.from_numpy(rng.uniform(-0.5, 0.5, (2, 64, 32)).astype(np.float32))
+    Lw = torch.nn.functional.interpolate(L[None, None], size=(64, 32), mode="bilinear", antialias=True)[0, 0]
+    a = recombine(L, ab, Lw, band=37)
+    b = recombine(L, ab, Lw, band=10_000)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_edge_aware_upsampling_follows_the_full_resolution_edge():
+    """ab predicted at low resolution jumps where L jumps; upsampled, the colour edge must
+    sit on the full-resolution luminance edge, not be smeared across it like bilinear."""
+    H, W, h, w = 256, 256, 32, 32
+    L = torch.full((H, W), 30.0)
+    L[:, 133:] = 70.0  # edge at column 133 (not on the low-res grid)
+    Lw = torch.nn.functional.interpolate(L[None, None], size=(h, w), mode="bilinear", antialias=True)[0, 0]
+    ab = torch.zeros(2, h, w)
+    ab[0] = torch.where(Lw > 50, 0.2, -0.2)  # a = +-22: inside the gamut at both lightnesses
+    rgb = recombine(L, ab, Lw)
+    a = color.rgb2lab(rgb)[..., 1]
+    assert a[:, 132].max() < -15 and a[:, 133].min() > 10  # the colour edge is on the luminance edge
+    truth = np.where(np.arange(120, 146) >= 133, 22.0, -22.0)
+    bil = torch.nn.functional.interpolate(ab[None], size=(H, W), mode="bilinear")[0, 0].numpy() * 110
+    err_ours = np.abs(a[:, 120:146] - truth).mean()
+    err_bilinear = np.abs(bil[:, 120:146] - truth).mean()
+    assert err_ours < 0.2 * err_bilinear
+
+
+def test_large_image_bounded_path(rng):
+    grey = (rng.random((1500, 1300)) * 65535).astype(np.uint16)
+    ref = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    res = nc.colorize("reinhard", grey, reference=ref, size=128)
+    assert res.rgb.shape == (1500, 1300, 3)
+    assert max(res.working_shape) == 128

@@ -1,0 +1,36 @@
+import subprocess
+import sys
+
+
+def test_npe2_validates_the_manifest():
+    r = subprocess.run(["npe2", "validate", "napari-colorize"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "valid" in r.stdout
+
+
+def test_npe2_finds_the_installed_plugin():
+    from npe2 import PluginManager
+
+    pm = PluginManager()
+    pm.discover()
+    assert "napari-colorize" in pm._manifests
+    mf = pm.get_manifest("napari-colorize")
+    assert any(s.key == "motorcycle_pair" for s in mf.contributions.sample_data)
+
+
+def test_sample_data_layers():
+    from napari_colorize._sample_data import sample_pair_layers
+
+    (grey, gmeta, gkind), (ref, rmeta, rkind) = sample_pair_layers()
+    assert grey.ndim == 2 and ref.shape[-1] == 3 and rmeta["rgb"] and gkind == rkind == "image"
+
+
+def test_the_library_never_imports_qt():
+    code = ("import sys, numpy as np, napari_colorize as nc;"
+            "g, r, _ = __import__('napari_colorize._sample_data', fromlist=['x']).sample_pair();"
+            "nc.colorize('welsh', g[::8, ::8], reference=r[::8, ::8]);"
+            "import napari_colorize.cli, napari_colorize.metrics;"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'qtpy')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
