@@ -73,8 +73,10 @@ class Backbone(nn.Module):
 _LITE0_STAGE_LENGTHS = (1, 2, 2, 3, 3, 4, 1)
 
 
-def lite0_name_map(names) -> dict[str, str]:
+def lite0_name_map(names, stage_lengths: tuple[int, ...] = _LITE0_STAGE_LENGTHS) -> dict[str, str]:
     """Map lukemelas ``EfficientNet`` parameter names to timm ``efficientnet_lite0`` names.
+
+    ``stage_lengths`` gives the blocks per stage (other Lite variants: read them off the timm model).
 
     ``_blocks.N.*`` is a flat block index; timm nests blocks by stage
     (``blocks.S.I.*``, stage lengths 1, 2, 2, 3, 3, 4, 1). Inside a block the
@@ -85,7 +87,7 @@ def lite0_name_map(names) -> dict[str, str]:
     (``conv_pw``/``bn2`` in stage 0).
     """
     flat_to_stage = []
-    for s, n in enumerate(_LITE0_STAGE_LENGTHS):
+    for s, n in enumerate(stage_lengths):
         flat_to_stage += [(s, i) for i in range(n)]
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     in_block_ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}

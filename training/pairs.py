@@ -1,0 +1,115 @@
+"""Target-reference pairs: the correspondence recommendation pipeline of paper A, Sec. 4.1.
+
+1. **Global ranking.** Every image's pooled backbone feature (EfficientNet-Lite0 bottleneck,
+   global average; VGG-19 fc1 in the paper) is reduced to 128 dimensions by PCA; the top-5
+   other images of the *same class* by L2 distance are the candidates. Class = the sub-folder
+   (ImageNet layout); with no classes, k-means clusters of the global features.
+2. **Local refinement.** For each candidate, every target position's mid-level feature
+   (stride 16; ``relu4_3`` in the paper) finds its most similar candidate position by cosine
+   similarity; the candidate with the highest mean best-match similarity is the top-1.
+3. **Sampling on the fly** (:func:`sample_reference`): top-1 with weight 0.6, a random top-5
+   candidate with 0.3, a random image of the class with 0.1.
+
+``build_pairs`` runs once and caches its result as JSON beside the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+WEIGHTS = (0.6, 0.3, 0.1)
+
+
+@torch.inference_mode()
+def image_features(corpus, size: int = 224, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Global (N, 320) and mid-level (N, 112, s, s) features of every corpus thumbnail."""
+    from napari_colorize.models.backbones import build_backbone
+
+    bb = build_backbone("efficientnet_lite0", pretrained=True)
+    glob, mid = [], []
+    for i in range(0, len(corpus), batch):
+        x = np.stack([corpus.thumbnail(j, size) for j in range(i, min(len(corpus), i + batch))])
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+        taps, bott = bb(t)
+        glob.append(bott.mean((2, 3)).numpy())
+        mid.append(taps[3].contiguous().numpy())
+    return np.concatenate(glob), np.concatenate(mid)
+
+
+def pca(x: np.ndarray, dims: int = 128) -> np.ndarray:
+    x = x - x.mean(0)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[: min(dims, vt.shape[0])].T
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 50) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = x[rng.choice(len(x), size=k, replace=False)]
+    for _ in range(iters):
+        lab = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        new = np.stack([x[lab == j].mean(0) if (lab == j).any() else c[j] for j in range(k)])
+        if np.allclose(new, c):
+            break
+        c = new
+    return lab
+
+
+def local_score(target_mid: np.ndarray, cand_mid: np.ndarray) -> float:
+    """Mean over target positions of the best cosine similarity to any candidate position."""
+    t = target_mid.reshape(target_mid.shape[0], -1)
+    c = cand_mid.reshape(cand_mid.shape[0], -1)
+    t = t / (np.linalg.norm(t, axis=0, keepdims=True) + 1e-8)
+    c = c / (np.linalg.norm(c, axis=0, keepdims=True) + 1e-8)
+    return float((t.T @ c).max(1).mean())
+
+
+def build_pairs(corpus, labels: list[str] | None = None, top: int = 5, seed: int = 0) -> dict:
+    """Top-1, top-5 and class members for every corpus item (indices)."""
+    g, mid = image_features(corpus)
+    z = pca(g, 128)
+    n = len(z)
+    if labels is None or len(set(labels)) <= 1:
+        k = max(2, min(20, n // 15))
+        classes = kmeans(z, k, seed).tolist()
+    else:
+        names = sorted(set(labels))
+        classes = [names.index(l) for l in labels]
+    classes = np.asarray(classes)
+    d = ((z[:, None] - z[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    out = {"top1": [], "top5": [], "class": [], "classes": classes.tolist()}
+    for i in range(n):
+        same = np.flatnonzero((classes == classes[i]) & (np.arange(n) != i))
+        pool = same if len(same) >= top else np.flatnonzero(np.arange(n) != i)  # tiny class: fall back to all
+        cand = pool[np.argsort(d[i, pool])[:top]]
+        scores = [local_score(mid[i], mid[j]) for j in cand]
+        out["top1"].append(int(cand[int(np.argmax(scores))]))
+        out["top5"].append([int(j) for j in cand])
+        out["class"].append([int(j) for j in (same if len(same) else pool)])
+    return out
+
+
+def load_or_build_pairs(corpus, cache: Path, labels=None) -> dict:
+    key = [it.path for it in corpus.items]
+    if cache.exists():
+        data = json.loads(cache.read_text())
+        if data.get("items") == key:
+            return data
+    data = build_pairs(corpus, labels)
+    data["items"] = key
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(data))
+    return data
+
+
+def sample_reference(pairs: dict, i: int, rng: np.random.Generator, weights=WEIGHTS) -> tuple[int, int]:
+    """Reference index for target ``i`` and which category was drawn (0 top-1, 1 top-5, 2 class)."""
+    cat = int(rng.choice(3, p=np.asarray(weights) / np.sum(weights)))
+    if cat == 0:
+        return pairs["top1"][i], 0
+    pool = pairs["top5"][i] if cat == 1 else pairs["class"][i]
+    return int(pool[int(rng.integers(len(pool)))]), cat

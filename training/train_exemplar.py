@@ -1,0 +1,254 @@
+"""Train paper A's exemplar network (and its Table 1 ablations).
+
+    python training/prepare_data.py data/                        # once: the corpus
+    python training/train_exemplar.py --data data/manifest.csv --out runs/exemplar
+    python training/train_exemplar.py ... --ablation standard    # axial -> standard attention
+    #   ablations: standard | single | no-adv | no-pixel | no-hist
+    python training/train_exemplar.py --config paper --data /imagenet/train --out runs/paper   # paper A
+    torchrun --nproc_per_node 4 training/train_exemplar.py ...   # data parallel (DDP)
+
+Configs: ``cpu`` (the shipped default: EfficientNet-Lite0, 160 px crops, batch 8, Adam 2e-4 with
+cosine decay) and ``paper`` (VGG-19, h=256, 8 heads, 224 px, Adam 1e-5, batch 12). Runs resume from
+``OUT/last.pt`` (atomic checkpoints every ``--ckpt-every`` steps); ``--export FILE`` writes the fp16
+safetensors the library loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from data import Corpus, load_items, self_reference  # noqa: E402
+from engine import (CSVLog, atomic_save, cleanup_distributed, load_resume, lr_at, plot_curves,  # noqa: E402
+                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch)
+from losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,  # noqa: E402
+                    pool_to)
+from pairs import load_or_build_pairs, sample_reference  # noqa: E402
+
+from napari_colorize.color import lab_to_rgb  # noqa: E402
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer  # noqa: E402
+from napari_colorize.models.registry import save_checkpoint  # noqa: E402
+
+CONFIGS = {
+    "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True),
+    "paper": dict(arch="paper", size=224, batch=12, lr=1e-5, lr_d=1e-5, steps=560_000, cosine=False),
+}
+ABLATIONS = {
+    "none": ({}, {}),
+    "standard": ({"attention": "standard"}, {}),
+    "single": ({"modules_per_level": 1}, {}),
+    "no-adv": ({}, {"adv": 0.0}),
+    "no-pixel": ({}, {"pixel": 0.0}),
+    "no-hist": ({}, {"hist": 0.0}),
+}
+LOG_FIELDS = ["step", "lr", "total", "pixel", "hist", "tv", "adv", "d", "val_pixel", "val_hist", "sec_per_step"]
+
+
+class Discriminators(nn.Module):
+    """One patch discriminator per output scale P1..P4."""
+
+    def __init__(self, n: int = 4) -> None:
+        super().__init__()
+        self.d = nn.ModuleList(PatchDiscriminator() for _ in range(n))
+
+    def __getitem__(self, i):
+        return self.d[i]
+
+    def forward(self, L, preds, truth):
+        """LS-GAN discriminator loss over scales: real = ground truth, fake = (detached) predictions."""
+        loss = 0.0
+        for d, p in zip(self.d, preds):
+            both = d(torch.cat([L, L]), torch.cat([pool_to(truth, p.shape), p.detach()]))
+            real, fake = both.chunk(2)
+            loss = loss + discriminator_loss(real, fake)
+        return loss
+
+
+def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_ref: float, seed: int, device):
+    rng = np.random.default_rng([seed, step, rank])
+    targets, refs = [], []
+    for _ in range(batch):
+        i = int(rng.integers(len(corpus)))
+        t = corpus.render(i, size, rng)
+        if rng.random() < self_ref:
+            r = self_reference(t, rng)
+        else:
+            j, _ = sample_reference(pairs, i, rng)
+            r = corpus.render(j, size, rng)
+        targets.append(t)
+        refs.append(r)
+    L, ab, _ = to_lab_batch(targets, device)
+    _, ref_ab, ref_rgb = to_lab_batch(refs, device)
+    return L, ab, ref_rgb, ref_ab, targets, refs
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="manifest.csv from prepare_data.py, or a folder of images")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    ap.add_argument("--ablation", choices=sorted(ABLATIONS), default="none")
+    for k in ("size", "batch", "steps"):
+        ap.add_argument(f"--{k}", type=int, default=None)
+    for k in ("lr", "lr-d"):
+        ap.add_argument(f"--{k}", type=float, default=None)
+    ap.add_argument("--self-ref", type=float, default=0.3, help="share of self-references (distorted copies)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--sample-every", type=int, default=500)
+    ap.add_argument("--stop-after", type=int, default=None, help="stop (checkpointed) after this many steps")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--export", type=Path, default=None, help="write fp16 safetensors at the end")
+    ap.add_argument("--name", default=None, help="model name recorded in the export")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
+    args = ap.parse_args(argv)
+    base = CONFIGS[args.config]
+    for k in ("size", "batch", "steps", "lr", "lr_d"):
+        if getattr(args, k) is None:
+            setattr(args, k, base[k])
+    args.arch, args.cosine = base["arch"], base["cosine"]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank, world, device = setup_distributed()
+    seed_everything(args.seed)
+    arch_over, loss_over = ABLATIONS[args.ablation]
+    cfg = EXEMPLAR_CONFIGS[args.arch]
+    cfg = type(cfg).from_dict({**cfg.to_dict(), **arch_over, "train_size": args.size})
+    weights = ExemplarLossWeights(**loss_over)
+
+    train = Corpus(load_items(args.data, "train"))
+    val = Corpus(load_items(args.data, "val"))
+    data_dir = Path(args.data).parent if str(args.data).endswith(".csv") else args.out
+    # classes: the sub-folders of an image folder; for our manifest (whose sources are not semantic
+    # classes) k-means clusters of the global features
+    labels = None if str(args.data).endswith(".csv") else [it.label for it in train.items]
+    pairs = load_or_build_pairs(train, data_dir / "pairs_train.json", labels)
+
+    seed_everything(args.seed)  # after the (possibly cached) pairs: initial weights depend on the seed only
+    model = ExemplarColorizer(cfg).to(device)
+    disc = Discriminators().to(device) if weights.adv else None
+    g_params = [p for p in model.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(g_params, lr=args.lr, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr_d, betas=(0.5, 0.999)) if disc else None
+    start = 0
+    out = args.out
+    resume = None if args.no_resume else load_resume(out / "last.pt")
+    if resume is not None:
+        model.load_state_dict(resume["model"], strict=False)
+        opt_g.load_state_dict(resume["opt_g"])
+        if disc is not None:
+            disc.load_state_dict(resume["disc"])
+            opt_d.load_state_dict(resume["opt_d"])
+        set_rng_state(resume["rng"])
+        start = int(resume["step"])
+    gmodel, gdisc = model, disc
+    if world > 1:
+        gmodel = nn.parallel.DistributedDataParallel(model)
+        if disc is not None:
+            gdisc = nn.parallel.DistributedDataParallel(disc)
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = CSVLog(out / "log.csv", LOG_FIELDS, truncate_after=start) if is_main else None
+    if is_main:
+        (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
+    val_batch = make_batch(val, load_or_build_pairs(val, data_dir / "pairs_val.json"), 0, 0, 4, args.size, 0.0,
+                           12345, device) if is_main else None
+
+    from tqdm import tqdm
+
+    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
+    bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main,
+               desc=f"exemplar[{args.ablation}]")
+    model.train()
+    t_last = time.perf_counter()
+    for step in bar:
+        lr = lr_at(step, args)
+        for g in opt_g.param_groups:
+            g["lr"] = lr
+        L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, step, rank, args.batch, args.size, args.self_ref,
+                                                  args.seed, device)
+        preds = gmodel(L, ref_rgb)
+        d_loss = torch.tensor(0.0)
+        if disc is not None:  # discriminator step (LS-GAN), on detached predictions
+            opt_d.zero_grad(set_to_none=True)
+            d_loss = gdisc(L, preds, ab)
+            d_loss.backward()
+            opt_d.step()
+            for p in disc.parameters():
+                p.requires_grad_(False)
+        terms = exemplar_losses(preds, ab, ref_ab, L, disc.d if disc is not None else None, weights)
+        opt_g.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt_g.step()
+        if disc is not None:
+            for p in disc.parameters():
+                p.requires_grad_(True)
+        done = step + 1
+        if is_main and (done % args.log_every == 0 or done == end):
+            now = time.perf_counter()
+            row = {"step": done, "lr": lr, "d": float(d_loss.detach()), "sec_per_step": (now - t_last) / args.log_every,
+                   **{k: float(v) for k, v in terms.items()}}
+            t_last = now
+            if done % args.sample_every == 0 or done == end:
+                row.update(validate(model, val_batch, out / f"samples_{done:06d}.png"))
+            log.write(row)
+            bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+            if done % args.sample_every == 0 or done == end:
+                plot_curves(log, ["total", "pixel", "hist", "tv", "adv", "d", "val_hist"], out / "curves.png")
+        if is_main and (done % args.ckpt_every == 0 or done == end):
+            atomic_save({"step": done, "model": model.trainable_state_dict(), "opt_g": opt_g.state_dict(),
+                         "disc": disc.state_dict() if disc else None, "opt_d": opt_d.state_dict() if opt_d else None,
+                         "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
+    if is_main and args.export and (args.stop_after is None or end == args.steps):
+        meta = {"name": args.name or args.export.stem, "architecture": "exemplar", "config": cfg.to_dict(),
+                "training": {"script": "training/train_exemplar.py", "config": args.config,
+                             "ablation": args.ablation, "steps": args.steps, "batch": args.batch, "size": args.size,
+                             "lr": args.lr, "self_ref": args.self_ref, "seed": args.seed, "world_size": world,
+                             "data": str(args.data), "losses": vars(weights)}}
+        save_checkpoint(model, args.export, meta)
+        print(f"exported {args.export}")
+    if args.save_ranks:
+        out.mkdir(parents=True, exist_ok=True)
+        # learned parameters (BatchNorm running statistics are per rank; DDP broadcasts rank 0's)
+        torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, out / f"rank{rank}.pt")
+    cleanup_distributed()
+    return 0
+
+
+@torch.no_grad()
+def validate(model, batch, png: Path) -> dict:
+    from losses import histogram_loss, pixel_loss
+
+    L, ab, ref_rgb, ref_ab, targets, refs = batch
+    model.eval()
+    preds = model(L, ref_rgb)
+    model.train()
+    p1 = torch.nn.functional.interpolate(preds[0], size=L.shape[-2:], mode="bilinear", align_corners=False)
+    lab = torch.cat([(L + 1) * 50, p1 * 110], 1)
+    rgb = lab_to_rgb(lab).permute(0, 2, 3, 1).cpu().numpy()
+    grey = ((L[:, 0] + 1) / 2).cpu().numpy()
+    rows = [[grey[i], refs[i], rgb[i], targets[i]] for i in range(len(targets))]
+    save_grid(rows, png, ["target", "reference", "output (P1)", "truth"])
+    return {"val_pixel": float(pixel_loss(preds[0], ab)), "val_hist": float(histogram_loss(preds[0], ref_ab))}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Train paper B's histogram-guided network.
+
+    python training/train_histogram.py --data data/manifest.csv --out runs/histogram
+    python training/train_histogram.py --config paper --data /imagenet/train --out runs/histogram-paper
+    torchrun --nproc_per_node 4 training/train_histogram.py ...
+
+As in paper B, the input histogram R_H is the ground truth's own ab histogram during training
+(at test time the user gives any histogram). Loss: Huber (delta 0.01) + Sobel-gradient Huber +
+10 x histogram Huber. Configs: ``cpu`` (EfficientNet-Lite0, U-Net width 32, 128 px, batch 8,
+Adam 2e-4 with cosine decay) and ``paper`` (VGG-19, U-Net width 64, Adam 1e-4: 128 px, then 256 px
+with the learning rate decaying by 0.1 per epoch - given here as steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from data import Corpus, load_items  # noqa: E402
+from engine import (CSVLog, atomic_save, cleanup_distributed, load_resume, lr_at, plot_curves,  # noqa: E402
+                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch)
+from losses import HistogramLossWeights, histogram_model_losses  # noqa: E402
+
+from napari_colorize.color import lab_to_rgb, soft_histogram  # noqa: E402
+from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer  # noqa: E402
+from napari_colorize.models.registry import save_checkpoint  # noqa: E402
+
+CONFIGS = {
+    "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=6000, cosine=True, phases=None),
+    # paper B: 128 px at lr 1e-4, then 256 px for 3 epochs with lr x0.1 per epoch (epochs of 10k images here)
+    "paper": dict(arch="paper", size=128, batch=16, lr=1e-4, steps=420_000, cosine=False,
+                  phases=[(400_000, 128, 1.0), (406_250, 256, 1.0), (412_500, 256, 0.1), (420_000, 256, 0.01)]),
+}
+LOG_FIELDS = ["step", "lr", "total", "gt", "grad", "hist", "val_gt", "val_hist", "sec_per_step"]
+
+
+def phase_at(step: int, args) -> tuple[int, float]:
+    """(crop size, lr factor) at ``step``."""
+    for end, size, factor in args.phases or []:
+        if step < end:
+            return size, factor
+    return args.size, 1.0
+
+
+def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, device):
+    rng = np.random.default_rng([seed, step, rank])
+    imgs = [corpus.render(int(rng.integers(len(corpus))), size, rng) for _ in range(batch)]
+    L, ab, _ = to_lab_batch(imgs, device)
+    return L, ab, soft_histogram(ab).detach(), imgs
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    for k in ("size", "batch", "steps"):
+        ap.add_argument(f"--{k}", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--sample-every", type=int, default=500)
+    ap.add_argument("--stop-after", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--export", type=Path, default=None)
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
+    args = ap.parse_args(argv)
+    base = CONFIGS[args.config]
+    for k in ("size", "batch", "steps", "lr"):
+        if getattr(args, k) is None:
+            setattr(args, k, base[k])
+    args.arch, args.cosine, args.phases = base["arch"], base["cosine"], base["phases"]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank, world, device = setup_distributed()
+    seed_everything(args.seed)
+    cfg = HISTOGRAM_CONFIGS[args.arch]
+    weights = HistogramLossWeights()
+    train = Corpus(load_items(args.data, "train"))
+    val = Corpus(load_items(args.data, "val"))
+    seed_everything(args.seed)
+    model = HistogramColorizer(cfg).to(device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    start, out = 0, args.out
+    resume = None if args.no_resume else load_resume(out / "last.pt")
+    if resume is not None:
+        model.load_state_dict(resume["model"], strict=False)
+        opt.load_state_dict(resume["opt"])
+        set_rng_state(resume["rng"])
+        start = int(resume["step"])
+    gmodel = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
+    log = CSVLog(out / "log.csv", LOG_FIELDS, truncate_after=start) if is_main else None
+    val_batch = make_batch(val, 0, 0, 4, args.size, 12345, device) if is_main else None
+
+    from tqdm import tqdm
+
+    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
+    bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main,
+               desc="histogram")
+    model.train()
+    t_last = time.perf_counter()
+    for step in bar:
+        size, factor = phase_at(step, args)
+        lr = lr_at(step, args) * factor
+        for g in opt.param_groups:
+            g["lr"] = lr
+        L, ab, hist, _ = make_batch(train, step, rank, args.batch, size, args.seed, device)
+        pred = gmodel(L, hist)
+        terms = histogram_model_losses(pred, ab, hist, weights)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        done = step + 1
+        if is_main and (done % args.log_every == 0 or done == end):
+            now = time.perf_counter()
+            row = {"step": done, "lr": lr, "sec_per_step": (now - t_last) / args.log_every,
+                   **{k: float(v) for k, v in terms.items()}}
+            t_last = now
+            if done % args.sample_every == 0 or done == end:
+                row.update(validate(model, val_batch, out / f"samples_{done:06d}.png", weights))
+                log.write(row)
+                plot_curves(log, ["total", "gt", "grad", "hist", "val_gt"], out / "curves.png")
+            else:
+                log.write(row)
+            bar.set_postfix(loss=f"{float(terms['total']):.4f}")
+        if is_main and (done % args.ckpt_every == 0 or done == end):
+            atomic_save({"step": done, "model": model.trainable_state_dict(), "opt": opt.state_dict(),
+                         "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
+    if is_main and args.export and (args.stop_after is None or end == args.steps):
+        meta = {"name": args.name or args.export.stem, "architecture": "histogram", "config": cfg.to_dict(),
+                "training": {"script": "training/train_histogram.py", "config": args.config, "steps": args.steps,
+                             "batch": args.batch, "size": args.size, "lr": args.lr, "seed": args.seed,
+                             "world_size": world, "data": str(args.data), "losses": vars(weights)}}
+        save_checkpoint(model, args.export, meta)
+        print(f"exported {args.export}")
+    if args.save_ranks:
+        out.mkdir(parents=True, exist_ok=True)
+        # learned parameters (BatchNorm running statistics are per rank; DDP broadcasts rank 0's)
+        torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, out / f"rank{rank}.pt")
+    cleanup_distributed()
+    return 0
+
+
+@torch.no_grad()
+def validate(model, batch, png: Path, weights) -> dict:
+    L, ab, hist, imgs = batch
+    model.eval()
+    pred = model(L, hist)
+    model.train()
+    terms = histogram_model_losses(pred, ab, hist, weights)
+    rgb = lab_to_rgb(torch.cat([(L + 1) * 50, pred * 110], 1)).permute(0, 2, 3, 1).cpu().numpy()
+    grey = ((L[:, 0] + 1) / 2).cpu().numpy()
+    save_grid([[grey[i], rgb[i], imgs[i]] for i in range(len(imgs))], png, ["target", "output", "truth"])
+    return {"val_gt": float(terms["gt"]), "val_hist": float(terms["hist"])}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
