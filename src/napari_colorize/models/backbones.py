@@ -27,7 +27,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import timm  # noqa: F401  (imported eagerly: torch's compiler stack must load before any Qt module)
 import torch
+import torchvision  # noqa: F401
 from torch import nn
 
 __all__ = ["Backbone", "build_backbone", "BACKBONES", "lite0_name_map", "load_lite0_imagenet"]

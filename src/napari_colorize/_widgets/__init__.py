@@ -1,0 +1,5 @@
+"""napari widgets: the only part of napari-colorize that imports Qt (through napari and magicgui)."""
+
+from ._exemplar import ExemplarWidget
+
+__all__ = ["ExemplarWidget"]

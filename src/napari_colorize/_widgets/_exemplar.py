@@ -1,0 +1,218 @@
+"""The exemplar colourisation widget: target + reference layers -> an RGB result layer.
+
+All maths is in the library (:func:`napari_colorize.iter_colorize`); this module only moves data
+between layers and a worker thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox,
+                              create_widget)
+from napari.layers import Image
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..inference import Cancelled, iter_colorize
+from ..models.registry import list_models, load_model
+from ._layers import OURS, add_or_update_image, is_ours, overlay_transform
+
+CHECKPOINT = "checkpoint file..."
+_MODEL_CACHE: dict[tuple[str, str], object] = {}
+
+
+def get_model(name: str, device: str):
+    key = (name, device)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_model(name, device=device)
+    return _MODEL_CACHE[key]
+
+
+@thread_worker
+def colorize_job(model_name: str, device: str, target, reference, size: int, attention: bool, rgb: bool):
+    """Worker: yields ("progress", done, total) per slice; returns the result dict."""
+    model = get_model(model_name, device)
+    yield ("progress", 0, 1)
+    out = None
+    warnings: list[str] = []
+    gen = iter_colorize(model, target, reference=reference, size=size, return_attention=attention, rgb=rgb,
+                        sink=warnings)
+    pred = info = None
+    for idx, rgb_slice, pred, info in gen:
+        if out is None:
+            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
+        out[idx] = rgb_slice
+        yield ("progress", info["done"], info["n_slices"])  # napari's quit() takes effect here
+    return {"rgb": out, "scales": info["scales"], "attention": pred.attention if attention else {},
+            "working_shape": info["working_shape"], "model": model.name, "kind": model.kind,
+            "warnings": warnings}
+
+
+class ExemplarWidget(Container):
+    """Colourise a greyscale layer guided by a colour reference layer."""
+
+    def __init__(self, napari_viewer) -> None:
+        self._viewer = napari_viewer
+        self._target = create_widget(annotation=Image, label="grey target")
+        self._reference = create_widget(annotation=Image, label="colour reference")
+        self._model = ComboBox(label="model", choices=self._model_choices)
+        self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
+        self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
+        self._scales = CheckBox(text="add multi-scale outputs P1-P4")
+        self._attention = CheckBox(text="add attention layers")
+        self._keep = CheckBox(text="keep each run as a new layer")
+        self._run = PushButton(text="Run")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self._status = Label(value="")
+        super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._device,
+                                  self._size, self._scales, self._attention, self._keep,
+                                  Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
+                                  self._progress, self._status])
+        self._model.changed.connect(self._on_model)
+        self._run.clicked.connect(self.run)
+        self._cancel.clicked.connect(self.cancel)
+        self.worker = None
+        self.last_result: dict | None = None
+        self._query = None
+
+    # ---------------------------------------------------------------- choices
+    def _model_choices(self, _=None):
+        names = [n for n in list_models() if n not in ("histogram", "histogram-paper")]
+        return names + [CHECKPOINT]
+
+    def _on_model(self, value) -> None:
+        self._checkpoint.visible = value == CHECKPOINT
+
+    def model_name(self) -> str:
+        if self._model.value == CHECKPOINT:
+            return str(self._checkpoint.value)
+        return self._model.value
+
+    # -------------------------------------------------------------------- run
+    def _check_inputs(self):
+        target, ref = self._target.value, self._reference.value
+        if target is None or ref is None:
+            raise ValueError("choose a greyscale target layer and a colour reference layer")
+        if target is ref:
+            raise ValueError("the target and the reference are the same layer")
+        if not ref.rgb:
+            raise ValueError(f"the reference layer '{ref.name}' has no colour: choose an RGB layer")
+        if target.rgb:
+            show_warning(f"'{target.name}' is an RGB layer: its lightness is used as the grey target")
+        return target, ref
+
+    def run(self) -> None:
+        if self.worker is not None:
+            return
+        try:
+            target, ref = self._check_inputs()
+        except ValueError as e:
+            show_error(str(e))
+            return
+        self._status.value = "running..."
+        self._progress.value = 0
+        self._run.enabled, self._cancel.enabled = False, True
+        settings = {"model": self.model_name(), "device": self._device.value, "size": int(self._size.value),
+                    "reference": ref.name, "target": target.name}
+        worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data), np.asarray(ref.data),
+                              settings["size"], bool(self._attention.value), bool(target.rgb))
+        worker.yielded.connect(self._on_yield)
+        worker.returned.connect(lambda res: self._on_result(res, target, ref, settings))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self._status.value = "cancelling..."
+
+    def _on_yield(self, msg) -> None:
+        _, done, total = msg
+        self._progress.max = max(1, total)
+        self._progress.value = done
+        self._status.value = f"slice {done} of {total}" if total > 1 else "colourising..."
+
+    def _on_error(self, exc) -> None:
+        if isinstance(exc, Cancelled):
+            return
+        show_error(f"colourisation failed: {exc}")
+        self._status.value = f"error: {exc}"
+
+    def _on_finished(self) -> None:
+        if self.worker is not None and self.worker.abort_requested:
+            self._status.value = "cancelled"
+        self.worker = None
+        self._run.enabled, self._cancel.enabled = True, False
+
+    # ----------------------------------------------------------------- layers
+    def _on_result(self, res: dict, target, ref, settings: dict) -> None:
+        if res is None:  # cancelled
+            return
+        self.last_result = res
+        for w in res["warnings"]:
+            show_warning(w)
+        layers = self._viewer.layers
+        if target not in layers:
+            self._status.value = "the target layer was removed during the run: result discarded"
+            return
+        meta = {**settings, "kind": "result", "working_shape": list(res["working_shape"])}
+        name = f"{target.name} [{res['model']}]"
+        nd = res["rgb"].ndim - 1
+        layer = add_or_update_image(self._viewer, res["rgb"], name, meta, keep=bool(self._keep.value), rgb=True,
+                                    scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]))
+        if self._scales.value and res["scales"] and nd == 2:
+            for k, s in enumerate(res["scales"], 1):
+                sc, tr = overlay_transform(target, res["rgb"].shape[:2], s.shape[:2])
+                add_or_update_image(self._viewer, s, f"{name} P{k}", {**meta, "kind": f"P{k}"}, rgb=True,
+                                    scale=sc, translate=tr, visible=False)
+        if self._attention.value and res["attention"] and ref in layers and nd == 2:
+            self._add_attention_layers(res, target, ref, name, meta)
+        self._status.value = f"done: {layer.name}"
+        show_info(f"napari-colorize: '{layer.name}' ready")
+
+    def _add_attention_layers(self, res, target, ref, name, meta) -> None:
+        maps = res["attention"]
+        h, w = res["working_shape"]
+        for key, m in maps.items():
+            conc = m.concentration()
+            sc, tr = overlay_transform(target, target.data.shape[-2:] if not target.rgb else target.data.shape[:2],
+                                       conc.shape)
+            add_or_update_image(self._viewer, conc, f"{name} concentration {key}", {**meta, "kind": "concentration"},
+                                scale=sc, translate=tr, colormap="magma", opacity=0.6, visible=False,
+                                contrast_limits=(0, 1))
+        self._attention_maps = maps
+        self._attention_target, self._attention_ref, self._attention_name = target, ref, name
+        key = sorted(maps)[-1]
+        self._attention_key = key
+        cy, cx = (np.asarray(target.data.shape[:2] if target.rgb else target.data.shape[-2:]) // 2)
+        world = np.asarray(target.data_to_world((cy, cx)) if hasattr(target, "data_to_world") else (cy, cx))
+        qname = f"{name} attention query"
+        q = next((l for l in self._viewer.layers if l.name == qname and is_ours(l)), None)
+        if q is None:
+            q = self._viewer.add_points([world[-2:]], name=qname, size=max(target.scale[-2:]) * 12,
+                                        face_color="cyan", metadata={OURS: {**meta, "kind": "query"}})
+            q.events.data.connect(lambda e: self.update_attention_map())
+        self._query = q
+        self.update_attention_map()
+
+    def update_attention_map(self) -> None:
+        """Heatmap over the reference of where the query point attends (effective 2-D map)."""
+        q, target, ref = self._query, self._attention_target, self._attention_ref
+        if q is None or len(q.data) == 0 or ref not in self._viewer.layers or target not in self._viewer.layers:
+            return
+        m = self._attention_maps[self._attention_key]
+        shape = np.asarray(target.data.shape[:2] if target.rgb else target.data.shape[-2:])
+        pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
+        lat = np.asarray(m.shape)
+        i, j = np.clip((pos / shape * lat).astype(int), 0, lat - 1)
+        eff = m.effective(int(i), int(j))
+        ref_shape = ref.data.shape[:2]
+        sc, tr = overlay_transform(ref, ref_shape, eff.shape)
+        add_or_update_image(self._viewer, eff, f"{self._attention_name} attention {self._attention_key}",
+                            {"kind": "attention", "query": [int(i), int(j)], "level": self._attention_key},
+                            scale=sc, translate=tr, colormap="inferno", opacity=0.7, blending="additive",
+                            contrast_limits=(0, float(eff.max()) or 1.0))

@@ -1,0 +1,53 @@
+"""Layer bookkeeping for the widgets: we create and update only our own layers.
+
+A layer is ours when its metadata holds the ``napari_colorize`` key. Adding a result under a name
+that a *user* layer already has never touches that layer: ours gets a free name instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OURS = "napari_colorize"
+
+
+def is_ours(layer) -> bool:
+    return OURS in getattr(layer, "metadata", {})
+
+
+def free_name(viewer, name: str) -> str:
+    names = {l.name for l in viewer.layers}
+    if name not in names:
+        return name
+    k = 2
+    while f"{name} [{k}]" in names:
+        k += 1
+    return f"{name} [{k}]"
+
+
+def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False, **kwargs):
+    """Update our layer called ``name`` in place, or add a new image layer (ours)."""
+    existing = next((l for l in viewer.layers if l.name == name), None)
+    if existing is not None and is_ours(existing) and not keep and existing.data.shape == np.shape(data) \
+            and existing.rgb == kwargs.get("rgb", False):
+        existing.data = data
+        existing.metadata = {**existing.metadata, OURS: meta}
+        for k in ("scale", "translate"):
+            if k in kwargs:
+                setattr(existing, k, kwargs[k])
+        return existing
+    if existing is not None and is_ours(existing) and not keep:
+        viewer.layers.remove(existing)  # our own layer, of another shape: replace it
+        target_name = name
+    else:
+        target_name = free_name(viewer, name)
+    return viewer.add_image(data, name=target_name, metadata={OURS: meta}, **kwargs)
+
+
+def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int]):
+    """Scale and translate that lay a ``lattice_shape`` grid over the last two axes of ``layer``,
+    whose data has spatial shape ``src_shape`` (pixel centres aligned)."""
+    scale = np.asarray(layer.scale[-2:], float)
+    translate = np.asarray(layer.translate[-2:], float)
+    f = np.asarray(src_shape, float) / np.asarray(lattice_shape, float)
+    return tuple(scale * f), tuple(translate + scale * (f - 1) / 2)

@@ -1,0 +1,118 @@
+"""The exemplar widget, driven like a user would (headless, under a virtual X server)."""
+import numpy as np
+import pytest
+
+from napari_colorize._widgets import ExemplarWidget
+from napari_colorize._widgets._layers import OURS
+
+
+@pytest.fixture
+def viewer_pair(make_napari_viewer, small_pair):
+    grey, ref, _ = small_pair
+    viewer = make_napari_viewer()
+    t = viewer.add_image(grey, name="grey", scale=(2.0, 2.0), translate=(10.0, 5.0))
+    r = viewer.add_image(ref, name="ref", rgb=True)
+    w = ExemplarWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w._target.value, w._reference.value = t, r
+    w._model.value = "welsh"
+    return viewer, w, t, r
+
+
+def _run(w, qtbot, timeout=60000):
+    w.run()
+    assert w.worker is not None
+    with qtbot.waitSignal(w.worker.finished, timeout=timeout):
+        pass
+
+
+def test_run_adds_a_result_layer_with_the_targets_geometry(viewer_pair, qtbot):
+    viewer, w, t, r = viewer_pair
+    before = t.data.copy(), r.data.copy()
+    _run(w, qtbot)
+    layer = viewer.layers["grey [welsh]"]
+    assert layer.rgb and layer.data.shape == t.data.shape + (3,)
+    assert tuple(layer.scale) == (2.0, 2.0) and tuple(layer.translate) == (10.0, 5.0)
+    meta = layer.metadata[OURS]
+    assert meta["model"] == "welsh" and meta["reference"] == "ref"
+    assert np.array_equal(t.data, before[0]) and np.array_equal(r.data, before[1])  # user layers untouched
+    # running again updates our layer in place; "keep" adds a new one
+    n = len(viewer.layers)
+    _run(w, qtbot)
+    assert len(viewer.layers) == n
+    w._keep.value = True
+    _run(w, qtbot)
+    assert len(viewer.layers) == n + 1
+
+
+def test_a_user_layer_with_our_name_is_never_overwritten(viewer_pair, qtbot):
+    viewer, w, t, r = viewer_pair
+    mine = viewer.add_image(np.zeros((5, 5)), name="grey [welsh]")
+    _run(w, qtbot)
+    assert mine.data.shape == (5, 5) and not mine.data.any()
+    assert "grey [welsh] [2]" in viewer.layers
+
+
+def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkeypatch):
+    import napari_colorize._widgets._exemplar as ex
+
+    viewer, w, t, r = viewer_pair
+    monkeypatch.setitem(ex._MODEL_CACHE, ("exemplar-random", "auto"), exemplar_random)
+    monkeypatch.setattr(w, "model_name", lambda: "exemplar-random")
+    w._scales.value = True
+    w._attention.value = True
+    _run(w, qtbot, 120000)
+    name = "grey [exemplar]"
+    for k in range(1, 5):
+        p = viewer.layers[f"{name} P{k}"]
+        # each scale overlays the target: same world extent
+        assert np.allclose(np.asarray(p.data.shape[:2]) * p.scale, np.asarray(t.data.shape) * t.scale, rtol=0.05)
+    q = viewer.layers[f"{name} attention query"]
+    att = [l for l in viewer.layers if l.name.startswith(f"{name} attention level")]
+    assert len(att) == 1
+    first = att[0].data.copy()
+    assert first.sum() == pytest.approx(1.0, abs=1e-3)
+    q.data = np.array([[10.0 + 2 * 5, 5.0 + 2 * 5]])  # drag the point to the top-left corner
+    assert not np.array_equal(att[0].data, first)
+    assert any(l.name.startswith(f"{name} concentration") for l in viewer.layers)
+
+
+def test_bad_layers_are_refused_with_a_notification(viewer_pair, qtbot, monkeypatch):
+    import napari_colorize._widgets._exemplar as ex
+
+    viewer, w, t, r = viewer_pair
+    errors = []
+    monkeypatch.setattr(ex, "show_error", errors.append)
+    w._reference.value = t  # grey as reference
+    w.run()
+    assert w.worker is None and "same layer" in errors[-1]
+    g2 = viewer.add_image(np.zeros((20, 20)), name="grey2")
+    w._reference.value = g2
+    w.run()
+    assert w.worker is None and "no colour" in errors[-1]
+
+
+def test_cancel_stops_a_stack(make_napari_viewer, qtbot, small_pair):
+    grey, ref, _ = small_pair
+    viewer = make_napari_viewer()
+    t = viewer.add_image(np.stack([grey] * 40), name="stack")
+    r = viewer.add_image(ref, name="ref", rgb=True)
+    w = ExemplarWidget(viewer)
+    w._target.value, w._reference.value, w._model.value = t, r, "welsh"
+    w.run()
+    seen = []
+    w.worker.yielded.connect(lambda m: (seen.append(m), w.cancel() if m[1] >= 2 else None))
+    with qtbot.waitSignal(w.worker.finished, timeout=60000):
+        pass
+    assert "stack [welsh]" not in viewer.layers
+    assert max(m[1] for m in seen) < 40
+    assert w._status.value == "cancelled" and w._run.enabled
+
+
+def test_removed_target_during_a_run(viewer_pair, qtbot):
+    viewer, w, t, r = viewer_pair
+    w.run()
+    viewer.layers.remove(t)
+    with qtbot.waitSignal(w.worker.finished, timeout=60000):
+        pass
+    assert not any(l.name.startswith("grey [") for l in viewer.layers)
