@@ -1,5 +1,6 @@
 """napari widgets: the only part of napari-colorize that imports Qt (through napari and magicgui)."""
 
 from ._exemplar import ExemplarWidget
+from ._histogram import HistogramWidget
 
-__all__ = ["ExemplarWidget"]
+__all__ = ["ExemplarWidget", "HistogramWidget"]

@@ -1,0 +1,100 @@
+"""The histogram widget: painting, sources, files, live preview, full run."""
+import time
+
+import numpy as np
+import pytest
+
+from napari_colorize import histogram_edit as he
+from napari_colorize._widgets import HistogramWidget
+from napari_colorize._widgets._layers import OURS
+
+
+@pytest.fixture
+def hw(make_napari_viewer, small_pair, histogram_random, monkeypatch):
+    import napari_colorize._widgets._exemplar as ex
+
+    grey, ref, _ = small_pair
+    viewer = make_napari_viewer()
+    t = viewer.add_image(grey, name="grey")
+    r = viewer.add_image(ref, name="ref", rgb=True)
+    monkeypatch.setitem(ex._MODEL_CACHE, ("hist-random", "auto"), histogram_random)
+    w = HistogramWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w._model_override = "hist-random"
+    w._target.value, w._source.value = t, r
+    return viewer, w, t, r
+
+
+def test_painting_with_the_mouse_changes_the_histogram(hw, qtbot):
+    from qtpy.QtCore import QPoint, Qt
+
+    viewer, w, t, r = hw
+    w._preview.value = False
+    c = w.canvas
+    c.resize(210, 210)
+    qtbot.mouseClick(c, Qt.MouseButton.LeftButton, pos=QPoint(200, 10))  # a = +1, b = +1 corner
+    assert c.hist.sum() > 0
+    ia, ib = np.unravel_index(c.hist.argmax(), c.hist.shape)
+    assert ia >= 18 and ib >= 18
+    qtbot.mouseClick(c, Qt.MouseButton.RightButton, pos=QPoint(200, 10))
+    assert c.hist.sum() < 0.05 * 0.2
+    w._clear.clicked()
+    assert c.hist.sum() == 0
+
+
+def test_sources_presets_and_files(hw, tmp_path):
+    viewer, w, t, r = hw
+    w._preview.value = False
+    w.histogram_from_source()
+    assert w.canvas.hist.sum() == pytest.approx(1.0)
+    shapes = viewer.add_shapes([np.array([[0, 0], [0, 30], [30, 30], [30, 0]])], shape_type="polygon", name="roi")
+    w._roi.value = shapes
+    w.histogram_from_source()
+    mask = np.zeros(r.data.shape[:2], bool)
+    mask[:31, :31] = True
+    assert np.abs(w.canvas.hist - he.from_region(r.data, mask)).sum() < 0.1
+    w._preset.value = "forest"
+    w._apply_preset.clicked()
+    assert np.allclose(w.canvas.hist, he.preset("forest"))
+    w._file.value = tmp_path / "mine.npy"
+    w._save.clicked()
+    w._clear.clicked()
+    w._load.clicked()
+    assert np.allclose(w.canvas.hist, he.preset("forest"))
+
+
+def test_live_preview_updates_and_drops_stale_work(hw, qtbot):
+    viewer, w, t, r = hw
+    for k in range(3):  # three quick strokes: only the newest preview may be shown
+        w.canvas.set_histogram(he.paint(he.empty(), 5 + 4 * k, 12, 1, 0.1))
+        w.preview()
+    deadline = time.time() + 60
+    while w.shown_generation < w.generation and time.time() < deadline:
+        qtbot.wait(50)
+    assert w.generation >= 3 and w.shown_generation == w.generation  # the newest stroke is what is shown
+    layer = viewer.layers["grey [histogram preview]"]
+    assert layer.metadata[OURS]["kind"] == "preview" and max(layer.data.shape[:2]) <= 128
+
+
+def test_debounced_preview_after_a_stroke(hw, qtbot):
+    viewer, w, t, r = hw
+    w.canvas.set_histogram(he.preset("warm (sunset)"))  # emits changed -> timer -> preview
+    qtbot.waitUntil(lambda: "grey [histogram preview]" in viewer.layers, timeout=60000)
+
+
+def test_full_run_and_errors(hw, qtbot, monkeypatch):
+    import napari_colorize._widgets._histogram as hmod
+
+    viewer, w, t, r = hw
+    errors = []
+    monkeypatch.setattr(hmod, "show_error", errors.append)
+    w._preview.value = False
+    w.run()  # empty histogram
+    assert w.worker is None and "empty" in errors[-1]
+    w.canvas.set_histogram(he.preset("cool (sea and sky)"))
+    w.run()
+    with qtbot.waitSignal(w.worker.finished, timeout=60000):
+        pass
+    layer = viewer.layers["grey [histogram]"]
+    assert layer.data.shape == t.data.shape + (3,)
+    assert np.allclose(np.asarray(layer.metadata[OURS]["histogram"]), he.preset("cool (sea and sky)"))
