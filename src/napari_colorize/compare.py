@@ -1,0 +1,64 @@
+"""Run several models on one target/reference pair and score them side by side."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import metrics
+from .inference import colorize
+
+__all__ = ["iter_compare", "compare", "write_csv", "COLUMNS"]
+
+COLUMNS = ["model", "HIS vs reference", "colourfulness", "SSIM", "PSNR dB", "seconds"]
+
+
+def _score(name: str, rgb: np.ndarray, reference, truth, seconds: float) -> dict:
+    row = {"model": name, "HIS vs reference": metrics.his(rgb, reference) if reference is not None else np.nan,
+           "colourfulness": metrics.colourfulness(rgb), "SSIM": np.nan, "PSNR dB": np.nan, "seconds": seconds}
+    if truth is not None:
+        t = np.asarray(truth)
+        if t.shape[:2] != rgb.shape[:2] or t.ndim != 3:
+            raise ValueError(f"the ground truth {t.shape} must be an RGB image of the target's size {rgb.shape[:2]}")
+        row["SSIM"], row["PSNR dB"] = metrics.ssim(rgb, t[..., :3]), metrics.psnr(rgb, t[..., :3])
+    return row
+
+
+def iter_compare(models, target, reference=None, histogram=None, truth=None, size: int | None = None,
+                 should_cancel: Callable[[], bool] | None = None,
+                 rgb: bool | None = None) -> Iterator[tuple[dict, np.ndarray]]:
+    """For each model (name or loaded), yield ``(row, rgb)``. Histogram models get ``histogram`` (or the
+    reference's histogram); exemplar models need the reference."""
+    from .models.registry import load_model
+
+    for m in models:
+        if should_cancel is not None and should_cancel():
+            return
+        model = load_model(m) if isinstance(m, (str, Path)) else m
+        t0 = time.perf_counter()
+        guide = {"histogram": histogram} if (model.kind == "histogram" and histogram is not None) else \
+            {"reference": reference}
+        res = colorize(model, target, size=size, return_attention=False, rgb=rgb, **guide)
+        yield _score(model.name, res.rgb, reference, truth, time.perf_counter() - t0), res.rgb
+
+
+def compare(models, target, reference=None, histogram=None, truth=None, size=None) -> tuple[list[dict], dict]:
+    rows, images = [], {}
+    for row, rgb in iter_compare(models, target, reference, histogram, truth, size):
+        rows.append(row)
+        images[row["model"]] = rgb
+    return rows, images
+
+
+def write_csv(rows: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return path
