@@ -1,49 +1,24 @@
-"""Render the napari screenshots in docs/images from the real widgets.
+"""Render the napari screenshot in docs/images from the real widgets (the README's main job).
 
-    xvfb-run -a python docs/make_screenshots.py        # headless (a virtual X server)
+    python docs/make_screenshots.py        # with no display it re-runs itself under xvfb-run
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
-
-import napari_colorize  # noqa: F401  (torch before Qt)
 
 OUT = Path(__file__).parent / "images"
 
-
-def exemplar_screenshot(model: str | None = None) -> Path:
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_colorize._sample_data import sample_pair
-    from napari_colorize._widgets import ExemplarWidget
+if __name__ == "__main__":
+    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run"):
+        sys.exit(subprocess.call(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, __file__]))
+    import napari_colorize  # noqa: F401  (torch before Qt)
+    from napari_colorize._widgets._demo import open_demo
     from napari_colorize.cli import best_default_model
 
-    grey, ref, _ = sample_pair()
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 900)
-    t = viewer.add_image(grey, name="motorcycle (grey)")
-    r = viewer.add_image(ref, name="motorcycle (reference)", rgb=True, translate=(0, 760))
-    w = ExemplarWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Exemplar colourisation")
-    w._target.value, w._reference.value = t, r
-    w._model.value = model or best_default_model()
-    w._attention.value = w._model.value.startswith("exemplar")
-    w.run()
-    while w.worker is not None:
-        QApplication.processEvents()
-    result = next(l for l in viewer.layers if l.name.startswith("motorcycle (grey) ["))
-    t.visible = False
-    viewer.layers.move(viewer.layers.index(result), 0)
-    viewer.reset_view()
-    QApplication.processEvents()
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "napari_exemplar.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    viewer.close()
-    return path
-
-
-if __name__ == "__main__":
-    print("wrote", exemplar_screenshot())
+    open_demo(best_default_model(), screenshot=OUT / "napari_exemplar.png")

@@ -67,11 +67,23 @@ def test_errors_are_plain_words(files, capsys):
 
 def test_demo_writes_the_result(tmp_path):
     out = tmp_path / "demo.png"
-    r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "demo", "-o", str(out)],
+    r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "demo", "--no-viewer", "-o", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "HIS vs reference" in r.stdout
     assert np.asarray(Image.open(out)).shape == (500, 741, 3)
+
+
+def test_demo_renders_the_viewer(tmp_path):
+    """The main job in napari, rendered (the tests run under a virtual X server)."""
+    out, shot = tmp_path / "demo.png", tmp_path / "viewer.png"
+    r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "demo", "-o", str(out), "--screenshot",
+                        str(shot)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert np.asarray(Image.open(out)).shape == (500, 741, 3)
+    viewer = np.asarray(Image.open(shot))
+    assert viewer.shape[0] > 400 and viewer.shape[1] > 800
+    assert viewer[..., :3].std() > 20  # a real picture, not a blank window
 
 
 def test_bench_prints_a_table(capsys):

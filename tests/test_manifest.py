@@ -15,7 +15,21 @@ def test_npe2_finds_the_installed_plugin():
     pm.discover()
     assert "napari-colorize" in pm._manifests
     mf = pm.get_manifest("napari-colorize")
-    assert any(s.key == "motorcycle_pair" for s in mf.contributions.sample_data)
+    assert {s.key for s in mf.contributions.sample_data} == {"motorcycle_pair", "microscopy_pair", "zstack"}
+    assert {w.display_name for w in mf.contributions.widgets} == {"Exemplar colourisation",
+                                                                  "Histogram colourisation", "Compare models"}
+
+
+def test_microscopy_samples():
+    import numpy as np
+
+    from napari_colorize._sample_data import microscopy_pair_layers, zstack_layers
+
+    (g, _, _), (r, rmeta, _) = microscopy_pair_layers()
+    assert g.dtype == np.uint16 and g.ndim == 2 and r.shape[-1] == 3 and rmeta["rgb"]
+    (z, _, _), = zstack_layers()
+    assert z.dtype == np.uint16 and z.ndim == 3 and z.shape[0] > 1
+    assert not np.array_equal(z[0], z[z.shape[0] // 2])
 
 
 def test_sample_data_layers():

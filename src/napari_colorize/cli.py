@@ -111,19 +111,55 @@ def _cmd_colorize(args) -> int:
     return 0
 
 
+def _has_display() -> bool:
+    import os
+
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _napari_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("napari") is not None
+
+
 def _cmd_demo(args) -> int:
+    """Colourise the sample pair. In napari when it is installed (with no display: rendered under a
+    virtual X server, written as a screenshot); otherwise, or with --no-viewer, as a PNG."""
+    import shutil
+    import subprocess
+
+    name = args.model or best_default_model()
+    if not args.no_viewer and _napari_available():
+        if args.screenshot or _has_display():
+            from ._widgets._demo import open_demo
+
+            open_demo(name, screenshot=args.screenshot, result=args.output if args.screenshot else None)
+            if args.screenshot:
+                print(f"wrote {Path(args.output).resolve()}")
+            return 0
+        if shutil.which("xvfb-run"):
+            print("no display: rendering the viewer under a virtual X server (xvfb-run)")
+            cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-m", "napari_colorize.cli",
+                   "demo", "--model", name, "--output", str(args.output), "--screenshot",
+                   str(args.screenshot or Path(args.output).with_name(Path(args.output).stem + "-viewer.png"))]
+            return subprocess.call(cmd)
+        print("no display and no xvfb-run: writing the result without the viewer")
+    return _demo_png(name, args)
+
+
+def _demo_png(name: str, args) -> int:
     from . import colorize, load_model
     from ._sample_data import sample_pair
     from .metrics import his, ssim
 
     grey, ref, truth = sample_pair()
-    name = args.model or best_default_model()
     model = load_model(name, device=args.device)
     t0 = time.perf_counter()
     res = colorize(model, grey, reference=ref)
     dt = time.perf_counter() - t0
     out = write_image(args.output, res.rgb)
-    print(f"model: {name}  ({model.kind}; {time.perf_counter() - t0:.2f} s incl. writing, {dt:.2f} s colourising)")
+    print(f"model: {name}  ({model.kind}; {dt:.2f} s colourising)")
     print(f"target: scikit-image motorcycle_left (grey {grey.shape[1]}x{grey.shape[0]}), "
           f"reference: motorcycle_right")
     print(f"HIS vs reference {his(res.rgb, ref):.3f}   SSIM vs ground truth {ssim(res.rgb, truth):.3f}")
@@ -161,10 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)
 
-    d = sub.add_parser("demo", help="colourise the bundled sample pair and write the result")
+    d = sub.add_parser("demo", help="colourise the bundled sample pair (in napari when installed)")
     d.add_argument("--model", "-m", default=None)
-    d.add_argument("--output", "-o", default="napari-colorize-demo.png")
+    d.add_argument("--output", "-o", default="napari-colorize-demo.png", help="the result as PNG")
     d.add_argument("--device", default="auto")
+    d.add_argument("--no-viewer", action="store_true", help="do not open napari; just write the result")
+    d.add_argument("--screenshot", default=None, help="render the viewer to this PNG and exit")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="time the network forward pass")
