@@ -145,3 +145,21 @@ def test_large_image_bounded_path(rng):
     res = nc.colorize("reinhard", grey, reference=ref, size=128)
     assert res.rgb.shape == (1500, 1300, 3)
     assert max(res.working_shape) == 128
+
+
+def test_lazy_stack_computes_only_the_slices_read(exemplar_random, small_pair, monkeypatch):
+    import dask.array as da
+
+    grey, ref, _ = small_pair
+    f = grey.astype(np.float32) / 255
+    stack = da.from_array(np.stack([f, f[::-1].copy(), f * 0.5]), chunks=(1,) + f.shape)
+    calls = []
+    real = exemplar_random.predict
+    monkeypatch.setattr(exemplar_random, "predict", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    lazy = nc.lazy_colorize(exemplar_random, stack, reference=ref)
+    assert isinstance(lazy, da.Array) and lazy.shape == (3,) + f.shape + (3,)
+    assert calls == []
+    one = np.asarray(lazy[1])
+    assert len(calls) == 1
+    alone = nc.colorize(exemplar_random, f[::-1].copy(), reference=ref, return_attention=False)
+    assert np.abs(one - alone.rgb).max() < 1e-4

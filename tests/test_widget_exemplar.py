@@ -116,3 +116,28 @@ def test_removed_target_during_a_run(viewer_pair, qtbot):
     with qtbot.waitSignal(w.worker.finished, timeout=60000):
         pass
     assert not any(l.name.startswith("grey [") for l in viewer.layers)
+
+
+def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, tmp_path):
+    import dask.array as da
+    import tifffile
+
+    grey, ref, _ = small_pair
+    viewer = make_napari_viewer()
+    stack = da.from_array(np.stack([grey] * 5), chunks=(1,) + grey.shape)
+    t = viewer.add_image(stack, name="lazy")
+    r = viewer.add_image(ref, name="ref", rgb=True)
+    w = ExemplarWidget(viewer)
+    w._target.value, w._reference.value, w._model.value = t, r, "welsh"
+    w.run()
+    with qtbot.waitSignal(w.worker.finished, timeout=60000):
+        pass
+    layer = viewer.layers["lazy [welsh]"]
+    assert isinstance(layer.data, da.Array) and layer.data.shape == (5,) + grey.shape + (3,)
+    w._save_path.value = tmp_path / "all.tif"
+    w.save_all()
+    with qtbot.waitSignal(w.worker.finished, timeout=60000):
+        pass
+    saved = tifffile.imread(tmp_path / "all.tif")
+    assert saved.shape == (5,) + grey.shape + (3,) and saved.dtype == np.uint8
+    assert np.abs(saved[2] / 255.0 - np.asarray(layer.data[2])).max() <= 1 / 255 + 1e-6

@@ -14,7 +14,7 @@ This package never imports Qt; the napari widgets live in ``napari_colorize._wid
 import torch  # noqa: F401  (first: torch and its compiler stack crash if loaded after Qt, pytorch#166628)
 
 from .color import histogram_from_rgb, histogram_intersection
-from .inference import Cancelled, ColorizeResult, ColorizeWarning, colorize, iter_colorize
+from .inference import Cancelled, ColorizeResult, ColorizeWarning, colorize, iter_colorize, lazy_colorize
 from .models.registry import CheckpointError, list_models, load_model, resolve_device, save_checkpoint
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "load_model",
     "colorize",
     "iter_colorize",
+    "lazy_colorize",
     "ColorizeResult",
     "ColorizeWarning",
     "Cancelled",

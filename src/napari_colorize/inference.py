@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from .color import NBINS, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab
 from .models.base import Colorizer, Prediction
 
-__all__ = ["colorize", "iter_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
+__all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
            "prepare_histogram", "working_shape"]
 
 
@@ -346,48 +346,81 @@ def _resolve_model(model) -> Colorizer:
     raise TypeError(f"model must be a name or a loaded model (napari_colorize.load_model), not {type(model).__name__}")
 
 
+class _Job:
+    """A validated colourisation: model, target view, working shape and prepared guide state."""
+
+    def __init__(self, model, target, reference, histogram, size, normalize, percentiles, rgb, sink) -> None:
+        self.sink = sink
+        self.model = model = _resolve_model(model)
+        self.tgt = _Target(target, rgb, normalize, percentiles, sink)
+        if reference is None and histogram is None:
+            raise ValueError(f"{model.name!r} needs a guide: reference=RGB image" +
+                             (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
+        if histogram is not None and model.kind == "exemplar" and reference is None:
+            raise ValueError(f"{model.name!r} is an exemplar model: it needs reference=..., not a histogram")
+        if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
+            raise ValueError(f"size must be a positive number of pixels, got {size!r}")
+        self.wshape = working_shape(self.tgt.spatial, int(size or model.default_size), model.multiple,
+                                    model.min_size)
+        ref_t = hist_t = None
+        if model.kind == "histogram":  # the histogram of the whole reference, at its own resolution
+            hist = prepare_histogram(histogram) if histogram is not None else \
+                histogram_from_rgb(prepare_reference(reference, sink))
+            hist_t = torch.from_numpy(hist)
+        else:
+            ref = prepare_reference(reference, sink)
+            ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], self.wshape).clamp(0, 1)
+        self.state = model.prepare(reference=ref_t, histogram=hist_t)
+
+    def slice(self, i: int, return_attention: bool = False) -> tuple[np.ndarray, Prediction, torch.Tensor]:
+        """RGB of slice i, the prediction, and the working-size L."""
+        L_full = self.tgt.L(i, self.sink)
+        L_work = _resize(L_full[None, None], self.wshape)[0, 0]
+        pred = self.model.predict((L_work / 50.0 - 1.0)[None, None], self.state, return_attention=return_attention)
+        return recombine(L_full, pred.ab[0].detach().float().cpu(), L_work), pred, L_work
+
+
 def iter_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
                   return_attention: bool = True, should_cancel: Callable[[], bool] | None = None,
                   sink: list | None = None) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
     """Colourise slice by slice. Yields ``(index, rgb, prediction, info)`` per 2-D slice.
 
-    Arguments as :func:`colorize`. ``info`` holds ``working_shape``, ``n_slices``,
+    Arguments as :func:`colorize`. ``info`` holds ``working_shape``, ``n_slices``, ``stack_shape``,
     ``intensity_range``, ``scales`` (RGB, when the model gives them) and ``done``.
     """
-    sink = [] if sink is None else sink
-    model = _resolve_model(model)
-    tgt = _Target(target, rgb, normalize, percentiles, sink)
-    if reference is None and histogram is None:
-        raise ValueError(f"{model.name!r} needs a guide: reference=RGB image" +
-                         (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
-    if histogram is not None and model.kind == "exemplar" and reference is None:
-        raise ValueError(f"{model.name!r} is an exemplar model: it needs reference=..., not a histogram")
-    if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
-        raise ValueError(f"size must be a positive number of pixels, got {size!r}")
-    wshape = working_shape(tgt.spatial, int(size or model.default_size), model.multiple, model.min_size)
-    ref_t = hist_t = None
-    if model.kind == "histogram":  # the histogram of the whole reference, at its own resolution
-        hist = prepare_histogram(histogram) if histogram is not None else \
-            histogram_from_rgb(prepare_reference(reference, sink))
-        hist_t = torch.from_numpy(hist)
-    else:
-        ref = prepare_reference(reference, sink)
-        ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], wshape).clamp(0, 1)
-    state = model.prepare(reference=ref_t, histogram=hist_t)
-    for i in range(tgt.n_slices):
+    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [] if sink is None else sink)
+    n = job.tgt.n_slices
+    for i in range(n):
         if should_cancel is not None and should_cancel():
-            raise Cancelled(f"cancelled after {i} of {tgt.n_slices} slice(s)")
-        L_full = tgt.L(i, sink)
-        L_work = _resize(L_full[None, None], wshape)[0, 0]
-        want_attention = return_attention and (i == tgt.n_slices - 1)
-        pred = model.predict((L_work / 50.0 - 1.0)[None, None], state, return_attention=want_attention)
-        ab = pred.ab[0].detach().float().cpu()
-        rgb_out = recombine(L_full, ab, L_work)
-        info = {"working_shape": wshape, "n_slices": tgt.n_slices, "stack_shape": tgt.stack_shape,
-                "intensity_range": (tgt.lo, tgt.hi),
-                "done": i + 1, "scales": _scales_to_rgb(pred, L_work) if i == tgt.n_slices - 1 else []}
-        yield tgt.index(i), rgb_out, pred, info
+            raise Cancelled(f"cancelled after {i} of {n} slice(s)")
+        last = i == n - 1
+        rgb_out, pred, L_work = job.slice(i, return_attention and last)
+        info = {"working_shape": job.wshape, "n_slices": n, "stack_shape": job.tgt.stack_shape,
+                "intensity_range": (job.tgt.lo, job.tgt.hi), "done": i + 1,
+                "scales": _scales_to_rgb(pred, L_work) if last else []}
+        yield job.tgt.index(i), rgb_out, pred, info
+
+
+def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
+                  normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None):
+    """A lazy (dask) colourised stack: each slice is computed when it is read (for instance when
+    napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
+    from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
+    ``stack_shape + (H, W, 3)`` of float32."""
+    import dask
+    import dask.array as da
+
+    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [])
+    H, W = job.tgt.spatial
+    lock = __import__("threading").Lock()  # one slice at a time through the model
+
+    def one(i):
+        with lock:
+            return job.slice(i)[0]
+
+    parts = [da.from_delayed(dask.delayed(one)(i), shape=(H, W, 3), dtype=np.float32) for i in range(job.tgt.n_slices)]
+    return da.stack(parts).reshape(tuple(job.tgt.stack_shape) + (H, W, 3))
 
 
 def colorize(model, target, reference=None, histogram=None, *, size: int | None = None, normalize: str = "auto",

@@ -13,7 +13,7 @@ from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..inference import Cancelled, iter_colorize
+from ..inference import Cancelled, iter_colorize, lazy_colorize
 from ..models.registry import list_models, load_model
 from ._layers import OURS, add_or_update_image, is_ours, overlay_transform
 
@@ -48,6 +48,36 @@ def colorize_job(model_name: str, device: str, target, reference, size: int, att
             "warnings": warnings}
 
 
+@thread_worker
+def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool):
+    """Worker: sets up a lazy colourised stack (intensity range, reference features) without computing it."""
+    model = get_model(model_name, device)
+    yield ("progress", 0, 1)
+    return {"rgb": lazy_colorize(model, target, reference=reference, size=size, rgb=rgb), "model": model.name,
+            "lazy": True}
+
+
+@thread_worker
+def save_job(lazy, path):
+    """Worker: compute every slice of a lazy result and write them to a TIFF, one slice at a time."""
+    import tifffile
+
+    n_stack = lazy.shape[:-3]
+    flat = lazy.reshape((-1,) + lazy.shape[-3:])
+    out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb")
+    for i in range(flat.shape[0]):
+        out[i] = np.round(np.clip(np.asarray(flat[i]), 0, 1) * 255).astype(np.uint8)
+        yield ("progress", i + 1, flat.shape[0])
+    out.flush()
+    del out
+    return {"path": str(path), "shape": tuple(n_stack) + tuple(lazy.shape[-3:])}
+
+
+def is_lazy(data) -> bool:
+    """Dask, zarr and other array-likes that are not in memory."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
+
+
 class ExemplarWidget(Container):
     """Colourise a greyscale layer guided by a colour reference layer."""
 
@@ -66,10 +96,13 @@ class ExemplarWidget(Container):
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self._status = Label(value="")
+        self._save_path = FileEdit(label="save lazy result", filter="*.tif", mode="w", visible=False)
+        self._save = PushButton(text="Compute and save all", visible=False)
         super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._device,
                                   self._size, self._scales, self._attention, self._keep,
                                   Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
-                                  self._progress, self._status])
+                                  self._progress, self._status, self._save_path, self._save])
+        self._save.clicked.connect(self.save_all)
         self._model.changed.connect(self._on_model)
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
@@ -116,8 +149,14 @@ class ExemplarWidget(Container):
         self._run.enabled, self._cancel.enabled = False, True
         settings = {"model": self.model_name(), "device": self._device.value, "size": int(self._size.value),
                     "reference": ref.name, "target": target.name}
-        worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data), np.asarray(ref.data),
-                              settings["size"], bool(self._attention.value), bool(target.rgb))
+        lazy = is_lazy(target.data) and target.data.ndim > (3 if target.rgb else 2)
+        if lazy:  # a dask/zarr stack stays lazy: slices are colourised when viewed
+            worker = lazy_job(settings["model"], settings["device"], target.data, np.asarray(ref.data),
+                              settings["size"], bool(target.rgb))
+        else:
+            worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data),
+                                  np.asarray(ref.data), settings["size"], bool(self._attention.value),
+                                  bool(target.rgb))
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(lambda res: self._on_result(res, target, ref, settings))
         worker.errored.connect(self._on_error)
@@ -153,6 +192,9 @@ class ExemplarWidget(Container):
         if res is None:  # cancelled
             return
         self.last_result = res
+        if res.get("lazy"):
+            self._on_lazy_result(res, target, settings)
+            return
         for w in res["warnings"]:
             show_warning(w)
         layers = self._viewer.layers
@@ -173,6 +215,38 @@ class ExemplarWidget(Container):
             self._add_attention_layers(res, target, ref, name, meta)
         self._status.value = f"done: {layer.name}"
         show_info(f"napari-colorize: '{layer.name}' ready")
+
+    def _on_lazy_result(self, res, target, settings) -> None:
+        if target not in self._viewer.layers:
+            self._status.value = "the target layer was removed during the run: result discarded"
+            return
+        nd = res["rgb"].ndim - 1
+        name = f"{target.name} [{res['model']}]"
+        layer = add_or_update_image(self._viewer, res["rgb"], name, {**settings, "kind": "lazy result"},
+                                    keep=bool(self._keep.value), rgb=True, scale=tuple(target.scale[-nd:]),
+                                    translate=tuple(target.translate[-nd:]))
+        self.lazy_layer = layer
+        self._save_path.visible = self._save.visible = True
+        self._status.value = f"lazy: {layer.name} colourises each slice on view"
+
+    def save_all(self) -> None:
+        """Compute every slice of the lazy result and save it as an RGB TIFF (in a worker, with progress)."""
+        layer = getattr(self, "lazy_layer", None)
+        path = str(self._save_path.value)
+        if layer is None or layer not in self._viewer.layers:
+            show_error("there is no lazy result to save")
+            return
+        if path in ("", "."):
+            show_error("choose a file to save to")
+            return
+        worker = save_job(layer.data, path)
+        worker.yielded.connect(self._on_yield)
+        worker.returned.connect(lambda r: r and show_info(f"saved {r['shape']} to {r['path']}"))
+        worker.errored.connect(lambda e: show_error(f"saving failed: {e}"))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._run.enabled, self._cancel.enabled = False, True
+        worker.start()
 
     def _add_attention_layers(self, res, target, ref, name, meta) -> None:
         maps = res["attention"]
