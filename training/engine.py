@@ -113,11 +113,12 @@ def plot_curves(log: CSVLog, keys: list[str], out: Path) -> None:
     rows = log.read()
     if not rows:
         return
-    steps = [int(r["step"]) for r in rows]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
     for ax, k in zip(np.atleast_1d(axes), keys):
-        ys = [float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows]
-        ax.plot(steps, ys, lw=0.8)
+        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "")]
+        if pts:  # validation columns are only filled at sample intervals
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, lw=0.8, marker="." if len(pts) < 50 else None)
         ax.set_title(k)
         ax.set_xlabel("step")
         if k != "lr":
