@@ -41,14 +41,23 @@ SIZE = 256
 
 
 def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray]:
+    """Deterministic evaluation views; views with no colour (fog, night) are left out: there is
+    nothing to colourise or to transfer."""
+    from napari_colorize.inference import prepare_reference
+
     corpus = Corpus(load_items(source, split))
     out = []
     for i, img in enumerate(corpus.images):
         views = 4 if min(img.shape[:2]) >= 3 * size else 1
         for v in range(views):
             rng = np.random.default_rng([7, i, v])
-            out.append(corpus.thumbnail(i, size) if views == 1 and corpus.items[i].kind == "photo"
-                       else corpus.render(i, size, rng, flip=False))
+            view = corpus.thumbnail(i, size) if views == 1 and corpus.items[i].kind == "photo" \
+                else corpus.render(i, size, rng, flip=False)
+            try:
+                prepare_reference(view)
+            except ValueError:
+                continue
+            out.append(view)
     return out
 
 
@@ -79,7 +88,17 @@ class SemanticJudge:
 
 def references(images: list[np.ndarray], protocol: str) -> list[np.ndarray]:
     if protocol == "self":
-        return [self_reference(img, np.random.default_rng([11, i])) for i, img in enumerate(images)]
+        from napari_colorize.inference import prepare_reference
+
+        out = []
+        for i, img in enumerate(images):
+            ref = self_reference(img, np.random.default_rng([11, i]))
+            try:
+                prepare_reference(ref)
+            except ValueError:  # the distorted crop lost the image's few coloured pixels: flip only
+                ref = np.ascontiguousarray(img[:, ::-1])
+            out.append(ref)
+        return out
     from napari_colorize.models.backbones import build_backbone
 
     bb = build_backbone("efficientnet_lite0")

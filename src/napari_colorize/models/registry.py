@@ -163,6 +163,7 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(sd, str(tmp), metadata={"napari_colorize": json.dumps(meta)})
+    tmp.chmod(0o644)
     tmp.replace(path)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
