@@ -138,8 +138,6 @@ def load_lite0_imagenet(model: nn.Module) -> nn.Module:
 
 
 def _timm_lite0() -> nn.Module:
-    import timm
-
     return timm.create_model("efficientnet_lite0", pretrained=False)
 
 
