@@ -42,7 +42,7 @@ def main() -> None:
     for name, pretrained in [("exemplar", False), ("welsh", True)]:
         ex._MODEL_CACHE[(f"{name}-bench", "auto")] = nc.load_model(name, device="cpu", pretrained=pretrained)
         w = ExemplarWidget(viewer)
-        w.model_name = lambda n=name: f"{n}-bench"
+        w._model_override = f"{name}-bench"
         w._target.value, w._reference.value = t, r
         ticks = [time.perf_counter()]
         timer = QTimer()

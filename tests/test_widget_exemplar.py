@@ -58,7 +58,7 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkey
 
     viewer, w, t, r = viewer_pair
     monkeypatch.setitem(ex._MODEL_CACHE, ("exemplar-random", "auto"), exemplar_random)
-    monkeypatch.setattr(w, "model_name", lambda: "exemplar-random")
+    w._model_override = "exemplar-random"
     w._scales.value = True
     w._attention.value = True
     _run(w, qtbot, 120000)

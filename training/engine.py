@@ -163,3 +163,23 @@ def lr_at(step: int, args) -> float:
     if step < warm:
         return args.lr * (step + 1) / warm
     return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, args.steps - warm)))
+
+
+def finish_run(model, args, rank: int, world: int, architecture: str, training: dict, end: int) -> None:
+    """End of a training run: export the fp16 weights (rank 0, once the last step is done), save every
+    rank's learned parameters when ``--save-ranks`` (tests), and close the process group."""
+    from napari_colorize.models.registry import save_checkpoint
+
+    if rank == 0 and args.export and end == args.steps:
+        meta = {"name": args.name or args.export.stem, "architecture": architecture,
+                "config": model.config.to_dict(),
+                "training": {**training, "steps": args.steps, "batch": args.batch, "size": args.size, "lr": args.lr,
+                             "seed": args.seed, "world_size": world, "data": str(args.data)}}
+        save_checkpoint(model, args.export, meta)
+        print(f"exported {args.export}")
+    if args.save_ranks:
+        args.out.mkdir(parents=True, exist_ok=True)
+        # learned parameters (BatchNorm running statistics are per rank; DDP broadcasts rank 0's)
+        torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
+                   args.out / f"rank{rank}.pt")
+    cleanup_distributed()

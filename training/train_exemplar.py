@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import Corpus, load_items, self_reference  # noqa: E402
-from engine import (CSVLog, atomic_save, cleanup_distributed, load_resume, lr_at, plot_curves,  # noqa: E402
+from engine import (CSVLog, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
                     rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch)
 from losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,  # noqa: E402
                     pool_to)
@@ -36,7 +36,6 @@ from pairs import load_or_build_pairs, sample_reference  # noqa: E402
 
 from napari_colorize.color import lab_to_rgb  # noqa: E402
 from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer  # noqa: E402
-from napari_colorize.models.registry import save_checkpoint  # noqa: E402
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True),
@@ -217,19 +216,9 @@ def main(argv=None) -> int:
             atomic_save({"step": done, "model": model.trainable_state_dict(), "opt_g": opt_g.state_dict(),
                          "disc": disc.state_dict() if disc else None, "opt_d": opt_d.state_dict() if opt_d else None,
                          "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
-    if is_main and args.export and (args.stop_after is None or end == args.steps):
-        meta = {"name": args.name or args.export.stem, "architecture": "exemplar", "config": cfg.to_dict(),
-                "training": {"script": "training/train_exemplar.py", "config": args.config,
-                             "ablation": args.ablation, "steps": args.steps, "batch": args.batch, "size": args.size,
-                             "lr": args.lr, "self_ref": args.self_ref, "seed": args.seed, "world_size": world,
-                             "data": str(args.data), "losses": vars(weights)}}
-        save_checkpoint(model, args.export, meta)
-        print(f"exported {args.export}")
-    if args.save_ranks:
-        out.mkdir(parents=True, exist_ok=True)
-        # learned parameters (BatchNorm running statistics are per rank; DDP broadcasts rank 0's)
-        torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, out / f"rank{rank}.pt")
-    cleanup_distributed()
+    finish_run(model, args, rank, world, "exemplar",
+               {"script": "training/train_exemplar.py", "config": args.config, "ablation": args.ablation,
+                "self_ref": args.self_ref, "losses": vars(weights)}, end)
     return 0
 
 

@@ -26,13 +26,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import Corpus, load_items  # noqa: E402
-from engine import (CSVLog, atomic_save, cleanup_distributed, load_resume, lr_at, plot_curves,  # noqa: E402
+from engine import (CSVLog, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
                     rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch)
 from losses import HistogramLossWeights, histogram_model_losses  # noqa: E402
 
 from napari_colorize.color import lab_to_rgb, soft_histogram  # noqa: E402
 from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer  # noqa: E402
-from napari_colorize.models.registry import save_checkpoint  # noqa: E402
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=6000, cosine=True, phases=None),
@@ -148,18 +147,8 @@ def main(argv=None) -> int:
         if is_main and (done % args.ckpt_every == 0 or done == end):
             atomic_save({"step": done, "model": model.trainable_state_dict(), "opt": opt.state_dict(),
                          "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
-    if is_main and args.export and (args.stop_after is None or end == args.steps):
-        meta = {"name": args.name or args.export.stem, "architecture": "histogram", "config": cfg.to_dict(),
-                "training": {"script": "training/train_histogram.py", "config": args.config, "steps": args.steps,
-                             "batch": args.batch, "size": args.size, "lr": args.lr, "seed": args.seed,
-                             "world_size": world, "data": str(args.data), "losses": vars(weights)}}
-        save_checkpoint(model, args.export, meta)
-        print(f"exported {args.export}")
-    if args.save_ranks:
-        out.mkdir(parents=True, exist_ok=True)
-        # learned parameters (BatchNorm running statistics are per rank; DDP broadcasts rank 0's)
-        torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, out / f"rank{rank}.pt")
-    cleanup_distributed()
+    finish_run(model, args, rank, world, "histogram",
+               {"script": "training/train_histogram.py", "config": args.config, "losses": vars(weights)}, end)
     return 0
 
 

@@ -109,6 +109,7 @@ class ExemplarWidget(Container):
         self.worker = None
         self.last_result: dict | None = None
         self._query = None
+        self._model_override: str | None = None
 
     # ---------------------------------------------------------------- choices
     def _model_choices(self, _=None):
@@ -119,6 +120,8 @@ class ExemplarWidget(Container):
         self._checkpoint.visible = value == CHECKPOINT
 
     def model_name(self) -> str:
+        if self._model_override:  # a loaded model registered in the cache (tests, scripts)
+            return self._model_override
         if self._model.value == CHECKPOINT:
             return str(self._checkpoint.value)
         return self._model.value
