@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -183,3 +184,34 @@ def finish_run(model, args, rank: int, world: int, architecture: str, training: 
         torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
                    args.out / f"rank{rank}.pt")
     cleanup_distributed()
+
+
+def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:
+    """The arguments both training scripts share; numeric ones left None come from ``--config``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="manifest.csv from prepare_data.py, or a folder of images")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--config", choices=sorted(configs), default="cpu")
+    for k in ("size", "batch", "steps"):
+        ap.add_argument(f"--{k}", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--sample-every", type=int, default=500)
+    ap.add_argument("--stop-after", type=int, default=None, help="stop (checkpointed) after this many steps")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--export", type=Path, default=None, help="write fp16 safetensors at the end")
+    ap.add_argument("--name", default=None, help="model name recorded in the export")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
+    return ap
+
+
+def apply_config(args, configs: dict):
+    """Fill arguments left None from the chosen config, and copy its other keys (arch, cosine, ...) onto args."""
+    for k, v in configs[args.config].items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return args

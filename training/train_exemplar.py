@@ -15,7 +15,6 @@ safetensors the library loads.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,8 +27,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import Corpus, load_items, self_reference  # noqa: E402
-from engine import (CSVLog, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
-                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch)
+from engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
+                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch,
+                    training_parser)
 from losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,  # noqa: E402
                     pool_to)
 from pairs import load_or_build_pairs, sample_reference  # noqa: E402
@@ -91,34 +91,11 @@ def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_
 
 
 def parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="manifest.csv from prepare_data.py, or a folder of images")
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    ap = training_parser(__doc__, CONFIGS)
     ap.add_argument("--ablation", choices=sorted(ABLATIONS), default="none")
-    for k in ("size", "batch", "steps"):
-        ap.add_argument(f"--{k}", type=int, default=None)
-    for k in ("lr", "lr-d"):
-        ap.add_argument(f"--{k}", type=float, default=None)
+    ap.add_argument("--lr-d", type=float, default=None)
     ap.add_argument("--self-ref", type=float, default=0.3, help="share of self-references (distorted copies)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ckpt-every", type=int, default=100)
-    ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--sample-every", type=int, default=500)
-    ap.add_argument("--stop-after", type=int, default=None, help="stop (checkpointed) after this many steps")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--export", type=Path, default=None, help="write fp16 safetensors at the end")
-    ap.add_argument("--name", default=None, help="model name recorded in the export")
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
-    args = ap.parse_args(argv)
-    base = CONFIGS[args.config]
-    for k in ("size", "batch", "steps", "lr", "lr_d"):
-        if getattr(args, k) is None:
-            setattr(args, k, base[k])
-    args.arch, args.cosine = base["arch"], base["cosine"]
-    return args
+    return apply_config(ap.parse_args(argv), CONFIGS)
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,6 @@ with the learning rate decaying by 0.1 per epoch - given here as steps).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,8 +25,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import Corpus, load_items  # noqa: E402
-from engine import (CSVLog, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
-                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch)
+from engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
+                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch,
+                    training_parser)
 from losses import HistogramLossWeights, histogram_model_losses  # noqa: E402
 
 from napari_colorize.color import lab_to_rgb, soft_histogram  # noqa: E402
@@ -58,31 +58,7 @@ def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, d
 
 
 def parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    for k in ("size", "batch", "steps"):
-        ap.add_argument(f"--{k}", type=int, default=None)
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ckpt-every", type=int, default=100)
-    ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--sample-every", type=int, default=500)
-    ap.add_argument("--stop-after", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--export", type=Path, default=None)
-    ap.add_argument("--name", default=None)
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
-    args = ap.parse_args(argv)
-    base = CONFIGS[args.config]
-    for k in ("size", "batch", "steps", "lr"):
-        if getattr(args, k) is None:
-            setattr(args, k, base[k])
-    args.arch, args.cosine, args.phases = base["arch"], base["cosine"], base["phases"]
-    return args
+    return apply_config(training_parser(__doc__, CONFIGS).parse_args(argv), CONFIGS)
 
 
 def main(argv=None) -> int:
@@ -90,7 +66,6 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = setup_distributed()
-    seed_everything(args.seed)
     cfg = HISTOGRAM_CONFIGS[args.arch]
     weights = HistogramLossWeights()
     train = Corpus(load_items(args.data, "train"))
