@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..inference import Cancelled, iter_colorize, lazy_colorize
 from ..models.registry import list_models, load_model
-from ._layers import OURS, add_or_update_image, is_ours, overlay_transform
+from ._layers import OURS, add_or_update_image, is_ours, overlay_transform, spatial_shape
 
 CHECKPOINT = "checkpoint file..."
 _MODEL_CACHE: dict[tuple[str, str], object] = {}
@@ -256,8 +256,7 @@ class ExemplarWidget(Container):
         h, w = res["working_shape"]
         for key, m in maps.items():
             conc = m.concentration()
-            sc, tr = overlay_transform(target, target.data.shape[-2:] if not target.rgb else target.data.shape[:2],
-                                       conc.shape)
+            sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
             add_or_update_image(self._viewer, conc, f"{name} concentration {key}", {**meta, "kind": "concentration"},
                                 scale=sc, translate=tr, colormap="magma", opacity=0.6, visible=False,
                                 contrast_limits=(0, 1))
@@ -265,8 +264,7 @@ class ExemplarWidget(Container):
         self._attention_target, self._attention_ref, self._attention_name = target, ref, name
         key = sorted(maps)[-1]
         self._attention_key = key
-        cy, cx = (np.asarray(target.data.shape[:2] if target.rgb else target.data.shape[-2:]) // 2)
-        world = np.asarray(target.data_to_world((cy, cx)) if hasattr(target, "data_to_world") else (cy, cx))
+        world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
         qname = f"{name} attention query"
         q = next((l for l in self._viewer.layers if l.name == qname and is_ours(l)), None)
         if q is None:
@@ -282,7 +280,7 @@ class ExemplarWidget(Container):
         if q is None or len(q.data) == 0 or ref not in self._viewer.layers or target not in self._viewer.layers:
             return
         m = self._attention_maps[self._attention_key]
-        shape = np.asarray(target.data.shape[:2] if target.rgb else target.data.shape[-2:])
+        shape = np.asarray(spatial_shape(target))
         pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
         lat = np.asarray(m.shape)
         i, j = np.clip((pos / shape * lat).astype(int), 0, lat - 1)

@@ -44,6 +44,12 @@ def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False,
     return viewer.add_image(data, name=target_name, metadata={OURS: meta}, **kwargs)
 
 
+def spatial_shape(layer) -> tuple[int, int]:
+    """(Y, X) of an image layer: the last two axes, or the two before the colour axis of an RGB layer."""
+    shape = layer.data.shape
+    return tuple(shape[-3:-1] if layer.rgb else shape[-2:])
+
+
 def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int]):
     """Scale and translate that lay a ``lattice_shape`` grid over the last two axes of ``layer``,
     whose data has spatial shape ``src_shape`` (pixel centres aligned)."""
