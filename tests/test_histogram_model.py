@@ -61,3 +61,31 @@ def test_paper_configuration_builds_and_runs():
     with torch.no_grad():
         ab = net(torch.rand(1, 1, 64, 64) * 2 - 1, _hist(1))
     assert ab.shape == (1, 2, 64, 64)
+
+
+def test_bin_attention_views():
+    import numpy as np
+
+    from napari_colorize.models.histogram import BinAttention
+
+    w = np.full((3, 4, NBINS, NBINS), 1.0 / NBINS**2, np.float32)
+    w[1, 2] = 0
+    w[1, 2, 5, 7] = 1.0  # cell (1, 2) draws only from bin (5, 7)
+    att = BinAttention(w)
+    assert att.shape == (3, 4)
+    assert att.bins_of_pixel(1, 2)[5, 7] == 1.0 and att.bins_of_pixel(1, 2).sum() == 1.0
+    where = att.pixels_of_bin(5, 7)
+    assert where.shape == (3, 4) and where[1, 2] == 1.0 and np.argmax(where) == 1 * 4 + 2
+    conc = att.concentration()
+    assert conc[1, 2] == pytest.approx(1.0) and conc[0, 0] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(IndexError):
+        att.bins_of_pixel(3, 0)
+    with pytest.raises(IndexError):
+        att.pixels_of_bin(0, NBINS)
+
+
+def test_cpu_config_projects_fu_and_paper_config_does_not():
+    cpu = HistogramColorizer(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False)
+    assert cpu.fu_proj.out_channels == HISTOGRAM_CONFIGS["cpu"].fu_channels
+    assert cpu.unet.down[0][0].in_channels == 1 + HISTOGRAM_CONFIGS["cpu"].fu_channels
+    assert HISTOGRAM_CONFIGS["paper"].fu_channels is None

@@ -44,7 +44,9 @@ def test_histogram_model_with_histogram_or_reference(histogram_random, small_pai
     b = nc.colorize(histogram_random, grey, reference=ref)
     assert np.allclose(a.rgb, b.rgb, atol=1e-3)
     h, w = a.working_shape
-    assert a.attention["pixel_to_bin"].shape == (h // 4, w // 4, 21, 21)
+    att = a.attention["pixel_to_bin"]
+    assert att.weights.shape == (h // 4, w // 4, 21, 21)
+    assert np.allclose(att.weights.sum((-1, -2)), 1, atol=1e-4)
 
 
 def test_working_shape_rules():

@@ -48,3 +48,16 @@ def test_the_library_never_imports_qt():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_widgets_are_in_napari_menus(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    make_napari_viewer()  # registers the plugins' contributions with napari's app model
+    menus = get_app_model().menus
+
+    def commands(menu_id):
+        return {getattr(item, "command", None) and item.command.id for item in menus.get_menu(menu_id)}
+
+    assert {"napari-colorize.exemplar_widget", "napari-colorize.histogram_widget"} <= commands("napari/layers/visualize")
+    assert "napari-colorize.compare_widget" in commands("napari/layers/measure")

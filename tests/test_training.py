@@ -211,10 +211,27 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
     out = tmp_path / "h"
     export = tmp_path / "hist.safetensors"
     cmd = _train_cmd("train_histogram.py", corpus_dir, out, "--export", str(export), "--name", "tiny-hist")
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd + ["--stop-after", "3"], check=True, env=env, timeout=600)
+    assert not export.exists()  # a stretch that stops early exports nothing...
+    subprocess.run(cmd + ["--stop-after", "1", "--export-partial"], check=True, env=env, timeout=600)
+    partial = nc.load_model(export, device="cpu")  # ...unless asked to, recording the step it reached
+    assert partial.config["training"]["steps"] == 4 and partial.config["training"]["schedule_steps"] == 6
+    subprocess.run(cmd, check=True, env=env, timeout=600)
     m = nc.load_model(export, device="cpu")
     assert m.kind == "histogram" and m.name == "tiny-hist"
     assert m.config["training"]["steps"] == 6
+
+    # the evaluation table: the model given each image's own histogram, beside the grey lower bound
+    r = subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--data", str(corpus_dir / "manifest.csv"),
+                        "--kind", "histogram", "--no-semantic", "--threads", "1", str(export), "grey"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in r.stdout.splitlines() if line.startswith("| ") and "model" not in line}
+    assert set(rows) == {str(export), "grey"}
+    assert float(rows["grey"][4]) == 0.0  # colourfulness of the uncoloured input
+    assert np.isfinite(float(rows[str(export)][3])) and float(rows[str(export)][2]) > 0  # PSNR, SSIM
 
 
 def test_ddp_two_cpu_processes_agree(corpus_dir, tmp_path):

@@ -69,11 +69,18 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkey
         assert np.allclose(np.asarray(p.data.shape[:2]) * p.scale, np.asarray(t.data.shape) * t.scale, rtol=0.05)
     q = viewer.layers[f"{name} attention query"]
     att = [l for l in viewer.layers if l.name.startswith(f"{name} attention level")]
-    assert len(att) == 1
-    first = att[0].data.copy()
-    assert first.sum() == pytest.approx(1.0, abs=1e-3)
+    keys = sorted(w._attention_maps)
+    assert len(att) == len(keys) >= 2  # one heatmap per attention module, the coarsest shown
+    finest = min(w._attention_maps[k].stride for k in keys)
+    shown = [l for l in att if l.visible]
+    assert len(shown) == 1 and w._attention_maps[shown[0].metadata[OURS]["level"]].stride == finest
+    first = [l.data.copy() for l in att]
+    for l in att:
+        assert l.data.sum() == pytest.approx(1.0, abs=1e-3)
+        # each heatmap overlays the reference: same world extent
+        assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=0.05)
     q.data = np.array([[10.0 + 2 * 5, 5.0 + 2 * 5]])  # drag the point to the top-left corner
-    assert not np.array_equal(att[0].data, first)
+    assert all(not np.array_equal(l.data, f) for l, f in zip(att, first))
     assert any(l.name.startswith(f"{name} concentration") for l in viewer.layers)
 
 

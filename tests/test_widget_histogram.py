@@ -73,7 +73,7 @@ def test_live_preview_updates_and_drops_stale_work(hw, qtbot):
         qtbot.wait(50)
     assert w.generation >= 3 and w.shown_generation == w.generation  # the newest stroke is what is shown
     layer = viewer.layers["grey [histogram preview]"]
-    assert layer.metadata[OURS]["kind"] == "preview" and max(layer.data.shape[:2]) <= 128
+    assert layer.metadata[OURS]["kind"] == "preview" and max(layer.data.shape[:2]) <= w._preview_size.value
 
 
 def test_debounced_preview_after_a_stroke(hw, qtbot):
@@ -98,3 +98,38 @@ def test_full_run_and_errors(hw, qtbot, monkeypatch):
     layer = viewer.layers["grey [histogram]"]
     assert layer.data.shape == t.data.shape + (3,)
     assert np.allclose(np.asarray(layer.metadata[OURS]["histogram"]), he.preset("cool (sea and sky)"))
+
+
+def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot):
+    from qtpy.QtCore import QPoint, Qt
+
+    viewer, w, t, r = hw
+    w._preview.value = False
+    w._attention.value = True
+    w.canvas.set_histogram(he.preset("forest"))
+    w.run()
+    with qtbot.waitSignal(w.worker.finished, timeout=60000):
+        pass
+    att = w.bin_attention
+    assert att is not None and att.weights.shape[2:] == (21, 21)
+    conc = viewer.layers["grey [histogram] bin concentration"]
+    assert conc.data.shape == att.shape and conc.metadata[OURS]["kind"] == "concentration"
+    # the concentration lattice overlays the target: same world extent
+    assert np.allclose(np.asarray(conc.data.shape) * conc.scale, np.asarray(t.data.shape) * t.scale)
+    # pixel -> bins: the query point's cell's distribution is drawn on the chart, and follows the point
+    q = viewer.layers["grey [histogram] bin query"]
+    first = w.canvas.overlay.copy()
+    assert first.shape == (21, 21) and first.sum() == pytest.approx(1.0, abs=1e-4)
+    q.data = np.array([[1.0, 1.0]])
+    assert np.allclose(w.canvas.overlay, att.bins_of_pixel(0, 0))
+    # bin -> image: with pick mode on, a click on the chart picks a bin instead of painting
+    w._pick.value = True
+    before = w.canvas.hist.copy()
+    w.canvas.resize(210, 210)
+    side = w.canvas._side()
+    qtbot.mouseClick(w.canvas, Qt.MouseButton.LeftButton, pos=QPoint(side // 2, side // 2))  # the neutral bin
+    assert np.array_equal(w.canvas.hist, before)
+    layer = viewer.layers["grey [histogram] bin attention"]
+    assert layer.metadata[OURS]["bin"] == [10, 10]
+    assert np.allclose(layer.data, att.pixels_of_bin(10, 10))
+    assert r.data.shape == viewer.layers["ref"].data.shape  # user layers untouched

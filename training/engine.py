@@ -171,10 +171,11 @@ def finish_run(model, args, rank: int, world: int, architecture: str, training: 
     rank's learned parameters when ``--save-ranks`` (tests), and close the process group."""
     from napari_colorize.models.registry import save_checkpoint
 
-    if rank == 0 and args.export and end == args.steps:
+    if rank == 0 and args.export and (end == args.steps or args.export_partial):
         meta = {"name": args.name or args.export.stem, "architecture": architecture,
                 "config": model.config.to_dict(),
-                "training": {**training, "steps": args.steps, "batch": args.batch, "size": args.size, "lr": args.lr,
+                "training": {**training, "steps": end, "schedule_steps": args.steps, "batch": args.batch,
+                             "size": args.size, "lr": args.lr,
                              "seed": args.seed, "world_size": world, "data": str(args.data)}}
         save_checkpoint(model, args.export, meta)
         print(f"exported {args.export}")
@@ -204,6 +205,8 @@ def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--export", type=Path, default=None, help="write fp16 safetensors at the end")
     ap.add_argument("--name", default=None, help="model name recorded in the export")
+    ap.add_argument("--export-partial", action="store_true",
+                    help="also export when --stop-after ends the run before --steps (records the step reached)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
     return ap

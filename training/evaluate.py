@@ -2,7 +2,9 @@
 
     python training/evaluate.py --data data/manifest.csv exemplar welsh reinhard
     python training/evaluate.py --data my_photos/ --protocol other runs/x/model.safetensors welsh
-    python training/evaluate.py --data data/manifest.csv --kind histogram histogram
+    python training/evaluate.py --data data/manifest.csv --kind histogram histogram grey
+
+The name ``grey`` stands for the grey input itself (no colour): the lower bound of every table.
 
 Evaluation images: the validation split at 256 x 256 (photos centre-cropped; each large wallpaper
 gives 4 fixed crops; cut-outs pasted on fixed backgrounds), made deterministically.
@@ -125,18 +127,19 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
     truth_cls = [judge.top1(img) for img in images] if judge else None
     rows = []
     for name in models:
-        model = nc.load_model(name, device="cpu")
+        model = None if name == "grey" else nc.load_model(name, device="cpu")
         acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "sec")}
         for i, (img, ref) in enumerate(zip(images, refs)):
             grey = grey_of(img)
             t = time.perf_counter()
-            if kind == "histogram":
-                res = nc.colorize(model, grey, histogram=nc.histogram_from_rgb(img), size=SIZE,
-                                  return_attention=False)
+            if model is None:  # the lower bound: the grey image itself (a = b = 0)
+                out = np.repeat(grey[..., None], 3, -1)
+            elif kind == "histogram":
+                out = nc.colorize(model, grey, histogram=nc.histogram_from_rgb(img), size=SIZE,
+                                  return_attention=False).rgb
             else:
-                res = nc.colorize(model, grey, reference=ref, size=SIZE, return_attention=False)
+                out = nc.colorize(model, grey, reference=ref, size=SIZE, return_attention=False).rgb
             acc["sec"].append(time.perf_counter() - t)
-            out = res.rgb
             if ref is not None:
                 acc["his_ref"].append(metrics.his(out, ref))
             acc["his_gt"].append(metrics.his(out, img))
@@ -160,7 +163,7 @@ def print_table(rows, protocol, kind, n) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="model names or checkpoint files")
+    ap.add_argument("models", nargs="+", help="model names or checkpoint files ('grey': the uncoloured input)")
     ap.add_argument("--data", required=True, help="manifest.csv (its val split) or a folder of colour photos")
     ap.add_argument("--split", default="val")
     ap.add_argument("--kind", choices=["exemplar", "histogram"], default="exemplar")

@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         if is_main and (done % args.log_every == 0 or done == end):
             now = time.perf_counter()
             row = {"step": done, "lr": lr, "d": float(d_loss.detach()), "sec_per_step": (now - t_last) / args.log_every,
-                   **{k: float(v) for k, v in terms.items()}}
+                   **{k: float(v.detach()) for k, v in terms.items()}}
             t_last = now
             if done % args.sample_every == 0 or done == end:
                 row.update(validate(model, val_batch, out / f"samples_{done:06d}.png"))

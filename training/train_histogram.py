@@ -6,7 +6,7 @@
 
 As in paper B, the input histogram R_H is the ground truth's own ab histogram during training
 (at test time the user gives any histogram). Loss: Huber (delta 0.01) + Sobel-gradient Huber +
-10 x histogram Huber. Configs: ``cpu`` (EfficientNet-Lite0, U-Net width 32, 128 px, batch 8,
+10 x histogram Huber. Configs: ``cpu`` (EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16, 128 px, batch 8,
 Adam 2e-4 with cosine decay) and ``paper`` (VGG-19, U-Net width 64, Adam 1e-4: 128 px, then 256 px
 with the learning rate decaying by 0.1 per epoch - given here as steps).
 """
@@ -34,7 +34,7 @@ from napari_colorize.color import lab_to_rgb, soft_histogram  # noqa: E402
 from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer  # noqa: E402
 
 CONFIGS = {
-    "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=6000, cosine=True, phases=None),
+    "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=3000, cosine=True, phases=None),
     # paper B: 128 px at lr 1e-4, then 256 px for 3 epochs with lr x0.1 per epoch (epochs of 10k images here)
     "paper": dict(arch="paper", size=128, batch=16, lr=1e-4, steps=420_000, cosine=False,
                   phases=[(400_000, 128, 1.0), (406_250, 256, 1.0), (412_500, 256, 0.1), (420_000, 256, 0.01)]),
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         if is_main and (done % args.log_every == 0 or done == end):
             now = time.perf_counter()
             row = {"step": done, "lr": lr, "sec_per_step": (now - t_last) / args.log_every,
-                   **{k: float(v) for k, v in terms.items()}}
+                   **{k: float(v.detach()) for k, v in terms.items()}}
             t_last = now
             if done % args.sample_every == 0 or done == end:
                 row.update(validate(model, val_batch, out / f"samples_{done:06d}.png", weights))

@@ -63,7 +63,7 @@ class ColorizeResult:
         targets, or the last slice of a stack), each at its own resolution.
     attention : dict
         ``"level{l}.module{m}"`` -> :class:`~napari_colorize.models.attention.AttentionMaps`
-        (exemplar networks), ``"pixel_to_bin"`` -> ``(h/4, w/4, 21, 21)`` (histogram network).
+        (exemplar networks), ``"pixel_to_bin"`` -> :class:`~napari_colorize.models.histogram.BinAttention` over ``(h/4, w/4, 21, 21)`` (histogram network).
     working_shape : (h, w) the size the network saw.
     model : the model's name.
     intensity_range : the (low, high) input values mapped to black and white.

@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..inference import Cancelled, iter_colorize, lazy_colorize
 from ..models.registry import list_models, load_model
-from ._layers import OURS, add_or_update_image, is_ours, overlay_transform, spatial_shape
+from ._layers import OURS, add_or_update_image, is_ours, overlay_transform, query_size, spatial_shape
 
 CHECKPOINT = "checkpoint file..."
 _MODEL_CACHE: dict[tuple[str, str], object] = {}
@@ -262,32 +262,39 @@ class ExemplarWidget(Container):
                                 contrast_limits=(0, 1))
         self._attention_maps = maps
         self._attention_target, self._attention_ref, self._attention_name = target, ref, name
-        key = sorted(maps)[-1]
-        self._attention_key = key
         world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
         qname = f"{name} attention query"
         q = next((l for l in self._viewer.layers if l.name == qname and is_ours(l)), None)
         if q is None:
-            q = self._viewer.add_points([world[-2:]], name=qname, size=max(target.scale[-2:]) * 12,
+            q = self._viewer.add_points([world[-2:]], name=qname, size=query_size(target),
                                         face_color="cyan", metadata={OURS: {**meta, "kind": "query"}})
             q.events.data.connect(lambda e: self.update_attention_map())
         self._query = q
         self.update_attention_map()
 
     def update_attention_map(self) -> None:
-        """Heatmap over the reference of where the query point attends (effective 2-D map)."""
+        """Heatmaps over the reference of where the query point attends: one layer per attention module
+        (the effective 2-D map); the finest level's last module is shown, the others are hidden in the layer list."""
         q, target, ref = self._query, self._attention_target, self._attention_ref
         if q is None or len(q.data) == 0 or ref not in self._viewer.layers or target not in self._viewer.layers:
             return
-        m = self._attention_maps[self._attention_key]
         shape = np.asarray(spatial_shape(target))
         pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
-        lat = np.asarray(m.shape)
-        i, j = np.clip((pos / shape * lat).astype(int), 0, lat - 1)
-        eff = m.effective(int(i), int(j))
-        ref_shape = ref.data.shape[:2]
-        sc, tr = overlay_transform(ref, ref_shape, eff.shape)
-        add_or_update_image(self._viewer, eff, f"{self._attention_name} attention {self._attention_key}",
-                            {"kind": "attention", "query": [int(i), int(j)], "level": self._attention_key},
-                            scale=sc, translate=tr, colormap="inferno", opacity=0.7, blending="additive",
-                            contrast_limits=(0, float(eff.max()) or 1.0))
+        keys = sorted(self._attention_maps)
+        shown = min(keys, key=lambda k: (self._attention_maps[k].stride, [-ord(c) for c in k]))
+        for key in keys:
+            m = self._attention_maps[key]
+            lat = np.asarray(m.shape)
+            i, j = np.clip((pos / shape * lat).astype(int), 0, lat - 1)
+            eff = m.effective(int(i), int(j))
+            sc, tr = overlay_transform(ref, ref.data.shape[:2], eff.shape)
+            name = f"{self._attention_name} attention {key}"
+            new = name not in self._viewer.layers
+            layer = add_or_update_image(self._viewer, eff, name,
+                                        {"kind": "attention", "query": [int(i), int(j)], "level": key},
+                                        scale=sc, translate=tr, colormap="inferno", opacity=0.7,
+                                        blending="additive", contrast_limits=(0, float(eff.max()) or 1.0))
+            if new:
+                layer.visible = key == shown
+            else:
+                layer.contrast_limits = (0, float(eff.max()) or 1.0)

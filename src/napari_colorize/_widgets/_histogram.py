@@ -13,7 +13,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlid
 from napari.layers import Image, Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QPointF, Qt, QTimer, Signal
+from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QImage, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
@@ -22,9 +22,9 @@ from ..color import NBINS
 from ..inference import iter_colorize
 from ..models.registry import list_models, model_info
 from ._exemplar import CHECKPOINT, get_model
-from ._layers import add_or_update_image
+from ._layers import OURS, add_or_update_image, is_ours, overlay_transform, query_size, spatial_shape
 
-PREVIEW_SIZE = 128
+PREVIEW_SIZE = 96  # default preview size: ~100 ms per stroke on 2 CPU cores with the CPU model
 
 
 class HistogramCanvas(QWidget):
@@ -32,6 +32,7 @@ class HistogramCanvas(QWidget):
     (left button adds, right button or 'erase' removes)."""
 
     changed = Signal()
+    bin_picked = Signal(int, int)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -39,6 +40,8 @@ class HistogramCanvas(QWidget):
         self.L = 60.0
         self.radius = 1.0
         self.erase = False
+        self.pick_mode = False  # clicks pick a bin (for the attention view) instead of painting
+        self.overlay: np.ndarray | None = None  # (21, 21) weights drawn over the chart (attention of a pixel)
         self._chart = None
         self.setMinimumSize(220, 220)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -49,6 +52,11 @@ class HistogramCanvas(QWidget):
         img = np.ascontiguousarray(np.round(he.ab_chart(self.L, 210) * 255).astype(np.uint8))
         self._chart_bytes = img  # keep the buffer alive for the QImage
         self._chart = QImage(img.data, img.shape[1], img.shape[0], 3 * img.shape[1], QImage.Format.Format_RGB888)
+        self.update()
+
+    def set_overlay(self, weights: np.ndarray | None) -> None:
+        """Show ``weights`` (21 x 21, e.g. the bins a pixel draws from) as orange squares over the chart."""
+        self.overlay = None if weights is None else np.asarray(weights, np.float64)
         self.update()
 
     def set_histogram(self, hist: np.ndarray) -> None:
@@ -71,6 +79,13 @@ class HistogramCanvas(QWidget):
                 r = 0.55 * cell * np.sqrt(self.hist[ia, ib] / peak)
                 x, y = ia * cell, (NBINS - 1 - ib) * cell
                 p.drawEllipse(QPointF(x, y), r, r)
+        if self.overlay is not None and self.overlay.max() > 0:
+            cell = side / (NBINS - 1)
+            top = self.overlay.max()
+            p.setPen(QPen(QColor(255, 140, 0), 2.0))
+            for ia, ib in zip(*np.nonzero(self.overlay > top * 0.05)):
+                r = 0.5 * cell * np.sqrt(self.overlay[ia, ib] / top)
+                p.drawRect(QRectF(ia * cell - r, (NBINS - 1 - ib) * cell - r, 2 * r, 2 * r))
         p.end()
 
     def stroke(self, x: float, y: float, erase: bool | None = None) -> None:
@@ -81,25 +96,31 @@ class HistogramCanvas(QWidget):
         self.changed.emit()
 
     def mousePressEvent(self, e) -> None:  # noqa: N802
+        if self.pick_mode:
+            ia, ib = he.chart_to_bins(e.position().x(), e.position().y(), self._side())
+            self.bin_picked.emit(int(np.clip(round(ia), 0, NBINS - 1)), int(np.clip(round(ib), 0, NBINS - 1)))
+            return
         self.stroke(e.position().x(), e.position().y(), self.erase or e.button() == Qt.MouseButton.RightButton)
 
     def mouseMoveEvent(self, e) -> None:  # noqa: N802
+        if self.pick_mode:
+            return
         if e.buttons() & (Qt.MouseButton.LeftButton | Qt.MouseButton.RightButton):
             self.stroke(e.position().x(), e.position().y(),
                         self.erase or bool(e.buttons() & Qt.MouseButton.RightButton))
 
 
 @thread_worker
-def histogram_job(model_name, device, target, hist, size, rgb, generation):
+def histogram_job(model_name, device, target, hist, size, rgb, generation, attention=False):
     model = get_model(model_name, device)
     out, info = None, None
     for idx, rgb_slice, pred, info in iter_colorize(model, target, histogram=hist, size=size, rgb=rgb,
-                                                    return_attention=True):
+                                                    return_attention=attention):
         if out is None:
             out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
         out[idx] = rgb_slice
         yield ("progress", info["done"], info["n_slices"])
-    return {"rgb": out, "generation": generation, "attention": pred.attention, "model": model.name,
+    return {"rgb": out, "generation": generation, "attention": pred.attention.get("pixel_to_bin"), "model": model.name,
             "working_shape": info["working_shape"]}
 
 
@@ -127,7 +148,10 @@ class HistogramWidget(Container):
         self._save = PushButton(text="Save")
         self._load = PushButton(text="Load")
         self._preview = CheckBox(text="live preview", value=True)
+        self._preview_size = SpinBox(label="preview size", value=PREVIEW_SIZE, min=32, max=512, step=16)
         self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
+        self._attention = CheckBox(text="add attention views (pixel -> bins, bin -> image)")
+        self._pick = CheckBox(text="click the chart to pick a bin (instead of painting)")
         self._run = PushButton(text="Run")
         self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self._status = Label(value="")
@@ -136,7 +160,8 @@ class HistogramWidget(Container):
             self._target, self._model, self._checkpoint, self._device, self._lightness, self._brush,
             row(self._erase, self._clear, self._normalise), self._source, self._roi, self._from_layer,
             row(self._preset, self._apply_preset), self._file, row(self._save, self._load), self._preview,
-            self._size, self._run, self._progress, self._status])
+            self._preview_size,
+            self._size, self._attention, self._pick, self._run, self._progress, self._status])
         self.native.layout().insertWidget(5, self.canvas)
         self._timer = QTimer(self.native)  # dies with the widget
         self._timer.setSingleShot(True)
@@ -154,6 +179,11 @@ class HistogramWidget(Container):
         self._load.clicked.connect(self._on_load)
         self._model.changed.connect(lambda v: setattr(self._checkpoint, "visible", v == CHECKPOINT))
         self._run.clicked.connect(self.run)
+        self._pick.changed.connect(lambda v: setattr(self.canvas, "pick_mode", bool(v)))
+        self.canvas.bin_picked.connect(self.show_bin)
+        self.bin_attention = None  # BinAttention of the last full run (2-D targets)
+        self._attention_target = None
+        self._bin_query = None
         self.generation = 0
         self.shown_generation = -1
         self.preview_worker = None
@@ -230,9 +260,10 @@ class HistogramWidget(Container):
             idx = tuple(int(i) for i in self._viewer.dims.current_step[: data.ndim - (3 if target.rgb else 2)])
             data = data[idx]
         sp = data.shape[:2] if target.rgb else data.shape
-        step = max(1, -(-max(sp) // PREVIEW_SIZE))  # stride to at most PREVIEW_SIZE pixels (a quick look)
+        size = int(self._preview_size.value)
+        step = max(1, -(-max(sp) // size))  # stride to at most `size` pixels (a quick look)
         data = data[::step, ::step]
-        worker = histogram_job(name, self._device.value, data, hist, PREVIEW_SIZE, bool(target.rgb), self.generation)
+        worker = histogram_job(name, self._device.value, data, hist, size, bool(target.rgb), self.generation)
         worker.returned.connect(lambda res: self._show_preview(res, target, step))
         worker.errored.connect(lambda e: setattr(self._status, "value", f"preview failed: {e}"))
         self.preview_worker = worker
@@ -257,7 +288,7 @@ class HistogramWidget(Container):
         self._run.enabled = False
         self._status.value = "running..."
         worker = histogram_job(name, self._device.value, np.asarray(target.data), hist, int(self._size.value),
-                               bool(target.rgb), -1)
+                               bool(target.rgb), -1, bool(self._attention.value))
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda res: self._on_result(res, target, hist))
         worker.errored.connect(lambda e: show_error(f"colourisation failed: {e}"))
@@ -283,4 +314,50 @@ class HistogramWidget(Container):
                                      "working_shape": list(res["working_shape"])}, rgb=True,
                                     scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]))
         self.last_result = res
+        if self._attention.value and res["attention"] is not None and nd == 2:
+            self._add_attention_views(res["attention"], target, layer.name)
         self._status.value = f"done: {layer.name}"
+
+    # -------------------------------------------------------------- attention
+    def _add_attention_views(self, att, target, name: str) -> None:
+        """Concentration layer, a query point on the target (its bins are drawn on the chart) and,
+        when a bin is picked on the chart, a layer of where that bin's colour goes."""
+        self.bin_attention, self._attention_target, self._attention_name = att, target, name
+        sc, tr = overlay_transform(target, spatial_shape(target), att.shape)
+        add_or_update_image(self._viewer, att.concentration(), f"{name} bin concentration",
+                            {"kind": "concentration"}, scale=sc, translate=tr, colormap="magma", opacity=0.6,
+                            visible=False, contrast_limits=(0, 1))
+        qname = f"{name} bin query"
+        q = next((l for l in self._viewer.layers if l.name == qname and is_ours(l)), None)
+        if q is None:
+            world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
+            q = self._viewer.add_points([world[-2:]], name=qname, size=query_size(target),
+                                        face_color="orange", metadata={OURS: {"kind": "query"}})
+            q.events.data.connect(lambda e: self.update_pixel_bins())
+        self._bin_query = q
+        self.update_pixel_bins()
+
+    def update_pixel_bins(self) -> None:
+        """Draw on the chart the bins the query point's pixel draws from."""
+        q, target, att = self._bin_query, self._attention_target, self.bin_attention
+        if att is None or q is None or len(q.data) == 0 or target not in self._viewer.layers:
+            return
+        pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
+        lat = np.asarray(att.shape)
+        i, j = np.clip((pos / np.asarray(spatial_shape(target)) * lat).astype(int), 0, lat - 1)
+        self.pixel_bins = att.bins_of_pixel(int(i), int(j))
+        self.canvas.set_overlay(self.pixel_bins)
+
+    def show_bin(self, ia: int, ib: int) -> None:
+        """A layer over the target: how much each pixel draws on bin (ia, ib)."""
+        att, target = self.bin_attention, self._attention_target
+        if att is None or target not in self._viewer.layers:
+            self._status.value = "run with 'add attention views' first, then pick a bin"
+            return
+        where = att.pixels_of_bin(ia, ib)
+        sc, tr = overlay_transform(target, spatial_shape(target), att.shape)
+        add_or_update_image(self._viewer, where, f"{self._attention_name} bin attention",
+                            {"kind": "bin attention", "bin": [int(ia), int(ib)]}, scale=sc, translate=tr,
+                            colormap="inferno", opacity=0.7, blending="additive",
+                            contrast_limits=(0, float(where.max()) or 1.0))
+        self._status.value = f"bin ({ia}, {ib}): where its colour goes"

@@ -50,6 +50,11 @@ def spatial_shape(layer) -> tuple[int, int]:
     return tuple(shape[-3:-1] if layer.rgb else shape[-2:])
 
 
+def query_size(layer) -> float:
+    """Size (world units) of a query point: 2.5 % of the layer's larger side, visible at any zoom-to-fit."""
+    return float(max(np.asarray(spatial_shape(layer)) * np.asarray(layer.scale[-2:])) * 0.025)
+
+
 def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int]):
     """Scale and translate that lay a ``lattice_shape`` grid over the last two axes of ``layer``,
     whose data has spatial shape ``src_shape`` (pixel centres aligned)."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, rgb_to_lab
+from .histogram import BinAttention
 
 __all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer"]
 
@@ -118,7 +119,7 @@ class HistogramNetwork(NetworkColorizer):
         out = self.network(L, hist_features=state["features"], return_attention=return_attention)
         if return_attention:
             ab, attn = out
-            return Prediction(ab=ab.float(), attention={"pixel_to_bin": attn[0].float().cpu().numpy()})
+            return Prediction(ab=ab.float(), attention={"pixel_to_bin": BinAttention(attn[0].float().cpu().numpy())})
         return Prediction(ab=out.float())
 
 

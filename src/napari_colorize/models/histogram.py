@@ -17,8 +17,10 @@ and the palette (the ab value of every bin).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +28,42 @@ from torch import nn
 from ..color import NBINS, palette
 from .backbones import Backbone, build_backbone
 
-__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS"]
+__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention"]
+
+
+@dataclass
+class BinAttention:
+    """The colour-semantic attention of one image, for display and analysis.
+
+    ``weights``: ``(h, w, 21, 21)`` on the ``H/4 x W/4`` lattice of the working image; for each
+    target cell, a distribution over the ab bins (index ``[ia, ib]`` as in
+    :func:`napari_colorize.color.soft_histogram`) that sums to 1.
+    """
+
+    weights: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weights.shape[:2])
+
+    def bins_of_pixel(self, i: int, j: int) -> np.ndarray:
+        """Which bins target cell ``(i, j)`` draws its colour feature from: ``(21, 21)``, sums to 1."""
+        h, w = self.shape
+        if not (0 <= i < h and 0 <= j < w):
+            raise IndexError(f"cell ({i}, {j}) is outside the {h} x {w} attention lattice")
+        return self.weights[i, j]
+
+    def pixels_of_bin(self, ia: int, ib: int) -> np.ndarray:
+        """Where the colour of bin ``(ia, ib)`` goes: each cell's attention weight on that bin, ``(h, w)``."""
+        if not (0 <= ia < NBINS and 0 <= ib < NBINS):
+            raise IndexError(f"bin ({ia}, {ib}) is outside the {NBINS} x {NBINS} histogram")
+        return self.weights[:, :, ia, ib]
+
+    def concentration(self) -> np.ndarray:
+        """Per cell, ``1 - entropy / log(441)``: 0 = draws from every bin equally, 1 = from one bin."""
+        p = self.weights.reshape(*self.shape, -1).astype(np.float64)
+        ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
+        return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
 
 
 @dataclass
@@ -34,7 +71,11 @@ class HistogramConfig:
     """Architecture of a histogram network.
 
     ``channels``: C of ``F_T``/``F_R`` (64 in the paper); ``unet_width``: channels of
-    the first U-Net level (doubling per level); ``unet_depth``: down-sampling steps.
+    the first U-Net level (doubling per level); ``unet_depth``: down-sampling steps;
+    ``fu_channels``: when set, a 1x1 convolution projects ``F_U`` to this many channels
+    before it is upsampled and given to the U-Net (our CPU deviation: the full-resolution
+    U-Net input is then ``1 + fu_channels`` wide instead of ``1 + channels``); ``None``
+    feeds ``F_U`` as the paper does.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -42,6 +83,7 @@ class HistogramConfig:
     unet_width: int = 32
     unet_depth: int = 3
     use_palette: bool = True
+    fu_channels: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +97,7 @@ class HistogramConfig:
 
 
 HISTOGRAM_CONFIGS = {
-    "cpu": HistogramConfig(),
+    "cpu": HistogramConfig(unet_width=16, fu_channels=16),
     "paper": HistogramConfig(backbone="vgg19", channels=64, unet_width=64, unet_depth=4),
 }
 
@@ -130,7 +172,8 @@ class HistogramColorizer(nn.Module):
         self.hist_in = nn.Sequential(nn.Conv2d(cin_hist, C, 3, padding=1), nn.ReLU(inplace=True))
         self.hist_res = nn.Sequential(*[ResidualBlock(C) for _ in range(3)])
         self.log_tau = nn.Parameter(torch.tensor(2.3))  # temperature tau = e^2.3 ~ 10 at start
-        self.unet = UNet(1 + C, cfg.unet_width, cfg.unet_depth)
+        self.fu_proj = nn.Conv2d(C, cfg.fu_channels, 1) if cfg.fu_channels else nn.Identity()
+        self.unet = UNet(1 + (cfg.fu_channels or C), cfg.unet_width, cfg.unet_depth)
 
     @property
     def multiple(self) -> int:
@@ -174,7 +217,7 @@ class HistogramColorizer(nn.Module):
         phi_r = hist_features.expand(B, -1, -1) if hist_features.shape[0] != B else hist_features
         m = self.log_tau.exp() * phi_t @ phi_r.transpose(1, 2)  # (B, hw, 441)
         attn = m.softmax(-1)
-        fu = (attn @ phi_r).transpose(1, 2).reshape(B, C, h, w)
+        fu = self.fu_proj((attn @ phi_r).transpose(1, 2).reshape(B, C, h, w))
         fu = F.interpolate(fu, size=target_L.shape[-2:], mode="bilinear", align_corners=False)
         ab = self.unet(torch.cat([target_L, fu], 1))
         if return_attention:

@@ -86,7 +86,7 @@ def _register_defaults() -> None:
     for name, cfg, desc in ex:
         register_model(ModelEntry(name, "exemplar", desc, "exemplar", EXEMPLAR_CONFIGS[cfg].to_dict(),
                                   weights=f"{name}.safetensors"))
-    register_model(ModelEntry("histogram", "histogram", "Paper B, CPU default: EfficientNet-Lite0, U-Net width 32",
+    register_model(ModelEntry("histogram", "histogram", "Paper B, CPU default: EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16",
                               "histogram", HISTOGRAM_CONFIGS["cpu"].to_dict(), weights="histogram.safetensors"))
     register_model(ModelEntry("histogram-paper", "histogram", "Paper B's configuration: VGG-19 features, U-Net width 64",
                               "histogram", HISTOGRAM_CONFIGS["paper"].to_dict(), weights="histogram-paper.safetensors"))
