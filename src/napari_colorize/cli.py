@@ -131,7 +131,7 @@ def _cmd_demo(args) -> int:
 
     name = args.model or best_default_model()
     if not args.no_viewer and _napari_available():
-        if args.screenshot or _has_display():
+        if _has_display() or (args.screenshot and not shutil.which("xvfb-run")):
             from ._widgets._demo import open_demo
 
             open_demo(name, screenshot=args.screenshot, result=args.output if args.screenshot else None)
