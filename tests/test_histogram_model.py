@@ -72,7 +72,7 @@ def test_bin_attention_views():
     w[1, 2] = 0
     w[1, 2, 5, 7] = 1.0  # cell (1, 2) draws only from bin (5, 7)
     att = BinAttention(w)
-    assert att.shape == (3, 4)
+    assert att.lattice == (3, 4) and att.shape == (3, 4, NBINS, NBINS) and np.array_equal(np.asarray(att), w)
     assert att.bins_of_pixel(1, 2)[5, 7] == 1.0 and att.bins_of_pixel(1, 2).sum() == 1.0
     where = att.pixels_of_bin(5, 7)
     assert where.shape == (3, 4) and where[1, 2] == 1.0 and np.argmax(where) == 1 * 4 + 2

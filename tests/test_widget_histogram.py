@@ -113,7 +113,7 @@ def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot):
     att = w.bin_attention
     assert att is not None and att.weights.shape[2:] == (21, 21)
     conc = viewer.layers["grey [histogram] bin concentration"]
-    assert conc.data.shape == att.shape and conc.metadata[OURS]["kind"] == "concentration"
+    assert conc.data.shape == att.lattice and conc.metadata[OURS]["kind"] == "concentration"
     # the concentration lattice overlays the target: same world extent
     assert np.allclose(np.asarray(conc.data.shape) * conc.scale, np.asarray(t.data.shape) * t.scale)
     # pixel -> bins: the query point's cell's distribution is drawn on the chart, and follows the point

@@ -323,7 +323,7 @@ class HistogramWidget(Container):
         """Concentration layer, a query point on the target (its bins are drawn on the chart) and,
         when a bin is picked on the chart, a layer of where that bin's colour goes."""
         self.bin_attention, self._attention_target, self._attention_name = att, target, name
-        sc, tr = overlay_transform(target, spatial_shape(target), att.shape)
+        sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
         add_or_update_image(self._viewer, att.concentration(), f"{name} bin concentration",
                             {"kind": "concentration"}, scale=sc, translate=tr, colormap="magma", opacity=0.6,
                             visible=False, contrast_limits=(0, 1))
@@ -343,7 +343,7 @@ class HistogramWidget(Container):
         if att is None or q is None or len(q.data) == 0 or target not in self._viewer.layers:
             return
         pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
-        lat = np.asarray(att.shape)
+        lat = np.asarray(att.lattice)
         i, j = np.clip((pos / np.asarray(spatial_shape(target)) * lat).astype(int), 0, lat - 1)
         self.pixel_bins = att.bins_of_pixel(int(i), int(j))
         self.canvas.set_overlay(self.pixel_bins)
@@ -355,7 +355,7 @@ class HistogramWidget(Container):
             self._status.value = "run with 'add attention views' first, then pick a bin"
             return
         where = att.pixels_of_bin(ia, ib)
-        sc, tr = overlay_transform(target, spatial_shape(target), att.shape)
+        sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
         add_or_update_image(self._viewer, where, f"{self._attention_name} bin attention",
                             {"kind": "bin attention", "bin": [int(ia), int(ib)]}, scale=sc, translate=tr,
                             colormap="inferno", opacity=0.7, blending="additive",

@@ -43,12 +43,21 @@ class BinAttention:
     weights: np.ndarray
 
     @property
-    def shape(self) -> tuple[int, int]:
+    def lattice(self) -> tuple[int, int]:
+        """``(h, w)``: the attention lattice (``H/4 x W/4`` of the working image)."""
         return tuple(self.weights.shape[:2])
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(h, w, 21, 21)``, as the array it wraps (``np.asarray(att)`` gives the weights)."""
+        return tuple(self.weights.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.weights, dtype=dtype)
 
     def bins_of_pixel(self, i: int, j: int) -> np.ndarray:
         """Which bins target cell ``(i, j)`` draws its colour feature from: ``(21, 21)``, sums to 1."""
-        h, w = self.shape
+        h, w = self.lattice
         if not (0 <= i < h and 0 <= j < w):
             raise IndexError(f"cell ({i}, {j}) is outside the {h} x {w} attention lattice")
         return self.weights[i, j]
@@ -61,7 +70,7 @@ class BinAttention:
 
     def concentration(self) -> np.ndarray:
         """Per cell, ``1 - entropy / log(441)``: 0 = draws from every bin equally, 1 = from one bin."""
-        p = self.weights.reshape(*self.shape, -1).astype(np.float64)
+        p = self.weights.reshape(*self.lattice, -1).astype(np.float64)
         ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
         return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
 
