@@ -16,7 +16,9 @@ def test_compare_widget_adds_layers_in_a_grid_and_exports(make_napari_viewer, qt
     with qtbot.waitSignal(w.worker.finished, timeout=60000):
         pass
     assert "grey [welsh] (compare)" in viewer.layers and "grey [reinhard] (compare)" in viewer.layers
-    assert viewer.grid.enabled
+    from napari_colorize._widgets._compare import grid_of
+
+    assert grid_of(viewer).enabled
     assert w.table.rowCount() == 2 and w.table.item(0, 0).text() == "welsh"
     assert w.table.item(0, 3).text() != "-"  # SSIM against the ground truth layer
     w._csv.value = tmp_path / "scores.csv"

@@ -24,6 +24,12 @@ def compare_job(names, target, reference, truth, rgb):
         yield ("row", k, len(names), row, image)
 
 
+def grid_of(viewer):
+    """napari's grid settings: ``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 class CompareWidget(Container):
     """Run several models on one target/reference pair; show them in napari's grid with a score table."""
 
@@ -92,7 +98,7 @@ class CompareWidget(Container):
     def _on_finished(self) -> None:
         self.worker = None
         self._run.enabled = True
-        self._viewer.grid.enabled = True
+        grid_of(self._viewer).enabled = True
         self._status.value = f"{len(self.rows)} model(s) compared"
 
     def export(self) -> None:
