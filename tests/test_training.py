@@ -224,7 +224,8 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
 
     # the evaluation table: the model given each image's own histogram, beside the grey lower bound
     r = subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--data", str(corpus_dir / "manifest.csv"),
-                        "--kind", "histogram", "--no-semantic", "--threads", "1", str(export), "grey"],
+                        "--kind", "histogram", "--no-semantic", "--threads", "1", "--per-image",
+                        str(tmp_path / "per_image.csv"), str(export), "grey"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
@@ -232,6 +233,11 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
     assert set(rows) == {str(export), "grey"}
     assert float(rows["grey"][4]) == 0.0  # colourfulness of the uncoloured input
     assert np.isfinite(float(rows[str(export)][3])) and float(rows[str(export)][2]) > 0  # PSNR, SSIM
+    with open(tmp_path / "per_image.csv") as fh:  # the table's rows are the means of the per-image lines
+        per = list(csv.DictReader(fh))
+    grey_psnr = [float(p["psnr"]) for p in per if p["model"] == "grey"]
+    assert len(per) == 2 * len(grey_psnr) > 0
+    assert np.mean(grey_psnr) == pytest.approx(float(rows["grey"][3]), abs=0.006)
 
 
 def test_ddp_two_cpu_processes_agree(corpus_dir, tmp_path):
@@ -249,3 +255,22 @@ def test_ddp_two_cpu_processes_agree(corpus_dir, tmp_path):
     with open(out / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in rows] == [1, 2] and all(np.isfinite(float(r["total"])) for r in rows)
+
+
+def test_paired_differences(tmp_path):
+    from paired import load, paired
+
+    a = np.array([0.5, 0.6, 0.7, 0.8])
+    mean, lo, hi = paired(a + 0.1, a)
+    assert mean == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.1, 200)
+    mean, lo, hi = paired(a.mean() + noise, np.full(200, a.mean()))
+    assert lo < mean < hi and lo < 0.02 and hi > -0.02  # no real difference: the interval holds 0 (or nearly)
+    p = tmp_path / "per.csv"
+    p.write_text("model,protocol,image,his_ref,his_gt,ssim,psnr,colourful,agree\n"
+                 "runs/x/m.safetensors,other,1,0.5,0.5,0.9,20,30,1\n"
+                 "runs/x/m.safetensors,other,0,0.4,0.5,0.8,20,30,0\n"
+                 "welsh,self,0,0.9,0.9,0.7,20,30,1\n")
+    d = load(p, "other")
+    assert set(d) == {"m"} and list(d["m"]["his_ref"]) == [0.4, 0.5]  # by stem, in image order

@@ -148,8 +148,26 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
             acc["colourful"].append(metrics.colourfulness(out))
             if judge:
                 acc["agree"].append(float(judge.top1(out) == truth_cls[i]))
-        rows.append({"model": str(name), **{k: (float(np.mean(v)) if v else float("nan")) for k, v in acc.items()}})
+        rows.append({"model": str(name), **{k: (float(np.mean(v)) if v else float("nan")) for k, v in acc.items()},
+                     "per_image": acc})
     return rows
+
+
+def write_per_image(rows, protocol: str, path: Path) -> None:
+    """One CSV line per (model, image): the metrics behind each table row, for paired comparisons."""
+    import csv
+
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.writer(fh)
+        keys = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree"]
+        if new:
+            w.writerow(["model", "protocol", "image"] + keys)
+        for r in rows:
+            n = len(r["per_image"]["his_gt"])
+            for i in range(n):
+                w.writerow([r["model"], protocol, i] + [r["per_image"][k][i] if len(r["per_image"][k]) == n else ""
+                                                          for k in keys])
 
 
 def print_table(rows, protocol, kind, n) -> None:
@@ -171,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
     ap.add_argument("--no-semantic", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--per-image", type=Path, default=None, help="append every image's metrics to this CSV")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     images = eval_images(a.data, a.split)[: a.limit]
@@ -178,7 +197,10 @@ def main(argv=None) -> int:
     protocols = ["self", "other"] if a.protocol == "both" and a.kind == "exemplar" else \
         [a.protocol if a.kind == "exemplar" else "ground-truth histogram"]
     for p in protocols:
-        print_table(evaluate(a.models, images, p, a.kind, judge), p, a.kind, len(images))
+        rows = evaluate(a.models, images, p, a.kind, judge)
+        print_table(rows, p, a.kind, len(images))
+        if a.per_image:
+            write_per_image(rows, p, a.per_image)
     return 0
 
 
