@@ -81,6 +81,8 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkey
         assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=0.05)
     q.data = np.array([[10.0 + 2 * 5, 5.0 + 2 * 5]])  # drag the point to the top-left corner
     assert all(not np.array_equal(l.data, f) for l, f in zip(att, first))
+    for l in att:  # the contrast limits follow each updated heatmap
+        assert l.contrast_limits[1] == pytest.approx(float(l.data.max()), rel=1e-4)
     assert any(l.name.startswith(f"{name} concentration") for l in viewer.layers)
 
 
@@ -119,9 +121,8 @@ def test_cancel_stops_a_stack(make_napari_viewer, qtbot, small_pair):
 def test_removed_target_during_a_run(viewer_pair, qtbot):
     viewer, w, t, r = viewer_pair
     w.run()
-    viewer.layers.remove(t)
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    viewer.layers.remove(t)  # slow enough that the worker may finish first: wait on the widget, not a signal
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert not any(l.name.startswith("grey [") for l in viewer.layers)
 
 

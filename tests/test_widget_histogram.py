@@ -132,4 +132,7 @@ def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot):
     layer = viewer.layers["grey [histogram] bin attention"]
     assert layer.metadata[OURS]["bin"] == [10, 10]
     assert np.allclose(layer.data, att.pixels_of_bin(10, 10))
+    w.show_bin(3, 17)  # another bin updates the same layer, with contrast limits that follow its data
+    assert layer.metadata[OURS]["bin"] == [3, 17] and np.allclose(layer.data, att.pixels_of_bin(3, 17))
+    assert layer.contrast_limits[1] == pytest.approx(float(layer.data.max()), rel=1e-4)
     assert r.data.shape == viewer.layers["ref"].data.shape  # user layers untouched

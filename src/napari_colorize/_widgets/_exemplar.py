@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..inference import Cancelled, iter_colorize, lazy_colorize
 from ..models.registry import list_models, load_model
-from ._layers import OURS, add_or_update_image, is_ours, overlay_transform, query_size, spatial_shape
+from ._layers import add_or_update_image, overlay_transform, query_cell, query_points, spatial_shape
 
 CHECKPOINT = "checkpoint file..."
 _MODEL_CACHE: dict[tuple[str, str], object] = {}
@@ -253,7 +253,6 @@ class ExemplarWidget(Container):
 
     def _add_attention_layers(self, res, target, ref, name, meta) -> None:
         maps = res["attention"]
-        h, w = res["working_shape"]
         for key, m in maps.items():
             conc = m.concentration()
             sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
@@ -262,14 +261,8 @@ class ExemplarWidget(Container):
                                 contrast_limits=(0, 1))
         self._attention_maps = maps
         self._attention_target, self._attention_ref, self._attention_name = target, ref, name
-        world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
-        qname = f"{name} attention query"
-        q = next((l for l in self._viewer.layers if l.name == qname and is_ours(l)), None)
-        if q is None:
-            q = self._viewer.add_points([world[-2:]], name=qname, size=query_size(target),
-                                        face_color="cyan", metadata={OURS: {**meta, "kind": "query"}})
-            q.events.data.connect(lambda e: self.update_attention_map())
-        self._query = q
+        self._query = query_points(self._viewer, target, f"{name} attention query", "cyan",
+                                   {**meta, "kind": "query"}, self.update_attention_map)
         self.update_attention_map()
 
     def update_attention_map(self) -> None:
@@ -278,23 +271,15 @@ class ExemplarWidget(Container):
         q, target, ref = self._query, self._attention_target, self._attention_ref
         if q is None or len(q.data) == 0 or ref not in self._viewer.layers or target not in self._viewer.layers:
             return
-        shape = np.asarray(spatial_shape(target))
-        pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
         keys = sorted(self._attention_maps)
         shown = min(keys, key=lambda k: (self._attention_maps[k].stride, [-ord(c) for c in k]))
         for key in keys:
             m = self._attention_maps[key]
-            lat = np.asarray(m.shape)
-            i, j = np.clip((pos / shape * lat).astype(int), 0, lat - 1)
-            eff = m.effective(int(i), int(j))
+            i, j = query_cell(target, q, m.shape)
+            eff = m.effective(i, j)
             sc, tr = overlay_transform(ref, ref.data.shape[:2], eff.shape)
-            name = f"{self._attention_name} attention {key}"
-            new = name not in self._viewer.layers
-            layer = add_or_update_image(self._viewer, eff, name,
-                                        {"kind": "attention", "query": [int(i), int(j)], "level": key},
-                                        scale=sc, translate=tr, colormap="inferno", opacity=0.7,
-                                        blending="additive", contrast_limits=(0, float(eff.max()) or 1.0))
-            if new:
-                layer.visible = key == shown
-            else:
-                layer.contrast_limits = (0, float(eff.max()) or 1.0)
+            # visible applies when the layer is created; later updates keep the user's choice
+            add_or_update_image(self._viewer, eff, f"{self._attention_name} attention {key}",
+                                {"kind": "attention", "query": [i, j], "level": key}, scale=sc, translate=tr,
+                                colormap="inferno", opacity=0.7, blending="additive", visible=key == shown,
+                                contrast_limits=(0, float(eff.max()) or 1.0))

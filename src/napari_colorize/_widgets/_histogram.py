@@ -22,7 +22,7 @@ from ..color import NBINS
 from ..inference import iter_colorize
 from ..models.registry import list_models, model_info
 from ._exemplar import CHECKPOINT, get_model
-from ._layers import OURS, add_or_update_image, is_ours, overlay_transform, query_size, spatial_shape
+from ._layers import add_or_update_image, overlay_transform, query_cell, query_points, spatial_shape
 
 PREVIEW_SIZE = 96  # default preview size: ~100 ms per stroke on 2 CPU cores with the CPU model
 
@@ -327,14 +327,8 @@ class HistogramWidget(Container):
         add_or_update_image(self._viewer, att.concentration(), f"{name} bin concentration",
                             {"kind": "concentration"}, scale=sc, translate=tr, colormap="magma", opacity=0.6,
                             visible=False, contrast_limits=(0, 1))
-        qname = f"{name} bin query"
-        q = next((l for l in self._viewer.layers if l.name == qname and is_ours(l)), None)
-        if q is None:
-            world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
-            q = self._viewer.add_points([world[-2:]], name=qname, size=query_size(target),
-                                        face_color="orange", metadata={OURS: {"kind": "query"}})
-            q.events.data.connect(lambda e: self.update_pixel_bins())
-        self._bin_query = q
+        self._bin_query = query_points(self._viewer, target, f"{name} bin query", "orange", {"kind": "query"},
+                                       self.update_pixel_bins)
         self.update_pixel_bins()
 
     def update_pixel_bins(self) -> None:
@@ -342,10 +336,7 @@ class HistogramWidget(Container):
         q, target, att = self._bin_query, self._attention_target, self.bin_attention
         if att is None or q is None or len(q.data) == 0 or target not in self._viewer.layers:
             return
-        pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), q.data[-1][-2:]]))[-2:]
-        lat = np.asarray(att.lattice)
-        i, j = np.clip((pos / np.asarray(spatial_shape(target)) * lat).astype(int), 0, lat - 1)
-        self.pixel_bins = att.bins_of_pixel(int(i), int(j))
+        self.pixel_bins = att.bins_of_pixel(*query_cell(target, q, att.lattice))
         self.canvas.set_overlay(self.pixel_bins)
 
     def show_bin(self, ia: int, ib: int) -> None:

@@ -26,13 +26,17 @@ def free_name(viewer, name: str) -> str:
 
 
 def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False, **kwargs):
-    """Update our layer called ``name`` in place, or add a new image layer (ours)."""
+    """Update our layer called ``name`` in place, or add a new image layer (ours).
+
+    An update replaces data and metadata and re-applies ``scale``, ``translate`` and ``contrast_limits``
+    (they follow the data); display choices the user may have changed (visibility, opacity, colormap)
+    are kept."""
     existing = next((l for l in viewer.layers if l.name == name), None)
     if existing is not None and is_ours(existing) and not keep and existing.data.shape == np.shape(data) \
             and existing.rgb == kwargs.get("rgb", False):
         existing.data = data
         existing.metadata = {**existing.metadata, OURS: meta}
-        for k in ("scale", "translate"):
+        for k in ("scale", "translate", "contrast_limits"):
             if k in kwargs:
                 setattr(existing, k, kwargs[k])
         return existing
@@ -53,6 +57,26 @@ def spatial_shape(layer) -> tuple[int, int]:
 def query_size(layer) -> float:
     """Size (world units) of a query point: 2.5 % of the layer's larger side, visible at any zoom-to-fit."""
     return float(max(np.asarray(spatial_shape(layer)) * np.asarray(layer.scale[-2:])) * 0.025)
+
+
+def query_points(viewer, target, name: str, color: str, meta: dict, on_move):
+    """Our query Points layer called ``name``: created at the centre of ``target`` when it is missing,
+    with ``on_move()`` called whenever the user drags or adds a point."""
+    q = next((l for l in viewer.layers if l.name == name and is_ours(l)), None)
+    if q is None:
+        world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
+        q = viewer.add_points([world[-2:]], name=name, size=query_size(target), face_color=color,
+                              metadata={OURS: meta})
+        q.events.data.connect(lambda e: on_move())
+    return q
+
+
+def query_cell(target, points, lattice_shape: tuple[int, int]) -> tuple[int, int]:
+    """The cell of a ``lattice_shape`` grid laid over ``target`` under the last point of ``points``."""
+    pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), points.data[-1][-2:]]))[-2:]
+    lat = np.asarray(lattice_shape)
+    i, j = np.clip((pos / np.asarray(spatial_shape(target)) * lat).astype(int), 0, lat - 1)
+    return int(i), int(j)
 
 
 def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int]):
