@@ -37,12 +37,22 @@ def _shot(viewer, name: str) -> None:
     viewer.close()
 
 
-def _viewer(title: str):
+def _open(title: str, widget_cls, dock_name: str):
+    """A 1600 x 1000 viewer with ``widget_cls`` docked; returns (viewer, widget)."""
     import napari
 
     v = napari.Viewer(title=title)
     v.window.resize(1600, 1000)
-    return v
+    w = widget_cls(v)
+    v.window.add_dock_widget(w, name=dock_name)
+    return v, w
+
+
+def _on_the_tank(points, grey) -> None:
+    """Move a query point onto the motorcycle's tank."""
+    import numpy as np
+
+    points.data = np.array([[grey.shape[0] * 0.45, grey.shape[1] * 0.4]])
 
 
 def exemplar() -> None:
@@ -54,24 +64,19 @@ def exemplar() -> None:
 
 def attention() -> None:
     """Exemplar run with attention layers: the query point on the target, the heatmap over the reference."""
-    import numpy as np
-
     from napari_colorize._sample_data import sample_pair
     from napari_colorize._widgets import ExemplarWidget
 
     grey, ref, _ = sample_pair()
-    v = _viewer("napari-colorize: attention")
+    v, w = _open("napari-colorize: attention", ExemplarWidget, "Exemplar colourisation")
     t = v.add_image(grey, name="motorcycle (grey)")
     r = v.add_image(ref, name="motorcycle (reference)", rgb=True, translate=(0, grey.shape[1] + 20))
-    w = ExemplarWidget(v)
-    v.window.add_dock_widget(w, name="Exemplar colourisation")
     w._target.value, w._reference.value = t, r
     w._model.value = "exemplar"
     w._attention.value = True
     w.run()
     _wait(w)
-    q = v.layers["motorcycle (grey) [exemplar] attention query"]
-    q.data = np.array([[grey.shape[0] * 0.45, grey.shape[1] * 0.4]])  # on the motorcycle's tank
+    _on_the_tank(v.layers["motorcycle (grey) [exemplar] attention query"], grey)
     v.layers["motorcycle (grey) [exemplar]"].visible = False
     t.visible = True
     v.reset_view()
@@ -80,25 +85,20 @@ def attention() -> None:
 
 def histogram() -> None:
     """Histogram editor with a preset, its live preview, a full run and the pixel -> bins overlay."""
-    import numpy as np
-
     from napari_colorize import histogram_edit as he
     from napari_colorize._sample_data import sample_pair
     from napari_colorize._widgets import HistogramWidget
 
     grey, ref, _ = sample_pair()
-    v = _viewer("napari-colorize: histogram")
+    v, w = _open("napari-colorize: histogram", HistogramWidget, "Histogram colourisation")
     t = v.add_image(grey, name="motorcycle (grey)")
-    w = HistogramWidget(v)
-    v.window.add_dock_widget(w, name="Histogram colourisation")
     w._target.value = t
     w._preview.value = False
     w._attention.value = True
     w.canvas.set_histogram(he.preset("warm (sunset)"))
     w.run()
     _wait(w)
-    name = next(l.name for l in v.layers if l.name.endswith("bin query"))
-    v.layers[name].data = np.array([[grey.shape[0] * 0.45, grey.shape[1] * 0.4]])
+    _on_the_tank(next(l for l in v.layers if l.name.endswith("bin query")), grey)
     t.visible = False
     v.reset_view()
     _shot(v, "napari_histogram.png")
@@ -111,12 +111,10 @@ def compare() -> None:
     from napari_colorize._widgets import CompareWidget
 
     grey, ref, truth = sample_pair()
-    v = _viewer("napari-colorize: compare")
+    v, w = _open("napari-colorize: compare", CompareWidget, "Compare models")
     t = v.add_image(grey, name="grey")
     r = v.add_image(ref, name="reference", rgb=True)
     g = v.add_image(truth, name="truth", rgb=True)
-    w = CompareWidget(v)
-    v.window.add_dock_widget(w, name="Compare models")
     w._target.value, w._reference.value, w._truth.value = t, r, g
     names = [n for n in list_models() if n.startswith("exemplar") and n != "exemplar-paper"] + ["welsh", "reinhard"]
     w.run(names)
@@ -132,13 +130,11 @@ def microscopy() -> None:
     from napari_colorize._sample_data import microscopy_pair_layers, zstack_layers
     from napari_colorize._widgets import ExemplarWidget
 
-    v = _viewer("napari-colorize: microscopy")
+    v, w = _open("napari-colorize: microscopy", ExemplarWidget, "Exemplar colourisation")
     (g, gm, _), (r, rm, _) = microscopy_pair_layers()
     (z, zm, _), = zstack_layers()
     stack = v.add_image(z, **zm)
     ref = v.add_image(r, **{**rm, "translate": (0, z.shape[-1] + 20)})
-    w = ExemplarWidget(v)
-    v.window.add_dock_widget(w, name="Exemplar colourisation")
     w._target.value, w._reference.value = stack, ref
     w._model.value = "exemplar"
     w.run()
