@@ -42,5 +42,18 @@ def histogram_random():
 
 
 @pytest.fixture
+def wait_idle(qtbot):
+    """Wait until a widget's job is over. The widget drops its worker in the slot connected to
+    ``finished``, so this cannot miss an end that came before the wait began (waiting on the
+    ``finished`` signal itself could, for a job quicker than the line that starts the wait)."""
+
+    def wait(widget, timeout: int = 60000) -> None:
+        assert widget.worker is not None, "the widget started no job"
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)

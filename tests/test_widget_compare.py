@@ -3,7 +3,7 @@ import csv
 from napari_colorize._widgets import CompareWidget
 
 
-def test_compare_widget_adds_layers_in_a_grid_and_exports(make_napari_viewer, qtbot, small_pair, tmp_path):
+def test_compare_widget_adds_layers_in_a_grid_and_exports(make_napari_viewer, qtbot, small_pair, tmp_path, wait_idle):
     grey, ref, truth = small_pair
     viewer = make_napari_viewer()
     t = viewer.add_image(grey, name="grey")
@@ -13,8 +13,7 @@ def test_compare_widget_adds_layers_in_a_grid_and_exports(make_napari_viewer, qt
     viewer.window.add_dock_widget(w)
     w._target.value, w._reference.value, w._truth.value = t, r, g
     w.run(["welsh", "reinhard"])
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    wait_idle(w, 60000)
     assert "grey [welsh] (compare)" in viewer.layers and "grey [reinhard] (compare)" in viewer.layers
     from napari_colorize._widgets._compare import grid_of
 

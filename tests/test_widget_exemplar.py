@@ -19,17 +19,15 @@ def viewer_pair(make_napari_viewer, small_pair):
     return viewer, w, t, r
 
 
-def _run(w, qtbot, timeout=60000):
+def _run(w, wait_idle, timeout=60000):
     w.run()
-    assert w.worker is not None
-    with qtbot.waitSignal(w.worker.finished, timeout=timeout):
-        pass
+    wait_idle(w, timeout)
 
 
-def test_run_adds_a_result_layer_with_the_targets_geometry(viewer_pair, qtbot):
+def test_run_adds_a_result_layer_with_the_targets_geometry(viewer_pair, qtbot, wait_idle):
     viewer, w, t, r = viewer_pair
     before = t.data.copy(), r.data.copy()
-    _run(w, qtbot)
+    _run(w, wait_idle)
     layer = viewer.layers["grey [welsh]"]
     assert layer.rgb and layer.data.shape == t.data.shape + (3,)
     assert tuple(layer.scale) == (2.0, 2.0) and tuple(layer.translate) == (10.0, 5.0)
@@ -38,22 +36,29 @@ def test_run_adds_a_result_layer_with_the_targets_geometry(viewer_pair, qtbot):
     assert np.array_equal(t.data, before[0]) and np.array_equal(r.data, before[1])  # user layers untouched
     # running again updates our layer in place; "keep" adds a new one
     n = len(viewer.layers)
-    _run(w, qtbot)
+    _run(w, wait_idle)
     assert len(viewer.layers) == n
     w._keep.value = True
-    _run(w, qtbot)
+    _run(w, wait_idle)
     assert len(viewer.layers) == n + 1
 
 
-def test_a_user_layer_with_our_name_is_never_overwritten(viewer_pair, qtbot):
+def test_a_user_layer_with_our_name_is_never_overwritten(viewer_pair, qtbot, wait_idle):
     viewer, w, t, r = viewer_pair
     mine = viewer.add_image(np.zeros((5, 5)), name="grey [welsh]")
-    _run(w, qtbot)
+    _run(w, wait_idle)
     assert mine.data.shape == (5, 5) and not mine.data.any()
-    assert "grey [welsh] [2]" in viewer.layers
+    ours = viewer.layers["grey [welsh] [2]"]
+    # later runs update that same layer (found by what we created it for, not by its name), even renamed
+    n = len(viewer.layers)
+    ours.name = "my favourite result"
+    ours.data = np.zeros_like(ours.data)
+    _run(w, wait_idle)
+    assert len(viewer.layers) == n and ours in viewer.layers and ours.data.any()
+    assert mine.data.shape == (5, 5) and not mine.data.any()
 
 
-def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkeypatch):
+def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkeypatch, wait_idle):
     import napari_colorize._widgets._exemplar as ex
 
     viewer, w, t, r = viewer_pair
@@ -61,7 +66,7 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkey
     w._model_override = "exemplar-random"
     w._scales.value = True
     w._attention.value = True
-    _run(w, qtbot, 120000)
+    _run(w, wait_idle, 120000)
     name = "grey [exemplar]"
     for k in range(1, 5):
         p = viewer.layers[f"{name} P{k}"]
@@ -101,7 +106,7 @@ def test_bad_layers_are_refused_with_a_notification(viewer_pair, qtbot, monkeypa
     assert w.worker is None and "no colour" in errors[-1]
 
 
-def test_cancel_stops_a_stack(make_napari_viewer, qtbot, small_pair):
+def test_cancel_stops_a_stack(make_napari_viewer, qtbot, small_pair, wait_idle):
     grey, ref, _ = small_pair
     viewer = make_napari_viewer()
     t = viewer.add_image(np.stack([grey] * 40), name="stack")
@@ -111,22 +116,21 @@ def test_cancel_stops_a_stack(make_napari_viewer, qtbot, small_pair):
     w.run()
     seen = []
     w.worker.yielded.connect(lambda m: (seen.append(m), w.cancel() if m[1] >= 2 else None))
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    wait_idle(w, 60000)
     assert "stack [welsh]" not in viewer.layers
     assert max(m[1] for m in seen) < 40
     assert w._status.value == "cancelled" and w._run.enabled
 
 
-def test_removed_target_during_a_run(viewer_pair, qtbot):
+def test_removed_target_during_a_run(viewer_pair, wait_idle):
     viewer, w, t, r = viewer_pair
     w.run()
-    viewer.layers.remove(t)  # slow enough that the worker may finish first: wait on the widget, not a signal
-    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    viewer.layers.remove(t)  # slow enough that the worker may finish first
+    wait_idle(w)
     assert not any(l.name.startswith("grey [") for l in viewer.layers)
 
 
-def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, tmp_path):
+def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, tmp_path, wait_idle):
     import dask.array as da
     import tifffile
 
@@ -138,14 +142,12 @@ def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, 
     w = ExemplarWidget(viewer)
     w._target.value, w._reference.value, w._model.value = t, r, "welsh"
     w.run()
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    wait_idle(w, 60000)
     layer = viewer.layers["lazy [welsh]"]
     assert isinstance(layer.data, da.Array) and layer.data.shape == (5,) + grey.shape + (3,)
     w._save_path.value = tmp_path / "all.tif"
     w.save_all()
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    wait_idle(w, 60000)
     saved = tifffile.imread(tmp_path / "all.tif")
     assert saved.shape == (5,) + grey.shape + (3,) and saved.dtype == np.uint8
     assert np.abs(saved[2] / 255.0 - np.asarray(layer.data[2])).max() <= 1 / 255 + 1e-6

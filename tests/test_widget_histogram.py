@@ -82,7 +82,7 @@ def test_debounced_preview_after_a_stroke(hw, qtbot):
     qtbot.waitUntil(lambda: "grey [histogram preview]" in viewer.layers, timeout=60000)
 
 
-def test_full_run_and_errors(hw, qtbot, monkeypatch):
+def test_full_run_and_errors(hw, qtbot, monkeypatch, wait_idle):
     import napari_colorize._widgets._histogram as hmod
 
     viewer, w, t, r = hw
@@ -93,14 +93,13 @@ def test_full_run_and_errors(hw, qtbot, monkeypatch):
     assert w.worker is None and "empty" in errors[-1]
     w.canvas.set_histogram(he.preset("cool (sea and sky)"))
     w.run()
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    wait_idle(w, 60000)
     layer = viewer.layers["grey [histogram]"]
     assert layer.data.shape == t.data.shape + (3,)
     assert np.allclose(np.asarray(layer.metadata[OURS]["histogram"]), he.preset("cool (sea and sky)"))
 
 
-def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot):
+def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot, wait_idle):
     from qtpy.QtCore import QPoint, Qt
 
     viewer, w, t, r = hw
@@ -108,8 +107,7 @@ def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot):
     w._attention.value = True
     w.canvas.set_histogram(he.preset("forest"))
     w.run()
-    with qtbot.waitSignal(w.worker.finished, timeout=60000):
-        pass
+    wait_idle(w, 60000)
     att = w.bin_attention
     assert att is not None and att.weights.shape[2:] == (21, 21)
     conc = viewer.layers["grey [histogram] bin concentration"]

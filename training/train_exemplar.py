@@ -186,7 +186,7 @@ def main(argv=None) -> int:
             if done % args.sample_every == 0 or done == end:
                 row.update(validate(model, val_batch, out / f"samples_{done:06d}.png"))
             log.write(row)
-            bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.3f}")
             if done % args.sample_every == 0 or done == end:
                 plot_curves(log, ["total", "pixel", "hist", "tv", "adv", "d", "val_hist"], out / "curves.png")
         if is_main and (done % args.ckpt_every == 0 or done == end):

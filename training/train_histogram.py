@@ -118,7 +118,7 @@ def main(argv=None) -> int:
                 plot_curves(log, ["total", "gt", "grad", "hist", "val_gt"], out / "curves.png")
             else:
                 log.write(row)
-            bar.set_postfix(loss=f"{float(terms['total']):.4f}")
+            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
         if is_main and (done % args.ckpt_every == 0 or done == end):
             atomic_save({"step": done, "model": model.trainable_state_dict(), "opt": opt.state_dict(),
                          "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")

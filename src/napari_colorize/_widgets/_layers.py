@@ -1,7 +1,9 @@
 """Layer bookkeeping for the widgets: we create and update only our own layers.
 
 A layer is ours when its metadata holds the ``napari_colorize`` key. Adding a result under a name
-that a *user* layer already has never touches that layer: ours gets a free name instead.
+that a *user* layer already has never touches that layer: ours gets a free name instead. Our layers
+are found again by the *slot* recorded in their metadata (the name we asked for), not by their
+current name, so a renamed layer, or one that had to take "NAME [2]", is still updated in place.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ OURS = "napari_colorize"
 
 def is_ours(layer) -> bool:
     return OURS in getattr(layer, "metadata", {})
+
+
+def find_ours(viewer, slot: str):
+    """Our layer recorded under ``slot`` (the name it was created for), or None."""
+    return next((l for l in viewer.layers if is_ours(l) and l.metadata[OURS].get("slot", l.name) == slot), None)
 
 
 def free_name(viewer, name: str) -> str:
@@ -31,21 +38,20 @@ def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False,
     An update replaces data and metadata and re-applies ``scale``, ``translate`` and ``contrast_limits``
     (they follow the data); display choices the user may have changed (visibility, opacity, colormap)
     are kept."""
-    existing = next((l for l in viewer.layers if l.name == name), None)
-    if existing is not None and is_ours(existing) and not keep and existing.data.shape == np.shape(data) \
-            and existing.rgb == kwargs.get("rgb", False):
+    existing = None if keep else find_ours(viewer, name)
+    if existing is not None and existing.data.shape == np.shape(data) and existing.rgb == kwargs.get("rgb", False):
         existing.data = data
-        existing.metadata = {**existing.metadata, OURS: meta}
+        existing.metadata = {**existing.metadata, OURS: {**meta, "slot": name}}
         for k in ("scale", "translate", "contrast_limits"):
             if k in kwargs:
                 setattr(existing, k, kwargs[k])
         return existing
-    if existing is not None and is_ours(existing) and not keep:
+    if existing is not None:
         viewer.layers.remove(existing)  # our own layer, of another shape: replace it
-        target_name = name
-    else:
-        target_name = free_name(viewer, name)
-    return viewer.add_image(data, name=target_name, metadata={OURS: meta}, **kwargs)
+    target_name = free_name(viewer, name)
+    # a kept result is nobody's slot: later runs add new layers rather than overwrite it
+    slot = {} if keep else {"slot": name}
+    return viewer.add_image(data, name=target_name, metadata={OURS: {**meta, **slot}}, **kwargs)
 
 
 def spatial_shape(layer) -> tuple[int, int]:
@@ -62,11 +68,11 @@ def query_size(layer) -> float:
 def query_points(viewer, target, name: str, color: str, meta: dict, on_move):
     """Our query Points layer called ``name``: created at the centre of ``target`` when it is missing,
     with ``on_move()`` called whenever the user drags or adds a point."""
-    q = next((l for l in viewer.layers if l.name == name and is_ours(l)), None)
+    q = find_ours(viewer, name)
     if q is None:
         world = np.asarray(target.data_to_world(tuple(np.asarray(spatial_shape(target)) // 2)))
-        q = viewer.add_points([world[-2:]], name=name, size=query_size(target), face_color=color,
-                              metadata={OURS: meta})
+        q = viewer.add_points([world[-2:]], name=free_name(viewer, name), size=query_size(target),
+                              face_color=color, metadata={OURS: {**meta, "slot": name}})
         q.events.data.connect(lambda e: on_move())
     return q
 
