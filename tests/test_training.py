@@ -274,3 +274,21 @@ def test_paired_differences(tmp_path):
                  "welsh,self,0,0.9,0.9,0.7,20,30,1\n")
     d = load(p, "other")
     assert set(d) == {"m"} and list(d["m"]["his_ref"]) == [0.4, 0.5]  # by stem, in image order
+
+
+def test_csv_log_keeps_rows_up_to_the_resumed_step_and_never_loses_another_runs_log(tmp_path, recwarn):
+    from engine import CSVLog, plot_curves
+
+    path = tmp_path / "log.csv"
+    log = CSVLog(path, ["step", "total", "pixel"])
+    for step in (10, 20, 30):
+        log.write({"step": step, "total": 1.0 / step, "pixel": 0.0})  # pixel: an ablated loss, 0 throughout
+    CSVLog(path, ["step", "total", "pixel"], truncate_after=20)  # resuming at step 20
+    assert [int(r["step"]) for r in log.read()] == [10, 20]
+    before = path.read_text()
+    with pytest.raises(ValueError, match="other columns"):
+        CSVLog(path, ["step", "loss"])  # another run's fields: refused, file untouched
+    assert path.read_text() == before and not list(tmp_path.glob("*.tmp"))
+    plot_curves(log, ["total", "pixel"], tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert not [w for w in recwarn if "log-scaled" in str(w.message)]

@@ -89,11 +89,18 @@ class CSVLog:
         rows = []
         if self.path.exists():
             with open(self.path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if truncate_after is None or int(r["step"]) <= truncate_after]
-        with open(self.path, "w", newline="") as fh:  # drop rows past the resumed step
+                reader = csv.DictReader(fh)
+                rows = [r for r in reader if truncate_after is None or int(r["step"]) <= truncate_after]
+                if reader.fieldnames and list(reader.fieldnames) != list(fields):
+                    raise ValueError(f"{self.path} was written with other columns ({', '.join(reader.fieldnames)}): "
+                                     "another run's log? Use another --out folder; the file is left as it is.")
+        # drop rows past the resumed step; written aside and swapped in, so a failure never loses the log
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, fields)
             w.writeheader()
             w.writerows(rows)
+        os.replace(tmp, self.path)
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as fh:
@@ -122,7 +129,7 @@ def plot_curves(log: CSVLog, keys: list[str], out: Path) -> None:
             ax.plot(xs, ys, lw=0.8, marker="." if len(pts) < 50 else None)
         ax.set_title(k)
         ax.set_xlabel("step")
-        if k != "lr":
+        if k != "lr" and any(y > 0 for _, y in pts):  # an ablated loss is 0 throughout: keep it linear
             ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(out, dpi=80)
