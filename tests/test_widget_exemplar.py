@@ -41,6 +41,15 @@ def test_run_adds_a_result_layer_with_the_targets_geometry(viewer_pair, qtbot, w
     w._keep.value = True
     _run(w, wait_idle)
     assert len(viewer.layers) == n + 1
+    # a kept result is never overwritten, even one that took the plain name because ours was gone
+    viewer.layers.remove("grey [welsh]")
+    viewer.layers.remove("grey [welsh] [2]")
+    _run(w, wait_idle)
+    kept = viewer.layers["grey [welsh]"]
+    kept.data = np.zeros_like(kept.data)
+    w._keep.value = False
+    _run(w, wait_idle)
+    assert not kept.data.any() and "grey [welsh] [2]" in viewer.layers
 
 
 def test_a_user_layer_with_our_name_is_never_overwritten(viewer_pair, qtbot, wait_idle):

@@ -18,8 +18,9 @@ def is_ours(layer) -> bool:
 
 
 def find_ours(viewer, slot: str):
-    """Our layer recorded under ``slot`` (the name it was created for), or None."""
-    return next((l for l in viewer.layers if is_ours(l) and l.metadata[OURS].get("slot", l.name) == slot), None)
+    """Our layer recorded under ``slot`` (the name it was created for), or None. A layer without a
+    slot (a kept result) is never found, whatever its name."""
+    return next((l for l in viewer.layers if is_ours(l) and l.metadata[OURS].get("slot") == slot), None)
 
 
 def free_name(viewer, name: str) -> str:
