@@ -130,3 +130,12 @@ def test_devices():
             resolve_device("mps")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_list_models_by_kind():
+    ex, hist = nc.list_models(kind="exemplar"), nc.list_models(kind="histogram")
+    assert "exemplar" in ex and "welsh" in ex and "histogram" not in ex
+    assert hist == ["histogram"]
+    assert sorted(ex + hist) == sorted(nc.list_models())
+    with pytest.raises(ValueError, match="kind"):
+        nc.list_models(kind="video")

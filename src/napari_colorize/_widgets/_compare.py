@@ -55,7 +55,7 @@ class CompareWidget(Container):
         self.worker = None
 
     def _model_choices(self, _=None):
-        return [n for n in list_models() if not n.startswith("histogram")]
+        return list_models(kind="exemplar")
 
     def run(self, names: list[str] | None = None) -> None:
         target, ref, truth = self._target.value, self._reference.value, self._truth.value

@@ -113,7 +113,7 @@ class ExemplarWidget(Container):
 
     # ---------------------------------------------------------------- choices
     def _model_choices(self, _=None):
-        names = [n for n in list_models() if n not in ("histogram", "histogram-paper")]
+        names = list_models(kind="exemplar")
         return names + [CHECKPOINT]
 
     def _on_model(self, value) -> None:

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from .. import histogram_edit as he
 from ..color import NBINS
 from ..inference import iter_colorize
-from ..models.registry import list_models, model_info
+from ..models.registry import list_models
 from ._exemplar import CHECKPOINT, get_model
 from ._layers import add_or_update_image, overlay_transform, query_cell, query_points, spatial_shape
 
@@ -193,7 +193,7 @@ class HistogramWidget(Container):
 
     # ------------------------------------------------------------------ model
     def _model_choices(self, _=None):
-        return [n for n in list_models() if model_info(n).kind == "histogram"] + [CHECKPOINT]
+        return list_models(kind="histogram") + [CHECKPOINT]
 
     def model_name(self) -> str | None:
         if self._model_override:

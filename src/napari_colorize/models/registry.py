@@ -95,12 +95,22 @@ def _register_defaults() -> None:
 _register_defaults()
 
 
-def list_models(include_untrained: bool = False) -> list[str]:
+def list_models(include_untrained: bool = False, kind: str | None = None) -> list[str]:
     """Names that :func:`load_model` accepts with ``pretrained=True``: the learned
     models whose weights are installed, their ablations, and the classic baselines.
-    ``include_untrained=True`` also lists architectures without shipped weights
-    (loadable with ``pretrained=False``)."""
-    return [n for n, e in _REGISTRY.items() if include_untrained or e.available]
+
+    Parameters
+    ----------
+    include_untrained : bool
+        Also list architectures without shipped weights (loadable with ``pretrained=False``).
+    kind : {None, "exemplar", "histogram"}
+        Only models guided by a reference image (``"exemplar"``, the baselines included) or by a
+        histogram (``"histogram"``).
+    """
+    if kind not in (None, "exemplar", "histogram"):
+        raise ValueError(f"unknown kind {kind!r}; use 'exemplar', 'histogram' or None")
+    return [n for n, e in _REGISTRY.items()
+            if (include_untrained or e.available) and (kind is None or e.kind == kind)]
 
 
 def model_info(name: str) -> ModelEntry:
