@@ -6,7 +6,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import napari_colorize  # noqa: E402,F401  (loads torch, torchvision and timm before any Qt module)
 
 torch.set_num_threads(2)
 

@@ -2,52 +2,60 @@ import numpy as np
 import pytest
 import torch
 
-from napari_colorize.models.backbones import (EfficientNetLite0Backbone, VGG19Backbone, _lite0_weights_file,
-                                              build_backbone, lite0_name_map, load_lite0_imagenet)
+from napari_colorize.models.backbones import (EfficientNetLite, EfficientNetLite0Backbone, VGG19Backbone,
+                                              _lite0_weights_file, build_backbone, load_lite0_imagenet)
 
 
-def test_lite0_name_map_is_complete_and_one_to_one():
-    import timm
-
+def _imagenet_logits(x: torch.Tensor) -> torch.Tensor:
+    """Our Lite0 feature network plus the classifier head, read straight from the weights file."""
     sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
-    mapping = lite0_name_map(sd.keys())
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    net = load_lite0_imagenet(EfficientNetLite()).eval()
+    y = net(x)[-1]
+    y = torch.nn.functional.conv2d(y, sd["_conv_head.weight"])
+    y = torch.nn.functional.batch_norm(y, sd["_bn1.running_mean"], sd["_bn1.running_var"], sd["_bn1.weight"],
+                                       sd["_bn1.bias"], eps=1e-5)
+    y = torch.nn.functional.relu6(y).mean((2, 3))
+    return torch.nn.functional.linear(y, sd["_fc.weight"], sd["_fc.bias"])
+
+
+def test_lite0_imagenet_weights_load_completely():
+    sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
     assert len(sd) == 296
-    assert set(mapping.values()) == set(target)
-    assert len(set(mapping.values())) == len(mapping)
-    for k, v in sd.items():
-        assert target[mapping[k]].shape == v.shape, k
+    own = EfficientNetLite().state_dict()
+    assert set(own) == {k for k in sd if not k.startswith(("_conv_head.", "_bn1.", "_fc."))}
 
 
 def test_lite0_imagenet_weights_classify_chelsea_as_a_cat():
-    import timm
     from skimage import data
 
-    net = load_lite0_imagenet(timm.create_model("efficientnet_lite0", pretrained=False)).eval()
     x = torch.from_numpy(data.chelsea().astype(np.float32) / 255).permute(2, 0, 1)[None]
     x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
     x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.inference_mode():
-        top = int(net(x).argmax())
+        top = int(_imagenet_logits(x).argmax())
     assert 281 <= top <= 285, top  # ImageNet domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian
 
 
-def test_folded_backbone_equals_the_unfolded_network():
-    import timm
-
-    net = load_lite0_imagenet(timm.create_model("efficientnet_lite0", pretrained=False)).eval()
+def test_our_lite0_equals_timms_with_the_same_weights():
+    """Our plain-torch network (BN folded) gives timm's efficientnet_lite0 activations."""
+    timm = pytest.importorskip("timm")
+    sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    ref = timm.create_model("efficientnet_lite0", pretrained=False)
+    assert [tuple(v.shape) for v in ref.state_dict().values()] == [tuple(v.shape) for v in sd.values()]
+    ref.load_state_dict(dict(zip(ref.state_dict().keys(), sd.values())))
+    ref.eval()
     bb = EfficientNetLite0Backbone(pretrained=True)
-    x = torch.rand(1, 3, 64, 64)
+    x = torch.rand(1, 3, 64, 96)
     with torch.inference_mode():
         taps, bott = bb(x)
-        y = net.bn1(net.conv_stem(bb.normalise(x)))
-        ref = []
-        for s, stage in enumerate(net.blocks):
+        y = ref.bn1(ref.conv_stem(bb.normalise(x)))
+        stages = []
+        for stage in ref.blocks:
             y = stage(y)
-            ref.append(y)
+            stages.append(y)
     for t, s in zip(taps, (0, 1, 2, 4, 5)):
-        assert torch.allclose(t, ref[s], atol=1e-4)
-    assert torch.allclose(bott, ref[6], atol=1e-4)
+        assert torch.allclose(t, stages[s], atol=1e-4)
+    assert torch.allclose(bott, stages[6], atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "vgg19"])
@@ -72,16 +80,22 @@ def test_vgg19_without_weights_says_where_to_put_them(monkeypatch, tmp_path):
         VGG19Backbone(pretrained=True)
 
 
-def test_vgg19_loads_a_user_weights_file(monkeypatch, tmp_path):
-    from torchvision.models import vgg19
+def test_vgg19_loads_a_torchvision_weights_file(monkeypatch, tmp_path):
+    """Our VGG-19 layers are indexed as torchvision's, so its weights file loads as it is."""
+    torchvision = pytest.importorskip("torchvision")
 
     torch.manual_seed(1)
-    sd = vgg19(weights=None).state_dict()
+    tv = torchvision.models.vgg19(weights=None).eval()
+    sd = tv.state_dict()
     f = tmp_path / "vgg19.pth"
     torch.save(sd, f)
     monkeypatch.setenv("NAPARI_COLORIZE_VGG19_WEIGHTS", str(f))
     bb = VGG19Backbone(pretrained=True)
     assert torch.equal(bb.features[0].weight, sd["features.0.weight"])
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        _, bott = bb(x)
+        assert torch.allclose(bott, tv.features[:34](bb.normalise(x)), atol=1e-5)
 
 
 def test_unknown_backbone():

