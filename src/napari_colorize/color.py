@@ -30,6 +30,7 @@ __all__ = [
     "normalize_lab",
     "denormalize_lab",
     "grey_to_L",
+    "grey_rgb",
     "soft_histogram",
     "hard_histogram",
     "histogram_intersection",
@@ -89,6 +90,14 @@ def L_to_grey(L: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`grey_to_L`: the sRGB grey value of lightness ``L``."""
     lab = torch.stack([L, torch.zeros_like(L), torch.zeros_like(L)], dim=-3)
     return lab_to_rgb(lab)[..., 0, :, :]
+
+
+def grey_rgb(target_L: torch.Tensor) -> torch.Tensor:
+    """Normalised lightness ``(B, 1, H, W)`` (``L/50 - 1``) -> the neutral grey sRGB image
+    ``(B, 3, H, W)`` in [0, 1] with exactly that lightness: how a grey target is shown to an
+    ImageNet backbone."""
+    grey = L_to_grey((target_L[:, 0] + L_SHIFT) * L_SCALE)
+    return grey[:, None].expand(-1, 3, -1, -1)
 
 
 def lab_to_rgb_in_gamut(lab: torch.Tensor, iterations: int = 12) -> torch.Tensor:

@@ -142,6 +142,9 @@ class EfficientNetLite(nn.Module):
                 cin = c
             self.stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
+        for m in self.modules():  # He initialisation: random activations keep their scale through the stages
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
 
     def fold(self) -> "EfficientNetLite":
         from torch.nn.utils.fusion import fuse_conv_bn_eval

@@ -22,14 +22,18 @@ the fine levels, where most of the decoder's arithmetic is).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .attention import AttentionMaps, CrossAttentionModule
 from .backbones import Backbone, build_backbone
+from .checks import check_choice, check_float, check_int, check_ints
+from .warp import centre_normalise, feature_warp, pool_ab
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS"]
 
@@ -59,6 +63,17 @@ class ExemplarConfig:
         Attention span ``m`` in feature cells (None: the whole axis / lattice).
     train_size : int
         Image size the relative position tables are sized for.
+    prior : {"none", "warp"}
+        ``"warp"`` adds the correspondence prior (our departure from the paper, see
+        :mod:`napari_colorize.models.warp`): the reference's ab warped by the cosine
+        similarity of the frozen backbone features at ``prior_level`` enters the decoder at
+        that level, and every head P_s mixes it with its own prediction through a learned
+        per-pixel gate, ``P_s = warp_s + g_s (head_s - warp_s)``, ``g_s`` starting near 0:
+        an untrained network reproduces the warp.
+    prior_level : int
+        Backbone tap of the prior (2: stride 4 for EfficientNet-Lite0).
+    prior_temperature : float
+        Initial softmax temperature of the warp (learned).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -70,6 +85,9 @@ class ExemplarConfig:
     modules_per_level: int = 2
     span: int | None = None
     train_size: int = 224
+    prior: str = "none"
+    prior_level: int = 2
+    prior_temperature: float = 0.05
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -97,14 +115,42 @@ class ExemplarConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown exemplar config keys {sorted(unknown)}")
-        return cls(**d)
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Types and ranges, checked before anything is built (configs come from files)."""
+        from .backbones import BACKBONES
+
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_ints("hidden", self.hidden, LEVELS, 4, 1024)
+        check_ints("head_dim", self.head_dim, LEVELS - 1, 2, 1024)
+        check_int("heads", self.heads, 1, 64)
+        check_choice("attention", self.attention, ("axial", "standard"))
+        check_int("attention_levels", self.attention_levels, 1, LEVELS)
+        check_int("modules_per_level", self.modules_per_level, 1, 2)
+        check_int("span", self.span, 1, 4096, allow_none=True)
+        check_int("train_size", self.train_size, 32, 4096)
+        check_choice("prior", self.prior, ("none", "warp"))
+        check_int("prior_level", self.prior_level, 1, LEVELS - 1)
+        check_float("prior_temperature", self.prior_temperature, 1e-3, 10.0)
+        if not isinstance(self.extra, dict):
+            raise ValueError("config 'extra' must be an object")
+        for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
+            if self.hidden_at(level) % self.heads:
+                raise ValueError(f"config: hidden size {self.hidden_at(level)} of level {level} is not divisible "
+                                 f"by {self.heads} heads")
 
 
 EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
     # shipped CPU default: EfficientNet-Lite0, axial, two modules at the last two levels
-    "cpu": ExemplarConfig(),
-    "cpu-standard": ExemplarConfig(attention="standard"),
-    "cpu-single": ExemplarConfig(modules_per_level=1),
+    # (train_size 160: the CPU training crops, which size the relative position tables)
+    "cpu": ExemplarConfig(train_size=160),
+    "cpu-standard": ExemplarConfig(attention="standard", train_size=160),
+    "cpu-single": ExemplarConfig(modules_per_level=1, train_size=160),
+    # our default since the correspondence prior: the CPU network plus the warp prior
+    "cpu-warp": ExemplarConfig(prior="warp", train_size=160),
     # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
     "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
                             attention_levels=3, modules_per_level=2, span=None, train_size=224),
@@ -115,6 +161,15 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
 
 def _conv_relu(cin: int, cout: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True))
+
+
+def _resample(x: torch.Tensor, shape) -> torch.Tensor:
+    """Bilinear up, area-average down, to ``shape``."""
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    if shape[0] < x.shape[-2]:
+        return F.adaptive_avg_pool2d(x, shape)
+    return F.interpolate(x, size=shape, mode="bilinear", align_corners=False)
 
 
 class PredictionHead(nn.Sequential):
@@ -174,6 +229,26 @@ class ExemplarColorizer(nn.Module):
         # decoders l = 5..2: input width h_l, skip h_{l-1}, output h_{l-1}
         self.decoders = nn.ModuleDict({str(l): DecoderBlock(hs[l - 1], hs[l - 2], hs[l - 2]) for l in range(LEVELS, 1, -1)})
         self.heads = nn.ModuleList(PredictionHead(hs[s - 1], cfg.head_dim_at(s)) for s in range(1, LEVELS))
+        if cfg.prior not in ("none", "warp"):
+            raise ValueError(f"prior must be 'none' or 'warp', not {cfg.prior!r}")
+        self.prior = cfg.prior == "warp"
+        if self.prior:
+            if not 1 <= cfg.prior_level <= LEVELS - 1:
+                raise ValueError("prior_level must be between 1 and 4")
+            if not 1e-3 <= cfg.prior_temperature <= 10:
+                raise ValueError("prior_temperature must be between 0.001 and 10")
+            lp = cfg.prior_level
+            self.log_tau = nn.Parameter(torch.tensor(math.log(cfg.prior_temperature)))
+            # the warp (ab) and its match quality enter the decoder at the prior's level; zero
+            # initialised, so that adding the prior leaves a (warm-started) network unchanged
+            self.prior_in = nn.Conv2d(3, hs[lp - 1], 1)
+            nn.init.zeros_(self.prior_in.weight)
+            nn.init.zeros_(self.prior_in.bias)
+            # one gate per head: how much of the head's own prediction replaces the warp
+            self.gates = nn.ModuleList(nn.Conv2d(hs[s - 1], 1, 1) for s in range(1, LEVELS))
+            for g in self.gates:
+                nn.init.zeros_(g.weight)
+                nn.init.constant_(g.bias, -4.0)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -185,18 +260,25 @@ class ExemplarColorizer(nn.Module):
         """Everything but the frozen backbone (which comes from its own pretrained file)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
-    @staticmethod
-    def grey_rgb(target_L: torch.Tensor) -> torch.Tensor:
-        """Tripled L as a neutral grey RGB image in [0, 1] for the backbone."""
-        from ..color import L_to_grey
+    def _reference_side(self, taps: list[torch.Tensor], reference_rgb: torch.Tensor) -> dict:
+        """Projected reference features ``\\hat F_R^l`` at the attention levels, and for the
+        prior the centred reference features and the reference's ab on their lattice."""
+        out = {l: self.proj_r[str(l)](taps[l - 1]) for l in self.attention_at}
+        if self.prior:
+            f = taps[self.config.prior_level - 1]
+            ab = normalize_lab(rgb_to_lab(reference_rgb.float()))[:, 1:]
+            out["prior"] = (centre_normalise(f), pool_ab(ab, f.shape[-2:]))
+        return out
 
-        grey = L_to_grey((target_L[:, 0] + 1.0) * 50.0)
-        return grey[:, None].expand(-1, 3, -1, -1)
-
-    def encode_reference(self, reference_rgb: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Projected reference features ``\\hat F_R^l`` at the attention levels."""
+    def encode_reference(self, reference_rgb: torch.Tensor) -> dict:
+        """The reference side, computed once for many targets (stacks)."""
         taps, _ = self.backbone(reference_rgb)
-        return {l: self.proj_r[str(l)](taps[l - 1]) for l in self.attention_at}
+        return self._reference_side(taps, reference_rgb)
+
+    def warp(self, target_tap: torch.Tensor, reference_features: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior on the target's lattice at ``prior_level``: ``(ab, confidence)``."""
+        keys, ab_ref = reference_features["prior"]
+        return feature_warp(target_tap, keys, ab_ref, self.log_tau.exp())
 
     def forward(self, target_L: torch.Tensor, reference_rgb: torch.Tensor | None = None,
                 reference_features: dict[int, torch.Tensor] | None = None, return_attention: bool = False):
@@ -207,17 +289,22 @@ class ExemplarColorizer(nn.Module):
             if reference_rgb.shape[-2:] != target_L.shape[-2:]:
                 raise ValueError("target and reference must have the same working size")
             if reference_rgb.shape[0] == target_L.shape[0]:  # one backbone pass for both
-                taps_both, bott_both = self.backbone(torch.cat([self.grey_rgb(target_L), reference_rgb]))
+                taps_both, bott_both = self.backbone(torch.cat([grey_rgb(target_L), reference_rgb]))
                 B = target_L.shape[0]
                 taps = [t[:B] for t in taps_both]
                 bott = bott_both[:B]
-                reference_features = {l: self.proj_r[str(l)](taps_both[l - 1][B:]) for l in self.attention_at}
+                reference_features = self._reference_side([t[B:] for t in taps_both], reference_rgb)
             else:
                 reference_features = self.encode_reference(reference_rgb)
-                taps, bott = self.backbone(self.grey_rgb(target_L))
+                taps, bott = self.backbone(grey_rgb(target_L))
         else:
-            taps, bott = self.backbone(self.grey_rgb(target_L))
+            taps, bott = self.backbone(grey_rgb(target_L))
         ft = [p(t) for p, t in zip(self.proj_t, taps)]
+        warp = None
+        if self.prior:
+            lp = self.config.prior_level
+            warp, conf = self.warp(taps[lp - 1], reference_features)
+            ft[lp - 1] = ft[lp - 1] + self.prior_in(torch.cat([warp, conf], 1))
         fused, raw_maps = {}, {}
         for l in self.attention_at:
             x, r = ft[l - 1], reference_features[l]
@@ -232,8 +319,17 @@ class ExemplarColorizer(nn.Module):
         preds = []
         for l in range(LEVELS, 1, -1):
             out = self.decoders[str(l)](out, fused.get(l, ft[l - 1]), ft[l - 2])
-            preds.append(self.heads[l - 2](out))  # decoder l feeds head P_{l-1}
+            p = self.heads[l - 2](out)  # decoder l feeds head P_{l-1}
+            if warp is not None:  # P = warp + g (head - warp)
+                w = _resample(warp, p.shape[-2:])
+                g = torch.sigmoid(self.gates[l - 2](out))
+                p = w + g * (p - w)
+                if return_attention:
+                    raw_maps[("gate", l - 1)] = g
+            preds.append(p)
         preds = preds[::-1]  # P1 (finest) .. P4
+        if warp is not None and return_attention:
+            raw_maps[("warp", 0)] = warp
         if not return_attention:
             return preds
         return preds, raw_maps
@@ -242,6 +338,8 @@ class ExemplarColorizer(nn.Module):
         """Name raw maps ``level{l}.module{m}`` and convert them for display."""
         out = {}
         for (l, m), raw in raw_maps.items():
+            if l in ("gate", "warp"):
+                continue
             module = self.attention[str(l)][m]
             out[f"level{l}.module{m + 1}"] = module.to_maps(raw, self.strides[l - 1], index)
         return out

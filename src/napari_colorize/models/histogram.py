@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..color import NBINS, palette
+from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
+from .checks import check_choice, check_int
 
 __all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention"]
 
@@ -102,7 +103,20 @@ class HistogramConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown histogram config keys {sorted(unknown)}")
-        return cls(**d)
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Types and ranges, checked before anything is built (configs come from files)."""
+        from .backbones import BACKBONES
+
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_int("channels", self.channels, 4, 1024)
+        check_int("unet_width", self.unet_width, 4, 512)
+        check_int("unet_depth", self.unet_depth, 1, 6)
+        check_choice("use_palette", self.use_palette, (True, False))
+        check_int("fu_channels", self.fu_channels, 1, 1024, allow_none=True)
 
 
 HISTOGRAM_CONFIGS = {
@@ -203,9 +217,7 @@ class HistogramColorizer(nn.Module):
 
     def semantic_features(self, target_L: torch.Tensor) -> torch.Tensor:
         """``F_T`` at ``H/4 x W/4``."""
-        from .exemplar import ExemplarColorizer
-
-        taps, _ = self.backbone(ExemplarColorizer.grey_rgb(target_L))
+        taps, _ = self.backbone(grey_rgb(target_L))
         H, W = target_L.shape[-2:]
         size = (max(1, H // 4), max(1, W // 4))
         x = 0

@@ -26,6 +26,7 @@ from .base import BaselineColorizer, Colorizer, ExemplarNetwork, HistogramNetwor
 from .baselines import reinhard_ab, welsh_ab
 from .exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, ExemplarConfig
 from .histogram import HISTOGRAM_CONFIGS, HistogramColorizer, HistogramConfig
+from .warp import WarpColorizer
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
@@ -47,7 +48,7 @@ class ModelEntry:
     architecture: str  # "exemplar", "histogram" or "baseline"
     config: dict | None = None  # architecture config for networks
     weights: str | None = None  # file name in weights_dir()
-    factory: Callable[[], Colorizer] | None = None  # baselines
+    factory: Callable[[torch.device], Colorizer] | None = None  # baselines: factory(device)
 
     @property
     def weights_path(self) -> Path | None:
@@ -71,9 +72,12 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 def _register_defaults() -> None:
     register_model(ModelEntry("welsh", "exemplar", "Welsh et al. 2002, global luminance/texture matching (no weights)",
-                              "baseline", factory=lambda: BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")))
+                              "baseline", factory=lambda d: BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")))
     register_model(ModelEntry("reinhard", "exemplar", "Reinhard et al. 2001, global colour statistics (no weights)",
-                              "baseline", factory=lambda: BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")))
+                              "baseline", factory=lambda d: BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")))
+    register_model(ModelEntry("warp", "exemplar", "Parameter-free warp: reference colour moved by the cosine similarity "
+                              "of frozen EfficientNet-Lite0 features (stride 4, no trained weights)",
+                              "baseline", factory=lambda d: WarpColorizer("warp", device=d)))
     ex = [
         ("exemplar", "cpu", "Paper A, CPU default: EfficientNet-Lite0, axial attention, two modules, all losses"),
         ("exemplar-standard", "cpu-standard", "Ablation: standard (full 2-D) attention"),
@@ -202,7 +206,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             meta = json.loads(meta_raw)
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
-        return sd, meta
+        return _checked_tensors(sd, path.name), _checked_meta(meta, path.name)
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
         import pickle
 
@@ -217,9 +221,39 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise CheckpointError(f"cannot read {path.name}: {e}") from e
         if not (isinstance(obj, dict) and "state_dict" in obj and "meta" in obj):
             raise CheckpointError(f"{path.name} is not a napari-colorize checkpoint (expected keys 'state_dict' and 'meta')")
-        meta = obj["meta"] if isinstance(obj["meta"], dict) else json.loads(obj["meta"])
-        return obj["state_dict"], meta
+        meta = obj["meta"]
+        if isinstance(meta, (str, bytes)):
+            try:
+                meta = json.loads(meta)
+            except json.JSONDecodeError as e:
+                raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
+        return _checked_tensors(obj["state_dict"], path.name), _checked_meta(meta, path.name)
     raise CheckpointError(f"unknown checkpoint format {path.suffix!r}: use a .safetensors file")
+
+
+MAX_PARAMETERS = 200_000_000  # a network config beyond this is refused before it is built
+
+
+def _checked_meta(meta, source: str) -> dict:
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: its metadata must be a JSON object, not {type(meta).__name__}")
+    if meta.get("architecture") not in ("exemplar", "histogram"):
+        raise CheckpointError(f"{source}: its config names no known architecture ({meta.get('architecture')!r}; "
+                              "expected 'exemplar' or 'histogram')")
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{source}: its metadata has no 'config' object")
+    return meta
+
+
+def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
+    """Only named tensors, all finite (NaN or infinite weights would write black images)."""
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        raise CheckpointError(f"{source}: its weights are not a mapping of names to tensors")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values "
+                              f"(e.g. {bad[:3]}): the file is damaged or the training diverged")
+    return sd
 
 
 def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
@@ -227,7 +261,7 @@ def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) 
     return cls(name, network, meta, device)
 
 
-def _load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+def _check_fits(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
     own = network.trainable_state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -238,6 +272,10 @@ def _load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> N
             f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
             f"{len(wrong)} of another shape (e.g. {wrong[:3]})"
         )
+
+
+def _load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+    _check_fits(network, sd, meta, source)
     full = network.state_dict()
     full.update({k: v.to(full[k].dtype) for k, v in sd.items()})
     network.load_state_dict(full)
@@ -260,7 +298,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", pr
     if key in _REGISTRY:
         entry = _REGISTRY[key]
         if entry.architecture == "baseline":
-            return entry.factory()
+            return entry.factory(dev)
         if not pretrained:
             net = build_network(entry.architecture, entry.config, pretrained_backbone=False)
             meta = {"architecture": entry.architecture, "config": entry.config, "name": key, "pretrained": False}
@@ -281,12 +319,17 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", pr
 
 def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = None) -> Colorizer:
     sd, meta = load_checkpoint(path)
-    arch = meta.get("architecture")
-    if arch not in ("exemplar", "histogram") or not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{path.name}: its config names no known architecture ({arch!r})")
-    try:
-        net = build_network(arch, meta["config"])
+    arch = meta["architecture"]
+    try:  # types and ranges, then the shapes on the meta device: nothing is allocated yet
+        with torch.device("meta"):
+            skeleton = build_network(arch, meta["config"], pretrained_backbone=False)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name}: its config does not describe a valid network ({e})") from e
+    n = sum(p.numel() for p in skeleton.parameters())
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"{path.name}: its config describes a network of {n:,} parameters "
+                              f"(more than {MAX_PARAMETERS:,}): refused")
+    _check_fits(skeleton, sd, meta, path.name)
+    net = build_network(arch, meta["config"])
     _load_into(net, sd, meta, path.name)
     return _network_colorizer(name or meta.get("name") or path.stem, net, meta, dev)

@@ -1,0 +1,36 @@
+"""Checks of configs that come from files (checkpoints from strangers): types and ranges are
+verified before anything is built, so that an edited config can neither allocate without
+bound nor fail later with an obscure error."""
+
+from __future__ import annotations
+
+__all__ = ["check_int", "check_float", "check_choice", "check_ints"]
+
+
+def check_int(name: str, value, lo: int, hi: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"config '{name}' must be an integer from {lo} to {hi}{' or null' if allow_none else ''}, "
+                         f"not {value!r}")
+
+
+def check_float(name: str, value, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+        raise ValueError(f"config '{name}' must be a number from {lo} to {hi}, not {value!r}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in tuple(choices):
+        raise ValueError(f"config '{name}' must be one of {sorted(choices)}, not {value!r}")
+
+
+def check_ints(name: str, value, n: int, lo: int, hi: int) -> None:
+    """One integer, or a sequence of ``n`` integers, each from ``lo`` to ``hi``."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"config '{name}' must hold {n} values, not {len(value)}")
+        for i, v in enumerate(value):
+            check_int(f"{name}[{i}]", v, lo, hi)
+    else:
+        check_int(name, value, lo, hi)

@@ -1,0 +1,119 @@
+"""The correspondence prior: colour warped from the reference by frozen backbone features.
+
+Every target position takes the softmax-weighted mean of the reference's ab, weighted by
+the cosine similarity of the frozen backbone features of the (grey) target and the
+reference at one level (EfficientNet-Lite0's stride-4 tap by default)::
+
+    f  <- f - mean_positions(f)                  (each map centred over its own positions)
+    s(o, p) = <f_T(o), f_R(p)> / (|f_T(o)| |f_R(p)|)
+    ab_warp(o) = sum_p softmax_p(s(o, p) / tau) ab_R(p)
+
+No parameters but the temperature ``tau``. It is the "parameter-free warp" baseline
+(``load_model("warp")``), and the exemplar networks with ``prior="warp"`` start from it:
+their heads mix it with their own prediction through a learned per-pixel gate (see
+:mod:`napari_colorize.models.exemplar`), so training only has to improve on it.
+
+Memory: the similarity of all target and reference positions is computed in blocks of
+query rows, so a large working size needs ``block * positions`` floats, never
+``positions ** 2``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..color import grey_rgb, normalize_lab, rgb_to_lab
+from .base import Colorizer, Prediction
+
+__all__ = ["centre_normalise", "feature_warp", "WarpColorizer", "pool_ab"]
+
+
+def centre_normalise(f: torch.Tensor) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(B, h*w, C)``: centred over positions, unit length per position."""
+    f = f.float().flatten(2)
+    f = f - f.mean(dim=2, keepdim=True)
+    return F.normalize(f, dim=1).transpose(1, 2)
+
+
+def pool_ab(ab: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Area-average ``(B, 2, H, W)`` ab to a feature lattice ``shape``."""
+    if tuple(ab.shape[-2:]) == tuple(shape):
+        return ab
+    return F.adaptive_avg_pool2d(ab, shape)
+
+
+def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: float | torch.Tensor = 0.05,
+                 block: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp the reference's ab onto the target's lattice.
+
+    Parameters
+    ----------
+    ft : ``(B, C, h, w)`` target features.
+    fr : ``(B, C, h', w')`` reference features, or ``(B, h'*w', C)`` already through
+        :func:`centre_normalise` (computed once for a stack); B may be 1.
+    ab_ref : ``(B, 2, h', w')`` the reference's normalised ab on its feature lattice.
+    tau : softmax temperature (a tensor keeps it learnable).
+    block : query positions per block (bounds memory).
+
+    Returns
+    -------
+    ab : ``(B, 2, h, w)`` the warped colour; conf : ``(B, 1, h, w)`` the best cosine similarity
+    of each target position (how well it is matched, in [-1, 1]).
+    """
+    B, _, h, w = ft.shape
+    qt = centre_normalise(ft)
+    kr = fr if fr.dim() == 3 else centre_normalise(fr)
+    v = ab_ref.float().flatten(2).transpose(1, 2)  # (B', N', 2)
+    if kr.shape[0] != B:
+        kr, v = kr.expand(B, -1, -1), v.expand(B, -1, -1)
+    assert kr.shape[1] == v.shape[1], (kr.shape, v.shape)
+    outs, confs = [], []
+    for s in range(0, qt.shape[1], block):
+        sim = torch.bmm(qt[:, s:s + block], kr.transpose(1, 2))  # (B, n, N')
+        confs.append(sim.amax(-1))
+        outs.append(torch.bmm((sim / tau).softmax(-1), v))
+    ab = torch.cat(outs, 1).transpose(1, 2).reshape(B, 2, h, w)
+    conf = torch.cat(confs, 1).reshape(B, 1, h, w)
+    return ab, conf
+
+
+class WarpColorizer(Colorizer):
+    """The parameter-free warp as a model: no trained weights, only the frozen backbone.
+
+    Parameters
+    ----------
+    level : backbone tap (1-based; 2 = stride 4 for EfficientNet-Lite0).
+    tau : softmax temperature.
+    """
+
+    kind = "exemplar"
+    default_size = 224
+
+    def __init__(self, name: str = "warp", level: int = 2, tau: float = 0.05, device="cpu",
+                 backbone: str = "efficientnet_lite0") -> None:
+        from .backbones import build_backbone
+
+        super().__init__(name, {"architecture": "baseline", "method": "warp", "level": level, "tau": tau,
+                                "backbone": backbone}, device)
+        self.level, self.tau = level, tau
+        self.backbone = build_backbone(backbone).to(self.device)
+        self.multiple = self.min_size = max(self.backbone.spec.strides)
+
+    @torch.inference_mode()
+    def prepare(self, reference=None, histogram=None):
+        if reference is None:
+            raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
+        rgb = reference.to(self.device).float()
+        taps, _ = self.backbone(rgb)
+        f = taps[self.level - 1]
+        ab = normalize_lab(rgb_to_lab(rgb))[:, 1:]
+        return {"keys": centre_normalise(f), "ab": pool_ab(ab, f.shape[-2:])}
+
+    @torch.inference_mode()
+    def predict(self, L, state, return_attention=False):
+        L = L.to(self.device).float()
+        taps, _ = self.backbone(grey_rgb(L))
+        ab, _ = feature_warp(taps[self.level - 1], state["keys"], state["ab"], self.tau)
+        ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        return Prediction(ab=ab)

@@ -1,0 +1,111 @@
+"""Checkpoints from strangers: configs are checked before anything is built, weights must be finite."""
+
+import json
+import resource
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import napari_colorize as nc
+from napari_colorize.models.registry import load_checkpoint, model_info, weights_dir
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A copy of the shipped histogram checkpoint's tensors and metadata, to edit."""
+    sd, meta = load_checkpoint(weights_dir() / "histogram.safetensors")
+    return sd, meta
+
+
+def _write(tmp_path, sd, meta, name="edited.safetensors"):
+    f = tmp_path / name
+    save_file(sd, str(f), metadata={"napari_colorize": meta if isinstance(meta, str) else json.dumps(meta)})
+    return f
+
+
+def test_a_config_that_would_allocate_gigabytes_is_refused_before_allocating(tmp_path):
+    sd, meta = load_checkpoint(weights_dir() / "exemplar.safetensors")
+    meta["config"]["hidden"] = [16, 32, 64, 96, 30000]  # 30000-channel projections: gigabytes of weights
+    f = _write(tmp_path, sd, meta)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(nc.CheckpointError, match="hidden"):
+        nc.load_model(f, device="cpu")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: no gigabytes were touched
+
+
+def test_a_config_within_range_but_not_fitting_the_tensors_is_refused(tmp_path):
+    sd, meta = load_checkpoint(weights_dir() / "exemplar.safetensors")
+    meta["config"]["hidden"] = [16, 32, 64, 96, 256]
+    with pytest.raises(nc.CheckpointError, match="does not fit"):
+        nc.load_model(_write(tmp_path, sd, meta), device="cpu")
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"heads": "4"}, "heads"),
+    ({"heads": 0}, "heads"),
+    ({"heads": 7}, "divisible"),
+    ({"attention_levels": 0}, "attention_levels"),
+    ({"attention": "fancy"}, "attention"),
+    ({"hidden": [16, 32]}, "hidden"),
+    ({"span": -3}, "span"),
+    ({"train_size": 1e9}, "train_size"),
+    ({"backbone": "resnet"}, "backbone"),
+    ({"modules_per_level": True}, "modules_per_level"),
+    ({"novel": 1}, "unknown"),
+])
+def test_malformed_exemplar_configs_give_a_clear_error(tmp_path, edit, words):
+    sd, meta = load_checkpoint(weights_dir() / "exemplar.safetensors")
+    meta["config"].update(edit)
+    with pytest.raises(nc.CheckpointError, match=words):
+        nc.load_model(_write(tmp_path, sd, meta), device="cpu")
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"unet_depth": 40}, "unet_depth"), ({"channels": -1}, "channels"), ({"fu_channels": "x"}, "fu_channels")])
+def test_malformed_histogram_configs_give_a_clear_error(tmp_path, shipped, edit, words):
+    sd, meta = shipped
+    meta["config"].update(edit)
+    with pytest.raises(nc.CheckpointError, match=words):
+        nc.load_model(_write(tmp_path, sd, meta), device="cpu")
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '"just a string"', '{"architecture": "histogram"}',
+                                  '{"architecture": "histogram", "config": [1]}', '{"config": {}}'])
+def test_malformed_metadata_gives_a_clear_error(tmp_path, shipped, meta):
+    sd, _ = shipped
+    with pytest.raises(nc.CheckpointError):
+        nc.load_model(_write(tmp_path, sd, meta), device="cpu")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, shipped, value):
+    sd, meta = shipped
+    key = next(k for k, v in sd.items() if v.is_floating_point())
+    sd = dict(sd)
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = value
+    with pytest.raises(nc.CheckpointError, match="NaN or infinite"):
+        nc.load_model(_write(tmp_path, sd, meta), device="cpu")
+
+
+def test_a_torch_file_with_malformed_meta_gives_a_clear_error(tmp_path, shipped):
+    sd, _ = shipped
+    f = tmp_path / "x.pt"
+    torch.save({"state_dict": sd, "meta": "{not json"}, f)
+    with pytest.raises(nc.CheckpointError, match="JSON"):
+        nc.load_model(f, device="cpu")
+    torch.save({"state_dict": sd, "meta": 42}, f)
+    with pytest.raises(nc.CheckpointError, match="JSON object"):
+        nc.load_model(f, device="cpu")
+
+
+@pytest.mark.parametrize("name", [n for n in nc.list_models() if model_info(n).weights])
+def test_registry_config_is_the_shipped_config(name):
+    """One source of truth: load_model(name, pretrained=False) builds the shipped network."""
+    from napari_colorize.models.exemplar import ExemplarConfig
+    from napari_colorize.models.histogram import HistogramConfig
+
+    _, meta = load_checkpoint(model_info(name).weights_path)
+    cls = ExemplarConfig if meta["architecture"] == "exemplar" else HistogramConfig
+    assert cls.from_dict(meta["config"]).to_dict() == model_info(name).config  # (absent keys: their defaults)

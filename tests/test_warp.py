@@ -1,0 +1,116 @@
+"""The correspondence prior: the parameter-free warp, the `warp` model, and the networks built on it."""
+
+import numpy as np
+import pytest
+import torch
+
+import napari_colorize as nc
+from napari_colorize import metrics
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
+from napari_colorize.models.warp import feature_warp
+
+
+def _naive_warp(ft, fr, ab, tau):
+    """Eq. by the letter, one target position at a time."""
+    B, C, h, w = ft.shape
+    out = torch.zeros(B, 2, h, w, dtype=torch.float64)
+    conf = torch.zeros(B, 1, h, w, dtype=torch.float64)
+    for b in range(B):
+        t = ft[b].double().reshape(C, -1)
+        r = fr[b].double().reshape(C, -1)
+        t = t - t.mean(1, keepdim=True)
+        r = r - r.mean(1, keepdim=True)
+        v = ab[b].double().reshape(2, -1)
+        for o in range(h * w):
+            sims = torch.tensor([float(t[:, o] @ r[:, p] / (t[:, o].norm() * r[:, p].norm())) for p in range(r.shape[1])],
+                                dtype=torch.float64)
+            wts = torch.softmax(sims / tau, 0)
+            out[b, :, o // w, o % w] = (v * wts).sum(1)
+            conf[b, 0, o // w, o % w] = sims.max()
+    return out, conf
+
+
+@pytest.mark.parametrize("block", [1000, 5])
+def test_feature_warp_equals_the_naive_loop(block):
+    g = torch.Generator().manual_seed(0)
+    ft, fr = torch.randn(2, 6, 3, 4, generator=g), torch.randn(2, 6, 5, 2, generator=g)
+    ab = torch.rand(2, 2, 5, 2, generator=g) * 2 - 1
+    got, conf = feature_warp(ft, fr, ab, 0.3, block=block)
+    want, want_conf = _naive_warp(ft, fr, ab, 0.3)
+    assert torch.allclose(got.double(), want, atol=1e-5)
+    assert torch.allclose(conf.double(), want_conf, atol=1e-5)
+
+
+def test_one_reference_for_many_targets():
+    g = torch.Generator().manual_seed(1)
+    ft, fr, ab = torch.randn(3, 4, 2, 2, generator=g), torch.randn(1, 4, 3, 3, generator=g), torch.rand(1, 2, 3, 3)
+    batch, _ = feature_warp(ft, fr, ab, 0.1)
+    for i in range(3):
+        one, _ = feature_warp(ft[i:i + 1], fr, ab, 0.1)
+        assert torch.allclose(batch[i:i + 1], one, atol=1e-6)
+
+
+def test_a_low_temperature_copies_the_best_match():
+    """With identical features, every position takes exactly its own reference colour."""
+    g = torch.Generator().manual_seed(2)
+    f = torch.randn(1, 16, 4, 4, generator=g)
+    ab = torch.rand(1, 2, 4, 4, generator=g) * 2 - 1
+    out, conf = feature_warp(f, f, ab, 1e-3)
+    assert torch.allclose(out, ab, atol=1e-4)
+    assert torch.allclose(conf, torch.ones_like(conf), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+    from skimage.transform import resize
+
+    rgb = (resize(data.astronaut(), (160, 160), anti_aliasing=True) * 255).astype(np.uint8)
+    grey = np.round(np.asarray(rgb, np.float32) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    return grey, rgb
+
+
+def test_the_warp_model_uses_the_references_colours(photo):
+    """Given the photo itself (flipped) as its reference, the warp puts the colours back: far closer to
+    the truth than painting the reference's mean colour everywhere."""
+    grey, rgb = photo
+    assert "warp" in nc.list_models(kind="exemplar")
+    out = nc.colorize(nc.load_model("warp", device="cpu"), grey, reference=rgb[:, ::-1]).rgb
+    mean = nc.colorize(nc.load_model("reinhard", device="cpu"), grey, reference=rgb[:, ::-1]).rgb
+    assert metrics.psnr(out, rgb) > metrics.psnr(mean, rgb) + 2.0
+    assert metrics.his(out, rgb) > 0.6
+
+
+def test_a_prior_network_starts_as_the_warp():
+    """Warm start: with the prior, a fresh network's heads give the warp (the gates start near 0),
+    whatever its other weights are, so training only has to improve on the warp."""
+    torch.manual_seed(0)
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"]).eval()
+    L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        preds, raw = net(L, R, return_attention=True)
+        warp = raw[("warp", 0)]
+    p2 = preds[1]  # P2 sits on the warp's own lattice (stride 4)
+    assert p2.shape == warp.shape
+    assert (p2 - warp).abs().max() < 2 * torch.sigmoid(torch.tensor(-4.0)) + 1e-6
+    assert all(0 < float(raw[("gate", s)].max()) < 0.02 for s in range(1, 5))
+
+
+def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
+    """--init-from: every tensor of the earlier network is taken over; only the prior's parts are new."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from train_exemplar import init_from
+
+    from napari_colorize.models.registry import load_checkpoint, weights_dir
+
+    src = weights_dir() / "exemplar-no-adv.safetensors"  # an earlier-recipe network without the prior
+    sd, _ = load_checkpoint(src)
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False)
+    init_from(net, src)
+    own = net.trainable_state_dict()
+    assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in sd.items())
+    new = sorted(set(own) - set(sd))
+    assert new and all(k.startswith(("gates.", "prior_in.", "log_tau")) for k in new)
