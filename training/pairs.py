@@ -10,7 +10,8 @@
 3. **Sampling on the fly** (:func:`sample_reference`): top-1 with weight 0.6, a random top-5
    candidate with 0.3, a random image of the class with 0.1.
 
-``build_pairs`` runs once and caches its result as JSON beside the manifest.
+``build_pairs`` runs once and caches its result as JSON beside the manifest. The features, PCA and
+local score are :mod:`napari_colorize.suggest`'s, which ranks references for users.
 """
 
 from __future__ import annotations
@@ -19,31 +20,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from napari_colorize.suggest import image_features as image_features_of
+from napari_colorize.suggest import local_score, pca  # noqa: F401  (one implementation with the user feature)
 
 WEIGHTS = (0.6, 0.3, 0.1)
 
 
-@torch.inference_mode()
 def image_features(corpus, size: int = 224, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Global (N, 320) and mid-level (N, 112, s, s) features of every corpus thumbnail."""
-    from napari_colorize.models.backbones import build_backbone
-
-    bb = build_backbone("efficientnet_lite0", pretrained=True)
-    glob, mid = [], []
-    for i in range(0, len(corpus), batch):
-        x = np.stack([corpus.thumbnail(j, size) for j in range(i, min(len(corpus), i + batch))])
-        t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
-        taps, bott = bb(t)
-        glob.append(bott.mean((2, 3)).numpy())
-        mid.append(taps[3].contiguous().numpy())
-    return np.concatenate(glob), np.concatenate(mid)
-
-
-def pca(x: np.ndarray, dims: int = 128) -> np.ndarray:
-    x = x - x.mean(0)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[: min(dims, vt.shape[0])].T
+    """Global (N, 320) and mid-level (N, 112, s, s) features of every corpus thumbnail (in colour:
+    the pairs were built so; the user feature compares lightness only)."""
+    thumbs = [corpus.thumbnail(j, size) for j in range(len(corpus))]
+    return image_features_of(thumbs, grey=False, batch=batch, size=size)
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 50) -> np.ndarray:
@@ -56,15 +44,6 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 50) -> np.ndarray:
             break
         c = new
     return lab
-
-
-def local_score(target_mid: np.ndarray, cand_mid: np.ndarray) -> float:
-    """Mean over target positions of the best cosine similarity to any candidate position."""
-    t = target_mid.reshape(target_mid.shape[0], -1)
-    c = cand_mid.reshape(cand_mid.shape[0], -1)
-    t = t / (np.linalg.norm(t, axis=0, keepdims=True) + 1e-8)
-    c = c / (np.linalg.norm(c, axis=0, keepdims=True) + 1e-8)
-    return float((t.T @ c).max(1).mean())
 
 
 def build_pairs(corpus, labels: list[str] | None = None, top: int = 5, seed: int = 0) -> dict:

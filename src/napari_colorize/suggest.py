@@ -1,0 +1,254 @@
+"""Help choosing a reference: rank candidate colour images for a grey target.
+
+Paper A's correspondence recommendation (Sec. 4.1), the same code that pairs the training
+images (``training/pairs.py`` uses it):
+
+1. **Global ranking.** Each image's pooled backbone feature (EfficientNet-Lite0 bottleneck,
+   global average) is reduced by PCA (fitted on the candidates, at most 128 dimensions); the
+   ``shortlist`` candidates nearest the target by L2 distance go on.
+2. **Local refinement.** Every target position's mid-level feature (stride 16) finds its most
+   similar candidate position by cosine similarity; the mean of these best matches is the
+   candidate's score, and the ranking.
+
+Images are compared as grey (a colour candidate's lightness, fed as neutral grey like the
+target): a reference is good when its *content* matches, whatever its colours.
+
+Candidate features are cached on disk (:class:`FeatureCache`), keyed by the file's path,
+size and modification time, so ranking a folder of a few hundred images again costs only
+the target's features and the comparisons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Suggestion", "FeatureCache", "image_features", "pca", "local_score", "suggest_references",
+           "default_cache_dir", "IMAGE_SUFFIXES"]
+
+FEATURE_SIZE = 224
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+_VERSION = "lite0-bottleneck+stride16-v1"
+
+
+@dataclass
+class Suggestion:
+    """One ranked candidate: ``index`` into the candidates given, its ``name`` (path or label),
+    ``score`` (mean best local cosine similarity, higher is better) and ``distance`` (global,
+    PCA space)."""
+
+    index: int
+    name: str
+    score: float
+    distance: float
+
+
+def default_cache_dir() -> Path:
+    """``$NAPARI_COLORIZE_CACHE`` or the user's cache folder (``~/.cache/napari-colorize``)."""
+    env = os.environ.get("NAPARI_COLORIZE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-colorize"
+
+
+def thumbnail(rgb: np.ndarray, size: int = FEATURE_SIZE) -> np.ndarray:
+    """Centre square crop resized to ``size`` (float32 RGB in [0, 1]); grey images are tripled."""
+    from .inference import prepare_reference
+
+    x = np.asarray(rgb)
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, -1)
+    x = prepare_reference(x) if x.ndim == 3 and x.shape[-1] in (3, 4) and not _is_grey(x) else _grey01(x)
+    h, w = x.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    t = torch.from_numpy(np.ascontiguousarray(x[y0:y0 + s, x0:x0 + s, :3], np.float32)).permute(2, 0, 1)[None]
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return t[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def _is_grey(x: np.ndarray) -> bool:
+    c = x[..., :3].astype(np.float32)
+    return bool(np.abs(c - c.mean(-1, keepdims=True)).max() == 0)
+
+
+def _grey01(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x[..., :3], np.float64)
+    lo, hi = np.percentile(x, (0.1, 99.9))
+    return np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1).astype(np.float32)
+
+
+def _as_grey_rgb(batch: torch.Tensor) -> torch.Tensor:
+    """The neutral grey with each pixel's Lab lightness (how a grey target is fed)."""
+    from .color import grey_rgb, rgb_to_lab
+
+    L = rgb_to_lab(batch)[:, :1]
+    return grey_rgb(L / 50.0 - 1.0)
+
+
+@torch.inference_mode()
+def image_features(images: Sequence[np.ndarray], backbone=None, grey: bool = True, batch: int = 16,
+                   size: int = FEATURE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Global ``(N, 320)`` and mid-level ``(N, 112, s, s)`` features of square thumbnails.
+
+    ``images``: RGB (any size, uint8 or float in [0, 1]) or 2-D grey arrays. ``grey``: compare
+    lightness only (colour candidates are fed as grey, like the target).
+    """
+    from .models.backbones import build_backbone
+
+    bb = backbone if backbone is not None else build_backbone("efficientnet_lite0")
+    glob, mid = [], []
+    for i in range(0, len(images), batch):
+        x = np.stack([thumbnail(im, size) for im in images[i:i + batch]])
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+        if grey:
+            t = _as_grey_rgb(t)
+        taps, bott = bb(t)
+        glob.append(bott.mean((2, 3)).float().numpy())
+        mid.append(taps[3].float().contiguous().numpy())
+    return np.concatenate(glob), np.concatenate(mid)
+
+
+def pca(x: np.ndarray, dims: int = 128, fit: np.ndarray | None = None) -> np.ndarray:
+    """Project ``x`` onto the first ``dims`` principal axes of ``fit`` (default: of ``x`` itself)."""
+    fit = x if fit is None else fit
+    mean = fit.mean(0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    return (x - mean) @ vt[: min(dims, vt.shape[0])].T
+
+
+def local_score(target_mid: np.ndarray, cand_mid: np.ndarray) -> float:
+    """Mean over target positions of the best cosine similarity to any candidate position."""
+    t = target_mid.reshape(target_mid.shape[0], -1)
+    c = cand_mid.reshape(cand_mid.shape[0], -1)
+    t = t / (np.linalg.norm(t, axis=0, keepdims=True) + 1e-8)
+    c = c / (np.linalg.norm(c, axis=0, keepdims=True) + 1e-8)
+    return float((t.T @ c).max(1).mean())
+
+
+class FeatureCache:
+    """Features of image files on disk, one ``.npz`` per file, keyed by path, size and mtime."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_cache_dir() / "features"
+
+    def _key(self, path: Path) -> Path:
+        st = path.stat()
+        h = hashlib.sha1(f"{_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        return self.folder / f"{h}.npz"
+
+    def get(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        f = self._key(path)
+        if not f.exists():
+            return None
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                return z["glob"], z["mid"]
+        except Exception:  # a damaged cache entry is recomputed
+            return None
+
+    def put(self, path: Path, glob: np.ndarray, mid: np.ndarray) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            f = self._key(path)
+            tmp = f.with_name(f.name + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, glob=glob, mid=mid.astype(np.float16))
+            tmp.replace(f)
+        except OSError:  # a read-only cache folder: rank without caching
+            pass
+
+
+def candidate_files(folder: str | Path) -> list[Path]:
+    """The image files of a folder (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _features_of_files(paths: list[Path], cache: FeatureCache | None, backbone, progress, errors: list) -> tuple:
+    from .io import read_image
+
+    glob, mid, kept = [], [], []
+    for n, p in enumerate(paths):
+        got = cache.get(p) if cache is not None else None
+        if got is None:
+            try:
+                img = read_image(p)
+                if img.ndim not in (2, 3):
+                    raise ValueError(f"{p.name}: a stack is not a reference image")
+                g, m = image_features([img], backbone)
+            except Exception as e:  # a bad file is named and skipped; the others are ranked
+                errors.append(f"{p}: {e}")
+                continue
+            got = (g[0], m[0])
+            if cache is not None:
+                cache.put(p, *got)
+        glob.append(np.asarray(got[0], np.float32))
+        mid.append(np.asarray(got[1], np.float32))
+        kept.append(n)
+        if progress is not None:
+            progress(n + 1, len(paths))
+    return glob, mid, kept
+
+
+def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Sequence[str | Path] | str | Path,
+                       top: int = 5, shortlist: int = 20, names: Sequence[str] | None = None,
+                       cache: FeatureCache | None | bool = True, progress: Callable[[int, int], None] | None = None,
+                       errors: list | None = None) -> list[Suggestion]:
+    """Rank candidate references for a grey target, best first.
+
+    Parameters
+    ----------
+    target : 2-D grey array (any dtype) or RGB.
+    candidates : a folder, a list of image files, or a list of RGB arrays.
+    top : how many suggestions to return.
+    shortlist : candidates kept by the global ranking for the local refinement.
+    names : labels for array candidates (layer names, say).
+    cache : True (the default cache folder), a :class:`FeatureCache`, or False/None (no cache);
+        only files are cached.
+    progress : callable(done, total), called per candidate.
+    errors : a list that receives one line per candidate that could not be read.
+    """
+    from .models.backbones import build_backbone
+
+    errors = [] if errors is None else errors
+    bb = build_backbone("efficientnet_lite0")
+    if isinstance(candidates, (str, Path)):
+        candidates = candidate_files(candidates)
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("no candidate images to rank")
+    if isinstance(candidates[0], (str, Path)):
+        paths = [Path(c) for c in candidates]
+        store = FeatureCache() if cache is True else (cache or None)
+        glob, mid, kept = _features_of_files(paths, store, bb, progress, errors)
+        labels = [str(p) for p in paths]
+    else:
+        glob, mid, kept = [], [], []
+        for n, c in enumerate(candidates):
+            g, m = image_features([c], bb)
+            glob.append(g[0])
+            mid.append(m[0])
+            kept.append(n)
+            if progress is not None:
+                progress(n + 1, len(candidates))
+        labels = list(names) if names is not None else [f"candidate {i}" for i in range(len(candidates))]
+    if not kept:
+        raise ValueError("none of the candidates could be read: " + "; ".join(errors[:3]))
+    tg, tm = image_features([np.asarray(target)], bb)
+    G = np.stack(glob)
+    z = pca(np.concatenate([tg, G]), dims=128, fit=G if len(G) > 2 else None)
+    dist = ((z[1:] - z[:1]) ** 2).sum(-1)
+    order = np.argsort(dist)[: max(top, shortlist)]
+    scored = [(local_score(tm[0], mid[j]), j) for j in order]
+    scored.sort(key=lambda s: -s[0])
+    return [Suggestion(index=kept[j], name=labels[kept[j]], score=s, distance=float(dist[j]))
+            for s, j in scored[:top]]

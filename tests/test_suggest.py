@@ -1,0 +1,54 @@
+"""Reference suggestions: rank candidate colour images for a grey target."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_colorize.suggest import FeatureCache, suggest_references
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from skimage import data
+
+    return {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee(),
+            "rocket": data.rocket(), "motorcycle": data.stereo_motorcycle()[1]}
+
+
+def _grey(rgb):
+    return np.round(rgb[..., :3].astype(np.float32) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+
+
+def test_the_photo_itself_is_suggested_first(photos):
+    """The target is the grey left half of a photo; the candidates hold a colour crop of the same
+    scene among other photos: it must come first."""
+    names = list(photos)
+    target = _grey(photos["chelsea"][:, :300])
+    cands = [photos[n] if n != "chelsea" else photos[n][:, 150:] for n in names]
+    got = suggest_references(target, cands, top=3, names=names, cache=False)
+    assert got[0].name == "chelsea" and got[0].index == names.index("chelsea")
+    assert len(got) == 3 and got[0].score >= got[1].score >= got[2].score
+
+
+def test_a_folder_is_ranked_with_a_feature_cache_and_bad_files_named(photos, tmp_path):
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for n, im in photos.items():
+        Image.fromarray(im[..., :3]).save(folder / f"{n}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("not an image")
+    cache = FeatureCache(tmp_path / "cache")
+    errors = []
+    target = _grey(photos["astronaut"][::2, ::2])
+    first = suggest_references(target, folder, top=2, cache=cache, errors=errors)
+    assert first[0].name.endswith("astronaut.png")
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == len(photos)  # the bad file is not cached
+    again = suggest_references(target, folder, top=2, cache=cache)  # from the cache: the same ranking
+    assert [s.name for s in again] == [s.name for s in first]
+    assert np.isclose(again[0].score, first[0].score, atol=1e-3)
+
+
+def test_nothing_to_rank(tmp_path):
+    with pytest.raises(ValueError, match="no candidate"):
+        suggest_references(np.zeros((32, 32)), tmp_path, cache=False)
