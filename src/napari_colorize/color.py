@@ -100,6 +100,12 @@ def grey_rgb(target_L: torch.Tensor) -> torch.Tensor:
     return grey[:, None].expand(-1, 3, -1, -1)
 
 
+_D65 = torch.tensor([0.95047, 1.0, 1.08883])
+_XYZ_TO_LINEAR_RGB = torch.tensor([[3.2404813432005266, -1.5371515162713185, -0.4985363261688878],
+                                   [-0.9692549499965682, 1.8759900014898907, 0.0415559265582928],
+                                   [0.0556466391351772, -0.2040413383665112, 1.0573110696453443]])
+
+
 def lab_to_rgb_in_gamut(lab: torch.Tensor, iterations: int = 12) -> torch.Tensor:
     """Lab -> sRGB keeping L exactly: out-of-gamut pixels lose chroma, not lightness.
 
@@ -121,10 +127,24 @@ def lab_to_rgb_in_gamut(lab: torch.Tensor, iterations: int = 12) -> torch.Tensor
     L = lab_c[:, :1]
     ab = lab_c[:, 1:]
 
+    # the gamut test in linear RGB (sRGB's transfer curve is monotonic and maps [0, 1] onto itself),
+    # on flat vectors: the same arithmetic as kornia's lab_to_rgb without its per-call overhead
+    fy = (L[:, 0] + 16.0) / 116.0
+    m = _XYZ_TO_LINEAR_RGB.to(lab.device, lab.dtype) * _D65.to(lab.device, lab.dtype)[None, :]
+    lo_lin, hi_lin = -eps / 12.92, (1.0 + eps + 0.055) / 1.055  # sRGB bounds, as linear values
+    hi_lin = hi_lin ** 2.4
+
+    def finv(f):
+        return torch.where(f > 0.2068966, f ** 3, (f - 4.0 / 29.0) / 7.787)
+
+    fyv = finv(fy)
+
     def in_gamut(t):
-        trial = torch.cat([L, ab * t[:, None]], dim=1)[:, :, None, None]
-        r = lab_to_rgb(trial, clip=False)[:, :, 0, 0]
-        return ((r >= -eps) & (r <= 1 + eps)).all(dim=1)
+        fx = fy + ab[:, 0] * t / 500.0
+        fz = (fy - ab[:, 1] * t / 200.0).clamp(min=0.0)
+        xyz = torch.stack([finv(fx), fyv, finv(fz)], dim=1)  # (N, 3)
+        r = xyz @ m.T
+        return ((r >= lo_lin) & (r <= hi_lin)).all(dim=1)
 
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
