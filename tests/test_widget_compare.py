@@ -14,7 +14,7 @@ def test_compare_widget_adds_layers_in_a_grid_and_exports(make_napari_viewer, qt
     w._target.value, w._reference.value, w._truth.value = t, r, g
     w.run(["welsh", "reinhard"])
     wait_idle(w, 60000)
-    assert "grey [welsh] (compare)" in viewer.layers and "grey [reinhard] (compare)" in viewer.layers
+    assert "welsh | grey (compare)" in viewer.layers and "reinhard | grey (compare)" in viewer.layers
     from napari_colorize._widgets._compare import grid_of
 
     assert grid_of(viewer).enabled
