@@ -190,3 +190,21 @@ def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, 
     saved = tifffile.imread(tmp_path / "all.tif")
     assert saved.shape == (5,) + grey.shape + (3,) and saved.dtype == np.uint8
     assert np.abs(saved[2] / 255.0 - np.asarray(layer.data[2])).max() <= 1 / 255 + 1e-6
+
+
+def test_unavailable_outputs_are_reported(viewer_pair, make_napari_viewer, small_pair, monkeypatch, wait_idle):
+    import napari_colorize._widgets._exemplar as ex
+
+    viewer, w, t, r = viewer_pair
+    said = []
+    monkeypatch.setattr(ex, "show_info", said.append)
+    w._scales.value = w._attention.value = True
+    _run(w, wait_idle)  # welsh: a baseline has neither
+    assert any("P1-P4 and attention not available" in m and "welsh" in m for m in said)
+    assert "not available" in w._status.value
+    assert not any(l.name.startswith("grey [welsh] P") for l in viewer.layers) and "attention" not in viewer.layers
+    said.clear()
+    stack = viewer.add_image(np.stack([small_pair[0]] * 2), name="stack")
+    w._target.value = stack
+    _run(w, wait_idle)
+    assert any("not available for a stack" in m for m in said)

@@ -134,3 +134,77 @@ def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot, wait_idle):
     assert layer.metadata[OURS]["bin"] == [3, 17] and np.allclose(layer.data, att.pixels_of_bin(3, 17))
     assert layer.contrast_limits[1] == pytest.approx(float(layer.data.max()), rel=1e-4)
     assert r.data.shape == viewer.layers["ref"].data.shape  # user layers untouched
+
+
+def test_after_a_run_painting_shows_on_top(hw, qtbot, wait_idle):
+    viewer, w, t, r = hw
+    w._preview.value = False
+    w.canvas.set_histogram(he.preset("forest"))
+    w._preview.value = True
+    w.preview()  # a first preview layer...
+    qtbot.waitUntil(lambda: w.shown_generation == w.generation, timeout=60000)
+    w.run()  # ...then the full-size result, over it
+    wait_idle(w, 60000)
+    result = viewer.layers["grey [histogram]"]
+    assert viewer.layers[-1] is result
+    w.canvas.set_histogram(he.preset("warm (sunset)"))  # painting again: the preview must be what one sees
+    w.preview()
+    qtbot.waitUntil(lambda: w.shown_generation == w.generation, timeout=60000)
+    preview = viewer.layers["grey [histogram preview]"]
+    assert viewer.layers[-1] is preview and preview.visible
+    assert result in viewer.layers and np.array_equal(r.data, viewer.layers["ref"].data)
+
+
+def test_bin_marks_are_cleared_when_the_histogram_changes(hw, qtbot, wait_idle):
+    viewer, w, t, r = hw
+    w._preview.value = False
+    w._attention.value = True
+    w.canvas.set_histogram(he.preset("forest"))
+    w.run()
+    wait_idle(w, 60000)
+    assert w.canvas.overlay is not None  # the bins the query pixel draws from
+    w.canvas.set_histogram(he.preset("neutral"))  # another histogram: those marks belong to the old run
+    assert w.canvas.overlay is None
+    viewer.layers["bin point"].data = np.array([[2.0, 2.0]])  # moving the point does not bring them back
+    assert w.canvas.overlay is None and "Run again" in w._status.value
+    w.run()  # a new run shows them again
+    wait_idle(w, 60000)
+    assert w.canvas.overlay is not None
+
+
+def test_load_asks_with_an_open_dialog_and_save_with_a_save_dialog(hw, tmp_path, monkeypatch):
+    import napari_colorize._widgets._histogram as hmod
+
+    viewer, w, t, r = hw
+    w._preview.value = False
+    asked = []
+    path = str(tmp_path / "h.npy")
+    monkeypatch.setattr(hmod, "ask_path", lambda mode, *a, **k: asked.append(mode) or path)
+    w.canvas.set_histogram(he.preset("forest"))
+    w._save.clicked()
+    w._clear.clicked()
+    w._load.clicked()
+    assert asked == ["w", "r"] and np.allclose(w.canvas.hist, he.preset("forest"))
+    monkeypatch.setattr(hmod, "ask_path", lambda mode, *a, **k: None)  # cancelled: nothing happens
+    w._load.clicked()
+    assert np.allclose(w.canvas.hist, he.preset("forest"))
+
+
+def test_widget_fits_a_laptop_screen_and_the_chart_has_axes(hw, qtbot):
+    viewer, w, t, r = hw
+    assert w.native.sizeHint().height() <= 620  # ~900 px before: two docked widgets pushed a 1000 px window
+    assert all(not s.expanded for s in w.sections.values())
+    w.sections["source"].set_expanded(True)
+    assert w._source.native.isVisibleTo(w.native)
+    # the chart sits inside margins that carry the a* / b* axes: positions and bins agree both ways
+    c = w.canvas
+    c.resize(300, 300)
+    rect = c.chart_rect()
+    assert rect.left() > 0 and rect.bottom() < c.height()
+    for ia, ib in [(0, 0), (10, 10), (20, 5)]:
+        p = c.pos_of_bin(ia, ib)
+        assert np.allclose(c.bin_at(p.x(), p.y()), (ia, ib))
+    img = c.grab().toImage()  # the axes are drawn: left of the chart, at b* = 0, the label "0" is
+    rect, bg = c.chart_rect(), img.pixelColor(1, 1)
+    y = int(c.pos_of_bin(0, 10).y())
+    assert any(img.pixelColor(x, y) != bg for x in range(2, int(rect.left()) - 4))
