@@ -1,4 +1,9 @@
-"""Compare models on one pair: every output becomes a layer, side by side, with a table of scores."""
+"""Compare models on one pair: every output becomes a layer, laid out side by side with a label, and a table of scores.
+
+The outputs are laid out as a contact sheet below the layers on view (:func:`napari_colorize.compare.sheet_layout`)
+rather than in napari's grid mode: the grid gives every layer a tile showing the *whole* scene, so a reference
+placed beside the target (as the samples do) shrinks every tile to a fraction of its size.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from ..compare import COLUMNS, write_csv
+from ..compare import COLUMNS, sheet_layout, write_csv
 from ..models.registry import list_models
-from ._layers import DefaultPicks, add_or_update_image, layer_picker, score_colour, score_grey, score_truth
+from ._layers import (OURS, DefaultPicks, add_or_update_image, find_ours, free_name, is_ours, layer_picker,
+                      score_colour, score_grey, score_truth, spatial_shape)
 from ._workers import CompareRow, compare_job
 
 DEFAULT_SET = ("exemplar", "histogram", "welsh", "reinhard")  # the shipped networks and the two classic baselines
@@ -22,15 +28,12 @@ TOOLTIPS = {"HIS vs reference": "histogram intersection with the reference's col
             "PSNR dB": "peak signal-to-noise ratio against the ground truth, dB", "seconds": "run time, seconds"}
 
 
-def grid_of(viewer):
-    """napari's grid settings: ``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+LABELS = "compare labels"
 
 
-def compare_name(model: str, target_name: str) -> str:
-    """Layer name of a compared output: the model first, so the layer list and the tile label show it."""
-    return f"{model} | {target_name} (compare)"
+def compare_name(model: str) -> str:
+    """Layer name of a compared output: short, the model first."""
+    return f"{model} (compare)"
 
 
 def format_score(key: str, v) -> str:
@@ -39,24 +42,19 @@ def format_score(key: str, v) -> str:
     return "-" if v is None or np.isnan(v) else f"{v:.{DECIMALS.get(key, 3)}f}"
 
 
-def label_tile(layer, font_size: float = 12) -> None:
-    """Show the layer's name in its grid tile (napari's per-layer name overlay, napari >= 0.6)."""
-    overlay = getattr(layer, "name_overlay", None)
-    if overlay is None:
-        return
-    overlay.visible = True
-    overlay.font_size = font_size
-    overlay.box = True
+def _is_compare_layer(layer) -> bool:
+    return is_ours(layer) and layer.metadata[OURS].get("kind") in ("compare", "labels")
 
 
 class CompareWidget(Container):
-    """Run several models on one target/reference pair; show them in napari's grid with a score table."""
+    """Run several models on one target/reference pair; lay their outputs out side by side, labelled, with a
+    score table."""
 
     def __init__(self, napari_viewer) -> None:
         self._viewer = napari_viewer
         self._target = layer_picker(napari_viewer, "grey target")
         self._reference = layer_picker(napari_viewer, "colour reference")
-        self._truth = layer_picker(napari_viewer, "ground truth (optional)", nullable=True)
+        self._truth = layer_picker(napari_viewer, "truth (optional)", nullable=True)
         self._models = Select(label="models", choices=self._model_choices)
         self._models.value = self.default_models()
         self._models.native.setMaximumHeight(140)
@@ -74,7 +72,7 @@ class CompareWidget(Container):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         super().__init__(widgets=[self._target, self._reference, self._truth, self._models, self._run, self._progress,
                                   self._csv, self._export, self._status])
-        self.native.layout().addWidget(self.table)
+        self.native.layout().addWidget(self.table, 1)  # the table takes the room left
         self._run.clicked.connect(self.run)
         self._export.clicked.connect(self.export)
         self.rows: list[dict] = []
@@ -115,6 +113,10 @@ class CompareWidget(Container):
             return
         self.rows = []
         self.table.setRowCount(0)
+        for layer in [l for l in self._viewer.layers if _is_compare_layer(l)]:
+            if layer.metadata[OURS].get("model") not in names:  # a new comparison replaces the last one
+                self._viewer.layers.remove(layer)
+        self._plan_sheet(len(names), target)
         self._run.enabled = False
         self._status.value = f"comparing {len(names)} model(s)..."
         worker = compare_job(names, target.data, np.asarray(ref.data),
@@ -135,18 +137,40 @@ class CompareWidget(Container):
         for c, key in enumerate(COLUMNS):
             self.table.setItem(r, c, QTableWidgetItem(format_score(key, row[key])))
         if target in self._viewer.layers:
-            layer = add_or_update_image(self._viewer, msg.image, compare_name(row["model"], target.name),
-                                        {"kind": "compare", **{k: (v if isinstance(v, str) else float(v))
-                                                               for k, v in row.items()}},
-                                        rgb=True, scale=tuple(target.scale[-2:]), translate=tuple(target.translate[-2:]))
-            label_tile(layer)
+            y, x = self._tiles[msg.done - 1]
+            add_or_update_image(self._viewer, msg.image, compare_name(row["model"]),
+                                {"kind": "compare", "target": target.name,
+                                 **{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}},
+                                rgb=True, scale=tuple(target.scale[-2:]), translate=(y, x))
+            self._label_tiles([r["model"] for r in self.rows], target)
+
+    def _plan_sheet(self, n: int, target) -> None:
+        """Where the ``n`` outputs go: a sheet of tiles of the target's size, below everything on view
+        (our earlier outputs excepted), starting at the target's left edge."""
+        tile = np.asarray(spatial_shape(target), float) * np.asarray(target.scale[-2:], float)
+        bottoms = [float(np.asarray(l.extent.world)[1, -2]) for l in self._viewer.layers
+                   if l.visible and not _is_compare_layer(l) and l.ndim >= 2]
+        left = float(np.asarray(target.extent.world)[0, -1])
+        gap = max(20.0, 0.1 * tile[0])  # room for the labels between rows
+        self._tiles = sheet_layout(n, tuple(tile), origin=(max(bottoms, default=0.0) + gap, left), gap=(gap, 20.0))
+
+    def _label_tiles(self, models: list[str], target) -> None:
+        """Our Points layer with one text label (the model) just above each tile."""
+        old = find_ours(self._viewer, LABELS)
+        if old is not None:
+            self._viewer.layers.remove(old)
+        pts = np.array([(y, x) for y, x in self._tiles[:len(models)]], float)
+        size = float(max(np.asarray(spatial_shape(target)) * np.asarray(target.scale[-2:]))) * 0.004
+        self._viewer.add_points(pts, name=free_name(self._viewer, LABELS), size=size, face_color="transparent",
+                                border_width=0, features={"model": models}, opacity=1.0,
+                                text={"string": "{model}", "anchor": "upper_left", "size": 11, "color": "white"},
+                                metadata={OURS: {"kind": "labels", "slot": LABELS}})
 
     def _on_finished(self) -> None:
         self.worker = None
         self._run.enabled = True
         if self.rows:
-            grid_of(self._viewer).enabled = True
-            self._viewer.reset_view()  # the grid's tiles are smaller than the single view was
+            self._viewer.reset_view()  # fit the sheet of outputs
         self._status.value = f"{len(self.rows)} model(s) compared"
 
     def export(self) -> None:
