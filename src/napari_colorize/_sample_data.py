@@ -85,7 +85,7 @@ def sample_pair_layers():
     """napari sample-data contribution: the greyscale target, its colour reference to its right, and the
     target's true colours (hidden, over the target: tick its eye to compare, or name it in *Compare*)."""
     grey, ref, truth = sample_pair()
-    layers = [(grey, {"name": "motorcycle (grey target)", **_role("target")}, "image"),
+    layers = [(grey, {"name": "motorcycle (grey)", **_role("target")}, "image"),
               (ref, {"name": "motorcycle (colour reference)", "rgb": True, "translate": _right_of(grey),
                      **_role("reference")}, "image"),
               (truth, {"name": "motorcycle (true colour)", "rgb": True, "visible": False, **_role("truth")}, "image")]
@@ -104,7 +104,7 @@ def microscopy_pair() -> tuple[np.ndarray, np.ndarray]:
 def microscopy_pair_layers():
     """napari sample-data contribution: the uint16 cell micrograph and the IHC colour reference to its right."""
     grey, ref = microscopy_pair()
-    layers = [(grey, {"name": "cell (uint16 grey)", **_role("target")}, "image"),
+    layers = [(grey, {"name": "cell (uint16)", **_role("target")}, "image"),
               (ref, {"name": "IHC (colour reference)", "rgb": True, "translate": _right_of(grey),
                      **_role("reference")}, "image")]
     return _fit_view_when_added(layers)
@@ -127,7 +127,7 @@ def zstack_layers():
     """The focus series and, to its right, the IHC image as a colour reference."""
     stack = zstack()
     _, ihc = microscopy_pair()
-    layers = [(stack, {"name": "cell focus series (uint16 z-stack)", **_role("target")}, "image"),
+    layers = [(stack, {"name": "cell focus series", **_role("target")}, "image"),
               (ihc, {"name": "IHC (colour reference)", "rgb": True, "translate": _right_of(stack),
                      **_role("reference")}, "image")]
     return _fit_view_when_added(layers)

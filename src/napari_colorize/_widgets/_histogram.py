@@ -245,6 +245,7 @@ class HistogramWidget(Container):
         self._marks_stale = False
         self.generation = 0
         self.shown_generation = -1
+        self.run_generation = -1  # the preview generation current when the last full run started
         self.preview_worker = None
         self.worker = None
         self._model_override = None
@@ -368,8 +369,10 @@ class HistogramWidget(Container):
                                     {"kind": "preview", "model": res.model, "stride": step}, rgb=True,
                                     scale=tuple(np.asarray(target.scale[-2:]) * step),
                                     translate=tuple(target.translate[-2:]))
-        # painting must show: the preview goes on top of everything, the full-size result included
-        bring_to_front(self._viewer, layer)
+        # painting must show: the preview goes on top of everything, the full-size result included, unless
+        # a full run was started after this stroke (its result is the newer picture)
+        if res.generation > self.run_generation:
+            bring_to_front(self._viewer, layer)
 
     def run(self) -> None:
         if self.worker is not None:
@@ -382,6 +385,8 @@ class HistogramWidget(Container):
         self._run.enabled = False
         self._status.value = "running..."
         self.canvas.set_overlay(None)
+        self._timer.stop()  # the full run supersedes a pending preview
+        self.run_generation = self.generation
         worker = colorize_job(name, self._device.value, np.asarray(target.data), histogram=hist,
                               size=int(self._size.value), attention=bool(self._attention.value),
                               rgb=bool(target.rgb))
