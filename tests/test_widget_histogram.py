@@ -196,6 +196,10 @@ def test_widget_fits_a_laptop_screen_and_the_chart_has_axes(hw, qtbot):
     assert all(not s.expanded for s in w.sections.values())
     w.sections["source"].set_expanded(True)
     assert w._source.native.isVisibleTo(w.native)
+    for key in w.sections:  # one section open at a time, and even then the widget stays short
+        w.sections[key].set_expanded(True)
+        assert [k for k, s in w.sections.items() if s.expanded] == [key]
+        assert w.native.sizeHint().height() <= 680
     # the chart sits inside margins that carry the a* / b* axes: positions and bins agree both ways
     c = w.canvas
     c.resize(300, 300)

@@ -14,6 +14,7 @@ from ..inference import Cancelled
 from ..models.registry import list_models
 from ._layers import (DefaultPicks, add_or_update_image, find_ours, layer_picker, overlay_transform, query_cell, query_points,
                       score_colour, score_grey, spatial_shape)
+from ._sections import Collapsible
 from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
     save_job
 
@@ -52,10 +53,14 @@ class ExemplarWidget(Container):
         self._status = Label(value="")
         self._save_path = FileEdit(label="save lazy result", filter="*.tif", mode="w", visible=False)
         self._save = PushButton(text="Compute and save all", visible=False)
-        super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._device,
-                                  self._size, self._scales, self._attention, self._all_levels, self._keep,
+        super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._attention,
+                                  self._all_levels,
                                   Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
                                   self._progress, self._status, self._save_path, self._save])
+        # less used settings fold away, so that two docked widgets fit a laptop screen
+        self.sections = {"options": Collapsible("Options (device, size, P1-P4, keep runs)", Container(
+            widgets=[self._device, self._size, self._scales, self._keep]))}
+        self.native.layout().addWidget(self.sections["options"])
         best = default_model("exemplar")
         if best in self._model.choices:
             self._model.value = best

@@ -217,6 +217,9 @@ class HistogramWidget(Container):
             ("Colour from a layer", "Save / load", "Options and attention views"), self._folded)}
         for sec in self.sections.values():
             self.native.layout().addWidget(sec)
+            # one section open at a time (an accordion): the widget stays about 600 px tall
+            sec.button.toggled.connect(lambda on, opened=sec: on and [
+                other.set_expanded(False) for other in self.sections.values() if other is not opened])
         best = default_model("histogram")
         if best in self._model.choices:
             self._model.value = best
