@@ -37,14 +37,33 @@ def _shot(viewer, name: str) -> None:
     viewer.close()
 
 
-def _open(title: str, widget_cls, dock_name: str):
-    """A 1600 x 1000 viewer with ``widget_cls`` docked; returns (viewer, widget)."""
+DOCKS = {"exemplar": "Exemplar colourisation", "histogram": "Histogram colourisation", "compare": "Compare models"}
+
+
+def _dock(v, kind: str):
+    """Dock a widget as *Plugins > napari-colorize* does: ``kind`` is exemplar, histogram or compare."""
+    from napari_colorize import _widgets
+
+    cls = {"exemplar": _widgets.ExemplarWidget, "histogram": _widgets.HistogramWidget,
+           "compare": _widgets.CompareWidget}[kind]
+    w = cls(v)
+    v.window.add_dock_widget(w, name=DOCKS[kind])
+    return w
+
+
+def _open(title: str, kind: str, sample: str | None = None):
+    """A 1600 x 1000 viewer with a widget docked and, as a user would, *File > Open Sample > sample* opened
+    after it; returns (viewer, widget)."""
     import napari
+    from qtpy.QtWidgets import QApplication
 
     v = napari.Viewer(title=title)
     v.window.resize(1600, 1000)
-    w = widget_cls(v)
-    v.window.add_dock_widget(w, name=dock_name)
+    w = _dock(v, kind)
+    for _ in range(10):  # let the window take its size before the sample fits the view to it
+        QApplication.processEvents()
+    if sample is not None:
+        v.open_sample("napari-colorize", sample)
     return v, w
 
 
@@ -56,91 +75,58 @@ def _on_the_tank(points, grey) -> None:
 
 
 def exemplar() -> None:
-    from napari_colorize._widgets._demo import open_demo
-    from napari_colorize.cli import best_default_model
-
-    open_demo(best_default_model(), screenshot=OUT / "napari_exemplar.png")
+    """Open Sample (motorcycle), the exemplar widget with its defaults, Run."""
+    v, w = _open("napari-colorize: exemplar", "exemplar", "motorcycle_pair")
+    w.run()
+    _wait(w)
+    v.reset_view()
+    _shot(v, "napari_exemplar.png")
 
 
 def attention() -> None:
-    """Exemplar run with attention layers: the query point on the target, the heatmap over the reference."""
-    from napari_colorize._sample_data import sample_pair
-    from napari_colorize._widgets import ExemplarWidget
-
-    grey, ref, _ = sample_pair()
-    v, w = _open("napari-colorize: attention", ExemplarWidget, "Exemplar colourisation")
-    t = v.add_image(grey, name="motorcycle (grey)")
-    r = v.add_image(ref, name="motorcycle (reference)", rgb=True, translate=(0, grey.shape[1] + 20))
-    w._target.value, w._reference.value = t, r
-    w._model.value = "exemplar"
+    """Exemplar run with attention: the query point on the target, the heatmap over the reference."""
+    v, w = _open("napari-colorize: attention", "exemplar", "motorcycle_pair")
     w._attention.value = True
     w.run()
     _wait(w)
-    _on_the_tank(v.layers["motorcycle (grey) [exemplar] attention query"], grey)
-    v.layers["motorcycle (grey) [exemplar]"].visible = False
-    t.visible = True
+    grey = w._target.value
+    _on_the_tank(v.layers["attention point"], grey.data)
+    v.layers[f"{grey.name} [{w._model.value}]"].visible = False  # the grey target under the point
     v.reset_view()
     _shot(v, "napari_attention.png")
 
 
 def histogram() -> None:
-    """Histogram editor with a preset, its live preview, a full run and the pixel -> bins overlay."""
+    """Histogram editor with a preset, a full run and the pixel -> bins overlay; the exemplar widget docked above
+    it, as on a laptop (both fit a 1000 px window)."""
     from napari_colorize import histogram_edit as he
-    from napari_colorize._sample_data import sample_pair
-    from napari_colorize._widgets import HistogramWidget
 
-    grey, ref, _ = sample_pair()
-    v, w = _open("napari-colorize: histogram", HistogramWidget, "Histogram colourisation")
-    t = v.add_image(grey, name="motorcycle (grey)")
-    w._target.value = t
-    w._preview.value = False
+    v, _ = _open("napari-colorize: histogram", "exemplar")
+    w = _dock(v, "histogram")
+    v.open_sample("napari-colorize", "motorcycle_pair")
     w._attention.value = True
-    w.canvas.set_histogram(he.preset("warm (sunset)"))
+    w.canvas.set_histogram(he.preset("warm (sunset)"))  # live preview, then Run
     w.run()
     _wait(w)
-    _on_the_tank(next(l for l in v.layers if l.name.endswith("bin query")), grey)
-    t.visible = False
+    _on_the_tank(v.layers["bin point"], w._target.value.data)
     v.reset_view()
     _shot(v, "napari_histogram.png")
 
 
 def compare() -> None:
-    """The default, the ablations and the baselines on one pair, in napari's grid, with the score table."""
-    from napari_colorize import list_models
-    from napari_colorize._sample_data import sample_pair
-    from napari_colorize._widgets import CompareWidget
-
-    grey, ref, truth = sample_pair()
-    v, w = _open("napari-colorize: compare", CompareWidget, "Compare models")
-    t = v.add_image(grey, name="grey")
-    r = v.add_image(ref, name="reference", rgb=True)
-    g = v.add_image(truth, name="truth", rgb=True)
-    w._target.value, w._reference.value, w._truth.value = t, r, g
-    names = [n for n in list_models() if n.startswith("exemplar") and n != "exemplar-paper"] + ["welsh", "reinhard"]
-    w.run(names)
+    """Open Sample (motorcycle, with its hidden true colours), Compare with the default set of models."""
+    v, w = _open("napari-colorize: compare", "compare", "motorcycle_pair")
+    w.run()
     _wait(w)
-    for layer in (t, g):
-        layer.visible = False
-    v.reset_view()
     _shot(v, "napari_compare.png")
 
 
 def microscopy() -> None:
-    """uint16 cell micrograph with an IHC reference, and the uint16 z-stack colourised slice by slice."""
-    from napari_colorize._sample_data import microscopy_pair_layers, zstack_layers
-    from napari_colorize._widgets import ExemplarWidget
-
-    v, w = _open("napari-colorize: microscopy", ExemplarWidget, "Exemplar colourisation")
-    (g, gm, _), (r, rm, _) = microscopy_pair_layers()
-    (z, zm, _), = zstack_layers()
-    stack = v.add_image(z, **zm)
-    ref = v.add_image(r, **{**rm, "translate": (0, z.shape[-1] + 20)})
-    w._target.value, w._reference.value = stack, ref
-    w._model.value = "exemplar"
+    """Open Sample (the uint16 z-stack with its IHC reference), the exemplar widget, Run: slice by slice."""
+    v, w = _open("napari-colorize: microscopy", "exemplar", "zstack")
     w.run()
     _wait(w)
-    v.dims.set_current_step(0, z.shape[0] // 2)
-    stack.visible = False
+    v.dims.set_current_step(0, w._target.value.data.shape[0] // 2)
     v.reset_view()
     _shot(v, "napari_microscopy.png")
 

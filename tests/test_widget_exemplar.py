@@ -3,7 +3,19 @@ import numpy as np
 import pytest
 
 from napari_colorize._widgets import ExemplarWidget
+from napari_colorize._widgets._exemplar import short_key
 from napari_colorize._widgets._layers import OURS
+from napari_colorize._widgets._workers import Progress
+
+
+@pytest.fixture
+def models(monkeypatch):
+    """A fresh model cache for the test (loaded models are served from it by name)."""
+    from napari_colorize._widgets import _workers
+
+    cache = _workers.ModelCache()
+    monkeypatch.setattr(_workers, "MODELS", cache)
+    return cache
 
 
 @pytest.fixture
@@ -67,11 +79,13 @@ def test_a_user_layer_with_our_name_is_never_overwritten(viewer_pair, qtbot, wai
     assert mine.data.shape == (5, 5) and not mine.data.any()
 
 
-def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkeypatch, wait_idle):
-    import napari_colorize._widgets._exemplar as ex
+def _attention_layers(viewer):
+    return [l for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "attention"]
 
+
+def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, models, wait_idle):
     viewer, w, t, r = viewer_pair
-    monkeypatch.setitem(ex._MODEL_CACHE, ("exemplar-random", "auto"), exemplar_random)
+    models.put("exemplar-random", exemplar_random)
     w._model_override = "exemplar-random"
     w._scales.value = True
     w._attention.value = True
@@ -81,13 +95,26 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkey
         p = viewer.layers[f"{name} P{k}"]
         # each scale overlays the target: same world extent
         assert np.allclose(np.asarray(p.data.shape[:2]) * p.scale, np.asarray(t.data.shape) * t.scale, rtol=0.05)
-    q = viewer.layers[f"{name} attention query"]
-    att = [l for l in viewer.layers if l.name.startswith(f"{name} attention level")]
+    q = viewer.layers["attention point"]
     keys = sorted(w._attention_maps)
-    assert len(att) == len(keys) >= 2  # one heatmap per attention module, the coarsest shown
+    assert len(keys) >= 2
+    # one heatmap by default, short-named, of the finest level's last module, drawn smoothly
+    att = _attention_layers(viewer)
+    assert [l.name for l in att] == ["attention"] and att[0].visible
     finest = min(w._attention_maps[k].stride for k in keys)
-    shown = [l for l in att if l.visible]
-    assert len(shown) == 1 and w._attention_maps[shown[0].metadata[OURS]["level"]].stride == finest
+    level = att[0].metadata[OURS]["level"]
+    assert w._attention_maps[level].stride == finest
+    assert level == max(k for k in keys if w._attention_maps[k].stride == finest)  # the last module
+    assert str(att[0].interpolation2d) == "linear"
+    assert [l.name for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "concentration"] == \
+        ["concentration"]
+    # all levels on request: one short-named heatmap per module, the others hidden
+    w._all_levels.value = True
+    att = _attention_layers(viewer)
+    assert len(att) == len(keys) and all(len(l.name) <= 10 for l in att)
+    assert sorted(l.name for l in att if l.name != "attention") == sorted(
+        f"att {short_key(k)}" for k in keys if k != level)
+    assert [l.name for l in att if l.visible] == ["attention"]
     first = [l.data.copy() for l in att]
     for l in att:
         assert l.data.sum() == pytest.approx(1.0, abs=1e-3)
@@ -97,7 +124,10 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, monkey
     assert all(not np.array_equal(l.data, f) for l, f in zip(att, first))
     for l in att:  # the contrast limits follow each updated heatmap
         assert l.contrast_limits[1] == pytest.approx(float(l.data.max()), rel=1e-4)
-    assert any(l.name.startswith(f"{name} concentration") for l in viewer.layers)
+    assert "concentration" in viewer.layers
+    # and off again: only the default heatmap is left
+    w._all_levels.value = False
+    assert [l.name for l in _attention_layers(viewer)] == ["attention"]
 
 
 def test_bad_layers_are_refused_with_a_notification(viewer_pair, qtbot, monkeypatch):
@@ -124,10 +154,10 @@ def test_cancel_stops_a_stack(make_napari_viewer, qtbot, small_pair, wait_idle):
     w._target.value, w._reference.value, w._model.value = t, r, "welsh"
     w.run()
     seen = []
-    w.worker.yielded.connect(lambda m: (seen.append(m), w.cancel() if m[1] >= 2 else None))
+    w.worker.yielded.connect(lambda m: (seen.append(m), w.cancel() if m.done >= 2 else None))
     wait_idle(w, 60000)
     assert "stack [welsh]" not in viewer.layers
-    assert max(m[1] for m in seen) < 40
+    assert all(isinstance(m, Progress) for m in seen) and max(m.done for m in seen) < 40
     assert w._status.value == "cancelled" and w._run.enabled
 
 
@@ -160,3 +190,21 @@ def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, 
     saved = tifffile.imread(tmp_path / "all.tif")
     assert saved.shape == (5,) + grey.shape + (3,) and saved.dtype == np.uint8
     assert np.abs(saved[2] / 255.0 - np.asarray(layer.data[2])).max() <= 1 / 255 + 1e-6
+
+
+def test_unavailable_outputs_are_reported(viewer_pair, make_napari_viewer, small_pair, monkeypatch, wait_idle):
+    import napari_colorize._widgets._exemplar as ex
+
+    viewer, w, t, r = viewer_pair
+    said = []
+    monkeypatch.setattr(ex, "show_info", said.append)
+    w._scales.value = w._attention.value = True
+    _run(w, wait_idle)  # welsh: a baseline has neither
+    assert any("P1-P4 and attention not available" in m and "welsh" in m for m in said)
+    assert "not available" in w._status.value
+    assert not any(l.name.startswith("grey [welsh] P") for l in viewer.layers) and "attention" not in viewer.layers
+    said.clear()
+    stack = viewer.add_image(np.stack([small_pair[0]] * 2), name="stack")
+    w._target.value = stack
+    _run(w, wait_idle)
+    assert any("not available for a stack" in m for m in said)

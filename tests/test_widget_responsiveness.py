@@ -22,14 +22,16 @@ def measure_stall(wait_idle, widget) -> float:
 
 
 def test_event_loop_keeps_ticking_during_a_network_run(make_napari_viewer, pair, exemplar_random, monkeypatch, wait_idle):
-    import napari_colorize._widgets._exemplar as ex
     from napari_colorize._widgets import ExemplarWidget
 
     grey, ref, _ = pair
     viewer = make_napari_viewer()
     t = viewer.add_image(np.tile(grey, (2, 2)), name="grey")  # 1000 x 1482: network + full-size work
     r = viewer.add_image(ref, name="ref", rgb=True)
-    monkeypatch.setitem(ex._MODEL_CACHE, ("exemplar-random", "auto"), exemplar_random)
+    from napari_colorize._widgets import _workers
+
+    monkeypatch.setattr(_workers, "MODELS", _workers.ModelCache())
+    _workers.MODELS.put("exemplar-random", exemplar_random)
     w = ExemplarWidget(viewer)
     w._model_override = "exemplar-random"
     w._target.value, w._reference.value = t, r

@@ -10,16 +10,24 @@ target, stretched to uint16 like a camera image, and its ``ihc.png``
 
 ``zstack()``: a small uint16 (Z, Y, X) stack made from ``cell.png``: each slice defocused
 by a different amount, with a slow intensity drift, like a focus series.
+
+The ``*_layers()`` functions are napari sample-data contributions: the reference is placed to the right
+of the target, and each layer says what it is for in ``metadata[SAMPLE_ROLE]`` ("target", "reference" or
+"truth"), so the widgets' layer pickers choose the right layer the first time.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["sample_pair", "sample_pair_layers", "microscopy_pair", "microscopy_pair_layers", "zstack",
-           "zstack_layers"]
+           "zstack_layers", "SAMPLE_ROLE"]
+
+SAMPLE_ROLE = "napari_colorize_sample"  # metadata key: {"role": "target" | "reference" | "truth"}
+GAP = 20  # pixels between the target and the reference placed to its right
 
 
 def _skimage_file(name: str) -> Path:
@@ -42,11 +50,46 @@ def sample_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return grey, ref, truth
 
 
+def _fit_view_when_added(layers: list) -> list:
+    """napari fits its view to the first layer of a sample only, so a reference placed to the right of the target
+    would start off screen: once all of ``layers`` are in the viewer, fit the view to everything. Only inside a
+    running napari (nothing is imported otherwise)."""
+    if "napari._qt.qt_main_window" not in sys.modules:
+        return layers
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return layers
+    names = {meta["name"] for _, meta, _ in layers}
+    events = viewer.layers.events
+
+    def on_inserted(event=None) -> None:
+        if names <= {layer.name for layer in viewer.layers}:
+            events.inserted.disconnect(on_inserted)
+            viewer.reset_view()
+
+    events.inserted.connect(on_inserted)
+    return layers
+
+
+def _role(role: str) -> dict:
+    return {"metadata": {SAMPLE_ROLE: {"role": role}}}
+
+
+def _right_of(grey: np.ndarray) -> tuple[float, float]:
+    return (0.0, float(grey.shape[-1] + GAP))
+
+
 def sample_pair_layers():
-    """napari sample-data contribution: the greyscale target and its colour reference."""
-    grey, ref, _ = sample_pair()
-    return [(grey, {"name": "motorcycle (grey target)"}, "image"),
-            (ref, {"name": "motorcycle (colour reference)", "rgb": True}, "image")]
+    """napari sample-data contribution: the greyscale target, its colour reference to its right, and the
+    target's true colours (hidden, over the target: tick its eye to compare, or name it in *Compare*)."""
+    grey, ref, truth = sample_pair()
+    layers = [(grey, {"name": "motorcycle (grey)", **_role("target")}, "image"),
+              (ref, {"name": "motorcycle (colour reference)", "rgb": True, "translate": _right_of(grey),
+                     **_role("reference")}, "image"),
+              (truth, {"name": "motorcycle (true colour)", "rgb": True, "visible": False, **_role("truth")}, "image")]
+    return _fit_view_when_added(layers)
 
 
 def microscopy_pair() -> tuple[np.ndarray, np.ndarray]:
@@ -59,9 +102,12 @@ def microscopy_pair() -> tuple[np.ndarray, np.ndarray]:
 
 
 def microscopy_pair_layers():
+    """napari sample-data contribution: the uint16 cell micrograph and the IHC colour reference to its right."""
     grey, ref = microscopy_pair()
-    return [(grey, {"name": "cell (uint16 grey)"}, "image"),
-            (ref, {"name": "IHC (colour reference)", "rgb": True}, "image")]
+    layers = [(grey, {"name": "cell (uint16)", **_role("target")}, "image"),
+              (ref, {"name": "IHC (colour reference)", "rgb": True, "translate": _right_of(grey),
+                     **_role("reference")}, "image")]
+    return _fit_view_when_added(layers)
 
 
 def zstack(n: int = 12) -> np.ndarray:
@@ -78,4 +124,10 @@ def zstack(n: int = 12) -> np.ndarray:
 
 
 def zstack_layers():
-    return [(zstack(), {"name": "cell focus series (uint16 z-stack)"}, "image")]
+    """The focus series and, to its right, the IHC image as a colour reference."""
+    stack = zstack()
+    _, ihc = microscopy_pair()
+    layers = [(stack, {"name": "cell focus series", **_role("target")}, "image"),
+              (ihc, {"name": "IHC (colour reference)", "rgb": True, "translate": _right_of(stack),
+                     **_role("reference")}, "image")]
+    return _fit_view_when_added(layers)

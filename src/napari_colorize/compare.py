@@ -12,7 +12,7 @@ import numpy as np
 from . import metrics
 from .inference import colorize
 
-__all__ = ["iter_compare", "compare", "write_csv", "COLUMNS"]
+__all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout"]
 
 COLUMNS = ["model", "HIS vs reference", "colourfulness", "SSIM", "PSNR dB", "seconds"]
 
@@ -62,3 +62,16 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     return path
+
+
+def sheet_layout(n: int, tile_shape: tuple[float, float], origin: tuple[float, float] = (0.0, 0.0),
+                 gap: float | tuple[float, float] | None = None,
+                 columns: int | None = None) -> list[tuple[float, float]]:
+    """Top-left corners ``(y, x)`` of ``n`` tiles of ``tile_shape`` (height, width) laid out row by row from
+    ``origin``: ``columns`` per row (default ``ceil(sqrt(n))``, at least 2) and ``gap`` between tiles, one
+    number or (between rows, between columns); by default 10 % of the tile height (at least 20, room for a
+    label above each tile) between rows and 20 between columns."""
+    h, w = (float(v) for v in tile_shape)
+    cols = max(1, int(columns)) if columns else max(2, int(np.ceil(np.sqrt(max(n, 1)))))
+    gy, gx = (max(20.0, 0.1 * h), 20.0) if gap is None else np.broadcast_to(np.asarray(gap, float), (2,))
+    return [(origin[0] + (k // cols) * (h + gy), origin[1] + (k % cols) * (w + gx)) for k in range(n)]

@@ -1,61 +1,103 @@
-"""Compare models on one pair: every output becomes a layer, side by side, with a table of scores."""
+"""Compare models on one pair: every output becomes a layer, laid out side by side with a label, and a table of scores.
+
+The outputs are laid out as a contact sheet below the layers on view (:func:`napari_colorize.compare.sheet_layout`)
+rather than in napari's grid mode: the grid gives every layer a tile showing the *whole* scene, so a reference
+placed beside the target (as the samples do) shrinks every tile to a fraction of its size.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
-from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, Select, create_widget
-from napari.layers import Image
-from napari.qt.threading import thread_worker
+from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, Select
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from ..compare import COLUMNS, iter_compare, write_csv
+from ..compare import COLUMNS, sheet_layout, write_csv
 from ..models.registry import list_models
-from ._exemplar import get_model
-from ._layers import add_or_update_image
+from ._layers import (OURS, DefaultPicks, add_or_update_image, find_ours, free_name, is_ours, layer_picker,
+                      score_colour, score_grey, score_truth, spatial_shape)
+from ._workers import CompareRow, compare_job
+
+DEFAULT_SET = ("exemplar", "histogram", "welsh", "reinhard")  # the shipped networks and the two classic baselines
+# short table headers and decimals per column of napari_colorize.compare.COLUMNS
+HEADERS = {"model": "model", "HIS vs reference": "HIS", "colourfulness": "colourf.", "SSIM": "SSIM",
+           "PSNR dB": "PSNR", "seconds": "s"}
+DECIMALS = {"HIS vs reference": 3, "colourfulness": 1, "SSIM": 3, "PSNR dB": 1, "seconds": 1}
+TOOLTIPS = {"HIS vs reference": "histogram intersection with the reference's colours (1 = same colours)",
+            "colourfulness": "Hasler-Suesstrunk colourfulness", "SSIM": "structural similarity to the ground truth",
+            "PSNR dB": "peak signal-to-noise ratio against the ground truth, dB", "seconds": "run time, seconds"}
 
 
-@thread_worker
-def compare_job(names, target, reference, truth, rgb):
-    models = [get_model(n, "auto") for n in names]
-    for k, (row, image) in enumerate(iter_compare(models, np.asarray(target), reference, truth=truth, rgb=rgb), 1):
-        yield ("row", k, len(names), row, image)
+LABELS = "compare labels"
 
 
-def grid_of(viewer):
-    """napari's grid settings: ``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+def compare_name(model: str) -> str:
+    """Layer name of a compared output: short, the model first."""
+    return f"{model} (compare)"
+
+
+def format_score(key: str, v) -> str:
+    if isinstance(v, str):
+        return v
+    return "-" if v is None or np.isnan(v) else f"{v:.{DECIMALS.get(key, 3)}f}"
+
+
+def _is_compare_layer(layer) -> bool:
+    return is_ours(layer) and layer.metadata[OURS].get("kind") in ("compare", "labels")
 
 
 class CompareWidget(Container):
-    """Run several models on one target/reference pair; show them in napari's grid with a score table."""
+    """Run several models on one target/reference pair; lay their outputs out side by side, labelled, with a
+    score table."""
 
     def __init__(self, napari_viewer) -> None:
         self._viewer = napari_viewer
-        self._target = create_widget(annotation=Image, label="grey target")
-        self._reference = create_widget(annotation=Image, label="colour reference")
-        self._truth = create_widget(annotation=Optional[Image], label="ground truth (optional)")
+        self._target = layer_picker(napari_viewer, "grey target")
+        self._reference = layer_picker(napari_viewer, "colour reference")
+        self._truth = layer_picker(napari_viewer, "truth (optional)", nullable=True)
         self._models = Select(label="models", choices=self._model_choices)
+        self._models.value = self.default_models()
+        self._models.native.setMaximumHeight(140)
         self._run = PushButton(text="Compare")
         self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self._csv = FileEdit(label="CSV file", filter="*.csv", mode="w")
         self._export = PushButton(text="Export table")
         self._status = Label(value="")
         self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setHorizontalHeaderLabels([HEADERS.get(c, c) for c in COLUMNS])
+        for c, key in enumerate(COLUMNS):
+            self.table.horizontalHeaderItem(c).setToolTip(TOOLTIPS.get(key, key))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         super().__init__(widgets=[self._target, self._reference, self._truth, self._models, self._run, self._progress,
                                   self._csv, self._export, self._status])
-        self.native.layout().addWidget(self.table)
+        self.native.layout().addWidget(self.table, 1)  # the table takes the room left
         self._run.clicked.connect(self.run)
         self._export.clicked.connect(self.export)
         self.rows: list[dict] = []
         self.worker = None
+        self._picks = DefaultPicks()
+        self._picks.add(self._target, score_grey)
+        self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
+        self._picks.add(self._truth, lambda l: score_truth(l, self._target.value, self._reference.value))
+        self._picks.pick()
+
+    def reset_choices(self, *_) -> None:
+        """napari calls this when layers change: refresh the pickers, keep them on sensible layers."""
+        picks = getattr(self, "_picks", None)
+        if picks is None:
+            super().reset_choices()
+        else:
+            picks.reset(super().reset_choices)
 
     def _model_choices(self, _=None):
-        return list_models(kind="exemplar")
+        return list_models(kind="exemplar") + list_models(kind="histogram")
+
+    def default_models(self) -> list[str]:
+        """A sensible first comparison: the shipped networks and the classic baselines (not every ablation)."""
+        names = self._model_choices()
+        return [n for n in DEFAULT_SET if n in names]
 
     def run(self, names: list[str] | None = None) -> None:
         target, ref, truth = self._target.value, self._reference.value, self._truth.value
@@ -71,34 +113,64 @@ class CompareWidget(Container):
             return
         self.rows = []
         self.table.setRowCount(0)
+        for layer in [l for l in self._viewer.layers if _is_compare_layer(l)]:
+            if layer.metadata[OURS].get("model") not in names:  # a new comparison replaces the last one
+                self._viewer.layers.remove(layer)
+        self._plan_sheet(len(names), target)
         self._run.enabled = False
-        worker = compare_job(names, target.data, np.asarray(ref.data), None if truth is None else np.asarray(truth.data),
-                             bool(target.rgb))
+        self._status.value = f"comparing {len(names)} model(s)..."
+        worker = compare_job(names, target.data, np.asarray(ref.data),
+                             None if truth is None else np.asarray(truth.data), bool(target.rgb))
         worker.yielded.connect(lambda msg: self._on_row(msg, target))
         worker.errored.connect(lambda e: show_error(f"comparison failed: {e}"))
         worker.finished.connect(self._on_finished)
         self.worker = worker
         worker.start()
 
-    def _on_row(self, msg, target) -> None:
-        _, k, n, row, image = msg
-        self._progress.max, self._progress.value = n, k
+    def _on_row(self, msg: CompareRow, target) -> None:
+        row = msg.row
+        self._progress.max, self._progress.value = msg.total, msg.done
+        self._status.value = msg.text
         self.rows.append(row)
         r = self.table.rowCount()
         self.table.insertRow(r)
         for c, key in enumerate(COLUMNS):
-            v = row[key]
-            self.table.setItem(r, c, QTableWidgetItem(v if isinstance(v, str) else ("-" if np.isnan(v) else f"{v:.3f}")))
+            self.table.setItem(r, c, QTableWidgetItem(format_score(key, row[key])))
         if target in self._viewer.layers:
-            add_or_update_image(self._viewer, image, f"{target.name} [{row['model']}] (compare)",
-                                {"kind": "compare", **{k: (v if isinstance(v, str) else float(v))
-                                                       for k, v in row.items()}},
-                                rgb=True, scale=tuple(target.scale[-2:]), translate=tuple(target.translate[-2:]))
+            y, x = self._tiles[msg.done - 1]
+            add_or_update_image(self._viewer, msg.image, compare_name(row["model"]),
+                                {"kind": "compare", "target": target.name,
+                                 **{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}},
+                                rgb=True, scale=tuple(target.scale[-2:]), translate=(y, x))
+            self._label_tiles([r["model"] for r in self.rows], target)
+
+    def _plan_sheet(self, n: int, target) -> None:
+        """Where the ``n`` outputs go: a sheet of tiles of the target's size, below everything on view
+        (our earlier outputs excepted), starting at the target's left edge."""
+        tile = np.asarray(spatial_shape(target), float) * np.asarray(target.scale[-2:], float)
+        bottoms = [float(np.asarray(l.extent.world)[1, -2]) for l in self._viewer.layers
+                   if l.visible and not _is_compare_layer(l) and l.ndim >= 2]
+        left = float(np.asarray(target.extent.world)[0, -1])
+        gap = max(20.0, 0.1 * tile[0])  # room for the labels between rows
+        self._tiles = sheet_layout(n, tuple(tile), origin=(max(bottoms, default=0.0) + gap, left), gap=(gap, 20.0))
+
+    def _label_tiles(self, models: list[str], target) -> None:
+        """Our Points layer with one text label (the model) just above each tile."""
+        old = find_ours(self._viewer, LABELS)
+        if old is not None:
+            self._viewer.layers.remove(old)
+        pts = np.array([(y, x) for y, x in self._tiles[:len(models)]], float)
+        size = float(max(np.asarray(spatial_shape(target)) * np.asarray(target.scale[-2:]))) * 0.004
+        self._viewer.add_points(pts, name=free_name(self._viewer, LABELS), size=size, face_color="transparent",
+                                border_width=0, features={"model": models}, opacity=1.0,
+                                text={"string": "{model}", "anchor": "upper_left", "size": 11, "color": "white"},
+                                metadata={OURS: {"kind": "labels", "slot": LABELS}})
 
     def _on_finished(self) -> None:
         self.worker = None
         self._run.enabled = True
-        grid_of(self._viewer).enabled = True
+        if self.rows:
+            self._viewer.reset_view()  # fit the sheet of outputs
         self._status.value = f"{len(self.rows)} model(s) compared"
 
     def export(self) -> None:

@@ -7,70 +7,18 @@ between layers and a worker thread.
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox,
-                              create_widget)
-from napari.layers import Image
-from napari.qt.threading import thread_worker
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..inference import Cancelled, iter_colorize, lazy_colorize
-from ..models.registry import list_models, load_model
-from ._layers import add_or_update_image, overlay_transform, query_cell, query_points, spatial_shape
+from ..inference import Cancelled
+from ..models.registry import list_models
+from ._layers import (DefaultPicks, add_or_update_image, find_ours, layer_picker, overlay_transform, query_cell, query_points,
+                      score_colour, score_grey, spatial_shape)
+from ._sections import Collapsible
+from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
+    save_job
 
-CHECKPOINT = "checkpoint file..."
-_MODEL_CACHE: dict[tuple[str, str], object] = {}
-
-
-def get_model(name: str, device: str):
-    key = (name, device)
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = load_model(name, device=device)
-    return _MODEL_CACHE[key]
-
-
-@thread_worker
-def colorize_job(model_name: str, device: str, target, reference, size: int, attention: bool, rgb: bool):
-    """Worker: yields ("progress", done, total) per slice; returns the result dict."""
-    model = get_model(model_name, device)
-    yield ("progress", 0, 1)
-    out = None
-    warnings: list[str] = []
-    gen = iter_colorize(model, target, reference=reference, size=size, return_attention=attention, rgb=rgb,
-                        sink=warnings)
-    pred = info = None
-    for idx, rgb_slice, pred, info in gen:
-        if out is None:
-            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
-        out[idx] = rgb_slice
-        yield ("progress", info["done"], info["n_slices"])  # napari's quit() takes effect here
-    return {"rgb": out, "scales": info["scales"], "attention": pred.attention if attention else {},
-            "working_shape": info["working_shape"], "model": model.name, "kind": model.kind,
-            "warnings": warnings}
-
-
-@thread_worker
-def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool):
-    """Worker: sets up a lazy colourised stack (intensity range, reference features) without computing it."""
-    model = get_model(model_name, device)
-    yield ("progress", 0, 1)
-    return {"rgb": lazy_colorize(model, target, reference=reference, size=size, rgb=rgb), "model": model.name,
-            "lazy": True}
-
-
-@thread_worker
-def save_job(lazy, path):
-    """Worker: compute every slice of a lazy result and write them to a TIFF, one slice at a time."""
-    import tifffile
-
-    n_stack = lazy.shape[:-3]
-    flat = lazy.reshape((-1,) + lazy.shape[-3:])
-    out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb")
-    for i in range(flat.shape[0]):
-        out[i] = np.round(np.clip(np.asarray(flat[i]), 0, 1) * 255).astype(np.uint8)
-        yield ("progress", i + 1, flat.shape[0])
-    out.flush()
-    del out
-    return {"path": str(path), "shape": tuple(n_stack) + tuple(lazy.shape[-3:])}
+_MODEL_CACHE = MODELS  # older name (benchmarks/bench_widgets.py sets entries on it)
 
 
 def is_lazy(data) -> bool:
@@ -78,19 +26,26 @@ def is_lazy(data) -> bool:
     return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
 
 
+def short_key(key: str) -> str:
+    """``"level4.module2"`` -> ``"L4.2"`` (attention module names that fit in the layer list)."""
+    parts = ["".join(c for c in p if c.isdigit()) for p in key.split(".")]
+    return "L" + ".".join(parts) if all(parts) else key
+
+
 class ExemplarWidget(Container):
     """Colourise a greyscale layer guided by a colour reference layer."""
 
     def __init__(self, napari_viewer) -> None:
         self._viewer = napari_viewer
-        self._target = create_widget(annotation=Image, label="grey target")
-        self._reference = create_widget(annotation=Image, label="colour reference")
+        self._target = layer_picker(napari_viewer, "grey target")
+        self._reference = layer_picker(napari_viewer, "colour reference")
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
         self._scales = CheckBox(text="add multi-scale outputs P1-P4")
-        self._attention = CheckBox(text="add attention layers")
+        self._attention = CheckBox(text="add attention (where a point looks)")
+        self._all_levels = CheckBox(text="all attention levels", visible=False)
         self._keep = CheckBox(text="keep each run as a new layer")
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -98,23 +53,44 @@ class ExemplarWidget(Container):
         self._status = Label(value="")
         self._save_path = FileEdit(label="save lazy result", filter="*.tif", mode="w", visible=False)
         self._save = PushButton(text="Compute and save all", visible=False)
-        super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._device,
-                                  self._size, self._scales, self._attention, self._keep,
+        super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._attention,
+                                  self._all_levels,
                                   Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
                                   self._progress, self._status, self._save_path, self._save])
+        # less used settings fold away, so that two docked widgets fit a laptop screen
+        self.sections = {"options": Collapsible("Options (device, size, P1-P4, keep runs)", Container(
+            widgets=[self._device, self._size, self._scales, self._keep]))}
+        self.native.layout().addWidget(self.sections["options"])
+        best = default_model("exemplar")
+        if best in self._model.choices:
+            self._model.value = best
         self._save.clicked.connect(self.save_all)
         self._model.changed.connect(self._on_model)
+        self._attention.changed.connect(lambda v: setattr(self._all_levels, "visible", bool(v)))
+        self._all_levels.changed.connect(lambda _: self._show_levels())
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
         self.worker = None
-        self.last_result: dict | None = None
+        self.last_result: Colourised | LazyResult | None = None
         self._query = None
+        self._attention_maps: dict = {}
         self._model_override: str | None = None
+        self._picks = DefaultPicks()
+        self._picks.add(self._target, score_grey)
+        self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
+        self._picks.pick()
+
+    def reset_choices(self, *_) -> None:
+        """napari calls this when layers change: refresh the pickers, keep them on sensible layers."""
+        picks = getattr(self, "_picks", None)
+        if picks is None:  # during construction
+            super().reset_choices()
+        else:
+            picks.reset(super().reset_choices)
 
     # ---------------------------------------------------------------- choices
     def _model_choices(self, _=None):
-        names = list_models(kind="exemplar")
-        return names + [CHECKPOINT]
+        return list_models(kind="exemplar") + [CHECKPOINT]
 
     def _on_model(self, value) -> None:
         self._checkpoint.visible = value == CHECKPOINT
@@ -158,8 +134,8 @@ class ExemplarWidget(Container):
                               settings["size"], bool(target.rgb))
         else:
             worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data),
-                                  np.asarray(ref.data), settings["size"], bool(self._attention.value),
-                                  bool(target.rgb))
+                                  reference=np.asarray(ref.data), size=settings["size"],
+                                  attention=bool(self._attention.value), rgb=bool(target.rgb))
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(lambda res: self._on_result(res, target, ref, settings))
         worker.errored.connect(self._on_error)
@@ -172,11 +148,10 @@ class ExemplarWidget(Container):
             self.worker.quit()
             self._status.value = "cancelling..."
 
-    def _on_yield(self, msg) -> None:
-        _, done, total = msg
-        self._progress.max = max(1, total)
-        self._progress.value = done
-        self._status.value = f"slice {done} of {total}" if total > 1 else "colourising..."
+    def _on_yield(self, msg: Progress) -> None:
+        self._progress.max = max(1, msg.total)
+        self._progress.value = msg.done
+        self._status.value = msg.text
 
     def _on_error(self, exc) -> None:
         if isinstance(exc, Cancelled):
@@ -191,41 +166,56 @@ class ExemplarWidget(Container):
         self._run.enabled, self._cancel.enabled = True, False
 
     # ----------------------------------------------------------------- layers
-    def _on_result(self, res: dict, target, ref, settings: dict) -> None:
+    def _on_result(self, res, target, ref, settings: dict) -> None:
         if res is None:  # cancelled
             return
         self.last_result = res
-        if res.get("lazy"):
+        if isinstance(res, LazyResult):
             self._on_lazy_result(res, target, settings)
             return
-        for w in res["warnings"]:
+        for w in res.warnings:
             show_warning(w)
         layers = self._viewer.layers
         if target not in layers:
             self._status.value = "the target layer was removed during the run: result discarded"
             return
-        meta = {**settings, "kind": "result", "working_shape": list(res["working_shape"])}
-        name = f"{target.name} [{res['model']}]"
-        nd = res["rgb"].ndim - 1
-        layer = add_or_update_image(self._viewer, res["rgb"], name, meta, keep=bool(self._keep.value), rgb=True,
+        meta = {**settings, "kind": "result", "working_shape": list(res.working_shape)}
+        name = f"{target.name} [{res.model}]"
+        nd = res.rgb.ndim - 1
+        layer = add_or_update_image(self._viewer, res.rgb, name, meta, keep=bool(self._keep.value), rgb=True,
                                     scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]))
-        if self._scales.value and res["scales"] and nd == 2:
-            for k, s in enumerate(res["scales"], 1):
-                sc, tr = overlay_transform(target, res["rgb"].shape[:2], s.shape[:2])
-                add_or_update_image(self._viewer, s, f"{name} P{k}", {**meta, "kind": f"P{k}"}, rgb=True,
-                                    scale=sc, translate=tr, visible=False)
-        if self._attention.value and res["attention"] and ref in layers and nd == 2:
-            self._add_attention_layers(res, target, ref, name, meta)
+        missing = []
+        if self._scales.value:
+            if res.scales and not res.is_stack:
+                for k, s in enumerate(res.scales, 1):
+                    sc, tr = overlay_transform(target, res.rgb.shape[:2], s.shape[:2])
+                    add_or_update_image(self._viewer, s, f"{name} P{k}", {**meta, "kind": f"P{k}"}, rgb=True,
+                                        scale=sc, translate=tr, visible=False)
+            else:
+                missing.append("P1-P4")
+        if self._attention.value:
+            if res.attention and not res.is_stack and ref in layers:
+                self._add_attention_layers(res, target, ref, meta)
+            else:
+                missing.append("attention")
         self._status.value = f"done: {layer.name}"
+        if missing:
+            why = "a stack (they are made for 2-D images)" if res.is_stack else \
+                f"'{res.model}' (only the exemplar networks have them)"
+            if "attention" in missing and not res.is_stack and res.attention and ref not in layers:
+                why = "the reference layer was removed"
+            msg = f"{' and '.join(missing)} not available for {why}"
+            show_info(msg)
+            self._status.value = f"done: {layer.name}; {msg}"
         show_info(f"napari-colorize: '{layer.name}' ready")
 
-    def _on_lazy_result(self, res, target, settings) -> None:
+    def _on_lazy_result(self, res: LazyResult, target, settings) -> None:
         if target not in self._viewer.layers:
             self._status.value = "the target layer was removed during the run: result discarded"
             return
-        nd = res["rgb"].ndim - 1
-        name = f"{target.name} [{res['model']}]"
-        layer = add_or_update_image(self._viewer, res["rgb"], name, {**settings, "kind": "lazy result"},
+        nd = res.rgb.ndim - 1
+        name = f"{target.name} [{res.model}]"
+        layer = add_or_update_image(self._viewer, res.rgb, name, {**settings, "kind": "lazy result"},
                                     keep=bool(self._keep.value), rgb=True, scale=tuple(target.scale[-nd:]),
                                     translate=tuple(target.translate[-nd:]))
         self.lazy_layer = layer
@@ -244,42 +234,87 @@ class ExemplarWidget(Container):
             return
         worker = save_job(layer.data, path)
         worker.yielded.connect(self._on_yield)
-        worker.returned.connect(lambda r: r and show_info(f"saved {r['shape']} to {r['path']}"))
+        worker.returned.connect(lambda r: r and show_info(f"saved {r.shape} to {r.path}"))
         worker.errored.connect(lambda e: show_error(f"saving failed: {e}"))
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self._run.enabled, self._cancel.enabled = False, True
         worker.start()
 
-    def _add_attention_layers(self, res, target, ref, name, meta) -> None:
-        maps = res["attention"]
-        for key, m in maps.items():
-            conc = m.concentration()
+    # -------------------------------------------------------------- attention
+    def shown_key(self) -> str | None:
+        """The attention module shown by default: the finest level's last module."""
+        maps = self._attention_maps
+        return min(maps, key=lambda k: (maps[k].stride, [-ord(c) for c in k])) if maps else None
+
+    def _add_attention_layers(self, res: Colourised, target, ref, meta) -> None:
+        self._attention_maps = res.attention
+        self._attention_target, self._attention_ref = target, ref
+        self._attention_meta = meta
+        self._concentrations_of_run: set[str] = set()
+        self._query = query_points(self._viewer, target, "attention point", "cyan", {**meta, "kind": "query"},
+                                   self.update_attention_map)
+        self._show_levels()
+        layers, q = self._viewer.layers, self._query
+        if q in layers and layers.index(q) < len(layers) - 1:  # the point on top, where it can be dragged
+            layers.move(layers.index(q), len(layers))
+
+    def _attention_keys(self) -> list[str]:
+        """The modules whose layers are shown: the default one, or all with *all attention levels*."""
+        return sorted(self._attention_maps) if self._all_levels.value else [self.shown_key()]
+
+    def _names(self, key: str) -> tuple[str, str]:
+        """Layer names (heatmap, concentration) of attention module ``key``: short enough for the layer list."""
+        if key == self.shown_key():
+            return "attention", "concentration"
+        return f"att {short_key(key)}", f"conc {short_key(key)}"
+
+    def _show_levels(self) -> None:
+        """Concentration layers of the modules on view (once per run), then their heatmaps; with *all attention
+        levels* unticked, our layers of the other modules are removed."""
+        maps, target = self._attention_maps, getattr(self, "_attention_target", None)
+        if not maps or target not in self._viewer.layers:
+            return
+        keys = self._attention_keys()
+        for key in sorted(maps):
+            if key in keys:
+                continue
+            for slot in self._names(key):
+                layer = find_ours(self._viewer, slot)
+                if layer is not None:
+                    self._viewer.layers.remove(layer)
+            self._concentrations_of_run.discard(key)
+        for key in keys:
+            if key in self._concentrations_of_run:
+                continue
+            conc = maps[key].concentration()
             sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
-            add_or_update_image(self._viewer, conc, f"{name} concentration {key}", {**meta, "kind": "concentration"},
+            add_or_update_image(self._viewer, conc, self._names(key)[1],
+                                {**self._attention_meta, "kind": "concentration", "level": key},
                                 scale=sc, translate=tr, colormap="magma", opacity=0.6, visible=False,
-                                contrast_limits=(0, 1))
-        self._attention_maps = maps
-        self._attention_target, self._attention_ref, self._attention_name = target, ref, name
-        self._query = query_points(self._viewer, target, f"{name} attention query", "cyan",
-                                   {**meta, "kind": "query"}, self.update_attention_map)
+                                contrast_limits=(0, 1), interpolation2d="linear")
+            self._concentrations_of_run.add(key)
         self.update_attention_map()
 
     def update_attention_map(self) -> None:
-        """Heatmaps over the reference of where the query point attends: one layer per attention module
-        (the effective 2-D map); the finest level's last module is shown, the others are hidden in the layer list."""
-        q, target, ref = self._query, self._attention_target, self._attention_ref
-        if q is None or len(q.data) == 0 or ref not in self._viewer.layers or target not in self._viewer.layers:
+        """Heatmaps over the reference of where the query point looks: the effective 2-D map of the finest level's
+        last module ("attention"; with *all attention levels*, one "att L4.2" layer per module), drawn with linear
+        interpolation over the reference. They follow the point."""
+        q, maps = self._query, self._attention_maps
+        if q is None or not maps or len(q.data) == 0:
             return
-        keys = sorted(self._attention_maps)
-        shown = min(keys, key=lambda k: (self._attention_maps[k].stride, [-ord(c) for c in k]))
-        for key in keys:
-            m = self._attention_maps[key]
+        target, ref = self._attention_target, self._attention_ref
+        if ref not in self._viewer.layers or target not in self._viewer.layers:
+            return
+        default = self.shown_key()
+        for key in self._attention_keys():
+            m = maps[key]
             i, j = query_cell(target, q, m.shape)
             eff = m.effective(i, j)
             sc, tr = overlay_transform(ref, ref.data.shape[:2], eff.shape)
+            meta = {**self._attention_meta, "kind": "attention", "query": [i, j], "level": key}
             # visible applies when the layer is created; later updates keep the user's choice
-            add_or_update_image(self._viewer, eff, f"{self._attention_name} attention {key}",
-                                {"kind": "attention", "query": [i, j], "level": key}, scale=sc, translate=tr,
-                                colormap="inferno", opacity=0.7, blending="additive", visible=key == shown,
-                                contrast_limits=(0, float(eff.max()) or 1.0))
+            add_or_update_image(self._viewer, eff, self._names(key)[0], meta, scale=sc, translate=tr,
+                                colormap="inferno", opacity=0.7, blending="additive",
+                                contrast_limits=(0, float(eff.max()) or 1.0), interpolation2d="linear",
+                                visible=key == default)

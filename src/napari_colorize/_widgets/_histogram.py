@@ -5,34 +5,34 @@ The editing maths is in :mod:`napari_colorize.histogram_edit`; this module draws
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, ProgressBar, PushButton,
-                              SpinBox, create_widget)
-from napari.layers import Image, Shapes
-from napari.qt.threading import thread_worker
+                              SpinBox)
+from napari.layers import Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from qtpy.QtGui import QColor, QImage, QPainter, QPen
+from qtpy.QtGui import QColor, QFont, QImage, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from .. import histogram_edit as he
 from ..color import NBINS
-from ..inference import iter_colorize
 from ..models.registry import list_models
-from ._exemplar import CHECKPOINT, get_model
-from ._layers import add_or_update_image, overlay_transform, query_cell, query_points, spatial_shape
+from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, layer_picker, overlay_transform, query_cell,
+                      query_points, score_colour, score_grey, spatial_shape)
+from ._sections import Collapsible, ask_path
+from ._workers import CHECKPOINT, Colourised, Progress, colorize_job, default_model
 
 PREVIEW_SIZE = 96  # default preview size: ~100 ms per stroke on 2 CPU cores with the CPU model
+AB_TICKS = (-100, -50, 0, 50, 100)  # a*, b* values marked on the chart's axes
 
 
 class HistogramCanvas(QWidget):
-    """The ab chart at lightness L with the histogram drawn over it; paint with the mouse
-    (left button adds, right button or 'erase' removes)."""
+    """The ab chart at lightness L with the histogram drawn over it, with labelled a* and b* axes and the grey
+    centre marked; paint with the mouse (left button adds, right button or 'erase' removes)."""
 
     changed = Signal()
     bin_picked = Signal(int, int)
+    MARGINS = (30, 16, 18, 16)  # left (b* ticks), top (b* title), right (a* title), bottom (a* ticks), pixels
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -43,9 +43,15 @@ class HistogramCanvas(QWidget):
         self.pick_mode = False  # clicks pick a bin (for the attention view) instead of painting
         self.overlay: np.ndarray | None = None  # (21, 21) weights drawn over the chart (attention of a pixel)
         self._chart = None
-        self.setMinimumSize(220, 220)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        left, top, right, bottom = self.MARGINS
+        self.setMinimumSize(190 + left + right, 190 + top + bottom)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setToolTip("ab colours at lightness 'chart L'; the centre (a* = b* = 0) is grey.\n"
+                        "Left button paints, right button erases.")
         self.set_L(self.L)
+
+    def sizeHint(self):  # noqa: N802 (Qt)
+        return self.minimumSize()
 
     def set_L(self, L: float) -> None:
         self.L = float(L)
@@ -55,7 +61,8 @@ class HistogramCanvas(QWidget):
         self.update()
 
     def set_overlay(self, weights: np.ndarray | None) -> None:
-        """Show ``weights`` (21 x 21, e.g. the bins a pixel draws from) as orange squares over the chart."""
+        """Show ``weights`` (21 x 21, e.g. the bins a pixel draws from) as orange squares over the chart;
+        None clears them."""
         self.overlay = None if weights is None else np.asarray(weights, np.float64)
         self.update()
 
@@ -64,40 +71,89 @@ class HistogramCanvas(QWidget):
         self.update()
         self.changed.emit()
 
-    def _side(self) -> int:
-        return min(self.width(), self.height())
+    # ------------------------------------------------------------- geometry
+    def chart_rect(self) -> QRectF:
+        """Where the square chart is drawn, inside the axis margins."""
+        left, top, right, bottom = self.MARGINS
+        side = max(10, min(self.width() - left - right, self.height() - top - bottom))
+        return QRectF(left, top, side, side)
 
+    def bin_at(self, x: float, y: float) -> tuple[float, float]:
+        """Fractional (a, b) bin under widget position (x, y)."""
+        r = self.chart_rect()
+        return he.chart_to_bins(x - r.left(), y - r.top(), r.width())
+
+    def pos_of_bin(self, ia: float, ib: float) -> QPointF:
+        """Widget position of bin (ia, ib) (bin 0 on the chart's left / bottom edge, bin 20 on the right / top)."""
+        r = self.chart_rect()
+        cell = r.width() / (NBINS - 1)
+        return QPointF(r.left() + ia * cell, r.top() + (NBINS - 1 - ib) * cell)
+
+    # -------------------------------------------------------------- drawing
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
         p = QPainter(self)
-        side = self._side()
-        p.drawImage(self.rect().adjusted(0, 0, side - self.width(), side - self.height()), self._chart)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = self.chart_rect()
+        p.drawImage(r, self._chart)
+        cell = r.width() / (NBINS - 1)
+        self._draw_axes(p, r)
         peak = self.hist.max()
         if peak > 0:
-            cell = side / (NBINS - 1)
             p.setPen(QPen(QColor(255, 255, 255), 1.2))
             for ia, ib in zip(*np.nonzero(self.hist > peak * 0.02)):
-                r = 0.55 * cell * np.sqrt(self.hist[ia, ib] / peak)
-                x, y = ia * cell, (NBINS - 1 - ib) * cell
-                p.drawEllipse(QPointF(x, y), r, r)
+                rad = 0.55 * cell * np.sqrt(self.hist[ia, ib] / peak)
+                p.drawEllipse(self.pos_of_bin(ia, ib), rad, rad)
         if self.overlay is not None and self.overlay.max() > 0:
-            cell = side / (NBINS - 1)
             top = self.overlay.max()
             p.setPen(QPen(QColor(255, 140, 0), 2.0))
             for ia, ib in zip(*np.nonzero(self.overlay > top * 0.05)):
-                r = 0.5 * cell * np.sqrt(self.overlay[ia, ib] / top)
-                p.drawRect(QRectF(ia * cell - r, (NBINS - 1 - ib) * cell - r, 2 * r, 2 * r))
+                rad = 0.5 * cell * np.sqrt(self.overlay[ia, ib] / top)
+                c = self.pos_of_bin(ia, ib)
+                p.drawRect(QRectF(c.x() - rad, c.y() - rad, 2 * rad, 2 * rad))
         p.end()
 
+    def _draw_axes(self, p: QPainter, r: QRectF) -> None:
+        """Ticks and values of a* (below) and b* (left) in CIELAB units, the axis names, and the grey centre."""
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+        p.setFont(font)
+        fg = self.palette().windowText().color()
+        centre = self.pos_of_bin((NBINS - 1) / 2, (NBINS - 1) / 2)
+        p.setPen(QPen(QColor(0, 0, 0, 90), 1.0, Qt.PenStyle.DashLine))  # a* = 0 and b* = 0
+        p.drawLine(QPointF(r.left(), centre.y()), QPointF(r.right(), centre.y()))
+        p.drawLine(QPointF(centre.x(), r.top()), QPointF(centre.x(), r.bottom()))
+        p.setPen(QPen(QColor(0, 0, 0), 1.5))
+        p.setBrush(QColor(128, 128, 128))
+        p.drawEllipse(centre, 3.5, 3.5)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawText(QRectF(centre.x() + 5, centre.y() + 2, 40, 14), Qt.AlignmentFlag.AlignLeft, "grey")
+        p.setPen(QPen(fg, 1.0))
+        for v in AB_TICKS:
+            k = (v / 110 + 1) * (NBINS - 1) / 2  # the bin of a*, b* = v (normalised ab = v / 110)
+            x = self.pos_of_bin(k, 0).x()
+            p.drawLine(QPointF(x, r.bottom()), QPointF(x, r.bottom() + 3))
+            p.drawText(QRectF(x - 16, r.bottom() + 3, 32, 12), Qt.AlignmentFlag.AlignHCenter, str(v))
+            y = self.pos_of_bin(0, k).y()
+            p.drawLine(QPointF(r.left() - 3, y), QPointF(r.left(), y))
+            p.drawText(QRectF(0, y - 6, r.left() - 4, 12),
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, str(v))
+        bold = QFont(font)
+        bold.setBold(True)
+        p.setFont(bold)
+        p.drawText(QRectF(r.right() + 2, r.bottom() - 6, 20, 14), Qt.AlignmentFlag.AlignLeft, "a*")
+        p.drawText(QRectF(r.left() - 14, r.top() - 16, 28, 14), Qt.AlignmentFlag.AlignHCenter, "b*")
+
+    # ---------------------------------------------------------------- mouse
     def stroke(self, x: float, y: float, erase: bool | None = None) -> None:
         """Apply the brush at widget position (x, y)."""
-        ia, ib = he.chart_to_bins(x, y, self._side())
+        ia, ib = self.bin_at(x, y)
         self.hist = he.paint(self.hist, ia, ib, self.radius, 0.05, self.erase if erase is None else erase)
         self.update()
         self.changed.emit()
 
     def mousePressEvent(self, e) -> None:  # noqa: N802
         if self.pick_mode:
-            ia, ib = he.chart_to_bins(e.position().x(), e.position().y(), self._side())
+            ia, ib = self.bin_at(e.position().x(), e.position().y())
             self.bin_picked.emit(int(np.clip(round(ia), 0, NBINS - 1)), int(np.clip(round(ib), 0, NBINS - 1)))
             return
         self.stroke(e.position().x(), e.position().y(), self.erase or e.button() == Qt.MouseButton.RightButton)
@@ -110,43 +166,31 @@ class HistogramCanvas(QWidget):
                         self.erase or bool(e.buttons() & Qt.MouseButton.RightButton))
 
 
-@thread_worker
-def histogram_job(model_name, device, target, hist, size, rgb, generation, attention=False):
-    model = get_model(model_name, device)
-    out, info = None, None
-    for idx, rgb_slice, pred, info in iter_colorize(model, target, histogram=hist, size=size, rgb=rgb,
-                                                    return_attention=attention):
-        if out is None:
-            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
-        out[idx] = rgb_slice
-        yield ("progress", info["done"], info["n_slices"])
-    return {"rgb": out, "generation": generation, "attention": pred.attention.get("pixel_to_bin"), "model": model.name,
-            "working_shape": info["working_shape"]}
-
-
 class HistogramWidget(Container):
-    """Paint or pick an ab histogram and colourise a greyscale layer with a histogram model."""
+    """Paint or pick an ab histogram and colourise a greyscale layer with a histogram model.
+
+    The essentials stay on view (target, model, chart, brush, presets, Run); the colour source, the file
+    and the options fold into collapsible sections, so two docked widgets fit a laptop screen."""
 
     def __init__(self, napari_viewer) -> None:
         self._viewer = napari_viewer
         self.canvas = HistogramCanvas()
-        self._target = create_widget(annotation=Image, label="grey target")
+        self._target = layer_picker(napari_viewer, "grey target")
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._lightness = FloatSlider(label="chart L", value=60, min=5, max=95)
-        self._brush = SpinBox(label="brush size (bins)", value=1, min=1, max=6)
+        self._brush = SpinBox(label="brush", value=1, min=1, max=6, tooltip="brush size, in bins")
         self._erase = CheckBox(text="erase")
         self._clear = PushButton(text="Clear")
         self._normalise = PushButton(text="Normalise")
-        self._source = create_widget(annotation=Image, label="colour source")
-        self._roi = create_widget(annotation=Optional[Shapes], label="region (Shapes)")
+        self._source = layer_picker(napari_viewer, "colour source")
+        self._roi = layer_picker(napari_viewer, "region (Shapes)", kind=Shapes, nullable=True)
         self._from_layer = PushButton(text="Histogram from source")
         self._preset = ComboBox(label="preset", choices=sorted(he.PRESETS))
         self._apply_preset = PushButton(text="Use preset")
-        self._file = FileEdit(label="histogram file", filter="*.npy", mode="w")
-        self._save = PushButton(text="Save")
-        self._load = PushButton(text="Load")
+        self._save = PushButton(text="Save...")
+        self._load = PushButton(text="Load...")
         self._preview = CheckBox(text="live preview", value=True)
         self._preview_size = SpinBox(label="preview size", value=PREVIEW_SIZE, min=32, max=512, step=16)
         self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
@@ -156,18 +200,35 @@ class HistogramWidget(Container):
         self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self._status = Label(value="")
         row = lambda *w: Container(widgets=list(w), layout="horizontal", labels=False)  # noqa: E731
+        brush_label = Label(value="brush")
         super().__init__(widgets=[
-            self._target, self._model, self._checkpoint, self._device, self._lightness, self._brush,
-            row(self._erase, self._clear, self._normalise), self._source, self._roi, self._from_layer,
-            row(self._preset, self._apply_preset), self._file, row(self._save, self._load), self._preview,
-            self._preview_size,
-            self._size, self._attention, self._pick, self._run, self._progress, self._status])
-        self.native.layout().insertWidget(5, self.canvas)
+            self._target, self._model, self._checkpoint, self._lightness,
+            row(brush_label, self._brush, self._erase, self._clear, self._normalise),
+            row(self._preset, self._apply_preset), row(self._preview, self._run), self._progress, self._status])
+        for c in (self, *[w for w in self if isinstance(w, Container)]):
+            c.native.layout().setSpacing(2)
+            c.margins = (0, 0, 0, 0) if c is not self else (4, 2, 4, 2)
+        self.native.layout().insertWidget(3, self.canvas)
+        # folded parts: magicgui containers in Qt sections (reset_choices reaches them through self._folded)
+        self._folded = [Container(widgets=[self._source, self._roi, self._from_layer]), row(self._save, self._load),
+                        Container(widgets=[self._device, self._preview_size, self._size, self._attention, self._pick])]
+        self.sections = {key: Collapsible(title, box) for key, title, box in zip(
+            ("source", "file", "options"),
+            ("Colour from a layer", "Save / load", "Options and attention views"), self._folded)}
+        for sec in self.sections.values():
+            self.native.layout().addWidget(sec)
+            # one section open at a time (an accordion): the widget stays about 600 px tall
+            sec.button.toggled.connect(lambda on, opened=sec: on and [
+                other.set_expanded(False) for other in self.sections.values() if other is not opened])
+        best = default_model("histogram")
+        if best in self._model.choices:
+            self._model.value = best
         self._timer = QTimer(self.native)  # dies with the widget
         self._timer.setSingleShot(True)
         self._timer.setInterval(80)
         self._timer.timeout.connect(self.preview)
         self.canvas.changed.connect(self._timer.start)
+        self.canvas.changed.connect(self._clear_marks)
         self._lightness.changed.connect(self.canvas.set_L)
         self._brush.changed.connect(lambda v: setattr(self.canvas, "radius", float(v)))
         self._erase.changed.connect(lambda v: setattr(self.canvas, "erase", bool(v)))
@@ -175,8 +236,8 @@ class HistogramWidget(Container):
         self._normalise.clicked.connect(self._on_normalise)
         self._from_layer.clicked.connect(self.histogram_from_source)
         self._apply_preset.clicked.connect(lambda: self.canvas.set_histogram(he.preset(self._preset.value)))
-        self._save.clicked.connect(self._on_save)
-        self._load.clicked.connect(self._on_load)
+        self._save.clicked.connect(lambda: self.save_histogram())
+        self._load.clicked.connect(lambda: self.load_histogram())
         self._model.changed.connect(lambda v: setattr(self._checkpoint, "visible", v == CHECKPOINT))
         self._run.clicked.connect(self.run)
         self._pick.changed.connect(lambda v: setattr(self.canvas, "pick_mode", bool(v)))
@@ -184,12 +245,31 @@ class HistogramWidget(Container):
         self.bin_attention = None  # BinAttention of the last full run (2-D targets)
         self._attention_target = None
         self._bin_query = None
+        self._marks_stale = False
         self.generation = 0
         self.shown_generation = -1
+        self.run_generation = -1  # the preview generation current when the last full run started
         self.preview_worker = None
         self.worker = None
         self._model_override = None
         self.last_result = None
+        self._picks = DefaultPicks()
+        self._picks.add(self._target, score_grey)
+        self._picks.add(self._source, lambda l: score_colour(l, self._target.value))
+        self._picks.pick()
+
+    def reset_choices(self, *_) -> None:
+        """napari calls this when layers change: refresh the pickers, keep them on sensible layers."""
+        def reset() -> None:
+            super(HistogramWidget, self).reset_choices()
+            for box in getattr(self, "_folded", ()):
+                box.reset_choices()
+
+        picks = getattr(self, "_picks", None)
+        if picks is None:
+            reset()
+        else:
+            picks.reset(reset)
 
     # ------------------------------------------------------------------ model
     def _model_choices(self, _=None):
@@ -209,6 +289,12 @@ class HistogramWidget(Container):
         except ValueError as e:
             show_error(str(e))
 
+    def _clear_marks(self) -> None:
+        """The orange bin marks belong to the run they came from: a new histogram (or run) clears them."""
+        if self.canvas.overlay is not None:
+            self.canvas.set_overlay(None)
+        self._marks_stale = self.bin_attention is not None
+
     def histogram_from_source(self) -> None:
         layer, roi = self._source.value, self._roi.value
         if layer is None or not layer.rgb:
@@ -223,16 +309,24 @@ class HistogramWidget(Container):
         except ValueError as e:
             show_error(str(e))
 
-    def _on_save(self) -> None:
+    def save_histogram(self, path=None) -> None:
+        """Save the (normalised) histogram as .npy; without ``path``, ask with a save dialog."""
+        path = path or ask_path("w", "Save the histogram", "NumPy histogram (*.npy)", self.native)
+        if not path:
+            return
         try:
-            path = he.save(self._file.value, he.normalise(self.canvas.hist))
+            path = he.save(path, he.normalise(self.canvas.hist))
             show_info(f"histogram saved to {path}")
         except (ValueError, OSError) as e:
             show_error(f"cannot save the histogram: {e}")
 
-    def _on_load(self) -> None:
+    def load_histogram(self, path=None) -> None:
+        """Load a (21, 21) .npy histogram; without ``path``, ask with an open dialog."""
+        path = path or ask_path("r", "Load a histogram", "NumPy histogram (*.npy)", self.native)
+        if not path:
+            return
         try:
-            self.canvas.set_histogram(he.load(self._file.value))
+            self.canvas.set_histogram(he.load(path))
         except (ValueError, OSError) as e:
             show_error(f"cannot load the histogram: {e}")
 
@@ -263,19 +357,25 @@ class HistogramWidget(Container):
         size = int(self._preview_size.value)
         step = max(1, -(-max(sp) // size))  # stride to at most `size` pixels (a quick look)
         data = data[::step, ::step]
-        worker = histogram_job(name, self._device.value, data, hist, size, bool(target.rgb), self.generation)
+        worker = colorize_job(name, self._device.value, data, histogram=hist, size=size, rgb=bool(target.rgb),
+                              generation=self.generation)
         worker.returned.connect(lambda res: self._show_preview(res, target, step))
         worker.errored.connect(lambda e: setattr(self._status, "value", f"preview failed: {e}"))
         self.preview_worker = worker
         worker.start()
 
-    def _show_preview(self, res, target, step: int) -> None:
-        if res is None or res["generation"] < self.generation or target not in self._viewer.layers:
+    def _show_preview(self, res: Colourised, target, step: int) -> None:
+        if res is None or res.generation < self.generation or target not in self._viewer.layers:
             return  # a newer stroke is on its way: drop this one
-        self.shown_generation = res["generation"]
-        add_or_update_image(self._viewer, res["rgb"], f"{target.name} [histogram preview]",
-                            {"kind": "preview", "model": res["model"], "stride": step}, rgb=True,
-                            scale=tuple(np.asarray(target.scale[-2:]) * step), translate=tuple(target.translate[-2:]))
+        self.shown_generation = res.generation
+        layer = add_or_update_image(self._viewer, res.rgb, f"{target.name} [histogram preview]",
+                                    {"kind": "preview", "model": res.model, "stride": step}, rgb=True,
+                                    scale=tuple(np.asarray(target.scale[-2:]) * step),
+                                    translate=tuple(target.translate[-2:]))
+        # painting must show: the preview goes on top of everything, the full-size result included, unless
+        # a full run was started after this stroke (its result is the newer picture)
+        if res.generation > self.run_generation:
+            bring_to_front(self._viewer, layer)
 
     def run(self) -> None:
         if self.worker is not None:
@@ -287,8 +387,12 @@ class HistogramWidget(Container):
             return
         self._run.enabled = False
         self._status.value = "running..."
-        worker = histogram_job(name, self._device.value, np.asarray(target.data), hist, int(self._size.value),
-                               bool(target.rgb), -1, bool(self._attention.value))
+        self.canvas.set_overlay(None)
+        self._timer.stop()  # the full run supersedes a pending preview
+        self.run_generation = self.generation
+        worker = colorize_job(name, self._device.value, np.asarray(target.data), histogram=hist,
+                              size=int(self._size.value), attention=bool(self._attention.value),
+                              rgb=bool(target.rgb))
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda res: self._on_result(res, target, hist))
         worker.errored.connect(lambda e: show_error(f"colourisation failed: {e}"))
@@ -296,27 +400,35 @@ class HistogramWidget(Container):
         self.worker = worker
         worker.start()
 
-    def _on_progress(self, msg) -> None:
-        _, done, total = msg
-        self._progress.max, self._progress.value = max(1, total), done
+    def _on_progress(self, msg: Progress) -> None:
+        self._progress.max, self._progress.value = max(1, msg.total), msg.done
+        self._status.value = msg.text
 
     def _on_finished(self) -> None:
         self.worker = None
         self._run.enabled = True
 
-    def _on_result(self, res, target, hist) -> None:
+    def _on_result(self, res: Colourised, target, hist) -> None:
         if res is None or target not in self._viewer.layers:
             self._status.value = "the target layer was removed during the run: result discarded"
             return
-        nd = res["rgb"].ndim - 1
-        layer = add_or_update_image(self._viewer, res["rgb"], f"{target.name} [{res['model']}]",
-                                    {"kind": "result", "model": res["model"], "histogram": hist.tolist(),
-                                     "working_shape": list(res["working_shape"])}, rgb=True,
+        nd = res.rgb.ndim - 1
+        layer = add_or_update_image(self._viewer, res.rgb, f"{target.name} [{res.model}]",
+                                    {"kind": "result", "model": res.model, "histogram": hist.tolist(),
+                                     "working_shape": list(res.working_shape)}, rgb=True,
                                     scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]))
+        bring_to_front(self._viewer, layer)  # the full-size result over the preview; the next stroke swaps back
         self.last_result = res
-        if self._attention.value and res["attention"] is not None and nd == 2:
-            self._add_attention_views(res["attention"], target, layer.name)
         self._status.value = f"done: {layer.name}"
+        if self._attention.value:
+            att = res.attention.get("pixel_to_bin")
+            if att is not None and not res.is_stack:
+                self._marks_stale = False
+                self._add_attention_views(att, target, layer.name)
+            else:
+                msg = "attention views are not available for " + ("a stack" if res.is_stack else f"'{res.model}'")
+                show_info(msg)
+                self._status.value = f"done: {layer.name}; {msg}"
 
     # -------------------------------------------------------------- attention
     def _add_attention_views(self, att, target, name: str) -> None:
@@ -324,10 +436,10 @@ class HistogramWidget(Container):
         when a bin is picked on the chart, a layer of where that bin's colour goes."""
         self.bin_attention, self._attention_target, self._attention_name = att, target, name
         sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
-        add_or_update_image(self._viewer, att.concentration(), f"{name} bin concentration",
-                            {"kind": "concentration"}, scale=sc, translate=tr, colormap="magma", opacity=0.6,
-                            visible=False, contrast_limits=(0, 1))
-        self._bin_query = query_points(self._viewer, target, f"{name} bin query", "orange", {"kind": "query"},
+        add_or_update_image(self._viewer, att.concentration(), "bin concentration",
+                            {"kind": "concentration", "result": name}, scale=sc, translate=tr, colormap="magma",
+                            opacity=0.6, visible=False, contrast_limits=(0, 1), interpolation2d="linear")
+        self._bin_query = query_points(self._viewer, target, "bin point", "orange", {"kind": "query"},
                                        self.update_pixel_bins)
         self.update_pixel_bins()
 
@@ -335,6 +447,9 @@ class HistogramWidget(Container):
         """Draw on the chart the bins the query point's pixel draws from."""
         q, target, att = self._bin_query, self._attention_target, self.bin_attention
         if att is None or q is None or len(q.data) == 0 or target not in self._viewer.layers:
+            return
+        if self._marks_stale:
+            self._status.value = "the histogram changed since the run: Run again to see a pixel's bins"
             return
         self.pixel_bins = att.bins_of_pixel(*query_cell(target, q, att.lattice))
         self.canvas.set_overlay(self.pixel_bins)
@@ -347,8 +462,9 @@ class HistogramWidget(Container):
             return
         where = att.pixels_of_bin(ia, ib)
         sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
-        add_or_update_image(self._viewer, where, f"{self._attention_name} bin attention",
-                            {"kind": "bin attention", "bin": [int(ia), int(ib)]}, scale=sc, translate=tr,
-                            colormap="inferno", opacity=0.7, blending="additive",
+        add_or_update_image(self._viewer, where, "bin attention",
+                            {"kind": "bin attention", "bin": [int(ia), int(ib)], "result": self._attention_name},
+                            scale=sc, translate=tr, colormap="inferno", opacity=0.7, blending="additive",
+                            interpolation2d="linear",
                             contrast_limits=(0, float(where.max()) or 1.0))
         self._status.value = f"bin ({ia}, {ib}): where its colour goes"

@@ -8,7 +8,12 @@ current name, so a renamed layer, or one that had to take "NAME [2]", is still u
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable
+
 import numpy as np
+
+from .._sample_data import SAMPLE_ROLE
 
 OURS = "napari_colorize"
 
@@ -93,3 +98,117 @@ def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[in
     translate = np.asarray(layer.translate[-2:], float)
     f = np.asarray(src_shape, float) / np.asarray(lattice_shape, float)
     return tuple(scale * f), tuple(translate + scale * (f - 1) / 2)
+
+
+def bring_to_front(viewer, layer) -> None:
+    """Show our ``layer`` on top of the others (the last one drawn), visible."""
+    layer.visible = True
+    i = viewer.layers.index(layer)
+    if i != len(viewer.layers) - 1:
+        viewer.layers.move(i, len(viewer.layers))
+
+
+# ---------------------------------------------------------------- layer pickers
+def role(layer) -> str | None:
+    """What a sample layer is for: "target", "reference", "truth" (``metadata[SAMPLE_ROLE]``), or None."""
+    return (getattr(layer, "metadata", {}).get(SAMPLE_ROLE) or {}).get("role")
+
+
+def layer_picker(viewer, label: str, kind=None, nullable: bool = False):
+    """A combo box of the viewer's layers of ``kind`` (image layers by default), listed by name."""
+    from magicgui.widgets import ComboBox
+    from napari.layers import Image
+
+    kind = Image if kind is None else kind
+    return ComboBox(label=label, nullable=nullable,
+                    choices=lambda _w: [(l.name, l) for l in viewer.layers if isinstance(l, kind)])
+
+
+def score_grey(layer) -> int:
+    """How well ``layer`` fits as a greyscale target (0: not at all)."""
+    if is_ours(layer) or role(layer) in ("reference", "truth") or getattr(layer, "rgb", True):
+        return 0
+    return 3 if role(layer) == "target" else 2
+
+
+def score_colour(layer, target=None) -> int:
+    """How well ``layer`` fits as a colour reference / colour source for ``target`` (0: not at all)."""
+    if is_ours(layer) or not getattr(layer, "rgb", False) or layer is target or role(layer) == "truth":
+        return 0
+    return 3 if role(layer) == "reference" else 2
+
+
+def score_truth(layer, target=None, reference=None) -> int:
+    """How well ``layer`` fits as the true colours of ``target``: an RGB layer of its size, named as such."""
+    if (is_ours(layer) or not getattr(layer, "rgb", False) or layer is target or layer is reference
+            or target is None or spatial_shape(layer) != spatial_shape(target)):
+        return 0
+    if role(layer) == "truth":
+        return 3
+    return 2 if any(w in layer.name.lower() for w in ("truth", "ground", "true colour", "true color")) else 0
+
+
+class DefaultPicks:
+    """Keeps layer pickers on a sensible layer until the user chooses one.
+
+    Each picker comes with ``score(layer) -> int`` (0 = unfit; it may look at the other pickers).
+    A picker in automatic mode holds the best-scoring layer (the first in the layer list on ties) and
+    keeps its layer while no other scores higher. Setting a picker (by hand or in code) ends its
+    automatic mode; it resumes when that layer is removed. Call :meth:`reset` around the container's
+    ``reset_choices`` (which napari calls whenever layers are added, removed, moved or renamed)."""
+
+    def __init__(self) -> None:
+        self._pickers: list[dict] = []
+        self._busy = False
+
+    def add(self, combo, score: Callable[[object], int]) -> None:
+        entry = {"combo": combo, "score": score, "auto": True}
+        self._pickers.append(entry)
+        combo.changed.connect(lambda _=None, e=entry: self._on_changed(e))
+
+    def is_auto(self, combo) -> bool:
+        return next(e["auto"] for e in self._pickers if e["combo"] is combo)
+
+    @contextmanager
+    def _quiet(self):
+        busy, self._busy = self._busy, True
+        try:
+            yield
+        finally:
+            self._busy = busy
+
+    def _on_changed(self, entry) -> None:
+        if self._busy:
+            return
+        entry["auto"] = False  # the user's choice
+        self.pick()  # the other pickers may depend on it (reference != target)
+
+    def reset(self, reset_choices: Callable[[], None]) -> None:
+        before = [e["combo"].value for e in self._pickers]
+        with self._quiet():
+            reset_choices()
+            for e, old in zip(self._pickers, before):
+                if e["combo"].value is not old:  # the chosen layer is gone
+                    e["auto"] = True
+        self.pick()
+
+    def pick(self) -> None:
+        """Put every picker in automatic mode on its best layer."""
+        with self._quiet():
+            for e in self._pickers:
+                if e["auto"]:
+                    self._pick_one(e["combo"], e["score"])
+
+    @staticmethod
+    def _pick_one(combo, score) -> None:
+        layers = [l for l in combo.choices if l is not None]
+        scores = [score(l) for l in layers]
+        best = max(scores, default=0)
+        current = combo.value
+        if best <= 0:
+            if None in combo.choices and (current is None or score(current) <= 0):  # nullable
+                combo.value = None
+            return
+        if any(l is current for l in layers) and score(current) == best:
+            return
+        combo.value = layers[scores.index(best)]

@@ -1,0 +1,214 @@
+"""Background work for the widgets: the model cache, typed messages and the jobs (napari thread workers).
+
+Every job is a generator run in a worker thread: it ``yield``s :class:`Progress` (or :class:`CompareRow`)
+messages, at which napari's ``quit()`` takes effect (Cancel), and returns a typed result. The widgets
+connect ``yielded`` / ``returned`` and never see a bare tuple. All maths is in the library
+(:func:`napari_colorize.inference.iter_colorize`, :func:`napari_colorize.compare.iter_compare`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generator, Iterable
+
+import numpy as np
+from napari.qt.threading import thread_worker
+
+from ..compare import iter_compare
+from ..inference import iter_colorize, lazy_colorize
+from ..models.registry import list_models, load_model, model_info
+
+CHECKPOINT = "checkpoint file..."
+
+__all__ = ["CHECKPOINT", "Progress", "CompareRow", "Colourised", "LazyResult", "Saved", "ModelCache", "MODELS",
+           "get_model", "default_model", "collect_slices", "colorize_job", "lazy_job", "save_job", "compare_job"]
+
+
+# ------------------------------------------------------------------ messages
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps (slices, models, ...), with a line for the status label."""
+
+    done: int
+    total: int
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class CompareRow(Progress):
+    """One model of a comparison is done: its row of scores and its RGB output."""
+
+    row: dict = field(default_factory=dict)
+    image: np.ndarray | None = None
+
+
+@dataclass
+class Colourised:
+    """A finished colourisation: ``rgb`` is ``stack_shape + (H, W, 3)`` float32 in [0, 1].
+
+    ``scales`` (P1-P4 as RGB) and ``attention`` (the model's named maps) describe the last slice and are
+    empty when the model has none or they were not asked for."""
+
+    rgb: np.ndarray
+    model: str
+    kind: str
+    working_shape: tuple[int, int]
+    scales: list = field(default_factory=list)
+    attention: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    generation: int = -1  # which preview request this answers (histogram widget); -1 for a full run
+
+    @property
+    def is_stack(self) -> bool:
+        return self.rgb.ndim > 3
+
+
+@dataclass
+class LazyResult:
+    """A lazy (dask) colourised stack: slices are computed when they are read."""
+
+    rgb: Any
+    model: str
+
+
+@dataclass
+class Saved:
+    path: str
+    shape: tuple[int, ...]
+
+
+# --------------------------------------------------------------- model cache
+class ModelCache:
+    """Loaded models by (file, device, file stamp).
+
+    A registry name is keyed on its weights file and a checkpoint on its path, each with the file's
+    modification time and size: a checkpoint retrained at the same path is loaded again, not served stale.
+    Thread-safe (workers load models)."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(name: str, device: str) -> tuple:
+        name = str(name)
+        try:
+            file = model_info(name).weights_path  # a registry name: its weights file (None for baselines)
+        except ValueError:
+            file = Path(name)  # a checkpoint path (or a name registered with put())
+        if file is not None and file.is_file():
+            st = file.stat()
+            return (name, device, str(file.resolve()), st.st_mtime_ns, st.st_size)
+        return (name, device, None, None, None)
+
+    def get(self, name: str, device: str = "auto"):
+        key = self.key(name, device)
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = load_model(name, device=device)
+                # an older version of the same file on the same device is no longer needed
+                for k in [k for k in self._models if k[:2] == key[:2]]:
+                    del self._models[k]
+                self._models[key] = model
+            return model
+
+    def put(self, name: str, model, device: str = "auto") -> None:
+        """Serve an already loaded ``model`` under ``name`` (tests, scripts)."""
+        with self._lock:
+            self._models[self.key(name, device)] = model
+
+    def __setitem__(self, name_device: tuple[str, str], model) -> None:
+        """``cache[(name, device)] = model``: the older dict interface (benchmarks/bench_widgets.py)."""
+        self.put(name_device[0], model, name_device[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+MODELS = ModelCache()
+
+
+def get_model(name: str, device: str = "auto"):
+    return MODELS.get(name, device)
+
+
+def default_model(kind: str) -> str | None:
+    """The best shipped model of ``kind`` ("exemplar" or "histogram") that is installed."""
+    names = list_models(kind=kind)
+    if kind == "exemplar":
+        from ..cli import best_default_model  # the one place that says which exemplar model is best
+
+        best = best_default_model()
+        if best in names:
+            return best
+    return kind if kind in names else (names[0] if names else None)
+
+
+# ---------------------------------------------------------------------- jobs
+def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
+    """Gather the ``(index, rgb, prediction, info)`` slices of :func:`iter_colorize` into one array,
+    yielding a :class:`Progress` per slice. Returns ``(rgb, last prediction, last info)``. Use with
+    ``yield from`` inside a job."""
+    out = pred = info = None
+    for idx, rgb_slice, pred, info in slices:
+        if out is None:
+            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
+        out[idx] = rgb_slice
+        done, total = info["done"], info["n_slices"]
+        yield Progress(done, total, f"slice {done} of {total}" if total > 1 else "colourising...")
+    return out, pred, info
+
+
+@thread_worker
+def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int = 224,
+                 attention: bool = False, rgb: bool = False, generation: int = -1):
+    """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`."""
+    model = get_model(model_name, device)
+    yield Progress(0, 1, "colourising...")
+    warnings: list[str] = []
+    slices = iter_colorize(model, target, reference=reference, histogram=histogram, size=size,
+                           return_attention=attention, rgb=rgb, sink=warnings)
+    out, pred, info = yield from collect_slices(slices)
+    return Colourised(out, model.name, model.kind, tuple(info["working_shape"]), info["scales"],
+                      dict(pred.attention) if attention else {}, warnings, generation)
+
+
+@thread_worker
+def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool):
+    """Set up a lazy colourised stack (intensity range, reference features) without computing it."""
+    model = get_model(model_name, device)
+    yield Progress(0, 1, "preparing...")
+    return LazyResult(lazy_colorize(model, target, reference=reference, size=size, rgb=rgb), model.name)
+
+
+@thread_worker
+def save_job(lazy, path):
+    """Compute every slice of a lazy result and write them to an RGB TIFF, one slice at a time."""
+    import tifffile
+
+    n_stack = lazy.shape[:-3]
+    flat = lazy.reshape((-1,) + lazy.shape[-3:])
+    out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb")
+    n = flat.shape[0]
+    for i in range(n):
+        out[i] = np.round(np.clip(np.asarray(flat[i]), 0, 1) * 255).astype(np.uint8)
+        yield Progress(i + 1, n, f"saved slice {i + 1} of {n}")
+    out.flush()
+    del out
+    return Saved(str(path), tuple(n_stack) + tuple(lazy.shape[-3:]))
+
+
+@thread_worker
+def compare_job(names: list[str], target, reference, truth, rgb: bool, device: str = "auto"):
+    """Run each model on the pair; yields a :class:`CompareRow` per model."""
+    models = [get_model(n, device) for n in names]
+    n = len(names)
+    for k, (row, image) in enumerate(iter_compare(models, np.asarray(target), reference, truth=truth, rgb=rgb), 1):
+        yield CompareRow(k, n, f"{row['model']} done ({k} of {n})", row=row, image=image)

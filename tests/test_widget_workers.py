@@ -1,0 +1,59 @@
+"""The widgets' background jobs: typed messages, one slice collector, a model cache that notices new weights."""
+import os
+
+import numpy as np
+
+from napari_colorize._widgets import _workers
+from napari_colorize._widgets._workers import Colourised, ModelCache, Progress, collect_slices
+
+
+def test_collect_slices_yields_progress_and_returns_the_stack():
+    def slices():
+        for i in range(3):
+            yield (i,), np.full((4, 5, 3), i, np.float32), f"pred{i}", {"stack_shape": (3,), "done": i + 1,
+                                                                         "n_slices": 3}
+
+    gen = collect_slices(slices())
+    msgs = []
+    try:
+        while True:
+            msgs.append(next(gen))
+    except StopIteration as stop:
+        out, pred, info = stop.value
+    assert msgs == [Progress(1, 3, "slice 1 of 3"), Progress(2, 3, "slice 2 of 3"), Progress(3, 3, "slice 3 of 3")]
+    assert out.shape == (3, 4, 5, 3) and out[2].max() == 2 and pred == "pred2" and info["done"] == 3
+
+
+def test_model_cache_reloads_a_retrained_checkpoint(tmp_path, monkeypatch):
+    loads = []
+    monkeypatch.setattr(_workers, "load_model", lambda name, device: loads.append(name) or object())
+    ckpt = tmp_path / "mine.safetensors"
+    ckpt.write_bytes(b"first")
+    cache = ModelCache()
+    a = cache.get(str(ckpt), "cpu")
+    assert cache.get(str(ckpt), "cpu") is a and len(loads) == 1  # cached
+    ckpt.write_bytes(b"retrained!")  # same path, new weights
+    os.utime(ckpt, ns=(1, 1))  # even with an old modification time: the size differs
+    b = cache.get(str(ckpt), "cpu")
+    assert b is not a and len(loads) == 2 and len(cache) == 1  # the stale model is dropped
+    assert cache.get(str(ckpt), "cuda") is not b and len(loads) == 3  # devices are separate
+
+
+def test_a_registry_name_is_keyed_on_its_weights_file():
+    from napari_colorize.models.registry import model_info
+
+    key = ModelCache.key("exemplar", "cpu")
+    assert key[2] == str(model_info("exemplar").weights_path.resolve()) and key[3] is not None
+    assert ModelCache.key("welsh", "cpu")[2] is None  # a baseline has no file
+
+
+def test_colorize_job_returns_a_typed_result(qtbot, small_pair):
+    grey, ref, _ = small_pair
+    worker = _workers.colorize_job("welsh", "cpu", np.stack([grey[:32, :32]] * 2), reference=ref, size=32)
+    seen = []
+    worker.yielded.connect(seen.append)
+    with qtbot.waitSignal(worker.returned, timeout=60000) as blocker:
+        worker.start()
+    res = blocker.args[0]
+    assert isinstance(res, Colourised) and res.is_stack and res.rgb.shape == (2, 32, 32, 3)
+    assert res.model == "welsh" and res.attention == {} and seen[-1] == Progress(2, 2, "slice 2 of 2")
