@@ -27,7 +27,7 @@ def test_microscopy_samples():
 
     (g, _, _), (r, rmeta, _) = microscopy_pair_layers()
     assert g.dtype == np.uint16 and g.ndim == 2 and r.shape[-1] == 3 and rmeta["rgb"]
-    (z, _, _), = zstack_layers()
+    (z, _, _), _ = zstack_layers()
     assert z.dtype == np.uint16 and z.ndim == 3 and z.shape[0] > 1
     assert not np.array_equal(z[0], z[z.shape[0] // 2])
 
@@ -35,7 +35,7 @@ def test_microscopy_samples():
 def test_sample_data_layers():
     from napari_colorize._sample_data import sample_pair_layers
 
-    (grey, gmeta, gkind), (ref, rmeta, rkind) = sample_pair_layers()
+    (grey, gmeta, gkind), (ref, rmeta, rkind), _ = sample_pair_layers()
     assert grey.ndim == 2 and ref.shape[-1] == 3 and rmeta["rgb"] and gkind == rkind == "image"
 
 

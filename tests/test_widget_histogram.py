@@ -90,8 +90,14 @@ def test_full_run_and_errors(hw, qtbot, monkeypatch, wait_idle):
     errors = []
     monkeypatch.setattr(hmod, "show_error", errors.append)
     w._preview.value = False
-    w.run()  # empty histogram
+    source = w._source.value
+    w._source.value = t  # a grey layer: no colour to start from
+    w.run()  # empty histogram and no colour source
     assert w.worker is None and "empty" in errors[-1]
+    w._source.value = source
+    w.run()  # empty histogram, but a colour source: the histogram is taken from it
+    assert np.allclose(w.canvas.hist, he.from_region(np.asarray(source.data)))
+    wait_idle(w, 60000)
     w.canvas.set_histogram(he.preset("cool (sea and sky)"))
     w.run()
     wait_idle(w, 60000)

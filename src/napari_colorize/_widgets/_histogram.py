@@ -337,6 +337,12 @@ class HistogramWidget(Container):
             raise ValueError("choose a greyscale target layer")
         if name is None:
             raise ValueError("no histogram model is installed: choose a checkpoint file")
+        source = self._source.value
+        if self.canvas.hist.sum() <= 0 and source is not None and source.rgb:
+            # nothing painted yet: start from the colour source, as "From layer" would
+            self.histogram_from_source()
+            if self.canvas.hist.sum() > 0:
+                show_info(f"the histogram was empty: it was taken from '{source.name}' (paint to change it)")
         hist = he.normalise(self.canvas.hist)
         return target, name, hist
 

@@ -124,8 +124,10 @@ class ExemplarConfig:
         from .backbones import BACKBONES
 
         check_choice("backbone", self.backbone, BACKBONES)
-        check_ints("hidden", self.hidden, LEVELS, 4, 1024)
-        check_ints("head_dim", self.head_dim, LEVELS - 1, 2, 1024)
+        # (the ranges bound a network to about 50 M parameters: a config from a file cannot make
+        # the loader allocate without bound)
+        check_ints("hidden", self.hidden, LEVELS, 4, 512)
+        check_ints("head_dim", self.head_dim, LEVELS - 1, 2, 512)
         check_int("heads", self.heads, 1, 64)
         check_choice("attention", self.attention, ("axial", "standard"))
         check_int("attention_levels", self.attention_levels, 1, LEVELS)

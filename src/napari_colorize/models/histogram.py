@@ -112,11 +112,11 @@ class HistogramConfig:
         from .backbones import BACKBONES
 
         check_choice("backbone", self.backbone, BACKBONES)
-        check_int("channels", self.channels, 4, 1024)
-        check_int("unet_width", self.unet_width, 4, 512)
-        check_int("unet_depth", self.unet_depth, 1, 6)
+        check_int("channels", self.channels, 4, 512)
+        check_int("unet_width", self.unet_width, 4, 64)
+        check_int("unet_depth", self.unet_depth, 1, 4)
         check_choice("use_palette", self.use_palette, (True, False))
-        check_int("fu_channels", self.fu_channels, 1, 1024, allow_none=True)
+        check_int("fu_channels", self.fu_channels, 1, 512, allow_none=True)
 
 
 HISTOGRAM_CONFIGS = {
