@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import read_image, write_image
+
 __all__ = ["main"]
 
 DEFAULT_PREFERENCE = ("exemplar", "welsh")
@@ -21,42 +23,6 @@ def best_default_model() -> str:
 
     names = list_models()
     return next(n for n in DEFAULT_PREFERENCE if n in names)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image or stack (.png/.jpg/.tif/.npy...) as an array, without changing its dtype."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    from skimage.io import imread
-
-    return imread(path)
-
-
-def write_image(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write float RGB in [0, 1]: PNG/JPEG as 8 bit, TIFF as float32, .npy as is."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, rgb.astype(np.float32), photometric="rgb")
-    elif suffix == ".npy":
-        np.save(path, rgb.astype(np.float32))
-    else:
-        if rgb.ndim != 3:
-            raise ValueError(f"{path.name}: a {rgb.ndim - 1}-D stack cannot be written as {suffix}; use .tif or .npy")
-        from PIL import Image
-
-        Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def _cmd_models(args) -> int:
