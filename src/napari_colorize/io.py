@@ -224,20 +224,42 @@ class StackWriter:
         self.suffix = self.path.suffix.lower()
         self.tmp = _temp_name(self.path)
         self._done = False
-        self._data: np.ndarray
+        self._data: np.ndarray | None = None
+        self._offset = 0
         if self.suffix in TIFF_SUFFIXES:
             import tifffile
 
             nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
-            self._data = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
-                                         bigtiff=nbytes > 2**32 - 2**25)
+            m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
+                                bigtiff=nbytes > 2**32 - 2**25)
+            self._offset = int(m.offset)  # the pixels are one contiguous block from here
+            del m
         elif self.suffix == ".npy":
-            self._data = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+            m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+            self._offset = int(m.offset)
+            del m
         else:
             self._data = np.zeros(self.shape, self.dtype)
 
     def __setitem__(self, index, rgb: np.ndarray) -> None:
-        self._data[index] = _convert(np.asarray(rgb), self.dtype)
+        """Write one 2-D RGB slice (``index``: its position in the stack axes; ``...`` for a 2-D image)."""
+        value = _convert(np.asarray(rgb), self.dtype)
+        if self._data is not None:
+            self._data[index] = value
+            return
+        # map only this slice, write it and unmap it: the file's pages do not accumulate in our memory
+        stack_shape, slice_shape = self.shape[:-3], self.shape[-3:]
+        if index is Ellipsis or (isinstance(index, tuple) and len(index) == 0):
+            if len(stack_shape) != 0:
+                raise IndexError("a stack is written one slice at a time")
+            i = 0
+        else:
+            i = int(np.ravel_multi_index(tuple(np.atleast_1d(index)), stack_shape))
+        nbytes = int(np.prod(slice_shape)) * np.dtype(self.dtype).itemsize
+        m = np.memmap(self.tmp, dtype=self.dtype, mode="r+", offset=self._offset + i * nbytes, shape=slice_shape)
+        m[...] = value
+        m.flush()
+        del m
 
     def close(self) -> Path:
         """Finish the file and move it to ``path`` (replacing an existing file only now)."""
@@ -247,9 +269,7 @@ class StackWriter:
 
                 kw = {"quality": 95} if self.suffix in (".jpg", ".jpeg") else {}
                 Image.fromarray(self._data).save(self.tmp, format="JPEG" if kw else "PNG", **kw)
-            else:
-                self._data.flush()
-            del self._data
+            self._data = None
             os.replace(self.tmp, self.path)
             self._done = True
         finally:
@@ -259,7 +279,7 @@ class StackWriter:
 
     def abort(self) -> None:
         """Drop the partial file (an existing ``path`` is not touched)."""
-        self.__dict__.pop("_data", None)
+        self._data = None
         try:
             self.tmp.unlink()
         except FileNotFoundError:
