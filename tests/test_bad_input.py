@@ -141,7 +141,9 @@ def test_wrong_guide_for_the_model(grey, ref, exemplar_random):
 
 def test_bad_reference_values(grey, ref):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        nc.colorize("welsh", grey, reference=ref.astype(np.float32))  # 0..255 floats
+        nc.colorize("welsh", grey, reference=ref.astype(np.float32) * 1000)  # fits no range
+    with pytest.raises(ValueError, match="negative"):
+        nc.colorize("welsh", grey, reference=ref.astype(np.float32) / 255 - 0.5)
     with pytest.raises(ValueError, match="RGB"):
         nc.colorize("welsh", grey, reference=np.zeros((5, 5, 2)))
     with pytest.warns(nc.ColorizeWarning, match="alpha"):
@@ -155,3 +157,152 @@ def test_non_numeric_and_bad_size(grey, ref):
         nc.colorize("welsh", grey, reference=ref, size=0)
     with pytest.raises(TypeError, match="model"):
         nc.colorize(42, grey, reference=ref)
+
+
+# ------------------------------------------------------------- layouts and ranges read right
+def _corr(a, b):
+    return np.corrcoef(a.mean(-1).ravel(), b.mean(-1).ravel())[0, 1]
+
+
+@pytest.fixture(scope="module")
+def base(grey, ref):
+    return nc.colorize("welsh", grey, reference=ref).rgb
+
+
+def test_one_channel_and_grey_alpha_are_2d(grey, ref, base):
+    res = nc.colorize("welsh", grey[..., None], reference=ref)
+    assert res.rgb.shape == grey.shape + (3,)
+    assert np.allclose(res.rgb, base)
+    ga = np.stack([grey, np.full_like(grey, 255)], -1)
+    with pytest.warns(nc.ColorizeWarning, match="alpha"):
+        res = nc.colorize("welsh", ga, reference=ref)
+    assert res.rgb.shape == grey.shape + (3,) and np.allclose(res.rgb, base)
+    stack = np.stack([grey, grey])[..., None]  # (Z, H, W, 1): a stack, not ambiguous
+    assert nc.colorize("welsh", stack, reference=ref).rgb.shape == (2,) + grey.shape + (3,)
+
+
+@pytest.mark.parametrize("dtype,scale", [(np.float32, 1.0), (np.float64, 1.0), (np.int16, 1), (np.int32, 1),
+                                         (np.uint16, 16)])
+def test_rgb_target_range_is_detected(small_pair, dtype, scale):
+    _, ref, truth = small_pair
+    from skimage.color import rgb2lab
+
+    with pytest.warns(nc.ColorizeWarning, match="RGB"):
+        res = nc.colorize("welsh", (truth.astype(np.float64) * scale).astype(dtype), reference=ref)
+    assert np.abs(rgb2lab(res.rgb)[..., 0] - rgb2lab(truth)[..., 0]).max() < 0.5  # not white
+
+
+@pytest.mark.parametrize("make", [
+    lambda g: g.astype(np.float64) * 1e300,  # beyond float32
+    lambda g: (g.astype(np.float32) / 255 * 2 - 1) * np.float32(3.4e38),  # near float32's limit
+    lambda g: (g.astype(np.float64) / 255 * 2 - 1) * 1.7e308,  # near float64's: hi - lo overflows
+    lambda g: 1e6 + g.astype(np.float64) * 1e-9,  # tiny structure on a large offset
+])
+def test_extreme_values_keep_their_structure(grey, ref, base, make):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NaN/Inf warning, no overflow
+        res = nc.colorize("welsh", make(grey), reference=ref)
+    assert np.isfinite(res.rgb).all()
+    assert _corr(res.rgb, base) > 0.999
+
+
+def test_coarse_float32_levels_warn(grey, ref):
+    with pytest.warns(nc.ColorizeWarning, match="distinct levels"):
+        nc.colorize("welsh", (1e6 + grey.astype(np.float64) * 1e-3).astype(np.float32), reference=ref)
+
+
+def test_channel_first_rgb_is_not_a_silent_stack(small_pair):
+    _, ref, truth = small_pair
+    chw = np.moveaxis(truth, -1, 0)
+    with pytest.warns(nc.ColorizeWarning, match="channel_axis=0"):
+        res = nc.colorize("welsh", chw, reference=ref)
+    assert res.rgb.shape == chw.shape + (3,)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert nc.colorize("welsh", chw, reference=ref, rgb=False).rgb.shape == chw.shape + (3,)
+        res = nc.colorize("welsh", chw, reference=ref, channel_axis=0)  # said so: no warning
+    assert res.rgb.shape == truth.shape
+    from skimage.color import rgb2lab
+
+    assert np.abs(rgb2lab(res.rgb)[..., 0] - rgb2lab(truth)[..., 0]).max() < 0.5
+    with pytest.raises(ValueError, match="channel_axis"):
+        nc.colorize("welsh", chw, reference=ref, channel_axis=1)
+
+
+def test_torch_tensor_target(grey, ref, base):
+    import torch
+
+    assert np.allclose(nc.colorize("welsh", torch.from_numpy(grey), reference=ref).rgb, base)
+
+
+def test_histogram_from_rgb_respects_the_dtype(ref, grey):
+    h8 = nc.histogram_from_rgb(ref)
+    assert np.allclose(nc.histogram_from_rgb(ref.astype(np.uint16) * 257), h8, atol=1e-6)
+    assert np.allclose(nc.histogram_from_rgb(ref.astype(np.float32) / 255), h8, atol=1e-6)
+    with pytest.warns(nc.ColorizeWarning, match="0..255"):
+        assert np.allclose(nc.histogram_from_rgb(ref.astype(np.float32)), h8, atol=1e-6)
+    with pytest.warns(nc.ColorizeWarning, match="12-bit"):
+        assert nc.histogram_intersection(nc.histogram_from_rgb(ref.astype(np.uint16) * 16), h8) > 0.95
+    with pytest.raises(ValueError, match="greyscale"):
+        nc.histogram_from_rgb(grey)
+
+
+@pytest.mark.parametrize("hist", [np.full((21, 21), 1e308), np.full((21, 21), np.finfo(np.float64).max)])
+def test_histogram_that_overflows_is_refused(grey, histogram_random, hist):
+    with pytest.raises(ValueError, match="cannot be normalised"):
+        nc.colorize(histogram_random, grey, histogram=hist)
+
+
+def test_huge_but_summable_histogram_is_normalised(grey, histogram_random):
+    h = np.zeros((21, 21))
+    h[12, 14] = 1e300
+    a = nc.colorize(histogram_random, grey, histogram=h)
+    h[12, 14] = 1.0
+    assert np.allclose(a.rgb, nc.colorize(histogram_random, grey, histogram=h).rgb)
+
+
+def test_twelve_bit_reference_is_colour(grey, ref, base):
+    with pytest.warns(nc.ColorizeWarning, match="12-bit"):
+        res = nc.colorize("welsh", grey, reference=ref.astype(np.uint16) * 16)
+    assert np.abs(res.rgb - base).mean() < 0.005  # welsh: nearest samples may flip for a pixel or two
+    with pytest.warns(nc.ColorizeWarning, match="0..255"):
+        res = nc.colorize("welsh", grey, reference=ref.astype(np.float32))
+    assert np.abs(res.rgb - base).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def standard_random():
+    import torch
+
+    torch.manual_seed(0)
+    return nc.load_model("exemplar-standard", device="cpu", pretrained=False)
+
+
+def test_standard_attention_too_big_is_refused_before_allocating(grey, ref, standard_random, monkeypatch):
+    from napari_colorize import inference
+
+    need = inference.attention_memory(standard_random, (2048, 2048))
+    assert need > 4 * 2**30  # (128 x 128)^2 logits x 4 heads x 4 bytes, about 4x at the peak
+    assert inference.attention_memory(standard_random, (2048, 2048)) > 50 * inference.attention_memory(
+        nc.load_model("exemplar", device="cpu", pretrained=False), (2048, 2048))
+    monkeypatch.setattr(inference, "available_memory", lambda device: 2 * 2**30)
+    big = np.zeros((2048, 2048), np.uint8)
+    calls = []
+    monkeypatch.setattr(standard_random, "predict", lambda *a, **k: calls.append(1))
+    with pytest.raises(MemoryError, match=r"smaller working size \(size=\d+ or less\) or the axial model"):
+        nc.colorize(standard_random, big, reference=ref, size=2048)
+    assert calls == []  # refused before any work
+
+
+def test_allocator_error_becomes_a_clear_memory_error(grey, ref, standard_random, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 4294967296 bytes")
+
+    monkeypatch.setattr(standard_random, "predict", boom)
+    with pytest.raises(MemoryError, match="ran out of memory.*smaller working size"):
+        nc.colorize(standard_random, grey, reference=ref)

@@ -89,3 +89,186 @@ def test_demo_renders_the_viewer(tmp_path):
 def test_bench_prints_a_table(capsys):
     assert main(["bench", "--repeats", "2", "--sizes", "64"]) == 0
     assert "median ms" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ file safety and clear errors
+def _run(*argv):
+    return main(["colorize", *map(str, argv)])
+
+
+def test_output_that_is_an_input_is_refused_before_any_work(files, capsys, monkeypatch):
+    import os
+
+    import napari_colorize
+
+    d, t1, _, r = files
+    monkeypatch.chdir(d)
+    before = t1.read_bytes(), r.read_bytes()
+    monkeypatch.setattr(napari_colorize, "load_model", lambda *a, **k: pytest.fail("work was started"))
+    os.symlink(t1, d / "link.png")
+    for out in ("./a.png", str(t1), "ref.png", "../" + d.name + "/a.png"):
+        assert _run("a.png", "-r", "ref.png", "-m", "welsh", "-o", out) == 2
+    assert _run("link.png", "-r", "ref.png", "-m", "welsh", "-o", "a.png", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "is an input" in err and "nothing was written" in err and "Traceback" not in err
+    assert (t1.read_bytes(), r.read_bytes()) == before
+
+
+def test_an_input_named_like_another_output_is_never_overwritten(files, capsys):
+    d, t1, _, r = files
+    other = d / "a_colour.png"  # a.png's output name, given as an input too
+    other.write_bytes(t1.read_bytes())
+    before = other.read_bytes()
+    assert _run(t1, other, "-r", r, "-m", "welsh", "-o", d, "--overwrite") == 2
+    assert other.read_bytes() == before
+    assert "a_colour.png is an input" in capsys.readouterr().err
+
+
+def test_outputs_that_would_collide_get_distinct_names(tmp_path, small_pair, capsys):
+    grey, ref, _ = small_pair
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(grey).save(tmp_path / "a" / "img.png")
+    Image.fromarray(grey[::-1].copy()).save(tmp_path / "b" / "img.png")
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    out = tmp_path / "out"
+    assert _run(tmp_path / "a" / "img.png", tmp_path / "b" / "img.png", "-r", tmp_path / "ref.png", "-m", "welsh",
+                "-o", f"{out}/") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img_colour-2.png", "img_colour.png"]
+    a, b = (np.asarray(Image.open(out / n)) for n in ("img_colour.png", "img_colour-2.png"))
+    assert not np.array_equal(a, b)  # the second did not replace the first
+    io = capsys.readouterr()
+    assert "img_colour-2.png" in io.err and "wrote 2 of 2" in io.out
+
+
+def test_existing_outputs_are_kept_unless_overwrite(files, capsys):
+    d, t1, t2, r = files
+    out = d / "out.png"
+    out.write_bytes(b"precious")
+    assert _run(t1, "-r", r, "-m", "welsh", "-o", out) == 2
+    assert out.read_bytes() == b"precious"
+    assert "--overwrite" in capsys.readouterr().err
+    assert _run(t1, "-r", r, "-m", "welsh", "-o", out, "--overwrite") == 0
+    assert np.asarray(Image.open(out)).shape[-1] == 3
+
+
+def test_output_paths_are_checked_before_any_work(files, capsys, monkeypatch):
+    import napari_colorize
+
+    d, t1, t2, r = files
+    monkeypatch.setattr(napari_colorize, "load_model", lambda *a, **k: pytest.fail("work was started"))
+    cases = [
+        ((t1, "-o", d / "x.xyz"), "unknown output type"),
+        ((t1, "-o", d / "missing" / "x.png"), "does not exist"),
+        ((t1, "-o", t2 / "x.png"), "is a file, not a folder"),
+        ((t1, t2, "-o", d / "x.png"), "must be a folder"),
+        ((t1, t2, "-o", f"{t2}/"), "is a file, not a folder"),
+        ((t1, "-o", d / "x.png", "--dtype", "uint16"), "8-bit"),
+        ((t1, t2, "-o", d / "o", "--suffix", ".gif"), "unknown output type"),
+    ]
+    for argv, msg in cases:
+        assert _run(*argv, "-r", r, "-m", "welsh") == 2
+        err = capsys.readouterr().err
+        assert msg in err and "nothing was written" in err, (argv, err)
+    assert sorted(p.name for p in d.iterdir()) == ["a.png", "b.png", "ref.png"]
+
+
+def test_one_bad_file_does_not_stop_the_others(files, capsys):
+    d, t1, t2, r = files
+    bad = d / "bad.png"
+    bad.write_bytes(b"not a picture")
+    out = d / "results"
+    assert _run(t1, bad, d / "missing.png", t2, "-r", r, "-m", "welsh", "-o", out, "-q") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_colour.png", "b_colour.png"]
+    err = capsys.readouterr().err
+    assert "error: " + str(bad) + ": not an image" in err
+    assert "wrote 2 of 4 to" in err and "failed: bad.png (not an image" in err and "missing.png (no such file)" in err
+    assert "Traceback" not in err
+
+
+def test_stacks_need_a_stack_format_and_are_written_slice_by_slice(files, capsys, monkeypatch):
+    import tifffile
+
+    import napari_colorize
+    from napari_colorize import io
+
+    d, t1, _, r = files
+    grey = np.asarray(Image.open(t1))
+    stack = d / "stack.npy"
+    np.save(stack, (np.stack([grey, grey[::-1], grey]).astype(np.uint16) * 200))
+    assert _run(stack, "-r", r, "-m", "welsh", "-o", d / "s.png") == 2
+    assert "use -o with .tif" in capsys.readouterr().err
+    monkeypatch.setattr(napari_colorize, "colorize", lambda *a, **k: pytest.fail("whole stack in memory"))
+    writes = []
+    orig = io.StackWriter.__setitem__
+    monkeypatch.setattr(io.StackWriter, "__setitem__", lambda self, i, v: (writes.append(v.shape), orig(self, i, v)))
+    assert _run(stack, t1, "-r", r, "-m", "welsh", "-o", d / "out") == 0  # folder: .tif for the stack
+    assert writes[:3] == [grey.shape + (3,)] * 3
+    got = tifffile.imread(d / "out" / "stack_colour.tif")
+    assert got.shape == (3,) + grey.shape + (3,) and got.dtype == np.uint16
+    assert (d / "out" / "a_colour.png").exists()
+    for dtype in ("uint8", "float32"):
+        assert _run(stack, "-r", r, "-m", "welsh", "-o", d / f"s_{dtype}.tif", "--dtype", dtype) == 0
+        assert tifffile.imread(d / f"s_{dtype}.tif").dtype == dtype
+
+
+def test_messages_use_cli_flags_not_python_keywords(files):
+    from napari_colorize.cli import cli_words
+    from napari_colorize.inference import target_layout
+
+    notes = target_layout((3, 40, 50))[2] + target_layout((40, 50, 3))[2] + target_layout((40, 50, 2))[2]
+    for shape in [(2, 3, 20, 20)]:
+        with pytest.raises(ValueError) as e:
+            target_layout(shape)
+        notes.append(str(e.value))
+    notes += ["use a smaller working size (size=512 or less) or the axial model 'exemplar'",
+              "'x' needs a guide: reference=RGB image or histogram=(21, 21) array"]
+    import re
+
+    for n in notes:
+        w = cli_words(n)
+        assert not re.search(r"\b(rgb|channel_axis|size|reference|histogram|normalize)=", w), w
+        assert "pass " not in w
+    assert "--channel-axis 0" in cli_words(notes[0]) and "--grey" in cli_words(notes[0])
+    d, t1, _, r = files
+    np.save(d / "four.npy", np.zeros((2, 3, 20, 20)))
+    res = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", str(d / "four.npy"), "-r", str(r),
+                          "-m", "welsh", "-o", str(d / "four.tif")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "--rgb" in res.stderr and "--grey" in res.stderr and "rgb=" not in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_channel_first_target_with_the_cli_flag(files, small_pair, capsys):
+    d, _, _, r = files
+    _, _, truth = small_pair
+    np.save(d / "chw.npy", np.moveaxis(truth, -1, 0))
+    assert _run(d / "chw.npy", "-r", r, "-m", "welsh", "-o", d / "o.png", "--channel-axis", "0") == 0
+    assert np.asarray(Image.open(d / "o.png")).shape == truth.shape
+
+
+def test_histogram_from_without_a_model_picks_the_histogram_model(files, capsys):
+    d, t1, _, r = files
+    assert _run(t1, "--histogram-from", r, "-o", d / "h.png") == 0
+    assert "(histogram," in capsys.readouterr().out
+    assert _run(t1, "--histogram-from", r, "-m", "welsh", "-o", d / "h2.png") == 2
+    assert "exemplar model" in capsys.readouterr().err
+
+
+def test_bench_runs_the_baselines(capsys):
+    for name in ("welsh", "reinhard"):
+        assert main(["bench", "-m", name, "--repeats", "1", "--sizes", "32"]) == 0
+        assert name in capsys.readouterr().out
+
+
+def test_cli_imports_nothing_heavy_at_module_level():
+    import ast
+    from pathlib import Path
+
+    import napari_colorize.cli as cli
+
+    tree = ast.parse(Path(cli.__file__).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top for a in n.names} | {n.module for n in top if isinstance(n, ast.ImportFrom)}
+    assert not names & {"numpy", "torch", "tqdm", "PIL", "tifffile"} and not any(
+        isinstance(n, ast.ImportFrom) and n.level for n in top), names

@@ -1,62 +1,65 @@
-"""Command line: ``napari-colorize {models,colorize,bench,demo}``."""
+"""Command line: ``napari-colorize {models,colorize,bench,demo}``.
+
+``colorize`` checks everything it can before computing anything: every output path (known type,
+a folder that exists and is writable, not an input, not an existing file unless ``--overwrite``,
+a stack only to .tif/.npy), the model and the guide. Then each target is read, colourised slice by
+slice and written slice by slice; a target that fails is reported on one line and the others are
+still done. Exit status: 0 everything written, 1 some files failed, 2 nothing written.
+
+Heavy modules (torch, the models) are imported inside the commands, not at import time.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
-import warnings
 from pathlib import Path
-
-import numpy as np
 
 __all__ = ["main"]
 
 DEFAULT_PREFERENCE = ("exemplar", "welsh")
 
 
-def best_default_model() -> str:
-    """The best shipped exemplar model: the trained network when its weights are installed, else Welsh."""
+def best_default_model(kind: str = "exemplar") -> str:
+    """The best shipped model of a kind: for exemplar guidance the trained network when its weights
+    are installed, else Welsh; for histogram guidance the histogram network."""
     from .models.registry import list_models
 
-    names = list_models()
-    return next(n for n in DEFAULT_PREFERENCE if n in names)
+    names = list_models(kind=kind)
+    if kind == "exemplar":
+        return next(n for n in DEFAULT_PREFERENCE if n in names)
+    if not names:
+        raise ValueError("no histogram model is installed: give one with -m (a checkpoint file)")
+    return names[0]
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image or stack (.png/.jpg/.tif/.npy...) as an array, without changing its dtype."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+class _Refused(Exception):
+    """The command cannot run; the lines say why. Nothing was written."""
 
-        return tifffile.imread(path)
-    from skimage.io import imread
-
-    return imread(path)
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
-def write_image(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write float RGB in [0, 1]: PNG/JPEG as 8 bit, TIFF as float32, .npy as is."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+_FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey"}
+_FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb"}
 
-        tifffile.imwrite(path, rgb.astype(np.float32), photometric="rgb")
-    elif suffix == ".npy":
-        np.save(path, rgb.astype(np.float32))
-    else:
-        if rgb.ndim != 3:
-            raise ValueError(f"{path.name}: a {rgb.ndim - 1}-D stack cannot be written as {suffix}; use .tif or .npy")
-        from PIL import Image
 
-        Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(path)
-    return path
+def cli_words(msg: str) -> str:
+    """A library message in the command line's words: Python keywords become the flags that do the same."""
+    for k, v in _FLAG_WORDS.items():
+        msg = msg.replace(k, v)
+    msg = re.sub(r"\breference=(RGB image|\.\.\.)", "--reference IMAGE", msg)
+    msg = re.sub(r"\bhistogram=(\(21, 21\) array|\.\.\.)", "--histogram FILE.npy", msg)
+    msg = re.sub(r"\b(channel_axis|size|normalize)=(-?\w+)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
+    return msg.replace("pass --", "use --")
+
+
+def _say(prefix: str, msg: str) -> None:
+    print(f"{prefix}: {cli_words(msg)}", file=sys.stderr)
 
 
 def _cmd_models(args) -> int:
@@ -72,43 +75,263 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when a and b are the same file: ``./``, ``..``, symlinks, hard links and case-insensitive
+    file systems included."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _check_folder(folder: Path, create: bool) -> str | None:
+    """Why ``folder`` cannot receive files (None when it can)."""
+    if folder.exists():
+        if not folder.is_dir():
+            return f"{folder} is a file, not a folder"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"cannot write into {folder}/ (permission denied)"
+        return None
+    if not create:
+        return f"the folder {folder}/ does not exist"
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file: -o {folder}/ cannot be created under it"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {folder}/ (no permission to write into {parent}/)"
+    return None
+
+
+def _plan(args) -> tuple[list, dict, Path | None]:
+    """Read the targets' shapes and decide every output path; refuse before any work.
+
+    Returns ``(jobs, failed, folder)``: jobs ``[(target, dest, stack)]``, ``failed`` {target: reason}
+    for targets that cannot be read, and the output folder to create (or None).
+    """
+    from .inference import target_layout
+    from .io import STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format, probe_image
+
+    targets, seen = [], []
+    for t in map(Path, args.targets):
+        if any(_same_file(t, u) for u in seen):
+            print(f"note: {t} is given twice; it is done once", file=sys.stderr)
+            continue
+        seen.append(t)
+        targets.append(t)
+    many = len(targets) > 1
+    out_arg = args.output
+    out = Path(out_arg)
+    to_folder = many or out_arg.endswith(("/", os.sep)) or out.is_dir() or not out.suffix
+    problems: list[str] = []
+    if many and not out.is_dir() and out.suffix and not out_arg.endswith(("/", os.sep)):
+        raise _Refused([f"with {len(targets)} targets, -o must be a folder (for example -o results/), not {out}"])
+    suffix = args.suffix
+    if suffix is not None:
+        suffix = suffix if suffix.startswith(".") else "." + suffix
+        if suffix.lower() not in WRITE_SUFFIXES:
+            raise _Refused([f"unknown output type --suffix {suffix}: use .png, .jpg, .tif or .npy"])
+    if not to_folder and args.suffix is not None:
+        print("note: --suffix is for output folders; the type of -o " + str(out) + " is its own suffix",
+              file=sys.stderr)
+    if args.dtype and not to_folder and out.suffix.lower() not in STACK_SUFFIXES and args.dtype != "uint8":
+        problems.append(f"{out}: {out.suffix} files are written 8-bit; --dtype {args.dtype} needs .tif or .npy")
+
+    failed: dict[Path, str] = {}
+    jobs = []
+    taken: dict[str, Path] = {}
+    for t in targets:
+        try:
+            shape, _ = probe_image(t)
+            rgb, how, _ = target_layout(shape, _rgb_flag(args), args.channel_axis)
+        except (ImageReadError, ValueError) as e:
+            failed[t] = _without_path(str(e), t)
+            continue
+        n_spatial = 3 if rgb else 2
+        nd = len(shape) - (1 if how in ("drop last axis", "grey of grey+alpha") else 0)
+        stack = nd > n_spatial
+        if to_folder:
+            suf = suffix or (".tif" if stack else ".png")
+            name = f"{t.stem}_colour"
+            dest = out / (name + suf)
+            k = 2
+            while dest.name.casefold() in taken:  # a/img.png and b/img.png: img_colour.png, img_colour-2.png
+                dest = out / f"{name}-{k}{suf}"
+                k += 1
+            if k > 2:
+                print(f"note: {t} -> {dest} ({taken[(out / (name + suf)).name.casefold()]} has the same name)",
+                      file=sys.stderr)
+            taken[dest.name.casefold()] = t
+        else:
+            dest = out
+        try:
+            check_output_format(dest, stack, args.dtype)
+        except ImageWriteError as e:
+            msg = str(e)
+            if stack:
+                msg = f"{t} is a stack of shape {shape}: {dest.suffix} holds one 2-D image; " + \
+                    ("use --suffix .tif (or .npy)" if to_folder else "use -o with .tif (or .npy)")
+            problems.append(msg)
+            continue
+        jobs.append((t, dest, stack))
+
+    # every output against every input, existing files, folders
+    inputs = list(targets) + [Path(p) for p in (args.reference, args.histogram_from, args.histogram) if p]
+    folder = out if to_folder else None
+    why = _check_folder(out if to_folder else out.parent, create=to_folder)
+    if why:
+        problems.append(f"-o {out_arg}: {why}")
+    for t, dest, _ in jobs:
+        for i in inputs:
+            if _same_file(dest, i):
+                same = "" if str(dest) == str(i) else f" (the same file as {i})"
+                problems.append(f"{dest} is an input{same}: it would be overwritten; choose another -o")
+        if dest.is_dir():
+            problems.append(f"{dest} is a folder; give a file name")
+        elif dest.exists() and not args.overwrite and not any(_same_file(dest, i) for i in inputs):
+            problems.append(f"{dest} exists: it is not replaced unless you pass --overwrite")
+    if problems:
+        raise _Refused(list(dict.fromkeys(problems)))
+    return jobs, failed, folder
+
+
+def _without_path(msg: str, path: Path) -> str:
+    """An error message without its leading ``path: `` (the caller names the file once)."""
+    return msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg
+
+
+def _rgb_flag(args) -> bool | None:
+    return True if args.rgb else False if args.grey else None
+
+
+def _load_guide(args, model, sink: list) -> dict:
+    """The reference (validated) or histogram, read once for every target."""
+    from .inference import prepare_histogram, prepare_reference
+    from .io import read_image
+
+    if args.reference:
+        try:
+            return {"reference": prepare_reference(read_image(args.reference), sink)}
+        except (ValueError, TypeError) as e:
+            raise _Refused([f"{args.reference}: {e}" if args.reference not in str(e) else str(e)]) from None
+    if args.histogram_from:
+        from .color import histogram_from_rgb
+
+        try:
+            return {"histogram": histogram_from_rgb(prepare_reference(read_image(args.histogram_from), sink))}
+        except (ValueError, TypeError) as e:
+            raise _Refused([f"{args.histogram_from}: {e}" if args.histogram_from not in str(e) else str(e)]) from None
+    try:
+        import numpy as np
+
+        return {"histogram": prepare_histogram(np.asarray(read_image(args.histogram)))}
+    except (ValueError, TypeError) as e:
+        raise _Refused([f"{args.histogram}: {e}" if args.histogram not in str(e) else str(e)]) from None
+
+
 def _cmd_colorize(args) -> int:
+    import warnings
+
+    jobs, failed, folder = _plan(args)
+    for t, why in failed.items():
+        _say("error", f"{t}: {why}")
+    histogram_guide = bool(args.histogram or args.histogram_from)
+    from . import iter_colorize, load_model
+
+    try:
+        model = load_model(args.model or best_default_model("histogram" if histogram_guide else "exemplar"),
+                       device=args.device)
+    except (ValueError, TypeError, OSError, RuntimeError) as e:
+        raise _Refused([str(e)]) from None
+    if histogram_guide and model.kind != "histogram":
+        raise _Refused([f"{model.name!r} is an exemplar model: give it --reference, or use a histogram model "
+                        "(-m histogram) with --histogram/--histogram-from"])
+    guide_notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guide = _load_guide(args, model, guide_notes)
+    guide_file = args.reference or args.histogram_from or args.histogram
+    for w in dict.fromkeys(guide_notes):
+        _say("warning", f"{Path(guide_file).name}: {w}")
+    if not jobs:
+        return _summary([], failed, args, len(failed))
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
-    from . import colorize, load_model
+    from .io import StackWriter, read_image
 
-    targets = [Path(t) for t in args.targets]
-    many = len(targets) > 1
-    out = Path(args.output)
-    if many and out.suffix:
-        raise SystemExit(f"error: with {len(targets)} targets, -o must be a directory, not {out}")
-    model = load_model(args.model or best_default_model(), device=args.device)
-    guide = {}
-    if args.reference:
-        guide["reference"] = read_image(args.reference)
-    elif args.histogram_from:
-        from .color import histogram_from_rgb
-        from .inference import prepare_reference
-
-        if model.kind != "histogram":
-            raise ValueError(f"{model.name!r} is an exemplar model: use --reference, not --histogram-from")
-        guide["histogram"] = histogram_from_rgb(prepare_reference(read_image(args.histogram_from)))
-    else:
-        guide["histogram"] = np.load(args.histogram, allow_pickle=False)
-    bar = tqdm(targets, desc="colourising", unit="image", disable=args.quiet or not many)
-    for t in bar:
-        dest = (out / (t.stem + "_colour" + args.suffix)) if many else out
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = colorize(model, read_image(t), size=args.size, **guide)
-        for w in res.warnings:
-            print(f"warning: {t.name}: {w}", file=sys.stderr)
-        write_image(dest, res.rgb)
+    many = len(jobs) + len(failed) > 1
+    bar = tqdm(total=len(jobs), desc="colourising", unit="image", disable=args.quiet or not many)
+    written = []
+    for t, dest, _ in jobs:
+        writer = None
+        sink: list[str] = []
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                slices = iter_colorize(model, read_image(t), size=args.size, rgb=_rgb_flag(args),
+                                       channel_axis=args.channel_axis, normalize=args.normalize,
+                                       return_attention=False, sink=sink, **guide)
+                sbar = None
+                for idx, rgb, _, info in slices:
+                    if writer is None:
+                        writer = StackWriter(dest, tuple(info["stack_shape"]) + rgb.shape, args.dtype)
+                        if info["n_slices"] > 1 and not args.quiet and not many:
+                            sbar = tqdm(total=info["n_slices"], desc=t.name, unit="slice")
+                    writer[idx] = rgb
+                    if sbar is not None:
+                        sbar.update(1)
+                if sbar is not None:
+                    sbar.close()
+                writer.close()
+        except KeyboardInterrupt:
+            if writer is not None:
+                writer.abort()
+            bar.close()
+            failed[t] = "interrupted"
+            print(file=sys.stderr)
+            _summary(written, failed, args, len(jobs) + len(failed))
+            return 130
+        except Exception as e:  # one file's failure does not stop the others
+            if writer is not None:
+                writer.abort()
+            user = isinstance(e, (ValueError, TypeError, MemoryError, OSError))
+            why = _without_path(str(e), t) if user else f"internal error ({type(e).__name__}: {e}); please report it"
+            failed[t] = why
+            _say("error", f"{t}: {why}")
+            bar.update(1)
+            continue
+        for w in dict.fromkeys(sink):
+            if w not in guide_notes:
+                _say("warning", f"{t.name}: {w}")
+        written.append((t, dest))
         if not many and not args.quiet:
-            print(f"wrote {dest} ({res.model}, working size {res.working_shape[0]}x{res.working_shape[1]})")
-    if many and not args.quiet:
-        print(f"wrote {len(targets)} image(s) to {out}/")
-    return 0
+            print(f"wrote {dest} ({model.name}, working size {info['working_shape'][0]}x{info['working_shape'][1]})")
+        bar.update(1)
+    bar.close()
+    return _summary(written, failed, args, len(jobs) + len(failed))
+
+
+def _summary(written: list, failed: dict, args, total: int) -> int:
+    """The last line: exactly what was written and what failed. Exit status 0 / 1 / 2."""
+    if total == 1 and failed:
+        print("nothing was written", file=sys.stderr)
+    elif total > 1:
+        line = f"wrote {len(written)} of {total}"
+        if written and total > 1:
+            folders = {str(d.parent) for _, d in written}
+            line += f" to {folders.pop()}/" if len(folders) == 1 else ""
+        if failed:
+            line += "; failed: " + ", ".join(f"{t.name} ({cli_words(why)})" for t, why in failed.items())
+        if not args.quiet or failed:
+            print(line, file=sys.stderr if failed else sys.stdout)
+    if not failed:
+        return 0
+    return 1 if written else 2
 
 
 def _has_display() -> bool:
@@ -158,6 +381,8 @@ def _demo_png(name: str, args) -> int:
     t0 = time.perf_counter()
     res = colorize(model, grey, reference=ref)
     dt = time.perf_counter() - t0
+    from .io import write_image
+
     out = write_image(args.output, res.rgb)
     print(f"model: {name}  ({model.kind}; {dt:.2f} s colourising)")
     print(f"target: scikit-image motorcycle_left (grey {grey.shape[1]}x{grey.shape[0]}), "
@@ -183,15 +408,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the models").set_defaults(func=_cmd_models)
 
-    c = sub.add_parser("colorize", help="colourise one or many images")
+    c = sub.add_parser(
+        "colorize", help="colourise one or many images",
+        description="Colourise greyscale images or stacks. Every output path is checked before any work; "
+                    "existing files are kept unless --overwrite; a failed target does not stop the others. "
+                    "Exit status: 0 all written, 1 some failed, 2 nothing written.")
     c.add_argument("targets", nargs="+", help="greyscale image(s) or stacks (.png, .jpg, .tif, .npy)")
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--reference", "-r", help="colour reference image")
-    g.add_argument("--histogram-from", help="use the ab histogram of this colour image")
-    g.add_argument("--histogram", help="a (21, 21) ab histogram saved with numpy.save")
-    c.add_argument("--model", "-m", default=None, help="model name or checkpoint (default: the best shipped)")
-    c.add_argument("--output", "-o", required=True, help="output file (one target) or directory (many)")
-    c.add_argument("--suffix", default=".png", help="output type with many targets (.png, .tif, .npy)")
+    g.add_argument("--histogram-from", help="use the ab histogram of this colour image (a histogram model)")
+    g.add_argument("--histogram", help="a (21, 21) ab histogram saved with numpy.save (a histogram model)")
+    c.add_argument("--model", "-m", default=None,
+                   help="model name or checkpoint (default: the best shipped one for the guide)")
+    c.add_argument("--output", "-o", required=True,
+                   help="output file (one target), or folder (many targets, or a path ending in / or without a "
+                        "suffix; created when missing)")
+    c.add_argument("--suffix", default=None,
+                   help="output type in a folder: .png, .jpg, .tif or .npy (default: .png for 2-D images, .tif for "
+                        "stacks)")
+    c.add_argument("--dtype", choices=("uint8", "uint16", "float32"), default=None,
+                   help="output values for .tif/.npy (default: uint16 for .tif, float32 for .npy; .png/.jpg are "
+                        "always uint8)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    lay = c.add_mutually_exclusive_group()
+    lay.add_argument("--rgb", action="store_true", help="the last axis of the target is colour (RGB/RGBA)")
+    lay.add_argument("--grey", action="store_true",
+                     help="the target is greyscale: a 2-D image or a stack (Z, Y, X) / (T, Z, Y, X)")
+    lay.add_argument("--channel-axis", type=int, default=None,
+                     help="this axis of the target holds colour channels (0 for a (3, H, W) array)")
+    c.add_argument("--normalize", choices=("auto", "percentile", "minmax", "none"), default="auto",
+                   help="how intensities map to grey (default auto: uint8 as is, others stretched between the "
+                        "0.1 and 99.9 percentiles)")
     c.add_argument("--size", type=int, default=None, help="working long side in pixels")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     c.add_argument("--quiet", "-q", action="store_true")
@@ -218,9 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except _Refused as e:
+        for line in e.lines:
+            _say("error", line)
+        print("nothing was written", file=sys.stderr)
         return 2
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError, MemoryError) as e:
+        _say("error", str(e))
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,7 +39,13 @@ __all__ = [
     "palette",
     "histogram_from_rgb",
     "lab_to_rgb_in_gamut",
+    "rgb_value_scale",
+    "ColorizeWarning",
 ]
+
+
+class ColorizeWarning(UserWarning):
+    """An input was converted or is doubtful; the result is still computed."""
 
 NBINS = 21
 BIN_WIDTH = 2.0 / (NBINS - 1)  # 0.1
@@ -218,18 +226,77 @@ def palette(device=None, dtype=torch.float32) -> torch.Tensor:
     return torch.stack([a, b])
 
 
-def histogram_from_rgb(rgb: np.ndarray | torch.Tensor, max_pixels: int = 256 * 256) -> np.ndarray:
-    """The 441-bin ab histogram of an RGB image ``(H, W, 3)`` in [0, 1] (or uint8).
+def rgb_value_scale(values: np.ndarray, dtype, what: str = "the image") -> tuple[float, str | None]:
+    """The value that maps an RGB image's white to 1, read from its dtype and its range.
 
-    Large images are subsampled on a regular grid to about ``max_pixels`` pixels
-    (the histogram of a colour distribution does not need every pixel).
+    ``values``: the image or a sample of its colour values. uint8 -> 255. Other integer types
+    -> the smallest of 8, 10, 12, 14 or 16 bits that holds the largest value (12-bit camera data
+    in uint16 is read as 0..4095, not as a dark 16-bit image). Floats in [0, 1] -> 1; floats up
+    to 255 or 65535 -> 0..255 or 0..65535. Returns ``(white, note)``; ``note`` says what was
+    assumed when the dtype alone did not say it. Raises ValueError for values that fit no range.
     """
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0, None
+    if dtype == bool or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{what} must be a numeric RGB image (uint8, uint16 or float), not {dtype}")
+    v = np.asarray(values)
+    if v.size == 0:
+        raise ValueError(f"{what} is empty")
+    if np.issubdtype(dtype, np.floating):
+        finite = np.isfinite(v)
+        if not finite.all():
+            raise ValueError(f"{what} contains NaN or Inf values")
+    lo, hi = float(np.min(v)), float(np.max(v))
+    if lo < -1e-3:
+        raise ValueError(f"{what} has negative values (down to {lo:g}): RGB values must be 0 or more")
+    if np.issubdtype(dtype, np.integer):
+        for bits in (8, 10, 12, 14, 16):
+            if hi <= 2**bits - 1:
+                white = float(2**bits - 1)
+                natural = dtype == np.uint16 and bits == 16
+                note = None if natural else (f"{what} is {dtype} with values up to {hi:g}: read as {bits}-bit "
+                                             f"colour (0..{2**bits - 1})")
+                return white, note
+        raise ValueError(f"{what} is {dtype} with values up to {hi:g}: more than 16 bits; give 8- or 16-bit "
+                         "RGB, or float in [0, 1]")
+    if hi <= 1.0 + 1e-3:
+        return 1.0, None
+    if hi < 2.0:
+        return 1.0, f"{what} has values up to {hi:g}, a little above 1: they are clipped to 1"
+    for top in (255.0, 65535.0):
+        if hi <= top * (1 + 1e-6):
+            return top, f"{what} is float with values up to {hi:g}: read as 0..{top:g} (float RGB should be in [0, 1])"
+    raise ValueError(f"{what} is float with values up to {hi:g}: RGB values must lie in [0, 1] "
+                     "(or 0..255, 0..65535)")
+
+
+def histogram_from_rgb(rgb: np.ndarray | torch.Tensor, max_pixels: int = 256 * 256) -> np.ndarray:
+    """The 441-bin ab histogram of an RGB(A) image ``(H, W, 3|4)``.
+
+    The value range comes from the dtype and the data (:func:`rgb_value_scale`): uint8 0..255,
+    uint16 0..65535 (or 12-bit etc. data, with a warning), float in [0, 1] (0..255 floats are
+    read as such, with a warning). Alpha is ignored. Large images are subsampled on a regular
+    grid to about ``max_pixels`` pixels (the histogram of a colour distribution does not need
+    every pixel).
+    """
+    if isinstance(rgb, torch.Tensor):
+        rgb = rgb.detach().cpu().numpy()
     x = np.asarray(rgb)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
+    if x.ndim == 2:
+        raise ValueError(f"a colour histogram needs an RGB image (H, W, 3); this is a 2-D greyscale array of shape "
+                         f"{x.shape}, which has no colour")
+    if x.ndim != 3 or x.shape[-1] not in (3, 4):
+        raise ValueError(f"a colour histogram needs an RGB image of shape (H, W, 3); got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError("the image is empty")
     x = x[..., :3]
     step = max(1, int(np.sqrt(x.shape[0] * x.shape[1] / max_pixels)))
-    x = np.ascontiguousarray(x[::step, ::step], dtype=np.float32)
+    x = x[::step, ::step]
+    white, note = rgb_value_scale(x, x.dtype, "the RGB image")
+    if note:
+        warnings.warn(note, ColorizeWarning, stacklevel=2)
+    x = np.ascontiguousarray(np.clip(x.astype(np.float64) / white, 0.0, 1.0), dtype=np.float32)
     t = torch.from_numpy(x).permute(2, 0, 1)
     ab = normalize_lab(rgb_to_lab(t))[1:]
     return soft_histogram(ab).double().numpy()

@@ -36,15 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import NBINS, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab
+from .color import (NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab,
+                    rgb_value_scale)
 from .models.base import Colorizer, Prediction
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
-           "prepare_histogram", "working_shape"]
-
-
-class ColorizeWarning(UserWarning):
-    """An input was converted or is doubtful; the result is still computed."""
+           "prepare_histogram", "working_shape", "target_layout"]
 
 
 class Cancelled(RuntimeError):
@@ -106,12 +103,60 @@ def _resize(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
 
 
+def target_layout(shape: tuple, rgb: bool | None = None, channel_axis: int | None = None) -> tuple[bool, str, list]:
+    """How a target of ``shape`` is read: ``(rgb, how, notes)``.
+
+    ``how`` is ``"as is"``, ``"drop last axis"`` (``(..., H, W, 1)``: one grey channel),
+    ``"grey of grey+alpha"`` (``(H, W, 2)``) or ``"channels last"`` (``channel_axis`` given: that
+    axis holds colour and is moved last). ``notes`` are warnings to give. Raises ValueError for an
+    ambiguous or impossible layout.
+    """
+    shape = tuple(int(s) for s in shape)
+    notes: list[str] = []
+    if len(shape) < 2:
+        raise ValueError(f"the target must be a 2-D image (or a stack); got shape {shape}")
+    if channel_axis is not None:
+        if rgb is False:
+            raise ValueError("channel_axis says the target has colour channels; do not also pass rgb=False")
+        if not -len(shape) <= channel_axis < len(shape) or len(shape) < 3:
+            raise ValueError(f"channel_axis={channel_axis} is not an axis of a colour image of shape {shape}")
+        if shape[channel_axis] not in (3, 4):
+            raise ValueError(f"channel_axis={channel_axis} has {shape[channel_axis]} entries; colour needs 3 or 4")
+        return True, "channels last", notes
+    if rgb is None:
+        if len(shape) >= 3 and shape[-1] == 1:
+            return False, "drop last axis", notes
+        if len(shape) == 3 and shape[-1] == 2 and shape[0] > 4 and shape[1] > 4:
+            notes.append(f"the target {shape} looks like a greyscale image with an alpha channel: the alpha channel "
+                         "is ignored (pass rgb=False if it is a stack of 2-pixel-wide images)")
+            return False, "grey of grey+alpha", notes
+        if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4 and shape[1] > 4:
+            notes.append(f"the target looks like an RGB{'A' if shape[-1] == 4 else ''} image {shape}: it is "
+                         "converted to its Lab lightness (pass rgb=False if the last axis is not colour)")
+            return True, "as is", notes
+        if len(shape) >= 4:
+            raise ValueError(
+                f"ambiguous {len(shape)}-D target of shape {shape}: pass rgb=True if the last axis holds "
+                "colour channels, or rgb=False for a greyscale stack (slices over the leading axes)")
+        if len(shape) == 3 and shape[0] in (3, 4) and shape[1] > 4 and shape[2] > 4:
+            notes.append(f"the target {shape} is colourised as a stack of {shape[0]} greyscale slices; if it is a "
+                         "channel-first colour image, pass channel_axis=0 (pass rgb=False to say it is a stack and "
+                         "silence this warning)")
+        return False, "as is", notes
+    if rgb and (len(shape) < 3 or shape[-1] not in (3, 4)):
+        raise ValueError(f"rgb=True needs a last axis of 3 or 4 channels; the target has shape {shape}")
+    return bool(rgb), "as is", notes
+
+
 class _Target:
     """A validated view of the target: yields the Lab lightness of each 2-D slice."""
 
-    def __init__(self, target, rgb: bool | None, normalize: str, percentiles, sink: list) -> None:
+    def __init__(self, target, rgb: bool | None, normalize: str, percentiles, sink: list,
+                 channel_axis: int | None = None) -> None:
         if target is None:
             raise ValueError("no target image was given")
+        if isinstance(target, torch.Tensor):
+            target = target.detach().cpu().numpy()
         if not hasattr(target, "shape") or not hasattr(target, "dtype"):
             target = np.asarray(target)
         if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
@@ -119,23 +164,20 @@ class _Target:
         if np.issubdtype(target.dtype, np.complexfloating):
             raise TypeError("the target is complex-valued; pass its magnitude or real part")
         shape = tuple(int(s) for s in target.shape)
+        if len(shape) >= 2 and 0 in shape:
+            raise ValueError(f"the target is empty (shape {shape})")
+        rgb, how, notes = target_layout(shape, rgb, channel_axis)
+        for n in notes:
+            _warn(n, sink)
+        if how == "drop last axis":
+            target = target[..., 0]
+        elif how == "grey of grey+alpha":
+            target = target[..., 0]
+        elif how == "channels last":
+            target = np.moveaxis(target, channel_axis, -1)
+        shape = tuple(int(s) for s in target.shape)
         if len(shape) < 2:
             raise ValueError(f"the target must be a 2-D image (or a stack); got shape {shape}")
-        if 0 in shape:
-            raise ValueError(f"the target is empty (shape {shape})")
-        if rgb is None:
-            if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4 and shape[1] > 4:
-                rgb = True
-                _warn(f"the target looks like an RGB{'A' if shape[-1] == 4 else ''} image {shape}: it is "
-                      "converted to its Lab lightness (pass rgb=False if the last axis is not colour)", sink)
-            elif len(shape) >= 4:
-                raise ValueError(
-                    f"ambiguous {len(shape)}-D target of shape {shape}: pass rgb=True if the last axis holds "
-                    "colour channels, or rgb=False for a greyscale stack (slices over the leading axes)")
-            else:
-                rgb = False
-        elif rgb and (len(shape) < 3 or shape[-1] not in (3, 4)):
-            raise ValueError(f"rgb=True needs a last axis of 3 or 4 channels; the target has shape {shape}")
         self.data, self.rgb = target, bool(rgb)
         self.spatial = shape[-3:-1] if self.rgb else shape[-2:]
         self.stack_shape = shape[:-3] if self.rgb else shape[:-2]
@@ -152,14 +194,21 @@ class _Target:
         out = []
         for i in idx:
             s = np.asarray(self._raw_slice(i))
+            if self.rgb:
+                s = s[..., :3]
             step = max(1, int(math.sqrt(s.size / per)))
             out.append(s[::step, ::step].ravel())
         return np.concatenate(out)
 
     def _intensity_range(self, normalize, percentiles, sink):
         dt = self.data.dtype
-        if self.rgb:
-            return 0.0, (255.0 if dt == np.uint8 else 65535.0 if dt == np.uint16 else 1.0), "rgb"
+        if self.rgb:  # white from the dtype and the range: float 0..255 or int16 colour is not read as 0..1
+            if dt == bool:
+                raise TypeError("a boolean array cannot be an RGB image")
+            white, note = rgb_value_scale(self._sample(), dt, "the RGB target")
+            if note:
+                _warn(note, sink)
+            return 0.0, white, "rgb"
         if normalize not in ("auto", "percentile", "minmax", "none"):
             raise ValueError("normalize must be 'auto', 'percentile', 'minmax' or 'none'")
         if dt == bool:
@@ -179,11 +228,19 @@ class _Target:
             p_lo, p_hi = percentiles
             if not 0 <= p_lo < p_hi <= 100:
                 raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-            lo, hi = (float(x) for x in np.percentile(v, [p_lo, p_hi]))
+            # halved: percentiles of values near float64's limit must not overflow to inf / NaN
+            lo, hi = (2.0 * float(x) for x in np.percentile(v * 0.5, [p_lo, p_hi]))
             if hi <= lo:  # a sparse image: the percentiles coincide, fall back to min/max
                 lo, hi = float(v.min()), float(v.max())
         if hi <= lo:
             _warn(f"the target is constant (every value is {lo:g}): the result is a uniform colour", sink)
+        elif np.issubdtype(dt, np.floating):
+            ulp = float(np.spacing(dt.type(max(abs(lo), abs(hi)))))  # the step between neighbouring values there
+            levels = (hi - lo) / ulp if ulp > 0 else math.inf
+            if levels < 256:
+                _warn(f"the target's values vary only between {lo:.9g} and {hi:.9g}: {dt} holds about "
+                      f"{max(1, int(levels))} distinct levels there, so the grey levels are coarse (posterised); "
+                      "subtract the offset, or give float64 data", sink)
         return lo, hi, "stretch"
 
     # -- slices
@@ -197,9 +254,15 @@ class _Target:
         """Lab lightness (0..100), float32 ``(H, W)``, of slice i."""
         s = np.asarray(self._raw_slice(i))
         if self.rgb:
-            x = torch.from_numpy(np.ascontiguousarray(s[..., :3], dtype=np.float32) / np.float32(self.hi))
-            return rgb_to_lab(x.permute(2, 0, 1).clamp(0, 1))[0]
-        x = s.astype(np.float32, copy=True) if s.dtype != np.float32 else s.copy()
+            c = s[..., :3]
+            if np.issubdtype(c.dtype, np.floating) and not np.isfinite(c).all():
+                raise ValueError("the RGB target contains NaN or Inf values")
+            x = np.ascontiguousarray(c, dtype=np.float64) / self.hi
+            return rgb_to_lab(torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1).clamp(0, 1))[0]
+        # float64 for the stretch: values near float32's limit must not overflow (and be taken for
+        # NaN/Inf), and a small range on a large offset (1e6 + noise) must keep its structure
+        wide = self.scale_mode == "stretch"
+        x = s.astype(np.float64 if wide else np.float32, copy=True)
         bad = ~np.isfinite(x)
         if bad.any():
             if bad.all():
@@ -208,23 +271,30 @@ class _Target:
                 _warn(f"{int(bad.sum())} NaN/Inf value(s) in the target were replaced by its low intensity", sink)
             x[bad] = self.lo
         if self.hi > self.lo:
-            x -= np.float32(self.lo)
-            x *= np.float32(1.0 / (self.hi - self.lo))
+            x *= 0.5  # halves: (hi - lo) of values near float64's limit stays finite
+            x -= 0.5 * self.lo
+            x /= 0.5 * self.hi - 0.5 * self.lo
             np.clip(x, 0.0, 1.0, out=x)
         else:
             x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
-        return grey_to_L(torch.from_numpy(x))
+        return grey_to_L(torch.from_numpy(x.astype(np.float32, copy=False)))
 
 
 def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
-    """Validate a colour reference; returns float32 ``(h, w, 3)`` RGB in [0, 1]."""
+    """Validate a colour reference; returns float32 ``(h, w, 3)`` RGB in [0, 1].
+
+    uint8 is 0..255; other integers are read with the smallest bit depth that holds them (12-bit
+    data in uint16 is 0..4095); floats are [0, 1] (0..255 floats are read as such, with a warning).
+    """
     sink = [] if sink is None else sink
+    if isinstance(reference, torch.Tensor):
+        reference = reference.detach().cpu().numpy()
     ref = np.asarray(reference)
     if ref.size == 0:
         raise ValueError("the reference image is empty")
-    if ref.dtype == bool or not np.issubdtype(ref.dtype, np.number):
+    if ref.dtype == bool or not np.issubdtype(ref.dtype, np.number) or np.issubdtype(ref.dtype, np.complexfloating):
         raise TypeError(f"the reference must be a numeric RGB image, not {ref.dtype}")
-    if ref.ndim == 2 or (ref.ndim == 3 and ref.shape[-1] == 1):
+    if ref.ndim == 2 or (ref.ndim == 3 and ref.shape[-1] in (1, 2)):
         raise ValueError("the reference has no colour: it is a greyscale image. Give an RGB colour reference "
                          "(h, w, 3), or use a histogram model with a histogram.")
     if ref.ndim != 3 or ref.shape[-1] not in (3, 4):
@@ -234,19 +304,10 @@ def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
     if ref.shape[-1] == 4:
         _warn("the reference has an alpha channel: it is ignored", sink)
         ref = ref[..., :3]
-    if ref.dtype == np.uint8:
-        x = ref.astype(np.float32) / 255.0
-    elif ref.dtype == np.uint16:
-        x = ref.astype(np.float32) / 65535.0
-    elif np.issubdtype(ref.dtype, np.floating):
-        x = ref.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise ValueError("the reference contains NaN or Inf values")
-        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
-            raise ValueError(f"a float reference must lie in [0, 1]; its values span [{x.min():g}, {x.max():g}]")
-        x = np.clip(x, 0, 1)
-    else:
-        raise TypeError(f"reference dtype {ref.dtype} is not supported: use uint8, uint16 or float in [0, 1]")
+    white, note = rgb_value_scale(ref, ref.dtype, "the reference")
+    if note:
+        _warn(note, sink)
+    x = np.clip(ref.astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
     if min(x.shape[:2]) < 16:
         _warn(f"the reference is tiny ({x.shape[0]}x{x.shape[1]}): it is enlarged to the working size", sink)
     step = max(1, int(math.sqrt(x.shape[0] * x.shape[1] / 65536)))
@@ -269,7 +330,13 @@ def prepare_histogram(hist) -> np.ndarray:
         raise ValueError("the histogram has negative entries")
     if h.sum() <= 0:
         raise ValueError("the histogram is all zeros: it holds no colour")
-    return h / h.sum()
+    with np.errstate(over="ignore", under="ignore"):
+        total = h.sum()
+        out = h / total
+    if not np.isfinite(total) or not np.isfinite(out).all() or not 0.999 < out.sum() < 1.001:
+        raise ValueError(f"the histogram cannot be normalised: its entries (up to {h.max():g}) sum to {total:g}; "
+                         "give counts or frequencies (for example, divide it by its maximum)")
+    return out
 
 
 # -------------------------------------------------------- edge-aware upsampling
@@ -346,13 +413,67 @@ def _resolve_model(model) -> Colorizer:
     raise TypeError(f"model must be a name or a loaded model (napari_colorize.load_model), not {type(model).__name__}")
 
 
+def attention_memory(model: Colorizer, wshape: tuple[int, int]) -> int:
+    """Estimated peak bytes of an exemplar network's attention for one slice at working shape ``wshape``.
+
+    Standard attention holds ``heads x (h w)^2`` logits per level (h, w: the feature grid at the
+    level's stride), axial attention ``heads x h w (h + w)``; the peak is about 4 such tensors
+    (logits, their sums, softmax; measured on the CPU). 0 when the model has no attention.
+    """
+    net = getattr(model, "network", None)
+    cfg, levels, strides = getattr(net, "config", None), getattr(net, "attention_at", None), getattr(net, "strides", None)
+    if cfg is None or not levels or strides is None:
+        return 0
+    worst = 0
+    for level in levels:
+        s = int(strides[level - 1])
+        h, w = -(-wshape[0] // s), -(-wshape[1] // s)
+        worst = max(worst, (h * w) ** 2 if getattr(cfg, "attention", "axial") == "standard" else h * w * (h + w))
+    return int(4 * 4 * int(getattr(cfg, "heads", 1)) * worst)
+
+
+def available_memory(device) -> int | None:
+    """Bytes free for a new allocation on ``device`` (None when unknown)."""
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "cpu":
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+    except (OSError, RuntimeError, ValueError):
+        pass
+    return None
+
+
+def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int) -> str:
+    standard = getattr(getattr(getattr(model, "network", None), "config", None), "attention", "") == "standard"
+    fit = size
+    avail = available_memory(model.device)
+    if avail:
+        while fit > model.multiple and attention_memory(model, working_shape(wshape, fit, model.multiple)) > 0.8 * avail:
+            fit = int(fit * 0.8)
+        fit = max(model.multiple, fit // model.multiple * model.multiple)
+    alt = " or the axial model 'exemplar'" if standard else ""
+    return f"use a smaller working size (size={fit} or less){alt}"
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return isinstance(e, MemoryError) or any(k in msg for k in ("out of memory", "can't allocate", "cannot allocate",
+                                                                  "failed to allocate", "allocat"))
+
+
 class _Job:
     """A validated colourisation: model, target view, working shape and prepared guide state."""
 
-    def __init__(self, model, target, reference, histogram, size, normalize, percentiles, rgb, sink) -> None:
+    def __init__(self, model, target, reference, histogram, size, normalize, percentiles, rgb, sink,
+                 channel_axis=None) -> None:
         self.sink = sink
         self.model = model = _resolve_model(model)
-        self.tgt = _Target(target, rgb, normalize, percentiles, sink)
+        self.tgt = _Target(target, rgb, normalize, percentiles, sink, channel_axis)
         if reference is None and histogram is None:
             raise ValueError(f"{model.name!r} needs a guide: reference=RGB image" +
                              (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
@@ -362,6 +483,14 @@ class _Job:
             raise ValueError(f"size must be a positive number of pixels, got {size!r}")
         self.wshape = working_shape(self.tgt.spatial, int(size or model.default_size), model.multiple,
                                     model.min_size)
+        need, avail = attention_memory(model, self.wshape), available_memory(model.device)
+        if need and avail and need > avail:  # say so before allocating, not with the allocator's error
+            kind = getattr(getattr(model, "network", None), "config", None)
+            kind = "standard (whole-image)" if getattr(kind, "attention", "") == "standard" else "axial"
+            raise MemoryError(
+                f"{model.name!r} at working size {self.wshape[0]}x{self.wshape[1]} needs about {need / 2**30:.1f} GB "
+                f"for its {kind} attention, more than the {avail / 2**30:.1f} GB free: "
+                + _memory_advice(model, self.wshape, max(self.wshape)))
         ref_t = hist_t = None
         if model.kind == "histogram":  # the histogram of the whole reference, at its own resolution
             hist = prepare_histogram(histogram) if histogram is not None else \
@@ -376,20 +505,28 @@ class _Job:
         """RGB of slice i, the prediction, and the working-size L."""
         L_full = self.tgt.L(i, self.sink)
         L_work = _resize(L_full[None, None], self.wshape)[0, 0]
-        pred = self.model.predict((L_work / 50.0 - 1.0)[None, None], self.state, return_attention=return_attention)
+        try:
+            pred = self.model.predict((L_work / 50.0 - 1.0)[None, None], self.state, return_attention=return_attention)
+        except (RuntimeError, MemoryError) as e:
+            if not _out_of_memory(e):
+                raise
+            raise MemoryError(f"{self.model.name!r} ran out of memory at working size {self.wshape[0]}x"
+                              f"{self.wshape[1]}: " + _memory_advice(self.model, self.wshape, max(self.wshape))) from e
         return recombine(L_full, pred.ab[0].detach().float().cpu(), L_work), pred, L_work
 
 
 def iter_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
                   return_attention: bool = True, should_cancel: Callable[[], bool] | None = None,
-                  sink: list | None = None) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
+                  sink: list | None = None, channel_axis: int | None = None
+                  ) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
     """Colourise slice by slice. Yields ``(index, rgb, prediction, info)`` per 2-D slice.
 
     Arguments as :func:`colorize`. ``info`` holds ``working_shape``, ``n_slices``, ``stack_shape``,
     ``intensity_range``, ``scales`` (RGB, when the model gives them) and ``done``.
     """
-    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [] if sink is None else sink)
+    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [] if sink is None else sink,
+               channel_axis)
     n = job.tgt.n_slices
     for i in range(n):
         if should_cancel is not None and should_cancel():
@@ -403,7 +540,8 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
 
 
 def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
-                  normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None):
+                  normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
+                  channel_axis: int | None = None):
     """A lazy (dask) colourised stack: each slice is computed when it is read (for instance when
     napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
     from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
@@ -411,7 +549,7 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
     import dask
     import dask.array as da
 
-    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [])
+    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis)
     H, W = job.tgt.spatial
     lock = __import__("threading").Lock()  # one slice at a time through the model
 
@@ -426,20 +564,24 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
 def colorize(model, target, reference=None, histogram=None, *, size: int | None = None, normalize: str = "auto",
              percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None, return_attention: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> ColorizeResult:
+             should_cancel: Callable[[], bool] | None = None, channel_axis: int | None = None) -> ColorizeResult:
     """Colourise a greyscale image (or stack) guided by a reference image or a histogram.
 
     Parameters
     ----------
     model : str or Colorizer
         A name from :func:`~napari_colorize.list_models` or a loaded model.
-    target : array
+    target : array (numpy, dask, zarr or a torch tensor)
         2-D greyscale image of any numeric dtype; 3-D (Z/T, Y, X) or n-D stacks
-        are colourised slice by slice. An RGB(A) image ``(H, W, 3|4)`` is reduced
-        to lightness with a warning; 4-D and larger arrays need ``rgb=`` to say
-        whether the last axis is colour.
+        are colourised slice by slice. ``(H, W, 1)`` is a 2-D image and grey+alpha
+        ``(H, W, 2)`` its grey channel (warning). An RGB(A) image ``(H, W, 3|4)`` is
+        reduced to lightness with a warning (its range read from dtype and values);
+        4-D and larger arrays need ``rgb=`` to say whether the last axis is colour.
+        A ``(3|4, H, W)`` array is a stack, with a warning: ``rgb=False`` confirms
+        it, ``channel_axis=0`` reads it as a channel-first colour image.
     reference : array ``(h, w, 3)``, optional
-        Colour reference, uint8 or float in [0, 1], any size.
+        Colour reference, uint8, uint16 (12-bit etc. data detected) or float in
+        [0, 1] (0..255 floats detected, with a warning), any size.
     histogram : array ``(21, 21)``, optional
         ab histogram (axis 0: a, axis 1: b), for histogram models.
     size : int, optional
@@ -453,6 +595,12 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     progress : callable(done, total), optional
     should_cancel : callable() -> bool, optional
         Checked before each slice; True raises :class:`Cancelled`.
+    channel_axis : int, optional
+        The axis of the target that holds colour channels (moved last; the target
+        is then reduced to lightness): ``channel_axis=0`` for ``(3, H, W)``.
+
+    Raises MemoryError (before allocating) when an exemplar network's attention at
+    this working size would not fit in the free memory, saying what size would.
 
     Returns
     -------
@@ -464,7 +612,7 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     last = None
     for idx, rgb_slice, pred, info in iter_colorize(
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
-            return_attention=return_attention, should_cancel=should_cancel, sink=sink):
+            return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis):
         if out is None:
             out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
         out[idx] = rgb_slice

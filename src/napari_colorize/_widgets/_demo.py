@@ -12,7 +12,7 @@ def open_demo(model: str, screenshot: str | Path | None = None, result: str | Pa
     from qtpy.QtWidgets import QApplication
 
     from .._sample_data import sample_pair
-    from ..cli import write_image
+    from ..io import write_image
     from ._exemplar import ExemplarWidget
 
     grey, ref, _ = sample_pair()

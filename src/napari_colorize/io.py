@@ -1,0 +1,310 @@
+"""Reading and writing images and stacks for the command line and the demo.
+
+Readers (:func:`read_image`, :func:`probe_image`): PNG, JPEG and the other formats Pillow knows
+(first frame, or every frame of a multi-frame file as a stack), TIFF (tifffile; uncompressed files
+are memory-mapped, so a stack is read slice by slice), ``.npy`` (memory-mapped). The dtype is kept.
+Every failure is an :class:`ImageReadError` naming the file: missing, a folder, unreadable,
+not an image, corrupt or truncated.
+
+Writers: :func:`write_image` (a whole array) and :class:`StackWriter` (slice by slice, so a large
+stack never needs its whole float32 RGB result in memory). Output dtypes:
+
+============  ========================  ==========================================
+suffix        dtypes                    default
+============  ========================  ==========================================
+.png, .jpg    uint8                     uint8
+.tif, .tiff   uint8, uint16, float32    uint16 (keeps 16-bit detail, half of float32)
+.npy          uint8, uint16, float32    float32
+============  ========================  ==========================================
+
+A stack (more than 2 dimensions before RGB) can only go to .tif or .npy. Files are written to a
+temporary name in the destination folder and renamed when complete: an interrupted or failed write
+never leaves a half-written file, nor replaces an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ImageReadError", "ImageWriteError", "read_image", "probe_image", "write_image", "StackWriter",
+           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
+WRITE_SUFFIXES = PLAIN_SUFFIXES + TIFF_SUFFIXES + (".npy",)
+STACK_SUFFIXES = TIFF_SUFFIXES + (".npy",)
+READ_SUFFIXES = WRITE_SUFFIXES + (".bmp", ".gif", ".webp")
+DTYPES = ("uint8", "uint16", "float32")
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file and why."""
+
+
+class ImageWriteError(ValueError):
+    """An image could not be written (or cannot be written in the format asked for)."""
+
+
+# --------------------------------------------------------------------------- reading
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(f"{path}: cannot be read (permission denied)")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty")
+
+
+def _pil_array(im) -> np.ndarray:
+    mode = im.mode
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    a = np.asarray(im)
+    if a.dtype.byteorder not in ("=", "|"):
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            n = int(getattr(im, "n_frames", 1))
+            frames = []
+            for i in range(n):
+                im.seek(i)
+                im.load()
+                frames.append(_pil_array(im))
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"{path}: the image is corrupt or truncated ({e})") from None
+    if len(frames) == 1 or any(f.shape != frames[0].shape for f in frames):
+        return frames[0]
+    return np.stack(frames)
+
+
+def _read_tiff(path: Path, probe: bool = False):
+    import logging
+
+    import tifffile
+
+    log = logging.getLogger("tifffile")  # a damaged file is reported once, by us, not logged on stderr too
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.series:
+                raise ImageReadError(f"{path}: the TIFF file holds no image")
+            s = tf.series[0]
+            if probe:
+                return tuple(s.shape), np.dtype(s.dtype)
+        try:
+            return tifffile.memmap(path, mode="r")  # uncompressed, contiguous: read lazily, slice by slice
+        except (ValueError, OSError, tifffile.TiffFileError):
+            return tifffile.imread(path)
+    except ImageReadError:
+        raise
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
+        raise ImageReadError(f"{path}: not a readable TIFF file: corrupt or truncated ({e})") from None
+    finally:
+        log.setLevel(level)
+
+
+def _read_npy(path: Path, probe: bool = False):
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ImageReadError(f"{path}: not a .npy file (an array saved with numpy.save)")
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e) or "object" in str(e):
+            raise ImageReadError(f"{path}: the array holds Python objects, not numbers") from None
+        raise ImageReadError(f"{path}: not a readable .npy array: corrupt or truncated ({e})") from None
+    except (OSError, EOFError) as e:
+        raise ImageReadError(f"{path}: not a readable .npy array: corrupt or truncated ({e})") from None
+    if not isinstance(a, np.ndarray):
+        raise ImageReadError(f"{path}: holds several arrays (an .npz archive?), not one image")
+    if probe:
+        return tuple(a.shape), a.dtype
+    return a
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image or stack as an array, keeping its dtype. Raises :class:`ImageReadError`.
+
+    TIFF and ``.npy`` files are memory-mapped when possible (read-only): slices are read when used.
+    """
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _read_npy(path)
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(path)
+    return _read_pil(path)
+
+
+def probe_image(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` of an image file, from its header where possible (no pixels read)."""
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _read_npy(path, probe=True)
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(path, probe=True)
+    a = _read_pil(path)  # verifies that the whole file decodes
+    return tuple(a.shape), a.dtype
+
+
+# --------------------------------------------------------------------------- writing
+def default_dtype(suffix: str) -> str:
+    """The output dtype used when none is asked for: uint8 for PNG/JPEG, uint16 for TIFF, float32 for .npy."""
+    suffix = suffix.lower()
+    return "uint16" if suffix in TIFF_SUFFIXES else "float32" if suffix == ".npy" else "uint8"
+
+
+def check_output_format(path: str | Path, stack: bool, dtype: str | None = None) -> str:
+    """Check that ``path``'s type can hold the result; returns the dtype to write.
+
+    Raises :class:`ImageWriteError` with what to use instead.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise ImageWriteError(f"{path}: unknown output type {suffix or '(no suffix)'!r}: use .png, .jpg, .tif or .npy")
+    if stack and suffix not in STACK_SUFFIXES:
+        raise ImageWriteError(f"{path}: a stack cannot be written as {suffix} (one 2-D image per file); "
+                              "use .tif (or .npy)")
+    dtype = dtype or default_dtype(suffix)
+    if dtype not in DTYPES:
+        raise ImageWriteError(f"{path}: unknown output dtype {dtype!r}: use uint8, uint16 or float32")
+    if suffix in PLAIN_SUFFIXES and dtype != "uint8":
+        raise ImageWriteError(f"{path}: {suffix} files are written 8-bit; use .tif for {dtype}")
+    return dtype
+
+
+def _convert(rgb: np.ndarray, dtype: str) -> np.ndarray:
+    """Float RGB in [0, 1] -> the output dtype (rounded, clipped)."""
+    if dtype == "float32":
+        return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
+    top = 255.0 if dtype == "uint8" else 65535.0
+    return np.round(np.clip(rgb, 0.0, 1.0) * top).astype(dtype)
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.part-{os.getpid()}{path.suffix}")
+
+
+class StackWriter:
+    """Write a colourised image or stack ``stack_shape + (H, W, 3)`` one 2-D slice at a time.
+
+    ``with StackWriter(path, shape) as w: w[index] = rgb_slice``. TIFF and ``.npy`` files are
+    memory-mapped on disk, so only one slice is in memory; PNG/JPEG take one 2-D image. The file
+    appears under ``path`` only when :meth:`close` completes; on an error (or without close) the
+    temporary file is removed and an existing ``path`` is left untouched.
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: str | None = None) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) < 3 or self.shape[-1] != 3:
+            raise ImageWriteError(f"{self.path}: expected an RGB image (..., H, W, 3), got shape {self.shape}")
+        self.dtype = check_output_format(self.path, len(self.shape) > 3, dtype)
+        self.suffix = self.path.suffix.lower()
+        self.tmp = _temp_name(self.path)
+        self._done = False
+        self._data: np.ndarray | None = None
+        self._offset = 0
+        if self.suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+            m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
+                                bigtiff=nbytes > 2**32 - 2**25)
+            self._offset = int(m.offset)  # the pixels are one contiguous block from here
+            del m
+        elif self.suffix == ".npy":
+            m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+            self._offset = int(m.offset)
+            del m
+        else:
+            self._data = np.zeros(self.shape, self.dtype)
+
+    def __setitem__(self, index, rgb: np.ndarray) -> None:
+        """Write one 2-D RGB slice (``index``: its position in the stack axes; ``...`` for a 2-D image)."""
+        value = _convert(np.asarray(rgb), self.dtype)
+        if self._data is not None:
+            self._data[index] = value
+            return
+        # map only this slice, write it and unmap it: the file's pages do not accumulate in our memory
+        stack_shape, slice_shape = self.shape[:-3], self.shape[-3:]
+        if index is Ellipsis or (isinstance(index, tuple) and len(index) == 0):
+            if len(stack_shape) != 0:
+                raise IndexError("a stack is written one slice at a time")
+            i = 0
+        else:
+            i = int(np.ravel_multi_index(tuple(np.atleast_1d(index)), stack_shape))
+        nbytes = int(np.prod(slice_shape)) * np.dtype(self.dtype).itemsize
+        m = np.memmap(self.tmp, dtype=self.dtype, mode="r+", offset=self._offset + i * nbytes, shape=slice_shape)
+        m[...] = value
+        m.flush()
+        del m
+
+    def close(self) -> Path:
+        """Finish the file and move it to ``path`` (replacing an existing file only now)."""
+        try:
+            if self.suffix in PLAIN_SUFFIXES:
+                from PIL import Image
+
+                kw = {"quality": 95} if self.suffix in (".jpg", ".jpeg") else {}
+                Image.fromarray(self._data).save(self.tmp, format="JPEG" if kw else "PNG", **kw)
+            self._data = None
+            os.replace(self.tmp, self.path)
+            self._done = True
+        finally:
+            if not self._done:
+                self.abort()
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (an existing ``path`` is not touched)."""
+        self._data = None
+        try:
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "StackWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_image(path: str | Path, rgb: np.ndarray, dtype: str | None = None) -> Path:
+    """Write float RGB in [0, 1] ``(..., H, W, 3)``: PNG/JPEG 8-bit; TIFF and .npy as ``dtype``
+    (default: uint16 for TIFF, float32 for .npy). The folder is created when missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.asarray(rgb)
+    with StackWriter(path, rgb.shape, dtype) as w:
+        if rgb.ndim == 3:
+            w[...] = rgb
+        else:
+            for idx in np.ndindex(*rgb.shape[:-3]):
+                w[idx] = rgb[idx]
+    return path
