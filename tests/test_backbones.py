@@ -101,3 +101,10 @@ def test_vgg19_loads_a_torchvision_weights_file(monkeypatch, tmp_path):
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         build_backbone("resnet9000")
+
+
+def test_the_config_module_knows_the_same_backbones():
+    from napari_colorize.models.backbones import BACKBONES
+    from napari_colorize.models.configs import BACKBONE_NAMES
+
+    assert set(BACKBONES) == set(BACKBONE_NAMES)

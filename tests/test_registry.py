@@ -139,3 +139,15 @@ def test_list_models_by_kind():
     assert sorted(ex + hist) == sorted(nc.list_models())
     with pytest.raises(ValueError, match="kind"):
         nc.list_models(kind="video")
+
+
+def test_listing_models_does_not_import_torch():
+    """`napari-colorize models` answers at once: the registry lists models from plain configs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_colorize as nc, napari_colorize.cli as cli\n"
+            "names = nc.list_models(); rc = cli.main(['models'])\n"
+            "print('TORCH', 'torch' in sys.modules, rc, len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "TORCH False 0" in out.stdout, out.stdout + out.stderr

@@ -11,9 +11,38 @@ The public API (kept stable)::
 This package never imports Qt; the napari widgets live in ``napari_colorize._widgets``.
 """
 
-from .color import histogram_from_rgb, histogram_intersection
-from .inference import Cancelled, ColorizeResult, ColorizeWarning, colorize, iter_colorize, lazy_colorize
-from .models.registry import CheckpointError, list_models, load_model, resolve_device, save_checkpoint
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+# The public names, imported on first use (PEP 562): listing models or the CLI's help does not
+# import torch.
+_LAZY = {
+    "histogram_from_rgb": ".color", "histogram_intersection": ".color",
+    "Cancelled": ".inference", "ColorizeResult": ".inference", "ColorizeWarning": ".inference",
+    "colorize": ".inference", "iter_colorize": ".inference", "lazy_colorize": ".inference",
+    "CheckpointError": ".models.registry", "list_models": ".models.registry", "load_model": ".models.registry",
+    "resolve_device": ".models.registry", "save_checkpoint": ".models.registry",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .color import histogram_from_rgb, histogram_intersection  # noqa: F401
+    from .inference import (Cancelled, ColorizeResult, ColorizeWarning, colorize,  # noqa: F401
+                            iter_colorize, lazy_colorize)
+    from .models.registry import (CheckpointError, list_models, load_model, resolve_device,  # noqa: F401
+                                  save_checkpoint)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'napari_colorize' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,6 @@ the fine levels, where most of the decoder's arithmetic is).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -32,134 +31,10 @@ from torch import nn
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .attention import AttentionMaps, CrossAttentionModule
 from .backbones import Backbone, build_backbone
-from .checks import check_choice, check_float, check_int, check_ints
+from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .warp import centre_normalise, feature_warp, pool_ab
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS"]
-
-LEVELS = 5
-
-
-@dataclass
-class ExemplarConfig:
-    """Architecture of an exemplar network.
-
-    Attributes
-    ----------
-    backbone : str
-        ``"efficientnet_lite0"`` or ``"vgg19"``.
-    hidden : int or tuple of 5 ints
-        ``h``: projection width, per level 1..5 when a tuple (bottleneck: level 5's).
-    head_dim : int or tuple of 4 ints
-        ``e``: width of the prediction heads (per head P1..P4 when a tuple).
-    heads : int
-        Attention heads.
-    attention : {"axial", "standard"}
-    attention_levels : int
-        ``N``: attention at the last N levels (3 = "from block 3", the paper's choice).
-    modules_per_level : int
-        1 or 2 stacked attention modules (separate weights).
-    span : int or None
-        Attention span ``m`` in feature cells (None: the whole axis / lattice).
-    train_size : int
-        Image size the relative position tables are sized for.
-    prior : {"none", "warp"}
-        ``"warp"`` adds the correspondence prior (our departure from the paper, see
-        :mod:`napari_colorize.models.warp`): the reference's ab warped by the cosine
-        similarity of the frozen backbone features at ``prior_level`` enters the decoder at
-        that level, and every head P_s mixes it with its own prediction through a learned
-        per-pixel gate, ``P_s = warp_s + g_s (head_s - warp_s)``, ``g_s`` starting near 0:
-        an untrained network reproduces the warp.
-    prior_level : int
-        Backbone tap of the prior (2: stride 4 for EfficientNet-Lite0).
-    prior_temperature : float
-        Initial softmax temperature of the warp (learned).
-    """
-
-    backbone: str = "efficientnet_lite0"
-    hidden: int | tuple[int, ...] = (16, 32, 64, 96, 128)
-    head_dim: int | tuple[int, ...] = (16, 16, 32, 32)
-    heads: int = 4
-    attention: str = "axial"
-    attention_levels: int = 2
-    modules_per_level: int = 2
-    span: int | None = None
-    train_size: int = 224
-    prior: str = "none"
-    prior_level: int = 2
-    prior_temperature: float = 0.05
-    extra: dict = field(default_factory=dict)
-
-    def hidden_at(self, level: int) -> int:
-        """h of level 1..5."""
-        return self.hidden if isinstance(self.hidden, int) else int(self.hidden[level - 1])
-
-    def head_dim_at(self, scale: int) -> int:
-        """e of head P1..P4."""
-        return self.head_dim if isinstance(self.head_dim, int) else int(self.head_dim[scale - 1])
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("hidden", "head_dim"):
-            if isinstance(d[k], tuple):
-                d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ExemplarConfig":
-        d = dict(d)
-        for k in ("hidden", "head_dim"):
-            if isinstance(d.get(k), list):
-                d[k] = tuple(d[k])
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown exemplar config keys {sorted(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        """Types and ranges, checked before anything is built (configs come from files)."""
-        from .backbones import BACKBONES
-
-        check_choice("backbone", self.backbone, BACKBONES)
-        # (the ranges bound a network to about 50 M parameters: a config from a file cannot make
-        # the loader allocate without bound)
-        check_ints("hidden", self.hidden, LEVELS, 4, 512)
-        check_ints("head_dim", self.head_dim, LEVELS - 1, 2, 512)
-        check_int("heads", self.heads, 1, 64)
-        check_choice("attention", self.attention, ("axial", "standard"))
-        check_int("attention_levels", self.attention_levels, 1, LEVELS)
-        check_int("modules_per_level", self.modules_per_level, 1, 2)
-        check_int("span", self.span, 1, 4096, allow_none=True)
-        check_int("train_size", self.train_size, 32, 4096)
-        check_choice("prior", self.prior, ("none", "warp"))
-        check_int("prior_level", self.prior_level, 1, LEVELS - 1)
-        check_float("prior_temperature", self.prior_temperature, 1e-3, 10.0)
-        if not isinstance(self.extra, dict):
-            raise ValueError("config 'extra' must be an object")
-        for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
-            if self.hidden_at(level) % self.heads:
-                raise ValueError(f"config: hidden size {self.hidden_at(level)} of level {level} is not divisible "
-                                 f"by {self.heads} heads")
-
-
-EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
-    # shipped CPU default: EfficientNet-Lite0, axial, two modules at the last two levels
-    # (train_size 160: the CPU training crops, which size the relative position tables)
-    "cpu": ExemplarConfig(train_size=160),
-    "cpu-standard": ExemplarConfig(attention="standard", train_size=160),
-    "cpu-single": ExemplarConfig(modules_per_level=1, train_size=160),
-    # our default since the correspondence prior: the CPU network plus the warp prior
-    "cpu-warp": ExemplarConfig(prior="warp", train_size=160),
-    # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
-    "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
-                            attention_levels=3, modules_per_level=2, span=None, train_size=224),
-    "paper-standard": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="standard",
-                                     attention_levels=3, modules_per_level=2, span=None, train_size=224),
-}
-
 
 def _conv_relu(cin: int, cout: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True))

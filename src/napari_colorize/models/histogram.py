@@ -18,7 +18,7 @@ and the palette (the ab value of every bin).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
-from .checks import check_choice, check_int
+from .configs import HISTOGRAM_CONFIGS, HistogramConfig
 
 __all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention"]
 
@@ -74,55 +74,6 @@ class BinAttention:
         p = self.weights.reshape(*self.lattice, -1).astype(np.float64)
         ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
         return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
-
-
-@dataclass
-class HistogramConfig:
-    """Architecture of a histogram network.
-
-    ``channels``: C of ``F_T``/``F_R`` (64 in the paper); ``unet_width``: channels of
-    the first U-Net level (doubling per level); ``unet_depth``: down-sampling steps;
-    ``fu_channels``: when set, a 1x1 convolution projects ``F_U`` to this many channels
-    before it is upsampled and given to the U-Net (our CPU deviation: the full-resolution
-    U-Net input is then ``1 + fu_channels`` wide instead of ``1 + channels``); ``None``
-    feeds ``F_U`` as the paper does.
-    """
-
-    backbone: str = "efficientnet_lite0"
-    channels: int = 64
-    unet_width: int = 32
-    unet_depth: int = 3
-    use_palette: bool = True
-    fu_channels: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HistogramConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown histogram config keys {sorted(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        """Types and ranges, checked before anything is built (configs come from files)."""
-        from .backbones import BACKBONES
-
-        check_choice("backbone", self.backbone, BACKBONES)
-        check_int("channels", self.channels, 4, 512)
-        check_int("unet_width", self.unet_width, 4, 64)
-        check_int("unet_depth", self.unet_depth, 1, 4)
-        check_choice("use_palette", self.use_palette, (True, False))
-        check_int("fu_channels", self.fu_channels, 1, 512, allow_none=True)
-
-
-HISTOGRAM_CONFIGS = {
-    "cpu": HistogramConfig(unet_width=16, fu_channels=16),
-    "paper": HistogramConfig(backbone="vgg19", channels=64, unet_width=64, unet_depth=4),
-}
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:

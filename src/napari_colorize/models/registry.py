@@ -20,13 +20,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-import torch
+from typing import TYPE_CHECKING
 
-from .base import BaselineColorizer, Colorizer, ExemplarNetwork, HistogramNetwork
-from .baselines import reinhard_ab, welsh_ab
-from .exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, ExemplarConfig
-from .histogram import HISTOGRAM_CONFIGS, HistogramColorizer, HistogramConfig
-from .warp import WarpColorizer
+from .configs import EXEMPLAR_CONFIGS, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
+
+if TYPE_CHECKING:  # torch and the networks are imported when a model is loaded, not to list them
+    import torch
+
+    from .base import Colorizer
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
@@ -70,14 +71,34 @@ def register_model(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
+def _welsh(device):
+    from .base import BaselineColorizer
+    from .baselines import welsh_ab
+
+    return BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")
+
+
+def _reinhard(device):
+    from .base import BaselineColorizer
+    from .baselines import reinhard_ab
+
+    return BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")
+
+
+def _warp(device):
+    from .warp import WarpColorizer
+
+    return WarpColorizer("warp", device=device)
+
+
 def _register_defaults() -> None:
     register_model(ModelEntry("welsh", "exemplar", "Welsh et al. 2002, global luminance/texture matching (no weights)",
-                              "baseline", factory=lambda d: BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")))
+                              "baseline", factory=_welsh))
     register_model(ModelEntry("reinhard", "exemplar", "Reinhard et al. 2001, global colour statistics (no weights)",
-                              "baseline", factory=lambda d: BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")))
+                              "baseline", factory=_reinhard))
     register_model(ModelEntry("warp", "exemplar", "Parameter-free warp: reference colour moved by the cosine similarity "
                               "of frozen EfficientNet-Lite0 features (stride 4, no trained weights)",
-                              "baseline", factory=lambda d: WarpColorizer("warp", device=d)))
+                              "baseline", factory=_warp))
     ex = [
         ("exemplar", "cpu", "Paper A, CPU default: EfficientNet-Lite0, axial attention, two modules, all losses"),
         ("exemplar-standard", "cpu-standard", "Ablation: standard (full 2-D) attention"),
@@ -127,6 +148,8 @@ def model_info(name: str) -> ModelEntry:
 # ------------------------------------------------------------------------ devices
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks cuda, then mps, then cpu. Asking for an absent device is an error."""
+    import torch
+
     if isinstance(device, torch.device):
         device = str(device)
     device = (device or "auto").lower()
@@ -155,6 +178,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 # -------------------------------------------------------------------- checkpoints
 def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
+    from .exemplar import ExemplarColorizer
+    from .histogram import HistogramColorizer
+
     if architecture == "exemplar":
         return ExemplarColorizer(ExemplarConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
     if architecture == "histogram":
@@ -162,10 +188,15 @@ def build_network(architecture: str, config: dict, pretrained_backbone: bool = T
     raise CheckpointError(f"unknown architecture {architecture!r} (expected 'exemplar' or 'histogram')")
 
 
-def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtype=torch.float16) -> Path:
-    """Write the trainable weights (``dtype``) and ``meta`` (JSON) to ``path`` (.safetensors) and ``.json``."""
+def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtype=None) -> Path:
+    """Write the trainable weights (``dtype``, default float16) and ``meta`` (JSON) to ``path``
+    (.safetensors) and ``.json``."""
+    import torch
     from safetensors.torch import save_file
 
+    from .exemplar import ExemplarColorizer
+
+    dtype = torch.float16 if dtype is None else dtype
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
@@ -185,6 +216,8 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a checkpoint's tensors and metadata without running any code from it."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -248,6 +281,8 @@ def _checked_meta(meta, source: str) -> dict:
 
 def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
     """Only named tensors, all finite (NaN or infinite weights would write black images)."""
+    import torch
+
     if not isinstance(sd, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         raise CheckpointError(f"{source}: its weights are not a mapping of names to tensors")
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -258,6 +293,9 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
 
 def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
+    from .base import ExemplarNetwork, HistogramNetwork
+    from .exemplar import ExemplarColorizer
+
     cls = ExemplarNetwork if isinstance(network, ExemplarColorizer) else HistogramNetwork
     return cls(name, network, meta, device)
 
@@ -322,7 +360,7 @@ def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = Non
     sd, meta = load_checkpoint(path)
     arch = meta["architecture"]
     # types and ranges first (the ranges bound the network's size), then build and compare shapes.
-    # (Not on PyPI's meta device: its initialisers load torch._dynamo, which crashes napari.)
+    # (Not on PyTorch's meta device: its initialisers load torch._dynamo, which crashes napari.)
     try:
         config_class(arch).from_dict(meta["config"])
         net = build_network(arch, meta["config"])
