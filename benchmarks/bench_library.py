@@ -1,7 +1,7 @@
 """Library benchmarks: prints Markdown tables (copied into docs/BENCHMARKS.md).
 
     python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/bench_library.py forward    # one section: forward | large | attention | stack
+    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | attention | stack
 
 Every measurement that needs its own peak memory runs in a fresh subprocess
 (peak resident set size from ``resource.getrusage``). Threads: 2.
@@ -46,6 +46,60 @@ def forward() -> None:
         """)
         cfg = "axial, 2 modules" if name == "exemplar" else name.split("-")[-1]
         print(f"| {name} | {cfg} | {r.get('median_ms', float('nan')):.1f} | {r.get('min_ms', float('nan')):.1f} |")
+
+
+def call() -> None:
+    print("\n### The whole colorize() call against the network forward, one 224 x 224 pair, same process\n")
+    print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) |")
+    print("|---|---:|---:|---:|")
+    for name in ["exemplar", "histogram"]:
+        r = _run(f"""
+            import napari_colorize as nc
+            from napari_colorize._sample_data import sample_pair
+            from skimage.transform import resize
+            grey, ref, _ = sample_pair()
+            grey = (resize(grey, (224, 224)) * 255).astype(np.uint8)
+            ref = (resize(ref, (224, 224)) * 255).astype(np.uint8)
+            m = nc.load_model({name!r}, device="cpu")
+            L = torch.from_numpy(grey.astype(np.float32) / 127.5 - 1)[None, None]
+            R = torch.from_numpy(ref.astype(np.float32) / 255).permute(2, 0, 1)[None]
+            kind = m.kind
+            def net():
+                with torch.inference_mode():
+                    if kind == "exemplar":
+                        m.network(L, R)
+                    else:
+                        m.network(L, hist_features=m.network.encode_histogram(
+                            torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None]))
+            guide = {{"reference": ref}} if kind == "exemplar" else {{"histogram": nc.histogram_from_rgb(ref)}}
+            call = lambda: nc.colorize(m, grey, **guide)
+            for f in (net, call, net, call):
+                f()
+            tn, tc = [], []
+            for _ in range(25):  # interleaved, so that both see the same machine state
+                t = time.perf_counter(); net(); tn.append(time.perf_counter() - t)
+                t = time.perf_counter(); call(); tc.append(time.perf_counter() - t)
+            print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc))}}))
+        """)
+        if "error" in r:
+            print(f"| {name} | error: {r['error']} | | |")
+        else:
+            print(f"| {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} |")
+
+
+def cli() -> None:
+    print("\n### Command line start-up\n")
+    print("| command | seconds (median of 5, fresh process each) |")
+    print("|---|---:|")
+    import time
+
+    for args in (["models"], ["--help"]):
+        ts = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "napari_colorize.cli", *args], capture_output=True, check=True)
+            ts.append(time.perf_counter() - t)
+        print(f"| napari-colorize {' '.join(args)} | {sorted(ts)[2]:.2f} |")
 
 
 def large() -> None:
@@ -124,7 +178,7 @@ def stack() -> None:
         print(f"| {name} | {r.get('cached', float('nan')):.3f} | {r.get('uncached', float('nan')):.3f} |")
 
 
-SECTIONS = {"forward": forward, "large": large, "attention": attention, "stack": stack}
+SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack}
 
 if __name__ == "__main__":
     import platform

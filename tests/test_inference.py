@@ -165,3 +165,21 @@ def test_lazy_stack_computes_only_the_slices_read(exemplar_random, small_pair, m
     assert len(calls) == 1
     alone = nc.colorize(exemplar_random, f[::-1].copy(), reference=ref, return_attention=False)
     assert np.abs(one - alone.rgb).max() < 1e-4
+
+
+def test_scales_and_attention_are_converted_only_when_read(exemplar_random, small_pair, monkeypatch):
+    """The whole call costs about the network: P1-P4 colours and attention maps are converted on
+    first access, and then give what an eager conversion gives."""
+    import napari_colorize.inference as inf
+
+    grey, ref, _ = small_pair
+    calls = []
+    real = inf._scales_to_rgb
+    monkeypatch.setattr(inf, "_scales_to_rgb", lambda *a: calls.append(1) or real(*a))
+    res = nc.colorize(exemplar_random, grey, reference=ref)
+    assert calls == []  # nothing converted yet
+    assert len(res.scales) == 4 and calls == [1]
+    assert res.scales[0].shape[-1] == 3 and res.scales[0].dtype == np.float32
+    assert len(res.scales) == 4 and calls == [1]  # converted once
+    maps = res.attention
+    assert "level5.module1" in maps and abs(float(maps["level5.module1"].effective(0, 0).sum()) - 1) < 1e-4

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Callable, Iterator
 
 import numpy as np
@@ -57,8 +58,9 @@ class ColorizeResult:
     rgb : ndarray, float32, ``(..., H, W, 3)`` in [0, 1]; the target's shape.
     scales : list of ndarray
         The multi-scale outputs ``[P1, P2, P3, P4]`` as RGB (exemplar networks; 2-D
-        targets, or the last slice of a stack), each at its own resolution.
-    attention : dict
+        targets, or the last slice of a stack), each at its own resolution. A list
+        computed on first access (the conversion costs more than the network's output).
+    attention : dict (computed on first access, like ``scales``)
         ``"level{l}.module{m}"`` -> :class:`~napari_colorize.models.attention.AttentionMaps`
         (exemplar networks), ``"pixel_to_bin"`` -> :class:`~napari_colorize.models.histogram.BinAttention` over ``(h/4, w/4, 21, 21)`` (histogram network).
     working_shape : (h, w) the size the network saw.
@@ -77,6 +79,55 @@ class ColorizeResult:
 
 
 # ---------------------------------------------------------------------- helpers
+class LazyList(Sequence):
+    """A list computed on first use (``res.scales``: P1-P4 as RGB cost more than the network's
+    own output, so they are converted only when someone looks at them)."""
+
+    def __init__(self, compute: Callable[[], list]) -> None:
+        self._compute, self._value = compute, None
+
+    def _get(self) -> list:
+        if self._value is None:
+            self._value, self._compute = list(self._compute()), None
+        return self._value
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __eq__(self, other) -> bool:
+        return list(self._get()) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._get()) if self._value is not None else "LazyList(<not computed yet>)"
+
+
+class LazyDict(Mapping):
+    """A dict computed on first use (``res.attention``: maps converted for display on demand)."""
+
+    def __init__(self, compute: Callable[[], dict]) -> None:
+        self._compute, self._value = compute, None
+
+    def _get(self) -> dict:
+        if self._value is None:
+            self._value, self._compute = dict(self._compute()), None
+        return self._value
+
+    def __getitem__(self, k):
+        return self._get()[k]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get()) if self._value is not None else "LazyDict(<not computed yet>)"
+
+
 def _warn(msg: str, sink: list) -> None:
     sink.append(msg)
     warnings.warn(msg, ColorizeWarning, stacklevel=3)
@@ -310,7 +361,7 @@ def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
     x = np.clip(ref.astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
     if min(x.shape[:2]) < 16:
         _warn(f"the reference is tiny ({x.shape[0]}x{x.shape[1]}): it is enlarged to the working size", sink)
-    step = max(1, int(math.sqrt(x.shape[0] * x.shape[1] / 65536)))
+    step = max(1, int(math.ceil(math.sqrt(x.shape[0] * x.shape[1] / 16384))))  # a grid sample is enough to judge
     lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(x[::step, ::step])).permute(2, 0, 1))
     chroma = torch.sqrt(lab[1] ** 2 + lab[2] ** 2)
     if float(torch.quantile(chroma.flatten().float(), 0.99)) < 4.0:
@@ -535,7 +586,7 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
         rgb_out, pred, L_work = job.slice(i, return_attention and last)
         info = {"working_shape": job.wshape, "n_slices": n, "stack_shape": job.tgt.stack_shape,
                 "intensity_range": (job.tgt.lo, job.tgt.hi), "done": i + 1,
-                "scales": _scales_to_rgb(pred, L_work) if last else []}
+                "scales": LazyList(lambda p=pred, L=L_work: _scales_to_rgb(p, L)) if last else []}
         yield job.tgt.index(i), rgb_out, pred, info
 
 

@@ -96,7 +96,9 @@ class ExemplarNetwork(NetworkColorizer):
         ab = preds[0]
         if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
             ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        maps = net.attention_maps(raw) if raw else {}
+        from ..inference import LazyDict
+
+        maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps)
 
 
