@@ -142,3 +142,30 @@ def test_in_gamut_conversion_keeps_L(rng):
     keep = torch.hypot(back[1], back[2]) > 5
     d = torch.remainder(ha - hb + np.pi, 2 * np.pi) - np.pi
     assert d[keep].abs().median() < 0.05
+
+
+def test_gamut_mapping_keeps_lightness_and_loses_little_chroma():
+    """Out-of-gamut colours keep their L and hue and lose only the chroma they must: the table-driven
+    scale is within 1 % of the largest in-gamut scale found by bisection."""
+    import math
+
+    from napari_colorize.color import _in_gamut, lab_to_rgb_in_gamut
+
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    L = torch.rand(n, generator=g) * 100
+    h = torch.rand(n, generator=g) * 2 * math.pi
+    C = 40 + torch.rand(n, generator=g) * 120  # mostly out of gamut
+    lab = torch.stack([L, C * torch.cos(h), C * torch.sin(h)])[:, :, None]  # (3, n, 1)
+    rgb = lab_to_rgb_in_gamut(lab)
+    back = rgb_to_lab(rgb)
+    assert float((back[0] - lab[0]).abs().max()) < 0.05
+    kept = torch.sqrt(back[1] ** 2 + back[2] ** 2)[:, 0] / C
+    lo, hi = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+    Ld, ad, bd = L.double(), (C * torch.cos(h)).double(), (C * torch.sin(h)).double()
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        ok = _in_gamut(Ld, ad * mid, bd * mid)
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    mask = (lo > 0.05) & (L > 5) & (L < 95)  # near black/white the measured chroma is rounding noise
+    assert float((kept.double()[mask] / lo[mask]).min()) > 0.98

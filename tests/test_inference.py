@@ -42,7 +42,8 @@ def test_histogram_model_with_histogram_or_reference(histogram_random, small_pai
     hist = nc.histogram_from_rgb(ref)
     a = nc.colorize(histogram_random, grey, histogram=hist)
     b = nc.colorize(histogram_random, grey, reference=ref)
-    assert np.allclose(a.rgb, b.rgb, atol=1e-3)
+    d = np.abs(a.rgb - b.rgb)  # the same up to float noise (1e-5 in ab, a pixel at a gamut edge may flip)
+    assert d.max() < 5e-3 and d.mean() < 1e-5
     h, w = a.working_shape
     att = a.attention["pixel_to_bin"]
     assert att.shape == np.asarray(att).shape == (h // 4, w // 4, 21, 21)

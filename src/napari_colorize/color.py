@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import warnings
 
 import numpy as np
@@ -114,52 +116,84 @@ _XYZ_TO_LINEAR_RGB = torch.tensor([[3.2404813432005266, -1.5371515162713185, -0.
                                    [0.0556466391351772, -0.2040413383665112, 1.0573110696453443]])
 
 
+_GAMUT_EPS = 1e-4
+
+
+def _finv(f: torch.Tensor) -> torch.Tensor:
+    return torch.where(f > 0.2068966, f ** 3, (f - 4.0 / 29.0) / 7.787)
+
+
+def _in_gamut(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = _GAMUT_EPS) -> torch.Tensor:
+    """Whether Lab colours (flat vectors) lie inside sRGB, tested in linear RGB (sRGB's transfer curve is
+    monotonic and maps [0, 1] onto itself): kornia's arithmetic without its per-call overhead."""
+    fy = (L + 16.0) / 116.0
+    m = _XYZ_TO_LINEAR_RGB.to(L.device, L.dtype) * _D65.to(L.device, L.dtype)[None, :]
+    lo_lin, hi_lin = -eps / 12.92, ((1.0 + eps + 0.055) / 1.055) ** 2.4  # the sRGB bounds, as linear values
+    xyz = torch.stack([_finv(fy + a / 500.0), _finv(fy), _finv((fy - b / 200.0).clamp(min=0.0))], dim=1)
+    r = xyz @ m.T
+    return ((r >= lo_lin) & (r <= hi_lin)).all(dim=1)
+
+
+_CHROMA_LUT: dict = {}
+_LUT_L, _LUT_H = 201, 720  # lightness every 0.5, hue every 0.5 degree
+
+
+def _max_chroma_lut(device, dtype) -> torch.Tensor:
+    """The largest in-gamut chroma of every (L, hue) on a grid, ``(201, 721)`` (hue wraps), by bisection;
+    computed once per device and dtype (about 0.1 s)."""
+    key = (str(device), dtype)
+    if key not in _CHROMA_LUT:
+        L = torch.linspace(0, 100, _LUT_L, dtype=torch.float64)
+        h = torch.arange(_LUT_H, dtype=torch.float64) * (2 * math.pi / _LUT_H)
+        LL, HH = torch.meshgrid(L, h, indexing="ij")
+        LL, ca, sa = LL.reshape(-1), torch.cos(HH).reshape(-1), torch.sin(HH).reshape(-1)
+        lo, hi = torch.zeros_like(LL), torch.full_like(LL, 200.0)
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            ok = _in_gamut(LL, mid * ca, mid * sa, eps=0.0)
+            lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+        lut = lo.reshape(_LUT_L, _LUT_H)
+        lut = torch.cat([lut, lut[:, :1]], 1)  # hue wraps
+        _CHROMA_LUT[key] = lut.to(device, dtype)
+    return _CHROMA_LUT[key]
+
+
 def lab_to_rgb_in_gamut(lab: torch.Tensor, iterations: int = 12) -> torch.Tensor:
     """Lab -> sRGB keeping L exactly: out-of-gamut pixels lose chroma, not lightness.
 
     Clipping RGB would change the lightness of saturated pixels. Instead, for every
     pixel whose RGB falls outside [0, 1], the ab vector is scaled by the largest
-    factor ``t`` in [0, 1] (bisection) that brings it into the gamut: hue and L are
-    kept, only chroma is reduced. Neutral greys are always in gamut, so ``t``
-    exists for every L in [0, 100].
+    factor ``t`` in [0, 1] that brings it into the gamut: hue and L are kept, only
+    chroma is reduced. Neutral greys are always in gamut, so ``t`` exists for every
+    L in [0, 100]. ``t`` is read from a table of the largest in-gamut chroma per
+    (L, hue); the rare pixel the table misses is bisected (``iterations`` steps).
     """
     rgb = lab_to_rgb(lab, clip=False)
-    eps = 1e-4
+    eps = _GAMUT_EPS
     bad = ((rgb < -eps) | (rgb > 1 + eps)).any(dim=-3)  # (..., H, W)
     if not bool(bad.any()):
         return rgb.clamp(0.0, 1.0)
-    # work on the out-of-gamut pixels only, as a (N, 3, 1, 1) batch
-    lab_c = lab.movedim(-3, -1)[bad]  # (N, 3)
-    lo = torch.zeros(lab_c.shape[0], device=lab.device, dtype=lab.dtype)
-    hi = torch.ones_like(lo)
-    L = lab_c[:, :1]
-    ab = lab_c[:, 1:]
-
-    # the gamut test in linear RGB (sRGB's transfer curve is monotonic and maps [0, 1] onto itself),
-    # on flat vectors: the same arithmetic as kornia's lab_to_rgb without its per-call overhead
-    fy = (L[:, 0] + 16.0) / 116.0
-    m = _XYZ_TO_LINEAR_RGB.to(lab.device, lab.dtype) * _D65.to(lab.device, lab.dtype)[None, :]
-    lo_lin, hi_lin = -eps / 12.92, (1.0 + eps + 0.055) / 1.055  # sRGB bounds, as linear values
-    hi_lin = hi_lin ** 2.4
-
-    def finv(f):
-        return torch.where(f > 0.2068966, f ** 3, (f - 4.0 / 29.0) / 7.787)
-
-    fyv = finv(fy)
-
-    def in_gamut(t):
-        fx = fy + ab[:, 0] * t / 500.0
-        fz = (fy - ab[:, 1] * t / 200.0).clamp(min=0.0)
-        xyz = torch.stack([finv(fx), fyv, finv(fz)], dim=1)  # (N, 3)
-        r = xyz @ m.T
-        return ((r >= lo_lin) & (r <= hi_lin)).all(dim=1)
-
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        ok = in_gamut(mid)
-        lo = torch.where(ok, mid, lo)
-        hi = torch.where(ok, hi, mid)
-    fixed = torch.cat([L, ab * lo[:, None]], dim=1)[:, :, None, None]
+    lab_c = lab.movedim(-3, -1)[bad]  # (N, 3): the out-of-gamut pixels only
+    L, a, b = lab_c[:, 0].clamp(0.0, 100.0), lab_c[:, 1], lab_c[:, 2]
+    chroma = torch.sqrt(a * a + b * b).clamp_min(1e-6)
+    lut = _max_chroma_lut(lab.device, lab.dtype)
+    li = L * ((_LUT_L - 1) / 100.0)
+    hi_ = torch.remainder(torch.atan2(b, a), 2 * math.pi) * (_LUT_H / (2 * math.pi))
+    l0, h0 = li.floor().long().clamp(0, _LUT_L - 2), hi_.floor().long().clamp(0, _LUT_H - 1)
+    fl, fh = (li - l0).clamp(0, 1), (hi_ - h0).clamp(0, 1)
+    cmax = ((1 - fl) * ((1 - fh) * lut[l0, h0] + fh * lut[l0, h0 + 1])
+            + fl * ((1 - fh) * lut[l0 + 1, h0] + fh * lut[l0 + 1, h0 + 1]))
+    t = (cmax / chroma).clamp(0.0, 1.0)
+    miss = ~_in_gamut(L, a * t, b * t)
+    if bool(miss.any()):  # bisect the few the table misses, below the table's value
+        lo, hi = torch.zeros_like(t[miss]), t[miss]
+        Lm, am, bm = L[miss], a[miss], b[miss]
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            ok = _in_gamut(Lm, am * mid, bm * mid)
+            lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+        t[miss] = lo
+    fixed = torch.stack([lab_c[:, 0], a * t, b * t], dim=1)[:, :, None, None]
     fixed_rgb = lab_to_rgb(fixed, clip=False)[:, :, 0, 0]
     out = rgb.movedim(-3, -1).clone()
     out[bad] = fixed_rgb

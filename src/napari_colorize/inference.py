@@ -392,13 +392,17 @@ def prepare_histogram(hist) -> np.ndarray:
 
 # -------------------------------------------------------- edge-aware upsampling
 def joint_bilateral_upsample_rows(ab_low: torch.Tensor, L_low: torch.Tensor, L_rows: torch.Tensor, H: int, W: int,
-                                  r0: int, sigma_s: float = 1.0, sigma_r: float = 8.0, k: int = 2) -> torch.Tensor:
+                                  r0: int, sigma_s: float = 0.5, sigma_r: float = 8.0, k: int = 1) -> torch.Tensor:
     """Rows ``r0 : r0 + len(L_rows)`` of the joint bilateral upsampling (Kopf et al. 2007) of ``ab_low``.
 
     Each full-resolution pixel averages the ``2k x 2k`` nearest low-resolution
     predictions, weighted by spatial closeness (Gaussian, ``sigma_s`` low-res
     pixels) and by lightness similarity to the full-resolution pixel (Gaussian,
     ``sigma_r`` L units): colour does not bleed across luminance edges.
+
+    The defaults (the 2 x 2 nearest, ``sigma_s`` 0.5) were measured on four photos at 1024 px
+    (ab pooled to 224 px and carried back): ab PSNR 44.1 dB against 42.1 dB for 4 x 4 with
+    ``sigma_s`` 1 (the earlier default) and 43.5 dB for bilinear, at a third of the 4 x 4 cost.
 
     ab_low: ``(C, h, w)``; L_low: ``(h, w)``; L_rows: ``(rows, W)``. Returns ``(C, rows, W)``.
     """
@@ -416,7 +420,9 @@ def joint_bilateral_upsample_rows(ab_low: torch.Tensor, L_low: torch.Tensor, L_r
         for dx in range(1 - k, k + 1):
             xi = (x0 + dx).clamp(0, w - 1)
             wx = torch.exp(-((xs - (x0 + dx)) ** 2) / (2 * sigma_s**2))
-            wgt = torch.exp(-((L_rows - L_y[:, xi]) ** 2) / (2 * sigma_r**2)) * (wy[:, None] * wx[None, :]) + 1e-12
+            # (a floor on the range weight: a pixel unlike all its neighbours gets their spatial mean,
+            # not a ratio of two vanishing numbers)
+            wgt = (torch.exp(-((L_rows - L_y[:, xi]) ** 2) / (2 * sigma_r**2)) + 1e-3) * (wy[:, None] * wx[None, :])
             num += wgt * ab_y[:, :, xi]
             den += wgt
     return num / den
