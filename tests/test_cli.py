@@ -272,3 +272,23 @@ def test_cli_imports_nothing_heavy_at_module_level():
     names = {a.name for n in top for a in n.names} | {n.module for n in top if isinstance(n, ast.ImportFrom)}
     assert not names & {"numpy", "torch", "tqdm", "PIL", "tifffile"} and not any(
         isinstance(n, ast.ImportFrom) and n.level for n in top), names
+
+
+def test_suggest_ranks_a_folder(tmp_path, capsys):
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "rocket", "chelsea"):
+        Image.fromarray(getattr(data, name)()[..., :3]).save(folder / f"{name}.png")
+    (folder / "bad.png").write_bytes(b"not a png")
+    grey = np.asarray(Image.fromarray(data.coffee()).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "target.png")
+    rc = main(["suggest", str(tmp_path / "target.png"), str(folder), "--top", "2",
+               "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert lines[0].split() == ["rank", "score", "reference"] and len(lines) == 3
+    assert lines[1].endswith("coffee.png")
+    assert rc == 1 and "bad.png" in out.err  # the bad file is named, the others are ranked

@@ -208,3 +208,37 @@ def test_unavailable_outputs_are_reported(viewer_pair, make_napari_viewer, small
     w._target.value = stack
     _run(w, wait_idle)
     assert any("not available for a stack" in m for m in said)
+
+
+def test_suggest_a_reference_ranks_layers_and_a_folder_and_picks_one(make_napari_viewer, qtbot, tmp_path, wait_idle):
+    """The target is a grey crop of 'coffee'; among the colour layers and a folder's files, coffee's
+    colour image comes first; clicking its thumbnail opens it as a new layer and makes it the reference,
+    and clicking a layer's thumbnail selects that layer."""
+    from PIL import Image
+    from skimage import data
+
+    viewer = make_napari_viewer()
+    grey = np.asarray(Image.fromarray(data.coffee()).convert("L"))[:, 100:500]
+    t = viewer.add_image(grey, name="grey")
+    rocket = viewer.add_image(data.rocket(), name="rocket", rgb=True)
+    viewer.add_image(data.astronaut(), name="astronaut", rgb=True)
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    Image.fromarray(data.coffee()).save(folder / "coffee.png")
+    Image.fromarray(data.chelsea()).save(folder / "chelsea.png")
+    w = ExemplarWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w._target.value = t
+    panel = w.suggest
+    panel._folder.value = str(folder)
+    n_layers = len(viewer.layers)
+    panel.suggest()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=120000)
+    ranking = panel.last.ranking
+    assert ranking[0].name.endswith("coffee.png") and len(panel.buttons) == len(ranking) == 4
+    panel.buttons[0].click()
+    assert len(viewer.layers) == n_layers + 1 and w._reference.value is viewer.layers["coffee"]
+    assert w._reference.value.rgb
+    i = next(k for k, s in enumerate(ranking) if s.name == "layer:rocket")
+    panel.buttons[i].click()
+    assert w._reference.value is rocket and len(viewer.layers) == n_layers + 1  # a layer is selected, not copied

@@ -458,7 +458,55 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=2)
     b.set_defaults(func=_cmd_bench)
+    s = sub.add_parser("suggest", help="rank candidate reference images for a grey target",
+                       description="Rank candidate colour references for a grey target: paper A's correspondence "
+                                   "recommendation (global feature ranking, then local patch similarity). Candidate "
+                                   "features are cached on disk, so a folder is ranked again quickly.")
+    s.add_argument("target", help="the grey target image")
+    s.add_argument("candidates", nargs="+", help="a folder of images, or image files")
+    s.add_argument("--top", type=int, default=5, help="how many to list (default 5)")
+    s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    s.add_argument("--cache-dir", default=None, help="feature cache folder (default: $NAPARI_COLORIZE_CACHE or "
+                                                     "~/.cache/napari-colorize)")
+    s.set_defaults(func=_cmd_suggest)
     return p
+
+
+def _cmd_suggest(args) -> int:
+    from .io import read_image
+    from .suggest import FeatureCache, candidate_files, suggest_references
+
+    if args.top < 1:
+        raise ValueError("--top must be at least 1")
+    files: list[Path] = []
+    for c in args.candidates:
+        p = Path(c)
+        if p.is_dir():
+            files += candidate_files(p)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{c}: no such file or folder")
+    target_path = Path(args.target)
+    files = [f for f in files if not _same_file(f, target_path)]
+    if not files:
+        raise ValueError("no candidate images found")
+    target = read_image(target_path)
+    cache = False if args.no_cache else (FeatureCache(Path(args.cache_dir)) if args.cache_dir else True)
+    errors: list[str] = []
+    tty = sys.stderr.isatty()
+
+    def progress(done, total):
+        if tty:
+            print(f"\rfeatures {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    ranked = suggest_references(target, files, top=args.top, cache=cache, progress=progress, errors=errors)
+    for line in errors:
+        _say("skipped", line)
+    print(f"{'rank':>4}  {'score':>6}  reference")
+    for i, sgt in enumerate(ranked, 1):
+        print(f"{i:>4}  {sgt.score:6.3f}  {sgt.name}")
+    return 1 if errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,11 @@ class ExemplarWidget(Container):
         self.sections = {"options": Collapsible("Options (device, size, P1-P4, keep runs)", Container(
             widgets=[self._device, self._size, self._scales, self._keep]))}
         self.native.layout().addWidget(self.sections["options"])
+        from ._suggest import SuggestPanel
+
+        self.suggest = SuggestPanel(napari_viewer, self._target, self._reference)
+        self.sections["suggest"] = Collapsible("Suggest a reference", self.suggest)
+        self.native.layout().addWidget(self.sections["suggest"])
         best = default_model("exemplar")
         if best in self._model.choices:
             self._model.value = best

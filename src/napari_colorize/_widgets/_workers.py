@@ -8,6 +8,7 @@ connect ``yielded`` / ``returned`` and never see a bare tuple. All maths is in t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ from ..models.registry import list_models, load_model, model_info
 CHECKPOINT = "checkpoint file..."
 
 __all__ = ["CHECKPOINT", "Progress", "CompareRow", "Colourised", "LazyResult", "Saved", "ModelCache", "MODELS",
-           "get_model", "default_model", "collect_slices", "colorize_job", "lazy_job", "save_job", "compare_job"]
+           "get_model", "default_model", "collect_slices", "colorize_job", "lazy_job", "save_job", "compare_job",
+           "Suggested", "suggest_job"]
 
 
 # ------------------------------------------------------------------ messages
@@ -212,3 +214,37 @@ def compare_job(names: list[str], target, reference, truth, rgb: bool, device: s
     n = len(names)
     for k, (row, image) in enumerate(iter_compare(models, np.asarray(target), reference, truth=truth, rgb=rgb), 1):
         yield CompareRow(k, n, f"{row['model']} done ({k} of {n})", row=row, image=image)
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """Ranked references: ``ranking`` (library Suggestions), ``thumbnails`` (uint8 RGB per candidate index),
+    ``errors`` (files that could not be read)."""
+
+    ranking: list
+    thumbnails: dict
+    errors: list
+
+
+@thread_worker
+def suggest_job(target, layer_images: list, layer_names: list, files: list, top: int = 4):
+    """Rank the viewer's colour layers and the image files of a folder as references for ``target``."""
+    from ..io import read_image
+    from ..suggest import suggest_references, thumbnail
+
+    yield Progress(0, 1, "ranking references...")
+    errors: list[str] = []
+    ranking = []
+    if layer_images:
+        ranking += suggest_references(target, layer_images, top=top, names=layer_names, cache=False)
+        ranking = [dataclasses.replace(s, name=f"layer:{s.name}") for s in ranking]
+    if files:
+        got = suggest_references(target, files, top=top, errors=errors)
+        ranking += [dataclasses.replace(s, name=f"file:{s.name}", index=len(layer_images) + s.index) for s in got]
+    ranking.sort(key=lambda s: -s.score)
+    ranking = ranking[:top]
+    thumbs = {}
+    for s in ranking:
+        img = layer_images[s.index] if s.name.startswith("layer:") else read_image(s.name[5:])
+        thumbs[s.index] = (thumbnail(np.asarray(img), 96) * 255 + 0.5).astype(np.uint8)
+    return Suggested(ranking, thumbs, errors)
