@@ -43,12 +43,40 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     grey, ref, truth = sample_pair()
     tiles = [_tile(grey, "grey target"), _tile(ref, "colour reference")]
-    for name in [n for n in ("exemplar", "welsh", "reinhard") if n in nc.list_models()]:
+    for name in [n for n in ("exemplar", "exemplar-plain", "warp", "welsh", "reinhard") if n in nc.list_models()]:
         res = nc.colorize(name, grey, reference=ref)
         tiles.append(_tile(res.rgb, f"{name}  HIS {nc.metrics.his(res.rgb, ref):.2f}"))
     tiles.append(_tile(truth, "ground truth"))
     strip(tiles).save(OUT / "sample_pair.png")
     print("wrote", OUT / "sample_pair.png")
+    self_references()
+
+
+def self_references() -> None:
+    """Photos coloured from a flipped, cropped copy of themselves (every colour is in the reference):
+    the default, the network without the prior, the warp alone, Welsh, and the truth."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    rows = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        rgb = getattr(data, name)()[..., :3]
+        h, w = rgb.shape[:2]
+        ref = np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
+        grey = rgb2gray(rgb).astype(np.float32)
+        tiles = [_tile(grey, f"{name} (grey)"), _tile(ref, "reference: itself, flipped")]
+        for m in ("exemplar", "exemplar-plain", "warp", "welsh"):
+            out = nc.colorize(m, grey, reference=ref).rgb
+            tiles.append(_tile(out, f"{m}  PSNR {nc.metrics.psnr(out, rgb):.1f}"))
+        tiles.append(_tile(rgb, "truth"))
+        rows.append(strip(tiles))
+    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height + 6
+    out.save(OUT / "self_reference.png")
+    print("wrote", OUT / "self_reference.png")
 
 
 if __name__ == "__main__":

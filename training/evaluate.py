@@ -16,7 +16,8 @@ Exemplar protocols:
 
 * ``self``: the reference is a flipped, re-cropped, slightly rotated copy of the photo itself;
 * ``other``: the reference is the most similar *other* evaluation image by backbone features
-  (cosine similarity of pooled EfficientNet-Lite0 features).
+  (cosine similarity of pooled EfficientNet-Lite0 features), never a view of the same photo (the
+  large wallpapers give four views each; before issue 10 another view of the same photo could be taken).
 
 Metrics: HIS against the reference and against the ground truth, SSIM and PSNR against the ground
 truth, colourfulness (Hasler & Suesstrunk), semantic agreement (the top-1 ImageNet class of
@@ -51,7 +52,7 @@ def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray
     from napari_colorize.inference import prepare_reference
 
     corpus = Corpus(load_items(source, split))
-    out = []
+    out = ViewList()
     for i, img in enumerate(corpus.images):
         views = 4 if min(img.shape[:2]) >= 3 * size else 1
         for v in range(views):
@@ -63,7 +64,24 @@ def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray
             except ValueError:
                 continue
             out.append(view)
+            out.sources.append(i)
     return out
+
+
+class ViewList(list):
+    """Evaluation views, with ``sources``: the corpus image each view was cut from (the 'other'
+    protocol never takes a reference from the target's own photo)."""
+
+    def __init__(self, *a) -> None:
+        super().__init__(*a)
+        self.sources: list[int] = []
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            out = ViewList(list.__getitem__(self, k))
+            out.sources = self.sources[k]
+            return out
+        return list.__getitem__(self, k)
 
 
 class SemanticJudge:
@@ -114,6 +132,10 @@ def references(images: list[np.ndarray], protocol: str) -> list[np.ndarray]:
     f = torch.nn.functional.normalize(feats, dim=1)
     sim = f @ f.T
     sim.fill_diagonal_(-2)
+    src = getattr(images, "sources", None)
+    if src:  # views of one large photo are not 'other' photos of each other
+        s = torch.tensor(src)
+        sim[s[:, None] == s[None, :]] = -2
     return [images[int(j)] for j in sim.argmax(1)]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ["his_ref", "ssim", "agree"]
+ALL_METRICS = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree"]
 
 
 def load(path: Path, protocol: str) -> dict[str, dict[str, np.ndarray]]:
@@ -25,7 +26,7 @@ def load(path: Path, protocol: str) -> dict[str, dict[str, np.ndarray]]:
         for r in csv.DictReader(fh):
             if r["protocol"] == protocol:
                 per.setdefault(Path(r["model"]).stem, {})[int(r["image"])] = r
-    return {m: {k: np.array([float(rows[i][k] or "nan") for i in sorted(rows)]) for k in METRICS}
+    return {m: {k: np.array([float(rows[i][k] or "nan") for i in sorted(rows)]) for k in ALL_METRICS}
             for m, rows in per.items()}
 
 
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("csv", type=Path)
     ap.add_argument("--baseline", required=True, help="model name (a checkpoint's file stem)")
     ap.add_argument("--protocol", default="other")
+    ap.add_argument("--metrics", nargs="+", default=list(METRICS), choices=ALL_METRICS)
     a = ap.parse_args(argv)
     data = load(a.csv, a.protocol)
     if a.baseline not in data:
@@ -49,13 +51,13 @@ def main(argv=None) -> int:
     base = data[a.baseline]
     print(f"\ndifference to {a.baseline}, protocol '{a.protocol}', {len(base['ssim'])} images, "
           "mean [95 % bootstrap interval]\n")
-    print("| model | " + " | ".join(METRICS) + " |")
-    print("|---|" + "---:|" * len(METRICS))
+    print("| model | " + " | ".join(a.metrics) + " |")
+    print("|---|" + "---:|" * len(a.metrics))
     for m in sorted(data):
         if m == a.baseline:
             continue
         cells = []
-        for k in METRICS:
+        for k in a.metrics:
             mean, lo, hi = paired(data[m][k], base[k])
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         print(f"| {m} | " + " | ".join(cells) + " |")

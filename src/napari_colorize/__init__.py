@@ -37,6 +37,12 @@ def __getattr__(name: str):
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
+    if not name.startswith("__"):  # submodules (nc.metrics, nc.color, ...) as attributes, imported on use
+        try:
+            return import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module 'napari_colorize' has no attribute {name!r}")
 
 

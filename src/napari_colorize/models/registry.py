@@ -100,12 +100,15 @@ def _register_defaults() -> None:
                               "of frozen EfficientNet-Lite0 features (stride 4, no trained weights)",
                               "baseline", factory=_warp))
     ex = [
-        ("exemplar", "cpu", "Paper A, CPU default: EfficientNet-Lite0, axial attention, two modules, all losses"),
-        ("exemplar-standard", "cpu-standard", "Ablation: standard (full 2-D) attention"),
-        ("exemplar-single", "cpu-single", "Ablation: one attention module per level"),
-        ("exemplar-no-adv", "cpu", "Ablation: trained without the adversarial loss"),
-        ("exemplar-no-pixel", "cpu", "Ablation: trained without the smooth-L1 pixel loss"),
-        ("exemplar-no-hist", "cpu", "Ablation: trained without the histogram loss"),
+        ("exemplar", "cpu-warp", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) with our "
+                                 "correspondence prior (the warp, gated per pixel)"),
+        ("exemplar-plain", "cpu", "Paper A's CPU network without the prior (the earlier recipe): axial attention, "
+                                  "two modules, all losses"),
+        ("exemplar-standard", "cpu-standard", "Ablation (earlier recipe): standard (full 2-D) attention"),
+        ("exemplar-single", "cpu-single", "Ablation (earlier recipe): one attention module per level"),
+        ("exemplar-no-adv", "cpu", "Ablation (earlier recipe): trained without the adversarial loss"),
+        ("exemplar-no-pixel", "cpu", "Ablation (earlier recipe): trained without the smooth-L1 pixel loss"),
+        ("exemplar-no-hist", "cpu", "Ablation (earlier recipe): trained without the histogram loss"),
         ("exemplar-paper", "paper", "Paper A's configuration: VGG-19, h=256, e=64, 8 heads, attention from block 3"),
     ]
     for name, cfg, desc in ex:
