@@ -100,6 +100,14 @@ class ExemplarWidget(Container):
     def _on_model(self, value) -> None:
         self._checkpoint.visible = value == CHECKPOINT
 
+    def set_model(self, name: str) -> None:
+        """Choose a model by name (one of the list) or a checkpoint file."""
+        if name in self._model.choices:
+            self._model.value = name
+        else:
+            self._model.value = CHECKPOINT
+            self._checkpoint.value = name
+
     def model_name(self) -> str:
         if self._model_override:  # a loaded model registered in the cache (tests, scripts)
             return self._model_override
