@@ -184,3 +184,31 @@ def test_scales_and_attention_are_converted_only_when_read(exemplar_random, smal
     assert len(res.scales) == 4 and calls == [1]  # converted once
     maps = res.attention
     assert "level5.module1" in maps and abs(float(maps["level5.module1"].effective(0, 0).sum()) - 1) < 1e-4
+
+
+def test_temporal_consistency_reduces_flicker_and_keeps_a_still_stack(exemplar_random, small_pair):
+    """A stack of one image with noise that changes per slice: the smoothed colours change less between
+    slices than slice-by-slice ones; identical slices stay exactly as they are alone; the stack
+    axis's runs are kept apart in n-D stacks; bad values are refused."""
+    grey, ref, _ = small_pair
+    rng = np.random.default_rng(0)
+    stack = np.stack([np.clip(grey.astype(np.float32) + rng.normal(0, 12, grey.shape), 0, 255) for _ in range(6)])
+    stack = stack.astype(np.uint8)
+    plain = nc.colorize(exemplar_random, stack, reference=ref, return_attention=False).rgb
+    smooth = nc.colorize(exemplar_random, stack, reference=ref, temporal=2, return_attention=False).rgb
+    def change(rgb):  # mean |ab| change between consecutive slices (their lightness is the input's)
+        ab = color.rgb2lab(rgb)[..., 1:]
+        return float(np.abs(np.diff(ab, axis=0)).mean())
+
+    assert change(smooth) < 0.8 * change(plain)
+    still = np.stack([grey] * 3)
+    alone = nc.colorize(exemplar_random, grey, reference=ref, return_attention=False).rgb
+    for s in nc.colorize(exemplar_random, still, reference=ref, temporal=1, return_attention=False).rgb:
+        assert np.allclose(s, alone, atol=1e-5)
+    # (2, 3, H, W): slices are smoothed within each run of 3, never across the two runs
+    two = np.stack([np.stack([grey] * 3), np.stack([255 - grey] * 3)])
+    out = nc.colorize(exemplar_random, two, reference=ref, temporal=3, rgb=False, return_attention=False).rgb
+    inv = nc.colorize(exemplar_random, 255 - grey, reference=ref, return_attention=False).rgb
+    assert np.allclose(out[1, 0], inv, atol=1e-5) and np.allclose(out[0, 2], alone, atol=1e-5)
+    with pytest.raises(ValueError, match="temporal"):
+        nc.colorize(exemplar_random, stack, reference=ref, temporal=-1)

@@ -45,7 +45,8 @@ class _Refused(Exception):
 
 
 _FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey"}
-_FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb"}
+_FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb",
+          "temporal": "--temporal"}
 
 
 def cli_words(msg: str) -> str:
@@ -275,7 +276,7 @@ def _cmd_colorize(args) -> int:
                 warnings.simplefilter("ignore")
                 slices = iter_colorize(model, read_image(t), size=args.size, rgb=_rgb_flag(args),
                                        channel_axis=args.channel_axis, normalize=args.normalize,
-                                       return_attention=False, sink=sink, **guide)
+                                       temporal=args.temporal, return_attention=False, sink=sink, **guide)
                 sbar = None
                 for idx, rgb, _, info in slices:
                     if writer is None:
@@ -440,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how intensities map to grey (default auto: uint8 as is, others stretched between the "
                         "0.1 and 99.9 percentiles)")
     c.add_argument("--size", type=int, default=None, help="working long side in pixels")
+    c.add_argument("--temporal", type=int, default=None, metavar="K",
+                   help="stacks: smooth each slice's colour with K neighbours on either side (less flicker)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)

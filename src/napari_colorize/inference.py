@@ -558,8 +558,8 @@ class _Job:
             ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], self.wshape).clamp(0, 1)
         self.state = model.prepare(reference=ref_t, histogram=hist_t)
 
-    def slice(self, i: int, return_attention: bool = False) -> tuple[np.ndarray, Prediction, torch.Tensor]:
-        """RGB of slice i, the prediction, and the working-size L."""
+    def predict(self, i: int, return_attention: bool = False) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
+        """The prediction of slice i at the working size, its working-size L and full-size L."""
         L_full = self.tgt.L(i, self.sink)
         L_work = _resize(L_full[None, None], self.wshape)[0, 0]
         try:
@@ -569,13 +569,42 @@ class _Job:
                 raise
             raise MemoryError(f"{self.model.name!r} ran out of memory at working size {self.wshape[0]}x"
                               f"{self.wshape[1]}: " + _memory_advice(self.model, self.wshape, max(self.wshape))) from e
+        return pred, L_work, L_full
+
+    def slice(self, i: int, return_attention: bool = False) -> tuple[np.ndarray, Prediction, torch.Tensor]:
+        """RGB of slice i, the prediction, and the working-size L."""
+        pred, L_work, L_full = self.predict(i, return_attention)
         return recombine(L_full, pred.ab[0].detach().float().cpu(), L_work), pred, L_work
+
+
+def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: int, sigma_t: float = 1.0,
+                    sigma_L: float = 6.0) -> torch.Tensor:
+    """Joint bilateral smoothing of working-size ab along the stack axis (flicker reduction).
+
+    Slice ``centre`` of the window ``abs_`` (each ``(2, h, w)``, with lightness ``Ls``, each ``(h, w)``)
+    becomes the weighted mean of its neighbours' ab at the same position, weighted by their distance
+    along the stack (Gaussian, ``sigma_t`` slices) and by how alike their lightness is there (Gaussian,
+    ``sigma_L`` L units): where a neighbour shows the same structure its colour is shared, where the
+    content moved or changed it is not.
+    """
+    num = torch.zeros_like(abs_[centre])
+    den = torch.zeros_like(Ls[centre])
+    for k, (ab, L) in enumerate(zip(abs_, Ls)):
+        w = math.exp(-((k - centre) ** 2) / (2 * sigma_t**2)) * torch.exp(-((L - Ls[centre]) ** 2) / (2 * sigma_L**2))
+        num += w * ab
+        den += w
+    return num / den
+
+
+def _stack_runs(stack_shape: tuple) -> int:
+    """Slices per run along the last stack axis (neighbours are smoothed within a run only)."""
+    return int(stack_shape[-1]) if stack_shape else 1
 
 
 def iter_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
                   return_attention: bool = True, should_cancel: Callable[[], bool] | None = None,
-                  sink: list | None = None, channel_axis: int | None = None
+                  sink: list | None = None, channel_axis: int | None = None, temporal: int | None = None
                   ) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
     """Colourise slice by slice. Yields ``(index, rgb, prediction, info)`` per 2-D slice.
 
@@ -585,15 +614,44 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
     job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [] if sink is None else sink,
                channel_axis)
     n = job.tgt.n_slices
+    if temporal is not None and (isinstance(temporal, bool) or not isinstance(temporal, (int, np.integer))
+                                 or temporal < 0):
+        raise ValueError(f"temporal must be a number of neighbouring slices (0 or more), not {temporal!r}")
+    K = int(temporal or 0) if n > 1 else 0
+    run = _stack_runs(job.tgt.stack_shape)
+
+    def info_of(i, pred, L_work):
+        last = i == n - 1
+        return {"working_shape": job.wshape, "n_slices": n, "stack_shape": job.tgt.stack_shape,
+                "intensity_range": (job.tgt.lo, job.tgt.hi), "done": i + 1,
+                "scales": LazyList(lambda p=pred, L=L_work: _scales_to_rgb(p, L)) if last else []}
+
+    if K == 0:
+        for i in range(n):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"cancelled after {i} of {n} slice(s)")
+            rgb_out, pred, L_work = job.slice(i, return_attention and i == n - 1)
+            yield job.tgt.index(i), rgb_out, pred, info_of(i, pred, L_work)
+        return
+    # consistency along the stack: each slice's colour is smoothed with its K neighbours on either side
+    # (within its run along the last stack axis), so predictions are kept for a window of 2K + 1 slices
+    window: dict[int, tuple] = {}
     for i in range(n):
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {i} of {n} slice(s)")
-        last = i == n - 1
-        rgb_out, pred, L_work = job.slice(i, return_attention and last)
-        info = {"working_shape": job.wshape, "n_slices": n, "stack_shape": job.tgt.stack_shape,
-                "intensity_range": (job.tgt.lo, job.tgt.hi), "done": i + 1,
-                "scales": LazyList(lambda p=pred, L=L_work: _scales_to_rgb(p, L)) if last else []}
-        yield job.tgt.index(i), rgb_out, pred, info
+        r0 = (i // run) * run
+        for j in range(max(r0, i - K), min(r0 + run, i + K + 1)):
+            if j not in window:
+                window[j] = job.predict(j, return_attention and j == n - 1)
+        for j in [j for j in window if j < i - K or j < r0]:
+            del window[j]
+        js = sorted(j for j in window if r0 <= j < r0 + run and abs(j - i) <= K)
+        pred, L_work, L_full = window[i]
+        ab = temporal_smooth([window[j][0].ab[0].detach().float().cpu() for j in js],
+                             [window[j][1] for j in js], js.index(i))
+        rgb_out = recombine(L_full, ab, L_work)
+        yield job.tgt.index(i), rgb_out, Prediction(ab=ab[None], scales=pred.scales, attention=pred.attention), \
+            info_of(i, pred, L_work)
 
 
 def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
@@ -621,7 +679,8 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
 def colorize(model, target, reference=None, histogram=None, *, size: int | None = None, normalize: str = "auto",
              percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None, return_attention: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None, channel_axis: int | None = None) -> ColorizeResult:
+             should_cancel: Callable[[], bool] | None = None, channel_axis: int | None = None,
+             temporal: int | None = None, match: float = 0.0) -> ColorizeResult:
     """Colourise a greyscale image (or stack) guided by a reference image or a histogram.
 
     Parameters
@@ -655,6 +714,14 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     channel_axis : int, optional
         The axis of the target that holds colour channels (moved last; the target
         is then reduced to lightness): ``channel_axis=0`` for ``(3, H, W)``.
+    temporal : int, optional
+        Stacks: smooth each slice's colour with this many neighbouring slices on either side
+        along the last stack axis (joint bilateral in lightness, :func:`temporal_smooth`), against
+        flicker between slices. None/0: each slice on its own.
+    match : float
+        0 (default) to 1: pull the output's colour distribution towards the reference's (or the
+        histogram's) by sliced optimal transport (:mod:`napari_colorize.transfer`). Off by default:
+        it raises colour similarity to the reference but lowers PSNR/SSIM (docs/MODELS.md).
 
     Raises MemoryError (before allocating) when an exemplar network's attention at
     this working size would not fit in the free memory, saying what size would.
@@ -665,11 +732,16 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     """
     sink: list[str] = []
     model = _resolve_model(model)
+    if match:
+        from .transfer import MatchedColorizer
+
+        model = MatchedColorizer(model, match)
     out = None
     last = None
     for idx, rgb_slice, pred, info in iter_colorize(
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
-            return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis):
+            return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
+            temporal=temporal):
         if out is None:
             out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
         out[idx] = rgb_slice
