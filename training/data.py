@@ -2,7 +2,7 @@
 
 Sources:
 
-* ``manifest.csv`` written by ``prepare_data.py`` (columns source, path, width, height, kind, split), or
+* ``manifest.csv`` written by ``prepare_data.py`` (columns source, path, width, height, kind, split and scene), or
 * any folder of images: flat, or one sub-folder per class (the ImageNet layout), split by file with a
   fixed seed (:func:`folder_items`).
 
