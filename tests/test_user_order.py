@@ -42,6 +42,15 @@ PRELUDE = textwrap.dedent(
         _, w = viewer.window.add_plugin_dock_widget("napari-colorize", name)
         QApplication.processEvents()
         return w
+
+    def open_dock_run(sample, widget):
+        # File > Open Sample, Plugins > widget, Run with its defaults: the layers it added
+        viewer.open_sample("napari-colorize", sample)
+        names = [l.name for l in viewer.layers]
+        w = dock(widget)
+        w.run()
+        wait_idle(w)
+        return [l for l in viewer.layers if l.name not in names]
     """
 )
 
@@ -67,37 +76,26 @@ SCENARIOS = {
     """,
     # the normal path: open a sample, dock the widget, press Run with its defaults
     "exemplar": """
-        viewer.open_sample("napari-colorize", "motorcycle_pair")
-        names = [l.name for l in viewer.layers]
-        w = dock("Exemplar colourisation")
-        w.run()
-        wait_idle(w)
-        new = [l for l in viewer.layers if l.name not in names]
-        assert new and new[0].rgb and new[0].data.shape[:2] == viewer.layers[names[0]].data.shape[:2], new
+        new = open_dock_run("motorcycle_pair", "Exemplar colourisation")
+        assert new and new[0].rgb and new[0].data.shape[:2] == viewer.layers[0].data.shape[:2], new
     """,
     "histogram": """
-        viewer.open_sample("napari-colorize", "motorcycle_pair")
-        names = [l.name for l in viewer.layers]
-        w = dock("Histogram colourisation")
-        w.run()
-        wait_idle(w)
-        assert [l for l in viewer.layers if l.name not in names], "no result layer"
+        assert open_dock_run("motorcycle_pair", "Histogram colourisation"), "no result layer"
     """,
     "compare": """
+        assert len(open_dock_run("motorcycle_pair", "Compare models")) >= 2, "no results"
+    """,
+    "suggest a reference": """
         viewer.open_sample("napari-colorize", "motorcycle_pair")
-        names = [l.name for l in viewer.layers]
-        w = dock("Compare models")
-        w.run()
-        wait_idle(w)
-        assert len([l for l in viewer.layers if l.name not in names]) >= 2, "no results"
+        w = dock("Exemplar colourisation")
+        w.suggest.suggest()
+        wait_idle(w.suggest)
+        assert w.suggest.buttons, "no suggestions"
+        w.suggest.buttons[0].click()
+        assert w._reference.value.rgb
     """,
     "microscopy stack": """
-        viewer.open_sample("napari-colorize", "zstack")
-        names = [l.name for l in viewer.layers]
-        w = dock("Exemplar colourisation")
-        w.run()
-        wait_idle(w)
-        new = [l for l in viewer.layers if l.name not in names]
+        new = open_dock_run("zstack", "Exemplar colourisation")
         assert new and new[0].data.ndim == 4, new
     """,
 }

@@ -79,53 +79,47 @@ class ColorizeResult:
 
 
 # ---------------------------------------------------------------------- helpers
-class LazyList(Sequence):
-    """A list computed on first use (``res.scales``: P1-P4 as RGB cost more than the network's
-    own output, so they are converted only when someone looks at them)."""
+class _Lazy:
+    """A value computed on first use, once."""
 
-    def __init__(self, compute: Callable[[], list]) -> None:
+    def __init__(self, compute: Callable) -> None:
         self._compute, self._value = compute, None
 
-    def _get(self) -> list:
+    def _get(self):
         if self._value is None:
-            self._value, self._compute = list(self._compute()), None
+            self._value, self._compute = self._kind(self._compute()), None
         return self._value
-
-    def __getitem__(self, i):
-        return self._get()[i]
 
     def __len__(self) -> int:
         return len(self._get())
 
+    def __repr__(self) -> str:
+        return repr(self._get()) if self._value is not None else f"{type(self).__name__}(<not computed yet>)"
+
+
+class LazyList(_Lazy, Sequence):
+    """A list computed on first use (``res.scales``: P1-P4 as RGB cost more than the network's
+    own output, so they are converted only when someone looks at them)."""
+
+    _kind = list
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
     def __eq__(self, other) -> bool:
         return list(self._get()) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented
 
-    def __repr__(self) -> str:
-        return repr(self._get()) if self._value is not None else "LazyList(<not computed yet>)"
 
-
-class LazyDict(Mapping):
+class LazyDict(_Lazy, Mapping):
     """A dict computed on first use (``res.attention``: maps converted for display on demand)."""
 
-    def __init__(self, compute: Callable[[], dict]) -> None:
-        self._compute, self._value = compute, None
-
-    def _get(self) -> dict:
-        if self._value is None:
-            self._value, self._compute = dict(self._compute()), None
-        return self._value
+    _kind = dict
 
     def __getitem__(self, k):
         return self._get()[k]
 
     def __iter__(self):
         return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get()) if self._value is not None else "LazyDict(<not computed yet>)"
 
 
 def _warn(msg: str, sink: list) -> None:

@@ -13,6 +13,16 @@ from .checks import check_choice, check_float, check_int, check_ints
 
 __all__ = ["ExemplarConfig", "HistogramConfig", "EXEMPLAR_CONFIGS", "HISTOGRAM_CONFIGS", "LEVELS", "BACKBONE_NAMES"]
 
+def _checked(cls, d: dict, kind: str):
+    """A config built from a dict: no unknown keys, then :meth:`validate`."""
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown {kind} config keys {sorted(unknown)}")
+    cfg = cls(**d)
+    cfg.validate()
+    return cfg
+
+
 BACKBONE_NAMES = ("efficientnet_lite0", "vgg19")  # models/backbones.py: BACKBONES (a test checks they agree)
 
 LEVELS = 5
@@ -89,13 +99,7 @@ class ExemplarConfig:
         for k in ("hidden", "head_dim"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown exemplar config keys {sorted(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        return _checked(cls, d, "exemplar")
 
     def validate(self) -> None:
         """Types and ranges, checked before anything is built (configs come from files)."""
@@ -164,12 +168,7 @@ class HistogramConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HistogramConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown histogram config keys {sorted(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        return _checked(cls, dict(d), "histogram")
 
     def validate(self) -> None:
         """Types and ranges, checked before anything is built (configs come from files)."""
