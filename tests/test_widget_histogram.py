@@ -106,15 +106,20 @@ def test_full_run_and_errors(hw, qtbot, monkeypatch, wait_idle):
     assert np.allclose(np.asarray(layer.metadata[OURS]["histogram"]), he.preset("cool (sea and sky)"))
 
 
-def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot, wait_idle):
-    from qtpy.QtCore import Qt
-
-    viewer, w, t, r = hw
+def _run_with_attention(w, wait_idle) -> None:
+    """A full run of the 'forest' preset with the attention views, no preview."""
     w._preview.value = False
     w._attention.value = True
     w.canvas.set_histogram(he.preset("forest"))
     w.run()
     wait_idle(w, 60000)
+
+
+def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot, wait_idle):
+    from qtpy.QtCore import Qt
+
+    viewer, w, t, r = hw
+    _run_with_attention(w, wait_idle)
     att = w.bin_attention
     assert att is not None and att.weights.shape[2:] == (21, 21)
     conc = viewer.layers["bin concentration"]
@@ -163,11 +168,7 @@ def test_after_a_run_painting_shows_on_top(hw, qtbot, wait_idle):
 
 def test_bin_marks_are_cleared_when_the_histogram_changes(hw, qtbot, wait_idle):
     viewer, w, t, r = hw
-    w._preview.value = False
-    w._attention.value = True
-    w.canvas.set_histogram(he.preset("forest"))
-    w.run()
-    wait_idle(w, 60000)
+    _run_with_attention(w, wait_idle)
     assert w.canvas.overlay is not None  # the bins the query pixel draws from
     w.canvas.set_histogram(he.preset("neutral"))  # another histogram: those marks belong to the old run
     assert w.canvas.overlay is None
