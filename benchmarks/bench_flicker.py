@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     _, ihc = microscopy_pair()
     L_change = float(np.abs(np.diff(z.astype(np.float64) / 65535 * 100, axis=0)).mean())
     print(f"\n### uint16 z-stack ({z.shape[0]} slices of {z.shape[1]} x {z.shape[2]}), IHC reference\n")
-    print(f"(No true colours. The stretched lightness itself changes by about {L_change:.2f} units per slice.)\n")
+    print(f"(No true colours. The raw intensity, scaled to 0-100, changes by about {L_change:.2f} per slice.)\n")
     print("| model | temporal | ab change between slices |")
     print("|---|---:|---:|")
     for name in a.models:
