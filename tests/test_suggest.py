@@ -52,3 +52,14 @@ def test_a_folder_is_ranked_with_a_feature_cache_and_bad_files_named(photos, tmp
 def test_nothing_to_rank(tmp_path):
     with pytest.raises(ValueError, match="no candidate"):
         suggest_references(np.zeros((32, 32)), tmp_path, cache=False)
+
+
+def test_nearly_grey_and_uint16_candidates_are_ranked_not_refused():
+    """A candidate with almost no colour (a foggy photo) or 16-bit data is a valid image to rank."""
+    from skimage import data
+
+    rgb = data.coffee()
+    foggy = (0.97 * rgb.mean(-1, keepdims=True) + 0.03 * rgb).astype(np.uint8)
+    deep = rgb.astype(np.uint16) * 257
+    got = suggest_references(_grey(rgb), [foggy, deep, data.rocket()], top=3, cache=False)
+    assert {s.index for s in got} == {0, 1, 2} and got[-1].index == 2

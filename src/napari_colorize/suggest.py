@@ -60,12 +60,16 @@ def default_cache_dir() -> Path:
 
 def thumbnail(rgb: np.ndarray, size: int = FEATURE_SIZE) -> np.ndarray:
     """Centre square crop resized to ``size`` (float32 RGB in [0, 1]); grey images are tripled."""
-    from .inference import prepare_reference
+    from .color import rgb_value_scale
 
     x = np.asarray(rgb)
     if x.ndim == 2:
         x = np.repeat(x[..., None], 3, -1)
-    x = prepare_reference(x) if x.ndim == 3 and x.shape[-1] in (3, 4) and not _is_grey(x) else _grey01(x)
+    if x.ndim == 3 and x.shape[-1] in (3, 4) and not _is_grey(x):  # colour (or nearly grey): its own white
+        white, _ = rgb_value_scale(x[..., :3], x.dtype, "the candidate")
+        x = np.clip(x[..., :3].astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
+    else:
+        x = _grey01(x)
     h, w = x.shape[:2]
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
