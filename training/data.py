@@ -177,7 +177,7 @@ def rotate_hue(rgbs: list[np.ndarray], angle: float) -> list[np.ndarray]:
     c, s = float(np.cos(angle)), float(np.sin(angle))
     out = []
     for rgb in rgbs:
-        lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
+        lab = rgb_to_lab(torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255)
         a, b = lab[1], lab[2]
         lab = torch.stack([lab[0], c * a - s * b, s * a + c * b])
         out.append((lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
