@@ -89,3 +89,18 @@ def test_cpu_config_projects_fu_and_paper_config_does_not():
     assert cpu.fu_proj.out_channels == HISTOGRAM_CONFIGS["cpu"].fu_channels
     assert cpu.unet.down[0][0].in_channels == 1 + HISTOGRAM_CONFIGS["cpu"].fu_channels
     assert HISTOGRAM_CONFIGS["paper"].fu_channels is None
+
+
+def test_colour_semantic_attention_is_eq_2_by_the_letter():
+    from napari_colorize.models.histogram import colour_semantic_attention
+
+    g = torch.Generator().manual_seed(0)
+    f_t = torch.randn(1, 8, 2, 3, generator=g)
+    phi_r = torch.nn.functional.normalize(torch.randn(1, 441, 8, generator=g), dim=-1)
+    f_u, m = colour_semantic_attention(f_t, phi_r, 5.0)
+    for o in range(6):
+        q = f_t[0, :, o // 3, o % 3]
+        q = q / q.norm()
+        w = torch.softmax(5.0 * phi_r[0] @ q, 0)
+        assert torch.allclose(m[0, o], w, atol=1e-6)
+        assert torch.allclose(f_u[0, :, o // 3, o % 3], w @ phi_r[0], atol=1e-5)

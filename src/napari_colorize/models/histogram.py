@@ -76,6 +76,21 @@ class BinAttention:
         return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
 
 
+def colour_semantic_attention(f_t: torch.Tensor, phi_r: torch.Tensor, tau: torch.Tensor | float
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paper B's Eq. 2: the semantic-aware colour features ``F_U``.
+
+    Every target position's feature ``phi_T`` (``f_t``, ``(B, C, h, w)``, L2-normalised over C) is
+    compared with every histogram bin's feature ``Phi_R`` (``(B, 441, C)``, normalised):
+    ``M = softmax(tau * Phi_T Phi_R^T)`` over the bins, and ``F_U = M Phi_R``.
+    Returns ``F_U`` as ``(B, C, h, w)`` and ``M`` as ``(B, h*w, 441)``.
+    """
+    B, C, h, w = f_t.shape
+    phi_t = F.normalize(f_t.flatten(2).transpose(1, 2), dim=-1)  # (B, hw, C)
+    attn = (tau * phi_t @ phi_r.transpose(1, 2)).softmax(-1)  # (B, hw, 441)
+    return (attn @ phi_r).transpose(1, 2).reshape(B, C, h, w), attn
+
+
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
@@ -185,11 +200,9 @@ class HistogramColorizer(nn.Module):
             hist_features = self.encode_histogram(hist)
         ft = self.semantic_features(target_L)
         B, C, h, w = ft.shape
-        phi_t = F.normalize(ft.flatten(2).transpose(1, 2), dim=-1)  # (B, hw, C)
         phi_r = hist_features.expand(B, -1, -1) if hist_features.shape[0] != B else hist_features
-        m = self.log_tau.exp() * phi_t @ phi_r.transpose(1, 2)  # (B, hw, 441)
-        attn = m.softmax(-1)
-        fu = self.fu_proj((attn @ phi_r).transpose(1, 2).reshape(B, C, h, w))
+        f_u, attn = colour_semantic_attention(ft, phi_r, self.log_tau.exp())
+        fu = self.fu_proj(f_u)
         fu = F.interpolate(fu, size=target_L.shape[-2:], mode="bilinear", align_corners=False)
         ab = self.unet(torch.cat([target_L, fu], 1))
         if return_attention:
