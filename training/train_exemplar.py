@@ -34,7 +34,7 @@ from losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss,
                     pool_to)
 from pairs import load_or_build_pairs, sample_reference  # noqa: E402
 
-from napari_colorize.color import lab_to_rgb  # noqa: E402
+from napari_colorize.color import denormalize_lab, lab_to_rgb  # noqa: E402
 from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer  # noqa: E402
 
 CONFIGS = {
@@ -250,7 +250,7 @@ def validate(model, batch, png: Path) -> dict:
     preds = model(L, ref_rgb)
     model.train()
     p1 = torch.nn.functional.interpolate(preds[0], size=L.shape[-2:], mode="bilinear", align_corners=False)
-    lab = torch.cat([(L + 1) * 50, p1 * 110], 1)
+    lab = denormalize_lab(torch.cat([L, p1], 1))
     rgb = lab_to_rgb(lab).permute(0, 2, 3, 1).cpu().numpy()
     grey = ((L[:, 0] + 1) / 2).cpu().numpy()
     rows = [[grey[i], refs[i], rgb[i], targets[i]] for i in range(len(targets))]

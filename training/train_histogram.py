@@ -30,7 +30,7 @@ from engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, 
                     training_parser)
 from losses import HistogramLossWeights, histogram_model_losses  # noqa: E402
 
-from napari_colorize.color import lab_to_rgb, soft_histogram  # noqa: E402
+from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram  # noqa: E402
 from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer  # noqa: E402
 
 CONFIGS = {
@@ -134,7 +134,7 @@ def validate(model, batch, png: Path, weights) -> dict:
     pred = model(L, hist)
     model.train()
     terms = histogram_model_losses(pred, ab, hist, weights)
-    rgb = lab_to_rgb(torch.cat([(L + 1) * 50, pred * 110], 1)).permute(0, 2, 3, 1).cpu().numpy()
+    rgb = lab_to_rgb(denormalize_lab(torch.cat([L, pred], 1))).permute(0, 2, 3, 1).cpu().numpy()
     grey = ((L[:, 0] + 1) / 2).cpu().numpy()
     save_grid([[grey[i], rgb[i], imgs[i]] for i in range(len(imgs))], png, ["target", "output", "truth"])
     return {"val_gt": float(terms["gt"]), "val_hist": float(terms["hist"])}
