@@ -267,10 +267,6 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     raise CheckpointError(f"unknown checkpoint format {path.suffix!r}: use a .safetensors file")
 
 
-def config_class(architecture: str):
-    return {"exemplar": ExemplarConfig, "histogram": HistogramConfig}[architecture]
-
-
 def _checked_meta(meta, source: str) -> dict:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{source}: its metadata must be a JSON object, not {type(meta).__name__}")
@@ -362,10 +358,10 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", pr
 def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = None) -> Colorizer:
     sd, meta = load_checkpoint(path)
     arch = meta["architecture"]
-    # types and ranges first (the ranges bound the network's size), then build and compare shapes.
-    # (Not on PyTorch's meta device: its initialisers load torch._dynamo, which crashes napari.)
+    # build_network checks the config's types and ranges (which bound the network's size) before it
+    # builds anything; then the shapes are compared. (Not on PyTorch's meta device: its initialisers
+    # load torch._dynamo, which crashes napari.)
     try:
-        config_class(arch).from_dict(meta["config"])
         net = build_network(arch, meta["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name}: its config does not describe a valid network ({e})") from e
