@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..color import grey_rgb, normalize_lab, rgb_to_lab
+from ..color import grey_rgb
 from .attention import AttentionMaps, CrossAttentionModule
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
-from .warp import centre_normalise, feature_warp, pool_ab
+from .warp import feature_warp, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS"]
 
@@ -142,9 +142,7 @@ class ExemplarColorizer(nn.Module):
         prior the centred reference features and the reference's ab on their lattice."""
         out = {l: self.proj_r[str(l)](taps[l - 1]) for l in self.attention_at}
         if self.prior:
-            f = taps[self.config.prior_level - 1]
-            ab = normalize_lab(rgb_to_lab(reference_rgb.float()))[:, 1:]
-            out["prior"] = (centre_normalise(f), pool_ab(ab, f.shape[-2:]))
+            out["prior"] = reference_side(taps[self.config.prior_level - 1], reference_rgb)
         return out
 
     def encode_reference(self, reference_rgb: torch.Tensor) -> dict:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
 
-__all__ = ["centre_normalise", "feature_warp", "WarpColorizer", "pool_ab"]
+__all__ = ["centre_normalise", "feature_warp", "reference_side", "WarpColorizer", "pool_ab"]
 
 
 def centre_normalise(f: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,13 @@ def pool_ab(ab: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     if tuple(ab.shape[-2:]) == tuple(shape):
         return ab
     return F.adaptive_avg_pool2d(ab, shape)
+
+
+def reference_side(tap: torch.Tensor, reference_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the warp needs of a reference, computed once: its centred features ``(B, N, C)`` (from
+    the backbone ``tap``) and its normalised ab area-averaged onto the tap's lattice ``(B, 2, h, w)``."""
+    ab = normalize_lab(rgb_to_lab(reference_rgb.float()))[:, 1:]
+    return centre_normalise(tap), pool_ab(ab, tap.shape[-2:])
 
 
 def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: float | torch.Tensor = 0.05,
@@ -106,9 +113,8 @@ class WarpColorizer(Colorizer):
             raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
         rgb = reference.to(self.device).float()
         taps, _ = self.backbone(rgb)
-        f = taps[self.level - 1]
-        ab = normalize_lab(rgb_to_lab(rgb))[:, 1:]
-        return {"keys": centre_normalise(f), "ab": pool_ab(ab, f.shape[-2:])}
+        keys, ab = reference_side(taps[self.level - 1], rgb)
+        return {"keys": keys, "ab": ab}
 
     @torch.inference_mode()
     def predict(self, L, state, return_attention=False):
