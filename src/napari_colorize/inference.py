@@ -534,7 +534,8 @@ class _Job:
             raise ValueError(f"size must be a positive number of pixels, got {size!r}")
         self.wshape = working_shape(self.tgt.spatial, int(size or model.default_size), model.multiple,
                                     model.min_size)
-        need, avail = attention_memory(model, self.wshape), available_memory(model.device)
+        need = attention_memory(model, self.wshape)
+        avail = available_memory(model.device) if need else None  # (no /proc read for models without attention)
         if need and avail and need > avail:  # say so before allocating, not with the allocator's error
             kind = getattr(getattr(model, "network", None), "config", None)
             kind = "standard (whole-image)" if getattr(kind, "attention", "") == "standard" else "axial"
