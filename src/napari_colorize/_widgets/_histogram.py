@@ -17,8 +17,8 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from .. import histogram_edit as he
 from ..color import NBINS
 from ..models.registry import list_models
-from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, layer_picker, overlay_transform, query_cell,
-                      query_points, score_colour, score_grey, spatial_shape)
+from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, current_slice, layer_picker,
+                      overlay_transform, query_cell, query_points, score_colour, score_grey, spatial_shape)
 from ._sections import Collapsible, ask_path
 from ._workers import CHECKPOINT, Colourised, Progress, colorize_job, default_model
 
@@ -355,10 +355,7 @@ class HistogramWidget(Container):
         except ValueError:
             return
         self.generation += 1
-        data = np.asarray(target.data)
-        if data.ndim > (3 if target.rgb else 2):  # a stack: preview the slice on view
-            idx = tuple(int(i) for i in self._viewer.dims.current_step[: data.ndim - (3 if target.rgb else 2)])
-            data = data[idx]
+        data = current_slice(self._viewer, target)  # a stack: preview the slice on view (only it is read)
         sp = data.shape[:2] if target.rgb else data.shape
         size = int(self._preview_size.value)
         step = max(1, -(-max(sp) // size))  # stride to at most `size` pixels (a quick look)

@@ -212,3 +212,14 @@ class DefaultPicks:
         if any(l is current for l in layers) and score(current) == best:
             return
         combo.value = layers[scores.index(best)]
+
+
+def current_slice(viewer, layer) -> np.ndarray:
+    """The 2-D image of ``layer`` the viewer shows now (the current slice of a stack)."""
+    data = layer.data
+    nd = data.ndim - (1 if layer.rgb else 0)
+    if nd <= 2:
+        return np.asarray(data)
+    step = viewer.dims.current_step[-nd:][:nd - 2]
+    idx = tuple(min(max(int(s), 0), n - 1) for s, n in zip(step, data.shape[:nd - 2]))
+    return np.asarray(data[idx])

@@ -13,19 +13,8 @@ from qtpy.QtCore import QSize
 from qtpy.QtGui import QIcon, QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QToolButton, QWidget
 
-from ._layers import is_ours
+from ._layers import current_slice, is_ours
 from ._workers import Progress, Suggested, suggest_job
-
-
-def current_slice(viewer, layer) -> np.ndarray:
-    """The 2-D image of ``layer`` the viewer shows now (the current slice of a stack)."""
-    data = layer.data
-    nd = data.ndim - (1 if layer.rgb else 0)
-    if nd <= 2:
-        return np.asarray(data)
-    step = viewer.dims.current_step[-nd:][:nd - 2]
-    idx = tuple(min(max(int(s), 0), n - 1) for s, n in zip(step, data.shape[:nd - 2]))
-    return np.asarray(data[idx])
 
 
 class SuggestPanel(Container):
