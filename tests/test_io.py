@@ -108,3 +108,21 @@ def test_formats_that_cannot_hold_the_result(tmp_path, rgb_stack):
     with pytest.raises(ImageWriteError, match="unknown output type"):
         write_image(tmp_path / "s.xyz", rgb_stack[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_reads_headers_not_pixels_and_agrees_with_read(tmp_path):
+    """The CLI probes every target before any work; the probe decodes one pixel, not the image."""
+    cases = {"l.png": Image.fromarray(np.zeros((5, 7), np.uint8)), "rgb.png": Image.fromarray(np.zeros((5, 7, 3), np.uint8)),
+             "rgba.png": Image.fromarray(np.zeros((5, 7, 4), np.uint8)), "u16.png": Image.fromarray(np.zeros((5, 7), np.uint16)),
+             "p.png": Image.fromarray(np.zeros((5, 7, 3), np.uint8)).convert("P"), "j.jpg": Image.fromarray(np.zeros((5, 7, 3), np.uint8)),
+             "la.png": Image.fromarray(np.zeros((5, 7, 2), np.uint8), "LA"), "b.bmp": Image.fromarray(np.zeros((5, 7), np.uint8))}
+    for n, im in cases.items():
+        im.save(tmp_path / n)
+        a = read_image(tmp_path / n)
+        assert probe_image(tmp_path / n) == (a.shape, a.dtype), n
+    pt = Image.fromarray(np.zeros((5, 7, 3), np.uint8)).convert("P"); pt.info["transparency"] = 0; pt.save(tmp_path / "pt.png", transparency=0)
+    a = read_image(tmp_path / "pt.png"); assert probe_image(tmp_path / "pt.png") == (a.shape, a.dtype)
+    big = np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8); Image.fromarray(big).save(tmp_path / "big.png")
+    raw = (tmp_path / "big.png").read_bytes(); (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ImageReadError, match="corrupt or truncated"):
+        probe_image(tmp_path / "cut.png")

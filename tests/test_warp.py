@@ -114,3 +114,63 @@ def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
     assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in sd.items())
     new = sorted(set(own) - set(sd))
     assert new and all(k.startswith(("gates.", "prior_in.", "log_tau")) for k in new)
+
+
+def test_grey_keys_see_only_the_references_lightness(photo):
+    """``warp-grey``: the keys come from the reference's lightness, so two references with the same
+    lightness and different colours give the same keys (and different ab to move)."""
+    from napari_colorize.color import lab_to_rgb_in_gamut, rgb_to_lab
+
+    _, rgb = photo
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    lab = rgb_to_lab(x)
+    other = torch.cat([lab[:, :1], -lab[:, 1:]], 1)  # same L, opposite hues
+    y = lab_to_rgb_in_gamut(other[0])[None]  # (chroma is cut where needed, lightness kept)
+    assert (rgb_to_lab(y)[:, 0] - lab[:, 0]).abs().max() < 0.5
+    grey, colour = nc.load_model("warp-grey", device="cpu"), nc.load_model("warp", device="cpu")
+    sg, sy = grey.prepare(x), grey.prepare(y)
+    assert torch.allclose(sg["keys"], sy["keys"], atol=0.05)
+    assert not torch.allclose(sg["ab"], sy["ab"], atol=0.05)
+    cg, cy = colour.prepare(x), colour.prepare(y)
+    assert (cg["keys"] - cy["keys"]).abs().mean() > 2 * (sg["keys"] - sy["keys"]).abs().mean()
+
+
+def test_a_grey_prior_network_warps_with_the_grey_keys():
+    """``prior_reference="grey"``: the network's warp is the warp-grey model's on the same features,
+    whether the reference is encoded once (stacks) or in the same backbone pass as the target."""
+    from napari_colorize.models.warp import WarpColorizer
+
+    torch.manual_seed(0)
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
+    L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        _, raw = net(L, R, return_attention=True)
+        _, raw_once = net(L, reference_features=net.encode_reference(R), return_attention=True)
+    assert torch.allclose(raw[("warp", 0)], raw_once[("warp", 0)], atol=1e-5)
+    warp = WarpColorizer(tau=float(net.log_tau.exp()), reference="grey")
+    warp.backbone = net.backbone
+    want = torch.nn.functional.interpolate(raw[("warp", 0)], size=(64, 96), mode="bilinear", align_corners=False)
+    got = warp.predict(L, warp.prepare(R)).ab
+    assert torch.allclose(got, want, atol=1e-4)
+    colour = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"]).eval()
+    colour.backbone = net.backbone
+    with torch.no_grad():
+        _, raw_c = colour(L, R, return_attention=True)
+    assert not torch.allclose(raw_c[("warp", 0)], raw[("warp", 0)], atol=1e-3)
+
+
+def test_warm_start_takes_the_architectures_temperature(tmp_path):
+    import math
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from train_exemplar import init_from
+
+    from napari_colorize.models.registry import weights_dir
+
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"], pretrained_backbone=False)
+    init_from(net, weights_dir() / "exemplar.safetensors")
+    assert math.isclose(float(net.log_tau.exp()), 0.03, rel_tol=1e-5)
+    init_from(net, weights_dir() / "exemplar.safetensors", keep_temperature=True)
+    assert not math.isclose(float(net.log_tau.exp()), 0.03, rel_tol=1e-2)

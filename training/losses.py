@@ -102,12 +102,15 @@ class ExemplarLossWeights:
     hist: float = 2.0
     tv: float = 50.0
     adv: float = 1.0
+    gate: float = 0.0  # ours (warp prior): the mean gate, so that heads replace the warp only where it pays
 
 
 def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference_ab: torch.Tensor,
-                    L: torch.Tensor, discriminators: nn.ModuleList | None, w: ExemplarLossWeights) -> dict:
-    """Eq. 4: the weighted sum over scales. Returns the total and each term (summed over scales)."""
-    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0}
+                    L: torch.Tensor, discriminators: nn.ModuleList | None, w: ExemplarLossWeights,
+                    gates: list[torch.Tensor] | None = None) -> dict:
+    """Eq. 4: the weighted sum over scales. Returns the total and each term (summed over scales).
+    ``gates``: the prior network's per-pixel gates (P1..P4), penalised by their mean when ``w.gate``."""
+    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0}
     for s, p in enumerate(preds):
         if w.pixel:
             terms["pixel"] = terms["pixel"] + pixel_loss(p, truth_ab)
@@ -117,7 +120,10 @@ def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference
             terms["tv"] = terms["tv"] + tv_loss(p)
         if w.adv and discriminators is not None:
             terms["adv"] = terms["adv"] + generator_loss(discriminators[s](L, p))
-    total = w.pixel * terms["pixel"] + w.hist * terms["hist"] + w.tv * terms["tv"] + w.adv * terms["adv"]
+    if w.gate and gates:
+        terms["gate"] = sum(g.mean() for g in gates)
+    total = (w.pixel * terms["pixel"] + w.hist * terms["hist"] + w.tv * terms["tv"] + w.adv * terms["adv"]
+             + w.gate * terms["gate"])
     return {"total": total, **{k: (v.detach() if torch.is_tensor(v) else torch.tensor(v)) for k, v in terms.items()}}
 
 

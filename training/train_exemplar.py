@@ -43,6 +43,9 @@ CONFIGS = {
     # earlier CPU network, hue-rotated pairs, more and stronger self-references, less smoothing
     "cpu-warp": dict(arch="cpu-warp", size=160, batch=8, lr=1e-4, lr_d=1e-4, steps=4000, cosine=True,
                      self_ref=0.5, strong_self_ref=True, hue_aug=0.5, w_tv=5.0),
+    # the same with the prior matched grey to grey (the reference's keys from its lightness)
+    "cpu-warp-grey": dict(arch="cpu-warp-grey", size=160, batch=8, lr=1e-4, lr_d=1e-4, steps=4000, cosine=True,
+                          self_ref=0.5, strong_self_ref=True, hue_aug=0.5, w_tv=5.0),
     "paper": dict(arch="paper", size=224, batch=12, lr=1e-5, lr_d=1e-5, steps=560_000, cosine=False, self_ref=0.3),
 }
 ABLATIONS = {
@@ -53,7 +56,7 @@ ABLATIONS = {
     "no-pixel": ({}, {"pixel": 0.0}),
     "no-hist": ({}, {"hist": 0.0}),
 }
-LOG_FIELDS = ["step", "lr", "total", "pixel", "hist", "tv", "adv", "d", "val_pixel", "val_hist", "sec_per_step"]
+LOG_FIELDS = ["step", "lr", "total", "pixel", "hist", "tv", "adv", "gate", "d", "val_pixel", "val_hist", "sec_per_step"]
 
 
 class Discriminators(nn.Module):
@@ -112,7 +115,10 @@ def parse(argv=None):
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start from these weights (a .safetensors export, e.g. the shipped model); new parts "
                          "(such as the prior of cpu-warp) keep their initialisation")
-    for k in ("pixel", "hist", "tv", "adv"):
+    ap.add_argument("--keep-temperature", action="store_true",
+                    help="with --init-from: keep the file's learned warp temperature (default: start from the "
+                         "architecture's prior_temperature)")
+    for k in ("pixel", "hist", "tv", "adv", "gate"):
         ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
     return apply_config(ap.parse_args(argv), CONFIGS)
 
@@ -126,7 +132,7 @@ def main(argv=None) -> int:
     arch_over, loss_over = ABLATIONS[args.ablation]
     cfg = EXEMPLAR_CONFIGS[args.arch]
     cfg = type(cfg).from_dict({**cfg.to_dict(), **arch_over, "train_size": args.size})
-    recipe = {k: getattr(args, f"w_{k}") for k in ("pixel", "hist", "tv", "adv") if getattr(args, f"w_{k}", None) is not None}
+    recipe = {k: getattr(args, f"w_{k}") for k in ("pixel", "hist", "tv", "adv", "gate") if getattr(args, f"w_{k}", None) is not None}
     weights = ExemplarLossWeights(**{**recipe, **loss_over})
 
     train = Corpus(load_items(args.data, "train"))
@@ -147,7 +153,7 @@ def main(argv=None) -> int:
     out = args.out
     resume = None if args.no_resume else load_resume(out / "last.pt")
     if resume is None and args.init_from:
-        init_from(model, args.init_from)
+        init_from(model, args.init_from, keep_temperature=args.keep_temperature)
     if resume is not None:
         model.load_state_dict(resume["model"], strict=False)
         opt_g.load_state_dict(resume["opt_g"])
@@ -193,7 +199,8 @@ def main(argv=None) -> int:
             opt_d.step()
             for p in disc.parameters():
                 p.requires_grad_(False)
-        terms = exemplar_losses(preds, ab, ref_ab, L, disc.d if disc is not None else None, weights)
+        terms = exemplar_losses(preds, ab, ref_ab, L, disc.d if disc is not None else None, weights,
+                                getattr(model, "last_gates", None))
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()
@@ -223,9 +230,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def init_from(model: ExemplarColorizer, path: Path) -> None:
+def init_from(model: ExemplarColorizer, path: Path, keep_temperature: bool = False) -> None:
     """Warm start: load every trainable tensor of ``path`` that the model has (same shape); parts
-    the file lacks keep their initialisation. Refuses a file that shares nothing with the model."""
+    the file lacks keep their initialisation. Refuses a file that shares nothing with the model.
+    The warp's temperature starts from the architecture's unless ``keep_temperature``."""
     from napari_colorize.models.registry import load_checkpoint
 
     sd, _ = load_checkpoint(path)
@@ -233,7 +241,7 @@ def init_from(model: ExemplarColorizer, path: Path) -> None:
     wrong = [k for k in sd if k in own and own[k].shape != sd[k].shape]
     if wrong:
         raise SystemExit(f"--init-from {path}: {len(wrong)} tensors of another shape, e.g. {wrong[:3]}")
-    use = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own}
+    use = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own and (keep_temperature or k != "log_tau")}
     if not use:
         raise SystemExit(f"--init-from {path}: no tensor fits this architecture")
     model.load_state_dict(use, strict=False)

@@ -465,22 +465,9 @@ def _resolve_model(model) -> Colorizer:
 
 
 def attention_memory(model: Colorizer, wshape: tuple[int, int]) -> int:
-    """Estimated peak bytes of an exemplar network's attention for one slice at working shape ``wshape``.
-
-    Standard attention holds ``heads x (h w)^2`` logits per level (h, w: the feature grid at the
-    level's stride), axial attention ``heads x h w (h + w)``; the peak is about 4 such tensors
-    (logits, their sums, softmax; measured on the CPU). 0 when the model has no attention.
-    """
-    net = getattr(model, "network", None)
-    cfg, levels, strides = getattr(net, "config", None), getattr(net, "attention_at", None), getattr(net, "strides", None)
-    if cfg is None or not levels or strides is None:
-        return 0
-    worst = 0
-    for level in levels:
-        s = int(strides[level - 1])
-        h, w = -(-wshape[0] // s), -(-wshape[1] // s)
-        worst = max(worst, (h * w) ** 2 if getattr(cfg, "attention", "axial") == "standard" else h * w * (h + w))
-    return int(4 * 4 * int(getattr(cfg, "heads", 1)) * worst)
+    """Estimated peak bytes of the model's attention for one slice at working shape ``wshape``
+    (the model's own estimate, :meth:`Colorizer.attention_memory`; 0 when it has no attention)."""
+    return int(model.attention_memory(wshape))
 
 
 def available_memory(device) -> int | None:
@@ -500,7 +487,7 @@ def available_memory(device) -> int | None:
 
 
 def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int) -> str:
-    standard = getattr(getattr(getattr(model, "network", None), "config", None), "attention", "") == "standard"
+    standard = model.config.get("config", {}).get("attention") == "standard"
     fit = size
     avail = available_memory(model.device)
     if avail:

@@ -92,6 +92,28 @@ def _read_pil(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
+def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header and one decoded pixel; the file's structure is checked by
+    PIL's ``verify`` (PNG: every chunk's checksum) without decoding the image (it is decoded
+    once, when it is colourised)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if int(getattr(im, "n_frames", 1)) > 1:  # multi-frame files: decoded to learn their layout
+                a = _read_pil(path)
+                return tuple(a.shape), a.dtype
+            corner = _pil_array(im.crop((0, 0, 1, 1)))
+            width, height = im.size
+        with Image.open(path) as im:
+            im.verify()
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"{path}: the image is corrupt or truncated ({e})") from None
+    return (height, width) + corner.shape[2:], corner.dtype
+
+
 def _read_tiff(path: Path, probe: bool = False):
     import logging
 
@@ -163,8 +185,7 @@ def probe_image(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         return _read_npy(path, probe=True)
     if suffix in TIFF_SUFFIXES:
         return _read_tiff(path, probe=True)
-    a = _read_pil(path)  # verifies that the whole file decodes
-    return tuple(a.shape), a.dtype
+    return _probe_pil(path)
 
 
 # --------------------------------------------------------------------------- writing

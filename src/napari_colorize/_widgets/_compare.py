@@ -18,7 +18,7 @@ from ._layers import (OURS, DefaultPicks, add_or_update_image, find_ours, free_n
                       score_colour, score_grey, score_truth, spatial_shape)
 from ._workers import CompareRow, compare_job
 
-DEFAULT_SET = ("exemplar", "histogram", "welsh", "reinhard")  # the shipped networks and the two classic baselines
+DEFAULT_SET = ("exemplar", "histogram", "warp-grey", "welsh", "reinhard")  # the shipped networks and the baselines
 # short table headers and decimals per column of napari_colorize.compare.COLUMNS
 HEADERS = {"model": "model", "HIS vs reference": "HIS", "colourfulness": "colourf.", "SSIM": "SSIM",
            "PSNR dB": "PSNR", "seconds": "s"}

@@ -59,6 +59,11 @@ class Colorizer:
         """``L``: ``(B, 1, h, w)`` normalised lightness (``L/50 - 1``)."""
         raise NotImplementedError
 
+    def attention_memory(self, wshape: tuple[int, int]) -> int:
+        """Estimated peak bytes of the model's attention for one slice at working shape ``wshape``
+        (0: no attention worth sizing)."""
+        return 0
+
 
 class NetworkColorizer(Colorizer):
     """A torch network with a frozen backbone."""
@@ -72,6 +77,10 @@ class NetworkColorizer(Colorizer):
         self.multiple = int(network.multiple)
         self.min_size = self.multiple
         self.default_size = int(self.config.get("working_size", self.default_size))
+
+    def attention_memory(self, wshape: tuple[int, int]) -> int:
+        size = getattr(self.network, "attention_bytes", None)
+        return int(size(wshape)) if size is not None else 0
 
 
 class ExemplarNetwork(NetworkColorizer):

@@ -62,6 +62,10 @@ class ExemplarConfig:
         Backbone tap of the prior (2: stride 4 for EfficientNet-Lite0).
     prior_temperature : float
         Initial softmax temperature of the warp (learned).
+    prior_reference : {"colour", "grey"}
+        How the reference is shown to the backbone for the warp's keys: in colour (as the
+        attention sees it), or as its own lightness in neutral grey, like the target ("grey":
+        grey-to-grey matching; measured better on both protocols, see docs/MODELS.md).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -76,6 +80,7 @@ class ExemplarConfig:
     prior: str = "none"
     prior_level: int = 2
     prior_temperature: float = 0.05
+    prior_reference: str = "colour"
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -117,6 +122,7 @@ class ExemplarConfig:
         check_choice("prior", self.prior, ("none", "warp"))
         check_int("prior_level", self.prior_level, 1, LEVELS - 1)
         check_float("prior_temperature", self.prior_temperature, 1e-3, 10.0)
+        check_choice("prior_reference", self.prior_reference, ("colour", "grey"))
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
@@ -133,6 +139,8 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
     "cpu-single": ExemplarConfig(modules_per_level=1, train_size=160),
     # our default since the correspondence prior: the CPU network plus the warp prior
     "cpu-warp": ExemplarConfig(prior="warp", train_size=160),
+    # the prior matched grey to grey (the reference's keys from its lightness), sharper softmax
+    "cpu-warp-grey": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03, train_size=160),
     # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
     "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
                             attention_levels=3, modules_per_level=2, span=None, train_size=224),

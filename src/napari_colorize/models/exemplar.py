@@ -32,7 +32,7 @@ from ..color import grey_rgb
 from .attention import AttentionMaps, CrossAttentionModule
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
-from .warp import feature_warp, reference_side
+from .warp import feature_warp, reference_grey, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS"]
 
@@ -133,22 +133,47 @@ class ExemplarColorizer(nn.Module):
         """Input sizes must be multiples of this (the coarsest stride)."""
         return max(self.strides)
 
+    def attention_bytes(self, wshape: tuple[int, int]) -> int:
+        """Estimated peak bytes of the attention for one image at working shape ``wshape``.
+
+        Standard attention holds ``heads x (h w)^2`` logits per level (h, w: the feature grid at
+        the level's stride), axial attention ``heads x h w (h + w)``; the peak is about 4 such
+        float32 tensors (logits, their sums, softmax; measured on the CPU).
+        """
+        worst = 0
+        for level in self.attention_at:
+            s = int(self.strides[level - 1])
+            h, w = -(-wshape[0] // s), -(-wshape[1] // s)
+            worst = max(worst, (h * w) ** 2 if self.config.attention == "standard" else h * w * (h + w))
+        return 4 * 4 * int(self.config.heads) * worst
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen backbone (which comes from its own pretrained file)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
-    def _reference_side(self, taps: list[torch.Tensor], reference_rgb: torch.Tensor) -> dict:
+    @property
+    def _grey_keys(self) -> bool:
+        """The prior's keys come from the reference's lightness (``prior_reference="grey"``)."""
+        return self.prior and self.config.prior_reference == "grey"
+
+    def _reference_side(self, taps: list[torch.Tensor], reference_rgb: torch.Tensor,
+                        prior_tap: torch.Tensor | None = None) -> dict:
         """Projected reference features ``\\hat F_R^l`` at the attention levels, and for the
-        prior the centred reference features and the reference's ab on their lattice."""
+        prior the centred reference features (from ``prior_tap`` when given: the grey view's)
+        and the reference's ab on their lattice."""
         out = {l: self.proj_r[str(l)](taps[l - 1]) for l in self.attention_at}
         if self.prior:
-            out["prior"] = reference_side(taps[self.config.prior_level - 1], reference_rgb)
+            lp = self.config.prior_level
+            out["prior"] = reference_side(taps[lp - 1] if prior_tap is None else prior_tap, reference_rgb)
         return out
 
     def encode_reference(self, reference_rgb: torch.Tensor) -> dict:
         """The reference side, computed once for many targets (stacks)."""
         taps, _ = self.backbone(reference_rgb)
-        return self._reference_side(taps, reference_rgb)
+        prior_tap = None
+        if self._grey_keys:
+            prior_tap = self.backbone(reference_grey(reference_rgb))[0][self.config.prior_level - 1]
+        return self._reference_side(taps, reference_rgb, prior_tap)
 
     def warp(self, target_tap: torch.Tensor, reference_features: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The prior on the target's lattice at ``prior_level``: ``(ab, confidence)``."""
@@ -163,12 +188,14 @@ class ExemplarColorizer(nn.Module):
                 raise ValueError("an exemplar model needs a reference")
             if reference_rgb.shape[-2:] != target_L.shape[-2:]:
                 raise ValueError("target and reference must have the same working size")
-            if reference_rgb.shape[0] == target_L.shape[0]:  # one backbone pass for both
-                taps_both, bott_both = self.backbone(torch.cat([grey_rgb(target_L), reference_rgb]))
+            if reference_rgb.shape[0] == target_L.shape[0]:  # one backbone pass for all
+                views = [grey_rgb(target_L), reference_rgb] + ([reference_grey(reference_rgb)] if self._grey_keys else [])
+                taps_all, bott_all = self.backbone(torch.cat(views))
                 B = target_L.shape[0]
-                taps = [t[:B] for t in taps_both]
-                bott = bott_both[:B]
-                reference_features = self._reference_side([t[B:] for t in taps_both], reference_rgb)
+                taps = [t[:B] for t in taps_all]
+                bott = bott_all[:B]
+                prior_tap = taps_all[self.config.prior_level - 1][2 * B:] if self._grey_keys else None
+                reference_features = self._reference_side([t[B:2 * B] for t in taps_all], reference_rgb, prior_tap)
             else:
                 reference_features = self.encode_reference(reference_rgb)
                 taps, bott = self.backbone(grey_rgb(target_L))
@@ -191,7 +218,7 @@ class ExemplarColorizer(nn.Module):
                     raw_maps[(l, m)] = maps
             fused[l] = x
         out = self.proj_b(bott)  # O^6
-        preds = []
+        preds, gates = [], []
         for l in range(LEVELS, 1, -1):
             out = self.decoders[str(l)](out, fused.get(l, ft[l - 1]), ft[l - 2])
             p = self.heads[l - 2](out)  # decoder l feeds head P_{l-1}
@@ -199,10 +226,13 @@ class ExemplarColorizer(nn.Module):
                 w = _resample(warp, p.shape[-2:])
                 g = torch.sigmoid(self.gates[l - 2](out))
                 p = w + g * (p - w)
+                gates.append(g)
                 if return_attention:
                     raw_maps[("gate", l - 1)] = g
             preds.append(p)
         preds = preds[::-1]  # P1 (finest) .. P4
+        if self.training:  # for a training loss on the gates (training/losses.py)
+            self.last_gates = gates[::-1]
         if warp is not None and return_attention:
             raw_maps[("warp", 0)] = warp
         if not return_attention:

@@ -91,6 +91,12 @@ def _warp(device):
     return WarpColorizer("warp", device=device)
 
 
+def _warp_grey(device):
+    from .warp import WarpColorizer
+
+    return WarpColorizer("warp-grey", tau=0.03, reference="grey", device=device)
+
+
 def _register_defaults() -> None:
     register_model(ModelEntry("welsh", "exemplar", "Welsh et al. 2002, global luminance/texture matching (no weights)",
                               "baseline", factory=_welsh))
@@ -99,6 +105,9 @@ def _register_defaults() -> None:
     register_model(ModelEntry("warp", "exemplar", "Parameter-free warp: reference colour moved by the cosine similarity "
                               "of frozen EfficientNet-Lite0 features (stride 4, no trained weights)",
                               "baseline", factory=_warp))
+    register_model(ModelEntry("warp-grey", "exemplar", "Parameter-free warp matched grey to grey: the reference's keys "
+                              "from its own lightness, temperature 0.03 (no trained weights)",
+                              "baseline", factory=_warp_grey))
     ex = [
         ("exemplar", "cpu-warp", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) with our "
                                  "correspondence prior (the warp, gated per pixel)"),

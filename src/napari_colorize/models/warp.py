@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
 
-__all__ = ["centre_normalise", "feature_warp", "reference_side", "WarpColorizer", "pool_ab"]
+__all__ = ["centre_normalise", "feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab"]
+
+REFERENCE_VIEWS = ("colour", "grey")
 
 
 def centre_normalise(f: torch.Tensor) -> torch.Tensor:
@@ -41,6 +43,12 @@ def pool_ab(ab: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     if tuple(ab.shape[-2:]) == tuple(shape):
         return ab
     return F.adaptive_avg_pool2d(ab, shape)
+
+
+def reference_grey(reference_rgb: torch.Tensor) -> torch.Tensor:
+    """The reference as the backbone sees a grey target: its own lightness in neutral grey.
+    Matching grey to grey removes the colour-vs-grey gap between the two feature maps."""
+    return grey_rgb(normalize_lab(rgb_to_lab(reference_rgb.float()))[:, :1])
 
 
 def reference_side(tap: torch.Tensor, reference_rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,18 +100,23 @@ class WarpColorizer(Colorizer):
     ----------
     level : backbone tap (1-based; 2 = stride 4 for EfficientNet-Lite0).
     tau : softmax temperature.
+    reference : {"colour", "grey"}
+        How the reference is shown to the backbone for the keys: in colour (the baseline of
+        issue 10) or as its lightness in neutral grey, like the target (``warp-grey``).
     """
 
     kind = "exemplar"
     default_size = 224
 
     def __init__(self, name: str = "warp", level: int = 2, tau: float = 0.05, device="cpu",
-                 backbone: str = "efficientnet_lite0") -> None:
+                 backbone: str = "efficientnet_lite0", reference: str = "colour") -> None:
         from .backbones import build_backbone
 
+        if reference not in REFERENCE_VIEWS:
+            raise ValueError(f"reference must be one of {REFERENCE_VIEWS}, not {reference!r}")
         super().__init__(name, {"architecture": "baseline", "method": "warp", "level": level, "tau": tau,
-                                "backbone": backbone}, device)
-        self.level, self.tau = level, tau
+                                "backbone": backbone, "reference": reference}, device)
+        self.level, self.tau, self.reference = level, tau, reference
         self.backbone = build_backbone(backbone).to(self.device)
         self.multiple = self.min_size = max(self.backbone.spec.strides)
 
@@ -112,7 +125,7 @@ class WarpColorizer(Colorizer):
         if reference is None:
             raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
         rgb = reference.to(self.device).float()
-        taps, _ = self.backbone(rgb)
+        taps, _ = self.backbone(reference_grey(rgb) if self.reference == "grey" else rgb)
         keys, ab = reference_side(taps[self.level - 1], rgb)
         return {"keys": keys, "ab": ab}
 
