@@ -401,7 +401,7 @@ def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> dict | None
     if not overwrite:
         raise ResumeError(f"{out} exists{' (a finished run)' if rec else ''}: it is not replaced unless you pass "
                           "overwrite=True (--overwrite)")
-    return rec
+    return None  # replaced
 
 
 # --------------------------------------------------------------------------------------- the run
@@ -409,7 +409,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                     scheduler: str | None = None, size: int | None = None, dtype: str = "uint8", pyramid: int = 0,
                     temporal: int = 0, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
-                    device: str = "auto", chunks: tuple | None = None) -> Path:
+                    device: str = "auto", chunks: tuple | None = None, protect=()) -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
 
     Parameters
@@ -437,6 +437,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     overwrite : replace an existing output (a zarr store; never an input).
     device : for loading a named model here and on the workers.
     chunks : the chunk shape for inputs without chunks (numpy arrays, TIFF files).
+    protect : more paths never to write over (guide files given by path elsewhere).
     """
     import dask
 
@@ -452,7 +453,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     vol = open_volume(source, chunks)
     out = Path(output)
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
-    inputs = [p for p in (vol.path, ref_path) if p is not None]
+    inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
     record = _check_output(out, inputs, overwrite)
     if ref_path is not None:
         from .io import read_image
@@ -611,10 +612,10 @@ def _run_distributed(client, tasks: list, progress) -> None:
     futures = client.compute(tasks)
     try:
         if progress == "bar":
-            distributed.progress(futures)
+            distributed.progress(futures, scheduler=client.scheduler.address)
             client.gather(futures)
             return
-        for k, fut in enumerate(distributed.as_completed(futures), 1):
+        for k, fut in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
             fut.result()
             if callable(progress):
                 progress(k, len(tasks))
