@@ -210,6 +210,19 @@ def test_outputs_over_inputs_are_refused(tmp_path, stack_and_ref, capsys):
     assert "OUT.zarr" in capsys.readouterr().err
 
 
+def test_a_store_claiming_huge_slices_is_refused_before_reading(tmp_path, stack_and_ref):
+    """zarr metadata is the file's word: 200000 x 200000 slices are refused before any is read."""
+    vol, ref = stack_and_ref
+    zarr.create_array(str(tmp_path / "huge.zarr"), shape=(4, 200_000, 200_000), chunks=(2, 200_000, 200_000),
+                      dtype="uint16")
+    with pytest.raises(MemoryError, match="fewer slices per chunk"):
+        colorize_volume(tmp_path / "huge.zarr", tmp_path / "o.zarr", "reinhard", reference=ref)
+    assert not (tmp_path / "o.zarr").exists()
+    zarr.create_array(str(tmp_path / "obj.zarr"), shape=(2, 8, 8), chunks=(1, 8, 8), dtype="str")
+    with pytest.raises(TypeError, match="not numbers"):
+        colorize_volume(tmp_path / "obj.zarr", tmp_path / "o.zarr", "reinhard", reference=ref)
+
+
 def test_without_the_extra_a_clear_error(tmp_path, stack_and_ref, monkeypatch, capsys):
     vol, ref = stack_and_ref
     monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr now fails

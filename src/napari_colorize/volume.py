@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import math
 import os
 import shutil
 import threading
@@ -455,6 +454,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
     inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
     record = _check_output(out, inputs, overwrite)
+    _check_memory(vol, temporal, dtype, pyramid, None)  # before reading any slice (sizes come from the file)
     if ref_path is not None:
         from .io import read_image
 
@@ -469,7 +469,6 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     for w in dict.fromkeys(sink):
         warnings.warn(w, stacklevel=2)
     stack_nd = vol.data.ndim - 2
-    spatial = tuple(vol.data.shape[-2:])
     c_axis = _out_layout(vol.axes[:stack_nd])
     # one task per output chunk along the stack axes (all of y and x)
     starts = [range(0, n, c) for n, c in zip(vol.data.shape[:stack_nd], vol.chunks[:stack_nd])]
@@ -491,45 +490,80 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                               "it is not resumed; run with the same arguments, or pass overwrite=True (--overwrite) "
                               "to start again")
         record = None
-    if record is None and out.exists():  # overwrite: a zarr store (checked), never an input
-        shutil.rmtree(out)
-    zarr = _need("zarr")
-    if record is None:
-        axes = [dict(a) for a in vol.axes]
-        out_axes = axes[:c_axis] + [{"name": "c", "type": "channel"}] + axes[c_axis:]
-        scale = vol.scale[:c_axis] + [1.0] + vol.scale[c_axis:]
-        trans = vol.translation[:c_axis] + [0.0] + vol.translation[c_axis:]
-        nd = len(out_axes)
-        scales, translations = _level_transforms(scale, trans, pyramid, (nd - 2, nd - 1))
-        stack = tuple(vol.data.shape[:stack_nd])
-        shapes = [stack[:c_axis] + (3,) + stack[c_axis:] + s for s in _level_shapes(spatial, pyramid)]
-        out_chunks = vol.chunks[:c_axis] + (3,) + vol.chunks[c_axis:]
-        group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations,
-                              {RECORD_KEY: {"fingerprint": fingerprint, "arguments": args, "complete": False,
-                                            "chunks": len(blocks)}})
-        group.create_array(PROGRESS_ARRAY, shape=(len(blocks),), chunks=(1,), dtype="uint8", fill_value=0,
-                           compressors=None)
-        done: set = set()
-    else:
-        group = zarr.open_group(str(out), mode="r+")
-        done = _done_blocks(group, len(blocks))
-    todo = [b for b in range(len(blocks)) if b not in done]
-
     K = int(temporal) if stack_nd and job.tgt.n_slices > 1 else 0
-    ctx = _Context(model=model.source if (client is not None or _is_address(scheduler)) and model.source else model,
-                   device=str(device) if model.source else str(model.device),
-                   state=_to_device(job.state, "cpu"), wshape=job.wshape,
-                   intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=K, dtype=dtype,
-                   levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
-    _run(vol, blocks, todo, ctx, K, client, scheduler, progress)
-    group = zarr.open_group(str(out), mode="r+")
+    own_client = None
+    if client is None and _is_address(scheduler):
+        client = own_client = _need("distributed", "running on a dask cluster").Client(scheduler,
+                                                                                    set_as_default=False)
+    try:
+        _check_memory(vol, K, dtype, pyramid, client)  # (the cluster's workers this time)
+        if record is None:
+            if out.exists():  # overwrite: a zarr store (checked), never an input
+                shutil.rmtree(out)
+            _new_output(out, vol, c_axis, dtype, pyramid, len(blocks),
+                        {"fingerprint": fingerprint, "arguments": args, "complete": False, "chunks": len(blocks)})
+        done = _done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))
+        ctx = _Context(model=model.source if client is not None and model.source else model,
+                       device=str(device) if model.source else str(model.device),
+                       state=_to_device(job.state, "cpu"), wshape=job.wshape,
+                       intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=K, dtype=dtype,
+                       levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
+        _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
+    finally:
+        if own_client is not None:
+            own_client.close()
+    group = _need("zarr").open_group(str(out), mode="r+")
     if len(_done_blocks(group, len(blocks))) != len(blocks):
         raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
     del group[PROGRESS_ARRAY]
-    rec = dict(group.attrs[RECORD_KEY])
-    rec["complete"] = True
-    group.attrs[RECORD_KEY] = rec
+    group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
     return out
+
+
+def _new_output(out: Path, vol: Volume, c_axis: int, dtype: str, pyramid: int, n_blocks: int, record: dict) -> None:
+    """The output store of a new run: every level's (empty) array, the NGFF metadata, the run
+    record and a flag per task."""
+    stack_nd = vol.data.ndim - 2
+    axes = [dict(a) for a in vol.axes]
+    out_axes = axes[:c_axis] + [{"name": "c", "type": "channel"}] + axes[c_axis:]
+    scale = vol.scale[:c_axis] + [1.0] + vol.scale[c_axis:]
+    trans = vol.translation[:c_axis] + [0.0] + vol.translation[c_axis:]
+    nd = len(out_axes)
+    scales, translations = _level_transforms(scale, trans, pyramid, (nd - 2, nd - 1))
+    stack = tuple(vol.data.shape[:stack_nd])
+    shapes = [stack[:c_axis] + (3,) + stack[c_axis:] + s for s in _level_shapes(tuple(vol.data.shape[-2:]), pyramid)]
+    out_chunks = vol.chunks[:c_axis] + (3,) + vol.chunks[c_axis:]
+    group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations, {RECORD_KEY: record})
+    group.create_array(PROGRESS_ARRAY, shape=(n_blocks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+
+
+def task_memory(vol: Volume, temporal: int, dtype: str, levels: int) -> int:
+    """Estimated peak bytes of one task: its input slices (with the temporal overlap), its output
+    chunks (every level) and the working arrays of one slice (float64 lightness, RGB, upsampled ab)."""
+    stack_nd = vol.data.ndim - 2
+    Y, X = vol.data.shape[-2:]
+    own = int(np.prod(vol.chunks[:stack_nd])) if stack_nd else 1
+    ext = own // vol.chunks[stack_nd - 1] * min(vol.data.shape[stack_nd - 1], vol.chunks[stack_nd - 1] + 2 * temporal) \
+        if stack_nd else 1
+    out = own * Y * X * 3 * np.dtype(dtype).itemsize * (4 / 3 if levels else 1)
+    return int(ext * Y * X * np.dtype(vol.data.dtype).itemsize + out + 48 * Y * X)
+
+
+def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client) -> None:
+    """Refuse, before any work, a volume whose tasks cannot fit in memory (chunk shapes come from
+    the file's metadata: a store claiming huge slices is refused here, not by the allocator)."""
+    need = task_memory(vol, temporal, dtype, levels)
+    if client is not None:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+        have, where = (min(limits), "a worker's memory limit") if limits and min(limits) > 0 else (None, "")
+    else:
+        from .inference import available_memory
+
+        have, where = available_memory("cpu"), "the free memory"
+    if have and need > 0.8 * have:
+        raise MemoryError(f"one task of this volume needs about {need / 2**30:.1f} GB (its chunk of "
+                          f"{vol.chunks} slices of {vol.data.shape[-2]} x {vol.data.shape[-1]}), more than {where} "
+                          f"({have / 2**30:.1f} GB): store the volume with fewer slices per chunk")
 
 
 def _product(ranges: list) -> list[tuple]:
@@ -557,32 +591,23 @@ def _part(vol: Volume, own: tuple, K: int):
     return vol.data[own[:-1] + (slice(lo, hi),)], last.start - lo
 
 
-def _run(vol: Volume, blocks: list, todo: list, ctx: _Context, K: int, client, scheduler, progress) -> None:
+def _run(vol: Volume, blocks: list, todo: list, ctx: _Context, client, scheduler, progress) -> None:
     import dask
 
-    own_client = None
-    if client is None and _is_address(scheduler):
-        distributed = _need("distributed", "running on a dask cluster")
-        client = own_client = distributed.Client(scheduler, set_as_default=False)
-    try:
-        if client is not None:
-            _need("distributed", "running on a dask cluster")
-            ctx_ref = client.scatter(ctx, broadcast=True, hash=False)
-        else:
-            ctx_ref = dask.delayed(ctx, traverse=False)
-        tasks = []
-        for b in todo:
-            part, offset = _part(vol, blocks[b], K)
-            tasks.append(dask.delayed(_colorize_block, pure=False)(part, ctx_ref, b, blocks[b], offset))
-        if not tasks:
-            return
-        if client is not None:
-            _run_distributed(client, tasks, progress)
-        else:
-            _run_local(tasks, scheduler or "threads", progress)
-    finally:
-        if own_client is not None:
-            own_client.close()
+    if not todo:
+        return
+    if client is not None:
+        ctx_ref = client.scatter(ctx, broadcast=True, hash=False)  # once to every worker
+    else:
+        ctx_ref = dask.delayed(ctx, traverse=False)
+    tasks = []
+    for b in todo:
+        part, offset = _part(vol, blocks[b], ctx.temporal)
+        tasks.append(dask.delayed(_colorize_block, pure=False)(part, ctx_ref, b, blocks[b], offset))
+    if client is not None:
+        _run_distributed(client, tasks, progress)
+    else:
+        _run_local(tasks, scheduler or "threads", progress)
 
 
 def _run_local(tasks: list, scheduler: str, progress) -> None:
