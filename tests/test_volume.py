@@ -189,6 +189,28 @@ def test_ome_zarr_input_axes_units_pyramid_and_uint16(tmp_path, stack_and_ref):
     assert np.abs(_level(out, 1) - halved).max() <= 1  # (levels are halved in float, then rounded)
 
 
+def test_ngff_04_time_series_with_temporal(tmp_path, stack_and_ref):
+    """(t, z, y, x) in NGFF 0.4 (zarr format 2): c goes after t, units kept, and temporal smoothing
+    stays within each time point's z run, as in colorize()."""
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    vol, ref = stack_and_ref
+    v4 = np.stack([vol[:3], vol[3:]])
+    src = tmp_path / "t.zarr"
+    write_image(v4, zarr.open_group(str(src), mode="w", zarr_format=2), axes="tzyx", fmt=FormatV04(),
+                axes_units={"t": "second", "z": "micrometer"}, storage_options={"chunks": (1, 2, 64, 64)},
+                scale_factors=[])
+    out = colorize_volume(src, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=1)
+    g = zarr.open_group(str(out), mode="r")
+    axes = g.attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["t", "c", "z", "y", "x"]
+    assert axes[0]["unit"] == "second" and axes[2]["unit"] == "micrometer"
+    assert g["0"].chunks == (1, 3, 2, 64, 64)
+    want = _convert(nc.colorize("reinhard", v4, reference=ref, rgb=False, temporal=1).rgb, "uint8")
+    np.testing.assert_array_equal(np.moveaxis(g["0"][:], 1, -1), want)
+
+
 def test_outputs_over_inputs_are_refused(tmp_path, stack_and_ref, capsys):
     vol, ref = stack_and_ref
     src = _zarr(tmp_path / "in.zarr", vol)

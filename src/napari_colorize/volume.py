@@ -123,8 +123,17 @@ def _open_zarr(path: Path):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
-    loc = parse_url(str(path), mode="r")
-    for n in (Reader(loc)() if loc is not None else []):
+    import logging
+
+    log = logging.getLogger("ome_zarr")  # (its notes on the format version it found are not errors)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        loc = parse_url(str(path), mode="r")
+        nodes = list(Reader(loc)()) if loc is not None else []
+    finally:
+        log.setLevel(level)
+    for n in nodes:
         spec = next((s for s in n.specs if hasattr(s, "datasets")), None)
         if spec is None or not n.data:
             continue
