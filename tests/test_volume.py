@@ -266,13 +266,14 @@ def test_napari_writer_saves_an_rgb_layer_as_ome_zarr(tmp_path):
 
     PluginManager.instance().discover()  # (napari does this when it starts)
 
+    from napari.layers import Image
+
     rng = np.random.default_rng(1)
     rgb = rng.random((2, 40, 30, 3)).astype(np.float32)
-    meta = {"rgb": True, "scale": (3.0, 0.5, 0.5), "translate": (0.0, 1.0, 2.0), "name": "r",
-            "units": ("micrometer", "micrometer", "pixel")}
+    layer = Image(da.from_array(rgb, chunks=(1, 20, 30, 3)), rgb=True, scale=(3.0, 0.5, 0.5),
+                  translate=(0.0, 1.0, 2.0), units=("micrometer", "micrometer", "pixel"), name="r [exemplar]")
     out = tmp_path / "layer.ome.zarr"
-    assert write(str(out), [(da.from_array(rgb, chunks=(1, 20, 30, 3)), meta, "image")],
-                 plugin_name="napari-colorize") == [str(out)]
+    assert write(str(out), [layer], plugin_name="napari-colorize") == [str(out)]
     g = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(np.moveaxis(g["0"][:], 0, -1), _convert(rgb, "uint8"))
     ms = g.attrs["ome"]["multiscales"][0]

@@ -44,7 +44,7 @@ class _Refused(Exception):
         self.lines = lines
 
 
-_FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey"}
+_FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey", "overwrite=True": "--overwrite"}
 _FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb",
           "temporal": "--temporal"}
 

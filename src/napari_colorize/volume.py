@@ -408,7 +408,7 @@ def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> dict | None
         return rec  # resumed (same arguments) or refused, once the fingerprint is known
     if not overwrite:
         raise ResumeError(f"{out} exists{' (a finished run)' if rec else ''}: it is not replaced unless you pass "
-                          "overwrite=True (--overwrite)")
+                          "overwrite=True")
     return None  # replaced
 
 
@@ -496,8 +496,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             old = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
             diff = sorted(k for k in args if old.get(k) != args[k])
             raise ResumeError(f"{out} holds an unfinished run with other arguments (differing: {', '.join(diff)}): "
-                              "it is not resumed; run with the same arguments, or pass overwrite=True (--overwrite) "
-                              "to start again")
+                              "it is not resumed; run with the same arguments, or pass overwrite=True to start "
+                              "again")
         record = None
     K = int(temporal) if stack_nd and job.tgt.n_slices > 1 else 0
     own_client = None
