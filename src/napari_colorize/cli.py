@@ -44,7 +44,7 @@ class _Refused(Exception):
         self.lines = lines
 
 
-_FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey"}
+_FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey", "overwrite=True": "--overwrite"}
 _FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb",
           "temporal": "--temporal"}
 
@@ -233,9 +233,68 @@ def _load_guide(args, model, sink: list) -> dict:
         raise _Refused([f"{args.histogram}: {e}" if args.histogram not in str(e) else str(e)]) from None
 
 
+def _is_volume_run(args) -> bool:
+    """A .zarr input or a .zarr output: the volume path (OME-Zarr out, on dask)."""
+    from .volume import is_zarr_path
+
+    return any(is_zarr_path(t) for t in args.targets) or args.output.rstrip("/" + os.sep).lower().endswith(".zarr")
+
+
+def _cmd_colorize_volume(args) -> int:
+    """One volume to OME-Zarr (napari_colorize.volume), locally or on a dask cluster (--scheduler)."""
+    import warnings
+
+    from .volume import MissingExtraError, ResumeError, colorize_volume
+
+    problems = []
+    if len(args.targets) != 1:
+        problems.append(f"a .zarr volume is colourised on its own: give one target, not {len(args.targets)}")
+    out = Path(args.output.rstrip("/" + os.sep))
+    if out.suffix.lower() != ".zarr":
+        problems.append(f"{args.targets[0]} is a zarr volume: it is written as OME-Zarr; give -o OUT.zarr")
+    if args.dtype not in (None, "uint8", "uint16"):
+        problems.append(f"--dtype {args.dtype}: OME-Zarr output is uint8 (default) or uint16")
+    if args.rgb or args.channel_axis is not None or args.suffix:
+        problems.append("--rgb, --channel-axis and --suffix are not for volumes: a volume is greyscale, written "
+                        "as one OME-Zarr image")
+    if args.pyramid < 0:
+        problems.append("--pyramid must be 0 or more")
+    if problems:
+        raise _Refused(problems)
+    histogram_guide = bool(args.histogram or args.histogram_from)
+    guide_notes: list[str] = []
+    name = args.model or best_default_model("histogram" if histogram_guide else "exemplar")
+    guide = {"reference": args.reference} if args.reference else None
+    if guide is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guide = _load_guide(args, None, guide_notes)
+    protect = [p for p in (args.histogram_from, args.histogram) if p]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dest = colorize_volume(args.targets[0], out, name, **guide, scheduler=args.scheduler, size=args.size,
+                                   dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal or 0,
+                                   normalize=args.normalize, progress=None if args.quiet else "bar",
+                                   overwrite=args.overwrite, device=args.device, protect=protect)
+    except MissingExtraError as e:
+        raise _Refused([str(e)]) from None
+    except ResumeError as e:
+        raise _Refused([str(e)]) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {out} is unfinished; run the same command again to compute only what is missing",
+              file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"wrote {dest} ({name}, OME-Zarr)")
+    return 0
+
+
 def _cmd_colorize(args) -> int:
     import warnings
 
+    if _is_volume_run(args):
+        return _cmd_colorize_volume(args)
     jobs, failed, folder = _plan(args)
     for t, why in failed.items():
         _say("error", f"{t}: {why}")
@@ -414,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Colourise greyscale images or stacks. Every output path is checked before any work; "
                     "existing files are kept unless --overwrite; a failed target does not stop the others. "
                     "Exit status: 0 all written, 1 some failed, 2 nothing written.")
-    c.add_argument("targets", nargs="+", help="greyscale image(s) or stacks (.png, .jpg, .tif, .npy)")
+    c.add_argument("targets", nargs="+", help="greyscale image(s) or stacks (.png, .jpg, .tif, .npy), or one volume "
+                                              "(.zarr: a zarr array or OME-Zarr image; written as OME-Zarr)")
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--reference", "-r", help="colour reference image")
     g.add_argument("--histogram-from", help="use the ab histogram of this colour image (a histogram model)")
@@ -444,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--temporal", type=int, default=None, metavar="K",
                    help="stacks: smooth each slice's colour with K neighbours on either side (less flicker)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    c.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="volumes (.zarr in or out): run on this dask cluster (tcp://HOST:PORT of a `dask scheduler`); "
+                        "default: local threads")
+    c.add_argument("--pyramid", type=int, default=0, metavar="N",
+                   help="volumes: also write N lower resolution levels (each halves y and x)")
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)
 
@@ -527,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:  # an optional dependency (the message names the extra to install)
+        _say("error", str(e))
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,7 +42,7 @@ from .color import (NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_t
 from .models.base import Colorizer, Prediction
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
-           "prepare_histogram", "working_shape", "target_layout"]
+           "prepare_histogram", "working_shape", "target_layout", "intensity_range"]
 
 
 class Cancelled(RuntimeError):
@@ -197,7 +197,7 @@ class _Target:
     """A validated view of the target: yields the Lab lightness of each 2-D slice."""
 
     def __init__(self, target, rgb: bool | None, normalize: str, percentiles, sink: list,
-                 channel_axis: int | None = None) -> None:
+                 channel_axis: int | None = None, intensity: tuple | None = None) -> None:
         if target is None:
             raise ValueError("no target image was given")
         if isinstance(target, torch.Tensor):
@@ -229,7 +229,8 @@ class _Target:
         self.n_slices = int(np.prod(self.stack_shape)) if self.stack_shape else 1
         if target.dtype == bool:
             _warn("the target is boolean: it is used as a 0/1 image", sink)
-        self.lo, self.hi, self.scale_mode = self._intensity_range(normalize, percentiles, sink)
+        # ``intensity``: a range computed before (for the whole volume, when this is a part of it)
+        self.lo, self.hi, self.scale_mode = intensity or self._intensity_range(normalize, percentiles, sink)
 
     # -- intensity normalisation
     def _sample(self) -> np.ndarray:
@@ -323,6 +324,19 @@ class _Target:
         else:
             x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
         return grey_to_L(torch.from_numpy(x.astype(np.float32, copy=False)))
+
+
+def intensity_range(target, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
+                    rgb: bool | None = None, channel_axis: int | None = None) -> tuple[float, float, str]:
+    """The intensity mapping :func:`colorize` uses for ``target`` (an image, a stack, a dask or zarr
+    array): ``(low, high, mode)``, ``low`` and ``high`` the values mapped to black and white, ``mode``
+    ``"fixed"``, ``"stretch"`` or ``"rgb"``. Percentiles come from up to 16 evenly spread slices.
+
+    Computed once for a whole volume, it lets parts of it be colourised separately (other processes,
+    other machines) with exactly the mapping of one :func:`colorize` call on the whole
+    (:mod:`napari_colorize.volume`)."""
+    t = _Target(target, rgb, normalize, percentiles, [], channel_axis)
+    return t.lo, t.hi, t.scale_mode
 
 
 def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
@@ -539,6 +553,15 @@ class _Job:
             ref = prepare_reference(reference, sink)
             ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], self.wshape).clamp(0, 1)
         self.state = model.prepare(reference=ref_t, histogram=hist_t)
+        if self.tgt.n_slices > 1:  # the guide's features once for every slice (also what a cluster's workers get)
+            self.state = model.precompute(self.state)
+
+    @classmethod
+    def of_parts(cls, model: Colorizer, tgt: _Target, wshape: tuple[int, int], state, sink: list) -> "_Job":
+        """A job on part of a volume, with the working shape and guide state computed for the whole."""
+        job = cls.__new__(cls)
+        job.model, job.tgt, job.wshape, job.state, job.sink = model, tgt, wshape, state, sink
+        return job
 
     def predict(self, i: int, return_attention: bool = False) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
         """The prediction of slice i at the working size, its working-size L and full-size L."""
@@ -600,7 +623,6 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
                                  or temporal < 0):
         raise ValueError(f"temporal must be a number of neighbouring slices (0 or more), not {temporal!r}")
     K = int(temporal or 0) if n > 1 else 0
-    run = _stack_runs(job.tgt.stack_shape)
 
     def info_of(i, pred, L_work):
         last = i == n - 1
@@ -608,32 +630,47 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
                 "intensity_range": (job.tgt.lo, job.tgt.hi), "done": i + 1,
                 "scales": LazyList(lambda p=pred, L=L_work: _scales_to_rgb(p, L)) if last else []}
 
-    if K == 0:
-        for i in range(n):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled(f"cancelled after {i} of {n} slice(s)")
-            rgb_out, pred, L_work = job.slice(i, return_attention and i == n - 1)
-            yield job.tgt.index(i), rgb_out, pred, info_of(i, pred, L_work)
-        return
-    # consistency along the stack: each slice's colour is smoothed with its K neighbours on either side
-    # (within its run along the last stack axis), so predictions are kept for a window of 2K + 1 slices
+    for i, rgb_out, pred, L_work in _colorized_slices(job, K, range(n), n - 1 if return_attention else None,
+                                                     should_cancel):
+        yield job.tgt.index(i), rgb_out, pred, info_of(i, pred, L_work)
+
+
+def _colorized_slices(job: _Job, temporal: int, wanted, attention_at: int | None = None,
+                     should_cancel: Callable[[], bool] | None = None
+                     ) -> Iterator[tuple[int, np.ndarray, Prediction, torch.Tensor]]:
+    """``(i, rgb, prediction, working L)`` for the slices ``wanted`` (flat indices, ascending) of a job.
+
+    With ``temporal`` K > 0 each slice's colour is smoothed with its K neighbours on either side
+    within its run along the last stack axis (:func:`temporal_smooth`); the neighbours are predicted
+    too, whether wanted or not, so a part of a stack given with K extra slices on either side comes
+    out exactly as in the whole. Predictions are kept for a window of 2K + 1 slices.
+    """
+    n, K = job.tgt.n_slices, int(temporal)
+    run = _stack_runs(job.tgt.stack_shape)
+    wanted = list(wanted)
+    done = 0
     window: dict[int, tuple] = {}
-    for i in range(n):
+    for i in wanted:
         if should_cancel is not None and should_cancel():
-            raise Cancelled(f"cancelled after {i} of {n} slice(s)")
+            raise Cancelled(f"cancelled after {done} of {len(wanted)} slice(s)")
+        if K == 0:
+            rgb_out, pred, L_work = job.slice(i, i == attention_at)
+            yield i, rgb_out, pred, L_work
+            done += 1
+            continue
         r0 = (i // run) * run
-        for j in range(max(r0, i - K), min(r0 + run, i + K + 1)):
+        for j in range(max(r0, i - K), min(r0 + run, i + K + 1, n)):
             if j not in window:
-                window[j] = job.predict(j, return_attention and j == n - 1)
+                window[j] = job.predict(j, j == attention_at)
         for j in [j for j in window if j < i - K or j < r0]:
             del window[j]
         js = sorted(j for j in window if r0 <= j < r0 + run and abs(j - i) <= K)
         pred, L_work, L_full = window[i]
         ab = temporal_smooth([window[j][0].ab[0].detach().float().cpu() for j in js],
                              [window[j][1] for j in js], js.index(i))
-        rgb_out = recombine(L_full, ab, L_work)
-        yield job.tgt.index(i), rgb_out, Prediction(ab=ab[None], scales=pred.scales, attention=pred.attention), \
-            info_of(i, pred, L_work)
+        yield i, recombine(L_full, ab, L_work), Prediction(ab=ab[None], scales=pred.scales,
+                                                           attention=pred.attention), L_work
+        done += 1
 
 
 def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,

@@ -84,6 +84,9 @@ class MatchedColorizer(Colorizer):
             target = normalize_lab(rgb_to_lab(reference[0].float().cpu()))[1:].reshape(2, -1)
         return {"base": state, "target": target}
 
+    def precompute(self, state):
+        return {**state, "base": self.base.precompute(state["base"])}
+
     def predict(self, L, state, return_attention=False):
         pred = self.base.predict(L, state["base"], return_attention=return_attention)
         ab = torch.stack([sliced_transfer(a.float().cpu(), state["target"], self.strength) for a in pred.ab])

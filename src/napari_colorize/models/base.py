@@ -36,6 +36,7 @@ class Colorizer:
     rounded to it), ``default_size`` (working long side, pixels)."""
 
     name: str = "model"
+    source: str | None = None  # what load_model() can load this model from again (None: it cannot)
     kind: str = "exemplar"
     multiple: int = 1
     default_size: int = 256
@@ -64,6 +65,11 @@ class Colorizer:
         (0: no attention worth sizing)."""
         return 0
 
+    def precompute(self, state):
+        """The state with everything about the guide computed now (reference features), for many
+        slices, or to be sent to other processes once. The default: the state as it is."""
+        return state
+
 
 class NetworkColorizer(Colorizer):
     """A torch network with a frozen backbone."""
@@ -90,6 +96,12 @@ class ExemplarNetwork(NetworkColorizer):
         if reference is None:
             raise ValueError(f"{self.name!r} is an exemplar model: it needs a reference image (reference=...)")
         return {"rgb": reference.to(self.device), "features": None}
+
+    def precompute(self, state):
+        if state["features"] is None:
+            with torch.inference_mode():
+                state = {**state, "features": self.network.encode_reference(state["rgb"])}
+        return state
 
     @torch.inference_mode()
     def predict(self, L, state, return_attention=False):

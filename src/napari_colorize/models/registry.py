@@ -342,6 +342,16 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", pr
     """
     dev = resolve_device(device)
     key = str(name_or_path)
+    model = _load_model(key, dev, pretrained)
+    # what another process (a cluster's worker) can load the same model from
+    if key in _REGISTRY:
+        model.source = key if (pretrained or _REGISTRY[key].architecture == "baseline") else None
+    else:
+        model.source = str(Path(key).resolve())
+    return model
+
+
+def _load_model(key: str, dev, pretrained: bool) -> Colorizer:
     if key in _REGISTRY:
         entry = _REGISTRY[key]
         if entry.architecture == "baseline":

@@ -1,0 +1,731 @@
+"""Volumes in, volumes out: colourise a large greyscale volume into OME-Zarr, on dask.
+
+:func:`colorize_volume` reads a zarr array or an OME-Zarr image (its highest resolution), a TIFF,
+``.npy`` or PNG file, or a numpy / dask array, and writes an OME-Zarr image: RGB as a channel axis
+``c`` of 3 (NGFF order ``t, c, z, y, x``), uint8 (or uint16), chunked like the input along the stack
+and spatial axes, the input's axis names, units and pixel sizes kept, and on request a pyramid of
+lower resolutions (each halving y and x).
+
+How the work is split, and why the result equals :func:`~napari_colorize.colorize` on the whole:
+
+* Everything that depends on the whole volume is computed once, before the split, in the calling
+  process: the intensity mapping (:func:`~napari_colorize.inference.intensity_range`, the same up to
+  16 slices as ``colorize``), the working shape and the guide's prepared state (reference features).
+* One task per output chunk along the stack axes (every y/x chunk of those slices): it reads its
+  slices, plus ``temporal`` neighbours on either side along the last stack axis, colourises them
+  exactly as ``colorize`` does, keeps its own slices and writes whole output chunks, of every
+  pyramid level. Tasks are idempotent: a task run again (a worker lost) writes the same bytes.
+* Execution is dask's: local threads by default, or a ``dask.distributed`` cluster (``client=`` or
+  ``scheduler="tcp://host:port"``). The guide state is sent to every worker once
+  (``client.scatter(..., broadcast=True)``); each worker process loads a named model once (a
+  per-process cache), so the network is never shipped with the tasks.
+* Restartable: the output store holds the run's arguments (a fingerprint) and a flag per task,
+  set after its chunks are written. The same call again computes only the missing chunks; other
+  arguments are refused (unless ``overwrite``). When every chunk is written the flags are removed
+  and the run is marked complete.
+
+Needs the optional dependencies ``pip install 'napari-colorize[distributed]'`` (zarr, ome-zarr,
+distributed); without them the rest of the library works and this module says what to install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["colorize_volume", "open_volume", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
+           "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
+
+EXTRA = "distributed"
+INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
+RECORD_KEY = "napari-colorize"  # the run record in the output group's attributes
+PROGRESS_ARRAY = "colorize-progress"  # one flag per task while a run is unfinished
+OUT_DTYPES = ("uint8", "uint16")
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency of the volume path is not installed; the message says what to install."""
+
+
+class ResumeError(ValueError):
+    """The output exists and is not an unfinished run of the same arguments."""
+
+
+def _need(module: str, what: str = "reading and writing OME-Zarr volumes"):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtraError(f"{what} needs the optional package {module.split('.')[0]!r}, which is not "
+                                f"installed: {INSTALL}") from e
+
+
+# ------------------------------------------------------------------------------------ reading
+@dataclass
+class Volume:
+    """A greyscale volume ready to be split: ``data`` a dask array ``(stack..., Y, X)`` (at most two
+    stack axes: ``t`` and/or ``z``), ``axes`` its NGFF axes (name, type, unit when known), ``scale``
+    and ``translation`` its pixel size and offset per axis, ``chunks`` its (regular) chunk shape,
+    ``path`` the file or store it came from (None for arrays)."""
+
+    data: Any
+    axes: list
+    scale: list
+    translation: list
+    chunks: tuple
+    path: Path | None = None
+
+
+def is_zarr_path(path) -> bool:
+    """True for a path that names a zarr store: ``*.zarr`` or a folder with zarr metadata."""
+    p = Path(path)
+    return p.suffix.lower() == ".zarr" or p.name.lower().endswith(".ome.zarr") or (
+        p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")))
+
+
+def _default_axes(ndim: int) -> list:
+    names = ["t", "z", "y", "x"][-ndim:]
+    return [{"name": n, "type": "time" if n == "t" else "space"} for n in names]
+
+
+def _check_zarr_array(arr, where: str) -> None:
+    """Refuse, before reading any chunk, what is not a numeric image or could run code when decoded."""
+    dt = np.dtype(arr.dtype) if not isinstance(arr.dtype, np.dtype) else arr.dtype
+    if dt.kind not in "biuf" or dt.fields is not None:
+        raise TypeError(f"{where}: holds {dt} values, not numbers: not an image")
+    meta = json.dumps(arr.metadata.to_dict(), default=str).lower()
+    if "pickle" in meta:  # a zarr v2 object codec would unpickle (run code from) the file
+        raise ValueError(f"{where}: uses a pickle codec; such data is never decoded here")
+    if len(arr.shape) < 2 or 0 in arr.shape:
+        raise ValueError(f"{where}: shape {tuple(arr.shape)} is not an image")
+
+
+def _open_zarr(path: Path):
+    zarr = _need("zarr")
+    da = importlib.import_module("dask.array")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+        raise ValueError(f"{path}: not a readable zarr store ({e})") from None
+    if isinstance(node, zarr.Array):
+        _check_zarr_array(node, str(path))
+        return da.from_zarr(node), None, None, None
+    _need("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    import logging
+
+    log = logging.getLogger("ome_zarr")  # (its notes on the format version it found are not errors)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        loc = parse_url(str(path), mode="r")
+        nodes = list(Reader(loc)()) if loc is not None else []
+    finally:
+        log.setLevel(level)
+    for n in nodes:
+        spec = next((s for s in n.specs if hasattr(s, "datasets")), None)
+        if spec is None or not n.data:
+            continue
+        arr = node[spec.datasets[0]]  # the highest resolution
+        _check_zarr_array(arr, f"{path}/{spec.datasets[0]}")
+        transforms = (n.metadata.get("coordinateTransformations") or [None])[0] or []
+        scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
+        trans = next((t["translation"] for t in transforms if t.get("type") == "translation"), None)
+        return da.from_zarr(arr), n.metadata.get("axes"), scale, trans
+    raise ValueError(f"{path}: a zarr group without OME-Zarr multiscales metadata: give the path of an array "
+                     f"in it (for example {path}/0)")
+
+
+def open_volume(source, chunks: tuple | None = None) -> Volume:
+    """Open ``source`` as a greyscale :class:`Volume` (lazily: nothing but metadata is read).
+
+    ``source``: a ``.zarr`` path (a zarr array, or an OME-Zarr image: its highest resolution, its
+    axes, units and pixel sizes), another image file (TIFF, ``.npy``, PNG...), or a numpy, zarr or
+    dask array. An OME-Zarr channel axis of one entry is dropped; more channels are refused (a
+    volume is colourised from one grey channel). ``chunks``: for arrays without chunks (numpy,
+    files), the chunk shape to split by (default: one slice, y and x up to 1024).
+    """
+    da = importlib.import_module("dask.array")
+    path = None
+    axes = scale = trans = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if is_zarr_path(path):
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such zarr store")
+            data, axes, scale, trans = _open_zarr(path)
+        else:
+            from .io import read_image
+
+            data = read_image(path)
+    elif type(source).__module__.split(".")[0] == "zarr":
+        _check_zarr_array(source, "the zarr array")
+        data = da.from_zarr(source)
+    else:
+        data = source
+    if not isinstance(data, da.Array):
+        arr = data if hasattr(data, "shape") and hasattr(data, "dtype") else np.asarray(data)
+        if np.dtype(arr.dtype).kind not in "biuf":
+            raise TypeError(f"the volume must hold numbers, not {arr.dtype}")
+        if len(arr.shape) < 2:
+            raise ValueError(f"the volume must be an image or a stack of images; got shape {tuple(arr.shape)}")
+        c = chunks or tuple([1] * (len(arr.shape) - 2) + [min(1024, s) for s in arr.shape[-2:]])
+        data = da.from_array(arr, chunks=c)
+    elif np.dtype(data.dtype).kind not in "biuf":
+        raise TypeError(f"the volume must hold numbers, not {data.dtype}")
+    where = str(path) if path else "the volume"
+    if axes is None:
+        if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
+            data = data[..., 0]
+        if not 2 <= data.ndim <= 4:
+            raise ValueError(f"{where}: shape {data.shape}: a volume is (Y, X), (Z, Y, X) or (T, Z, Y, X)")
+        axes = _default_axes(data.ndim)
+    else:
+        axes = [dict(a) for a in axes]
+        if len(axes) != data.ndim:
+            raise ValueError(f"{where}: {len(axes)} axes in its metadata for an array of {data.ndim} dimensions")
+        for k in [k for k, a in enumerate(axes) if a.get("type") == "channel"][::-1]:
+            if data.shape[k] != 1:
+                raise ValueError(f"{where}: has {data.shape[k]} channels (axis {axes[k]['name']!r}); a volume is "
+                                 "colourised from one grey channel: write that channel to its own array")
+            data = data[(slice(None),) * k + (0,)]
+            del axes[k]
+            scale = None if scale is None else scale[:k] + scale[k + 1:]
+            trans = None if trans is None else trans[:k] + trans[k + 1:]
+        kinds = [a.get("type") for a in axes]
+        if data.ndim < 2 or kinds[-2:] != ["space", "space"] or data.ndim > 4 or kinds.count("time") > 1:
+            raise ValueError(f"{where}: axes {[a['name'] for a in axes]}: a volume has y and x last, at most "
+                             "one z and one t axis")
+    scale = [float(s) for s in scale] if scale is not None else [1.0] * data.ndim
+    trans = [float(t) for t in trans] if trans is not None else [0.0] * data.ndim
+    if len(scale) != data.ndim or len(trans) != data.ndim:
+        raise ValueError(f"{where}: its pixel sizes do not match its {data.ndim} axes")
+    data = data.rechunk(data.chunksize)  # regular chunks: one output chunk per task
+    return Volume(data, axes, scale, trans, tuple(int(c) for c in data.chunksize), path)
+
+
+# ------------------------------------------------------------------------------------ writing
+def _out_layout(axes: list) -> int:
+    """Where the channel axis goes among the stack axes: after the time axes (NGFF: t, c, z, y, x)."""
+    return sum(1 for a in axes if a.get("type") == "time")
+
+
+def _halve(rgb: np.ndarray) -> np.ndarray:
+    """``(Y, X, C)`` -> ``(ceil(Y/2), ceil(X/2), C)``: the mean of each 2 x 2 block (edges repeated)."""
+    Y, X = rgb.shape[:2]
+    p = np.pad(rgb, ((0, Y % 2), (0, X % 2), (0, 0)), mode="edge")
+    return p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2, -1).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _level_shapes(spatial: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    out = [tuple(spatial)]
+    for _ in range(levels):
+        out.append(tuple(-(-s // 2) for s in out[-1]))
+    return out
+
+
+def _create_store(path: Path, shapes: list[tuple], chunks: tuple, dtype: str, axes: list, scales: list,
+                  translations: list, attrs: dict | None = None):
+    """A new OME-Zarr image at ``path``: one array per level (``"0"``, ``"1"``...) and its NGFF
+    multiscales metadata, written by ome-zarr-py (NGFF 0.5 on zarr format 3)."""
+    zarr = _need("zarr")
+    _need("ome_zarr")
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(str(path), mode="w-")
+    names = [a["name"] for a in axes]
+    for level, shape in enumerate(shapes):
+        group.create_array(str(level), shape=shape, chunks=tuple(min(c, s) for c, s in zip(chunks, shape)),
+                           dtype=dtype, fill_value=0, dimension_names=names)
+    datasets = [{"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": s},
+                                                                   {"type": "translation", "translation": t}]}
+                for level, (s, t) in enumerate(zip(scales, translations))]
+    write_multiscales_metadata(group, datasets, axes=axes, name=path.name.split(".")[0])
+    if attrs:
+        group.attrs.update(attrs)
+    return group
+
+
+def _level_transforms(scale: list, trans: list, levels: int, spatial_axes: tuple[int, int]):
+    """Pixel sizes and offsets of each level: y and x doubled per level, offset to the 2 x 2 block's centre."""
+    scales, translations = [], []
+    for level in range(levels + 1):
+        s, t = list(scale), list(trans)
+        for k in spatial_axes:
+            s[k] = scale[k] * 2**level
+            t[k] = trans[k] + (2**level - 1) / 2 * scale[k]
+        scales.append(s)
+        translations.append(t)
+    return scales, translations
+
+
+# ----------------------------------------------------------------------------------- the tasks
+@dataclass
+class _Context:
+    """What every task needs; sent to each worker once."""
+
+    model: Any  # a name/path for load_model (each worker loads it once), or a Colorizer
+    device: str
+    state: Any
+    wshape: tuple
+    intensity: tuple
+    temporal: int
+    dtype: str
+    levels: int
+    out: str
+    c_axis: int
+
+
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+MODEL_LOADS = [0]  # how many models this process loaded (a worker: once per model)
+
+
+def _worker_model(spec, device: str):
+    if not isinstance(spec, str):
+        return spec
+    with _MODELS_LOCK:
+        key = (spec, device)
+        if key not in _MODELS:
+            from .models.registry import load_model
+
+            _MODELS[key] = load_model(spec, device=device)
+            MODEL_LOADS[0] += 1
+        return _MODELS[key]
+
+
+def _to_device(state, device):
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_device(v, device) for v in state)
+    return state
+
+
+def _colorize_block(part: np.ndarray, ctx: _Context, block: int, own: tuple, offset: int) -> int:
+    """Colourise the slices ``own`` (a tuple of slices over the stack axes) of the volume, given
+    ``part``: those slices plus up to ``temporal`` neighbours on either side along the last stack
+    axis, the first own slice at ``offset`` there. Writes whole chunks of every level, then the flag."""
+    zarr = _need("zarr")
+    from .inference import _colorized_slices, _Job, _Target
+    from .io import _convert
+
+    model = _worker_model(ctx.model, ctx.device)
+    state = _to_device(ctx.state, model.device)
+    tgt = _Target(np.asarray(part), False, "none", (0, 100), [], intensity=ctx.intensity)
+    job = _Job.of_parts(model, tgt, ctx.wshape, state, [])
+    stack = tgt.stack_shape
+    n_own = [s.stop - s.start for s in own]
+    if stack:  # flat indices in the part of the own slices
+        rel = [range(n) for n in n_own[:-1]] + [range(offset, offset + n_own[-1])]
+        wanted = [int(np.ravel_multi_index(tuple(r[k] for r, k in zip(rel, ix)), stack)) for ix in np.ndindex(*n_own)]
+    else:
+        wanted = [0]
+    shapes = _level_shapes(tgt.spatial, ctx.levels)
+    bufs = [np.empty(tuple(n_own) + s + (3,), ctx.dtype) for s in shapes]
+    for k, (i, rgb, _, _) in enumerate(_colorized_slices(job, ctx.temporal if stack else 0, wanted)):
+        at = np.unravel_index(k, n_own) if n_own else ()
+        for level, buf in enumerate(bufs):
+            if level:
+                rgb = _halve(rgb)
+            buf[at] = _convert(rgb, ctx.dtype)
+    group = zarr.open_group(ctx.out, mode="r+")
+    c = ctx.c_axis
+    for level, buf in enumerate(bufs):  # (stack..., Y, X, 3) -> (t.., c, z.., y, x)
+        data = np.moveaxis(buf, -1, c)
+        group[str(level)][own[:c] + (slice(None),) + own[c:]] = data
+    group[PROGRESS_ARRAY][block] = 1
+    return block
+
+
+# ------------------------------------------------------------------------------- the run record
+def _sha(a) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def _read_record(out: Path) -> dict | None:
+    """The run record of an existing output (None when it holds none); never more than JSON."""
+    zarr = _need("zarr")
+    try:
+        rec = dict(zarr.open_group(str(out), mode="r").attrs).get(RECORD_KEY)
+    except Exception:  # not a zarr group, unreadable: not ours
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("fingerprint"), str) else None
+
+
+def _done_blocks(group, n: int) -> set:
+    try:
+        flags = np.asarray(group[PROGRESS_ARRAY][:])
+    except Exception:
+        return set()
+    if flags.shape != (n,):
+        return set()
+    return {int(i) for i in np.flatnonzero(flags == 1)}
+
+
+def _is_store(p: Path) -> bool:
+    return any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """a is b or lies inside it (resolved)."""
+    a, b = a.resolve(), b.resolve()
+    return a == b or b in a.parents
+
+
+def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> dict | None:
+    """Refuse an output over an input, inside one or holding one; an existing output that is not an
+    unfinished run (unless ``overwrite``). Returns the existing run record (or None)."""
+    if out.suffix.lower() != ".zarr":
+        raise ValueError(f"{out}: an OME-Zarr output is a path ending in .zarr (or .ome.zarr)")
+    for i in inputs:
+        if _inside(out, i) or _inside(i, out):
+            raise ValueError(f"{out} is an input, or holds or lies inside one ({i}): it would be overwritten; "
+                             "choose another output")
+    if not out.exists():
+        if not out.parent.exists():
+            raise ValueError(f"{out}: the folder {out.parent}/ does not exist")
+        return None
+    if not out.is_dir() or not _is_store(out):
+        raise ValueError(f"{out} exists and is not a zarr store: it is not replaced (choose another output)")
+    rec = _read_record(out)
+    if rec is not None and not rec.get("complete"):
+        return rec  # resumed (same arguments) or refused, once the fingerprint is known
+    if not overwrite:
+        raise ResumeError(f"{out} exists{' (a finished run)' if rec else ''}: it is not replaced unless you pass "
+                          "overwrite=True")
+    return None  # replaced
+
+
+# --------------------------------------------------------------------------------------- the run
+def colorize_volume(source, output, model, reference=None, histogram=None, *, client=None,
+                    scheduler: str | None = None, size: int | None = None, dtype: str = "uint8", pyramid: int = 0,
+                    temporal: int = 0, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
+                    progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
+                    device: str = "auto", chunks: tuple | None = None, protect=()) -> Path:
+    """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
+
+    Parameters
+    ----------
+    source : path or array
+        A ``.zarr`` array or OME-Zarr image (its highest resolution), another image file, or a
+        numpy / zarr / dask array ``(Y, X)``, ``(Z, Y, X)`` or ``(T, Z, Y, X)``.
+    output : path ending in ``.zarr``
+        Never an input (nor inside one); an existing output is refused unless it is an unfinished
+        run of the same arguments (then only the missing chunks are computed) or ``overwrite``.
+    model : str or Colorizer
+        A name or checkpoint path (each worker loads it once), or a loaded model (sent to each
+        worker once when it cannot be loaded by name, for example random weights).
+    reference, histogram : the guide, as for :func:`~napari_colorize.colorize` (a reference may
+        also be an image file's path).
+    client : dask.distributed.Client, optional; scheduler : ``"tcp://host:port"`` (a cluster),
+        ``"threads"`` (default without a client) or ``"synchronous"``.
+    size, normalize, percentiles, temporal : as for :func:`~napari_colorize.colorize`; the
+        result equals ``colorize`` on the whole volume, slice for slice.
+    dtype : ``"uint8"`` (default) or ``"uint16"``.
+    pyramid : number of lower resolution levels (each halves y and x).
+    progress : ``callable(done, total)`` after each chunk (``total``: chunks this run computes;
+        an exception raised there stops the run, which can be resumed), or ``"bar"``: dask's
+        progress bar.
+    overwrite : replace an existing output (a zarr store; never an input).
+    device : for loading a named model here and on the workers.
+    chunks : the chunk shape for inputs without chunks (numpy arrays, TIFF files).
+    protect : more paths never to write over (guide files given by path elsewhere).
+    """
+    import dask
+
+    from .inference import _Job, _resolve_model
+
+    if dtype not in OUT_DTYPES:
+        raise ValueError(f"dtype must be 'uint8' or 'uint16' for OME-Zarr output, not {dtype!r}")
+    for name, v in (("pyramid", pyramid), ("temporal", temporal)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a whole number, 0 or more, not {v!r}")
+    _need("zarr")
+    _need("ome_zarr")
+    vol = open_volume(source, chunks)
+    out = Path(output)
+    ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
+    inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
+    record = _check_output(out, inputs, overwrite)
+    _check_memory(vol, temporal, dtype, pyramid, None)  # before reading any slice (sizes come from the file)
+    if ref_path is not None:
+        from .io import read_image
+
+        reference = read_image(ref_path)
+    model = _resolve_model(model) if not isinstance(model, str) else _load(model, device)
+
+    # everything that depends on the whole volume, once, here (sampling its slices in this process)
+    sink: list[str] = []
+    with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = _Job(model, vol.data, reference, histogram, size, normalize, percentiles, False, sink)
+    for w in dict.fromkeys(sink):
+        warnings.warn(w, stacklevel=2)
+    stack_nd = vol.data.ndim - 2
+    c_axis = _out_layout(vol.axes[:stack_nd])
+    # one task per output chunk along the stack axes (all of y and x)
+    starts = [range(0, n, c) for n, c in zip(vol.data.shape[:stack_nd], vol.chunks[:stack_nd])]
+    blocks = [tuple(slice(s, min(s + c, n)) for s, c, n in zip(first, vol.chunks, vol.data.shape))
+              for first in _product(starts)]
+    guide = reference if reference is not None else histogram
+    args = {"source": str(vol.path.resolve()) if vol.path else "array", "shape": list(vol.data.shape),
+            "in_dtype": str(vol.data.dtype), "chunks": list(vol.chunks), "model": model.source or model.name,
+            "guide": _sha(np.asarray(guide, dtype=np.float64)), "size": size, "dtype": dtype, "pyramid": int(pyramid),
+            "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
+            "intensity": [float(job.tgt.lo), float(job.tgt.hi), job.tgt.scale_mode],
+            "working_shape": list(job.wshape)}
+    fingerprint = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()
+    if record is not None and record.get("fingerprint") != fingerprint:
+        if not overwrite:
+            old = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+            diff = sorted(k for k in args if old.get(k) != args[k])
+            raise ResumeError(f"{out} holds an unfinished run with other arguments (differing: {', '.join(diff)}): "
+                              "it is not resumed; run with the same arguments, or pass overwrite=True to start "
+                              "again")
+        record = None
+    K = int(temporal) if stack_nd and job.tgt.n_slices > 1 else 0
+    own_client = None
+    if client is None and _is_address(scheduler):
+        client = own_client = _need("distributed", "running on a dask cluster").Client(scheduler,
+                                                                                    set_as_default=False)
+    try:
+        _check_memory(vol, K, dtype, pyramid, client)  # (the cluster's workers this time)
+        if record is None:
+            if out.exists():  # overwrite: a zarr store (checked), never an input
+                shutil.rmtree(out)
+            _new_output(out, vol, c_axis, dtype, pyramid, len(blocks),
+                        {"fingerprint": fingerprint, "arguments": args, "complete": False, "chunks": len(blocks)})
+        done = _done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))
+        ctx = _Context(model=model.source if client is not None and model.source else model,
+                       device=str(device) if model.source else str(model.device),
+                       state=_to_device(job.state, "cpu"), wshape=job.wshape,
+                       intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=K, dtype=dtype,
+                       levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
+        _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
+    finally:
+        if own_client is not None:
+            own_client.close()
+    group = _need("zarr").open_group(str(out), mode="r+")
+    if len(_done_blocks(group, len(blocks))) != len(blocks):
+        raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
+    del group[PROGRESS_ARRAY]
+    group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
+    return out
+
+
+def _new_output(out: Path, vol: Volume, c_axis: int, dtype: str, pyramid: int, n_blocks: int, record: dict) -> None:
+    """The output store of a new run: every level's (empty) array, the NGFF metadata, the run
+    record and a flag per task."""
+    stack_nd = vol.data.ndim - 2
+    axes = [dict(a) for a in vol.axes]
+    out_axes = axes[:c_axis] + [{"name": "c", "type": "channel"}] + axes[c_axis:]
+    scale = vol.scale[:c_axis] + [1.0] + vol.scale[c_axis:]
+    trans = vol.translation[:c_axis] + [0.0] + vol.translation[c_axis:]
+    nd = len(out_axes)
+    scales, translations = _level_transforms(scale, trans, pyramid, (nd - 2, nd - 1))
+    stack = tuple(vol.data.shape[:stack_nd])
+    shapes = [stack[:c_axis] + (3,) + stack[c_axis:] + s for s in _level_shapes(tuple(vol.data.shape[-2:]), pyramid)]
+    out_chunks = vol.chunks[:c_axis] + (3,) + vol.chunks[c_axis:]
+    group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations, {RECORD_KEY: record})
+    group.create_array(PROGRESS_ARRAY, shape=(n_blocks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+
+
+def task_memory(vol: Volume, temporal: int, dtype: str, levels: int) -> int:
+    """Estimated peak bytes of one task: its input slices (with the temporal overlap), its output
+    chunks (every level) and the working arrays of one slice (float64 lightness, RGB, upsampled ab)."""
+    stack_nd = vol.data.ndim - 2
+    Y, X = vol.data.shape[-2:]
+    own = int(np.prod(vol.chunks[:stack_nd])) if stack_nd else 1
+    ext = own // vol.chunks[stack_nd - 1] * min(vol.data.shape[stack_nd - 1], vol.chunks[stack_nd - 1] + 2 * temporal) \
+        if stack_nd else 1
+    out = own * Y * X * 3 * np.dtype(dtype).itemsize * (4 / 3 if levels else 1)
+    return int(ext * Y * X * np.dtype(vol.data.dtype).itemsize + out + 48 * Y * X)
+
+
+def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client) -> None:
+    """Refuse, before any work, a volume whose tasks cannot fit in memory (chunk shapes come from
+    the file's metadata: a store claiming huge slices is refused here, not by the allocator)."""
+    need = task_memory(vol, temporal, dtype, levels)
+    if client is not None:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+        have, where = (min(limits), "a worker's memory limit") if limits and min(limits) > 0 else (None, "")
+    else:
+        from .inference import available_memory
+
+        have, where = available_memory("cpu"), "the free memory"
+    if have and need > 0.8 * have:
+        raise MemoryError(f"one task of this volume needs about {need / 2**30:.1f} GB (its chunk of "
+                          f"{vol.chunks} slices of {vol.data.shape[-2]} x {vol.data.shape[-1]}), more than {where} "
+                          f"({have / 2**30:.1f} GB): store the volume with fewer slices per chunk")
+
+
+def _product(ranges: list) -> list[tuple]:
+    import itertools
+
+    return list(itertools.product(*ranges))
+
+
+def _load(name: str, device: str):
+    from .models.registry import load_model
+
+    return load_model(name, device=device)
+
+
+def _is_address(scheduler) -> bool:
+    return isinstance(scheduler, str) and "://" in scheduler
+
+
+def _part(vol: Volume, own: tuple, K: int):
+    """The input slices a task needs: its own, and K neighbours on either side along the last stack axis."""
+    if not own:
+        return vol.data, 0
+    last = own[-1]
+    lo, hi = max(0, last.start - K), min(vol.data.shape[len(own) - 1], last.stop + K)
+    return vol.data[own[:-1] + (slice(lo, hi),)], last.start - lo
+
+
+def _run(vol: Volume, blocks: list, todo: list, ctx: _Context, client, scheduler, progress) -> None:
+    import dask
+
+    if not todo:
+        return
+    if client is not None:
+        ctx_ref = client.scatter(ctx, broadcast=True, hash=False)  # once to every worker
+    else:
+        ctx_ref = dask.delayed(ctx, traverse=False)
+    tasks = []
+    for b in todo:
+        part, offset = _part(vol, blocks[b], ctx.temporal)
+        tasks.append(dask.delayed(_colorize_block, pure=False)(part, ctx_ref, b, blocks[b], offset))
+    if client is not None:
+        _run_distributed(client, tasks, progress)
+    else:
+        _run_local(tasks, scheduler or "threads", progress)
+
+
+def _run_local(tasks: list, scheduler: str, progress) -> None:
+    import dask
+    from dask.callbacks import Callback
+
+    keys = {t.key for t in tasks}
+    count = [0]
+
+    def posttask(key, result, dsk, state, worker_id):
+        if key in keys:
+            count[0] += 1
+            progress(count[0], len(tasks))
+
+    if progress == "bar":
+        from dask.diagnostics import ProgressBar
+
+        cb = ProgressBar()
+    else:
+        cb = Callback(posttask=posttask) if callable(progress) else Callback()
+    with cb:
+        dask.compute(*tasks, scheduler=scheduler)
+
+
+def _run_distributed(client, tasks: list, progress) -> None:
+    distributed = _need("distributed", "running on a dask cluster")
+    futures = client.compute(tasks)
+    try:
+        if progress == "bar":
+            distributed.progress(futures, scheduler=client.scheduler.address)
+            client.gather(futures)
+            return
+        for k, fut in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
+            fut.result()
+            if callable(progress):
+                progress(k, len(tasks))
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+# ------------------------------------------------------------------------- napari's writer
+def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=None, translate=None, units=None,
+                   dtype: str | None = None) -> Path:
+    """Write an image (numpy or dask, any size: written chunk by chunk) as a new OME-Zarr image.
+
+    ``rgb``: the last axis holds colour (RGB(A)); it becomes the channel axis ``c`` (alpha dropped),
+    float colour in [0, 1] is written as ``dtype`` (default uint8). ``axis_labels``, ``scale``,
+    ``translate``, ``units``: per axis of the image (without its colour axis), as napari's layers
+    have them; units other than pixels are kept. An existing ``path`` is refused.
+    """
+    da = importlib.import_module("dask.array")
+    path = Path(path)
+    if path.suffix.lower() != ".zarr":
+        raise ValueError(f"{path}: an OME-Zarr image is a path ending in .zarr (or .ome.zarr)")
+    if path.exists():
+        raise ValueError(f"{path} exists: it is not replaced; choose another name")
+    from .io import _convert
+
+    d = data if isinstance(data, da.Array) else da.from_array(np.asarray(data) if not hasattr(data, "shape")
+                                                              else data)
+    if rgb:
+        d = d[..., :3]
+        if np.dtype(d.dtype).kind == "f":
+            dtype = dtype or "uint8"
+            d = d.map_blocks(_convert, dtype, dtype=np.dtype(dtype))
+    elif dtype:
+        d = d.astype(dtype)
+    nd = d.ndim - (1 if rgb else 0)
+    if not 2 <= nd <= 4:
+        raise ValueError(f"an OME-Zarr image has 2 to 4 axes besides colour; this one has shape {tuple(d.shape)}")
+    axes = _default_axes(nd)
+    labels = [str(a).lower() for a in (axis_labels or [])][-nd:]
+    if nd == 3 and len(labels) == 3 and labels[0] in ("t", "time"):  # a time series of 2-D images
+        axes[0] = {"name": "t", "type": "time"}
+    for a, u in zip(axes, list(units or [])[-nd:]):
+        u = str(u) if u is not None else ""
+        if u and u not in ("pixel", "px", "dimensionless"):
+            a["unit"] = u
+    _drop_unknown_units(axes)
+    sc = [float(s) for s in (scale if scale is not None else [1.0] * nd)][-nd:]
+    tr = [float(t) for t in (translate if translate is not None else [0.0] * nd)][-nd:]
+    chunks = tuple([1] * (nd - 2) + [min(1024, s) for s in d.shape[nd - 2:nd]])
+    if rgb:
+        c = _out_layout(axes)
+        d = da.moveaxis(d, -1, c)
+        axes = axes[:c] + [{"name": "c", "type": "channel"}] + axes[c:]
+        sc, tr, chunks = sc[:c] + [1.0] + sc[c:], tr[:c] + [0.0] + tr[c:], chunks[:c] + (3,) + chunks[c:]
+    group = _create_store(path, [tuple(d.shape)], chunks, str(d.dtype), axes, [sc], [tr])
+    d.rechunk(tuple(min(c, s) for c, s in zip(chunks, d.shape))).store(group["0"], lock=False)
+    return path
+
+
+def _drop_unknown_units(axes: list) -> None:
+    """Drop units that NGFF does not know (napari's layers may carry any pint unit)."""
+    _need("ome_zarr", "writing OME-Zarr")
+    from ome_zarr.axes import KNOWN_SPATIAL_UNITS, KNOWN_TEMPORAL_UNITS
+
+    for a in axes:
+        known = KNOWN_TEMPORAL_UNITS if a.get("type") == "time" else KNOWN_SPATIAL_UNITS
+        if "unit" in a and a["unit"] not in known:
+            del a["unit"]
+
+
+def napari_write_image(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer (image layer -> ``.zarr`` / ``.ome.zarr``): the layer's data, at any size, with its
+    scale, translate, axis labels and units. Returns the written path."""
+    if isinstance(data, list):  # a multiscale layer: its highest resolution
+        data = data[0]
+    out = write_ome_zarr(path, data, rgb=bool(meta.get("rgb")), axis_labels=meta.get("axis_labels"),
+                         scale=meta.get("scale"), translate=meta.get("translate"), units=meta.get("units"))
+    return [str(out)]

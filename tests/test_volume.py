@@ -1,0 +1,287 @@
+"""Volumes in, volumes out (napari_colorize.volume): OME-Zarr on dask, locally and on a
+dask.distributed cluster on loopback. Every result is compared with colorize() on the whole array
+in this process: the same uint8 values, slice for slice."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import zarr  # the [distributed] extra is part of [testing]
+
+import napari_colorize as nc
+from napari_colorize import cli, volume
+from napari_colorize.io import _convert
+from napari_colorize.models.base import Colorizer
+from napari_colorize.volume import MissingExtraError, ResumeError, colorize_volume
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture
+def client(cluster):
+    from distributed import Client
+
+    with Client(cluster, set_as_default=False) as cl:
+        yield cl
+
+
+@pytest.fixture(scope="module")
+def stack_and_ref():
+    """A 6 x 64 x 64 uint16 volume (six crops of the sample photo, noisy) and a colour reference."""
+    from napari_colorize._sample_data import sample_pair
+
+    grey, ref, _ = sample_pair()
+    rng = np.random.default_rng(0)
+    vol = np.stack([grey[i * 8:i * 8 + 64, 100:164].astype(np.uint16) * 200 + rng.integers(0, 50, (64, 64))
+                    for i in range(6)]).astype(np.uint16)
+    return vol, ref[::4, ::4].copy()
+
+
+def _zarr(path, vol, chunks=(2, 64, 64)):
+    z = zarr.create_array(str(path), shape=vol.shape, chunks=chunks, dtype=vol.dtype)
+    z[:] = vol
+    return path
+
+
+def _expected(model, vol, ref, dtype="uint8", **kw):
+    """colorize() on the whole array, in this process, as the output dtype; (stack..., Y, X, 3)."""
+    return _convert(nc.colorize(model, vol, reference=ref, return_attention=False, **kw).rgb, dtype)
+
+
+def _level(path, level=0):
+    """An output level with its colour axis last: (stack..., Y, X, 3)."""
+    return np.moveaxis(zarr.open_group(str(path), mode="r")[str(level)][:], 0, -1)
+
+
+def _png(path, rgb):
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_cli_on_a_cluster_equals_colorize_on_the_whole(tmp_path, stack_and_ref, client):
+    """The shipped exemplar model, temporal smoothing on, 3 tasks over 2 worker processes: the
+    OME-Zarr equals colorize(temporal=2) of the whole array; each worker loaded the model once."""
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol)
+    out = tmp_path / "out.zarr"
+    rc = cli.main(["colorize", str(src), "-r", str(_png(tmp_path / "ref.png", ref)), "-m", "exemplar", "-o", str(out),
+                   "--scheduler", client.scheduler.address, "--temporal", "2", "-q"])
+    assert rc == 0
+    want = _expected("exemplar", vol, ref, temporal=2)
+    np.testing.assert_array_equal(_level(out), want)
+    plain = _expected("exemplar", vol, ref)
+    assert np.abs(plain.astype(int) - want).max() > 0  # (temporal smoothing changed something to match)
+    loads = client.run(lambda: volume.MODEL_LOADS[0])
+    assert max(loads.values()) == 1 and sum(loads.values()) >= 1
+    g = zarr.open_group(str(out), mode="r")
+    rec = g.attrs[volume.RECORD_KEY]
+    assert rec["complete"] and volume.PROGRESS_ARRAY not in g
+    assert g["0"].chunks == (3, 2, 64, 64) and g["0"].dtype == np.uint8
+
+
+def test_library_on_a_cluster_with_a_model_object(tmp_path, stack_and_ref, client):
+    """A model that cannot be loaded by name (random weights) is sent to each worker once; a
+    numpy volume is split by the chunks asked for."""
+    import torch
+
+    vol, ref = stack_and_ref
+    torch.manual_seed(0)
+    model = nc.load_model("warp", device="cpu")
+    assert model.source == "warp"
+    model.source = None  # as if it could not be loaded by name: the object itself goes to the workers
+    out = colorize_volume(vol, tmp_path / "o.zarr", model, reference=ref, client=client, chunks=(3, 64, 64))
+    np.testing.assert_array_equal(_level(out), _expected(model, vol, ref))
+    assert zarr.open_group(str(out), mode="r")["0"].chunks == (3, 3, 64, 64)
+
+
+class DieOnce(Colorizer):
+    """Reinhard's transfer, except that the first slice anywhere kills its worker process."""
+
+    def __init__(self, flag: str) -> None:
+        super().__init__("reinhard")
+        self.base = nc.load_model("reinhard", device="cpu")
+        self.flag = flag
+
+    def prepare(self, reference=None, histogram=None):
+        return self.base.prepare(reference=reference, histogram=histogram)
+
+    def predict(self, L, state, return_attention=False):
+        if not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            os._exit(1)  # the worker process dies mid-task, before writing anything
+        return self.base.predict(L, state, return_attention)
+
+
+def test_a_killed_worker_loses_nothing(tmp_path, stack_and_ref, client):
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
+    flag = tmp_path / "died"
+    out = colorize_volume(src, tmp_path / "o.zarr", DieOnce(str(flag)), reference=ref, client=client)
+    assert flag.exists()  # a worker did die
+    np.testing.assert_array_equal(_level(out), _expected("reinhard", vol, ref))
+    assert zarr.open_group(str(out), mode="r").attrs[volume.RECORD_KEY]["complete"]
+
+
+def test_an_interrupted_run_resumes_with_only_the_missing_chunks(tmp_path, stack_and_ref):
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
+    out = tmp_path / "o.zarr"
+    kw = dict(reference=ref, temporal=1, scheduler="synchronous")
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        colorize_volume(src, out, "reinhard", progress=stop_after_two, **kw)
+    g = zarr.open_group(str(out), mode="r")
+    assert not g.attrs[volume.RECORD_KEY]["complete"]
+    assert int(g[volume.PROGRESS_ARRAY][:].sum()) == 2
+    # other arguments: refused, with what differs
+    with pytest.raises(ResumeError, match="temporal"):
+        colorize_volume(src, out, "reinhard", reference=ref, temporal=2, scheduler="synchronous")
+    seen = []
+    colorize_volume(src, out, "reinhard", progress=lambda d, t: seen.append((d, t)), **kw)
+    assert seen == [(k, 4) for k in range(1, 5)]  # the four missing chunks, no more
+    np.testing.assert_array_equal(_level(out), _expected("reinhard", vol, ref, temporal=1))
+    # finished: not run again, not replaced without overwrite
+    with pytest.raises(ResumeError, match="exists"):
+        colorize_volume(src, out, "reinhard", **kw)
+    seen.clear()
+    colorize_volume(src, out, "reinhard", progress=lambda d, t: seen.append((d, t)), overwrite=True, **kw)
+    assert len(seen) == 6
+
+
+def test_ome_zarr_input_axes_units_pyramid_and_uint16(tmp_path, stack_and_ref):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr.writer import write_image
+
+    vol, ref = stack_and_ref
+    src = tmp_path / "in.ome.zarr"
+    write_image(vol, zarr.open_group(str(src), mode="w"), axes="zyx", scale={"z": 2.0, "y": 0.5, "x": 0.5},
+                axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
+                storage_options={"chunks": (2, 32, 32)}, scale_factors=[2])
+    out = colorize_volume(src, tmp_path / "o.ome.zarr", "reinhard", reference=ref, pyramid=2, dtype="uint16")
+    node = next(iter(Reader(parse_url(str(out)))()))
+    assert node.metadata["axes"] == [{"name": "c", "type": "channel"}] + [
+        {"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"]
+    scales = [[t["scale"] for t in ts if t["type"] == "scale"][0] for ts in node.metadata["coordinateTransformations"]]
+    assert scales == [[1.0, 2.0, 0.5, 0.5], [1.0, 2.0, 1.0, 1.0], [1.0, 2.0, 2.0, 2.0]]
+    assert [d.shape for d in node.data] == [(3, 6, 64, 64), (3, 6, 32, 32), (3, 6, 16, 16)]
+    g = zarr.open_group(str(out), mode="r")
+    assert g["0"].chunks == (3, 2, 32, 32) and g["0"].dtype == np.uint16
+    want = _expected("reinhard", vol, ref, "uint16")
+    np.testing.assert_array_equal(_level(out), want)
+    halved = want.astype(np.float64).reshape(6, 32, 2, 32, 2, 3).mean(axis=(2, 4))
+    assert np.abs(_level(out, 1) - halved).max() <= 1  # (levels are halved in float, then rounded)
+
+
+def test_ngff_04_time_series_with_temporal(tmp_path, stack_and_ref):
+    """(t, z, y, x) in NGFF 0.4 (zarr format 2): c goes after t, units kept, and temporal smoothing
+    stays within each time point's z run, as in colorize()."""
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    vol, ref = stack_and_ref
+    v4 = np.stack([vol[:3], vol[3:]])
+    src = tmp_path / "t.zarr"
+    write_image(v4, zarr.open_group(str(src), mode="w", zarr_format=2), axes="tzyx", fmt=FormatV04(),
+                axes_units={"t": "second", "z": "micrometer"}, storage_options={"chunks": (1, 2, 64, 64)},
+                scale_factors=[])
+    out = colorize_volume(src, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=1)
+    g = zarr.open_group(str(out), mode="r")
+    axes = g.attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["t", "c", "z", "y", "x"]
+    assert axes[0]["unit"] == "second" and axes[2]["unit"] == "micrometer"
+    assert g["0"].chunks == (1, 3, 2, 64, 64)
+    want = _convert(nc.colorize("reinhard", v4, reference=ref, rgb=False, temporal=1).rgb, "uint8")
+    np.testing.assert_array_equal(np.moveaxis(g["0"][:], 1, -1), want)
+
+
+def test_outputs_over_inputs_are_refused(tmp_path, stack_and_ref, capsys):
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol)
+    before = zarr.open_array(str(src), mode="r")[:]
+    r = str(_png(tmp_path / "ref.png", ref))
+    for target in (src, src / "inside.zarr"):
+        with pytest.raises(ValueError, match="input"):
+            colorize_volume(src, target, "reinhard", reference=ref, overwrite=True)
+        assert cli.main(["colorize", str(src), "-r", r, "-m", "reinhard", "-o", str(target), "--overwrite"]) == 2
+        assert "is an input" in capsys.readouterr().err
+    not_ours = tmp_path / "notes.zarr"
+    not_ours.mkdir()
+    (not_ours / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a zarr store"):
+        colorize_volume(src, not_ours, "reinhard", reference=ref, overwrite=True)
+    assert (not_ours / "keep.txt").read_text() == "mine"
+    np.testing.assert_array_equal(zarr.open_array(str(src), mode="r")[:], before)
+    assert cli.main(["colorize", str(src), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "x.tif")]) == 2
+    assert "OUT.zarr" in capsys.readouterr().err
+
+
+def test_a_store_claiming_huge_slices_is_refused_before_reading(tmp_path, stack_and_ref):
+    """zarr metadata is the file's word: 200000 x 200000 slices are refused before any is read."""
+    vol, ref = stack_and_ref
+    zarr.create_array(str(tmp_path / "huge.zarr"), shape=(4, 200_000, 200_000), chunks=(2, 200_000, 200_000),
+                      dtype="uint16")
+    with pytest.raises(MemoryError, match="fewer slices per chunk"):
+        colorize_volume(tmp_path / "huge.zarr", tmp_path / "o.zarr", "reinhard", reference=ref)
+    assert not (tmp_path / "o.zarr").exists()
+    zarr.create_array(str(tmp_path / "obj.zarr"), shape=(2, 8, 8), chunks=(1, 8, 8), dtype="str")
+    with pytest.raises(TypeError, match="not numbers"):
+        colorize_volume(tmp_path / "obj.zarr", tmp_path / "o.zarr", "reinhard", reference=ref)
+
+
+def test_without_the_extra_a_clear_error(tmp_path, stack_and_ref, monkeypatch, capsys):
+    vol, ref = stack_and_ref
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr now fails
+    with pytest.raises(MissingExtraError, match=r"napari-colorize\[distributed\]"):
+        colorize_volume(vol, tmp_path / "o.zarr", "reinhard", reference=ref)
+    r = str(_png(tmp_path / "ref.png", ref))
+    np.save(tmp_path / "v.npy", vol)
+    assert cli.main(["colorize", str(tmp_path / "v.npy"), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "o.zarr")]) == 2
+    assert "pip install 'napari-colorize[distributed]'" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+    # everything else works without it
+    assert cli.main(["colorize", str(tmp_path / "v.npy"), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "o.tif"),
+                     "-q"]) == 0
+
+
+def test_napari_writer_saves_an_rgb_layer_as_ome_zarr(tmp_path):
+    import dask.array as da
+    from npe2 import PluginManager, write
+
+    PluginManager.instance().discover()  # (napari does this when it starts)
+
+    from napari.layers import Image
+
+    rng = np.random.default_rng(1)
+    rgb = rng.random((2, 40, 30, 3)).astype(np.float32)
+    layer = Image(da.from_array(rgb, chunks=(1, 20, 30, 3)), rgb=True, scale=(3.0, 0.5, 0.5),
+                  translate=(0.0, 1.0, 2.0), units=("micrometer", "micrometer", "pixel"), name="r [exemplar]")
+    out = tmp_path / "layer.ome.zarr"
+    assert write(str(out), [layer], plugin_name="napari-colorize") == [str(out)]
+    g = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(np.moveaxis(g["0"][:], 0, -1), _convert(rgb, "uint8"))
+    ms = g.attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
+    assert ms["axes"][1]["unit"] == "micrometer" and "unit" not in ms["axes"][3]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 3.0, 0.5, 0.5]
+    with pytest.raises(ValueError, match="exists"):
+        volume.write_ome_zarr(out, rgb, rgb=True)
+    grey = (rng.random((50, 60)) * 4000).astype(np.uint16)
+    g2 = volume.write_ome_zarr(tmp_path / "g.zarr", grey)
+    np.testing.assert_array_equal(zarr.open_group(str(g2), mode="r")["0"][:], grey)
