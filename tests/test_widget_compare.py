@@ -35,7 +35,7 @@ def test_compare_defaults_tile_labels_and_a_readable_table(make_napari_viewer, q
     w = CompareWidget(viewer)
     viewer.window.add_dock_widget(w)
     # a sensible first set, not every ablation
-    expected = [n for n in ("exemplar", "histogram", "welsh", "reinhard") if n in list_models()]
+    expected = [n for n in ("exemplar", "histogram", "warp-grey", "welsh", "reinhard") if n in list_models()]
     assert sorted(w._models.value) == sorted(expected) and "exemplar-no-adv" not in w._models.value
     resets = []
     viewer.events.reset_view.connect(lambda e: resets.append(e))
