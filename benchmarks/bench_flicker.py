@@ -1,6 +1,6 @@
 """Flicker along a stack: slices coloured one by one against the temporal consistency option.
 
-    python benchmarks/bench_flicker.py [--models exemplar welsh] [--temporal 0 1 2 3]
+    python benchmarks/bench_flicker.py [--models exemplar welsh] [--temporal 0 1 2 3] [--align on off]
 
 Two sequences:
 
@@ -12,12 +12,17 @@ Two sequences:
 * **z-stack**: the uint16 cell focus series of the samples, coloured from the IHC image. No true
   colours: flicker only, against the lightness's own change between slices.
 
+``--align off`` runs the temporal option without its motion compensation (neighbours are blended
+where they are, not moved onto the slice first), to show what the alignment buys.
+
 Prints Markdown tables (copied into docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import time
 
 import numpy as np
@@ -69,30 +74,51 @@ def slice_change(rgb: np.ndarray) -> float:
     return float(np.abs(np.diff(ab, axis=0)).mean())
 
 
+@contextlib.contextmanager
+def alignment(on: bool):
+    """The temporal option with (the default) or without its motion compensation."""
+    from napari_colorize import inference
+
+    original = inference.temporal_smooth
+    if not on:
+        inference.temporal_smooth = functools.partial(original, align=False)
+    try:
+        yield
+    finally:
+        inference.temporal_smooth = original
+
+
+def settings(temporal: list[int], align: list[str]) -> list[tuple[int, str]]:
+    """(K, align) pairs: K = 0 once (no smoothing: alignment is moot), every other K per align."""
+    return [(0, "-")] * (0 in temporal) + [(k, a) for k in temporal if k for a in align]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["exemplar", "warp", "welsh"])
     ap.add_argument("--temporal", type=int, nargs="+", default=[0, 1, 2, 3])
+    ap.add_argument("--align", nargs="+", choices=["on", "off"], default=["on", "off"])
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     grey, truth, ref = pan_sequence()
     print(f"\n### Panned photo ({N} frames of {SIZE} px, {STEP} px per frame)\n")
     print(f"True colours' own aligned change: **{aligned_change(truth):.2f}** ab units per frame.\n")
-    print("| model | temporal | aligned ab change | ratio to truth's | HIS gt | SSIM | PSNR dB | s/frame |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | temporal | motion compensation | aligned ab change | ratio to truth's | HIS gt | SSIM | PSNR dB | s/frame |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     gt_change = aligned_change(truth)
     for name in a.models:
         m = nc.load_model(name, device="cpu")
-        for k in a.temporal:
+        for k, al in settings(a.temporal, a.align):
             t0 = time.perf_counter()
-            out = nc.colorize(m, grey, reference=ref, temporal=k, return_attention=False).rgb
+            with alignment(al != "off"):
+                out = nc.colorize(m, grey, reference=ref, temporal=k, return_attention=False).rgb
             dt = (time.perf_counter() - t0) / N
             ch = aligned_change(out)
             his = np.mean([metrics.his(o, g) for o, g in zip(out, truth)])
             ssim = np.mean([metrics.ssim(o, g) for o, g in zip(out, truth)])
             psnr = np.mean([metrics.psnr(o, g) for o, g in zip(out, truth)])
-            print(f"| {name} | {k} | {ch:.2f} | {ch / gt_change:.1f} | {his:.3f} | {ssim:.3f} | {psnr:.2f} | {dt:.3f} |")
+            print(f"| {name} | {k} | {al} | {ch:.2f} | {ch / gt_change:.1f} | {his:.3f} | {ssim:.3f} | {psnr:.2f} | {dt:.3f} |")
     from napari_colorize._sample_data import microscopy_pair, zstack
 
     z = zstack()
@@ -100,13 +126,14 @@ def main(argv=None) -> int:
     L_change = float(np.abs(np.diff(z.astype(np.float64) / 65535 * 100, axis=0)).mean())
     print(f"\n### uint16 z-stack ({z.shape[0]} slices of {z.shape[1]} x {z.shape[2]}), IHC reference\n")
     print(f"(No true colours. The raw intensity, scaled to 0-100, changes by about {L_change:.2f} per slice.)\n")
-    print("| model | temporal | ab change between slices |")
-    print("|---|---:|---:|")
+    print("| model | temporal | motion compensation | ab change between slices |")
+    print("|---|---:|---|---:|")
     for name in a.models:
         m = nc.load_model(name, device="cpu")
-        for k in a.temporal:
-            out = nc.colorize(m, z, reference=ihc, temporal=k, return_attention=False).rgb
-            print(f"| {name} | {k} | {slice_change(out):.2f} |")
+        for k, al in settings(a.temporal, a.align):
+            with alignment(al != "off"):
+                out = nc.colorize(m, z, reference=ihc, temporal=k, return_attention=False).rgb
+            print(f"| {name} | {k} | {al} | {slice_change(out):.2f} |")
     return 0
 
 

@@ -44,13 +44,14 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     grey, ref, truth = sample_pair()
     tiles = [_tile(grey, "grey target"), _tile(ref, "colour reference")]
-    for name in [n for n in ("exemplar", "exemplar-plain", "warp", "welsh", "reinhard") if n in nc.list_models()]:
+    for name in [n for n in ("exemplar", "exemplar-plain", "warp-grey", "warp", "welsh", "reinhard") if n in nc.list_models()]:
         res = nc.colorize(name, grey, reference=ref)
         tiles.append(_tile(res.rgb, f"{name}  HIS {nc.metrics.his(res.rgb, ref):.2f}"))
     tiles.append(_tile(truth, "ground truth"))
     strip(tiles).save(OUT / "sample_pair.png")
     print("wrote", OUT / "sample_pair.png")
     self_references()
+    flicker()
     volume_cluster()
 
 
@@ -87,9 +88,51 @@ def volume_cluster() -> None:
     print("wrote", OUT / "volume_cluster.png")
 
 
+def flicker() -> None:
+    """Four consecutive frames of the panned photo of benchmarks/bench_flicker.py, coloured slice by
+    slice and with temporal=2 (motion-compensated), with each frame's ab change from the previous
+    one (after undoing the pan; brighter = more flicker)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_flicker import MARGIN, STEP, ab_of, pan_sequence
+    from scipy.ndimage import shift as nd_shift
+
+    grey, truth, ref = pan_sequence()
+    model = nc.load_model("exemplar", device="cpu")
+    frames = range(4, 8)
+    rows = []
+    for label, k in (("frame by frame", 0), ("temporal=2", 2)):
+        out = nc.colorize(model, grey, reference=ref, temporal=k, return_attention=False).rgb
+        ab = ab_of(out)
+        tiles = []
+        for t in frames:
+            back = nd_shift(ab[t], (0, 0, STEP), order=1, mode="nearest")
+            change = np.abs(back - ab[t - 1]).sum(0)[MARGIN:-MARGIN, MARGIN:-MARGIN]
+            tiles.append(_tile(out[t], f"{label}: frame {t}"))
+            tiles.append(_tile(np.clip(change / 10.0, 0, 1).astype(np.float32),
+                               f"ab change {t - 1}->{t}: {change.mean() / 2:.2f}"))
+        rows.append(strip(tiles))
+    tiles = []
+    ab = ab_of(truth)
+    for t in frames:
+        back = nd_shift(ab[t], (0, 0, STEP), order=1, mode="nearest")
+        change = np.abs(back - ab[t - 1]).sum(0)[MARGIN:-MARGIN, MARGIN:-MARGIN]
+        tiles.append(_tile(truth[t], f"truth: frame {t}"))
+        tiles.append(_tile(np.clip(change / 10.0, 0, 1).astype(np.float32), f"ab change {t - 1}->{t}: {change.mean() / 2:.2f}"))
+    rows.append(strip(tiles))
+    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height + 6
+    out.save(OUT / "flicker.png")
+    print("wrote", OUT / "flicker.png")
+
+
 def self_references() -> None:
     """Photos coloured from a flipped, cropped copy of themselves (every colour is in the reference):
-    the default, the network without the prior, the warp alone, Welsh, and the truth."""
+    the default, the network without the prior, the two warps alone, Welsh, and the truth."""
     from skimage import data
     from skimage.color import rgb2gray
 
@@ -100,7 +143,7 @@ def self_references() -> None:
         ref = np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
         grey = rgb2gray(rgb).astype(np.float32)
         tiles = [_tile(grey, f"{name} (grey)"), _tile(ref, "reference: itself, flipped")]
-        for m in ("exemplar", "exemplar-plain", "warp", "welsh"):
+        for m in ("exemplar", "exemplar-plain", "warp-grey", "warp", "welsh"):
             out = nc.colorize(m, grey, reference=ref).rgb
             tiles.append(_tile(out, f"{m}  PSNR {nc.metrics.psnr(out, rgb):.1f}"))
         tiles.append(_tile(rgb, "truth"))
@@ -119,4 +162,4 @@ if __name__ == "__main__":
 
     import napari_colorize.metrics  # noqa: F401
 
-    volume_cluster() if sys.argv[1:] == ["volume"] else main()
+    {"volume": volume_cluster, "self": self_references, "flicker": flicker}.get(sys.argv[1] if sys.argv[1:] else "", main)()

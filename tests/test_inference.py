@@ -84,10 +84,15 @@ def test_stack_is_colourised_slice_by_slice_with_progress(exemplar_random, small
     f = grey.astype(np.float32) / 255
     stack = np.stack([f, f[::-1].copy(), np.ascontiguousarray(f[:, ::-1])])
     seen = []
-    res = nc.colorize(exemplar_random, stack, reference=ref, progress=lambda d, t: seen.append((d, t)))
+    res = nc.colorize(exemplar_random, stack, reference=ref, progress=lambda d, t: seen.append((d, t)), temporal=0)
     assert res.rgb.shape == stack.shape + (3,)
     assert seen == [(1, 3), (2, 3), (3, 3)]
-    # cached reference features: each slice equals colourising it alone
+    # stacks are smoothed along the stack by default (DEFAULT_TEMPORAL neighbours)
+    default = nc.colorize(exemplar_random, stack, reference=ref, return_attention=False).rgb
+    assert np.array_equal(default, nc.colorize(exemplar_random, stack, reference=ref, return_attention=False,
+                                               temporal=nc.inference.DEFAULT_TEMPORAL).rgb)
+    assert not np.allclose(default, res.rgb, atol=1e-3)
+    # temporal=0, cached reference features: each slice equals colourising it alone
     for i in range(3):
         alone = nc.colorize(exemplar_random, stack[i], reference=ref, return_attention=False)
         assert np.abs(alone.rgb - res.rgb[i]).max() < 1e-4
@@ -194,8 +199,9 @@ def test_temporal_consistency_reduces_flicker_and_keeps_a_still_stack(exemplar_r
     rng = np.random.default_rng(0)
     stack = np.stack([np.clip(grey.astype(np.float32) + rng.normal(0, 12, grey.shape), 0, 255) for _ in range(6)])
     stack = stack.astype(np.uint8)
-    plain = nc.colorize(exemplar_random, stack, reference=ref, return_attention=False).rgb
+    plain = nc.colorize(exemplar_random, stack, reference=ref, temporal=0, return_attention=False).rgb
     smooth = nc.colorize(exemplar_random, stack, reference=ref, temporal=2, return_attention=False).rgb
+
     def change(rgb):  # mean |ab| change between consecutive slices (their lightness is the input's)
         ab = color.rgb2lab(rgb)[..., 1:]
         return float(np.abs(np.diff(ab, axis=0)).mean())
@@ -212,3 +218,32 @@ def test_temporal_consistency_reduces_flicker_and_keeps_a_still_stack(exemplar_r
     assert np.allclose(out[1, 0], inv, atol=1e-5) and np.allclose(out[0, 2], alone, atol=1e-5)
     with pytest.raises(ValueError, match="temporal"):
         nc.colorize(exemplar_random, stack, reference=ref, temporal=-1)
+
+
+def test_temporal_smoothing_follows_a_pan():
+    """Neighbours are moved onto the slice before their colour is shared: a coloured structure that
+    moves keeps its own colour (without the alignment it is smeared with the background's)."""
+    import torch
+
+    from napari_colorize.inference import _global_shift, _translate, temporal_smooth
+
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    texture = 40 + 10 * torch.sin(yy / 3) * torch.cos(xx / 4)
+    disc = ((yy - 32) ** 2 + (xx - 32) ** 2 < 100).float()
+    L0 = texture + 30 * disc
+    ab0 = torch.stack([disc * 0.5, -disc * 0.3])  # coloured disc, neutral background
+    Ls, abs_ = [], []
+    for t in (-1, 0, 1):  # panned 3 px per slice
+        moved, _ = _translate(torch.cat([ab0, L0[None]]), 0.0, 3.0 * t)
+        abs_.append(moved[:2])
+        Ls.append(moved[2])
+    assert abs(_global_shift(Ls[1], Ls[0])[1] - 3.0) < 0.3
+    inner = (slice(8, 56), slice(8, 56))
+    aligned = temporal_smooth(abs_, Ls, 1, sigma_L=1000.0)  # lightness weights off: the alignment alone
+    blended = temporal_smooth(abs_, Ls, 1, sigma_L=1000.0, align=False)
+    err_aligned = (aligned - abs_[1])[:, inner[0], inner[1]].abs().mean()
+    err_blended = (blended - abs_[1])[:, inner[0], inner[1]].abs().mean()
+    assert err_aligned < 0.2 * err_blended
+    # nothing moves on a still stack: the alignment changes nothing
+    still = temporal_smooth([ab0, ab0, ab0], [L0, L0, L0], 1)
+    assert torch.allclose(still, ab0, atol=1e-6)

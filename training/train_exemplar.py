@@ -44,8 +44,8 @@ CONFIGS = {
     "cpu-warp": dict(arch="cpu-warp", size=160, batch=8, lr=1e-4, lr_d=1e-4, steps=4000, cosine=True,
                      self_ref=0.5, strong_self_ref=True, hue_aug=0.5, w_tv=5.0),
     # the same with the prior matched grey to grey (the reference's keys from its lightness)
-    "cpu-warp-grey": dict(arch="cpu-warp-grey", size=160, batch=8, lr=1e-4, lr_d=1e-4, steps=4000, cosine=True,
-                          self_ref=0.5, strong_self_ref=True, hue_aug=0.5, w_tv=5.0),
+    "cpu-warp-grey": dict(arch="cpu-warp-grey-adapt", size=160, batch=8, lr=5e-5, lr_d=1e-4, steps=1200, cosine=True,
+                          self_ref=0.5, strong_self_ref=True, hue_aug=0.5, w_tv=5.0, w_gate=5.0),
     "paper": dict(arch="paper", size=224, batch=12, lr=1e-5, lr_d=1e-5, steps=560_000, cosine=False, self_ref=0.3),
 }
 ABLATIONS = {

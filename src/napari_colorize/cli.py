@@ -274,7 +274,7 @@ def _cmd_colorize_volume(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dest = colorize_volume(args.targets[0], out, name, **guide, scheduler=args.scheduler, size=args.size,
-                                   dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal or 0,
+                                   dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
                                    overwrite=args.overwrite, device=args.device, protect=protect)
     except MissingExtraError as e:
@@ -502,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "0.1 and 99.9 percentiles)")
     c.add_argument("--size", type=int, default=None, help="working long side in pixels")
     c.add_argument("--temporal", type=int, default=None, metavar="K",
-                   help="stacks: smooth each slice's colour with K neighbours on either side (less flicker)")
+                   help="stacks: smooth each slice's colour with K neighbours on either side, motion-compensated "
+                        "(less flicker; default 2 for stacks, 0 to colour each slice on its own)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     c.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="volumes (.zarr in or out): run on this dask cluster (tcp://HOST:PORT of a `dask scheduler`); "

@@ -415,7 +415,7 @@ def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> dict | None
 # --------------------------------------------------------------------------------------- the run
 def colorize_volume(source, output, model, reference=None, histogram=None, *, client=None,
                     scheduler: str | None = None, size: int | None = None, dtype: str = "uint8", pyramid: int = 0,
-                    temporal: int = 0, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
+                    temporal: int | None = None, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
                     device: str = "auto", chunks: tuple | None = None, protect=()) -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
@@ -449,16 +449,17 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     """
     import dask
 
-    from .inference import _Job, _resolve_model
+    from .inference import _Job, _resolve_model, resolve_temporal
 
     if dtype not in OUT_DTYPES:
         raise ValueError(f"dtype must be 'uint8' or 'uint16' for OME-Zarr output, not {dtype!r}")
-    for name, v in (("pyramid", pyramid), ("temporal", temporal)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a whole number, 0 or more, not {v!r}")
+    if isinstance(pyramid, bool) or not isinstance(pyramid, (int, np.integer)) or pyramid < 0:
+        raise ValueError(f"pyramid must be a whole number, 0 or more, not {pyramid!r}")
+    resolve_temporal(temporal, 1)  # (checked before anything is opened)
     _need("zarr")
     _need("ome_zarr")
     vol = open_volume(source, chunks)
+    temporal = resolve_temporal(temporal, int(np.prod(vol.data.shape[:-2], dtype=np.int64)))
     out = Path(output)
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
     inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]

@@ -66,6 +66,9 @@ class ExemplarConfig:
         How the reference is shown to the backbone for the warp's keys: in colour (as the
         attention sees it), or as its own lightness in neutral grey, like the target ("grey":
         grey-to-grey matching; measured better on both protocols, see docs/MODELS.md).
+    prior_adapt : bool
+        A learned 1x1 map of the backbone features before they are matched (identity at the
+        start: the warp is unchanged until training moves it).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -81,6 +84,7 @@ class ExemplarConfig:
     prior_level: int = 2
     prior_temperature: float = 0.05
     prior_reference: str = "colour"
+    prior_adapt: bool = False
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -123,6 +127,7 @@ class ExemplarConfig:
         check_int("prior_level", self.prior_level, 1, LEVELS - 1)
         check_float("prior_temperature", self.prior_temperature, 1e-3, 10.0)
         check_choice("prior_reference", self.prior_reference, ("colour", "grey"))
+        check_choice("prior_adapt", self.prior_adapt, (False, True))
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
@@ -141,6 +146,9 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
     "cpu-warp": ExemplarConfig(prior="warp", train_size=160),
     # the prior matched grey to grey (the reference's keys from its lightness), sharper softmax
     "cpu-warp-grey": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03, train_size=160),
+    # ... with the matched features learned (identity at the start)
+    "cpu-warp-grey-adapt": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
+                                          prior_adapt=True, train_size=160),
     # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
     "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
                             attention_levels=3, modules_per_level=2, span=None, train_size=224),

@@ -121,6 +121,11 @@ class ExemplarColorizer(nn.Module):
             self.prior_in = nn.Conv2d(3, hs[lp - 1], 1)
             nn.init.zeros_(self.prior_in.weight)
             nn.init.zeros_(self.prior_in.bias)
+            if cfg.prior_adapt:  # learned map of the matched features, identity at the start
+                c = spec.channels[lp - 1]
+                self.prior_match = nn.Conv2d(c, c, 1, bias=False)
+                with torch.no_grad():
+                    self.prior_match.weight.copy_(torch.eye(c)[:, :, None, None])
             # one gate per head: how much of the head's own prediction replaces the warp
             self.gates = nn.ModuleList(nn.Conv2d(hs[s - 1], 1, 1) for s in range(1, LEVELS))
             for g in self.gates:
@@ -164,7 +169,8 @@ class ExemplarColorizer(nn.Module):
         out = {l: self.proj_r[str(l)](taps[l - 1]) for l in self.attention_at}
         if self.prior:
             lp = self.config.prior_level
-            out["prior"] = reference_side(taps[lp - 1] if prior_tap is None else prior_tap, reference_rgb)
+            out["prior"] = reference_side(self._match_features(taps[lp - 1] if prior_tap is None else prior_tap),
+                                          reference_rgb)
         return out
 
     def encode_reference(self, reference_rgb: torch.Tensor) -> dict:
@@ -175,10 +181,15 @@ class ExemplarColorizer(nn.Module):
             prior_tap = self.backbone(reference_grey(reference_rgb))[0][self.config.prior_level - 1]
         return self._reference_side(taps, reference_rgb, prior_tap)
 
+    def _match_features(self, tap: torch.Tensor) -> torch.Tensor:
+        """The backbone features the prior matches (through ``prior_match`` with ``prior_adapt``)."""
+        match = getattr(self, "prior_match", None)
+        return tap if match is None else match(tap)
+
     def warp(self, target_tap: torch.Tensor, reference_features: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The prior on the target's lattice at ``prior_level``: ``(ab, confidence)``."""
         keys, ab_ref = reference_features["prior"]
-        return feature_warp(target_tap, keys, ab_ref, self.log_tau.exp())
+        return feature_warp(self._match_features(target_tap), keys, ab_ref, self.log_tau.exp())
 
     def forward(self, target_L: torch.Tensor, reference_rgb: torch.Tensor | None = None,
                 reference_features: dict[int, torch.Tensor] | None = None, return_attention: bool = False):
