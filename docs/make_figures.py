@@ -40,6 +40,17 @@ def strip(tiles: list[Image.Image]) -> Image.Image:
     return out
 
 
+def stack_rows(rows: list[Image.Image], name: str) -> None:
+    """Strips one under another, saved as ``docs/images/<name>``."""
+    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height + 6
+    out.save(OUT / name)
+    print("wrote", OUT / name)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     grey, ref, truth = sample_pair()
@@ -102,8 +113,8 @@ def flicker() -> None:
     model = nc.load_model("exemplar", device="cpu")
     frames = range(4, 8)
     rows = []
-    for label, k in (("frame by frame", 0), ("temporal=2", 2)):
-        out = nc.colorize(model, grey, reference=ref, temporal=k, return_attention=False).rgb
+    for label, k in (("frame by frame", 0), ("temporal=2", 2), ("truth", None)):
+        out = truth if k is None else nc.colorize(model, grey, reference=ref, temporal=k, return_attention=False).rgb
         ab = ab_of(out)
         tiles = []
         for t in frames:
@@ -113,21 +124,7 @@ def flicker() -> None:
             tiles.append(_tile(np.clip(change / 10.0, 0, 1).astype(np.float32),
                                f"ab change {t - 1}->{t}: {change.mean() / 2:.2f}"))
         rows.append(strip(tiles))
-    tiles = []
-    ab = ab_of(truth)
-    for t in frames:
-        back = nd_shift(ab[t], (0, 0, STEP), order=1, mode="nearest")
-        change = np.abs(back - ab[t - 1]).sum(0)[MARGIN:-MARGIN, MARGIN:-MARGIN]
-        tiles.append(_tile(truth[t], f"truth: frame {t}"))
-        tiles.append(_tile(np.clip(change / 10.0, 0, 1).astype(np.float32), f"ab change {t - 1}->{t}: {change.mean() / 2:.2f}"))
-    rows.append(strip(tiles))
-    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
-    y = 0
-    for r in rows:
-        out.paste(r, (0, y))
-        y += r.height + 6
-    out.save(OUT / "flicker.png")
-    print("wrote", OUT / "flicker.png")
+    stack_rows(rows, "flicker.png")
 
 
 def self_references() -> None:
@@ -148,13 +145,7 @@ def self_references() -> None:
             tiles.append(_tile(out, f"{m}  PSNR {nc.metrics.psnr(out, rgb):.1f}"))
         tiles.append(_tile(rgb, "truth"))
         rows.append(strip(tiles))
-    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
-    y = 0
-    for r in rows:
-        out.paste(r, (0, y))
-        y += r.height + 6
-    out.save(OUT / "self_reference.png")
-    print("wrote", OUT / "self_reference.png")
+    stack_rows(rows, "self_reference.png")
 
 
 if __name__ == "__main__":
