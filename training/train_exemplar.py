@@ -15,6 +15,7 @@ safetensors the library loads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -56,7 +57,8 @@ ABLATIONS = {
     "no-pixel": ({}, {"pixel": 0.0}),
     "no-hist": ({}, {"hist": 0.0}),
 }
-LOG_FIELDS = ["step", "lr", "total", "pixel", "hist", "tv", "adv", "gate", "d", "val_pixel", "val_hist", "sec_per_step"]
+LOSS_NAMES = tuple(f.name for f in dataclasses.fields(ExemplarLossWeights))  # pixel, hist, tv, adv, gate
+LOG_FIELDS = ["step", "lr", "total", *LOSS_NAMES, "d", "val_pixel", "val_hist", "sec_per_step"]
 
 
 class Discriminators(nn.Module):
@@ -118,7 +120,7 @@ def parse(argv=None):
     ap.add_argument("--keep-temperature", action="store_true",
                     help="with --init-from: keep the file's learned warp temperature (default: start from the "
                          "architecture's prior_temperature)")
-    for k in ("pixel", "hist", "tv", "adv", "gate"):
+    for k in LOSS_NAMES:
         ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
     return apply_config(ap.parse_args(argv), CONFIGS)
 
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
     arch_over, loss_over = ABLATIONS[args.ablation]
     cfg = EXEMPLAR_CONFIGS[args.arch]
     cfg = type(cfg).from_dict({**cfg.to_dict(), **arch_over, "train_size": args.size})
-    recipe = {k: getattr(args, f"w_{k}") for k in ("pixel", "hist", "tv", "adv", "gate") if getattr(args, f"w_{k}", None) is not None}
+    recipe = {k: getattr(args, f"w_{k}") for k in LOSS_NAMES if getattr(args, f"w_{k}", None) is not None}
     weights = ExemplarLossWeights(**{**recipe, **loss_over})
 
     train = Corpus(load_items(args.data, "train"))

@@ -277,9 +277,7 @@ def _cmd_colorize_volume(args) -> int:
                                    dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
                                    overwrite=args.overwrite, device=args.device, protect=protect)
-    except MissingExtraError as e:
-        raise _Refused([str(e)]) from None
-    except ResumeError as e:
+    except (MissingExtraError, ResumeError) as e:
         raise _Refused([str(e)]) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: {out} is unfinished; run the same command again to compute only what is missing",

@@ -500,8 +500,13 @@ def available_memory(device) -> int | None:
     return None
 
 
+def _standard_attention(model: Colorizer) -> bool:
+    """The model's network has standard (whole-image) attention."""
+    return getattr(getattr(getattr(model, "network", None), "config", None), "attention", "") == "standard"
+
+
 def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int) -> str:
-    standard = model.config.get("config", {}).get("attention") == "standard"
+    standard = _standard_attention(model)
     fit = size
     avail = available_memory(model.device)
     if avail:
@@ -538,8 +543,7 @@ class _Job:
         need = attention_memory(model, self.wshape)
         avail = available_memory(model.device) if need else None  # (no /proc read for models without attention)
         if need and avail and need > avail:  # say so before allocating, not with the allocator's error
-            kind = getattr(getattr(model, "network", None), "config", None)
-            kind = "standard (whole-image)" if getattr(kind, "attention", "") == "standard" else "axial"
+            kind = "standard (whole-image)" if _standard_attention(model) else "axial"
             raise MemoryError(
                 f"{model.name!r} at working size {self.wshape[0]}x{self.wshape[1]} needs about {need / 2**30:.1f} GB "
                 f"for its {kind} attention, more than the {avail / 2**30:.1f} GB free: "

@@ -24,6 +24,8 @@ never leaves a half-written file, nor replaces an existing one.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -114,31 +116,39 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return (height, width) + corner.shape[2:], corner.dtype
 
 
-def _read_tiff(path: Path, probe: bool = False):
-    import logging
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int):
+    """Raise logger ``name`` to ``level`` for a while (a library's own notes about what we report or
+    handle ourselves stay off stderr)."""
+    log = logging.getLogger(name)
+    before = log.level
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
 
+
+def _read_tiff(path: Path, probe: bool = False):
     import tifffile
 
-    log = logging.getLogger("tifffile")  # a damaged file is reported once, by us, not logged on stderr too
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        with tifffile.TiffFile(path) as tf:
-            if not tf.series:
-                raise ImageReadError(f"{path}: the TIFF file holds no image")
-            s = tf.series[0]
-            if probe:
-                return tuple(s.shape), np.dtype(s.dtype)
+    # a damaged file is reported once, by us, not logged on stderr too
+    with quiet_logger("tifffile", logging.CRITICAL):
         try:
-            return tifffile.memmap(path, mode="r")  # uncompressed, contiguous: read lazily, slice by slice
-        except (ValueError, OSError, tifffile.TiffFileError):
-            return tifffile.imread(path)
-    except ImageReadError:
-        raise
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
-        raise ImageReadError(f"{path}: not a readable TIFF file: corrupt or truncated ({e})") from None
-    finally:
-        log.setLevel(level)
+            with tifffile.TiffFile(path) as tf:
+                if not tf.series:
+                    raise ImageReadError(f"{path}: the TIFF file holds no image")
+                s = tf.series[0]
+                if probe:
+                    return tuple(s.shape), np.dtype(s.dtype)
+            try:
+                return tifffile.memmap(path, mode="r")  # uncompressed, contiguous: read lazily, slice by slice
+            except (ValueError, OSError, tifffile.TiffFileError):
+                return tifffile.imread(path)
+        except ImageReadError:
+            raise
+        except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
+            raise ImageReadError(f"{path}: not a readable TIFF file: corrupt or truncated ({e})") from None
 
 
 def _read_npy(path: Path, probe: bool = False):

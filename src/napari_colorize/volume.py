@@ -88,8 +88,7 @@ class Volume:
 def is_zarr_path(path) -> bool:
     """True for a path that names a zarr store: ``*.zarr`` or a folder with zarr metadata."""
     p = Path(path)
-    return p.suffix.lower() == ".zarr" or p.name.lower().endswith(".ome.zarr") or (
-        p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")))
+    return p.suffix.lower() == ".zarr" or (p.is_dir() and _is_store(p))  # (x.ome.zarr's suffix is .zarr)
 
 
 def _default_axes(ndim: int) -> list:
@@ -125,14 +124,11 @@ def _open_zarr(path: Path):
 
     import logging
 
-    log = logging.getLogger("ome_zarr")  # (its notes on the format version it found are not errors)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    from .io import quiet_logger
+
+    with quiet_logger("ome_zarr", logging.ERROR):  # (its notes on the format version it found are not errors)
         loc = parse_url(str(path), mode="r")
         nodes = list(Reader(loc)()) if loc is not None else []
-    finally:
-        log.setLevel(level)
     for n in nodes:
         spec = next((s for s in n.specs if hasattr(s, "datasets")), None)
         if spec is None or not n.data:
@@ -500,13 +496,12 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                               "it is not resumed; run with the same arguments, or pass overwrite=True to start "
                               "again")
         record = None
-    K = int(temporal) if stack_nd and job.tgt.n_slices > 1 else 0
     own_client = None
     if client is None and _is_address(scheduler):
         client = own_client = _need("distributed", "running on a dask cluster").Client(scheduler,
                                                                                     set_as_default=False)
     try:
-        _check_memory(vol, K, dtype, pyramid, client)  # (the cluster's workers this time)
+        _check_memory(vol, temporal, dtype, pyramid, client)  # (the cluster's workers this time)
         if record is None:
             if out.exists():  # overwrite: a zarr store (checked), never an input
                 shutil.rmtree(out)
@@ -516,7 +511,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         ctx = _Context(model=model.source if client is not None and model.source else model,
                        device=str(device) if model.source else str(model.device),
                        state=_to_device(job.state, "cpu"), wshape=job.wshape,
-                       intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=K, dtype=dtype,
+                       intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=temporal, dtype=dtype,
                        levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
         _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
     finally:

@@ -110,8 +110,7 @@ class ExemplarNetwork(NetworkColorizer):
         if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[-2:] == L.shape[-2:]:
             out = net(L, reference_rgb=state["rgb"], return_attention=return_attention)
         else:  # many slices: reference features once
-            if state["features"] is None:
-                state["features"] = net.encode_reference(state["rgb"])
+            state.update(self.precompute(state))
             out = net(L, reference_features=state["features"], return_attention=return_attention)
         preds, raw = (out if return_attention else (out, None))
         ab = preds[0]
