@@ -107,29 +107,36 @@ def test_library_on_a_cluster_with_a_model_object(tmp_path, stack_and_ref, clien
 
 
 class DieOnce(Colorizer):
-    """Reinhard's transfer, except that the first slice anywhere kills its worker process."""
+    """Reinhard's transfer, except that the first ``deaths`` slices anywhere each kill their worker
+    process (a flag file per death, created atomically, so that no two slices take the same one)."""
 
-    def __init__(self, flag: str) -> None:
+    def __init__(self, flag: str, deaths: int = 1) -> None:
         super().__init__("reinhard")
         self.base = nc.load_model("reinhard", device="cpu")
-        self.flag = flag
+        self.flags = [f"{flag}-{k}" for k in range(deaths)]
 
     def prepare(self, reference=None, histogram=None):
         return self.base.prepare(reference=reference, histogram=histogram)
 
     def predict(self, L, state, return_attention=False):
-        if not os.path.exists(self.flag):
-            open(self.flag, "w").close()
+        for flag in self.flags:
+            try:
+                os.close(os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
             os._exit(1)  # the worker process dies mid-task, before writing anything
         return self.base.predict(L, state, return_attention)
 
 
-def test_a_killed_worker_loses_nothing(tmp_path, stack_and_ref, client):
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_a_killed_worker_loses_nothing(tmp_path, stack_and_ref, client, deaths):
+    """One worker dies mid-task; or two die (with two workers that can be every worker at once, and
+    the guide state they held must be rebuilt): dask retries, the output is whole and exact."""
     vol, ref = stack_and_ref
     src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
     flag = tmp_path / "died"
-    out = colorize_volume(src, tmp_path / "o.zarr", DieOnce(str(flag)), reference=ref, client=client)
-    assert flag.exists()  # a worker did die
+    out = colorize_volume(src, tmp_path / "o.zarr", DieOnce(str(flag), deaths), reference=ref, client=client)
+    assert all(os.path.exists(f"{flag}-{k}") for k in range(deaths))  # the workers did die
     np.testing.assert_array_equal(_level(out), _expected("reinhard", vol, ref))
     assert zarr.open_group(str(out), mode="r").attrs[volume.RECORD_KEY]["complete"]
 

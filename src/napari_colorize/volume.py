@@ -16,9 +16,10 @@ How the work is split, and why the result equals :func:`~napari_colorize.coloriz
   exactly as ``colorize`` does, keeps its own slices and writes whole output chunks, of every
   pyramid level. Tasks are idempotent: a task run again (a worker lost) writes the same bytes.
 * Execution is dask's: local threads by default, or a ``dask.distributed`` cluster (``client=`` or
-  ``scheduler="tcp://host:port"``). The guide state is sent to every worker once
-  (``client.scatter(..., broadcast=True)``); each worker process loads a named model once (a
-  per-process cache), so the network is never shipped with the tasks.
+  ``scheduler="tcp://host:port"``). The guide state is one node of the task graph: each worker
+  fetches it once (from a peer), and if every worker holding it dies the scheduler rebuilds it from
+  the graph; each worker process loads a named model once (a per-process cache), so the network is
+  never shipped with the tasks.
 * Restartable: the output store holds the run's arguments (a fingerprint) and a flag per task,
   set after its chunks are written. The same call again computes only the missing chunks; other
   arguments are refused (unless ``overwrite``). When every chunk is written the flags are removed
@@ -601,10 +602,10 @@ def _run(vol: Volume, blocks: list, todo: list, ctx: _Context, client, scheduler
 
     if not todo:
         return
-    if client is not None:
-        ctx_ref = client.scatter(ctx, broadcast=True, hash=False)  # once to every worker
-    else:
-        ctx_ref = dask.delayed(ctx, traverse=False)
+    # The guide state is one node of the graph, not scattered data: a worker fetches it once, from
+    # a peer, and when every worker holding it dies the scheduler makes it again from the graph
+    # (scattered data lost with its workers cannot be recovered, and the run would fail).
+    ctx_ref = dask.delayed(ctx, traverse=False)
     tasks = []
     for b in todo:
         part, offset = _part(vol, blocks[b], ctx.temporal)
@@ -639,7 +640,11 @@ def _run_local(tasks: list, scheduler: str, progress) -> None:
 
 def _run_distributed(client, tasks: list, progress) -> None:
     distributed = _need("distributed", "running on a dask cluster")
-    futures = client.compute(tasks)
+    import warnings
+
+    with warnings.catch_warnings():  # the guide state is in the graph once, on purpose (see _run)
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        futures = client.compute(tasks)
     try:
         if progress == "bar":
             distributed.progress(futures, scheduler=client.scheduler.address)
