@@ -75,22 +75,29 @@ def slice_change(rgb: np.ndarray) -> float:
 
 
 @contextlib.contextmanager
-def alignment(on: bool):
-    """The temporal option with (the default) or without its motion compensation."""
+def alignment(on: bool, sigma_t: float | None = None):
+    """The temporal option with (the default) or without its motion compensation; ``sigma_t``:
+    another width of its weights along the stack than the default."""
     from napari_colorize import inference
 
     original = inference.temporal_smooth
-    if not on:
-        inference.temporal_smooth = functools.partial(original, align=False)
+    kw = ({} if on else {"align": False}) | ({} if sigma_t is None else {"sigma_t": sigma_t})
+    if kw:
+        inference.temporal_smooth = functools.partial(original, **kw)
     try:
         yield
     finally:
         inference.temporal_smooth = original
 
 
-def settings(temporal: list[int], align: list[str]) -> list[tuple[int, str]]:
-    """(K, align) pairs: K = 0 once (no smoothing: alignment is moot), every other K per align."""
-    return [(0, "-")] * (0 in temporal) + [(k, a) for k in temporal if k for a in align]
+def settings(temporal: list[int], align: list[str], sigmas: list) -> list[tuple[int, str, float | None]]:
+    """(K, align, sigma_t): K = 0 once (no smoothing: alignment and width are moot), every other K
+    per align and width."""
+    return [(0, "-", None)] * (0 in temporal) + [(k, a, s) for k in temporal if k for a in align for s in sigmas]
+
+
+def _sig(k: int, sigma_t) -> str:
+    return "-" if k == 0 else ("default" if sigma_t is None else f"{sigma_t:g}")
 
 
 def main(argv=None) -> int:
@@ -98,27 +105,33 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["exemplar", "warp", "welsh"])
     ap.add_argument("--temporal", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--align", nargs="+", choices=["on", "off"], default=["on", "off"])
+    ap.add_argument("--sigma-t", type=float, nargs="+", default=[None],
+                    help="widths (slices) of the weights along the stack to compare (default: the library's)")
+    ap.add_argument("--no-zstack", action="store_true", help="the panned photo only")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     grey, truth, ref = pan_sequence()
     print(f"\n### Panned photo ({N} frames of {SIZE} px, {STEP} px per frame)\n")
     print(f"True colours' own aligned change: **{aligned_change(truth):.2f}** ab units per frame.\n")
-    print("| model | temporal | motion compensation | aligned ab change | ratio to truth's | HIS gt | SSIM | PSNR dB | s/frame |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | temporal | motion compensation | sigma_t | aligned ab change | ratio to truth's | HIS gt | SSIM | PSNR dB "
+          "| s/frame |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     gt_change = aligned_change(truth)
     for name in a.models:
         m = nc.load_model(name, device="cpu")
-        for k, al in settings(a.temporal, a.align):
+        for k, al, st in settings(a.temporal, a.align, a.sigma_t):
             t0 = time.perf_counter()
-            with alignment(al != "off"):
+            with alignment(al != "off", st):
                 out = nc.colorize(m, grey, reference=ref, temporal=k, return_attention=False).rgb
             dt = (time.perf_counter() - t0) / N
             ch = aligned_change(out)
             his = np.mean([metrics.his(o, g) for o, g in zip(out, truth)])
             ssim = np.mean([metrics.ssim(o, g) for o, g in zip(out, truth)])
             psnr = np.mean([metrics.psnr(o, g) for o, g in zip(out, truth)])
-            print(f"| {name} | {k} | {al} | {ch:.2f} | {ch / gt_change:.1f} | {his:.3f} | {ssim:.3f} | {psnr:.2f} | {dt:.3f} |")
+            print(f"| {name} | {k} | {al} | {_sig(k, st)} | {ch:.2f} | {ch / gt_change:.1f} | {his:.3f} | {ssim:.3f} | {psnr:.2f} | {dt:.3f} |")
+    if a.no_zstack:
+        return 0
     from napari_colorize._sample_data import microscopy_pair, zstack
 
     z = zstack()
@@ -126,14 +139,14 @@ def main(argv=None) -> int:
     L_change = float(np.abs(np.diff(z.astype(np.float64) / 65535 * 100, axis=0)).mean())
     print(f"\n### uint16 z-stack ({z.shape[0]} slices of {z.shape[1]} x {z.shape[2]}), IHC reference\n")
     print(f"(No true colours. The raw intensity, scaled to 0-100, changes by about {L_change:.2f} per slice.)\n")
-    print("| model | temporal | motion compensation | ab change between slices |")
-    print("|---|---:|---|---:|")
+    print("| model | temporal | motion compensation | sigma_t | ab change between slices |")
+    print("|---|---:|---|---:|---:|")
     for name in a.models:
         m = nc.load_model(name, device="cpu")
-        for k, al in settings(a.temporal, a.align):
-            with alignment(al != "off"):
+        for k, al, st in settings(a.temporal, a.align, a.sigma_t):
+            with alignment(al != "off", st):
                 out = nc.colorize(m, z, reference=ihc, temporal=k, return_attention=False).rgb
-            print(f"| {name} | {k} | {al} | {slice_change(out):.2f} |")
+            print(f"| {name} | {k} | {al} | {_sig(k, st)} | {slice_change(out):.2f} |")
     return 0
 
 

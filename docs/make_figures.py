@@ -2,6 +2,7 @@
 
     python docs/make_figures.py            # every figure
     python docs/make_figures.py volume     # only docs/images/volume_cluster.png
+    python docs/make_figures.py histograms # only docs/images/histograms.png (also: self, flicker)
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     strip(tiles).save(OUT / "sample_pair.png")
     print("wrote", OUT / "sample_pair.png")
     self_references()
+    histograms()
     flicker()
     volume_cluster()
 
@@ -127,6 +129,46 @@ def flicker() -> None:
     stack_rows(rows, "flicker.png")
 
 
+def _hist_tile(hist: np.ndarray, label: str, height: int = 240) -> Image.Image:
+    """A 21 x 21 ab histogram drawn on the ab chart (a to the right, b upwards): the colour of each
+    bin, as strong as the bin's share of the mass (square root, so small bins stay visible)."""
+    from napari_colorize.color import NBINS
+    from napari_colorize.histogram_edit import ab_chart
+
+    cell = 10
+    chart = ab_chart(size=NBINS * cell).astype(np.float32)
+    chart = chart / 255.0 if chart.max() > 1 else chart
+    alpha = np.sqrt(np.asarray(hist, np.float64) / max(float(np.max(hist)), 1e-12)).T[::-1]  # rows: b from +1
+    alpha = np.kron(alpha, np.ones((cell, cell)))[..., None]
+    return _tile((1 - alpha) + alpha * chart, label, height)
+
+
+def histograms() -> None:
+    """One grey photo, four histograms (its own, then three of the editor's presets), coloured by
+    the default histogram network and by the earlier one (histogram-plain): the colours follow
+    the histogram given."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    from napari_colorize.color import histogram_from_rgb
+    from napari_colorize.histogram_edit import preset
+
+    rows = []
+    for name in ("coffee", "astronaut"):
+        rgb = getattr(data, name)()[..., :3]
+        grey = rgb2gray(rgb).astype(np.float32)
+        hists = [("its own histogram", histogram_from_rgb(rgb))] + [
+            (p, preset(p)) for p in ("warm (sunset)", "cool (sea and sky)", "forest")]
+        for model in [m for m in ("histogram", "histogram-plain") if m in nc.list_models()]:
+            tiles = [_tile(grey, f"{name} (grey) - {model}")]
+            for label, h in hists:
+                tiles.append(_hist_tile(h, label))
+                tiles.append(_tile(nc.colorize(model, grey, histogram=h).rgb, model))
+            tiles.append(_tile(rgb, "truth"))
+            rows.append(strip(tiles))
+    stack_rows(rows, "histograms.png")
+
+
 def self_references() -> None:
     """Photos coloured from a flipped, cropped copy of themselves (every colour is in the reference):
     the default, the network without the prior, the two warps alone, Welsh, and the truth."""
@@ -153,4 +195,4 @@ if __name__ == "__main__":
 
     import napari_colorize.metrics  # noqa: F401
 
-    {"volume": volume_cluster, "self": self_references, "flicker": flicker}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    {"volume": volume_cluster, "self": self_references, "flicker": flicker, "histograms": histograms}.get(sys.argv[1] if sys.argv[1:] else "", main)()

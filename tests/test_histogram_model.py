@@ -97,10 +97,103 @@ def test_colour_semantic_attention_is_eq_2_by_the_letter():
     g = torch.Generator().manual_seed(0)
     f_t = torch.randn(1, 8, 2, 3, generator=g)
     phi_r = torch.nn.functional.normalize(torch.randn(1, 441, 8, generator=g), dim=-1)
-    f_u, m = colour_semantic_attention(f_t, phi_r, 5.0)
+    f_u, m, ab = colour_semantic_attention(f_t, phi_r, 5.0)
+    assert ab is None  # no prior: no expected colour
     for o in range(6):
         q = f_t[0, :, o // 3, o % 3]
         q = q / q.norm()
         w = torch.softmax(5.0 * phi_r[0] @ q, 0)
         assert torch.allclose(m[0, o], w, atol=1e-6)
         assert torch.allclose(f_u[0, :, o // 3, o % 3], w @ phi_r[0], atol=1e-5)
+
+
+def test_histogram_prior_attention_against_a_naive_loop():
+    """With the prior: logits + log(mass) per bin, and the values also carry each bin's palette ab."""
+    from napari_colorize.color import palette
+    from napari_colorize.models.histogram import PRIOR_FLOOR, colour_semantic_attention
+
+    g = torch.Generator().manual_seed(1)
+    f_t = torch.randn(1, 8, 2, 3, generator=g)
+    phi_r = torch.nn.functional.normalize(torch.randn(1, 441, 8, generator=g), dim=-1)
+    mass = torch.rand(441, generator=g) ** 6
+    mass[:300] = 0  # most bins empty
+    mass /= mass.sum()
+    f_u, m, ab = colour_semantic_attention(f_t, phi_r, 3.0, mass.clamp_min(PRIOR_FLOOR).log()[None])
+    pal = palette()
+    for o in range(6):
+        q = f_t[0, :, o // 3, o % 3]
+        q = q / q.norm()
+        logits = [3.0 * float(phi_r[0, j] @ q) + float(torch.log(torch.clamp(mass[j], min=PRIOR_FLOOR)))
+                  for j in range(441)]
+        w = torch.softmax(torch.tensor(logits), 0)
+        assert torch.allclose(m[0, o], w, atol=1e-6)
+        assert torch.allclose(f_u[0, :, o // 3, o % 3], w @ phi_r[0], atol=1e-5)
+        want = sum(w[j] * pal[:, j // NBINS, j % NBINS] for j in range(441))
+        assert torch.allclose(ab[0, :, o // 3, o % 3], want, atol=1e-5)
+        assert float(m[0, o, :300].sum()) < 1e-3  # the empty bins get (almost) nothing
+
+
+def _prior_net():
+    torch.manual_seed(0)
+    return HistogramColorizer(HISTOGRAM_CONFIGS["cpu-prior"], pretrained_backbone=False).eval()
+
+
+def test_prior_network_starts_at_the_histograms_mean_colour_and_only_uses_its_bins():
+    """Before training, the prior network paints (close to) the histogram's mean colour; two
+    histograms with disjoint colours give outputs in their own colours."""
+    from napari_colorize.color import palette
+
+    net = _prior_net()
+    L = torch.rand(1, 1, 64, 64) * 2 - 1
+    pal = palette().flatten(1)  # (2, 441)
+    for lo, hi in [(2, 6), (14, 19)]:  # two disjoint corners of the ab plane
+        h = torch.zeros(1, NBINS, NBINS)
+        h[0, lo:hi, lo:hi] = torch.rand(hi - lo, hi - lo)
+        h /= h.sum()
+        with torch.no_grad():
+            ab = net(L, h)
+        mean = h.flatten(1) @ pal.t()  # (1, 2)
+        assert torch.allclose(ab.mean((2, 3)), mean, atol=0.02)
+        box = pal[:, h.flatten() > 0]
+        assert (ab[0].flatten(1).min(1).values >= box.min(1).values - 0.02).all()
+        assert (ab[0].flatten(1).max(1).values <= box.max(1).values + 0.02).all()
+
+
+def test_prior_network_needs_the_histogram_and_its_colorizer_passes_it():
+    import numpy as np
+
+    from napari_colorize.models.base import HistogramNetwork
+
+    net = _prior_net()
+    with pytest.raises(ValueError, match="histogram itself"):
+        net(torch.zeros(1, 1, 32, 32), hist_features=net.encode_histogram(_hist(1)))
+    col = HistogramNetwork("h", net, {"architecture": "histogram", "config": net.config.to_dict()}, "cpu")
+    h = np.zeros((NBINS, NBINS), np.float32)
+    h[3, 17] = 1.0  # one colour
+    state = col.prepare(histogram=torch.from_numpy(h))
+    pred = col.predict(torch.zeros(1, 1, 32, 32), state)
+    from napari_colorize.color import palette
+
+    assert torch.allclose(pred.ab[0].mean((1, 2)), palette()[:, 3, 17], atol=0.02)
+
+
+def test_warm_start_widens_the_unet_input_with_zeros(tmp_path):
+    """engine.init_from(widen=True): the earlier network's weights, the U-Net's first convolution
+    widened with zeros for the expected colour: its output on the old inputs is unchanged."""
+    from training.engine import init_from
+
+    from napari_colorize.models.registry import save_checkpoint
+
+    torch.manual_seed(0)
+    old = HistogramColorizer(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(old, path, {"name": "old"}, dtype=torch.float32)
+    new = _prior_net()
+    init_from(new, path, skip=("log_tau",), widen=True)
+    w_old, w_new = old.unet.down[0][0].weight, new.unet.down[0][0].weight
+    assert w_new.shape[1] == w_old.shape[1] + 2
+    assert torch.equal(w_new[:, :w_old.shape[1]], w_old) and not w_new[:, w_old.shape[1]:].any()
+    assert torch.equal(new.level_blocks[0][0].weight, old.level_blocks[0][0].weight)
+    assert float(new.log_tau.detach()) == 0.0  # the architecture's temperature, not the file's
+    with pytest.raises(SystemExit, match="another shape"):
+        init_from(new, path)  # without widen, a changed shape is refused

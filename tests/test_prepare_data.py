@@ -1,4 +1,4 @@
-"""training/prepare_data.py on small inputs made here: no network, no downloads."""
+"""training.prepare_data on small inputs made here: no network, no downloads."""
 import csv
 import io
 import os
@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "training"))
+from training import prepare_data as P
 
-import prepare_data as P  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def jpeg(w, h, colour=(200, 40, 40)) -> bytes:

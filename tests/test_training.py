@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "training"))
+from training import losses as L
+from training.data import Corpus, folder_items, load_items, self_reference
+from training.pairs import build_pairs, sample_reference
 
-import losses as L  # noqa: E402
-from data import Corpus, folder_items, load_items, self_reference  # noqa: E402
-from pairs import build_pairs, sample_reference  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+# the training scripts run as modules of the repository's `training` package, from its root
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_gradient_and_histogram_huber():
 
 # ------------------------------------------------------- resume, export, DDP
 def _train_cmd(script, corpus_dir, out, *extra):
-    return [sys.executable, str(ROOT / "training" / script), "--data", str(corpus_dir / "manifest.csv"),
+    return [sys.executable, "-m", f"training.{script}", "--data", str(corpus_dir / "manifest.csv"),
             "--out", str(out), "--size", "64", "--batch", "2", "--steps", "6", "--ckpt-every", "1",
             "--log-every", "1", "--sample-every", "3", "--threads", "1", "--quiet", *extra]
 
@@ -176,11 +177,11 @@ def _weights(path):
 
 
 def test_killed_run_resumes_exactly(corpus_dir, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = ENV
     straight = tmp_path / "straight"
-    subprocess.run(_train_cmd("train_exemplar.py", corpus_dir, straight), check=True, env=env, timeout=600)
+    subprocess.run(_train_cmd("train_exemplar", corpus_dir, straight), check=True, env=env, timeout=600)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd("train_exemplar.py", corpus_dir, killed), env=env)
+    proc = subprocess.Popen(_train_cmd("train_exemplar", corpus_dir, killed), env=env)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it once it has checkpointed a step or more, before the end
         ck = killed / "last.pt"
@@ -195,7 +196,7 @@ def test_killed_run_resumes_exactly(corpus_dir, tmp_path):
     proc.wait()
     step = torch.load(killed / "last.pt", weights_only=True)["step"]
     assert step < 6
-    subprocess.run(_train_cmd("train_exemplar.py", corpus_dir, killed), check=True, env=env, timeout=600)
+    subprocess.run(_train_cmd("train_exemplar", corpus_dir, killed), check=True, env=env, timeout=600)
     a, b = _weights(straight / "last.pt"), _weights(killed / "last.pt")
     assert a.keys() == b.keys()
     for k in a:
@@ -210,8 +211,8 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
 
     out = tmp_path / "h"
     export = tmp_path / "hist.safetensors"
-    cmd = _train_cmd("train_histogram.py", corpus_dir, out, "--export", str(export), "--name", "tiny-hist")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = _train_cmd("train_histogram", corpus_dir, out, "--export", str(export), "--name", "tiny-hist")
+    env = ENV
     subprocess.run(cmd + ["--stop-after", "3"], check=True, env=env, timeout=600)
     assert not export.exists()  # a stretch that stops early exports nothing...
     subprocess.run(cmd + ["--stop-after", "1", "--export-partial"], check=True, env=env, timeout=600)
@@ -223,7 +224,7 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
     assert m.config["training"]["steps"] == 6
 
     # the evaluation table: the model given each image's own histogram, beside the grey lower bound
-    r = subprocess.run([sys.executable, str(ROOT / "training" / "evaluate.py"), "--data", str(corpus_dir / "manifest.csv"),
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--data", str(corpus_dir / "manifest.csv"),
                         "--kind", "histogram", "--no-semantic", "--threads", "1", "--per-image",
                         str(tmp_path / "per_image.csv"), str(export), "grey"],
                        capture_output=True, text=True, env=env, timeout=600)
@@ -243,9 +244,9 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
 def test_ddp_two_cpu_processes_agree(corpus_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           *(_train_cmd("train_exemplar.py", corpus_dir, out, "--save-ranks", "--ablation", "no-adv")[1:])]
+           *(_train_cmd("train_exemplar", corpus_dir, out, "--save-ranks", "--ablation", "no-adv")[1:])]
     cmd[cmd.index("--steps") + 1] = "2"
-    r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     a = torch.load(out / "rank0.pt", weights_only=True)
     b = torch.load(out / "rank1.pt", weights_only=True)
@@ -258,7 +259,7 @@ def test_ddp_two_cpu_processes_agree(corpus_dir, tmp_path):
 
 
 def test_paired_differences(tmp_path):
-    from paired import load, paired
+    from training.paired import load, paired
 
     a = np.array([0.5, 0.6, 0.7, 0.8])
     mean, lo, hi = paired(a + 0.1, a)
@@ -277,7 +278,7 @@ def test_paired_differences(tmp_path):
 
 
 def test_csv_log_keeps_rows_up_to_the_resumed_step_and_never_loses_another_runs_log(tmp_path, recwarn):
-    from engine import CSVLog, plot_curves
+    from training.engine import CSVLog, plot_curves
 
     path = tmp_path / "log.csv"
     log = CSVLog(path, ["step", "total", "pixel"])

@@ -218,6 +218,35 @@ def test_ngff_04_time_series_with_temporal(tmp_path, stack_and_ref):
     np.testing.assert_array_equal(np.moveaxis(g["0"][:], 1, -1), want)
 
 
+def test_a_multichannel_image_is_colourised_from_the_channel_chosen(tmp_path, stack_and_ref, capsys):
+    """(c, z, y, x) with two named channels: refused without a choice (the names listed), then the
+    channel chosen by name (CLI) or index (Python) is the one colourised."""
+    from ome_zarr.writer import write_image
+
+    vol, ref = stack_and_ref
+    two = np.stack([vol[::-1], vol])  # channel 0 ("DAPI"): the slices reversed; 1 ("GFP"): the volume
+    src = tmp_path / "two.ome.zarr"
+    g = zarr.open_group(str(src), mode="w")
+    write_image(two, g, axes="czyx", storage_options={"chunks": (1, 2, 64, 64)}, scale_factors=[])
+    g.attrs["ome"] = {**dict(g.attrs["ome"]), "omero": {"channels": [{"label": "DAPI"}, {"label": "GFP"}]}}
+    with pytest.raises(ValueError, match="2 channels.*0: DAPI, 1: GFP.*channel="):
+        colorize_volume(src, tmp_path / "none.zarr", "reinhard", reference=ref)
+    assert not (tmp_path / "none.zarr").exists()
+    with pytest.raises(ValueError, match="no channel named 'RFP'"):
+        colorize_volume(src, tmp_path / "none.zarr", "reinhard", reference=ref, channel="RFP")
+    r = str(_png(tmp_path / "ref.png", ref))
+    assert cli.main(["colorize", str(src), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "gfp.zarr"),
+                     "--channel", "GFP", "-q"]) == 0
+    np.testing.assert_array_equal(_level(tmp_path / "gfp.zarr"), _expected("reinhard", vol, ref))
+    out = colorize_volume(src, tmp_path / "dapi.zarr", "reinhard", reference=ref, channel=0)
+    np.testing.assert_array_equal(_level(out), _expected("reinhard", vol[::-1], ref))
+    # a channel for an image without a channel axis, or for a run that is not a volume: refused
+    with pytest.raises(ValueError, match="no channel axis"):
+        colorize_volume(_zarr(tmp_path / "plain.zarr", vol), tmp_path / "p.zarr", "reinhard", reference=ref, channel=1)
+    assert cli.main(["colorize", r, "-r", r, "-m", "reinhard", "-o", str(tmp_path / "x.png"), "--channel", "1"]) == 2
+    assert "only for volumes" in capsys.readouterr().err
+
+
 def test_outputs_over_inputs_are_refused(tmp_path, stack_and_ref, capsys):
     vol, ref = stack_and_ref
     src = _zarr(tmp_path / "in.zarr", vol)

@@ -98,11 +98,7 @@ def test_a_prior_network_starts_as_the_warp():
 
 def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
     """--init-from: every tensor of the earlier network is taken over; only the prior's parts are new."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-    from train_exemplar import init_from
+    from training.train_exemplar import init_from
 
     from napari_colorize.models.registry import load_checkpoint, weights_dir
 
@@ -147,7 +143,7 @@ def test_a_grey_prior_network_warps_with_the_grey_keys():
         _, raw = net(L, R, return_attention=True)
         _, raw_once = net(L, reference_features=net.encode_reference(R), return_attention=True)
     assert torch.allclose(raw[("warp", 0)], raw_once[("warp", 0)], atol=1e-5)
-    warp = WarpColorizer(tau=float(net.log_tau.exp()), reference="grey")
+    warp = WarpColorizer(tau=float(net.log_tau.detach().exp()), reference="grey")
     warp.backbone = net.backbone
     want = torch.nn.functional.interpolate(raw[("warp", 0)], size=(64, 96), mode="bilinear", align_corners=False)
     got = warp.predict(L, warp.prepare(R)).ab
@@ -161,11 +157,7 @@ def test_a_grey_prior_network_warps_with_the_grey_keys():
 
 def test_warm_start_takes_the_architectures_temperature(tmp_path):
     import math
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-    from train_exemplar import init_from
+    from training.train_exemplar import init_from
 
     from napari_colorize.models.registry import weights_dir
 

@@ -1,6 +1,6 @@
 """Shared training machinery: distributed setup, exact resume, logs and pictures.
 
-* ``torchrun --nproc_per_node N training/train_exemplar.py ...`` runs data-parallel (DDP): gloo on
+* ``torchrun --nproc_per_node N -m training.train_exemplar ...`` runs data-parallel (DDP): gloo on
   CPUs, NCCL on GPUs. Each rank draws its own samples from ``(seed, step, rank)``.
 * Checkpoints are written atomically (temporary file + rename) with the model, optimisers, step
   and every random generator state; ``--resume`` (the default) continues from ``OUT/last.pt``
@@ -192,6 +192,41 @@ def finish_run(model, args, rank: int, world: int, architecture: str, training: 
         torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
                    args.out / f"rank{rank}.pt")
     cleanup_distributed()
+
+
+def init_from(model, path: Path, skip: tuple = (), widen: bool = False) -> None:
+    """Warm start: load every trainable tensor of ``path`` that the model has (same shape); parts
+    the file lacks keep their initialisation, and so do the names in ``skip``. ``widen``: a
+    convolution that now takes more input channels gets the file's weights in its first ones and
+    zeros for the new ones (so it computes what it did). Refuses any other change of shape, and a
+    file that shares nothing with the model."""
+    from napari_colorize.models.registry import load_checkpoint
+
+    sd, _ = load_checkpoint(path)
+    own = model.state_dict()
+    use, widened, wrong = {}, [], []
+    for k, v in sd.items():
+        if k not in own or k in skip:
+            continue
+        w = own[k]
+        if w.shape == v.shape:
+            use[k] = v.to(w.dtype)
+        elif widen and w.dim() == 4 and v.dim() == 4 and w.shape[0] == v.shape[0] and w.shape[2:] == v.shape[2:] \
+                and w.shape[1] > v.shape[1]:
+            new = torch.zeros_like(w)
+            new[:, :v.shape[1]] = v.to(w.dtype)
+            use[k] = new
+            widened.append(k)
+        else:
+            wrong.append(k)
+    if wrong:
+        raise SystemExit(f"--init-from {path}: {len(wrong)} tensors of another shape, e.g. {wrong[:3]}")
+    if not use:
+        raise SystemExit(f"--init-from {path}: no tensor fits this architecture")
+    model.load_state_dict(use, strict=False)
+    new = sorted(k for k in model.trainable_state_dict() if k not in use)
+    print(f"initialised {len(use)} tensors from {path} ({len(widened)} widened: {widened[:3]}); "
+          f"{len(new)} new: {new[:6]}")
 
 
 def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """Evaluate models (learned and classic) on held-out colour photos; prints one Markdown table.
 
-    python training/evaluate.py --data data/manifest.csv exemplar welsh reinhard
-    python training/evaluate.py --data my_photos/ --protocol other runs/x/model.safetensors welsh
-    python training/evaluate.py --data data/manifest.csv --kind histogram histogram grey
+    python -m training.evaluate --data data/manifest.csv exemplar welsh reinhard
+    python -m training.evaluate --data my_photos/ --protocol other runs/x/model.safetensors welsh
+    python -m training.evaluate --data data/manifest.csv --kind histogram histogram grey
 
 Besides model names and checkpoint files, three trivial baselines: ``grey`` (the grey input itself,
 no colour: the lower bound of every table), ``mean-ab`` (the mean ab of the hint - the reference, or
@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import napari_colorize as nc
+from napari_colorize import metrics
 
-from data import Corpus, load_items, self_reference  # noqa: E402
+if not __package__:  # run as a file: the package-relative imports below need the package
+    raise SystemExit("run it from the repository root as a module: python -m training.evaluate ...")
 
-import napari_colorize as nc  # noqa: E402
-from napari_colorize import metrics  # noqa: E402
+from .data import Corpus, load_items, self_reference
 
 SIZE = 256
 

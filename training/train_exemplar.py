@@ -1,11 +1,11 @@
 """Train paper A's exemplar network (and its Table 1 ablations).
 
-    python training/prepare_data.py data/                        # once: the corpus
-    python training/train_exemplar.py --data data/manifest.csv --out runs/exemplar
-    python training/train_exemplar.py ... --ablation standard    # axial -> standard attention
+    python -m training.prepare_data data/                        # once: the corpus
+    python -m training.train_exemplar --data data/manifest.csv --out runs/exemplar
+    python -m training.train_exemplar ... --ablation standard    # axial -> standard attention
     #   ablations: standard | single | no-adv | no-pixel | no-hist
-    python training/train_exemplar.py --config paper --data /imagenet/train --out runs/paper   # paper A
-    torchrun --nproc_per_node 4 training/train_exemplar.py ...   # data parallel (DDP)
+    python -m training.train_exemplar --config paper --data /imagenet/train --out runs/paper   # paper A
+    torchrun --nproc_per_node 4 -m training.train_exemplar ...   # data parallel (DDP)
 
 Configs: ``cpu`` (the shipped default: EfficientNet-Lite0, 160 px crops, batch 8, Adam 2e-4 with
 cosine decay) and ``paper`` (VGG-19, h=256, 8 heads, 224 px, Adam 1e-5, batch 12). Runs resume from
@@ -25,18 +25,20 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from napari_colorize.color import denormalize_lab, lab_to_rgb
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
 
-from data import Corpus, load_items, rotate_hue, self_reference  # noqa: E402
-from engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
+if not __package__:  # run as a file: the package-relative imports below need the package
+    raise SystemExit("run it from the repository root as a module: python -m training.train_exemplar ...")
+
+from .data import Corpus, load_items, rotate_hue, self_reference
+from .engine import init_from as engine_init_from
+from .engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,
                     rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch,
                     training_parser)
-from losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,  # noqa: E402
+from .losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,
                     pool_to)
-from pairs import load_or_build_pairs, sample_reference  # noqa: E402
-
-from napari_colorize.color import denormalize_lab, lab_to_rgb  # noqa: E402
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer  # noqa: E402
+from .pairs import load_or_build_pairs, sample_reference
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True, self_ref=0.3),
@@ -226,34 +228,21 @@ def main(argv=None) -> int:
                          "disc": disc.state_dict() if disc else None, "opt_d": opt_d.state_dict() if opt_d else None,
                          "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
     finish_run(model, args, rank, world, "exemplar",
-               {"script": "training/train_exemplar.py", "config": args.config, "ablation": args.ablation,
+               {"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
                 "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
                 "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)}, end)
     return 0
 
 
 def init_from(model: ExemplarColorizer, path: Path, keep_temperature: bool = False) -> None:
-    """Warm start: load every trainable tensor of ``path`` that the model has (same shape); parts
-    the file lacks keep their initialisation. Refuses a file that shares nothing with the model.
-    The warp's temperature starts from the architecture's unless ``keep_temperature``."""
-    from napari_colorize.models.registry import load_checkpoint
-
-    sd, _ = load_checkpoint(path)
-    own = model.state_dict()
-    wrong = [k for k in sd if k in own and own[k].shape != sd[k].shape]
-    if wrong:
-        raise SystemExit(f"--init-from {path}: {len(wrong)} tensors of another shape, e.g. {wrong[:3]}")
-    use = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own and (keep_temperature or k != "log_tau")}
-    if not use:
-        raise SystemExit(f"--init-from {path}: no tensor fits this architecture")
-    model.load_state_dict(use, strict=False)
-    new = sorted(k for k in model.trainable_state_dict() if k not in use)
-    print(f"initialised {len(use)} tensors from {path}; {len(new)} new: {new[:6]}")
+    """Warm start (engine.init_from); the warp's temperature starts from the architecture's
+    unless ``keep_temperature``."""
+    engine_init_from(model, path, skip=() if keep_temperature else ("log_tau",))
 
 
 @torch.no_grad()
 def validate(model, batch, png: Path) -> dict:
-    from losses import histogram_loss, pixel_loss
+    from .losses import histogram_loss, pixel_loss
 
     L, ab, ref_rgb, ref_ab, targets, refs = batch
     model.eval()

@@ -1,8 +1,8 @@
 """Train paper B's histogram-guided network.
 
-    python training/train_histogram.py --data data/manifest.csv --out runs/histogram
-    python training/train_histogram.py --config paper --data /imagenet/train --out runs/histogram-paper
-    torchrun --nproc_per_node 4 training/train_histogram.py ...
+    python -m training.train_histogram --data data/manifest.csv --out runs/histogram
+    python -m training.train_histogram --config paper --data /imagenet/train --out runs/histogram-paper
+    torchrun --nproc_per_node 4 -m training.train_histogram ...
 
 As in paper B, the input histogram R_H is the ground truth's own ab histogram during training
 (at test time the user gives any histogram). Loss: Huber (delta 0.01) + Sobel-gradient Huber +
@@ -22,19 +22,23 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram
+from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer
 
-from data import Corpus, load_items  # noqa: E402
-from engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,  # noqa: E402
-                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch,
-                    training_parser)
-from losses import HistogramLossWeights, histogram_model_losses  # noqa: E402
+if not __package__:  # run as a file: the package-relative imports below need the package
+    raise SystemExit("run it from the repository root as a module: python -m training.train_histogram ...")
 
-from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram  # noqa: E402
-from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer  # noqa: E402
+from .data import Corpus, load_items
+from .engine import (CSVLog, apply_config, atomic_save, finish_run, init_from, load_resume, lr_at,
+                    plot_curves, rng_state, save_grid, seed_everything, set_rng_state, setup_distributed,
+                    to_lab_batch, training_parser)
+from .losses import HistogramLossWeights, histogram_model_losses
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=3000, cosine=True, phases=None),
+    # our histogram prior (HistogramConfig.prior): the same schedule; warm-started from the earlier
+    # network with --init-from (its U-Net's first convolution widened for the expected colour)
+    "cpu-prior": dict(arch="cpu-prior", size=128, batch=8, lr=2e-4, steps=3000, cosine=True, phases=None),
     # paper B: 128 px at lr 1e-4, then 256 px for 3 epochs with lr x0.1 per epoch (epochs of 10k images here)
     "paper": dict(arch="paper", size=128, batch=16, lr=1e-4, steps=420_000, cosine=False,
                   phases=[(400_000, 128, 1.0), (406_250, 256, 1.0), (412_500, 256, 0.1), (420_000, 256, 0.01)]),
@@ -58,7 +62,15 @@ def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, d
 
 
 def parse(argv=None):
-    return apply_config(training_parser(__doc__, CONFIGS).parse_args(argv), CONFIGS)
+    ap = training_parser(__doc__, CONFIGS)
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from these weights (e.g. the shipped histogram.safetensors): every tensor that "
+                         "fits; a U-Net input convolution that gained channels is widened with zeros; the "
+                         "attention temperature starts from the architecture's")
+    ap.add_argument("--keep-temperature", action="store_true",
+                    help="with --init-from: keep the file's attention temperature (to continue a run of the "
+                         "same architecture)")
+    return apply_config(ap.parse_args(argv), CONFIGS)
 
 
 def main(argv=None) -> int:
@@ -80,6 +92,8 @@ def main(argv=None) -> int:
         opt.load_state_dict(resume["opt"])
         set_rng_state(resume["rng"])
         start = int(resume["step"])
+    if resume is None and args.init_from:
+        init_from(model, args.init_from, skip=() if args.keep_temperature else ("log_tau",), widen=True)
     gmodel = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     is_main = rank == 0
     if is_main:
@@ -123,7 +137,8 @@ def main(argv=None) -> int:
             atomic_save({"step": done, "model": model.trainable_state_dict(), "opt": opt.state_dict(),
                          "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
     finish_run(model, args, rank, world, "histogram",
-               {"script": "training/train_histogram.py", "config": args.config, "losses": vars(weights)}, end)
+               {"script": "training.train_histogram", "config": args.config,
+                "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)}, end)
     return 0
 
 

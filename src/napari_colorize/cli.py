@@ -276,7 +276,8 @@ def _cmd_colorize_volume(args) -> int:
             dest = colorize_volume(args.targets[0], out, name, **guide, scheduler=args.scheduler, size=args.size,
                                    dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
-                                   overwrite=args.overwrite, device=args.device, protect=protect)
+                                   overwrite=args.overwrite, device=args.device, channel=args.channel,
+                                   protect=protect)
     except (MissingExtraError, ResumeError) as e:
         raise _Refused([str(e)]) from None
     except KeyboardInterrupt:
@@ -293,6 +294,11 @@ def _cmd_colorize(args) -> int:
 
     if _is_volume_run(args):
         return _cmd_colorize_volume(args)
+    volume_only = [f for f, v in (("--scheduler", args.scheduler), ("--pyramid", args.pyramid),
+                                  ("--channel", args.channel)) if v]
+    if volume_only:
+        raise _Refused([f"{', '.join(volume_only)}: only for volumes (a .zarr target or -o OUT.zarr); images and "
+                        "stacks in other formats run in this process"])
     jobs, failed, folder = _plan(args)
     for t, why in failed.items():
         _say("error", f"{t}: {why}")
@@ -508,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: local threads")
     c.add_argument("--pyramid", type=int, default=0, metavar="N",
                    help="volumes: also write N lower resolution levels (each halves y and x)")
+    c.add_argument("--channel", default=None, metavar="N|NAME",
+                   help="volumes: the channel of a multi-channel OME-Zarr image to colourise (index or name)")
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)
 

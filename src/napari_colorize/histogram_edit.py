@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import NBINS
+from .color import AB_SCALE, NBINS
 
 __all__ = ["empty", "paint", "normalise", "ab_chart", "chart_to_bins", "PRESETS", "preset", "from_region", "save",
            "load", "bin_of_ab"]
@@ -51,7 +51,7 @@ def ab_chart(L: float = 60.0, size: int = 210) -> np.ndarray:
 
     from .color import lab_to_rgb_in_gamut
 
-    c = np.linspace(-1, 1, size, dtype=np.float32) * 110
+    c = np.linspace(-1, 1, size, dtype=np.float32) * AB_SCALE
     b, a = np.meshgrid(c[::-1].copy(), c, indexing="ij")  # rows: b from +1 down to -1; columns: a
     lab = torch.from_numpy(np.stack([np.full_like(a, L), a, b]))
     return lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import (NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab,
+from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab,
                     rgb_value_scale)
 from .models.base import Colorizer, Prediction
 
@@ -452,7 +452,7 @@ def recombine(L_full: torch.Tensor, ab_work: torch.Tensor, L_work: torch.Tensor,
         r1 = min(H, r0 + band)
         L = L_full[r0:r1]
         ab = ab_work[:, r0:r1] if same else joint_bilateral_upsample_rows(ab_work, L_work, L, H, W, r0)
-        lab = torch.cat([L[None], ab.clamp(-1, 1) * 110.0], 0)
+        lab = torch.cat([L[None], ab.clamp(-1, 1) * AB_SCALE], 0)
         out[r0:r1] = lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
     return out
 
@@ -462,7 +462,7 @@ def _scales_to_rgb(pred: Prediction, L_work: torch.Tensor) -> list[np.ndarray]:
     for p in pred.scales:
         ab = p[0].detach().float().cpu()
         L = _resize(L_work[None, None], tuple(ab.shape[-2:]))[0, 0]
-        lab = torch.cat([L[None], ab.clamp(-1, 1) * 110.0], 0)
+        lab = torch.cat([L[None], ab.clamp(-1, 1) * AB_SCALE], 0)
         out.append(lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy())
     return out
 
@@ -572,7 +572,7 @@ class _Job:
         L_full = self.tgt.L(i, self.sink)
         L_work = _resize(L_full[None, None], self.wshape)[0, 0]
         try:
-            pred = self.model.predict((L_work / 50.0 - 1.0)[None, None], self.state, return_attention=return_attention)
+            pred = self.model.predict((L_work / L_SCALE - L_SHIFT)[None, None], self.state, return_attention=return_attention)
         except (RuntimeError, MemoryError) as e:
             if not _out_of_memory(e):
                 raise
@@ -613,7 +613,7 @@ def _translate(x: torch.Tensor, dy: float, dx: float) -> tuple[torch.Tensor, tor
     return out[:C], (out[C] > 0.999).float()
 
 
-def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: int, sigma_t: float = 1.0,
+def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: int, sigma_t: float = 1.5,
                     sigma_L: float = 6.0, align: bool = True) -> torch.Tensor:
     """Joint bilateral smoothing of working-size ab along the stack axis (flicker reduction).
 

@@ -118,7 +118,7 @@ def _open_zarr(path: Path):
         raise ValueError(f"{path}: not a readable zarr store ({e})") from None
     if isinstance(node, zarr.Array):
         _check_zarr_array(node, str(path))
-        return da.from_zarr(node), None, None, None
+        return da.from_zarr(node), None, None, None, None
     _need("ome_zarr")
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
@@ -139,29 +139,52 @@ def _open_zarr(path: Path):
         transforms = (n.metadata.get("coordinateTransformations") or [None])[0] or []
         scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
         trans = next((t["translation"] for t in transforms if t.get("type") == "translation"), None)
-        return da.from_zarr(arr), n.metadata.get("axes"), scale, trans
+        names = n.metadata.get("channel_names")  # (from the image's omero metadata, when it has some)
+        names = [str(x) for x in names] if isinstance(names, (list, tuple)) else None
+        return da.from_zarr(arr), n.metadata.get("axes"), scale, trans, names
     raise ValueError(f"{path}: a zarr group without OME-Zarr multiscales metadata: give the path of an array "
                      f"in it (for example {path}/0)")
 
 
-def open_volume(source, chunks: tuple | None = None) -> Volume:
+def _pick_channel(where: str, axis: dict, n: int, names: list | None, channel) -> int:
+    """The index of ``channel`` (an index, or a name from the image's metadata) on a channel axis of
+    ``n`` entries; a clear refusal when there is a choice to make and none was made, or a wrong one."""
+    listed = ", ".join(f"{k}: {nm}" for k, nm in enumerate(names)) if names and len(names) == n else \
+        f"0 to {n - 1}"
+    if channel is None:
+        if n == 1:
+            return 0
+        raise ValueError(f"{where}: has {n} channels (axis {axis['name']!r}; {listed}); a volume is colourised "
+                         "from one grey channel: choose it with channel=... (CLI: --channel N or NAME)")
+    if isinstance(channel, str) and not channel.lstrip("-").isdigit():
+        if not names or channel not in names:
+            raise ValueError(f"{where}: no channel named {channel!r} (channels: {listed})")
+        return names.index(channel)
+    k = int(channel)
+    if not 0 <= k < n:
+        raise ValueError(f"{where}: channel {k} does not exist (channels: {listed})")
+    return k
+
+
+def open_volume(source, chunks: tuple | None = None, channel: int | str | None = None) -> Volume:
     """Open ``source`` as a greyscale :class:`Volume` (lazily: nothing but metadata is read).
 
     ``source``: a ``.zarr`` path (a zarr array, or an OME-Zarr image: its highest resolution, its
     axes, units and pixel sizes), another image file (TIFF, ``.npy``, PNG...), or a numpy, zarr or
-    dask array. An OME-Zarr channel axis of one entry is dropped; more channels are refused (a
-    volume is colourised from one grey channel). ``chunks``: for arrays without chunks (numpy,
-    files), the chunk shape to split by (default: one slice, y and x up to 1024).
+    dask array. An OME-Zarr channel axis of one entry is dropped; of more, ``channel`` (an index,
+    or a channel's name in the image's metadata) picks the one to colourise (a volume is
+    colourised from one grey channel). ``chunks``: for arrays without chunks (numpy, files), the
+    chunk shape to split by (default: one slice, y and x up to 1024).
     """
     da = importlib.import_module("dask.array")
     path = None
-    axes = scale = trans = None
+    axes = scale = trans = names = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if is_zarr_path(path):
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no such zarr store")
-            data, axes, scale, trans = _open_zarr(path)
+            data, axes, scale, trans, names = _open_zarr(path)
         else:
             from .io import read_image
 
@@ -183,6 +206,9 @@ def open_volume(source, chunks: tuple | None = None) -> Volume:
         raise TypeError(f"the volume must hold numbers, not {data.dtype}")
     where = str(path) if path else "the volume"
     if axes is None:
+        if channel is not None:
+            raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis (only OME-Zarr "
+                             "images name their axes)")
         if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
             data = data[..., 0]
         if not 2 <= data.ndim <= 4:
@@ -192,11 +218,14 @@ def open_volume(source, chunks: tuple | None = None) -> Volume:
         axes = [dict(a) for a in axes]
         if len(axes) != data.ndim:
             raise ValueError(f"{where}: {len(axes)} axes in its metadata for an array of {data.ndim} dimensions")
-        for k in [k for k, a in enumerate(axes) if a.get("type") == "channel"][::-1]:
-            if data.shape[k] != 1:
-                raise ValueError(f"{where}: has {data.shape[k]} channels (axis {axes[k]['name']!r}); a volume is "
-                                 "colourised from one grey channel: write that channel to its own array")
-            data = data[(slice(None),) * k + (0,)]
+        c_axes = [k for k, a in enumerate(axes) if a.get("type") == "channel"]
+        if len(c_axes) > 1:
+            raise ValueError(f"{where}: {len(c_axes)} channel axes; a volume has at most one")
+        if channel is not None and not c_axes:
+            raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis")
+        for k in c_axes:
+            pick = _pick_channel(where, axes[k], int(data.shape[k]), names, channel)
+            data = data[(slice(None),) * k + (pick,)]
             del axes[k]
             scale = None if scale is None else scale[:k] + scale[k + 1:]
             trans = None if trans is None else trans[:k] + trans[k + 1:]
@@ -414,7 +443,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                     scheduler: str | None = None, size: int | None = None, dtype: str = "uint8", pyramid: int = 0,
                     temporal: int | None = None, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
-                    device: str = "auto", chunks: tuple | None = None, protect=()) -> Path:
+                    device: str = "auto", chunks: tuple | None = None, channel: int | str | None = None,
+                    protect=()) -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
 
     Parameters
@@ -442,6 +472,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     overwrite : replace an existing output (a zarr store; never an input).
     device : for loading a named model here and on the workers.
     chunks : the chunk shape for inputs without chunks (numpy arrays, TIFF files).
+    channel : for an OME-Zarr image with several channels, the one to colourise (an index, or a
+        channel's name in its metadata).
     protect : more paths never to write over (guide files given by path elsewhere).
     """
     import dask
@@ -455,7 +487,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     resolve_temporal(temporal, 1)  # (checked before anything is opened)
     _need("zarr")
     _need("ome_zarr")
-    vol = open_volume(source, chunks)
+    vol = open_volume(source, chunks, channel)
     temporal = resolve_temporal(temporal, int(np.prod(vol.data.shape[:-2], dtype=np.int64)))
     out = Path(output)
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
@@ -482,7 +514,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     blocks = [tuple(slice(s, min(s + c, n)) for s, c, n in zip(first, vol.chunks, vol.data.shape))
               for first in _product(starts)]
     guide = reference if reference is not None else histogram
-    args = {"source": str(vol.path.resolve()) if vol.path else "array", "shape": list(vol.data.shape),
+    args = {"source": str(vol.path.resolve()) if vol.path else "array", "channel": channel, "shape": list(vol.data.shape),
             "in_dtype": str(vol.data.dtype), "chunks": list(vol.chunks), "model": model.source or model.name,
             "guide": _sha(np.asarray(guide, dtype=np.float64)), "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],

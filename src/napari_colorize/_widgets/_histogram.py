@@ -15,7 +15,7 @@ from qtpy.QtGui import QColor, QFont, QImage, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from .. import histogram_edit as he
-from ..color import NBINS
+from ..color import AB_SCALE, NBINS
 from ..models.registry import list_models
 from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, current_slice, layer_picker,
                       overlay_transform, query_cell, query_points, score_colour, score_grey, spatial_shape)
@@ -129,7 +129,7 @@ class HistogramCanvas(QWidget):
         p.drawText(QRectF(centre.x() + 5, centre.y() + 2, 40, 14), Qt.AlignmentFlag.AlignLeft, "grey")
         p.setPen(QPen(fg, 1.0))
         for v in AB_TICKS:
-            k = (v / 110 + 1) * (NBINS - 1) / 2  # the bin of a*, b* = v (normalised ab = v / 110)
+            k = (v / AB_SCALE + 1) * (NBINS - 1) / 2  # the bin of a*, b* = v (normalised ab = v / AB_SCALE)
             x = self.pos_of_bin(k, 0).x()
             p.drawLine(QPointF(x, r.bottom()), QPointF(x, r.bottom() + 3))
             p.drawText(QRectF(x - 16, r.bottom() + 3, 32, 12), Qt.AlignmentFlag.AlignHCenter, str(v))

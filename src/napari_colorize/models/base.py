@@ -138,7 +138,7 @@ class HistogramNetwork(NetworkColorizer):
     @torch.inference_mode()
     def predict(self, L, state, return_attention=False):
         L = L.to(self.device)
-        out = self.network(L, hist_features=state["features"], return_attention=return_attention)
+        out = self.network(L, hist=state["hist"], hist_features=state["features"], return_attention=return_attention)
         if return_attention:
             ab, attn = out
             return Prediction(ab=ab.float(), attention={"pixel_to_bin": BinAttention(attn[0].float().cpu().numpy())})

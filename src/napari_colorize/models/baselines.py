@@ -22,6 +22,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 from scipy.spatial import cKDTree
 
+from ..color import AB_SCALE
+
 __all__ = ["welsh_ab", "reinhard_ab"]
 
 
@@ -63,7 +65,7 @@ def welsh_ab(target_L: np.ndarray, ref_lab: np.ndarray, n_samples: int = 200, se
     tree = cKDTree(feats)
     q = np.stack([tL.ravel(), t_std.ravel()], 1) * np.sqrt(0.5)
     _, idx = tree.query(q, k=1)
-    ab = ref_lab[ys[idx], xs[idx], 1:].astype(np.float32) / 110.0  # (N, 2)
+    ab = ref_lab[ys[idx], xs[idx], 1:].astype(np.float32) / AB_SCALE  # (N, 2)
     return ab.T.reshape(2, *tL.shape)
 
 
@@ -101,5 +103,5 @@ def reinhard_ab(target_L: np.ndarray, ref_lab: np.ndarray) -> np.ndarray:
         out[..., c] = (t[..., c] - mt) * (sr / st if st > 1e-6 else 0.0) + mr
     rgb_lin = np.clip(_from_lalphabeta(out), 0, 1)
     srgb = np.where(rgb_lin > 0.0031308, 1.055 * rgb_lin ** (1 / 2.4) - 0.055, 12.92 * rgb_lin)
-    ab = rgb2lab(np.clip(srgb, 0, 1))[..., 1:] / 110.0
+    ab = rgb2lab(np.clip(srgb, 0, 1))[..., 1:] / AB_SCALE
     return np.moveaxis(ab, -1, 0).astype(np.float32)

@@ -170,6 +170,11 @@ class HistogramConfig:
     before it is upsampled and given to the U-Net (our CPU deviation: the full-resolution
     U-Net input is then ``1 + fu_channels`` wide instead of ``1 + channels``); ``None``
     feeds ``F_U`` as the paper does.
+    ``prior`` (our departure, off in the paper): the histogram itself joins Eq. 2 - the
+    logarithm of every bin's mass is added to the attention logits and the values carry the
+    bins' ab - so the attention gives every position an expected colour drawn from the given
+    histogram; the U-Net sees it and predicts a change to it (zero at the start, when the
+    output is close to the histogram's mean colour everywhere).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -178,6 +183,7 @@ class HistogramConfig:
     unet_depth: int = 3
     use_palette: bool = True
     fu_channels: int | None = None
+    prior: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,9 +200,11 @@ class HistogramConfig:
         check_int("unet_depth", self.unet_depth, 1, 4)
         check_choice("use_palette", self.use_palette, (True, False))
         check_int("fu_channels", self.fu_channels, 1, 512, allow_none=True)
+        check_choice("prior", self.prior, (True, False))
 
 
 HISTOGRAM_CONFIGS = {
     "cpu": HistogramConfig(unet_width=16, fu_channels=16),
+    "cpu-prior": HistogramConfig(unet_width=16, fu_channels=16, prior=True),
     "paper": HistogramConfig(backbone="vgg19", channels=64, unet_width=64, unet_depth=4),
 }

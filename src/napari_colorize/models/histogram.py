@@ -76,19 +76,37 @@ class BinAttention:
         return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
 
 
-def colour_semantic_attention(f_t: torch.Tensor, phi_r: torch.Tensor, tau: torch.Tensor | float
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+#: the smallest bin mass the prior's logarithm sees (a bin of the 441 below it is as good as empty)
+PRIOR_FLOOR = 1e-6
+
+
+def colour_semantic_attention(f_t: torch.Tensor, phi_r: torch.Tensor, tau: torch.Tensor | float,
+                              log_prior: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Paper B's Eq. 2: the semantic-aware colour features ``F_U``.
 
     Every target position's feature ``phi_T`` (``f_t``, ``(B, C, h, w)``, L2-normalised over C) is
     compared with every histogram bin's feature ``Phi_R`` (``(B, 441, C)``, normalised):
     ``M = softmax(tau * Phi_T Phi_R^T)`` over the bins, and ``F_U = M Phi_R``.
-    Returns ``F_U`` as ``(B, C, h, w)`` and ``M`` as ``(B, h*w, 441)``.
+
+    ``log_prior`` (``(B, 441)``, our histogram prior; None in the paper): added to the logits, so
+    that ``M(i, .)`` is the histogram's mass reweighted by semantic compatibility (a posterior over
+    the bins), and the values also carry each bin's palette ab (``R_P``): the third result is then
+    ``M R_P``, the expected colour of every position, ``(B, 2, h, w)`` (None without a prior).
+    Returns ``F_U`` as ``(B, C, h, w)``, ``M`` as ``(B, h*w, 441)`` and that colour.
     """
     B, C, h, w = f_t.shape
     phi_t = F.normalize(f_t.flatten(2).transpose(1, 2), dim=-1)  # (B, hw, C)
-    attn = (tau * phi_t @ phi_r.transpose(1, 2)).softmax(-1)  # (B, hw, 441)
-    return (attn @ phi_r).transpose(1, 2).reshape(B, C, h, w), attn
+    logits = tau * phi_t @ phi_r.transpose(1, 2)  # (B, hw, 441)
+    if log_prior is not None:
+        logits = logits + log_prior[:, None, :]
+    attn = logits.softmax(-1)
+    f_u = (attn @ phi_r).transpose(1, 2).reshape(B, C, h, w)
+    if log_prior is None:
+        return f_u, attn, None
+    p_ab = palette(f_t.device, f_t.dtype).flatten(1)  # (2, 441)
+    ab = (attn @ p_ab.t()).transpose(1, 2).reshape(B, 2, h, w)
+    return f_u, attn, ab
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -116,15 +134,22 @@ def _in_block(cin: int, cout: int) -> nn.Sequential:
 class UNet(nn.Module):
     """Colourisation subnet C: encoder-decoder with skips and InstanceNorm."""
 
-    def __init__(self, cin: int, width: int, depth: int) -> None:
+    def __init__(self, cin: int, width: int, depth: int, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         ws = [width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList([_in_block(cin, ws[0])] + [_in_block(ws[i], ws[i + 1]) for i in range(depth)])
         self.up = nn.ModuleList(nn.ConvTranspose2d(ws[i + 1], ws[i], 2, stride=2) for i in reversed(range(depth)))
         self.dec = nn.ModuleList(_in_block(2 * ws[i], ws[i]) for i in reversed(range(depth)))
-        self.out = nn.Sequential(nn.Conv2d(ws[0], 2, 1), nn.Tanh())
+        if residual:  # a change to a given colour, zero at the start
+            self.out = nn.Conv2d(ws[0], 2, 1)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+        else:
+            self.out = nn.Sequential(nn.Conv2d(ws[0], 2, 1), nn.Tanh())
 
-    def forward(self, x):
+    def forward(self, x, base: torch.Tensor | None = None):
+        """ab in [-1, 1]; ``base`` (residual U-Nets): the colour the output changes."""
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
@@ -136,6 +161,8 @@ class UNet(nn.Module):
             if x.shape[-2:] != s.shape[-2:]:
                 x = F.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, s], 1))
+        if self.residual:
+            return (base + self.out(x)).clamp(-1.0, 1.0)
         return self.out(x)
 
 
@@ -160,9 +187,13 @@ class HistogramColorizer(nn.Module):
         cin_hist = 3 if cfg.use_palette else 1
         self.hist_in = nn.Sequential(nn.Conv2d(cin_hist, C, 3, padding=1), nn.ReLU(inplace=True))
         self.hist_res = nn.Sequential(*[ResidualBlock(C) for _ in range(3)])
-        self.log_tau = nn.Parameter(torch.tensor(2.3))  # temperature tau = e^2.3 ~ 10 at start
+        # temperature: tau = e^2.3 ~ 10 at start; with the prior 1, so that the first attention is
+        # close to the histogram itself (features of random layers are nearly equally similar)
+        self.log_tau = nn.Parameter(torch.tensor(0.0 if cfg.prior else 2.3))
         self.fu_proj = nn.Conv2d(C, cfg.fu_channels, 1) if cfg.fu_channels else nn.Identity()
-        self.unet = UNet(1 + (cfg.fu_channels or C), cfg.unet_width, cfg.unet_depth)
+        extra = 2 if cfg.prior else 0  # with the prior the U-Net also sees the expected colour ...
+        self.unet = UNet(1 + (cfg.fu_channels or C) + extra, cfg.unet_width, cfg.unet_depth,
+                         residual=cfg.prior)  # ... and predicts a change to it, zero at the start
 
     @property
     def multiple(self) -> int:
@@ -201,10 +232,21 @@ class HistogramColorizer(nn.Module):
         ft = self.semantic_features(target_L)
         B, C, h, w = ft.shape
         phi_r = hist_features.expand(B, -1, -1) if hist_features.shape[0] != B else hist_features
-        f_u, attn = colour_semantic_attention(ft, phi_r, self.log_tau.exp())
-        fu = self.fu_proj(f_u)
-        fu = F.interpolate(fu, size=target_L.shape[-2:], mode="bilinear", align_corners=False)
-        ab = self.unet(torch.cat([target_L, fu], 1))
+        log_prior = None
+        if self.config.prior:
+            if hist is None:
+                raise ValueError("a histogram-prior model needs the histogram itself, not only its features")
+            m = hist.reshape(hist.shape[0], -1).to(ft.dtype)
+            log_prior = (m / m.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(PRIOR_FLOOR).log()
+            log_prior = log_prior.expand(B, -1) if log_prior.shape[0] != B else log_prior
+        f_u, attn, prior_ab = colour_semantic_attention(ft, phi_r, self.log_tau.exp(), log_prior)
+        size = target_L.shape[-2:]
+        fu = F.interpolate(self.fu_proj(f_u), size=size, mode="bilinear", align_corners=False)
+        if prior_ab is None:
+            ab = self.unet(torch.cat([target_L, fu], 1))
+        else:
+            prior_ab = F.interpolate(prior_ab, size=size, mode="bilinear", align_corners=False)
+            ab = self.unet(torch.cat([target_L, fu, prior_ab], 1), base=prior_ab)
         if return_attention:
             return ab, attn.reshape(B, h, w, NBINS, NBINS)
         return ab
