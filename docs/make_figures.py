@@ -130,8 +130,9 @@ def flicker() -> None:
 
 
 def _hist_tile(hist: np.ndarray, label: str, height: int = 240) -> Image.Image:
-    """A 21 x 21 ab histogram drawn on the ab chart (a to the right, b upwards): the colour of each
-    bin, as strong as the bin's share of the mass (square root, so small bins stay visible)."""
+    """A 21 x 21 ab histogram drawn on the ab chart (a to the right, b upwards; its central 15 x 15
+    bins): the colour of each bin, as strong as the bin's share of the mass (square root, so small
+    bins stay visible)."""
     from napari_colorize.color import NBINS
     from napari_colorize.histogram_edit import ab_chart
 
@@ -140,7 +141,8 @@ def _hist_tile(hist: np.ndarray, label: str, height: int = 240) -> Image.Image:
     chart = chart / 255.0 if chart.max() > 1 else chart
     alpha = np.sqrt(np.asarray(hist, np.float64) / max(float(np.max(hist)), 1e-12)).T[::-1]  # rows: b from +1
     alpha = np.kron(alpha, np.ones((cell, cell)))[..., None]
-    return _tile((1 - alpha) + alpha * chart, label, height)
+    inner = slice(3 * cell, (NBINS - 3) * cell)  # the central 15 x 15 bins (|a|, |b| < 0.7): where photos' colours are
+    return _tile(((1 - alpha) + alpha * chart)[inner, inner], label, height)
 
 
 def histograms() -> None:
@@ -160,11 +162,11 @@ def histograms() -> None:
         hists = [("its own histogram", histogram_from_rgb(rgb))] + [
             (p, preset(p)) for p in ("warm (sunset)", "cool (sea and sky)", "forest")]
         for model in [m for m in ("histogram", "histogram-plain") if m in nc.list_models()]:
-            tiles = [_tile(grey, f"{name} (grey) - {model}")]
+            tiles = [_tile(grey, f"{name} (grey) - {model}", 170)]
             for label, h in hists:
-                tiles.append(_hist_tile(h, label))
-                tiles.append(_tile(nc.colorize(model, grey, histogram=h).rgb, model))
-            tiles.append(_tile(rgb, "truth"))
+                tiles.append(_hist_tile(h, label, 170))
+                tiles.append(_tile(nc.colorize(model, grey, histogram=h).rgb, model, 170))
+            tiles.append(_tile(rgb, "truth", 170))
             rows.append(strip(tiles))
     stack_rows(rows, "histograms.png")
 

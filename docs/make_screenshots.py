@@ -1,7 +1,7 @@
 """Render the napari screenshots in docs/images from the real widgets.
 
     python docs/make_screenshots.py              # all of them; with no display it re-runs itself under xvfb-run
-    python docs/make_screenshots.py histogram    # only some: exemplar attention histogram compare microscopy
+    python docs/make_screenshots.py histogram    # only some: exemplar attention histogram compare microscopy suggest
 
 Each picture is a real viewer with a real widget driven through its controls, with the shipped weights.
 """
@@ -131,8 +131,24 @@ def microscopy() -> None:
     _shot(v, "napari_microscopy.png")
 
 
+def suggest() -> None:
+    """Open Sample (motorcycle), four more colour photos as layers, *Suggest a reference* unfolded and
+    *Suggest references* clicked: the best four as thumbnails, best first."""
+    from skimage import data
+
+    v, w = _open("napari-colorize: suggest a reference", "exemplar", "motorcycle_pair")
+    for name in ("coffee", "chelsea", "astronaut", "rocket"):
+        v.add_image(getattr(data, name)(), name=name, rgb=True, visible=False)
+    v.layers.selection.active = v.layers["motorcycle (grey)"]
+    w.sections["suggest"].set_expanded(True)
+    w.suggest.suggest()
+    _wait(w.suggest)
+    v.reset_view()
+    _shot(v, "napari_suggest.png")
+
+
 SHOTS = {"exemplar": exemplar, "attention": attention, "histogram": histogram, "compare": compare,
-         "microscopy": microscopy}
+         "microscopy": microscopy, "suggest": suggest}
 
 if __name__ == "__main__":
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run"):

@@ -94,7 +94,7 @@ def test_paper_configuration_builds_and_runs():
     # VGG-19 taps at strides 1..16: P1 at full resolution (224/112/56/28 px for a 224 input)
     assert [tuple(p.shape[-2:]) for p in preds] == [(64, 64), (32, 32), (16, 16), (8, 8)]
     assert net.attention["3"][0].width.to_q.weight.shape == (256, 256, 1, 1)
-    assert net.heads[0][0][0].out_channels == 64
+    assert net.decoder.heads[0][0][0].out_channels == 64
 
 
 def test_training_gradients_reach_every_trainable_part():
@@ -118,3 +118,37 @@ def test_config_round_trip_and_validation():
         ExemplarColorizer(ExemplarConfig(attention_levels=0), pretrained_backbone=False)
     with pytest.raises(ValueError):
         ExemplarColorizer(ExemplarConfig(modules_per_level=3), pretrained_backbone=False)
+
+
+def test_weights_saved_before_the_pyramid_decoder_module_still_load(tmp_path):
+    """Checkpoints of the earlier layout (decoder blocks, heads, gates and the bottleneck projection
+    at the network's top level) load under today's names and compute the same."""
+    import torch
+
+    from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, PyramidDecoder
+    from napari_colorize.models.registry import load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"]).eval()  # (the backbone is not saved)
+    with torch.no_grad():  # (random gates: make the heads count)
+        for g in net.decoder.gates:
+            g.bias.fill_(0.0)
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(net, path, {"name": "old"}, dtype=torch.float32)
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(path))
+    new_to_old = {v: k for k, v in PyramidDecoder.OLD_PREFIXES.items()}
+    old = {}
+    for k, v in sd.items():
+        pre = next((p for p in new_to_old if k.startswith(p)), None)
+        old[new_to_old[pre] + k[len(pre):] if pre else k] = v
+    assert any(k.startswith("decoders.") for k in old) and not any(k.startswith("decoder.") for k in old)
+    save_file(old, str(path))  # (the config stays in the .json beside it)
+    m = load_model(path, device="cpu", pretrained=True)
+    L = torch.rand(1, 1, 64, 64) * 2 - 1
+    ref = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want = net(L, ref)
+        got = m.network(L, ref)
+    assert all(torch.equal(a, b) for a, b in zip(want, got))

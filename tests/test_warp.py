@@ -109,7 +109,7 @@ def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
     own = net.trainable_state_dict()
     assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in sd.items())
     new = sorted(set(own) - set(sd))
-    assert new and all(k.startswith(("gates.", "prior_in.", "log_tau")) for k in new)
+    assert new and all(k.startswith(("decoder.gates.", "prior_in.", "log_tau")) for k in new)
 
 
 def test_grey_keys_see_only_the_references_lightness(photo):

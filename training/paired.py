@@ -42,12 +42,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", type=Path)
     ap.add_argument("--baseline", required=True, help="model name (a checkpoint's file stem)")
-    ap.add_argument("--protocol", default="other")
+    ap.add_argument("--protocol", default=None,
+                    help="the protocol's rows to compare ('self', 'other', 'ground-truth histogram'); default: "
+                         "the file's only protocol, or 'other'")
     ap.add_argument("--metrics", nargs="+", default=list(METRICS), choices=ALL_METRICS)
     a = ap.parse_args(argv)
+    with open(a.csv) as fh:
+        protocols = sorted({r["protocol"] for r in csv.DictReader(fh)})
+    if a.protocol is None:
+        a.protocol = protocols[0] if len(protocols) == 1 else "other"
+    if a.protocol not in protocols:
+        ap.error(f"{a.csv} has no rows of protocol {a.protocol!r} (it has: {', '.join(map(repr, protocols))})")
     data = load(a.csv, a.protocol)
     if a.baseline not in data:
-        ap.error(f"{a.baseline!r} is not in {a.csv} (models: {sorted(data)})")
+        ap.error(f"{a.baseline!r} is not in {a.csv} for protocol {a.protocol!r} (models: {sorted(data)})")
     base = data[a.baseline]
     print(f"\ndifference to {a.baseline}, protocol '{a.protocol}', {len(base['ssim'])} images, "
           "mean [95 % bootstrap interval]\n")

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from napari_colorize.color import denormalize_lab, lab_to_rgb
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, migrate_state_dict
 
 if not __package__:  # run as a file: the package-relative imports below need the package
     raise SystemExit("run it from the repository root as a module: python -m training.train_exemplar ...")
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     if resume is None and args.init_from:
         init_from(model, args.init_from, keep_temperature=args.keep_temperature)
     if resume is not None:
-        model.load_state_dict(resume["model"], strict=False)
+        model.load_state_dict(migrate_state_dict(resume["model"]), strict=False)
         opt_g.load_state_dict(resume["opt_g"])
         if disc is not None:
             disc.load_state_dict(resume["disc"])

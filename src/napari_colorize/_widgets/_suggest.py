@@ -25,6 +25,7 @@ class SuggestPanel(Container):
         self._folder = FileEdit(label="also from folder", mode="d", value="")
         self._go = PushButton(text="Suggest references")
         self._status = Label(value="ranks the viewer's colour layers (and the folder's images)")
+        self._status.native.setWordWrap(True)  # (a long ranking must not widen the dock)
         super().__init__(widgets=[self._folder, self._go, self._status])
         self.row = QWidget()
         self.row_layout = QHBoxLayout(self.row)

@@ -34,7 +34,7 @@ from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .warp import feature_warp, reference_grey, reference_side
 
-__all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS"]
+__all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
 
 def _conv_relu(cin: int, cout: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True))
@@ -70,6 +70,66 @@ class DecoderBlock(nn.Module):
         return self.conv_out(torch.cat([x, skip], dim=1))  # (4) + (5)
 
 
+class PyramidDecoder(nn.Module):
+    """Paper A's pyramid decoder (Sec. 3.1) with its prediction heads P1-P4.
+
+    From the projected bottleneck ``O^6``, decoder block ``l`` (``l`` = 5..2) takes the previous
+    output, the fused features of level ``l`` (the attention's, or the projected target features
+    where there is no attention) and the skip of level ``l - 1``; head ``P_{l-1}`` reads its output.
+    ``gated`` (our correspondence prior): each head's prediction replaces the warped colour only as
+    much as a learned per-pixel gate says, ``P = warp + g (head - warp)``.
+    """
+
+    #: earlier checkpoints kept these parts at the network's top level (see ``migrate_state_dict``)
+    OLD_PREFIXES = {"proj_b.": "decoder.proj_b.", "decoders.": "decoder.blocks.", "heads.": "decoder.heads.",
+                    "gates.": "decoder.gates."}
+
+    def __init__(self, hs: list[int], head_dims: list[int], bottleneck_channels: int, gated: bool) -> None:
+        super().__init__()
+        self.proj_b = _conv_relu(bottleneck_channels, hs[-1], 1)
+        # blocks l = 5..2: input width h_l, skip h_{l-1}, output h_{l-1}
+        self.blocks = nn.ModuleDict({str(l): DecoderBlock(hs[l - 1], hs[l - 2], hs[l - 2]) for l in range(LEVELS, 1, -1)})
+        self.heads = nn.ModuleList(PredictionHead(hs[s - 1], head_dims[s - 1]) for s in range(1, LEVELS))
+        if gated:  # one gate per head; zero weights and a bias of -4: the warp, almost untouched, at the start
+            self.gates = nn.ModuleList(nn.Conv2d(hs[s - 1], 1, 1) for s in range(1, LEVELS))
+            for g in self.gates:
+                nn.init.zeros_(g.weight)
+                nn.init.constant_(g.bias, -4.0)
+
+    def forward(self, bottleneck: torch.Tensor, fused: list[torch.Tensor], skips: list[torch.Tensor],
+                warp: torch.Tensor | None = None, raw_maps: dict | None = None
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``fused``: the features of levels 1..5 (the attention's output where there is one);
+        ``skips``: the projected target features of levels 1..5. Returns ``([P1, P2, P3, P4], gates
+        finest first)``; the gates also go into ``raw_maps`` when it is given."""
+        out = self.proj_b(bottleneck)  # O^6
+        preds, gates = [], []
+        for l in range(LEVELS, 1, -1):
+            out = self.blocks[str(l)](out, fused[l - 1], skips[l - 2])
+            p = self.heads[l - 2](out)  # block l feeds head P_{l-1}
+            if warp is not None:
+                w = _resample(warp, p.shape[-2:])
+                g = torch.sigmoid(self.gates[l - 2](out))
+                p = w + g * (p - w)
+                gates.append(g)
+                if raw_maps is not None:
+                    raw_maps[("gate", l - 1)] = g
+            preds.append(p)
+        return preds[::-1], gates[::-1]
+
+
+def migrate_state_dict(sd: dict) -> dict:
+    """An exemplar network's weights saved before the decoder was its own module
+    (:class:`PyramidDecoder`), under today's names; other state dicts are returned as they are."""
+    if not any(k.startswith(tuple(PyramidDecoder.OLD_PREFIXES)) for k in sd):
+        return sd
+    out = {}
+    for k, v in sd.items():
+        old = next((o for o in PyramidDecoder.OLD_PREFIXES if k.startswith(o)), None)
+        out[PyramidDecoder.OLD_PREFIXES[old] + k[len(old):] if old else k] = v
+    return out
+
+
 class ExemplarColorizer(nn.Module):
     """Paper A's end-to-end exemplar colourisation network.
 
@@ -94,7 +154,6 @@ class ExemplarColorizer(nn.Module):
         hs = [cfg.hidden_at(l) for l in range(1, LEVELS + 1)]
         self.attention_at = list(range(LEVELS - cfg.attention_levels + 1, LEVELS + 1))  # 1-based levels
         self.proj_t = nn.ModuleList(_conv_relu(c, h, 1) for c, h in zip(spec.channels, hs))
-        self.proj_b = _conv_relu(spec.bottleneck_channels, hs[-1], 1)
         self.proj_r = nn.ModuleDict({str(l): _conv_relu(spec.channels[l - 1], hs[l - 1], 1) for l in self.attention_at})
         self.attention = nn.ModuleDict()
         for l in self.attention_at:
@@ -103,12 +162,11 @@ class ExemplarColorizer(nn.Module):
                 CrossAttentionModule(hs[l - 1], cfg.heads, max_rel, cfg.attention, cfg.span)
                 for _ in range(cfg.modules_per_level)
             )
-        # decoders l = 5..2: input width h_l, skip h_{l-1}, output h_{l-1}
-        self.decoders = nn.ModuleDict({str(l): DecoderBlock(hs[l - 1], hs[l - 2], hs[l - 2]) for l in range(LEVELS, 1, -1)})
-        self.heads = nn.ModuleList(PredictionHead(hs[s - 1], cfg.head_dim_at(s)) for s in range(1, LEVELS))
         if cfg.prior not in ("none", "warp"):
             raise ValueError(f"prior must be 'none' or 'warp', not {cfg.prior!r}")
         self.prior = cfg.prior == "warp"
+        self.decoder = PyramidDecoder(hs, [cfg.head_dim_at(s) for s in range(1, LEVELS)], spec.bottleneck_channels,
+                                      gated=self.prior)
         if self.prior:
             if not 1 <= cfg.prior_level <= LEVELS - 1:
                 raise ValueError("prior_level must be between 1 and 4")
@@ -126,11 +184,6 @@ class ExemplarColorizer(nn.Module):
                 self.prior_match = nn.Conv2d(c, c, 1, bias=False)
                 with torch.no_grad():
                     self.prior_match.weight.copy_(torch.eye(c)[:, :, None, None])
-            # one gate per head: how much of the head's own prediction replaces the warp
-            self.gates = nn.ModuleList(nn.Conv2d(hs[s - 1], 1, 1) for s in range(1, LEVELS))
-            for g in self.gates:
-                nn.init.zeros_(g.weight)
-                nn.init.constant_(g.bias, -4.0)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -228,22 +281,10 @@ class ExemplarColorizer(nn.Module):
                 if return_attention:
                     raw_maps[(l, m)] = maps
             fused[l] = x
-        out = self.proj_b(bott)  # O^6
-        preds, gates = [], []
-        for l in range(LEVELS, 1, -1):
-            out = self.decoders[str(l)](out, fused.get(l, ft[l - 1]), ft[l - 2])
-            p = self.heads[l - 2](out)  # decoder l feeds head P_{l-1}
-            if warp is not None:  # P = warp + g (head - warp)
-                w = _resample(warp, p.shape[-2:])
-                g = torch.sigmoid(self.gates[l - 2](out))
-                p = w + g * (p - w)
-                gates.append(g)
-                if return_attention:
-                    raw_maps[("gate", l - 1)] = g
-            preds.append(p)
-        preds = preds[::-1]  # P1 (finest) .. P4
+        levels = [fused.get(l, ft[l - 1]) for l in range(1, LEVELS + 1)]
+        preds, gates = self.decoder(bott, levels, ft, warp, raw_maps if return_attention else None)
         if self.training:  # for a training loss on the gates (training/losses.py)
-            self.last_gates = gates[::-1]
+            self.last_gates = gates
         if warp is not None and return_attention:
             raw_maps[("warp", 0)] = warp
         if not return_attention:

@@ -13,6 +13,10 @@ and the palette (the ab value of every bin).
   sum_j softmax_j(M(i, j)) Phi_R(j)``, reshaped and linearly upsampled to ``F_U``.
 * **Colourisation subnet C.** A U-Net with InstanceNorm on ``[T_L, F_U]`` predicting
   ab (tanh). It returns its pixel-to-bin attention ``(B, H/4, W/4, 21, 21)``.
+* **Our histogram prior** (``HistogramConfig.prior``, the shipped default): ``log`` of each bin's
+  mass joins Eq. 2's logits and the values also carry the palette, so the attention yields an
+  expected colour per position; the U-Net sees it and predicts a change to it
+  (:class:`ColourSemanticAttention`, docs/LIBRARY.md).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
 from .configs import HISTOGRAM_CONFIGS, HistogramConfig
 
-__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention"]
+__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention", "ColourSemanticAttention",
+           "colour_semantic_attention"]
 
 
 @dataclass
@@ -107,6 +112,38 @@ def colour_semantic_attention(f_t: torch.Tensor, phi_r: torch.Tensor, tau: torch
     p_ab = palette(f_t.device, f_t.dtype).flatten(1)  # (2, 441)
     ab = (attn @ p_ab.t()).transpose(1, 2).reshape(B, 2, h, w)
     return f_u, attn, ab
+
+
+def log_prior_of(hist: torch.Tensor) -> torch.Tensor:
+    """The histogram prior's logits: the logarithm of each bin's share, ``(B, 441)``, floored at
+    :data:`PRIOR_FLOOR` (``hist``: ``(B, 21, 21)``, any positive scale)."""
+    m = hist.reshape(hist.shape[0], -1)
+    return (m / m.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(PRIOR_FLOOR).log()
+
+
+class ColourSemanticAttention(nn.Module):
+    """Paper B's Eq. 2 as a part of the network: target features against histogram-bin features.
+
+    ``prior=False`` is the paper's; ``prior=True`` is our histogram prior (the given histogram in
+    the logits, the bins' ab among the values; :func:`colour_semantic_attention`). The temperature
+    ``tau`` is the network's learned parameter (``HistogramColorizer.log_tau``), passed in.
+    """
+
+    def __init__(self, prior: bool = False) -> None:
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, f_t: torch.Tensor, phi_r: torch.Tensor, tau: torch.Tensor | float,
+                hist: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(F_U, M, expected colour or None)``; ``hist`` ``(1 or B, 21, 21)`` is needed with the prior."""
+        log_prior = None
+        if self.prior:
+            if hist is None:
+                raise ValueError("a histogram-prior model needs the histogram itself, not only its features")
+            log_prior = log_prior_of(hist.to(f_t.dtype))
+            if log_prior.shape[0] != f_t.shape[0]:
+                log_prior = log_prior.expand(f_t.shape[0], -1)
+        return colour_semantic_attention(f_t, phi_r, tau, log_prior)
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -190,6 +227,7 @@ class HistogramColorizer(nn.Module):
         # temperature: tau = e^2.3 ~ 10 at start; with the prior 1, so that the first attention is
         # close to the histogram itself (features of random layers are nearly equally similar)
         self.log_tau = nn.Parameter(torch.tensor(0.0 if cfg.prior else 2.3))
+        self.attention = ColourSemanticAttention(prior=cfg.prior)  # Eq. 2 (no parameters of its own)
         self.fu_proj = nn.Conv2d(C, cfg.fu_channels, 1) if cfg.fu_channels else nn.Identity()
         extra = 2 if cfg.prior else 0  # with the prior the U-Net also sees the expected colour ...
         self.unet = UNet(1 + (cfg.fu_channels or C) + extra, cfg.unet_width, cfg.unet_depth,
@@ -232,14 +270,7 @@ class HistogramColorizer(nn.Module):
         ft = self.semantic_features(target_L)
         B, C, h, w = ft.shape
         phi_r = hist_features.expand(B, -1, -1) if hist_features.shape[0] != B else hist_features
-        log_prior = None
-        if self.config.prior:
-            if hist is None:
-                raise ValueError("a histogram-prior model needs the histogram itself, not only its features")
-            m = hist.reshape(hist.shape[0], -1).to(ft.dtype)
-            log_prior = (m / m.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(PRIOR_FLOOR).log()
-            log_prior = log_prior.expand(B, -1) if log_prior.shape[0] != B else log_prior
-        f_u, attn, prior_ab = colour_semantic_attention(ft, phi_r, self.log_tau.exp(), log_prior)
+        f_u, attn, prior_ab = self.attention(ft, phi_r, self.log_tau.exp(), hist)
         size = target_L.shape[-2:]
         fu = F.interpolate(self.fu_proj(f_u), size=size, mode="bilinear", align_corners=False)
         if prior_ab is None:

@@ -123,8 +123,13 @@ def _register_defaults() -> None:
     for name, cfg, desc in ex:
         register_model(ModelEntry(name, "exemplar", desc, "exemplar", EXEMPLAR_CONFIGS[cfg].to_dict(),
                                   weights=f"{name}.safetensors"))
-    register_model(ModelEntry("histogram", "histogram", "Paper B, CPU default: EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16",
-                              "histogram", HISTOGRAM_CONFIGS["cpu"].to_dict(), weights="histogram.safetensors"))
+    register_model(ModelEntry("histogram", "histogram", "Default: paper B's CPU network (EfficientNet-Lite0, F_U projected to "
+                              "16 channels, U-Net width 16) with our histogram prior (each bin's mass in the "
+                              "attention, its colour in the values; the U-Net refines the expected colour)",
+                              "histogram", HISTOGRAM_CONFIGS["cpu-prior"].to_dict(), weights="histogram.safetensors"))
+    register_model(ModelEntry("histogram-plain", "histogram", "Paper B's CPU network without the prior (the earlier "
+                              "recipe): EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16",
+                              "histogram", HISTOGRAM_CONFIGS["cpu"].to_dict(), weights="histogram-plain.safetensors"))
     register_model(ModelEntry("histogram-paper", "histogram", "Paper B's configuration: VGG-19 features, U-Net width 64",
                               "histogram", HISTOGRAM_CONFIGS["paper"].to_dict(), weights="histogram-paper.safetensors"))
 
@@ -251,7 +256,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             meta = json.loads(meta_raw)
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
-        return _checked_tensors(sd, path.name), _checked_meta(meta, path.name)
+        return _migrated(_checked_tensors(sd, path.name), _checked_meta(meta, path.name))
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
         import pickle
 
@@ -272,8 +277,18 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                 meta = json.loads(meta)
             except json.JSONDecodeError as e:
                 raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
-        return _checked_tensors(obj["state_dict"], path.name), _checked_meta(meta, path.name)
+        return _migrated(_checked_tensors(obj["state_dict"], path.name), _checked_meta(meta, path.name))
     raise CheckpointError(f"unknown checkpoint format {path.suffix!r}: use a .safetensors file")
+
+
+def _migrated(sd: dict, meta: dict) -> tuple[dict, dict]:
+    """Weights saved by earlier versions, under today's names (exemplar networks: the pyramid decoder
+    became its own module)."""
+    if meta.get("architecture") == "exemplar":
+        from .exemplar import migrate_state_dict
+
+        sd = migrate_state_dict(sd)
+    return sd, meta
 
 
 def _checked_meta(meta, source: str) -> dict:
