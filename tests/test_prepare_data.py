@@ -3,7 +3,6 @@ import csv
 import io
 import os
 import random
-import sys
 import zipfile
 from pathlib import Path
 

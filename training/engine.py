@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -171,6 +174,85 @@ def lr_at(step: int, args) -> float:
     if step < warm:
         return args.lr * (step + 1) / warm
     return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, args.steps - warm)))
+
+
+#: checkpoints written before train_loop kept each optimiser and extra module under its own key
+_LEGACY_OPTIMIZERS = {"opt_g": "g", "opt_d": "d", "opt": "main"}
+_LEGACY_MODULES = {"disc": "disc"}
+
+
+def train_loop(args, model, optimizers: dict, step, validate, *, rank: int, world: int, modules: dict | None = None,
+               log_fields: list[str], curves: list[str], desc: str, architecture: str, training: dict,
+               init=None, migrate=None) -> int:
+    """The loop every training script shares; the script keeps only its step.
+
+    Resume (``out/last.pt``: the model's trainable weights, every module and optimiser, the random
+    state; a run continues exactly where it stopped), or else ``init()`` (a warm start); DDP when
+    ``world > 1`` (the model and ``modules`` wrapped); the CSV log (truncated to the resumed step),
+    curves and validation samples every ``--sample-every`` steps, checkpoints every ``--ckpt-every``,
+    ``--stop-after``, and the export at the end (:func:`finish_run`).
+
+    ``step(step, nets) -> row``: one optimisation step (``nets``: ``{"model": ..., **modules}``, wrapped
+    for DDP), returning the log row's values (its ``"total"`` shows on the progress bar). ``validate(png)
+    -> dict``: values for the row, on rank 0, with a picture written to ``png``. ``migrate``: maps a
+    resumed model state dict of an earlier layout to today's. Returns the step reached.
+    """
+    modules = dict(modules or {})
+    out = args.out
+    resume = None if args.no_resume else load_resume(out / "last.pt")
+    start = 0
+    if resume is not None:
+        sd = resume["model"]
+        model.load_state_dict(migrate(sd) if migrate else sd, strict=False)
+        opt_states = resume.get("optimizers") or {new: resume.get(old) for old, new in _LEGACY_OPTIMIZERS.items()}
+        mod_states = resume.get("modules") or {new: resume.get(old) for old, new in _LEGACY_MODULES.items()}
+        for name, opt in optimizers.items():
+            if opt is not None:
+                opt.load_state_dict(opt_states[name])
+        for name, m in modules.items():
+            if m is not None:
+                m.load_state_dict(mod_states[name])
+        set_rng_state(resume["rng"])
+        start = int(resume["step"])
+    elif init is not None:
+        init()
+    nets = {"model": model, **modules}
+    if world > 1:
+        nets = {k: (nn.parallel.DistributedDataParallel(m) if m is not None else None) for k, m in nets.items()}
+    is_main = rank == 0
+    log = None
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        log = CSVLog(out / "log.csv", log_fields, truncate_after=start)
+        (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
+
+    from tqdm import tqdm
+
+    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
+    bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main, desc=desc)
+    model.train()
+    t_last = time.perf_counter()
+    for k in bar:
+        row = step(k, nets)
+        done = k + 1
+        if is_main and (done % args.log_every == 0 or done == end):
+            now = time.perf_counter()
+            row = {"step": done, **row, "sec_per_step": (now - t_last) / args.log_every}
+            t_last = now
+            sample = done % args.sample_every == 0 or done == end
+            if sample:
+                row.update(validate(out / f"samples_{done:06d}.png"))
+            log.write(row)
+            bar.set_postfix(loss=f"{row.get('total', float('nan')):.4f}")
+            if sample:
+                plot_curves(log, curves, out / "curves.png")
+        if is_main and (done % args.ckpt_every == 0 or done == end):
+            atomic_save({"step": done, "model": model.trainable_state_dict(),
+                         "optimizers": {n: (o.state_dict() if o is not None else None) for n, o in optimizers.items()},
+                         "modules": {n: (m.state_dict() if m is not None else None) for n, m in modules.items()},
+                         "rng": rng_state(), "config": model.config.to_dict()}, out / "last.pt")
+    finish_run(model, args, rank, world, architecture, training, end)
+    return end
 
 
 def finish_run(model, args, rank: int, world: int, architecture: str, training: dict, end: int) -> None:

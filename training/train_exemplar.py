@@ -16,9 +16,7 @@ safetensors the library loads.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +31,8 @@ if not __package__:  # run as a file: the package-relative imports below need th
 
 from .data import Corpus, load_items, rotate_hue, self_reference
 from .engine import init_from as engine_init_from
-from .engine import (CSVLog, apply_config, atomic_save, finish_run, load_resume, lr_at, plot_curves,
-                    rng_state, save_grid, seed_everything, set_rng_state, setup_distributed, to_lab_batch,
-                    training_parser)
+from .engine import (apply_config, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch, train_loop,
+                     training_parser)
 from .losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,
                     pool_to)
 from .pairs import load_or_build_pairs, sample_reference
@@ -153,52 +150,20 @@ def main(argv=None) -> int:
     g_params = [p for p in model.parameters() if p.requires_grad]
     opt_g = torch.optim.Adam(g_params, lr=args.lr, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr_d, betas=(0.5, 0.999)) if disc else None
-    start = 0
-    out = args.out
-    resume = None if args.no_resume else load_resume(out / "last.pt")
-    if resume is None and args.init_from:
-        init_from(model, args.init_from, keep_temperature=args.keep_temperature)
-    if resume is not None:
-        model.load_state_dict(migrate_state_dict(resume["model"]), strict=False)
-        opt_g.load_state_dict(resume["opt_g"])
-        if disc is not None:
-            disc.load_state_dict(resume["disc"])
-            opt_d.load_state_dict(resume["opt_d"])
-        set_rng_state(resume["rng"])
-        start = int(resume["step"])
-    gmodel, gdisc = model, disc
-    if world > 1:
-        gmodel = nn.parallel.DistributedDataParallel(model)
-        if disc is not None:
-            gdisc = nn.parallel.DistributedDataParallel(disc)
-    is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = CSVLog(out / "log.csv", LOG_FIELDS, truncate_after=start) if is_main else None
-    if is_main:
-        (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
-    val_batch = make_batch(val, load_or_build_pairs(val, data_dir / "pairs_val.json"), 0, 0, 4, args.size, 0.0,
-                           12345, device) if is_main else None
     hue, strong = float(args.hue_aug or 0.0), bool(args.strong_self_ref)
+    val_batch = []  # (made at the first validation, on rank 0)
 
-    from tqdm import tqdm
-
-    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
-    bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main,
-               desc=f"exemplar[{args.ablation}]")
-    model.train()
-    t_last = time.perf_counter()
-    for step in bar:
-        lr = lr_at(step, args)
+    def step(k: int, nets: dict) -> dict:
+        lr = lr_at(k, args)
         for g in opt_g.param_groups:
             g["lr"] = lr
-        L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, step, rank, args.batch, args.size, args.self_ref,
+        L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, k, rank, args.batch, args.size, args.self_ref,
                                                   args.seed, device, hue, strong)
-        preds = gmodel(L, ref_rgb)
+        preds = nets["model"](L, ref_rgb)
         d_loss = torch.tensor(0.0)
         if disc is not None:  # discriminator step (LS-GAN), on detached predictions
             opt_d.zero_grad(set_to_none=True)
-            d_loss = gdisc(L, preds, ab)
+            d_loss = nets["disc"](L, preds, ab)
             d_loss.backward()
             opt_d.step()
             for p in disc.parameters():
@@ -211,26 +176,22 @@ def main(argv=None) -> int:
         if disc is not None:
             for p in disc.parameters():
                 p.requires_grad_(True)
-        done = step + 1
-        if is_main and (done % args.log_every == 0 or done == end):
-            now = time.perf_counter()
-            row = {"step": done, "lr": lr, "d": float(d_loss.detach()), "sec_per_step": (now - t_last) / args.log_every,
-                   **{k: float(v.detach()) for k, v in terms.items()}}
-            t_last = now
-            if done % args.sample_every == 0 or done == end:
-                row.update(validate(model, val_batch, out / f"samples_{done:06d}.png"))
-            log.write(row)
-            bar.set_postfix(loss=f"{float(terms['total'].detach()):.3f}")
-            if done % args.sample_every == 0 or done == end:
-                plot_curves(log, ["total", "pixel", "hist", "tv", "adv", "d", "val_hist"], out / "curves.png")
-        if is_main and (done % args.ckpt_every == 0 or done == end):
-            atomic_save({"step": done, "model": model.trainable_state_dict(), "opt_g": opt_g.state_dict(),
-                         "disc": disc.state_dict() if disc else None, "opt_d": opt_d.state_dict() if opt_d else None,
-                         "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
-    finish_run(model, args, rank, world, "exemplar",
-               {"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
-                "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
-                "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)}, end)
+        return {"lr": lr, "d": float(d_loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def check(png: Path) -> dict:
+        if not val_batch:
+            val_batch.append(make_batch(val, load_or_build_pairs(val, data_dir / "pairs_val.json"), 0, 0, 4,
+                                        args.size, 0.0, 12345, device))
+        return validate(model, val_batch[0], png)
+
+    train_loop(args, model, {"g": opt_g, "d": opt_d}, step, check, rank=rank, world=world, modules={"disc": disc},
+               log_fields=LOG_FIELDS, curves=["total", "pixel", "hist", "tv", "adv", "d", "val_hist"],
+               desc=f"exemplar[{args.ablation}]", architecture="exemplar",
+               training={"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
+                         "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
+                         "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
+               init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))
+               if args.init_from else None, migrate=migrate_state_dict)
     return 0
 
 

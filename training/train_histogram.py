@@ -13,14 +13,11 @@ with the learning rate decaying by 0.1 per epoch - given here as steps).
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram
 from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer
@@ -29,9 +26,8 @@ if not __package__:  # run as a file: the package-relative imports below need th
     raise SystemExit("run it from the repository root as a module: python -m training.train_histogram ...")
 
 from .data import Corpus, load_items
-from .engine import (CSVLog, apply_config, atomic_save, finish_run, init_from, load_resume, lr_at,
-                    plot_curves, rng_state, save_grid, seed_everything, set_rng_state, setup_distributed,
-                    to_lab_batch, training_parser)
+from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
+                     train_loop, training_parser)
 from .losses import HistogramLossWeights, histogram_model_losses
 
 CONFIGS = {
@@ -85,60 +81,31 @@ def main(argv=None) -> int:
     seed_everything(args.seed)
     model = HistogramColorizer(cfg).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
-    start, out = 0, args.out
-    resume = None if args.no_resume else load_resume(out / "last.pt")
-    if resume is not None:
-        model.load_state_dict(resume["model"], strict=False)
-        opt.load_state_dict(resume["opt"])
-        set_rng_state(resume["rng"])
-        start = int(resume["step"])
-    if resume is None and args.init_from:
-        init_from(model, args.init_from, skip=() if args.keep_temperature else ("log_tau",), widen=True)
-    gmodel = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
-    log = CSVLog(out / "log.csv", LOG_FIELDS, truncate_after=start) if is_main else None
-    val_batch = make_batch(val, 0, 0, 4, args.size, 12345, device) if is_main else None
+    val_batch = []  # (made at the first validation, on rank 0)
 
-    from tqdm import tqdm
-
-    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
-    bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main,
-               desc="histogram")
-    model.train()
-    t_last = time.perf_counter()
-    for step in bar:
-        size, factor = phase_at(step, args)
-        lr = lr_at(step, args) * factor
+    def step(k: int, nets: dict) -> dict:
+        size, factor = phase_at(k, args)
+        lr = lr_at(k, args) * factor
         for g in opt.param_groups:
             g["lr"] = lr
-        L, ab, hist, _ = make_batch(train, step, rank, args.batch, size, args.seed, device)
-        pred = gmodel(L, hist)
-        terms = histogram_model_losses(pred, ab, hist, weights)
+        L, ab, hist, _ = make_batch(train, k, rank, args.batch, size, args.seed, device)
+        terms = histogram_model_losses(nets["model"](L, hist), ab, hist, weights)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
-        done = step + 1
-        if is_main and (done % args.log_every == 0 or done == end):
-            now = time.perf_counter()
-            row = {"step": done, "lr": lr, "sec_per_step": (now - t_last) / args.log_every,
-                   **{k: float(v.detach()) for k, v in terms.items()}}
-            t_last = now
-            if done % args.sample_every == 0 or done == end:
-                row.update(validate(model, val_batch, out / f"samples_{done:06d}.png", weights))
-                log.write(row)
-                plot_curves(log, ["total", "gt", "grad", "hist", "val_gt"], out / "curves.png")
-            else:
-                log.write(row)
-            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
-        if is_main and (done % args.ckpt_every == 0 or done == end):
-            atomic_save({"step": done, "model": model.trainable_state_dict(), "opt": opt.state_dict(),
-                         "rng": rng_state(), "config": cfg.to_dict()}, out / "last.pt")
-    finish_run(model, args, rank, world, "histogram",
-               {"script": "training.train_histogram", "config": args.config,
-                "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)}, end)
+        return {"lr": lr, **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def check(png: Path) -> dict:
+        if not val_batch:
+            val_batch.append(make_batch(val, 0, 0, 4, args.size, 12345, device))
+        return validate(model, val_batch[0], png, weights)
+
+    train_loop(args, model, {"main": opt}, step, check, rank=rank, world=world, log_fields=LOG_FIELDS,
+               curves=["total", "gt", "grad", "hist", "val_gt"], desc="histogram", architecture="histogram",
+               training={"script": "training.train_histogram", "config": args.config,
+                         "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
+               init=(lambda: init_from(model, args.init_from, skip=() if args.keep_temperature else ("log_tau",),
+                                       widen=True)) if args.init_from else None)
     return 0
 
 
