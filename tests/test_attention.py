@@ -133,7 +133,7 @@ def test_standard_effective_map_is_the_head_average():
 
 
 def test_one_hot_concentration():
-    from napari_colorize.models.attention import AttentionMaps
+    from napari_colorize.models.maps import AttentionMaps
 
     full = np.zeros((1, 2, 2, 2, 2), np.float32)
     for i in range(2):

@@ -66,7 +66,7 @@ def test_paper_configuration_builds_and_runs():
 def test_bin_attention_views():
     import numpy as np
 
-    from napari_colorize.models.histogram import BinAttention
+    from napari_colorize.models.maps import BinAttention
 
     w = np.full((3, 4, NBINS, NBINS), 1.0 / NBINS**2, np.float32)
     w[1, 2] = 0

@@ -26,13 +26,12 @@ reference position (i', j') composes exactly:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .maps import AttentionMaps  # noqa: F401  (defined in maps.py; importable from here as before)
 
 __all__ = ["AxialAttention", "StandardAttention", "CrossAttentionModule", "AttentionMaps", "relative_index"]
 
@@ -169,48 +168,6 @@ class StandardAttention(_QKV):
         out = out + torch.einsum("bnyxX,xXd->bnyxd", attn.sum(-2), self.col_v[ix])
         out = self.merge(out)
         return (out, attn) if return_attention else (out, None)
-
-
-@dataclass
-class AttentionMaps:
-    """Attention weights of one cross-attention module, for display and analysis.
-
-    ``kind == "axial"``: ``width`` is ``(heads, H, W, W)`` and ``height`` is
-    ``(heads, H, W, H)``; ``kind == "standard"``: ``full`` is ``(heads, H, W, H, W)``.
-    Coordinates are on the module's feature lattice (``stride`` pixels of the
-    working image per cell); the reference lattice has the same shape.
-    """
-
-    kind: str
-    stride: int
-    width: np.ndarray | None = None
-    height: np.ndarray | None = None
-    full: np.ndarray | None = None
-    shape: tuple[int, int] = field(default=(0, 0))
-
-    def effective(self, i: int, j: int) -> np.ndarray:
-        """Head-averaged 2-D attention of target cell (i, j) over the reference, ``(H, W)``, sums to 1."""
-        if self.kind == "standard":
-            return self.full[:, i, j].mean(0)
-        ah = self.height[:, i, j, :].mean(0)  # over rows i' (of the width output at column j)
-        aw = self.width[:, :, j, :].mean(0)  # (H, W): row i' of the width step, query column j
-        return ah[:, None] * aw
-
-    def all_effective(self) -> np.ndarray:
-        """Effective maps of every target cell, ``(H, W, H, W)``."""
-        if self.kind == "standard":
-            return self.full.mean(0)
-        ah = self.height.mean(0)  # (H, W, H')  [i, j, i']
-        aw = self.width.mean(0)  # (H', W, W')  [i', j, j']
-        return np.einsum("ijk,kjl->ijkl", ah, aw)
-
-    def concentration(self) -> np.ndarray:
-        """Per target cell, ``1 - entropy / log(H W)`` of its effective map: 0 = uniform, 1 = one point."""
-        m = self.all_effective()
-        H, W = m.shape[:2]
-        p = m.reshape(H, W, -1).astype(np.float64)
-        ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
-        return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32) if p.shape[-1] > 1 else np.ones((H, W), np.float32)
 
 
 class CrossAttentionModule(nn.Module):

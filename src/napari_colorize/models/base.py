@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, rgb_to_lab
-from .histogram import BinAttention
+from .maps import BinAttention
 
 __all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer"]
 

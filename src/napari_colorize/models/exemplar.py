@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import grey_rgb
-from .attention import AttentionMaps, CrossAttentionModule
+from .attention import CrossAttentionModule
+from .maps import AttentionMaps
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .warp import feature_warp, reference_grey, reference_side

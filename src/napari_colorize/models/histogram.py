@@ -21,10 +21,7 @@ and the palette (the ab value of every bin).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,53 +29,10 @@ from torch import nn
 from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
 from .configs import HISTOGRAM_CONFIGS, HistogramConfig
+from .maps import BinAttention  # noqa: F401  (defined in maps.py; importable from here as before)
 
 __all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention", "ColourSemanticAttention",
            "colour_semantic_attention"]
-
-
-@dataclass
-class BinAttention:
-    """The colour-semantic attention of one image, for display and analysis.
-
-    ``weights``: ``(h, w, 21, 21)`` on the ``H/4 x W/4`` lattice of the working image; for each
-    target cell, a distribution over the ab bins (index ``[ia, ib]`` as in
-    :func:`napari_colorize.color.soft_histogram`) that sums to 1.
-    """
-
-    weights: np.ndarray
-
-    @property
-    def lattice(self) -> tuple[int, int]:
-        """``(h, w)``: the attention lattice (``H/4 x W/4`` of the working image)."""
-        return tuple(self.weights.shape[:2])
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """``(h, w, 21, 21)``, as the array it wraps (``np.asarray(att)`` gives the weights)."""
-        return tuple(self.weights.shape)
-
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.weights, dtype=dtype)
-
-    def bins_of_pixel(self, i: int, j: int) -> np.ndarray:
-        """Which bins target cell ``(i, j)`` draws its colour feature from: ``(21, 21)``, sums to 1."""
-        h, w = self.lattice
-        if not (0 <= i < h and 0 <= j < w):
-            raise IndexError(f"cell ({i}, {j}) is outside the {h} x {w} attention lattice")
-        return self.weights[i, j]
-
-    def pixels_of_bin(self, ia: int, ib: int) -> np.ndarray:
-        """Where the colour of bin ``(ia, ib)`` goes: each cell's attention weight on that bin, ``(h, w)``."""
-        if not (0 <= ia < NBINS and 0 <= ib < NBINS):
-            raise IndexError(f"bin ({ia}, {ib}) is outside the {NBINS} x {NBINS} histogram")
-        return self.weights[:, :, ia, ib]
-
-    def concentration(self) -> np.ndarray:
-        """Per cell, ``1 - entropy / log(441)``: 0 = draws from every bin equally, 1 = from one bin."""
-        p = self.weights.reshape(*self.lattice, -1).astype(np.float64)
-        ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
-        return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
 
 
 #: the smallest bin mass the prior's logarithm sees (a bin of the 441 below it is as good as empty)

@@ -1,0 +1,109 @@
+"""Attention maps as numpy, for display and analysis (the widgets' attention views, the docs).
+
+* :class:`AttentionMaps`: one cross-attention module of paper A's network (where a target cell
+  looks in the reference);
+* :class:`BinAttention`: paper B's colour-semantic attention (which histogram bins a cell draws from);
+* :func:`concentration`: how peaked a distribution is, the one measure both report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..color import NBINS
+
+__all__ = ["AttentionMaps", "BinAttention", "concentration"]
+
+
+def concentration(p: np.ndarray) -> np.ndarray:
+    """Per distribution (the last axis, summing to 1), ``1 - entropy / log(n)``: 0 = uniform over
+    its ``n`` entries, 1 = all on one. float32, the shape of ``p`` without its last axis."""
+    p = np.asarray(p, np.float64)
+    if p.shape[-1] <= 1:
+        return np.ones(p.shape[:-1], np.float32)
+    ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
+    return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
+
+
+@dataclass
+class AttentionMaps:
+    """Attention weights of one cross-attention module, for display and analysis.
+
+    ``kind == "axial"``: ``width`` is ``(heads, H, W, W)`` and ``height`` is
+    ``(heads, H, W, H)``; ``kind == "standard"``: ``full`` is ``(heads, H, W, H, W)``.
+    Coordinates are on the module's feature lattice (``stride`` pixels of the
+    working image per cell); the reference lattice has the same shape.
+    """
+
+    kind: str
+    stride: int
+    width: np.ndarray | None = None
+    height: np.ndarray | None = None
+    full: np.ndarray | None = None
+    shape: tuple[int, int] = field(default=(0, 0))
+
+    def effective(self, i: int, j: int) -> np.ndarray:
+        """Head-averaged 2-D attention of target cell (i, j) over the reference, ``(H, W)``, sums to 1."""
+        if self.kind == "standard":
+            return self.full[:, i, j].mean(0)
+        ah = self.height[:, i, j, :].mean(0)  # over rows i' (of the width output at column j)
+        aw = self.width[:, :, j, :].mean(0)  # (H, W): row i' of the width step, query column j
+        return ah[:, None] * aw
+
+    def all_effective(self) -> np.ndarray:
+        """Effective maps of every target cell, ``(H, W, H, W)``."""
+        if self.kind == "standard":
+            return self.full.mean(0)
+        ah = self.height.mean(0)  # (H, W, H')  [i, j, i']
+        aw = self.width.mean(0)  # (H', W, W')  [i', j, j']
+        return np.einsum("ijk,kjl->ijkl", ah, aw)
+
+    def concentration(self) -> np.ndarray:
+        """Per target cell, ``1 - entropy / log(H W)`` of its effective map: 0 = uniform, 1 = one point."""
+        m = self.all_effective()
+        return concentration(m.reshape(*m.shape[:2], -1))
+
+
+@dataclass
+class BinAttention:
+    """The colour-semantic attention of one image, for display and analysis.
+
+    ``weights``: ``(h, w, 21, 21)`` on the ``H/4 x W/4`` lattice of the working image; for each
+    target cell, a distribution over the ab bins (index ``[ia, ib]`` as in
+    :func:`napari_colorize.color.soft_histogram`) that sums to 1.
+    """
+
+    weights: np.ndarray
+
+    @property
+    def lattice(self) -> tuple[int, int]:
+        """``(h, w)``: the attention lattice (``H/4 x W/4`` of the working image)."""
+        return tuple(self.weights.shape[:2])
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(h, w, 21, 21)``, as the array it wraps (``np.asarray(att)`` gives the weights)."""
+        return tuple(self.weights.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.weights, dtype=dtype)
+
+    def bins_of_pixel(self, i: int, j: int) -> np.ndarray:
+        """Which bins target cell ``(i, j)`` draws its colour feature from: ``(21, 21)``, sums to 1."""
+        h, w = self.lattice
+        if not (0 <= i < h and 0 <= j < w):
+            raise IndexError(f"cell ({i}, {j}) is outside the {h} x {w} attention lattice")
+        return self.weights[i, j]
+
+    def pixels_of_bin(self, ia: int, ib: int) -> np.ndarray:
+        """Where the colour of bin ``(ia, ib)`` goes: each cell's attention weight on that bin, ``(h, w)``."""
+        if not (0 <= ia < NBINS and 0 <= ib < NBINS):
+            raise IndexError(f"bin ({ia}, {ib}) is outside the {NBINS} x {NBINS} histogram")
+        return self.weights[:, :, ia, ib]
+
+    def concentration(self) -> np.ndarray:
+        """Per cell, ``1 - entropy / log(441)``: 0 = draws from every bin equally, 1 = from one bin."""
+        return concentration(self.weights.reshape(*self.lattice, -1))
