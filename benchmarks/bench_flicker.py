@@ -4,7 +4,8 @@
 
 Two sequences:
 
-* **pan**: scikit-image's ``coffee`` photo (not in our training data) panned 2.7 px per frame
+* **pan**: scikit-image's ``coffee`` photo (one of the 625 training photos of the networks trained on
+  the larger corpus; what is measured here is the change between frames, not generalisation) panned 2.7 px per frame
   (sub-pixel, so the true colours themselves change a little between frames), 12 frames of
   224 x 224, each coloured from the first frame's colour (a reference that holds the colours).
   Flicker is the mean |ab| change between consecutive outputs after undoing the pan (inner region),

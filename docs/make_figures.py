@@ -3,6 +3,9 @@
     python docs/make_figures.py            # every figure
     python docs/make_figures.py volume     # only docs/images/volume_cluster.png
     python docs/make_figures.py histograms # only docs/images/histograms.png (also: self, flicker)
+
+``self`` and ``histograms`` use held-out photos of the prepared corpus (``HELD_OUT``):
+``python -m training.prepare_data data_all/`` first, or NAPARI_COLORIZE_DATA=path/to/manifest.csv.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def volume_cluster() -> None:
 
 def flicker() -> None:
     """Four consecutive frames of the panned photo of benchmarks/bench_flicker.py, coloured slice by
-    slice and with temporal=2 (motion-compensated), with each frame's ab change from the previous
+    slice and with the default temporal smoothing (motion-compensated), with each frame's ab change from the previous
     one (after undoing the pan; brighter = more flicker)."""
     import sys
 
@@ -115,8 +118,8 @@ def flicker() -> None:
     model = nc.load_model("exemplar", device="cpu")
     frames = range(4, 8)
     rows = []
-    for label, k in (("frame by frame", 0), ("temporal=2", 2), ("truth", None)):
-        out = truth if k is None else nc.colorize(model, grey, reference=ref, temporal=k, return_attention=False).rgb
+    for label, k in (("frame by frame", 0), ("default smoothing", None), ("truth", "truth")):
+        out = truth if k == "truth" else nc.colorize(model, grey, reference=ref, temporal=k, return_attention=False).rgb
         ab = ab_of(out)
         tiles = []
         for t in frames:
@@ -146,18 +149,16 @@ def _hist_tile(hist: np.ndarray, label: str, height: int = 240) -> Image.Image:
 
 
 def histograms() -> None:
-    """One grey photo, four histograms (its own, then three of the editor's presets), coloured by
-    the default histogram network and by the earlier one (histogram-plain): the colours follow
-    the histogram given."""
-    from skimage import data
+    """Two held-out grey photos, four histograms each (its own, then three of the editor's presets),
+    coloured by the default histogram network and by the earlier one (histogram-plain): the colours
+    follow the histogram given."""
     from skimage.color import rgb2gray
 
     from napari_colorize.color import histogram_from_rgb
     from napari_colorize.histogram_edit import preset
 
     rows = []
-    for name in ("coffee", "astronaut"):
-        rgb = getattr(data, name)()[..., :3]
+    for name, rgb in held_out_photos(("notre-dame.jpg", "kcas10.jpg")):
         grey = rgb2gray(rgb).astype(np.float32)
         hists = [("its own histogram", histogram_from_rgb(rgb))] + [
             (p, preset(p)) for p in ("warm (sunset)", "cool (sea and sky)", "forest")]
@@ -171,15 +172,42 @@ def histograms() -> None:
     stack_rows(rows, "histograms.png")
 
 
+#: held-out photos for the figures: in the validation split of every corpus (no network was trained
+#: on them), with permissive terms (mvtb-data: MIT; enlightenment-data: BSD-2-clause; tuxtype-data's
+#: kcas photos: public domain, NOAA). `python -m training.prepare_data data_all/` writes them.
+HELD_OUT = ("notre-dame.jpg", "Sunset-Clouds.jpg", "kcas10.jpg", "tomato_124.jpg")
+
+
+def held_out_photos(names=HELD_OUT, long_side: int = 512) -> list[tuple[str, np.ndarray]]:
+    """``(name, RGB uint8)`` of the held-out photos, from the manifest in ``$NAPARI_COLORIZE_DATA``
+    (default ``data_all/manifest.csv``); checked to be in its validation split."""
+    import csv
+    import os
+
+    manifest = Path(os.environ.get("NAPARI_COLORIZE_DATA", "data_all/manifest.csv"))
+    if not manifest.exists():
+        raise SystemExit(f"{manifest}: no prepared corpus; run `python -m training.prepare_data data_all/` "
+                         "(or set NAPARI_COLORIZE_DATA to a manifest.csv) for the held-out photos")
+    with open(manifest, newline="") as fh:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+    out = []
+    for n in names:
+        r = rows.get(n)
+        if r is None or r["split"] != "val":
+            raise SystemExit(f"{n} is not a validation photo of {manifest}")
+        im = Image.open(r["path"]).convert("RGB")
+        im.thumbnail((long_side, long_side), Image.LANCZOS)
+        out.append((Path(n).stem, np.asarray(im)))
+    return out
+
+
 def self_references() -> None:
-    """Photos coloured from a flipped, cropped copy of themselves (every colour is in the reference):
-    the default, the network without the prior, the two warps alone, Welsh, and the truth."""
-    from skimage import data
+    """Held-out photos coloured from a flipped, cropped copy of themselves (every colour is in the
+    reference): the default, the network without the prior, the two warps alone, Welsh, the truth."""
     from skimage.color import rgb2gray
 
     rows = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        rgb = getattr(data, name)()[..., :3]
+    for name, rgb in held_out_photos():
         h, w = rgb.shape[:2]
         ref = np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
         grey = rgb2gray(rgb).astype(np.float32)

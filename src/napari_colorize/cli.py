@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--size", type=int, default=None, help="working long side in pixels")
     c.add_argument("--temporal", type=int, default=None, metavar="K",
                    help="stacks: smooth each slice's colour with K neighbours on either side, motion-compensated "
-                        "(less flicker; default 2 for stacks, 0 to colour each slice on its own)")
+                        "(less flicker; default 3 for stacks, 0 to colour each slice on its own)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     c.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="volumes (.zarr in or out): run on this dask cluster (tcp://HOST:PORT of a `dask scheduler`); "

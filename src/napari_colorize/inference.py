@@ -613,7 +613,7 @@ def _translate(x: torch.Tensor, dy: float, dx: float) -> tuple[torch.Tensor, tor
     return out[:C], (out[C] > 0.999).float()
 
 
-def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: int, sigma_t: float = 1.5,
+def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: int, sigma_t: float = 2.0,
                     sigma_L: float = 6.0, align: bool = True) -> torch.Tensor:
     """Joint bilateral smoothing of working-size ab along the stack axis (flicker reduction).
 
@@ -642,8 +642,8 @@ def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: in
 
 
 #: neighbours on either side that a stack's slices are smoothed with when ``temporal`` is not given:
-#: flicker 2-5x lower, SSIM/PSNR a little higher, HIS within 0.01 (docs/BENCHMARKS.md)
-DEFAULT_TEMPORAL = 2
+#: with sigma_t = 2, flicker 2-5x lower, SSIM/PSNR a little higher, HIS within 0.01 (docs/BENCHMARKS.md)
+DEFAULT_TEMPORAL = 3
 
 
 def resolve_temporal(temporal: int | None, n_slices: int) -> int:
@@ -789,7 +789,7 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     temporal : int, optional
         Stacks: smooth each slice's colour with this many neighbouring slices on either side
         along the last stack axis (joint bilateral in lightness after motion compensation,
-        :func:`temporal_smooth`), against flicker between slices. None (default): 2 for stacks
+        :func:`temporal_smooth`), against flicker between slices. None (default): 3 for stacks
         (:data:`DEFAULT_TEMPORAL`, it measured better: docs/BENCHMARKS.md); 0: each slice on its own.
     match : float
         0 (default) to 1: pull the output's colour distribution towards the reference's (or the
