@@ -69,8 +69,7 @@ def call() -> None:
                     if kind == "exemplar":
                         m.network(L, R)
                     else:
-                        m.network(L, hist_features=m.network.encode_histogram(
-                            torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None]))
+                        m.network(L, torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None])
             guide = {{"reference": ref}} if kind == "exemplar" else {{"histogram": nc.histogram_from_rgb(ref)}}
             call = lambda: nc.colorize(m, grey, **guide)
             for f in (net, call, net, call):
