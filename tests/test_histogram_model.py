@@ -179,7 +179,7 @@ def test_prior_network_needs_the_histogram_and_its_colorizer_passes_it():
 
 def test_warm_start_widens_the_unet_input_with_zeros(tmp_path):
     """engine.init_from(widen=True): the earlier network's weights, the U-Net's first convolution
-    widened with zeros for the expected colour: its output on the old inputs is unchanged."""
+    widened with zeros for the expected colour (so on the old inputs it computes what it did)."""
     from training.engine import init_from
 
     from napari_colorize.models.registry import save_checkpoint

@@ -206,6 +206,26 @@ def test_killed_run_resumes_exactly(corpus_dir, tmp_path):
     assert (killed / "curves.png").exists() and (killed / "samples_000006.png").exists()
 
 
+def test_a_run_of_the_earlier_exemplar_layout_is_not_resumed(corpus_dir, tmp_path):
+    """A last.pt written before the decoder was its own module: its optimiser state is by position,
+    so resuming it is refused with what to do instead, and the checkpoint is left as it is."""
+    from napari_colorize.models.exemplar import PyramidDecoder
+
+    out = tmp_path / "old"
+    subprocess.run(_train_cmd("train_exemplar", corpus_dir, out, "--stop-after", "1", "--ablation", "no-adv"),
+                   check=True, env=ENV, timeout=600)
+    ck = torch.load(out / "last.pt", weights_only=True)
+    new_to_old = {v: k for k, v in PyramidDecoder.OLD_PREFIXES.items()}
+    ck["model"] = {next((new_to_old[p] + k[len(p):] for p in new_to_old if k.startswith(p)), k): v
+                   for k, v in ck["model"].items()}
+    torch.save(ck, out / "last.pt")
+    before = (out / "last.pt").read_bytes()
+    r = subprocess.run(_train_cmd("train_exemplar", corpus_dir, out, "--ablation", "no-adv"), env=ENV,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "earlier layout" in r.stderr and "--init-from" in r.stderr
+    assert (out / "last.pt").read_bytes() == before
+
+
 def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
     import napari_colorize as nc
 

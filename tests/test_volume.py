@@ -130,8 +130,9 @@ class DieOnce(Colorizer):
 
 @pytest.mark.parametrize("deaths", [1, 2])
 def test_a_killed_worker_loses_nothing(tmp_path, stack_and_ref, client, deaths):
-    """One worker dies mid-task; or two die (with two workers that can be every worker at once, and
-    the guide state they held must be rebuilt): dask retries, the output is whole and exact."""
+    """One worker process dies mid-task; or two die (two processes: with two workers that may be
+    every worker holding the guide state, which must then be rebuilt; the broadcast-scatter version
+    failed this case): dask retries, the output is whole and exact."""
     vol, ref = stack_and_ref
     src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
     flag = tmp_path / "died"

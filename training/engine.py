@@ -203,7 +203,13 @@ def train_loop(args, model, optimizers: dict, step, validate, *, rank: int, worl
     start = 0
     if resume is not None:
         sd = resume["model"]
-        model.load_state_dict(migrate(sd) if migrate else sd, strict=False)
+        if migrate is not None and migrate(sd) is not sd:
+            # the model's parameters were reordered since (a module of their own): the optimiser's
+            # state, stored by position, would land on the wrong tensors
+            raise SystemExit(f"{out / 'last.pt'} was written by an earlier layout of this network: it cannot be "
+                             "resumed exactly. Start a new run (another --out) with --init-from its exported "
+                             "weights (--export-partial exports a stopped run)")
+        model.load_state_dict(sd, strict=False)
         opt_states = resume.get("optimizers") or {new: resume.get(old) for old, new in _LEGACY_OPTIMIZERS.items()}
         mod_states = resume.get("modules") or {new: resume.get(old) for old, new in _LEGACY_MODULES.items()}
         for name, opt in optimizers.items():

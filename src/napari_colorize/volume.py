@@ -76,7 +76,8 @@ class Volume:
     """A greyscale volume ready to be split: ``data`` a dask array ``(stack..., Y, X)`` (at most two
     stack axes: ``t`` and/or ``z``), ``axes`` its NGFF axes (name, type, unit when known), ``scale``
     and ``translation`` its pixel size and offset per axis, ``chunks`` its (regular) chunk shape,
-    ``path`` the file or store it came from (None for arrays)."""
+    ``path`` the file or store it came from (None for arrays), ``channel`` the index of the channel
+    taken from a multi-channel image (None when it had no channel axis)."""
 
     data: Any
     axes: list
@@ -84,6 +85,7 @@ class Volume:
     translation: list
     chunks: tuple
     path: Path | None = None
+    channel: int | None = None
 
 
 def is_zarr_path(path) -> bool:
@@ -156,10 +158,11 @@ def _pick_channel(where: str, axis: dict, n: int, names: list | None, channel) -
             return 0
         raise ValueError(f"{where}: has {n} channels (axis {axis['name']!r}; {listed}); a volume is colourised "
                          "from one grey channel: choose it with channel=... (CLI: --channel N or NAME)")
+    named = names if names and len(names) == n else None
+    if isinstance(channel, str) and named and channel in named:  # a name first ("488" may be a name)
+        return named.index(channel)
     if isinstance(channel, str) and not channel.lstrip("-").isdigit():
-        if not names or channel not in names:
-            raise ValueError(f"{where}: no channel named {channel!r} (channels: {listed})")
-        return names.index(channel)
+        raise ValueError(f"{where}: no channel named {channel!r} (channels: {listed})")
     k = int(channel)
     if not 0 <= k < n:
         raise ValueError(f"{where}: channel {k} does not exist (channels: {listed})")
@@ -178,7 +181,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     """
     da = importlib.import_module("dask.array")
     path = None
-    axes = scale = trans = names = None
+    axes = scale = trans = names = picked = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if is_zarr_path(path):
@@ -225,6 +228,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
             raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis")
         for k in c_axes:
             pick = _pick_channel(where, axes[k], int(data.shape[k]), names, channel)
+            picked = pick if data.shape[k] > 1 else None
             data = data[(slice(None),) * k + (pick,)]
             del axes[k]
             scale = None if scale is None else scale[:k] + scale[k + 1:]
@@ -238,7 +242,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     if len(scale) != data.ndim or len(trans) != data.ndim:
         raise ValueError(f"{where}: its pixel sizes do not match its {data.ndim} axes")
     data = data.rechunk(data.chunksize)  # regular chunks: one output chunk per task
-    return Volume(data, axes, scale, trans, tuple(int(c) for c in data.chunksize), path)
+    return Volume(data, axes, scale, trans, tuple(int(c) for c in data.chunksize), path, picked)
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -514,7 +518,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     blocks = [tuple(slice(s, min(s + c, n)) for s, c, n in zip(first, vol.chunks, vol.data.shape))
               for first in _product(starts)]
     guide = reference if reference is not None else histogram
-    args = {"source": str(vol.path.resolve()) if vol.path else "array", "channel": channel, "shape": list(vol.data.shape),
+    args = {"source": str(vol.path.resolve()) if vol.path else "array", "channel": vol.channel,
+            "shape": list(vol.data.shape),
             "in_dtype": str(vol.data.dtype), "chunks": list(vol.chunks), "model": model.source or model.name,
             "guide": _sha(np.asarray(guide, dtype=np.float64)), "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
@@ -524,10 +529,11 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     if record is not None and record.get("fingerprint") != fingerprint:
         if not overwrite:
             old = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
-            diff = sorted(k for k in args if old.get(k) != args[k])
-            raise ResumeError(f"{out} holds an unfinished run with other arguments (differing: {', '.join(diff)}): "
-                              "it is not resumed; run with the same arguments, or pass overwrite=True to start "
-                              "again")
+            diff = sorted(k for k in set(args) | set(old) if old.get(k) != args.get(k) or (k in old) != (k in args))
+            what = (f"other arguments (differing: {', '.join(diff)})" if diff else
+                    "the same arguments as recorded by an earlier version of napari-colorize")
+            raise ResumeError(f"{out} holds an unfinished run with {what}: it is not resumed; run with the same "
+                              "arguments, or pass overwrite=True to start again")
         record = None
     own_client = None
     if client is None and _is_address(scheduler):

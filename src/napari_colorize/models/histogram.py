@@ -94,7 +94,7 @@ class ColourSemanticAttention(nn.Module):
         if self.prior:
             if hist is None:
                 raise ValueError("a histogram-prior model needs the histogram itself, not only its features")
-            log_prior = log_prior_of(hist.to(f_t.dtype))
+            log_prior = log_prior_of(hist.float()).to(f_t.dtype)  # (normalised in float32: fp16 may overflow)
             if log_prior.shape[0] != f_t.shape[0]:
                 log_prior = log_prior.expand(f_t.shape[0], -1)
         return colour_semantic_attention(f_t, phi_r, tau, log_prior)
