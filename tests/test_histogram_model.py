@@ -189,7 +189,7 @@ def test_warm_start_widens_the_unet_input_with_zeros(tmp_path):
     path = tmp_path / "old.safetensors"
     save_checkpoint(old, path, {"name": "old"}, dtype=torch.float32)
     new = _prior_net()
-    init_from(new, path, skip=("log_tau",), widen=True)
+    init_from(new, path, widen=True)
     w_old, w_new = old.unet.down[0][0].weight, new.unet.down[0][0].weight
     assert w_new.shape[1] == w_old.shape[1] + 2
     assert torch.equal(w_new[:, :w_old.shape[1]], w_old) and not w_new[:, w_old.shape[1]:].any()

@@ -98,7 +98,7 @@ def test_a_prior_network_starts_as_the_warp():
 
 def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
     """--init-from: every tensor of the earlier network is taken over; only the prior's parts are new."""
-    from training.train_exemplar import init_from
+    from training.engine import init_from
 
     from napari_colorize.models.registry import load_checkpoint, weights_dir
 
@@ -157,7 +157,7 @@ def test_a_grey_prior_network_warps_with_the_grey_keys():
 
 def test_warm_start_takes_the_architectures_temperature(tmp_path):
     import math
-    from training.train_exemplar import init_from
+    from training.engine import init_from
 
     from napari_colorize.models.registry import weights_dir
 

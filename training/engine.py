@@ -282,9 +282,10 @@ def finish_run(model, args, rank: int, world: int, architecture: str, training: 
     cleanup_distributed()
 
 
-def init_from(model, path: Path, skip: tuple = (), widen: bool = False) -> None:
+def init_from(model, path: Path, keep_temperature: bool = False, widen: bool = False) -> None:
     """Warm start: load every trainable tensor of ``path`` that the model has (same shape); parts
-    the file lacks keep their initialisation, and so do the names in ``skip``. ``widen``: a
+    the file lacks keep their initialisation, and so does the learned temperature (``log_tau``: the
+    exemplar's warp, the histogram's attention) unless ``keep_temperature``. ``widen``: a
     convolution that now takes more input channels gets the file's weights in its first ones and
     zeros for the new ones (so it computes what it did). Refuses any other change of shape, and a
     file that shares nothing with the model."""
@@ -294,7 +295,7 @@ def init_from(model, path: Path, skip: tuple = (), widen: bool = False) -> None:
     own = model.state_dict()
     use, widened, wrong = {}, [], []
     for k, v in sd.items():
-        if k not in own or k in skip:
+        if k not in own or (k == "log_tau" and not keep_temperature):
             continue
         w = own[k]
         if w.shape == v.shape:
@@ -339,6 +340,13 @@ def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:
                     help="also export when --stop-after ends the run before --steps (records the step reached)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from these weights (a .safetensors export, e.g. the shipped model): every tensor "
+                         "that fits; new parts keep their initialisation (a convolution that gained input "
+                         "channels, where the script allows it, is widened with zeros)")
+    ap.add_argument("--keep-temperature", action="store_true",
+                    help="with --init-from: keep the file's learned temperature (default: start from the "
+                         "architecture's), to continue a run of the same architecture")
     return ap
 
 

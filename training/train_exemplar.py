@@ -30,9 +30,8 @@ if not __package__:  # run as a file: the package-relative imports below need th
     raise SystemExit("run it from the repository root as a module: python -m training.train_exemplar ...")
 
 from .data import Corpus, load_items, rotate_hue, self_reference
-from .engine import init_from as engine_init_from
-from .engine import (apply_config, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch, train_loop,
-                     training_parser)
+from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
+                     train_loop, training_parser)
 from .losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,
                     pool_to)
 from .pairs import load_or_build_pairs, sample_reference
@@ -113,12 +112,6 @@ def parse(argv=None):
     ap.add_argument("--hue-aug", type=float, default=None,
                     help="share of pairs hue-rotated together (target and reference, one angle)")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
-    ap.add_argument("--init-from", type=Path, default=None,
-                    help="start from these weights (a .safetensors export, e.g. the shipped model); new parts "
-                         "(such as the prior of cpu-warp) keep their initialisation")
-    ap.add_argument("--keep-temperature", action="store_true",
-                    help="with --init-from: keep the file's learned warp temperature (default: start from the "
-                         "architecture's prior_temperature)")
     for k in LOSS_NAMES:
         ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
     return apply_config(ap.parse_args(argv), CONFIGS)
@@ -193,12 +186,6 @@ def main(argv=None) -> int:
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))
                if args.init_from else None, migrate=migrate_state_dict)
     return 0
-
-
-def init_from(model: ExemplarColorizer, path: Path, keep_temperature: bool = False) -> None:
-    """Warm start (engine.init_from); the warp's temperature starts from the architecture's
-    unless ``keep_temperature``."""
-    engine_init_from(model, path, skip=() if keep_temperature else ("log_tau",))
 
 
 @torch.no_grad()

@@ -58,15 +58,7 @@ def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, d
 
 
 def parse(argv=None):
-    ap = training_parser(__doc__, CONFIGS)
-    ap.add_argument("--init-from", type=Path, default=None,
-                    help="start from these weights (e.g. the shipped histogram.safetensors): every tensor that "
-                         "fits; a U-Net input convolution that gained channels is widened with zeros; the "
-                         "attention temperature starts from the architecture's")
-    ap.add_argument("--keep-temperature", action="store_true",
-                    help="with --init-from: keep the file's attention temperature (to continue a run of the "
-                         "same architecture)")
-    return apply_config(ap.parse_args(argv), CONFIGS)
+    return apply_config(training_parser(__doc__, CONFIGS).parse_args(argv), CONFIGS)
 
 
 def main(argv=None) -> int:
@@ -104,8 +96,8 @@ def main(argv=None) -> int:
                curves=["total", "gt", "grad", "hist", "val_gt"], desc="histogram", architecture="histogram",
                training={"script": "training.train_histogram", "config": args.config,
                          "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
-               init=(lambda: init_from(model, args.init_from, skip=() if args.keep_temperature else ("log_tau",),
-                                       widen=True)) if args.init_from else None)
+               init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature, widen=True))
+               if args.init_from else None)
     return 0
 
 

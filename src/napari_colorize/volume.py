@@ -151,14 +151,13 @@ def _open_zarr(path: Path):
 def _pick_channel(where: str, axis: dict, n: int, names: list | None, channel) -> int:
     """The index of ``channel`` (an index, or a name from the image's metadata) on a channel axis of
     ``n`` entries; a clear refusal when there is a choice to make and none was made, or a wrong one."""
-    listed = ", ".join(f"{k}: {nm}" for k, nm in enumerate(names)) if names and len(names) == n else \
-        f"0 to {n - 1}"
+    named = names if names and len(names) == n else None
+    listed = ", ".join(f"{k}: {nm}" for k, nm in enumerate(named)) if named else f"0 to {n - 1}"
     if channel is None:
         if n == 1:
             return 0
         raise ValueError(f"{where}: has {n} channels (axis {axis['name']!r}; {listed}); a volume is colourised "
                          "from one grey channel: choose it with channel=... (CLI: --channel N or NAME)")
-    named = names if names and len(names) == n else None
     if isinstance(channel, str) and named and channel in named:  # a name first ("488" may be a name)
         return named.index(channel)
     if isinstance(channel, str) and not channel.lstrip("-").isdigit():
@@ -208,10 +207,11 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     elif np.dtype(data.dtype).kind not in "biuf":
         raise TypeError(f"the volume must hold numbers, not {data.dtype}")
     where = str(path) if path else "the volume"
+    c_axes = [k for k, a in enumerate(axes or []) if a.get("type") == "channel"]
+    if channel is not None and not c_axes:
+        raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis (only OME-Zarr "
+                         "images name their axes)")
     if axes is None:
-        if channel is not None:
-            raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis (only OME-Zarr "
-                             "images name their axes)")
         if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
             data = data[..., 0]
         if not 2 <= data.ndim <= 4:
@@ -221,11 +221,8 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         axes = [dict(a) for a in axes]
         if len(axes) != data.ndim:
             raise ValueError(f"{where}: {len(axes)} axes in its metadata for an array of {data.ndim} dimensions")
-        c_axes = [k for k, a in enumerate(axes) if a.get("type") == "channel"]
         if len(c_axes) > 1:
             raise ValueError(f"{where}: {len(c_axes)} channel axes; a volume has at most one")
-        if channel is not None and not c_axes:
-            raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis")
         for k in c_axes:
             pick = _pick_channel(where, axes[k], int(data.shape[k]), names, channel)
             picked = pick if data.shape[k] > 1 else None
@@ -529,7 +526,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     if record is not None and record.get("fingerprint") != fingerprint:
         if not overwrite:
             old = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
-            diff = sorted(k for k in set(args) | set(old) if old.get(k) != args.get(k) or (k in old) != (k in args))
+            diff = sorted(k for k in set(args) | set(old) if old.get(k, ...) != args.get(k, ...))  # (... : absent)
             what = (f"other arguments (differing: {', '.join(diff)})" if diff else
                     "the same arguments as recorded by an earlier version of napari-colorize")
             raise ResumeError(f"{out} holds an unfinished run with {what}: it is not resumed; run with the same "

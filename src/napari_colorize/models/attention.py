@@ -26,7 +26,6 @@ reference position (i', j') composes exactly:
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

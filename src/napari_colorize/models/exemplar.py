@@ -30,9 +30,9 @@ from torch import nn
 
 from ..color import grey_rgb
 from .attention import CrossAttentionModule
-from .maps import AttentionMaps
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
+from .maps import AttentionMaps
 from .warp import feature_warp, reference_grey, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]

@@ -21,7 +21,6 @@ and the palette (the ab value of every bin).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
