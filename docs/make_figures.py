@@ -3,6 +3,7 @@
     python docs/make_figures.py            # every figure
     python docs/make_figures.py volume     # only docs/images/volume_cluster.png
     python docs/make_figures.py histograms # only docs/images/histograms.png (also: self, flicker)
+    python docs/make_figures.py fringes runs/K.safetensors   # docs/images/fringes.png, other networks beside
 
 ``self`` and ``histograms`` use held-out photos of the prepared corpus (``HELD_OUT``):
 ``python -m training.prepare_data data_all/`` first, or NAPARI_COLORIZE_DATA=path/to/manifest.csv.
@@ -66,6 +67,7 @@ def main() -> None:
     strip(tiles).save(OUT / "sample_pair.png")
     print("wrote", OUT / "sample_pair.png")
     self_references()
+    fringes()
     histograms()
     flicker()
     volume_cluster()
@@ -220,9 +222,38 @@ def self_references() -> None:
     stack_rows(rows, "self_reference.png")
 
 
+def fringes(*others: str) -> None:
+    """Issue 10's fringes, close up: the lit rock of the held-out cave photo (kcas10) coloured from a
+    flipped copy of itself by the warp alone, by the shipped default and by any other networks given
+    (weights files, e.g. runs/K.safetensors, labelled by their file name); each crop at the size it was coloured,
+    PSNR of the whole photo."""
+    from skimage.color import rgb2gray
+
+    (name, rgb), = held_out_photos(("kcas10.jpg",))
+    h, w = rgb.shape[:2]
+    ref = np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
+    grey = rgb2gray(rgb).astype(np.float32)
+    box = (slice(int(0.35 * h), int(0.9 * h)), slice(int(0.15 * w), int(0.8 * w)))
+
+    def crop(img, label):
+        return _tile(img[box], label, height=box[0].stop - box[0].start)
+
+    tiles = [crop(grey, f"{name} (grey), lit rock")]
+    models = [("warp-grey", "warp-grey"), ("exemplar", "exemplar (shipped)")] + [(f, Path(f).stem) for f in others]
+    for m, label in models:
+        out = nc.colorize(m, grey, reference=ref).rgb
+        tiles.append(crop(out, f"{label}  PSNR {nc.metrics.psnr(out, rgb):.2f}"))
+    tiles.append(crop(rgb, "truth"))
+    stack_rows([strip(tiles)], "fringes.png")
+
+
 if __name__ == "__main__":
     import sys
 
     import napari_colorize.metrics  # noqa: F401
 
-    {"volume": volume_cluster, "self": self_references, "flicker": flicker, "histograms": histograms}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    if sys.argv[1:2] == ["fringes"]:
+        fringes(*sys.argv[2:])
+    else:
+        {"volume": volume_cluster, "self": self_references, "flicker": flicker,
+         "histograms": histograms}.get(sys.argv[1] if sys.argv[1:] else "", main)()

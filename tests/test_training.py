@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
 from training import losses as L
 from training.data import Corpus, folder_items, load_items, self_reference
 from training.pairs import build_pairs, sample_reference
@@ -146,6 +147,32 @@ def test_exemplar_loss_weights_and_ablation_switches():
     t2 = L.exemplar_losses(preds, truth, truth, torch.zeros(1, 1, 16, 16), None,
                            L.ExemplarLossWeights(adv=0, hist=0))
     assert float(t2["total"]) == pytest.approx(100 * pix, rel=1e-5)
+
+
+def test_the_head_loss_holds_each_head_to_the_truth_through_a_closed_gate():
+    """With the warp prior, a head behind a nearly closed gate barely moves the output: where the output
+    is right, the pixel loss is content whatever colour the head makes up (the cause of the fringes).
+    The head loss scores the heads' own predictions."""
+    torch.manual_seed(0)
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False).train()
+    Lt, R = torch.rand(2, 1, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64)
+    preds = net(Lt, R)
+    heads, gates = net.last_heads, net.last_gates
+    assert [h.shape for h in heads] == [p.shape for p in preds] and len(gates) == 4
+    truth = torch.nn.functional.interpolate(preds[0].detach(), scale_factor=2, mode="nearest")  # P1 is right
+    assert float((heads[0] - preds[0]).abs().mean()) > 0.05  # yet its head is not
+    only_p1 = dict(adv=0, hist=0, tv=0)
+    t = L.exemplar_losses(preds[:1], truth, truth, Lt, None, L.ExemplarLossWeights(**only_p1), gates[:1], heads[:1])
+    assert float(t["pixel"]) < 1e-10 and float(t["head"]) == 0.0  # the head loss is off unless weighted
+    t["total"].backward(retain_graph=True)
+    head_w = net.decoder.heads[0][1].weight
+    assert float(head_w.grad.abs().sum()) < 1e-8
+    net.zero_grad()
+    t = L.exemplar_losses(preds[:1], truth, truth, Lt, None, L.ExemplarLossWeights(**only_p1, head=1.0), gates[:1],
+                          heads[:1])
+    assert float(t["head"]) == pytest.approx(float(L.pixel_loss(heads[0], truth)), rel=1e-6) and float(t["head"]) > 1e-4
+    t["total"].backward()
+    assert float(head_w.grad.abs().sum()) > 1e-3
 
 
 def test_huber_delta_0_01():
@@ -295,6 +322,21 @@ def test_paired_differences(tmp_path):
                  "welsh,self,0,0.9,0.9,0.7,20,30,1\n")
     d = load(p, "other")
     assert set(d) == {"m"} and list(d["m"]["his_ref"]) == [0.4, 0.5]  # by stem, in image order
+
+
+def test_paired_counts_images_that_got_worse(tmp_path, capsys):
+    from training.paired import main
+
+    p = tmp_path / "per.csv"
+    rows = ["model,protocol,image,his_ref,his_gt,ssim,psnr,colourful,agree"]
+    for i, (a, b) in enumerate([(20, 21), (20, 19.6), (20, 19), (20, 25)]):  # b - a: +1, -0.4, -1, +5
+        rows += [f"base,self,{i},0.5,0.5,0.9,{a},30,1", f"new,self,{i},0.5,0.5,0.9,{b},30,1"]
+    p.write_text("\n".join(rows) + "\n")
+    main([str(p), "--baseline", "base", "--metrics", "psnr"])
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| new")][0]
+    assert line.endswith("| 1 / 4 |") and "+1.150" in line  # mean up, yet one image 1 dB worse
+    main([str(p), "--baseline", "base", "--metrics", "psnr", "--worse", "0.3"])
+    assert [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| new")][0].endswith("| 2 / 4 |")
 
 
 def test_csv_log_keeps_rows_up_to_the_resumed_step_and_never_loses_another_runs_log(tmp_path, recwarn):

@@ -112,6 +112,41 @@ def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
     assert new and all(k.startswith(("decoder.gates.", "prior_in.", "log_tau")) for k in new)
 
 
+def test_the_chroma_gain_starts_at_one_and_never_changes_a_hue(tmp_path):
+    """``prior_gain``: warm-started from a network without it, the outputs are the same; trained (random
+    gain weights here), it scales a and b of every position by one factor in [0.5, 1.5]."""
+    from training.engine import init_from
+
+    from napari_colorize.models.registry import weights_dir
+
+    src = weights_dir() / "exemplar.safetensors"
+    torch.manual_seed(0)
+    base = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"], pretrained_backbone=False).eval()
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False).eval()
+    net.backbone.load_state_dict(base.backbone.state_dict())
+    init_from(base, src, keep_temperature=True)
+    init_from(net, src, keep_temperature=True)
+    L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        before = base(L, R)
+        assert all(torch.equal(a, b) for a, b in zip(before, net(L, R)))
+        for g in net.decoder.gains:
+            torch.nn.init.normal_(g.weight, std=1.0)
+        after = net(L, R)
+    for a, b in zip(before, after):
+        ratio = b / a  # one factor per position, the same for a and b: the hue is kept
+        assert torch.allclose(ratio[:, 0], ratio[:, 1], rtol=1e-4, atol=1e-4)
+        assert float(ratio.min()) >= 0.5 - 1e-4 and float(ratio.max()) <= 1.5 + 1e-4
+        assert float((ratio - 1).abs().max()) > 0.05  # (and it does change the chroma)
+
+
+def test_a_chroma_gain_needs_the_prior():
+    from napari_colorize.models.configs import ExemplarConfig
+
+    with pytest.raises(ValueError, match="prior_gain"):
+        ExemplarConfig.from_dict({"prior_gain": True})
+
+
 def test_grey_keys_see_only_the_references_lightness(photo):
     """``warp-grey``: the keys come from the reference's lightness, so two references with the same
     lightness and different colours give the same keys (and different ab to move)."""

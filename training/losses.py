@@ -103,14 +103,21 @@ class ExemplarLossWeights:
     tv: float = 50.0
     adv: float = 1.0
     gate: float = 0.0  # ours (warp prior): the mean gate, so that heads replace the warp only where it pays
+    head: float = 0.0  # ours (warp prior): each head's own (ungated) prediction against the truth, so that
+    #                    a gate never opens onto a colour the head made up (issue 10's fringes)
 
 
 def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference_ab: torch.Tensor,
                     L: torch.Tensor, discriminators: nn.ModuleList | None, w: ExemplarLossWeights,
-                    gates: list[torch.Tensor] | None = None) -> dict:
+                    gates: list[torch.Tensor] | None = None, heads: list[torch.Tensor] | None = None) -> dict:
     """Eq. 4: the weighted sum over scales. Returns the total and each term (summed over scales).
-    ``gates``: the prior network's per-pixel gates (P1..P4), penalised by their mean when ``w.gate``."""
-    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0}
+    ``gates``: the prior network's per-pixel gates (P1..P4), penalised by their mean when ``w.gate``;
+    ``heads``: its heads' predictions before the gates, held to the truth by the pixel loss when ``w.head``.
+
+    Why both: with the gate penalty alone, a head can make up any colour and its gate open a crack onto
+    it (the product is what the pixel loss sees); the heads then saturate (tanh at +-1) and the output
+    shows their colour as faint fringes. The head loss makes each head a colourisation in its own right."""
+    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0, "head": 0.0}
     for s, p in enumerate(preds):
         if w.pixel:
             terms["pixel"] = terms["pixel"] + pixel_loss(p, truth_ab)
@@ -122,8 +129,10 @@ def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference
             terms["adv"] = terms["adv"] + generator_loss(discriminators[s](L, p))
     if w.gate and gates:
         terms["gate"] = sum(g.mean() for g in gates)
+    if w.head and heads:
+        terms["head"] = sum(pixel_loss(h, truth_ab) for h in heads)
     total = (w.pixel * terms["pixel"] + w.hist * terms["hist"] + w.tv * terms["tv"] + w.adv * terms["adv"]
-             + w.gate * terms["gate"])
+             + w.gate * terms["gate"] + w.head * terms["head"])
     return {"total": total, **{k: (v.detach() if torch.is_tensor(v) else torch.tensor(v)) for k, v in terms.items()}}
 
 

@@ -4,7 +4,9 @@
 
 For each model and metric: the mean difference to the baseline over the same images, with a 95 %
 bootstrap interval (10,000 resamples of the images, seed 0). An interval that contains 0 means the
-evaluation set cannot tell the two apart.
+evaluation set cannot tell the two apart. With ``psnr`` among the metrics, a last column counts the
+images on which the model is worse than the baseline by more than ``--worse`` dB (default 0.5): a mean
+can rise while a few images get visibly worse (issue 10's fringes on one photo).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main(argv=None) -> int:
                     help="the protocol's rows to compare ('self', 'other', 'ground-truth histogram'); default: "
                          "the file's only protocol, or 'other'")
     ap.add_argument("--metrics", nargs="+", default=list(METRICS), choices=ALL_METRICS)
+    ap.add_argument("--worse", type=float, default=0.5, help="dB: count images this much worse in PSNR")
     a = ap.parse_args(argv)
     with open(a.csv) as fh:
         protocols = sorted({r["protocol"] for r in csv.DictReader(fh)})
@@ -59,8 +62,10 @@ def main(argv=None) -> int:
     base = data[a.baseline]
     print(f"\ndifference to {a.baseline}, protocol '{a.protocol}', {len(base['ssim'])} images, "
           "mean [95 % bootstrap interval]\n")
-    print("| model | " + " | ".join(a.metrics) + " |")
-    print("|---|" + "---:|" * len(a.metrics))
+    worse = "psnr" in a.metrics
+    extra = [f"images > {a.worse:g} dB worse"] if worse else []
+    print("| model | " + " | ".join(a.metrics + extra) + " |")
+    print("|---|" + "---:|" * (len(a.metrics) + len(extra)))
     for m in sorted(data):
         if m == a.baseline:
             continue
@@ -68,6 +73,9 @@ def main(argv=None) -> int:
         for k in a.metrics:
             mean, lo, hi = paired(data[m][k], base[k])
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        if worse:
+            d = data[m]["psnr"] - base["psnr"]
+            cells.append(f"{int((d < -a.worse).sum())} / {len(d)}")
         print(f"| {m} | " + " | ".join(cells) + " |")
     return 0
 

@@ -55,7 +55,7 @@ ABLATIONS = {
     "no-pixel": ({}, {"pixel": 0.0}),
     "no-hist": ({}, {"hist": 0.0}),
 }
-LOSS_NAMES = tuple(f.name for f in dataclasses.fields(ExemplarLossWeights))  # pixel, hist, tv, adv, gate
+LOSS_NAMES = tuple(f.name for f in dataclasses.fields(ExemplarLossWeights))  # pixel, hist, tv, adv, gate, head
 LOG_FIELDS = ["step", "lr", "total", *LOSS_NAMES, "d", "val_pixel", "val_hist", "sec_per_step"]
 
 
@@ -111,6 +111,8 @@ def parse(argv=None):
                     help="stronger self-reference distortions (rotation, shear, aspect)")
     ap.add_argument("--hue-aug", type=float, default=None,
                     help="share of pairs hue-rotated together (target and reference, one angle)")
+    ap.add_argument("--lr-gain", type=float, default=20.0,
+                    help="the chroma gains' learning rate as a multiple of --lr (architectures with prior_gain)")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
     for k in LOSS_NAMES:
         ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
@@ -140,8 +142,12 @@ def main(argv=None) -> int:
     seed_everything(args.seed)  # after the (possibly cached) pairs: initial weights depend on the seed only
     model = ExemplarColorizer(cfg).to(device)
     disc = Discriminators().to(device) if weights.adv else None
-    g_params = [p for p in model.parameters() if p.requires_grad]
-    opt_g = torch.optim.Adam(g_params, lr=args.lr, betas=(0.9, 0.999))
+    # the chroma gains (prior_gain) start at zero and must travel further than a warm-started network's
+    # other weights: their own learning rate, --lr-gain times the schedule's
+    gains = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("decoder.gains.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("decoder.gains.")]
+    groups = [{"params": rest, "lr_scale": 1.0}] + ([{"params": gains, "lr_scale": args.lr_gain}] if gains else [])
+    opt_g = torch.optim.Adam(groups, lr=args.lr, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr_d, betas=(0.5, 0.999)) if disc else None
     hue, strong = float(args.hue_aug or 0.0), bool(args.strong_self_ref)
     val_batch = []  # (made at the first validation, on rank 0)
@@ -149,7 +155,7 @@ def main(argv=None) -> int:
     def step(k: int, nets: dict) -> dict:
         lr = lr_at(k, args)
         for g in opt_g.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, k, rank, args.batch, args.size, args.self_ref,
                                                   args.seed, device, hue, strong)
         preds = nets["model"](L, ref_rgb)
@@ -162,7 +168,7 @@ def main(argv=None) -> int:
             for p in disc.parameters():
                 p.requires_grad_(False)
         terms = exemplar_losses(preds, ab, ref_ab, L, disc.d if disc is not None else None, weights,
-                                getattr(model, "last_gates", None))
+                                getattr(model, "last_gates", None), getattr(model, "last_heads", None))
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()
@@ -181,6 +187,7 @@ def main(argv=None) -> int:
                log_fields=LOG_FIELDS, curves=["total", "pixel", "hist", "tv", "adv", "d", "val_hist"],
                desc=f"exemplar[{args.ablation}]", architecture="exemplar",
                training={"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
+                         **({"lr_gain": args.lr_gain} if gains else {}),
                          "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
                          "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))

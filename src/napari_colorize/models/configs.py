@@ -69,6 +69,11 @@ class ExemplarConfig:
     prior_adapt : bool
         A learned 1x1 map of the backbone features before they are matched (identity at the
         start: the warp is unchanged until training moves it).
+    prior_gain : bool
+        A learned per-pixel chroma gain on every head's output, ``P_s <- P_s (1 + a_s)`` with
+        ``a_s`` in [-0.5, 0.5] (zero at the start): it can restore the saturation that the warp's
+        softmax average mutes without ever changing a hue (issue 10's fringes were hues the heads
+        made up).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -85,6 +90,7 @@ class ExemplarConfig:
     prior_temperature: float = 0.05
     prior_reference: str = "colour"
     prior_adapt: bool = False
+    prior_gain: bool = False
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -128,6 +134,9 @@ class ExemplarConfig:
         check_float("prior_temperature", self.prior_temperature, 1e-3, 10.0)
         check_choice("prior_reference", self.prior_reference, ("colour", "grey"))
         check_choice("prior_adapt", self.prior_adapt, (False, True))
+        check_choice("prior_gain", self.prior_gain, (False, True))
+        if self.prior_gain and self.prior != "warp":
+            raise ValueError("config: prior_gain needs prior='warp'")
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
@@ -149,6 +158,9 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
     # ... with the matched features learned (identity at the start)
     "cpu-warp-grey-adapt": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
                                           prior_adapt=True, train_size=160),
+    # ... with a chroma gain on every head (hue kept)
+    "cpu-warp-grey-gain": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
+                                         prior_adapt=True, prior_gain=True, train_size=160),
     # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
     "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
                             attention_levels=3, modules_per_level=2, span=None, train_size=224),

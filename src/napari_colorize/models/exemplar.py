@@ -78,14 +78,16 @@ class PyramidDecoder(nn.Module):
     output, the fused features of level ``l`` (the attention's, or the projected target features
     where there is no attention) and the skip of level ``l - 1``; head ``P_{l-1}`` reads its output.
     ``gated`` (our correspondence prior): each head's prediction replaces the warped colour only as
-    much as a learned per-pixel gate says, ``P = warp + g (head - warp)``.
+    much as a learned per-pixel gate says, ``P = warp + g (head - warp)``; ``gain`` (ours too) then
+    scales each prediction's chroma, ``P (1 + a)`` with ``a`` in [-0.5, 0.5], keeping its hue.
     """
 
     #: earlier checkpoints kept these parts at the network's top level (see ``migrate_state_dict``)
     OLD_PREFIXES = {"proj_b.": "decoder.proj_b.", "decoders.": "decoder.blocks.", "heads.": "decoder.heads.",
                     "gates.": "decoder.gates."}
 
-    def __init__(self, hs: list[int], head_dims: list[int], bottleneck_channels: int, gated: bool) -> None:
+    def __init__(self, hs: list[int], head_dims: list[int], bottleneck_channels: int, gated: bool,
+                 gain: bool = False) -> None:
         super().__init__()
         self.proj_b = _conv_relu(bottleneck_channels, hs[-1], 1)
         # blocks l = 5..2: input width h_l, skip h_{l-1}, output h_{l-1}
@@ -96,27 +98,37 @@ class PyramidDecoder(nn.Module):
             for g in self.gates:
                 nn.init.zeros_(g.weight)
                 nn.init.constant_(g.bias, -4.0)
+        self.gains = None
+        if gain:  # a chroma gain per head, 1 + 0.5 tanh(.) of a zero-initialised 1x1 conv: 1 at the start
+            self.gains = nn.ModuleList(nn.Conv2d(hs[s - 1], 1, 1) for s in range(1, LEVELS))
+            for g in self.gains:
+                nn.init.zeros_(g.weight)
+                nn.init.zeros_(g.bias)
 
     def forward(self, bottleneck: torch.Tensor, fused: list[torch.Tensor], skips: list[torch.Tensor],
                 warp: torch.Tensor | None = None, raw_maps: dict | None = None
-                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """``fused``: the features of levels 1..5 (the attention's output where there is one);
-        ``skips``: the projected target features of levels 1..5. Returns ``([P1, P2, P3, P4], gates
-        finest first)``; the gates also go into ``raw_maps`` when it is given."""
+        ``skips``: the projected target features of levels 1..5. Returns ``([P1, P2, P3, P4], gates,
+        heads)``, each finest first: with the prior, ``heads`` are the heads' own predictions before
+        the gate (for a training loss); the gates also go into ``raw_maps`` when it is given."""
         out = self.proj_b(bottleneck)  # O^6
-        preds, gates = [], []
+        preds, gates, heads = [], [], []
         for l in range(LEVELS, 1, -1):
             out = self.blocks[str(l)](out, fused[l - 1], skips[l - 2])
             p = self.heads[l - 2](out)  # block l feeds head P_{l-1}
             if warp is not None:
+                heads.append(p)
                 w = _resample(warp, p.shape[-2:])
                 g = torch.sigmoid(self.gates[l - 2](out))
                 p = w + g * (p - w)
                 gates.append(g)
                 if raw_maps is not None:
                     raw_maps[("gate", l - 1)] = g
+            if self.gains is not None:  # scales the chroma, keeps the hue
+                p = p * (1 + 0.5 * torch.tanh(self.gains[l - 2](out)))
             preds.append(p)
-        return preds[::-1], gates[::-1]
+        return preds[::-1], gates[::-1], heads[::-1]
 
 
 def migrate_state_dict(sd: dict) -> dict:
@@ -167,7 +179,7 @@ class ExemplarColorizer(nn.Module):
             raise ValueError(f"prior must be 'none' or 'warp', not {cfg.prior!r}")
         self.prior = cfg.prior == "warp"
         self.decoder = PyramidDecoder(hs, [cfg.head_dim_at(s) for s in range(1, LEVELS)], spec.bottleneck_channels,
-                                      gated=self.prior)
+                                      gated=self.prior, gain=cfg.prior_gain)
         if self.prior:
             if not 1 <= cfg.prior_level <= LEVELS - 1:
                 raise ValueError("prior_level must be between 1 and 4")
@@ -283,9 +295,9 @@ class ExemplarColorizer(nn.Module):
                     raw_maps[(l, m)] = maps
             fused[l] = x
         levels = [fused.get(l, ft[l - 1]) for l in range(1, LEVELS + 1)]
-        preds, gates = self.decoder(bott, levels, ft, warp, raw_maps if return_attention else None)
-        if self.training:  # for a training loss on the gates (training/losses.py)
-            self.last_gates = gates
+        preds, gates, heads = self.decoder(bott, levels, ft, warp, raw_maps if return_attention else None)
+        if self.training:  # for the training losses on the gates and the heads (training/losses.py)
+            self.last_gates, self.last_heads = gates, heads
         if warp is not None and return_attention:
             raw_maps[("warp", 0)] = warp
         if not return_attention:
