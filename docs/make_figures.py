@@ -203,6 +203,12 @@ def held_out_photos(names=HELD_OUT, long_side: int = 512) -> list[tuple[str, np.
     return out
 
 
+def flipped_crop(rgb: np.ndarray) -> np.ndarray:
+    """The figures' self-reference: the photo flipped, its top eighth and a tenth of its width cut off."""
+    h, w = rgb.shape[:2]
+    return np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
+
+
 def self_references() -> None:
     """Held-out photos coloured from a flipped, cropped copy of themselves (every colour is in the
     reference): the default, the network without the prior, the two warps alone, Welsh, the truth."""
@@ -210,8 +216,7 @@ def self_references() -> None:
 
     rows = []
     for name, rgb in held_out_photos():
-        h, w = rgb.shape[:2]
-        ref = np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
+        ref = flipped_crop(rgb)
         grey = rgb2gray(rgb).astype(np.float32)
         tiles = [_tile(grey, f"{name} (grey)"), _tile(ref, "reference: itself, flipped")]
         for m in ("exemplar", "exemplar-plain", "warp-grey", "warp", "welsh"):
@@ -231,7 +236,7 @@ def fringes(*others: str) -> None:
 
     (name, rgb), = held_out_photos(("kcas10.jpg",))
     h, w = rgb.shape[:2]
-    ref = np.ascontiguousarray(rgb[h // 8:, ::-1][:, w // 10:])
+    ref = flipped_crop(rgb)
     grey = rgb2gray(rgb).astype(np.float32)
     box = (slice(int(0.35 * h), int(0.9 * h)), slice(int(0.15 * w), int(0.8 * w)))
 
@@ -252,8 +257,6 @@ if __name__ == "__main__":
 
     import napari_colorize.metrics  # noqa: F401
 
-    if sys.argv[1:2] == ["fringes"]:
-        fringes(*sys.argv[2:])
-    else:
-        {"volume": volume_cluster, "self": self_references, "flicker": flicker,
-         "histograms": histograms}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    figures = {"volume": volume_cluster, "self": self_references, "flicker": flicker, "histograms": histograms,
+               "fringes": fringes}
+    figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)
