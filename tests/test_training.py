@@ -149,6 +149,16 @@ def test_exemplar_loss_weights_and_ablation_switches():
     assert float(t2["total"]) == pytest.approx(100 * pix, rel=1e-5)
 
 
+def test_the_histogram_loss_can_hold_the_output_to_the_truth_instead_of_the_reference():
+    preds = [torch.full((1, 2, 8 // 2**i, 8 // 2**i), 0.3) for i in range(2)]
+    truth, ref = torch.full((1, 2, 16, 16), 0.3), torch.full((1, 2, 16, 16), -0.5)
+    w = L.ExemplarLossWeights(pixel=0, tv=0, adv=0)
+    to_ref = L.exemplar_losses(preds, truth, ref, torch.zeros(1, 1, 16, 16), None, w)
+    to_truth = L.exemplar_losses(preds, truth, ref, torch.zeros(1, 1, 16, 16), None, w, hist_ab=truth)
+    assert float(to_ref["hist"]) == pytest.approx(2 * float(L.histogram_loss(preds[0], ref)), rel=1e-5)
+    assert float(to_ref["hist"]) > 1.0 and float(to_truth["hist"]) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_the_head_loss_holds_each_head_to_the_truth_through_a_closed_gate():
     """With the warp prior, a head behind a nearly closed gate barely moves the output: where the output
     is right, the pixel loss is content whatever colour the head makes up (the cause of the fringes).

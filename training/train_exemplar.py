@@ -113,6 +113,8 @@ def parse(argv=None):
                     help="share of pairs hue-rotated together (target and reference, one angle)")
     ap.add_argument("--lr-gain", type=float, default=20.0,
                     help="the chroma gains' learning rate as a multiple of --lr (architectures with prior_gain)")
+    ap.add_argument("--hist-target", choices=("reference", "truth"), default="reference",
+                    help="the histogram loss against the reference's ab histogram (paper A) or the truth's (ours)")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
     for k in LOSS_NAMES:
         ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
@@ -168,7 +170,8 @@ def main(argv=None) -> int:
             for p in disc.parameters():
                 p.requires_grad_(False)
         terms = exemplar_losses(preds, ab, ref_ab, L, disc.d if disc is not None else None, weights,
-                                getattr(model, "last_gates", None), getattr(model, "last_heads", None))
+                                getattr(model, "last_gates", None), getattr(model, "last_heads", None),
+                                hist_ab=ab if args.hist_target == "truth" else None)
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()
@@ -189,7 +192,7 @@ def main(argv=None) -> int:
                training={"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
                          **({"lr_gain": args.lr_gain} if gains else {}),
                          "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
-                         "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
+                         "hist_target": args.hist_target, "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))
                if args.init_from else None, migrate=migrate_state_dict)
     return 0
