@@ -125,7 +125,9 @@ def test_banded_recombination_equals_one_band(rng):
     Lw = torch.nn.functional.interpolate(L[None, None], size=(64, 32), mode="bilinear", antialias=True)[0, 0]
     a = recombine(L, ab, Lw, band=37)
     b = recombine(L, ab, Lw, band=10_000)
-    assert np.allclose(a, b, atol=1e-5)
+    # float32 rounding differs with the band's shape (vectorised loops) and the gamut mapping can amplify it
+    # near the gamut's edge (one pixel, 5e-5, on some CPUs); a band at a wrong row would be off by far more
+    assert np.allclose(a, b, atol=2e-4)
 
 
 def test_edge_aware_upsampling_follows_the_full_resolution_edge():
