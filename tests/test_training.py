@@ -15,6 +15,7 @@ from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
 from training import losses as L
 from training.data import Corpus, folder_items, load_items, self_reference
 from training.pairs import build_pairs, sample_reference
+from training.train_exemplar import histogram_target
 
 ROOT = Path(__file__).resolve().parents[1]
 # the training scripts run as modules of the repository's `training` package, from its root
@@ -153,8 +154,10 @@ def test_the_histogram_loss_can_hold_the_output_to_the_truth_instead_of_the_refe
     preds = [torch.full((1, 2, 8 // 2**i, 8 // 2**i), 0.3) for i in range(2)]
     truth, ref = torch.full((1, 2, 16, 16), 0.3), torch.full((1, 2, 16, 16), -0.5)
     w = L.ExemplarLossWeights(pixel=0, tv=0, adv=0)
-    to_ref = L.exemplar_losses(preds, truth, ref, torch.zeros(1, 1, 16, 16), None, w)
-    to_truth = L.exemplar_losses(preds, truth, ref, torch.zeros(1, 1, 16, 16), None, w, hist_ab=truth)
+    to_ref = L.exemplar_losses(preds, truth, histogram_target("reference", truth, ref), torch.zeros(1, 1, 16, 16),
+                               None, w)
+    to_truth = L.exemplar_losses(preds, truth, histogram_target("truth", truth, ref), torch.zeros(1, 1, 16, 16),
+                                 None, w)
     assert float(to_ref["hist"]) == pytest.approx(2 * float(L.histogram_loss(preds[0], ref)), rel=1e-5)
     assert float(to_ref["hist"]) > 1.0 and float(to_truth["hist"]) == pytest.approx(0.0, abs=1e-6)
 

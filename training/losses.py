@@ -109,12 +109,10 @@ class ExemplarLossWeights:
 
 def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference_ab: torch.Tensor,
                     L: torch.Tensor, discriminators: nn.ModuleList | None, w: ExemplarLossWeights,
-                    gates: list[torch.Tensor] | None = None, heads: list[torch.Tensor] | None = None,
-                    hist_ab: torch.Tensor | None = None) -> dict:
+                    gates: list[torch.Tensor] | None = None, heads: list[torch.Tensor] | None = None) -> dict:
     """Eq. 4: the weighted sum over scales. Returns the total and each term (summed over scales).
-    ``hist_ab``: the ab whose histogram the histogram loss holds the output to; None: the reference's
-    (paper A); ours, optionally: the truth's (paper B's choice), which on a pair whose reference holds other
-    colours does not pull the output's colours towards the reference's;
+    ``reference_ab``: the ab whose histogram the histogram loss holds the output to (its only use): the
+    reference's in paper A; ``train_exemplar --hist-target truth`` passes the truth's (paper B's choice);
     ``gates``: the prior network's per-pixel gates (P1..P4), penalised by their mean when ``w.gate``;
     ``heads``: its heads' predictions before the gates, held to the truth by the pixel loss when ``w.head``.
 
@@ -126,7 +124,7 @@ def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference
         if w.pixel:
             terms["pixel"] = terms["pixel"] + pixel_loss(p, truth_ab)
         if w.hist:
-            terms["hist"] = terms["hist"] + histogram_loss(p, reference_ab if hist_ab is None else hist_ab)
+            terms["hist"] = terms["hist"] + histogram_loss(p, reference_ab)
         if w.tv:
             terms["tv"] = terms["tv"] + tv_loss(p)
         if w.adv and discriminators is not None:

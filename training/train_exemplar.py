@@ -102,6 +102,13 @@ def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_
     return L, ab, ref_rgb, ref_ab, targets, refs
 
 
+def histogram_target(choice: str, truth_ab: torch.Tensor, ref_ab: torch.Tensor) -> torch.Tensor:
+    """The ab whose histogram the histogram loss holds the output to: ``--hist-target`` 'reference'
+    (paper A) or 'truth' (paper B's choice; on a pair whose reference holds other colours it does not pull
+    the output towards them)."""
+    return truth_ab if choice == "truth" else ref_ab
+
+
 def parse(argv=None):
     ap = training_parser(__doc__, CONFIGS)
     ap.add_argument("--ablation", choices=sorted(ABLATIONS), default="none")
@@ -169,9 +176,9 @@ def main(argv=None) -> int:
             opt_d.step()
             for p in disc.parameters():
                 p.requires_grad_(False)
-        terms = exemplar_losses(preds, ab, ref_ab, L, disc.d if disc is not None else None, weights,
-                                getattr(model, "last_gates", None), getattr(model, "last_heads", None),
-                                hist_ab=ab if args.hist_target == "truth" else None)
+        terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab), L,
+                                disc.d if disc is not None else None, weights,
+                                getattr(model, "last_gates", None), getattr(model, "last_heads", None))
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()
