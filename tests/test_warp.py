@@ -41,6 +41,20 @@ def test_feature_warp_equals_the_naive_loop(block):
     assert torch.allclose(conf.double(), want_conf, atol=1e-5)
 
 
+@pytest.mark.parametrize("tau", [0.3, 0.005])
+def test_the_fast_softmax_without_gradients_equals_the_trainable_one(tau):
+    """Inference takes an in-place softmax with floored logits (a sharp one is twice as fast); with a
+    learnable temperature the plain one; both give the same warp."""
+    g = torch.Generator().manual_seed(1)
+    ft, fr = torch.randn(2, 8, 6, 5, generator=g), torch.randn(2, 8, 7, 4, generator=g)
+    ab = torch.rand(2, 2, 7, 4, generator=g) * 2 - 1
+    fast, conf = feature_warp(ft, fr, ab, tau)
+    t = torch.tensor(tau, requires_grad=True)
+    slow, conf_slow = feature_warp(ft, fr, ab, t)
+    assert slow.requires_grad and not fast.requires_grad
+    assert torch.allclose(fast, slow.detach(), atol=1e-6) and torch.equal(conf, conf_slow.detach())
+
+
 def test_one_reference_for_many_targets():
     g = torch.Generator().manual_seed(1)
     ft, fr, ab = torch.randn(3, 4, 2, 2, generator=g), torch.randn(1, 4, 3, 3, generator=g), torch.rand(1, 2, 3, 3)
@@ -117,14 +131,16 @@ def test_the_chroma_gain_starts_at_one_and_never_changes_a_hue(tmp_path):
     gain weights here), it scales a and b of every position by one factor in [0.5, 1.5]."""
     from training.engine import init_from
 
-    from napari_colorize.models.registry import weights_dir
+    from napari_colorize.models.registry import save_checkpoint
 
-    src = weights_dir() / "exemplar.safetensors"
     torch.manual_seed(0)
     base = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"], pretrained_backbone=False).eval()
+    with torch.no_grad():  # a trained network without the gain (its gates open, so that the heads count)
+        for g in base.decoder.gates:
+            g.bias.fill_(0.0)
+    src = save_checkpoint(base, tmp_path / "no_gain.safetensors", {"name": "no-gain"}, dtype=torch.float32)
     net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False).eval()
     net.backbone.load_state_dict(base.backbone.state_dict())
-    init_from(base, src, keep_temperature=True)
     init_from(net, src, keep_temperature=True)
     L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
     with torch.no_grad():

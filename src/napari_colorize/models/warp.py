@@ -58,6 +58,17 @@ def reference_side(tap: torch.Tensor, reference_rgb: torch.Tensor) -> tuple[torc
     return centre_normalise(tap), pool_ab(ab, tap.shape[-2:])
 
 
+def _softmax(sim: torch.Tensor, best: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
+    """``softmax(sim / tau)`` over the last axis (``best``: its maximum). Without gradients, in place
+    and with the logits floored at ``max - 30`` (a weight below e^-30 = 1e-13 of the best match's
+    becomes that: nothing a colour can show): a sharp softmax (tau ~ 0.005) drives exp deep into underflow, where the CPU's
+    exp is twice as slow (measured: 41 ms instead of 19 for 2048 x 4096 logits)."""
+    if sim.requires_grad or (isinstance(tau, torch.Tensor) and tau.requires_grad):
+        return (sim / tau).softmax(-1)
+    z = sim.sub_(best).div_(tau).clamp_min_(-30.0).exp_()
+    return z.div_(z.sum(-1, keepdim=True))
+
+
 def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: float | torch.Tensor = 0.05,
                  block: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp the reference's ab onto the target's lattice.
@@ -86,8 +97,9 @@ def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: 
     outs, confs = [], []
     for s in range(0, qt.shape[1], block):
         sim = torch.bmm(qt[:, s:s + block], kr.transpose(1, 2))  # (B, n, N')
-        confs.append(sim.amax(-1))
-        outs.append(torch.bmm((sim / tau).softmax(-1), v))
+        best = sim.amax(-1, keepdim=True)
+        confs.append(best[..., 0])
+        outs.append(torch.bmm(_softmax(sim, best, tau), v))
     ab = torch.cat(outs, 1).transpose(1, 2).reshape(B, 2, h, w)
     conf = torch.cat(confs, 1).reshape(B, 1, h, w)
     return ab, conf
