@@ -116,6 +116,7 @@ class ExemplarNetwork(NetworkColorizer):
         ab = preds[0]
         if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
             ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        ab = net.refine(L, ab)  # the config's guided filter (off unless configured)
         from ..inference import LazyDict
 
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read

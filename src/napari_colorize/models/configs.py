@@ -74,6 +74,15 @@ class ExemplarConfig:
         ``a_s`` in [-0.5, 0.5] (zero at the start): it can restore the saturation that the warp's
         softmax average mutes without ever changing a hue (issue 10's fringes were hues the heads
         made up).
+    refine : int
+        Window (odd, 3-31 pixels) of a guided filter (He, Sun & Tang 2010; ``exemplar.guided_filter``)
+        that re-aligns the predicted chroma with the grey target's own edges once P1 is upsampled to
+        the working size; 0 (the papers' output) leaves it off. No parameters: the training losses
+        see P1-P4 as before; it is applied where the output is made (``colorize``), see
+        docs/MODELS.md for what it measured.
+    refine_eps : float
+        The filter's regulariser, in squared units of the normalised L (``L/50 - 1``): smaller keeps
+        more of the chroma's own edges.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -91,6 +100,8 @@ class ExemplarConfig:
     prior_reference: str = "colour"
     prior_adapt: bool = False
     prior_gain: bool = False
+    refine: int = 0
+    refine_eps: float = 1e-3
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -137,6 +148,10 @@ class ExemplarConfig:
         check_choice("prior_gain", self.prior_gain, (False, True))
         if self.prior_gain and self.prior != "warp":
             raise ValueError("config: prior_gain needs prior='warp'")
+        check_int("refine", self.refine, 0, 31)
+        if self.refine and (self.refine < 3 or self.refine % 2 == 0):
+            raise ValueError(f"config: refine must be 0 (off) or an odd window of 3-31 pixels, not {self.refine}")
+        check_float("refine_eps", self.refine_eps, 1e-6, 1.0)
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
@@ -161,6 +176,9 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
     # ... with a chroma gain on every head (hue kept)
     "cpu-warp-grey-gain": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
                                          prior_adapt=True, prior_gain=True, train_size=160),
+    # ... whose output's chroma follows the target's edges (a guided filter, no parameters)
+    "cpu-warp-grey-gain-refine": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
+                                                prior_adapt=True, prior_gain=True, train_size=160, refine=5),
     # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
     "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
                             attention_levels=3, modules_per_level=2, span=None, train_size=224),
