@@ -109,8 +109,9 @@ def _register_defaults() -> None:
                               "from its own lightness, temperature 0.03 (no trained weights)",
                               "baseline", factory=_warp_grey))
     ex = [
-        ("exemplar", "cpu-warp-grey-adapt", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) with "
-                                            "our correspondence prior (the warp matched grey to grey, gated per pixel)"),
+        ("exemplar", "cpu-warp-grey-gain-refine", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) "
+                                                  "with our correspondence prior (the warp matched grey to grey, gated per "
+                                                  "pixel, a hue-keeping chroma gain) and a guided filter on its output"),
         ("exemplar-plain", "cpu", "Paper A's CPU network without the prior (the earlier recipe): axial attention, "
                                   "two modules, all losses"),
         ("exemplar-standard", "cpu-standard", "Ablation (earlier recipe): standard (full 2-D) attention"),
