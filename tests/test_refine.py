@@ -60,9 +60,9 @@ def test_refine_settings_are_checked(bad):
         ExemplarConfig.from_dict(bad)
 
 
-def test_colorize_applies_the_filter(tmp_path):
-    """The filter is where the output is made: a model with ``refine`` gives exactly the unrefined
-    model's ab through the filter."""
+def test_the_models_prediction_applies_the_filter(tmp_path):
+    """The filter is where the output is made (``predict``, which ``colorize`` calls for single images
+    and stacks alike): a model with ``refine`` gives exactly the unrefined model's ab through the filter."""
     from napari_colorize.models.base import ExemplarNetwork
 
     torch.manual_seed(0)
@@ -80,6 +80,14 @@ def test_colorize_applies_the_filter(tmp_path):
     assert not torch.allclose(refined, raw, atol=1e-4)
     net.config = cfg
     assert torch.allclose(refined, net.refine(L, raw), atol=1e-6)
+    # a stack (several slices, the reference's features computed once) takes the other branch
+    Ls = torch.rand(3, 1, 64, 96) * 2 - 1
+    stack = plain.predict(Ls, plain.precompute(plain.prepare(R))).ab
+    net.config = ExemplarConfig.from_dict({**cfg.to_dict(), "refine": 0})
+    stack_raw = plain.predict(Ls, plain.precompute(plain.prepare(R))).ab
+    net.config = cfg
+    assert stack.shape == (3, 2, 64, 96) and not torch.allclose(stack, stack_raw, atol=1e-4)
+    assert torch.allclose(stack, net.refine(Ls, stack_raw), atol=1e-6)
 
 
 def _checkpoint(tmp_path, config="cpu-warp-grey-gain"):
@@ -127,6 +135,11 @@ def test_tune_output_refuses_its_input_and_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="temperature"):
         main([str(src), "--temperature-scale", "0", "--out", str(tmp_path / "x.safetensors")])
     assert not (tmp_path / "x.safetensors").exists()
-    plain = _checkpoint(tmp_path / "plain", "cpu")
+    plain = _checkpoint(tmp_path / "plain", "cpu")  # without the prior: the filter, but no temperature
     with pytest.raises(ValueError, match="prior"):
-        main([str(plain), "--out", str(tmp_path / "y.safetensors")])
+        main([str(plain), "--temperature-scale", "0.5", "--out", str(tmp_path / "y.safetensors")])
+    assert main([str(plain), "--refine", "3", "--out", str(tmp_path / "y.safetensors")]) == 0
+    # a tuned checkpoint is not tuned again: its temperature would be scaled twice
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "y.safetensors"), "--refine", "5", "--out", str(tmp_path / "z.safetensors")])
+    assert not (tmp_path / "z.safetensors").exists()

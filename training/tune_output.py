@@ -33,18 +33,19 @@ GRID_TEMPERATURE = (1.0, 0.5, 0.3, 0.2)
 
 
 def tuned(network, refine: int, refine_eps: float, temperature_scale: float):
-    """``network`` (an exemplar network with the warp prior) with the filter configured and the
+    """``network`` (an exemplar network) with the filter configured and, with the warp prior, its
     temperature scaled, in place; the config is validated before anything changes."""
     from napari_colorize.models.configs import ExemplarConfig
 
-    if not network.prior:
-        raise ValueError("the temperature belongs to the warp prior: this network has none")
+    if temperature_scale != 1 and not network.prior:
+        raise ValueError("the temperature belongs to the warp prior: this network has none (scale 1 only)")
     if not 0.01 <= temperature_scale <= 100:
         raise ValueError("temperature_scale must be between 0.01 and 100")
     cfg = ExemplarConfig.from_dict({**network.config.to_dict(), "refine": refine, "refine_eps": refine_eps})
     network.config = cfg
-    with torch.no_grad():
-        network.log_tau += math.log(temperature_scale)
+    if network.prior:
+        with torch.no_grad():
+            network.log_tau += math.log(temperature_scale)
     return network
 
 
@@ -87,7 +88,7 @@ def grid(checkpoint: str, data: str, limit: int, eps: float) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", help="an exemplar network's .safetensors (with the warp prior)")
+    ap.add_argument("checkpoint", help="an exemplar network's .safetensors, as training exported it (not one already tuned)")
     ap.add_argument("--grid", action="store_true", help="measure the grid on training views; write nothing")
     ap.add_argument("--data", default="data/manifest.csv", help="for --grid: manifest.csv (its train split)")
     ap.add_argument("--limit", type=int, default=80, help="for --grid: the first N training views")
@@ -113,9 +114,14 @@ def main(argv=None) -> int:
     sd, meta = load_checkpoint(src)
     if meta.get("architecture") != "exemplar":
         ap.error(f"{src.name} is not an exemplar network")
+    if "tuned" in meta:  # its temperature is already scaled: a second scale would compound unseen
+        ap.error(f"{src.name} was already tuned (from {meta['tuned'].get('from')!r}); tune the checkpoint it came from")
     net = build_network("exemplar", meta["config"], pretrained_backbone=False)
     _load_into(net, sd, meta, str(src))
-    before = float(net.log_tau.detach().exp()) if net.prior else None  # (tuned() refuses a network without)
+    def temperature():
+        return float(net.log_tau.detach().exp()) if net.prior else None
+
+    before = temperature()
     tuned(net, a.refine, a.refine_eps, a.temperature_scale)
     meta = {k: v for k, v in meta.items() if k != "config"}
     if a.name:
@@ -123,10 +129,9 @@ def main(argv=None) -> int:
     if a.lineage:
         meta["training"] = {**meta.get("training", {}), "init_from": a.lineage}
     meta["tuned"] = {"from": src.name, "refine": a.refine, "refine_eps": a.refine_eps,
-                     "temperature": [before, float(net.log_tau.detach().exp())]}
+                     "temperature": [before, temperature()]}
     path = save_checkpoint(net, a.out, meta)
-    print(f"wrote {path}: refine {a.refine} (eps {a.refine_eps}), temperature {before:.5f} -> "
-          f"{float(net.log_tau.detach().exp()):.5f}")
+    print(f"wrote {path}: refine {a.refine} (eps {a.refine_eps}), temperature {before} -> {temperature()}")
     return 0
 
 
