@@ -368,3 +368,21 @@ def test_csv_log_keeps_rows_up_to_the_resumed_step_and_never_loses_another_runs_
     plot_curves(log, ["total", "pixel"], tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert not [w for w in recwarn if "log-scaled" in str(w.message)]
+
+
+def test_evaluate_takes_a_loaded_model_and_given_references():
+    """``training.tune_output --grid`` passes loaded (tuned) models and computes the references once:
+    the same rows as the model's name with the references evaluate finds itself."""
+    import numpy as np
+
+    import napari_colorize as nc
+    from training.evaluate import evaluate, references
+
+    rng = np.random.default_rng(0)
+    images = [(rng.random((64, 64, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    by_name = evaluate(["reinhard"], images, "other", "exemplar", None)[0]
+    model = nc.load_model("reinhard", device="cpu")
+    given = evaluate([model], images, "other", "exemplar", None, references(images, "other"))[0]
+    assert given["model"] == "reinhard"
+    for k in ("his_ref", "his_gt", "ssim", "psnr"):
+        assert given["per_image"][k] == by_name["per_image"][k] and len(given["per_image"][k]) == 3

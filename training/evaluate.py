@@ -161,12 +161,18 @@ def mean_ab_fill(grey: np.ndarray, hint_rgb: np.ndarray) -> np.ndarray:
     return lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
 
 
-def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | None) -> list[dict]:
-    refs = references(images, protocol) if kind == "exemplar" else [None] * len(images)
+def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | None, refs=None) -> list[dict]:
+    """One row per model (a name, a checkpoint file, or a loaded model: ``training.tune_output`` passes
+    tuned ones), with each image's metrics; ``refs``: the protocol's references when already computed."""
+    if refs is None:
+        refs = references(images, protocol) if kind == "exemplar" else [None] * len(images)
     truth_cls = [judge.top1(img) for img in images] if judge else None
     rows = []
     for name in models:
-        model = None if name in ("grey", "mean-ab") else nc.load_model(name, device="cpu")
+        if isinstance(name, str):
+            model = None if name in ("grey", "mean-ab") else nc.load_model(name, device="cpu")
+        else:
+            model, name = name, name.name
         acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "sec")}
         for i, (img, ref) in enumerate(zip(images, refs)):
             grey = grey_of(img)

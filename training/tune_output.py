@@ -22,7 +22,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 if not __package__:
@@ -49,27 +48,11 @@ def tuned(network, refine: int, refine_eps: float, temperature_scale: float):
     return network
 
 
-def _scores(model, images, refs) -> dict:
-    import napari_colorize as nc
-    from napari_colorize import metrics
-
-    from .evaluate import grey_of
-
-    acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr")}
-    for img, ref in zip(images, refs):
-        out = nc.colorize(model, grey_of(img), reference=ref, size=256, return_attention=False).rgb
-        acc["his_ref"].append(metrics.his(out, ref))
-        acc["his_gt"].append(metrics.his(out, img))
-        acc["ssim"].append(metrics.ssim(out, img))
-        acc["psnr"].append(metrics.psnr(out, img))
-    return {k: float(np.mean(v)) for k, v in acc.items()}
-
-
 def grid(checkpoint: str, data: str, limit: int, eps: float) -> None:
     """Print every (window, temperature scale) on the first ``limit`` training views, both protocols."""
     import napari_colorize as nc
 
-    from .evaluate import ViewList, eval_images, references
+    from .evaluate import ViewList, eval_images, evaluate, references
 
     views = eval_images(data, "train")
     images = ViewList(views[:limit])
@@ -81,7 +64,7 @@ def grid(checkpoint: str, data: str, limit: int, eps: float) -> None:
     for k, t in itertools.product(GRID_REFINE, GRID_TEMPERATURE):
         model = nc.load_model(checkpoint, device="cpu")
         tuned(model.network, k, eps, t)
-        s, o = _scores(model, images, refs["self"]), _scores(model, images, refs["other"])
+        s, o = (evaluate([model], images, p, "exemplar", None, refs[p])[0] for p in ("self", "other"))
         print(f"| {k} | {t} | {s['his_gt']:.4f} | {s['ssim']:.4f} | {s['psnr']:.2f} | {o['his_ref']:.4f} | "
               f"{o['ssim']:.4f} | {o['psnr']:.2f} |", flush=True)
 
