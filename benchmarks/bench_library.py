@@ -1,7 +1,8 @@
 """Library benchmarks: prints Markdown tables (copied into docs/BENCHMARKS.md).
 
     python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | attention | stack
+    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | attention | stack | warp
+    python benchmarks/bench_library.py call --with runs/I.safetensors   # more models (or checkpoints) in 'call'
 
 Every measurement that needs its own peak memory runs in a fresh subprocess
 (peak resident set size from ``resource.getrusage``). Threads: 2.
@@ -48,11 +49,11 @@ def forward() -> None:
         print(f"| {name} | {cfg} | {r.get('median_ms', float('nan')):.1f} | {r.get('min_ms', float('nan')):.1f} |")
 
 
-def call() -> None:
+def call(extra: tuple[str, ...] = ()) -> None:
     print("\n### The whole colorize() call against the network forward, one 224 x 224 pair, same process\n")
     print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) |")
     print("|---|---:|---:|---:|")
-    for name in ["exemplar", "histogram"]:
+    for name in ["exemplar", "histogram", *extra]:
         r = _run(f"""
             import napari_colorize as nc
             from napari_colorize._sample_data import sample_pair
@@ -181,16 +182,65 @@ def stack() -> None:
         print(f"| {name} | {r.get('cached', float('nan')):.3f} | {r.get('uncached', float('nan')):.3f} |")
 
 
-SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack}
+def warp() -> None:
+    print("\n### The warp's softmax, one block of 2048 x 3136 logits (224 px, stride 4), median ms\n")
+    print("| temperature | softmax | in place, floored at max - 30 (inference) |")
+    print("|---:|---:|---:|")
+    for tau in (0.024, 0.0048):  # run I's learned temperature; the shipped default's
+        r = _run(f"""
+            from napari_colorize.models.warp import _softmax, centre_normalise
+            g = torch.Generator().manual_seed(0)
+            q, k = (centre_normalise(torch.randn(1, 24, 56, 56, generator=g)) for _ in range(2))
+            sim = torch.bmm(q[:, :2048], k.transpose(1, 2))
+            best = sim.amax(-1, keepdim=True)
+            plain = lambda: (sim / {tau}).softmax(-1)
+            fast = lambda: _softmax(sim.clone(), best, {tau})
+            out = {{}}
+            for name, f in (("plain", plain), ("fast", fast)):
+                f()
+                ts = []
+                for _ in range(20):
+                    t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+                out[name] = 1000 * float(np.median(ts))
+            print(json.dumps(out))
+        """)
+        print(f"| {tau} | {r.get('plain', float('nan')):.1f} | {r.get('fast', float('nan')):.1f} |")
+    print("\n### The exemplar output's guided filter (window 5), one 224 x 224 image, median ms\n")
+    r = _run("""
+        from kornia.filters import guided_blur
+        from napari_colorize.models.exemplar import guided_filter
+        g = torch.Generator().manual_seed(0)
+        L, ab = torch.rand(1, 1, 224, 224, generator=g) * 2 - 1, torch.rand(1, 2, 224, 224, generator=g) - 0.5
+        out = {}
+        with torch.inference_mode():
+            for name, f in (("ours", lambda: guided_filter(L, ab, 5, 1e-3)),
+                            ("kornia", lambda: guided_blur(L, ab, 5, 1e-3))):
+                f()
+                ts = []
+                for _ in range(30):
+                    t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+                out[name] = 1000 * float(np.median(ts))
+        print(json.dumps(out))
+    """)
+    print("| `models/exemplar.py: guided_filter` | kornia `guided_blur` (the same output) |")
+    print("|---:|---:|")
+    print(f"| {r.get('ours', float('nan')):.1f} | {r.get('kornia', float('nan')):.1f} |")
+
+
+SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack,
+            "warp": warp}
 
 if __name__ == "__main__":
     import platform
 
     import torch
 
-    chosen = sys.argv[1:] or list(SECTIONS)
-    print(f"<!-- python benchmarks/bench_library.py {' '.join(sys.argv[1:])} -->")
+    args = sys.argv[1:]
+    extra = tuple(args[args.index("--with") + 1:]) if "--with" in args else ()
+    chosen = args[:args.index("--with")] if "--with" in args else args
+    chosen = chosen or list(SECTIONS)
+    print(f"<!-- python benchmarks/bench_library.py {' '.join(args)} -->")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{THREADS} threads.")
     for c in chosen:
-        SECTIONS[c]()
+        SECTIONS[c](extra) if c == "call" else SECTIONS[c]()
