@@ -28,6 +28,12 @@ def _run(code: str, timeout: int = 1800) -> dict:
         torch.set_num_threads({THREADS})
         def _peak_mb():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        def _median_ms(f, repeats=20):
+            f()  # (warm-up)
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+            return 1000 * float(np.median(ts))
     """)
     r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
                        timeout=timeout)
@@ -195,14 +201,7 @@ def warp() -> None:
             best = sim.amax(-1, keepdim=True)
             plain = lambda: (sim / {tau}).softmax(-1)
             fast = lambda: _softmax(sim.clone(), best, {tau})
-            out = {{}}
-            for name, f in (("plain", plain), ("fast", fast)):
-                f()
-                ts = []
-                for _ in range(20):
-                    t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-                out[name] = 1000 * float(np.median(ts))
-            print(json.dumps(out))
+            print(json.dumps({{"plain": _median_ms(plain), "fast": _median_ms(fast)}}))
         """)
         print(f"| {tau} | {r.get('plain', float('nan')):.1f} | {r.get('fast', float('nan')):.1f} |")
     print("\n### The exemplar output's guided filter (window 5), one 224 x 224 image, median ms\n")
@@ -211,16 +210,9 @@ def warp() -> None:
         from napari_colorize.models.exemplar import guided_filter
         g = torch.Generator().manual_seed(0)
         L, ab = torch.rand(1, 1, 224, 224, generator=g) * 2 - 1, torch.rand(1, 2, 224, 224, generator=g) - 0.5
-        out = {}
         with torch.inference_mode():
-            for name, f in (("ours", lambda: guided_filter(L, ab, 5, 1e-3)),
-                            ("kornia", lambda: guided_blur(L, ab, 5, 1e-3))):
-                f()
-                ts = []
-                for _ in range(30):
-                    t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-                out[name] = 1000 * float(np.median(ts))
-        print(json.dumps(out))
+            print(json.dumps({"ours": _median_ms(lambda: guided_filter(L, ab, 5, 1e-3), 30),
+                              "kornia": _median_ms(lambda: guided_blur(L, ab, 5, 1e-3), 30)}))
     """)
     print("| `models/exemplar.py: guided_filter` | kornia `guided_blur` (the same output) |")
     print("|---:|---:|")
