@@ -142,6 +142,42 @@ def test_a_killed_worker_loses_nothing(tmp_path, stack_and_ref, client, deaths):
     assert zarr.open_group(str(out), mode="r").attrs[volume.RECORD_KEY]["complete"]
 
 
+def test_a_relative_input_on_workers_in_another_folder(tmp_path, stack_and_ref, client, monkeypatch):
+    """The workers run in another working folder (started before the chdir): a relative input path
+    is read by its absolute path there, not as zarr's fill values (an all-black result)."""
+    vol, ref = stack_and_ref
+    _zarr(tmp_path / "in.zarr", vol)
+    _png(tmp_path / "ref.png", ref)
+    monkeypatch.chdir(tmp_path)
+    assert all(cwd != str(tmp_path) for cwd in client.run(os.getcwd).values())
+    rc = cli.main(["colorize", "in.zarr", "-r", "ref.png", "-m", "reinhard", "-o", "out.zarr",
+                   "--scheduler", client.scheduler.address, "-q"])
+    assert rc == 0
+    np.testing.assert_array_equal(_level(tmp_path / "out.zarr"), _expected("reinhard", vol, ref))
+
+
+def test_an_input_a_worker_cannot_reach_raises(tmp_path, stack_and_ref):
+    """The input gone (as on a worker that cannot see it) after the run started: the next chunk
+    raises FileNotFoundError naming the path; no chunk of fill values is written as data."""
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
+    out = tmp_path / "o.zarr"
+
+    def move_the_input(done, total):
+        if done == 1:
+            src.rename(tmp_path / "elsewhere.zarr")
+
+    with pytest.raises(FileNotFoundError, match="in.zarr.*every dask worker must reach the input"):
+        colorize_volume(src, out, "reinhard", reference=ref, temporal=0, scheduler="synchronous",
+                        progress=move_the_input)
+    g = zarr.open_group(str(out), mode="r")
+    assert not g.attrs[volume.RECORD_KEY]["complete"] and int(g[volume.PROGRESS_ARRAY][:].sum()) == 1
+    v = volume.open_volume(tmp_path / "elsewhere.zarr")
+    (tmp_path / "elsewhere.zarr").rename(tmp_path / "gone.zarr")
+    with pytest.raises(FileNotFoundError, match="elsewhere.zarr"):
+        v.data[0].compute()
+
+
 def test_an_interrupted_run_resumes_with_only_the_missing_chunks(tmp_path, stack_and_ref):
     vol, ref = stack_and_ref
     src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))

@@ -111,16 +111,44 @@ def _check_zarr_array(arr, where: str) -> None:
         raise ValueError(f"{where}: shape {tuple(arr.shape)} is not an image")
 
 
+class StoreReader:
+    """A zarr array read through the absolute path of its folder: each read first checks that the
+    array is there, so that a dask worker which cannot see the input (another machine, another
+    working folder) raises instead of reading zarr's fill values as data (an all-black result)."""
+
+    def __init__(self, arr, folder: Path) -> None:
+        self.arr, self.folder = arr, Path(folder).absolute()
+        self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), len(arr.shape)
+
+    def __getitem__(self, key):
+        if not _is_store(self.folder):
+            import socket
+
+            raise FileNotFoundError(f"{self.folder}: the input volume is not there on {socket.gethostname()} "
+                                    f"(working folder {os.getcwd()}); every dask worker must reach the input at "
+                                    "this path (a shared file system)")
+        return self.arr[key]
+
+
+def _read_lazily(arr, folder: Path):
+    """A dask array over the zarr array ``arr`` stored in ``folder``, read through :class:`StoreReader`."""
+    da = importlib.import_module("dask.array")
+    from dask.base import tokenize
+
+    reader = StoreReader(arr, folder)
+    name = "zarr-input-" + tokenize(str(reader.folder), reader.shape, str(reader.dtype), tuple(arr.chunks))
+    return da.from_array(reader, chunks=tuple(arr.chunks), name=name, meta=np.empty((0,) * reader.ndim, reader.dtype))
+
+
 def _open_zarr(path: Path):
     zarr = _need("zarr")
-    da = importlib.import_module("dask.array")
     try:
-        node = zarr.open(str(path), mode="r")
+        node = zarr.open(str(path.absolute()), mode="r")  # (absolute: dask workers may run in other folders)
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         raise ValueError(f"{path}: not a readable zarr store ({e})") from None
     if isinstance(node, zarr.Array):
         _check_zarr_array(node, str(path))
-        return da.from_zarr(node), None, None, None, None
+        return _read_lazily(node, path), None, None, None, None
     _need("ome_zarr")
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
@@ -143,7 +171,7 @@ def _open_zarr(path: Path):
         trans = next((t["translation"] for t in transforms if t.get("type") == "translation"), None)
         names = n.metadata.get("channel_names")  # (from the image's omero metadata, when it has some)
         names = [str(x) for x in names] if isinstance(names, (list, tuple)) else None
-        return da.from_zarr(arr), n.metadata.get("axes"), scale, trans, names
+        return _read_lazily(arr, path / spec.datasets[0]), n.metadata.get("axes"), scale, trans, names
     raise ValueError(f"{path}: a zarr group without OME-Zarr multiscales metadata: give the path of an array "
                      f"in it (for example {path}/0)")
 
@@ -193,7 +221,12 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
             data = read_image(path)
     elif type(source).__module__.split(".")[0] == "zarr":
         _check_zarr_array(source, "the zarr array")
-        data = da.from_zarr(source)
+        root = getattr(source.store, "root", None)  # a local store: read it by its absolute path
+        if root is not None:
+            folder = Path(root).absolute() / source.path
+            data = _read_lazily(_need("zarr").open_array(str(folder), mode="r"), folder)
+        else:
+            data = da.from_zarr(source)
     else:
         data = source
     if not isinstance(data, da.Array):
