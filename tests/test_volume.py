@@ -208,6 +208,42 @@ def test_an_interrupted_run_resumes_with_only_the_missing_chunks(tmp_path, stack
     assert len(seen) == 6
 
 
+def test_a_resumed_run_refuses_an_input_that_changed(tmp_path, stack_and_ref, capsys):
+    """Stopped part-way, then the input changed: resuming would keep the old input's colours in the
+    slices already written; it is refused, saying the input changed (a slice already done and not
+    in the sample: its file's time; a sampled slice of an array: its pixels). --overwrite starts again."""
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
+    out = tmp_path / "o.zarr"
+    kw = dict(reference=ref, temporal=0, scheduler="synchronous")
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        colorize_volume(src, out, "reinhard", progress=stop_after_two, **kw)
+    changed = vol.copy()
+    changed[1] = changed[1][::-1]  # slice 1 (written already), same values: the same intensity range
+    zarr.open_array(str(src), mode="r+")[1] = changed[1]
+    with pytest.raises(ResumeError, match="which changed since the run began \\(its files differ\\).*overwrite=True"):
+        colorize_volume(src, out, "reinhard", **kw)
+    r = str(_png(tmp_path / "ref.png", ref))
+    cmd = ["colorize", str(src), "-r", r, "-m", "reinhard", "-o", str(out), "--temporal", "0", "-q"]
+    assert cli.main(cmd) == 2
+    assert "changed since the run began" in capsys.readouterr().err
+    assert cli.main(cmd + ["--overwrite"]) == 0
+    np.testing.assert_array_equal(_level(out), _expected("reinhard", changed, ref, temporal=0))
+    # an array: its sampled slices' pixels
+    arr_out = tmp_path / "a.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        colorize_volume(vol.copy(), arr_out, "reinhard", progress=stop_after_two, **kw)
+    with pytest.raises(ResumeError, match="its pixels differ"):
+        colorize_volume(np.ascontiguousarray(vol[:, ::-1]), arr_out, "reinhard", **kw)
+    colorize_volume(vol.copy(), arr_out, "reinhard", **kw)  # the same array: resumed
+    np.testing.assert_array_equal(_level(arr_out), _expected("reinhard", vol, ref, temporal=0))
+
+
 def test_ome_zarr_input_axes_units_pyramid_and_uint16(tmp_path, stack_and_ref):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader

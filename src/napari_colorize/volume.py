@@ -22,7 +22,8 @@ How the work is split, and why the result equals :func:`~napari_colorize.coloriz
   never shipped with the tasks.
 * Restartable: the output store holds the run's arguments (a fingerprint) and a flag per task,
   set after its chunks are written. The same call again computes only the missing chunks; other
-  arguments are refused (unless ``overwrite``). When every chunk is written the flags are removed
+  arguments, or an input that changed since (a digest of sampled slices, its files' sizes and
+  times: :func:`input_fingerprint`), are refused (unless ``overwrite``). When every chunk is written the flags are removed
   and the run is marked complete.
 
 Needs the optional dependencies ``pip install 'napari-colorize[distributed]'`` (zarr, ome-zarr,
@@ -44,7 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["colorize_volume", "open_volume", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
+__all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
            "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
 
 EXTRA = "distributed"
@@ -418,6 +419,38 @@ def _sha(a) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
+def _files_digest(path: Path) -> str:
+    """A digest of the names, sizes and modification times of the files of ``path`` (a file, or a
+    zarr store's every file): cheap (no data read), and it changes when any chunk is rewritten."""
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path) if f != path else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def input_fingerprint(vol: Volume, blocks: list) -> dict:
+    """What identifies the input's content in a run record: a digest of a deterministic sample
+    (the first and last slices of the first, middle and last task's slices), and for a file or
+    store the digest of its files' sizes and modification times (:func:`_files_digest`)."""
+    import dask
+
+    picks = sorted({0, len(blocks) // 2, len(blocks) - 1})
+    h = hashlib.sha256()
+    with dask.config.set(scheduler="synchronous"):
+        for b in picks:
+            own = blocks[b]
+            last = own[-1] if own else None
+            ats = [own[:-1] + (slice(k, k + 1),) for k in sorted({last.start, last.stop - 1})] if own else [()]
+            for at in ats:
+                h.update(np.ascontiguousarray(np.asarray(vol.data[at])).tobytes())
+    rec = {"input_content": h.hexdigest()[:16]}
+    if vol.path is not None:
+        rec["input_files"] = _files_digest(vol.path)
+    return rec
+
+
 def _read_record(out: Path) -> dict | None:
     """The run record of an existing output (None when it holds none); never more than JSON."""
     zarr = _need("zarr")
@@ -554,12 +587,18 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             "guide": _sha(np.asarray(guide, dtype=np.float64)), "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
             "intensity": [float(job.tgt.lo), float(job.tgt.hi), job.tgt.scale_mode],
-            "working_shape": list(job.wshape)}
+            "working_shape": list(job.wshape), **input_fingerprint(vol, blocks)}
     fingerprint = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()
     if record is not None and record.get("fingerprint") != fingerprint:
         if not overwrite:
             old = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
             diff = sorted(k for k in set(args) | set(old) if old.get(k, ...) != args.get(k, ...))  # (... : absent)
+            changed = [w for k, w in (("input_content", "its pixels"), ("input_files", "its files")) if k in diff
+                       and k in old]
+            if changed:
+                raise ResumeError(f"{out} holds an unfinished run of {vol.path or 'the array given'}, which changed since "
+                                  f"the run began ({' and '.join(changed)} differ): the slices already written are "
+                                  "of the old input, so it is not resumed; pass overwrite=True to start again")
             what = (f"other arguments (differing: {', '.join(diff)})" if diff else
                     "the same arguments as recorded by an earlier version of napari-colorize")
             raise ResumeError(f"{out} holds an unfinished run with {what}: it is not resumed; run with the same "
