@@ -109,3 +109,66 @@ def test_registry_config_is_the_shipped_config(name):
     _, meta = load_checkpoint(model_info(name).weights_path)
     cls = ExemplarConfig if meta["architecture"] == "exemplar" else HistogramConfig
     assert cls.from_dict(meta["config"]).to_dict() == model_info(name).config  # (absent keys: their defaults)
+
+
+@pytest.fixture
+def overflowing(tmp_path, histogram_random):
+    """A checkpoint of finite weights, every one x 1e30 (float32): the network's colours overflow to NaN."""
+    import copy
+
+    from napari_colorize.models.registry import save_checkpoint
+
+    net = copy.deepcopy(histogram_random.network)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1e30)
+    return save_checkpoint(net, tmp_path / "overflow", {"name": "overflow"}, dtype=torch.float32)
+
+
+def test_overflowing_weights_give_an_error_not_black_colours(tmp_path, overflowing, capsys):
+    """Finite weights whose activations overflow: an error naming the model, in the library and on the
+    command line (exit status 2), and no image file or OME-Zarr left behind (it was a black image, rc 0)."""
+    import numpy as np
+    import zarr
+    from PIL import Image
+
+    from napari_colorize import cli
+    from napari_colorize._sample_data import sample_pair
+
+    grey, ref, _ = sample_pair()
+    grey = grey[:64, :64]
+    with pytest.raises(nc.NonFiniteError, match="overflow.safetensors.*non-finite colours.*corrupt or overflow"):
+        nc.colorize(str(overflowing), grey, reference=ref, size=64)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    Image.fromarray(ref).save(tmp_path / "r.png")
+    for out in (tmp_path / "o.png", tmp_path / "o.tif"):
+        assert cli.main(["colorize", str(tmp_path / "g.png"), "-r", str(tmp_path / "r.png"), "-m", str(overflowing),
+                         "-o", str(out), "--size", "64"]) == 2
+        assert "non-finite colours" in capsys.readouterr().err
+        assert not out.exists() and not list(tmp_path.glob(".o.part*"))
+    z = zarr.create_array(str(tmp_path / "v.zarr"), shape=(2, 64, 64), chunks=(1, 64, 64), dtype="uint8")
+    z[:] = np.stack([grey, grey])
+    assert cli.main(["colorize", str(tmp_path / "v.zarr"), "-r", str(tmp_path / "r.png"), "-m", str(overflowing),
+                     "-o", str(tmp_path / "o.zarr"), "--size", "64", "-q"]) == 2
+    assert "non-finite colours" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_writers_refuse_non_finite_colours(tmp_path):
+    import numpy as np
+
+    from napari_colorize.io import ImageWriteError, write_image
+    from napari_colorize.volume import write_ome_zarr
+
+    rgb = np.full((2, 16, 16, 3), 0.5, np.float32)
+    rgb[1, 3, 4, 0] = np.nan
+    for name in ("x.tif", "x.npy"):
+        with pytest.raises(ImageWriteError, match="NaN or infinite"):
+            write_image(tmp_path / name, rgb)
+        assert not (tmp_path / name).exists()
+    with pytest.raises(ImageWriteError, match="NaN or infinite"):
+        write_image(tmp_path / "x.png", np.where(np.isnan(rgb[1]), np.inf, rgb[1]))
+    with pytest.raises(ImageWriteError, match="NaN or infinite"):
+        write_ome_zarr(tmp_path / "x.zarr", rgb, rgb=True)
+    assert not (tmp_path / "x.zarr").exists()
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 # import torch.
 _LAZY = {
     "histogram_from_rgb": ".color", "histogram_intersection": ".color",
-    "Cancelled": ".inference", "ColorizeResult": ".inference", "ColorizeWarning": ".inference",
+    "Cancelled": ".inference", "NonFiniteError": ".inference", "ColorizeResult": ".inference", "ColorizeWarning": ".inference",
     "colorize": ".inference", "iter_colorize": ".inference", "lazy_colorize": ".inference",
     "CheckpointError": ".models.registry", "list_models": ".models.registry", "load_model": ".models.registry",
     "resolve_device": ".models.registry", "save_checkpoint": ".models.registry",
@@ -26,7 +26,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from .color import histogram_from_rgb, histogram_intersection  # noqa: F401
-    from .inference import (Cancelled, ColorizeResult, ColorizeWarning, colorize,  # noqa: F401
+    from .inference import (Cancelled, ColorizeResult, ColorizeWarning, NonFiniteError, colorize,  # noqa: F401
                             iter_colorize, lazy_colorize)
     from .models.registry import (CheckpointError, list_models, load_model, resolve_device,  # noqa: F401
                                   save_checkpoint)
@@ -61,6 +61,7 @@ __all__ = [
     "ColorizeResult",
     "ColorizeWarning",
     "Cancelled",
+    "NonFiniteError",
     "CheckpointError",
     "resolve_device",
     "save_checkpoint",

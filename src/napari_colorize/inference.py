@@ -41,12 +41,16 @@ from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_
                     rgb_value_scale)
 from .models.base import Colorizer, Prediction
 
-__all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
-           "prepare_histogram", "working_shape", "target_layout", "intensity_range"]
+__all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "NonFiniteError",
+           "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range"]
 
 
 class Cancelled(RuntimeError):
     """Raised when ``should_cancel()`` returned True."""
+
+
+class NonFiniteError(ValueError):
+    """A model's prediction holds NaN or infinite values (its weights may be corrupt or overflow)."""
 
 
 @dataclass
@@ -578,6 +582,9 @@ class _Job:
                 raise
             raise MemoryError(f"{self.model.name!r} ran out of memory at working size {self.wshape[0]}x"
                               f"{self.wshape[1]}: " + _memory_advice(self.model, self.wshape, max(self.wshape))) from e
+        if not bool(torch.isfinite(pred.ab).all()):  # (NaN would be written as black, and the run called a success)
+            raise NonFiniteError(f"model {self.model.source or self.model.name!r} produced non-finite colours (NaN/inf): "
+                                 "its weights may be corrupt or overflow; use another model or checkpoint")
         return pred, L_work, L_full
 
     def slice(self, i: int, return_attention: bool = False) -> tuple[np.ndarray, Prediction, torch.Tensor]:

@@ -226,7 +226,10 @@ def check_output_format(path: str | Path, stack: bool, dtype: str | None = None)
 
 
 def _convert(rgb: np.ndarray, dtype: str) -> np.ndarray:
-    """Float RGB in [0, 1] -> the output dtype (rounded, clipped)."""
+    """Float RGB in [0, 1] -> the output dtype (rounded, clipped); NaN/inf refused (never written as black)."""
+    if np.asarray(rgb).dtype.kind == "f" and not np.isfinite(rgb).all():
+        raise ImageWriteError("the colours to write hold NaN or infinite values (the model's output is not a "
+                              "valid image): nothing of it is written")
     if dtype == "float32":
         return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
     top = 255.0 if dtype == "uint8" else 65535.0

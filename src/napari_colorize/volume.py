@@ -545,7 +545,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     """
     import dask
 
-    from .inference import _Job, _resolve_model, resolve_temporal
+    from .inference import NonFiniteError, _Job, _resolve_model, resolve_temporal
+    from .io import ImageWriteError
 
     if dtype not in OUT_DTYPES:
         raise ValueError(f"dtype must be 'uint8' or 'uint16' for OME-Zarr output, not {dtype!r}")
@@ -610,6 +611,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                                                                                     set_as_default=False)
     try:
         _check_memory(vol, temporal, dtype, pyramid, client)  # (the cluster's workers this time)
+        created = record is None
         if record is None:
             if out.exists():  # overwrite: a zarr store (checked), never an input
                 shutil.rmtree(out)
@@ -621,7 +623,12 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                        state=_to_device(job.state, "cpu"), wshape=job.wshape,
                        intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=temporal, dtype=dtype,
                        levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
-        _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
+        try:
+            _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
+        except (NonFiniteError, ImageWriteError):  # no colours to keep: a new output is not left behind
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     finally:
         if own_client is not None:
             own_client.close()
@@ -814,7 +821,11 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
         axes = axes[:c] + [{"name": "c", "type": "channel"}] + axes[c:]
         sc, tr, chunks = sc[:c] + [1.0] + sc[c:], tr[:c] + [0.0] + tr[c:], chunks[:c] + (3,) + chunks[c:]
     group = _create_store(path, [tuple(d.shape)], chunks, str(d.dtype), axes, [sc], [tr])
-    d.rechunk(tuple(min(c, s) for c, s in zip(chunks, d.shape))).store(group["0"], lock=False)
+    try:
+        d.rechunk(tuple(min(c, s) for c, s in zip(chunks, d.shape))).store(group["0"], lock=False)
+    except BaseException:  # (NaN colours refused, interrupted...): no partial image left under the name
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     return path
 
 
