@@ -320,6 +320,41 @@ def test_a_multichannel_image_is_colourised_from_the_channel_chosen(tmp_path, st
     assert "only for volumes" in capsys.readouterr().err
 
 
+def _space(names):
+    return [{"name": n, "type": "space"} for n in names]
+
+
+@pytest.mark.parametrize("axes", [
+    _space("yzx"),  # y declared first: it would have been taken as the stack axis
+    _space("zxy"),  # x before y: each slice transposed
+    _space("xzy"),
+    [{"name": "z", "type": "space"}, {"name": "t", "type": "time"}] + _space("yx"),  # t after z
+    [{"name": "z", "type": "space"}, {"name": "c", "type": "channel"}] + _space("yx"),  # c after z
+    _space("tyx"),  # a type contradicting the name (t as a space axis)
+    _space("qyx"),  # an axis of no known role
+    _space("zzx"),
+], ids=lambda axes: "".join(a["name"] + a["type"][0] for a in axes))
+def test_axes_in_an_order_not_accepted_are_refused(tmp_path, stack_and_ref, axes, capsys):
+    """OME-Zarr whose axes are not y and x last after at most t, c, z (in NGFF order): an error (as
+    docs/INPUTS.md promises), never a volume colourised along the wrong axis."""
+    from ome_zarr.writer import write_image
+
+    vol, ref = stack_and_ref
+    src = tmp_path / "odd.ome.zarr"
+    data = vol[:4, :, :] if len(axes) == 3 else np.stack([vol[:3], vol[3:]])
+    g = zarr.open_group(str(src), mode="w")
+    write_image(data, g, axes="zyx" if len(axes) == 3 else "tzyx", scale_factors=[])
+    ome = dict(g.attrs["ome"])
+    ome["multiscales"] = [{**ome["multiscales"][0], "axes": axes}]
+    g.attrs["ome"] = ome
+    with pytest.raises(ValueError, match="y and x last.*t, c, z, y, x"):
+        volume.open_volume(src, channel=0 if any(a["type"] == "channel" for a in axes) else None)
+    r = str(_png(tmp_path / "ref.png", ref))
+    assert cli.main(["colorize", str(src), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "o.zarr")]) == 2
+    assert "y and x last" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_outputs_over_inputs_are_refused(tmp_path, stack_and_ref, capsys):
     vol, ref = stack_and_ref
     src = _zarr(tmp_path / "in.zarr", vol)

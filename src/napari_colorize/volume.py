@@ -45,7 +45,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
+__all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
+           "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
            "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
 
 EXTRA = "distributed"
@@ -177,6 +178,29 @@ def _open_zarr(path: Path):
                      f"in it (for example {path}/0)")
 
 
+NGFF_ORDER = ("t", "c", "z", "y", "x")  # the axes a volume may have, in the order it must have them
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def check_axis_order(where: str, axes: list) -> None:
+    """Refuse axes that are not y and x last with at most t, c and z before them, in NGFF's order
+    (t, c, z, y, x): any other order would be colourised along the wrong axis. An axis is known by
+    its type (time, channel) or its name (z, y, x); a type that contradicts its name is refused too."""
+    roles, typed = [], True
+    for a in axes:
+        kind, name = a.get("type"), str(a.get("name", "")).lower()
+        role = "t" if kind == "time" else "c" if kind == "channel" else name
+        typed = typed and (kind in (None, "") or _AXIS_TYPES.get(role) == kind)
+        roles.append(role)
+    ordered = all(r in NGFF_ORDER for r in roles) and len(set(roles)) == len(roles) and \
+        roles == sorted(roles, key=NGFF_ORDER.index)
+    if not (typed and ordered and roles[-2:] == ["y", "x"]):
+        listed = ", ".join(f"{a.get('name')} ({a.get('type') or 'no type'})" for a in axes)
+        raise ValueError(f"{where}: axes {listed}: a volume has y and x last, and before them at most t, c and z "
+                         "in that order (NGFF: t, c, z, y, x); anything else would be colourised along the wrong "
+                         "axis: store it with its axes in that order")
+
+
 def _pick_channel(where: str, axis: dict, n: int, names: list | None, channel) -> int:
     """The index of ``channel`` (an index, or a name from the image's metadata) on a channel axis of
     ``n`` entries; a clear refusal when there is a choice to make and none was made, or a wrong one."""
@@ -255,6 +279,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         axes = [dict(a) for a in axes]
         if len(axes) != data.ndim:
             raise ValueError(f"{where}: {len(axes)} axes in its metadata for an array of {data.ndim} dimensions")
+        check_axis_order(where, axes)
         if len(c_axes) > 1:
             raise ValueError(f"{where}: {len(c_axes)} channel axes; a volume has at most one")
         for k in c_axes:
