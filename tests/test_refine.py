@@ -143,3 +143,56 @@ def test_tune_output_refuses_its_input_and_bad_settings(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "y.safetensors"), "--refine", "5", "--out", str(tmp_path / "z.safetensors")])
     assert not (tmp_path / "z.safetensors").exists()
+
+
+def test_tune_output_never_replaces_a_file_without_overwrite(tmp_path, capsys):
+    """--out NAME.safetensors also writes NAME.json: a user's NAME.json is not written over, nor an
+    existing checkpoint at --out, unless --overwrite (checked before any work)."""
+    from training.tune_output import main
+
+    from napari_colorize.models.registry import load_checkpoint
+
+    src = _checkpoint(tmp_path)
+    notes = tmp_path / "mine.json"
+    notes.write_text('{"my": "notes"}')
+    with pytest.raises(SystemExit):
+        main([str(src), "--refine", "3", "--out", str(tmp_path / "mine.safetensors")])
+    err = capsys.readouterr().err
+    assert "mine.json exists" in err and "unless you pass --overwrite" in err
+    assert notes.read_text() == '{"my": "notes"}' and not (tmp_path / "mine.safetensors").exists()
+    out = tmp_path / "tuned.safetensors"
+    assert main([str(src), "--refine", "3", "--out", str(out)]) == 0
+    before = out.read_bytes()
+    with pytest.raises(SystemExit):
+        main([str(src), "--refine", "5", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "tuned.safetensors and" in err and "tuned.json" in err and "unless you pass --overwrite" in err
+    assert out.read_bytes() == before
+    assert main([str(src), "--refine", "5", "--out", str(out), "--overwrite"]) == 0
+    assert load_checkpoint(out)[1]["config"]["refine"] == 5
+
+
+def test_save_checkpoint_refuses_existing_files_when_asked(tmp_path):
+    from napari_colorize.models.registry import save_checkpoint
+
+    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False)
+    (tmp_path / "a.json").write_text("user's")
+    with pytest.raises(FileExistsError, match="a.json exists.*overwrite=True"):
+        save_checkpoint(net, tmp_path / "a", {"name": "a"}, overwrite=False)
+    assert (tmp_path / "a.json").read_text() == "user's" and not (tmp_path / "a.safetensors").exists()
+
+
+def test_training_export_over_an_existing_file_is_refused_before_training(tmp_path):
+    """train_exemplar / train_histogram --export: refused when the checkpoint or its .json exists
+    (at argument parsing, before any data is read or step taken), unless --overwrite."""
+    from training import train_exemplar, train_histogram
+
+    (tmp_path / "e.json").write_text("user's")
+    for script in (train_exemplar, train_histogram):
+        with pytest.raises(SystemExit, match="--export: .*e.json exists.*--overwrite"):
+            script.parse(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "run"),
+                          "--export", str(tmp_path / "e.safetensors")])
+        args = script.parse(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "run"),
+                             "--export", str(tmp_path / "e.safetensors"), "--overwrite"])
+        assert args.overwrite
+    assert (tmp_path / "e.json").read_text() == "user's" and not (tmp_path / "run").exists()

@@ -278,7 +278,7 @@ def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
     subprocess.run(cmd + ["--stop-after", "1", "--export-partial"], check=True, env=env, timeout=600)
     partial = nc.load_model(export, device="cpu")  # ...unless asked to, recording the step it reached
     assert partial.config["training"]["steps"] == 4 and partial.config["training"]["schedule_steps"] == 6
-    subprocess.run(cmd, check=True, env=env, timeout=600)
+    subprocess.run(cmd + ["--overwrite"], check=True, env=env, timeout=600)  # (replaces the partial export)
     m = nc.load_model(export, device="cpu")
     assert m.kind == "histogram" and m.name == "tiny-hist"
     assert m.config["training"]["steps"] == 6

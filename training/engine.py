@@ -272,7 +272,7 @@ def finish_run(model, args, rank: int, world: int, architecture: str, training: 
                 "training": {**training, "steps": end, "schedule_steps": args.steps, "batch": args.batch,
                              "size": args.size, "lr": args.lr,
                              "seed": args.seed, "world_size": world, "data": str(args.data)}}
-        save_checkpoint(model, args.export, meta)
+        save_checkpoint(model, args.export, meta, overwrite=args.overwrite)
         print(f"exported {args.export}")
     if args.save_ranks:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -338,6 +338,8 @@ def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:
     ap.add_argument("--name", default=None, help="model name recorded in the export")
     ap.add_argument("--export-partial", action="store_true",
                     help="also export when --stop-after ends the run before --steps (records the step reached)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --export file and its .json (refused otherwise, before training)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--save-ranks", action="store_true", help="(tests) every rank saves its final weights")
     ap.add_argument("--init-from", type=Path, default=None,
@@ -351,8 +353,22 @@ def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:
 
 
 def apply_config(args, configs: dict):
-    """Fill arguments left None from the chosen config, and copy its other keys (arch, cosine, ...) onto args."""
+    """Fill arguments left None from the chosen config, and copy its other keys (arch, cosine, ...) onto args;
+    then check the export's files (:func:`check_export`), before any training."""
     for k, v in configs[args.config].items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
+    check_export(args)
     return args
+
+
+def check_export(args) -> None:
+    """Refuse (SystemExit) an ``--export`` whose checkpoint or ``.json`` exists, unless ``--overwrite``:
+    said at the start, not after the training."""
+    from napari_colorize.models.registry import refuse_existing_checkpoint
+
+    if args.export is not None and not args.overwrite:
+        try:
+            refuse_existing_checkpoint(args.export, "--overwrite")
+        except FileExistsError as e:
+            raise SystemExit(f"--export: {e}") from None

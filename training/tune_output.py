@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--refine-eps", type=float, default=1e-3)
     ap.add_argument("--temperature-scale", type=float, default=1.0, help="multiplies the learned temperature")
     ap.add_argument("--out", type=Path, help="the new checkpoint (.safetensors); never the input")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out checkpoint and its .json (refused otherwise)")
     ap.add_argument("--name", help="the model's name in the new checkpoint (default: the input's)")
     ap.add_argument("--lineage", help="replaces the metadata's training.init_from: the whole chain of runs")
     ap.add_argument("--threads", type=int, default=2)
@@ -89,11 +91,17 @@ def main(argv=None) -> int:
         return 0
     if a.out is None:
         ap.error("--out is required (or --grid)")
-    from napari_colorize.models.registry import _load_into, build_network, load_checkpoint, save_checkpoint
+    from napari_colorize.models.registry import (_load_into, build_network, load_checkpoint,
+                                                 refuse_existing_checkpoint, save_checkpoint)
 
     src = Path(a.checkpoint).resolve()
     if a.out.with_suffix(".safetensors").resolve() == src:
         ap.error("--out must not be the input checkpoint")
+    if not a.overwrite:
+        try:  # (before any work: the checkpoint, and its .json, which may be a user's file of that name)
+            refuse_existing_checkpoint(a.out, "--overwrite")
+        except FileExistsError as e:
+            ap.error(str(e))
     sd, meta = load_checkpoint(src)
     if meta.get("architecture") != "exemplar":
         ap.error(f"{src.name} is not an exemplar network")
@@ -113,7 +121,7 @@ def main(argv=None) -> int:
         meta["training"] = {**meta.get("training", {}), "init_from": a.lineage}
     meta["tuned"] = {"from": src.name, "refine": a.refine, "refine_eps": a.refine_eps,
                      "temperature": [before, temperature()]}
-    path = save_checkpoint(net, a.out, meta)
+    path = save_checkpoint(net, a.out, meta, overwrite=a.overwrite)
     print(f"wrote {path}: refine {a.refine} (eps {a.refine_eps}), temperature {before} -> {temperature()}")
     return 0
 

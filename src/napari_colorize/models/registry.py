@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # torch and the networks are imported when a model is loaded,
     from .base import Colorizer
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
-           "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
+           "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
 
 
 class CheckpointError(ValueError):
@@ -206,18 +206,38 @@ def build_network(architecture: str, config: dict, pretrained_backbone: bool = T
     raise CheckpointError(f"unknown architecture {architecture!r} (expected 'exemplar' or 'histogram')")
 
 
-def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtype=None) -> Path:
+def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
+    """The two files :func:`save_checkpoint` writes for ``path``: the ``.safetensors`` and its ``.json``."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    return path, path.with_suffix(".json")
+
+
+def refuse_existing_checkpoint(path: str | Path, flag: str = "overwrite=True") -> None:
+    """Raise FileExistsError when a checkpoint at ``path`` would replace a file: the checkpoint, or a
+    ``.json`` of the same name (perhaps a user's own file, not this checkpoint's metadata)."""
+    existing = [str(p) for p in checkpoint_files(path) if p.exists()]
+    if existing:
+        weights, sidecar = checkpoint_files(path)
+        raise FileExistsError(f"{' and '.join(existing)} {'exist' if len(existing) > 1 else 'exists'}: a checkpoint "
+                              f"{weights.name} is written with its metadata as {sidecar.name}, and neither is "
+                              f"replaced unless you pass {flag}; choose another name")
+
+
+def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtype=None, overwrite: bool = True) -> Path:
     """Write the trainable weights (``dtype``, default float16) and ``meta`` (JSON) to ``path``
-    (.safetensors) and ``.json``."""
+    (.safetensors) and ``.json``. ``overwrite=False``: refuse when either file exists
+    (:func:`refuse_existing_checkpoint`)."""
     import torch
     from safetensors.torch import save_file
 
     from .exemplar import ExemplarColorizer
 
     dtype = torch.float16 if dtype is None else dtype
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    if not overwrite:
+        refuse_existing_checkpoint(path)
+    path = checkpoint_files(path)[0]
     meta = dict(meta)
     meta.setdefault("architecture", "exemplar" if isinstance(network, ExemplarColorizer) else "histogram")
     meta.setdefault("config", network.config.to_dict())
