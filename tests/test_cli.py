@@ -74,6 +74,24 @@ def test_demo_writes_the_result(tmp_path):
     assert np.asarray(Image.open(out)).shape == (500, 741, 3)
 
 
+def test_demo_never_replaces_a_file_without_overwrite(tmp_path, capsys):
+    """demo -o FILE (and --screenshot FILE): an existing file is refused before any work, as colorize
+    refuses; --overwrite replaces it."""
+    mine = tmp_path / "mine.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(mine)
+    before = mine.read_bytes()
+    assert main(["demo", "--no-viewer", "-o", str(mine), "-m", "reinhard"]) == 2
+    err = capsys.readouterr().err
+    assert f"{mine} exists: it is not replaced unless you use --overwrite" in err and "nothing was written" in err
+    assert mine.read_bytes() == before
+    shot = tmp_path / "new.png"
+    assert main(["demo", "-o", str(shot), "--screenshot", str(mine), "-m", "reinhard"]) == 2
+    assert "mine.png exists" in capsys.readouterr().err
+    assert mine.read_bytes() == before and not shot.exists()
+    assert main(["demo", "--no-viewer", "-o", str(mine), "-m", "reinhard", "--overwrite"]) == 0
+    assert np.asarray(Image.open(mine)).shape == (500, 741, 3)
+
+
 def test_demo_renders_the_viewer(tmp_path):
     """The main job in napari, rendered (the tests run under a virtual X server)."""
     out, shot = tmp_path / "demo.png", tmp_path / "viewer.png"

@@ -417,20 +417,28 @@ def _cmd_demo(args) -> int:
     import subprocess
 
     name = args.model or best_default_model()
-    if not args.no_viewer and _napari_available():
-        if _has_display() or (args.screenshot and not shutil.which("xvfb-run")):
+    viewer = not args.no_viewer and _napari_available()
+    here = viewer and (_has_display() or (args.screenshot and not shutil.which("xvfb-run")))
+    xvfb = viewer and not here and shutil.which("xvfb-run")
+    shot = args.screenshot or (Path(args.output).with_name(Path(args.output).stem + "-viewer.png") if xvfb else None)
+    writes = ([args.output] if not here or args.screenshot else []) + ([shot] if shot else [])
+    existing = [f"{w} exists: it is not replaced unless you pass --overwrite" for w in writes
+                if Path(w).exists() and not args.overwrite]  # (as colorize: checked before any work)
+    if existing:
+        raise _Refused(existing)
+    if viewer:
+        if here:
             from ._widgets._demo import open_demo
 
             open_demo(name, screenshot=args.screenshot, result=args.output if args.screenshot else None)
             if args.screenshot:
                 print(f"wrote {Path(args.output).resolve()}")
             return 0
-        if shutil.which("xvfb-run"):
+        if xvfb:
             print("no display: rendering the viewer under a virtual X server (xvfb-run)")
             cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-m", "napari_colorize.cli",
-                   "demo", "--model", name, "--output", str(args.output), "--screenshot",
-                   str(args.screenshot or Path(args.output).with_name(Path(args.output).stem + "-viewer.png"))]
-            return subprocess.call(cmd)
+                   "demo", "--model", name, "--output", str(args.output), "--screenshot", str(shot)]
+            return subprocess.call(cmd + (["--overwrite"] if args.overwrite else []))
         print("no display and no xvfb-run: writing the result without the viewer")
     return _demo_png(name, args)
 
@@ -525,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.add_argument("--no-viewer", action="store_true", help="do not open napari; just write the result")
     d.add_argument("--screenshot", default=None, help="render the viewer to this PNG and exit")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing --output or --screenshot file")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="time the network forward pass")
