@@ -159,6 +159,34 @@ def test_non_numeric_and_bad_size(grey, ref):
         nc.colorize(42, grey, reference=ref)
 
 
+@pytest.mark.parametrize("match", ["strong", True, float("nan"), 1.5, -0.1, [0.5]])
+def test_a_bad_match_names_the_argument(grey, ref, match):
+    """match='strong' failed with "could not convert string to float", without naming match; True
+    was taken as 1."""
+    with pytest.raises(ValueError, match=r"^match must be a number from 0 .* to 1 .*not "):
+        nc.colorize("reinhard", grey, reference=ref, match=match)
+
+
+def test_match_in_range_still_works(grey, ref):
+    plain = nc.colorize("reinhard", grey, reference=ref, match=0).rgb
+    assert np.array_equal(nc.colorize("reinhard", grey, reference=ref, match=None).rgb, plain)
+    assert not np.array_equal(nc.colorize("reinhard", grey, reference=ref, match=np.float32(0.5)).rgb, plain)
+
+
+@pytest.mark.parametrize("size", [True, False, np.bool_(True), 1.5, "64"])
+def test_size_true_is_not_one_pixel(grey, ref, size):
+    with pytest.raises(ValueError, match="size must be a positive number of pixels"):
+        nc.colorize("reinhard", grey, reference=ref, size=size)
+
+
+@pytest.mark.parametrize("device", [0, 1, "", "  ", 0.0])
+def test_device_0_or_empty_is_not_auto(device):
+    """device=0 and device='' were taken as 'auto' (which may pick a GPU); they are refused."""
+    with pytest.raises(ValueError, match="device must be a name: 'auto', 'cpu'"):
+        nc.load_model("reinhard", device=device)
+    assert nc.load_model("reinhard", device=" CPU ").device.type == "cpu"
+
+
 # ------------------------------------------------------------- layouts and ranges read right
 def _corr(a, b):
     return np.corrcoef(a.mean(-1).ravel(), b.mean(-1).ravel())[0, 1]

@@ -540,7 +540,7 @@ class _Job:
                              (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
         if histogram is not None and model.kind == "exemplar" and reference is None:
             raise ValueError(f"{model.name!r} is an exemplar model: it needs reference=..., not a histogram")
-        if size is not None and (not isinstance(size, (int, np.integer)) or size < 1):
+        if size is not None and (isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1):
             raise ValueError(f"size must be a positive number of pixels, got {size!r}")
         self.wshape = working_shape(self.tgt.spatial, int(size or model.default_size), model.multiple,
                                     model.min_size)
@@ -812,9 +812,9 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     """
     sink: list[str] = []
     model = _resolve_model(model)
-    if match:
-        from .transfer import MatchedColorizer
+    from .transfer import MatchedColorizer, match_strength
 
+    if match is not None and match_strength(match):
         model = MatchedColorizer(model, match)
     out = None
     last = None

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .color import BIN_WIDTH, NBINS, bin_centres, normalize_lab, rgb_to_lab
 from .models.base import Colorizer, Prediction
 
-__all__ = ["sliced_transfer", "samples_from_histogram", "MatchedColorizer"]
+__all__ = ["sliced_transfer", "samples_from_histogram", "MatchedColorizer", "match_strength"]
 
 
 def samples_from_histogram(hist: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -65,14 +66,24 @@ def sliced_transfer(ab: torch.Tensor, target: torch.Tensor, strength: float = 1.
     return out.clamp(-1, 1).to(ab.dtype).reshape(shape)
 
 
+def match_strength(match) -> float:
+    """``match`` (the pull towards the guide's colours) as a float in [0, 1]; anything else (a word,
+    a bool, NaN, out of range) is refused with an error naming ``match``."""
+    import numbers
+
+    if isinstance(match, (bool, np.bool_)) or not isinstance(match, numbers.Real) or not 0.0 <= float(match) <= 1.0:
+        raise ValueError(f"match must be a number from 0 (off) to 1 (the output's colours fully pulled towards the "
+                         f"guide's), not {match!r}")
+    return float(match)
+
+
 class MatchedColorizer(Colorizer):
     """A model whose predicted ab is pulled towards the guide's ab distribution (``strength``)."""
 
     def __init__(self, base: Colorizer, strength: float) -> None:
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"match strength must be between 0 and 1, got {strength}")
+        strength = match_strength(strength)
         super().__init__(base.name, base.config, base.device)
-        self.base, self.strength = base, float(strength)
+        self.base, self.strength = base, strength
         self.kind, self.multiple = base.kind, base.multiple
         self.default_size, self.min_size = base.default_size, base.min_size
 

@@ -170,7 +170,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     if isinstance(device, torch.device):
         device = str(device)
-    device = (device or "auto").lower()
+    if device is None:
+        device = "auto"
+    if not isinstance(device, str) or not device.strip():  # (0 or '' were taken as 'auto')
+        raise ValueError(f"device must be a name: 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', not {device!r}")
+    device = device.strip().lower()
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
