@@ -204,6 +204,19 @@ def test_one_bad_file_does_not_stop_the_others(files, capsys):
     assert "Traceback" not in err
 
 
+def test_a_target_failing_while_colourised_is_counted_once(files, capsys):
+    """A target that passes the checks before the work (an all-NaN .npy) and fails while being
+    colourised: the summary counts it once ("wrote 2 of 3", it said "of 4")."""
+    d, t1, t2, r = files
+    nan = d / "nan.npy"
+    np.save(nan, np.full((16, 16), np.nan, np.float32))
+    out = d / "results"
+    assert _run(t1, nan, t2, "-r", r, "-m", "welsh", "-o", out, "-q") == 1
+    err = capsys.readouterr().err
+    assert "wrote 2 of 3 to" in err and "failed: nan.npy (" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["a_colour.png", "b_colour.png"]
+
+
 def test_stacks_need_a_stack_format_and_are_written_slice_by_slice(files, capsys, monkeypatch):
     import tifffile
 

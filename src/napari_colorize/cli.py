@@ -328,7 +328,8 @@ def _cmd_colorize(args) -> int:
 
     from .io import StackWriter, read_image
 
-    many = len(jobs) + len(failed) > 1
+    total = len(jobs) + len(failed)  # (counted now: a job that fails below joins `failed`)
+    many = total > 1
     bar = tqdm(total=len(jobs), desc="colourising", unit="image", disable=args.quiet or not many)
     written = []
     for t, dest, _ in jobs:
@@ -358,7 +359,7 @@ def _cmd_colorize(args) -> int:
             bar.close()
             failed[t] = "interrupted"
             print(file=sys.stderr)
-            _summary(written, failed, args, len(jobs) + len(failed))
+            _summary(written, failed, args, total)
             return 130
         except Exception as e:  # one file's failure does not stop the others
             if writer is not None:
@@ -377,7 +378,7 @@ def _cmd_colorize(args) -> int:
             print(f"wrote {dest} ({model.name}, working size {info['working_shape'][0]}x{info['working_shape'][1]})")
         bar.update(1)
     bar.close()
-    return _summary(written, failed, args, len(jobs) + len(failed))
+    return _summary(written, failed, args, total)
 
 
 def _summary(written: list, failed: dict, args, total: int) -> int:
