@@ -178,18 +178,22 @@ def test_an_input_a_worker_cannot_reach_raises(tmp_path, stack_and_ref):
         v.data[0].compute()
 
 
-def test_an_interrupted_run_resumes_with_only_the_missing_chunks(tmp_path, stack_and_ref):
-    vol, ref = stack_and_ref
-    src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
-    out = tmp_path / "o.zarr"
-    kw = dict(reference=ref, temporal=1, scheduler="synchronous")
-
+def _stopped_run(source, out, **kw):
+    """A run stopped (as by Ctrl-C, from its progress callback) after its first two chunks."""
     def stop_after_two(done, total):
         if done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        colorize_volume(src, out, "reinhard", progress=stop_after_two, **kw)
+        colorize_volume(source, out, "reinhard", progress=stop_after_two, **kw)
+
+
+def test_an_interrupted_run_resumes_with_only_the_missing_chunks(tmp_path, stack_and_ref):
+    vol, ref = stack_and_ref
+    src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
+    out = tmp_path / "o.zarr"
+    kw = dict(reference=ref, temporal=1, scheduler="synchronous")
+    _stopped_run(src, out, **kw)
     g = zarr.open_group(str(out), mode="r")
     assert not g.attrs[volume.RECORD_KEY]["complete"]
     assert int(g[volume.PROGRESS_ARRAY][:].sum()) == 2
@@ -216,13 +220,7 @@ def test_a_resumed_run_refuses_an_input_that_changed(tmp_path, stack_and_ref, ca
     src = _zarr(tmp_path / "in.zarr", vol, chunks=(1, 64, 64))
     out = tmp_path / "o.zarr"
     kw = dict(reference=ref, temporal=0, scheduler="synchronous")
-
-    def stop_after_two(done, total):
-        if done == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        colorize_volume(src, out, "reinhard", progress=stop_after_two, **kw)
+    _stopped_run(src, out, **kw)
     changed = vol.copy()
     changed[1] = changed[1][::-1]  # slice 1 (written already), same values: the same intensity range
     zarr.open_array(str(src), mode="r+")[1] = changed[1]
@@ -236,8 +234,7 @@ def test_a_resumed_run_refuses_an_input_that_changed(tmp_path, stack_and_ref, ca
     np.testing.assert_array_equal(_level(out), _expected("reinhard", changed, ref, temporal=0))
     # an array: its sampled slices' pixels
     arr_out = tmp_path / "a.zarr"
-    with pytest.raises(KeyboardInterrupt):
-        colorize_volume(vol.copy(), arr_out, "reinhard", progress=stop_after_two, **kw)
+    _stopped_run(vol.copy(), arr_out, **kw)
     with pytest.raises(ResumeError, match="its pixels differ"):
         colorize_volume(np.ascontiguousarray(vol[:, ::-1]), arr_out, "reinhard", **kw)
     colorize_volume(vol.copy(), arr_out, "reinhard", **kw)  # the same array: resumed
