@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from collections.abc import Mapping, Sequence
 from typing import Callable, Iterator
 
 import numpy as np
@@ -40,6 +39,9 @@ import torch.nn.functional as F
 from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab,
                     rgb_value_scale)
 from .models.base import Colorizer, Prediction
+from .models.lazy import LazyList
+from .models.registry import load_model
+from .transfer import MatchedColorizer
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "prepare_reference",
            "prepare_histogram", "working_shape", "target_layout", "intensity_range"]
@@ -79,49 +81,6 @@ class ColorizeResult:
 
 
 # ---------------------------------------------------------------------- helpers
-class _Lazy:
-    """A value computed on first use, once."""
-
-    def __init__(self, compute: Callable) -> None:
-        self._compute, self._value = compute, None
-
-    def _get(self):
-        if self._value is None:
-            self._value, self._compute = self._kind(self._compute()), None
-        return self._value
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get()) if self._value is not None else f"{type(self).__name__}(<not computed yet>)"
-
-
-class LazyList(_Lazy, Sequence):
-    """A list computed on first use (``res.scales``: P1-P4 as RGB cost more than the network's
-    own output, so they are converted only when someone looks at them)."""
-
-    _kind = list
-
-    def __getitem__(self, i):
-        return self._get()[i]
-
-    def __eq__(self, other) -> bool:
-        return list(self._get()) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented
-
-
-class LazyDict(_Lazy, Mapping):
-    """A dict computed on first use (``res.attention``: maps converted for display on demand)."""
-
-    _kind = dict
-
-    def __getitem__(self, k):
-        return self._get()[k]
-
-    def __iter__(self):
-        return iter(self._get())
-
-
 def _warn(msg: str, sink: list) -> None:
     sink.append(msg)
     warnings.warn(msg, ColorizeWarning, stacklevel=3)
@@ -472,8 +431,6 @@ def _resolve_model(model) -> Colorizer:
     if isinstance(model, Colorizer):
         return model
     if isinstance(model, str):
-        from .models.registry import load_model
-
         return load_model(model)
     raise TypeError(f"model must be a name or a loaded model (napari_colorize.load_model), not {type(model).__name__}")
 
@@ -806,8 +763,6 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     sink: list[str] = []
     model = _resolve_model(model)
     if match:
-        from .transfer import MatchedColorizer
-
         model = MatchedColorizer(model, match)
     out = None
     last = None

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 
 from .configs import EXEMPLAR_CONFIGS, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
 
-if TYPE_CHECKING:  # torch and the networks are imported when a model is loaded, not to list them
+# torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
+# command line's help stay fast): every import inside a function below is there for that reason.
+if TYPE_CHECKING:
     import torch
 
     from .base import Colorizer
@@ -72,27 +74,27 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def _welsh(device):
-    from .base import BaselineColorizer
-    from .baselines import welsh_ab
+    from .base import BaselineColorizer  # (delays torch)
+    from .baselines import welsh_ab  # (delays torch)
 
     return BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")
 
 
 def _reinhard(device):
-    from .base import BaselineColorizer
-    from .baselines import reinhard_ab
+    from .base import BaselineColorizer  # (delays torch)
+    from .baselines import reinhard_ab  # (delays torch)
 
     return BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")
 
 
 def _warp(device):
-    from .warp import WarpColorizer
+    from .warp import WarpColorizer  # (delays torch)
 
     return WarpColorizer("warp", device=device)
 
 
 def _warp_grey(device):
-    from .warp import WarpColorizer
+    from .warp import WarpColorizer  # (delays torch)
 
     return WarpColorizer("warp-grey", tau=0.03, reference="grey", device=device)
 
@@ -196,8 +198,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 # -------------------------------------------------------------------- checkpoints
 def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
-    from .exemplar import ExemplarColorizer
-    from .histogram import HistogramColorizer
+    from .exemplar import ExemplarColorizer  # (delays torch)
+    from .histogram import HistogramColorizer  # (delays torch)
 
     if architecture == "exemplar":
         return ExemplarColorizer(ExemplarConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
@@ -212,7 +214,7 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
     import torch
     from safetensors.torch import save_file
 
-    from .exemplar import ExemplarColorizer
+    from .exemplar import ExemplarColorizer  # (delays torch)
 
     dtype = torch.float16 if dtype is None else dtype
     path = Path(path)
@@ -286,7 +288,7 @@ def _migrated(sd: dict, meta: dict) -> tuple[dict, dict]:
     """Weights saved by earlier versions, under today's names (exemplar networks: the pyramid decoder
     became its own module)."""
     if meta.get("architecture") == "exemplar":
-        from .exemplar import migrate_state_dict
+        from .exemplar import migrate_state_dict  # (delays torch)
 
         sd = migrate_state_dict(sd)
     return sd, meta
@@ -317,8 +319,8 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
 
 def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
-    from .base import ExemplarNetwork, HistogramNetwork
-    from .exemplar import ExemplarColorizer
+    from .base import ExemplarNetwork, HistogramNetwork  # (delays torch)
+    from .exemplar import ExemplarColorizer  # (delays torch)
 
     cls = ExemplarNetwork if isinstance(network, ExemplarColorizer) else HistogramNetwork
     return cls(name, network, meta, device)
