@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from .base import Colorizer
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
-           "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
+           "load_checkpoint", "CheckpointError", "model_info", "weights_dir", "default_model", "comparison_models",
+           "DEFAULTS", "COMPARISON"]
 
 
 class CheckpointError(ValueError):
@@ -156,6 +157,32 @@ def list_models(include_untrained: bool = False, kind: str | None = None) -> lis
         raise ValueError(f"unknown kind {kind!r}; use 'exemplar', 'histogram' or None")
     return [n for n, e in _REGISTRY.items()
             if (include_untrained or e.available) and (kind is None or e.kind == kind)]
+
+
+#: the default model of each kind, in order of preference (the first installed one is the default):
+#: for exemplar guidance the trained network when its weights are installed, else Welsh
+DEFAULTS = {"exemplar": ("exemplar", "welsh"), "histogram": ("histogram",)}
+#: a first comparison: the shipped networks and the classic baselines (not every ablation)
+COMPARISON = ("exemplar", "histogram", "warp-grey", "welsh", "reinhard")
+
+
+def default_model(kind: str = "exemplar") -> str:
+    """The default installed model for ``kind`` ("exemplar" or "histogram"): the first of
+    :data:`DEFAULTS` installed, else the first installed model of that kind. ValueError when there
+    is none (no histogram weights installed)."""
+    if kind not in DEFAULTS:
+        raise ValueError(f"unknown kind {kind!r}; use 'exemplar' or 'histogram'")
+    names = list_models(kind=kind)
+    for name in DEFAULTS[kind] + tuple(names):
+        if name in names:
+            return name
+    raise ValueError(f"no {kind} model is installed")
+
+
+def comparison_models() -> list[str]:
+    """The models of :data:`COMPARISON` that are installed."""
+    names = list_models()
+    return [n for n in COMPARISON if n in names]
 
 
 def model_info(name: str) -> ModelEntry:
