@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ImageReadError", "ImageWriteError", "read_image", "probe_image", "write_image", "StackWriter",
-           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format"]
+           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format", "to_output_dtype"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -225,7 +225,7 @@ def check_output_format(path: str | Path, stack: bool, dtype: str | None = None)
     return dtype
 
 
-def _convert(rgb: np.ndarray, dtype: str) -> np.ndarray:
+def to_output_dtype(rgb: np.ndarray, dtype: str) -> np.ndarray:
     """Float RGB in [0, 1] -> the output dtype (rounded, clipped)."""
     if dtype == "float32":
         return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
@@ -274,7 +274,7 @@ class StackWriter:
 
     def __setitem__(self, index, rgb: np.ndarray) -> None:
         """Write one 2-D RGB slice (``index``: its position in the stack axes; ``...`` for a 2-D image)."""
-        value = _convert(np.asarray(rgb), self.dtype)
+        value = to_output_dtype(np.asarray(rgb), self.dtype)
         if self._data is not None:
             self._data[index] = value
             return

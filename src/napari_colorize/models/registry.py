@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "load_checkpoint", "CheckpointError", "model_info", "weights_dir", "default_model", "comparison_models",
-           "DEFAULTS", "COMPARISON"]
+           "DEFAULTS", "COMPARISON", "load_into", "build_network"]
 
 
 class CheckpointError(ValueError):
@@ -366,7 +366,9 @@ def _check_fits(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> 
         )
 
 
-def _load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+def load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+    """Load checkpoint weights ``sd`` (trainable tensors) into ``network``, after checking they fit it
+    (:class:`CheckpointError` naming ``source`` when not)."""
     _check_fits(network, sd, meta, source)
     full = network.state_dict()
     full.update({k: v.to(full[k].dtype) for k, v in sd.items()})
@@ -429,5 +431,5 @@ def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = Non
         net = build_network(arch, meta["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name}: its config does not describe a valid network ({e})") from e
-    _load_into(net, sd, meta, path.name)
+    load_into(net, sd, meta, path.name)
     return _network_colorizer(name or meta.get("name") or path.stem, net, meta, dev)
