@@ -187,3 +187,13 @@ def test_the_walk_sees_function_level_and_relative_imports():
     found = {(mod, top) for mod, _, top, _ in imports(MODULES[f"{PACKAGE}.models.registry"], f"{PACKAGE}.models.registry")}
     assert (f"{PACKAGE}.models.exemplar", False) in found and (f"{PACKAGE}.models.configs", True) in found
     assert f"{PACKAGE}.models.base" in graph()[f"{PACKAGE}.models.registry"]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_each_module_says_what_it_is_responsible_for(name):
+    """Its docstring opens with one line (a sentence of its own) saying what the module does."""
+    doc = ast.get_docstring(ast.parse(MODULES[name].read_text()), clean=False)
+    assert doc, f"{name} has no docstring"
+    lines = doc.splitlines()
+    assert lines[0].strip() and lines[0].rstrip().endswith("."), f"{name}: {lines[0]!r}"
+    assert len(lines) == 1 or not lines[1].strip(), f"{name}: its first sentence runs on to a second line"

@@ -1,4 +1,4 @@
-"""Colour conventions shared by every part of napari-colorize.
+"""Colour maths shared by every part of napari-colorize: Lab conversions, normalisation, ab histograms, gamut.
 
 * CIE Lab, D65 white, sRGB primaries. RGB <-> Lab is kornia's differentiable
   implementation (``kornia.color``): it is well kept, runs on any device and

@@ -1,4 +1,4 @@
-"""The inference engine: from any array to a colourised RGB image.
+"""The inference engine: from any array (and a guide) to a colourised RGB image, through a Plan.
 
 ``colorize(model, target, reference=... | histogram=...)``
 

@@ -1,4 +1,4 @@
-"""Reading and writing images and stacks for the command line and the demo.
+"""Reading and writing image files and stacks (for the command line, the volumes and the widgets).
 
 Readers (:func:`read_image`, :func:`probe_image`): PNG, JPEG and the other formats Pillow knows
 (first frame, or every frame of a multi-frame file as a stack), TIFF (tifffile; uncompressed files
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ImageReadError", "ImageWriteError", "read_image", "probe_image", "write_image", "StackWriter",
-           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format", "to_output_dtype"]
+           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
+           "to_output_dtype"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")

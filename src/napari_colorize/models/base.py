@@ -1,4 +1,4 @@
-"""One interface for every model: learned networks and classic baselines.
+"""The Colorizer interface and its wrappers of the learned networks and the classic baselines.
 
 A :class:`Colorizer` works at the *working resolution* on normalised tensors:
 ``prepare(reference=..., histogram=...)`` turns the guide into a reusable state

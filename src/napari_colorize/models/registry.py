@@ -1,4 +1,4 @@
-"""Model registry, checkpoints and devices.
+"""The model registry (names, the default of each kind), checkpoints and devices.
 
 A checkpoint is a safetensors file (the trainable weights; the frozen backbone
 comes from its own pretrained source) whose metadata holds a JSON config, with
