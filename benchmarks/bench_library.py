@@ -194,13 +194,13 @@ def warp() -> None:
     print("|---:|---:|---:|")
     for tau in (0.024, 0.0048):  # run I's learned temperature; the shipped default's
         r = _run(f"""
-            from napari_colorize.models.warp import _softmax, centre_normalise
+            from napari_colorize.models.warp import softmax_rows, centre_normalise
             g = torch.Generator().manual_seed(0)
             q, k = (centre_normalise(torch.randn(1, 24, 56, 56, generator=g)) for _ in range(2))
             sim = torch.bmm(q[:, :2048], k.transpose(1, 2))
             best = sim.amax(-1, keepdim=True)
             plain = lambda: (sim / {tau}).softmax(-1)
-            fast = lambda: _softmax(sim.clone(), best, {tau})
+            fast = lambda: softmax_rows(sim.clone(), best, {tau})
             print(json.dumps({{"plain": _median_ms(plain), "fast": _median_ms(fast)}}))
         """)
         print(f"| {tau} | {r.get('plain', float('nan')):.1f} | {r.get('fast', float('nan')):.1f} |")

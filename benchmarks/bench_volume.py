@@ -36,9 +36,9 @@ def synthetic_volume(path: Path, slices: int, size: int, chunk: int) -> np.ndarr
 
 
 def _warm_up(model: str) -> None:
-    from napari_colorize.volume import _worker_model
+    from napari_colorize.volume import worker_model
 
-    _worker_model(model, "auto")
+    worker_model(model, "auto")
 
 
 def _peak_rss_mb() -> float:

@@ -3,12 +3,12 @@ import pytest
 import torch
 
 from napari_colorize.models.backbones import (EfficientNetLite, EfficientNetLite0Backbone, VGG19Backbone,
-                                              _lite0_weights_file, build_backbone, load_lite0_imagenet)
+                                              lite0_weights_file, build_backbone, load_lite0_imagenet)
 
 
 def _imagenet_logits(x: torch.Tensor) -> torch.Tensor:
     """Our Lite0 feature network plus the classifier head, read straight from the weights file."""
-    sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    sd = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
     net = load_lite0_imagenet(EfficientNetLite()).eval()
     y = net(x)[-1]
     y = torch.nn.functional.conv2d(y, sd["_conv_head.weight"])
@@ -19,7 +19,7 @@ def _imagenet_logits(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_lite0_imagenet_weights_load_completely():
-    sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    sd = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
     assert len(sd) == 296
     own = EfficientNetLite().state_dict()
     assert set(own) == {k for k in sd if not k.startswith(("_conv_head.", "_bn1.", "_fc."))}
@@ -39,7 +39,7 @@ def test_lite0_imagenet_weights_classify_chelsea_as_a_cat():
 def test_our_lite0_equals_timms_with_the_same_weights():
     """Our plain-torch network (BN folded) gives timm's efficientnet_lite0 activations."""
     timm = pytest.importorskip("timm")
-    sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    sd = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
     ref = timm.create_model("efficientnet_lite0", pretrained=False)
     assert [tuple(v.shape) for v in ref.state_dict().values()] == [tuple(v.shape) for v in sd.values()]
     ref.load_state_dict(dict(zip(ref.state_dict().keys(), sd.values())))

@@ -149,7 +149,7 @@ def test_gamut_mapping_keeps_lightness_and_loses_little_chroma():
     scale is within 1 % of the largest in-gamut scale found by bisection."""
     import math
 
-    from napari_colorize.color import _in_gamut, lab_to_rgb_in_gamut
+    from napari_colorize.color import in_gamut, lab_to_rgb_in_gamut
 
     g = torch.Generator().manual_seed(0)
     n = 4000
@@ -165,7 +165,7 @@ def test_gamut_mapping_keeps_lightness_and_loses_little_chroma():
     Ld, ad, bd = L.double(), (C * torch.cos(h)).double(), (C * torch.sin(h)).double()
     for _ in range(30):
         mid = (lo + hi) / 2
-        ok = _in_gamut(Ld, ad * mid, bd * mid)
+        ok = in_gamut(Ld, ad * mid, bd * mid)
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     mask = (lo > 0.05) & (L > 5) & (L < 95)  # near black/white the measured chroma is rounding noise
     assert float((kept.double()[mask] / lo[mask]).min()) > 0.98

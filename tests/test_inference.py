@@ -182,8 +182,8 @@ def test_scales_and_attention_are_converted_only_when_read(exemplar_random, smal
 
     grey, ref, _ = small_pair
     calls = []
-    real = inf._scales_to_rgb
-    monkeypatch.setattr(inf, "_scales_to_rgb", lambda *a: calls.append(1) or real(*a))
+    real = inf.scales_to_rgb
+    monkeypatch.setattr(inf, "scales_to_rgb", lambda *a: calls.append(1) or real(*a))
     res = nc.colorize(exemplar_random, grey, reference=ref)
     assert calls == []  # nothing converted yet
     assert len(res.scales) == 4 and calls == [1]
@@ -227,7 +227,7 @@ def test_temporal_smoothing_follows_a_pan():
     moves keeps its own colour (without the alignment it is smeared with the background's)."""
     import torch
 
-    from napari_colorize.inference import _global_shift, _translate, temporal_smooth
+    from napari_colorize.inference import global_shift, translate, temporal_smooth
 
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     texture = 40 + 10 * torch.sin(yy / 3) * torch.cos(xx / 4)
@@ -236,10 +236,10 @@ def test_temporal_smoothing_follows_a_pan():
     ab0 = torch.stack([disc * 0.5, -disc * 0.3])  # coloured disc, neutral background
     Ls, abs_ = [], []
     for t in (-1, 0, 1):  # panned 3 px per slice
-        moved, _ = _translate(torch.cat([ab0, L0[None]]), 0.0, 3.0 * t)
+        moved, _ = translate(torch.cat([ab0, L0[None]]), 0.0, 3.0 * t)
         abs_.append(moved[:2])
         Ls.append(moved[2])
-    assert abs(_global_shift(Ls[1], Ls[0])[1] - 3.0) < 0.3
+    assert abs(global_shift(Ls[1], Ls[0])[1] - 3.0) < 0.3
     inner = (slice(8, 56), slice(8, 56))
     aligned = temporal_smooth(abs_, Ls, 1, sigma_L=1000.0)  # lightness weights off: the alignment alone
     blended = temporal_smooth(abs_, Ls, 1, sigma_L=1000.0, align=False)

@@ -12,19 +12,6 @@ def rgb_stack(rng):
     return rng.random((3, 20, 30, 3)).astype(np.float32)
 
 
-def test_no_import_circle_between_cli_and_demo():
-    import ast
-    from pathlib import Path
-
-    import napari_colorize
-
-    src = Path(napari_colorize.__file__).parent
-    demo = ast.parse((src / "_widgets" / "_demo.py").read_text())
-    mods = {n.module for n in ast.walk(demo) if isinstance(n, ast.ImportFrom)}
-    assert "cli" not in {m.split(".")[-1] for m in mods if m}
-    assert "io" in mods
-
-
 @pytest.mark.parametrize("name,content,match", [
     ("trunc.png", None, "corrupt or truncated"),
     ("text.png", b"hello, not a picture", "not an image"),

@@ -151,3 +151,12 @@ def test_listing_models_does_not_import_torch():
             "print('TORCH', 'torch' in sys.modules, rc, len(names))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "TORCH False 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_registry_is_the_one_place_that_names_the_defaults():
+    from napari_colorize.models.registry import COMPARISON, comparison_models, default_model
+
+    assert default_model("exemplar") == "exemplar" and default_model("histogram") == "histogram"
+    assert comparison_models() == list(COMPARISON)
+    with pytest.raises(ValueError, match="kind"):
+        default_model("paint")

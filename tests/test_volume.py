@@ -13,7 +13,7 @@ import zarr  # the [distributed] extra is part of [testing]
 
 import napari_colorize as nc
 from napari_colorize import cli, volume
-from napari_colorize.io import _convert
+from napari_colorize.io import to_output_dtype
 from napari_colorize.models.base import Colorizer
 from napari_colorize.volume import MissingExtraError, ResumeError, colorize_volume
 
@@ -55,7 +55,7 @@ def _zarr(path, vol, chunks=(2, 64, 64)):
 
 def _expected(model, vol, ref, dtype="uint8", **kw):
     """colorize() on the whole array, in this process, as the output dtype; (stack..., Y, X, 3)."""
-    return _convert(nc.colorize(model, vol, reference=ref, return_attention=False, **kw).rgb, dtype)
+    return to_output_dtype(nc.colorize(model, vol, reference=ref, return_attention=False, **kw).rgb, dtype)
 
 
 def _level(path, level=0):
@@ -284,7 +284,7 @@ def test_ngff_04_time_series_with_temporal(tmp_path, stack_and_ref):
     assert [a["name"] for a in axes] == ["t", "c", "z", "y", "x"]
     assert axes[0]["unit"] == "second" and axes[2]["unit"] == "micrometer"
     assert g["0"].chunks == (1, 3, 2, 64, 64)
-    want = _convert(nc.colorize("reinhard", v4, reference=ref, rgb=False, temporal=1).rgb, "uint8")
+    want = to_output_dtype(nc.colorize("reinhard", v4, reference=ref, rgb=False, temporal=1).rgb, "uint8")
     np.testing.assert_array_equal(np.moveaxis(g["0"][:], 1, -1), want)
 
 
@@ -416,7 +416,7 @@ def test_napari_writer_saves_an_rgb_layer_as_ome_zarr(tmp_path):
     out = tmp_path / "layer.ome.zarr"
     assert write(str(out), [layer], plugin_name="napari-colorize") == [str(out)]
     g = zarr.open_group(str(out), mode="r")
-    np.testing.assert_array_equal(np.moveaxis(g["0"][:], 0, -1), _convert(rgb, "uint8"))
+    np.testing.assert_array_equal(np.moveaxis(g["0"][:], 0, -1), to_output_dtype(rgb, "uint8"))
     ms = g.attrs["ome"]["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
     assert ms["axes"][1]["unit"] == "micrometer" and "unit" not in ms["axes"][3]

@@ -53,10 +53,10 @@ def test_the_fast_softmax_without_gradients_equals_the_trainable_one(tau):
     slow, conf_slow = feature_warp(ft, fr, ab, t)
     assert slow.requires_grad and not fast.requires_grad
     assert torch.allclose(fast, slow.detach(), atol=1e-6) and torch.equal(conf, conf_slow.detach())
-    from napari_colorize.models.warp import _softmax
+    from napari_colorize.models.warp import softmax_rows
 
     sim = torch.rand(3, 4, 50, generator=g) * 2 - 1  # without gradients it works in place (no copy of the logits)
-    out = _softmax(sim, sim.amax(-1, keepdim=True), tau)
+    out = softmax_rows(sim, sim.amax(-1, keepdim=True), tau)
     assert out.data_ptr() == sim.data_ptr() and torch.allclose(out.sum(-1), torch.ones(3, 4))
 
 

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         return 0
     if a.out is None:
         ap.error("--out is required (or --grid)")
-    from napari_colorize.models.registry import (_load_into, build_network, load_checkpoint,
+    from napari_colorize.models.registry import (build_network, load_checkpoint, load_into,
                                                  refuse_existing_checkpoint, save_checkpoint)
 
     src = Path(a.checkpoint).resolve()
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     if "tuned" in meta:  # its temperature is already scaled: a second scale would compound unseen
         ap.error(f"{src.name} was already tuned (from {meta['tuned'].get('from')!r}); tune the checkpoint it came from")
     net = build_network("exemplar", meta["config"], pretrained_backbone=False)
-    _load_into(net, sd, meta, str(src))
+    load_into(net, sd, meta, str(src))
     def temperature():
         return float(net.log_tau.detach().exp()) if net.prior else None
 

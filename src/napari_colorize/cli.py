@@ -20,20 +20,19 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-DEFAULT_PREFERENCE = ("exemplar", "welsh")
+#: the exemplar widget's display name in napari.yaml (the demo docks it through napari's plugin system)
+EXEMPLAR_WIDGET = "Exemplar colourisation"
 
 
 def best_default_model(kind: str = "exemplar") -> str:
-    """The best shipped model of a kind: for exemplar guidance the trained network when its weights
-    are installed, else Welsh; for histogram guidance the histogram network."""
-    from .models.registry import list_models
+    """The registry's default model of a kind (:func:`napari_colorize.models.registry.default_model`),
+    with the command line's advice when none is installed."""
+    from .models.registry import default_model
 
-    names = list_models(kind=kind)
-    if kind == "exemplar":
-        return next(n for n in DEFAULT_PREFERENCE if n in names)
-    if not names:
-        raise ValueError("no histogram model is installed: give one with -m (a checkpoint file)")
-    return names[0]
+    try:
+        return default_model(kind)
+    except ValueError as e:
+        raise ValueError(f"{e}: give one with -m (a checkpoint file)") from None
 
 
 class _Refused(Exception):
@@ -429,8 +428,6 @@ def _cmd_demo(args) -> int:
         raise _Refused(existing)
     if viewer:
         if here:
-            from ._widgets._demo import open_demo
-
             open_demo(name, screenshot=args.screenshot, result=args.output if args.screenshot else None)
             if args.screenshot:
                 print(f"wrote {Path(args.output).resolve()}")
@@ -442,6 +439,38 @@ def _cmd_demo(args) -> int:
             return subprocess.call(cmd + (["--overwrite"] if args.overwrite else []))
         print("no display and no xvfb-run: writing the result without the viewer")
     return _demo_png(name, args)
+
+
+def open_demo(model: str, screenshot: str | Path | None = None, result: str | Path | None = None) -> None:
+    """The main job in napari, in the user's order: napari first, then our sample (File > Open Sample),
+    then the exemplar widget (Plugins > napari-colorize, through napari's plugin system), driven
+    through its public methods, and run. With ``screenshot`` the viewer renders, saves the screenshot
+    (and the result as PNG) and closes instead of staying open."""
+    import napari  # (here: the command line does not need napari, nor Qt, for anything else)
+    from qtpy.QtWidgets import QApplication
+
+    from .io import write_image
+
+    viewer = napari.Viewer(title="napari-colorize demo")
+    viewer.window.resize(1500, 900)
+    viewer.open_sample("napari-colorize", "motorcycle_pair")
+    before = set(map(id, viewer.layers))
+    _, w = viewer.window.add_plugin_dock_widget("napari-colorize", EXEMPLAR_WIDGET)
+    w.set_model(model)
+    w.run()
+    if screenshot is None:
+        napari.run()
+        return
+    while w.worker is not None:
+        QApplication.processEvents()
+    layer = next(l for l in viewer.layers if id(l) not in before and l.rgb)  # the result
+    viewer.reset_view()
+    QApplication.processEvents()
+    viewer.screenshot(str(screenshot), canvas_only=False)
+    if result is not None:
+        write_image(result, layer.data)
+    print(f"wrote {Path(screenshot).resolve()}")
+    viewer.close()
 
 
 def _demo_png(name: str, args) -> int:

@@ -1,4 +1,4 @@
-"""Colour conventions shared by every part of napari-colorize.
+"""Colour maths shared by every part of napari-colorize: Lab conversions, normalisation, ab histograms, gamut.
 
 * CIE Lab, D65 white, sRGB primaries. RGB <-> Lab is kornia's differentiable
   implementation (``kornia.color``): it is well kept, runs on any device and
@@ -41,6 +41,7 @@ __all__ = [
     "palette",
     "histogram_from_rgb",
     "lab_to_rgb_in_gamut",
+    "in_gamut",
     "rgb_value_scale",
     "ColorizeWarning",
 ]
@@ -123,7 +124,7 @@ def _finv(f: torch.Tensor) -> torch.Tensor:
     return torch.where(f > 0.2068966, f ** 3, (f - 4.0 / 29.0) / 7.787)
 
 
-def _in_gamut(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = _GAMUT_EPS) -> torch.Tensor:
+def in_gamut(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float = _GAMUT_EPS) -> torch.Tensor:
     """Whether Lab colours (flat vectors) lie inside sRGB, tested in linear RGB (sRGB's transfer curve is
     monotonic and maps [0, 1] onto itself): kornia's arithmetic without its per-call overhead."""
     fy = (L + 16.0) / 116.0
@@ -150,7 +151,7 @@ def _max_chroma_lut(device, dtype) -> torch.Tensor:
         lo, hi = torch.zeros_like(LL), torch.full_like(LL, 200.0)
         for _ in range(24):
             mid = 0.5 * (lo + hi)
-            ok = _in_gamut(LL, mid * ca, mid * sa, eps=0.0)
+            ok = in_gamut(LL, mid * ca, mid * sa, eps=0.0)
             lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
         lut = lo.reshape(_LUT_L, _LUT_H)
         lut = torch.cat([lut, lut[:, :1]], 1)  # hue wraps
@@ -184,13 +185,13 @@ def lab_to_rgb_in_gamut(lab: torch.Tensor, iterations: int = 12) -> torch.Tensor
     cmax = ((1 - fl) * ((1 - fh) * lut[l0, h0] + fh * lut[l0, h0 + 1])
             + fl * ((1 - fh) * lut[l0 + 1, h0] + fh * lut[l0 + 1, h0 + 1]))
     t = (cmax / chroma).clamp(0.0, 1.0)
-    miss = ~_in_gamut(L, a * t, b * t)
+    miss = ~in_gamut(L, a * t, b * t)
     if bool(miss.any()):  # bisect the few the table misses, below the table's value
         lo, hi = torch.zeros_like(t[miss]), t[miss]
         Lm, am, bm = L[miss], a[miss], b[miss]
         for _ in range(iterations):
             mid = 0.5 * (lo + hi)
-            ok = _in_gamut(Lm, am * mid, bm * mid)
+            ok = in_gamut(Lm, am * mid, bm * mid)
             lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
         t[miss] = lo
     fixed = torch.stack([lab_c[:, 0], a * t, b * t], dim=1)[:, :, None, None]

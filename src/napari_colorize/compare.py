@@ -11,6 +11,7 @@ import numpy as np
 
 from . import metrics
 from .inference import colorize
+from .models.registry import load_model
 
 __all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout"]
 
@@ -33,8 +34,6 @@ def iter_compare(models, target, reference=None, histogram=None, truth=None, siz
                  rgb: bool | None = None) -> Iterator[tuple[dict, np.ndarray]]:
     """For each model (name or loaded), yield ``(row, rgb)``. Histogram models get ``histogram`` (or the
     reference's histogram); exemplar models need the reference."""
-    from .models.registry import load_model
-
     for m in models:
         if should_cancel is not None and should_cancel():
             return

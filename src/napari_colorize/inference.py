@@ -1,4 +1,4 @@
-"""The inference engine: from any array to a colourised RGB image.
+"""The inference engine: from any array (and a guide) to a colourised RGB image, through a Plan.
 
 ``colorize(model, target, reference=... | histogram=...)``
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from collections.abc import Mapping, Sequence
 from typing import Callable, Iterator
 
 import numpy as np
@@ -40,9 +39,13 @@ import torch.nn.functional as F
 from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab,
                     rgb_value_scale)
 from .models.base import Colorizer, Prediction
+from .models.lazy import LazyList
+from .models.registry import load_model
+from .transfer import MatchedColorizer, match_strength
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "NonFiniteError",
-           "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range"]
+           "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range", "Plan",
+           "TargetView", "colorized_slices", "resolve_model", "check_memory"]
 
 
 class Cancelled(RuntimeError):
@@ -83,49 +86,6 @@ class ColorizeResult:
 
 
 # ---------------------------------------------------------------------- helpers
-class _Lazy:
-    """A value computed on first use, once."""
-
-    def __init__(self, compute: Callable) -> None:
-        self._compute, self._value = compute, None
-
-    def _get(self):
-        if self._value is None:
-            self._value, self._compute = self._kind(self._compute()), None
-        return self._value
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get()) if self._value is not None else f"{type(self).__name__}(<not computed yet>)"
-
-
-class LazyList(_Lazy, Sequence):
-    """A list computed on first use (``res.scales``: P1-P4 as RGB cost more than the network's
-    own output, so they are converted only when someone looks at them)."""
-
-    _kind = list
-
-    def __getitem__(self, i):
-        return self._get()[i]
-
-    def __eq__(self, other) -> bool:
-        return list(self._get()) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented
-
-
-class LazyDict(_Lazy, Mapping):
-    """A dict computed on first use (``res.attention``: maps converted for display on demand)."""
-
-    _kind = dict
-
-    def __getitem__(self, k):
-        return self._get()[k]
-
-    def __iter__(self):
-        return iter(self._get())
-
-
 def _warn(msg: str, sink: list) -> None:
     sink.append(msg)
     warnings.warn(msg, ColorizeWarning, stacklevel=3)
@@ -197,7 +157,7 @@ def target_layout(shape: tuple, rgb: bool | None = None, channel_axis: int | Non
     return bool(rgb), "as is", notes
 
 
-class _Target:
+class TargetView:
     """A validated view of the target: yields the Lab lightness of each 2-D slice."""
 
     def __init__(self, target, rgb: bool | None, normalize: str, percentiles, sink: list,
@@ -339,7 +299,7 @@ def intensity_range(target, normalize: str = "auto", percentiles: tuple[float, f
     Computed once for a whole volume, it lets parts of it be colourised separately (other processes,
     other machines) with exactly the mapping of one :func:`colorize` call on the whole
     (:mod:`napari_colorize.volume`)."""
-    t = _Target(target, rgb, normalize, percentiles, [], channel_axis)
+    t = TargetView(target, rgb, normalize, percentiles, [], channel_axis)
     return t.lo, t.hi, t.scale_mode
 
 
@@ -461,7 +421,7 @@ def recombine(L_full: torch.Tensor, ab_work: torch.Tensor, L_work: torch.Tensor,
     return out
 
 
-def _scales_to_rgb(pred: Prediction, L_work: torch.Tensor) -> list[np.ndarray]:
+def scales_to_rgb(pred: Prediction, L_work: torch.Tensor) -> list[np.ndarray]:
     out = []
     for p in pred.scales:
         ab = p[0].detach().float().cpu()
@@ -472,12 +432,11 @@ def _scales_to_rgb(pred: Prediction, L_work: torch.Tensor) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------------ engine
-def _resolve_model(model) -> Colorizer:
+def resolve_model(model) -> Colorizer:
+    """``model`` itself when it is loaded; a name or checkpoint path loaded with :func:`load_model`."""
     if isinstance(model, Colorizer):
         return model
     if isinstance(model, str):
-        from .models.registry import load_model
-
         return load_model(model)
     raise TypeError(f"model must be a name or a loaded model (napari_colorize.load_model), not {type(model).__name__}")
 
@@ -521,20 +480,65 @@ def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int) -> str:
     return f"use a smaller working size (size={fit} or less){alt}"
 
 
+def check_memory(model: Colorizer, wshape: tuple[int, int]) -> None:
+    """Raise MemoryError, before allocating, when the model's attention at working shape ``wshape``
+    would not fit in the free memory of its device (saying what size would)."""
+    need = attention_memory(model, wshape)
+    avail = available_memory(model.device) if need else None  # (no /proc read for models without attention)
+    if need and avail and need > avail:  # say so before allocating, not with the allocator's error
+        kind = "standard (whole-image)" if _standard_attention(model) else "axial"
+        raise MemoryError(
+            f"{model.name!r} at working size {wshape[0]}x{wshape[1]} needs about {need / 2**30:.1f} GB "
+            f"for its {kind} attention, more than the {avail / 2**30:.1f} GB free: "
+            + _memory_advice(model, wshape, max(wshape)))
+
+
 def _out_of_memory(e: BaseException) -> bool:
     msg = str(e).lower()
     return isinstance(e, MemoryError) or any(k in msg for k in ("out of memory", "can't allocate", "cannot allocate",
                                                                   "failed to allocate", "allocat"))
 
 
-class _Job:
-    """A validated colourisation: model, target view, working shape and prepared guide state."""
+class Plan:
+    """A validated colourisation, everything that is decided once for a whole target: the interface
+    between the two engines (:func:`colorize` here, :func:`~napari_colorize.volume.colorize_volume`
+    on a cluster, which makes one plan for the whole volume and a plan per part on its workers).
 
-    def __init__(self, model, target, reference, histogram, size, normalize, percentiles, rgb, sink,
-                 channel_axis=None) -> None:
-        self.sink = sink
-        self.model = model = _resolve_model(model)
-        self.tgt = _Target(target, rgb, normalize, percentiles, sink, channel_axis)
+    Attributes
+    ----------
+    model : Colorizer
+    target : TargetView
+        The validated target; its intensity range (``target.lo``, ``target.hi``, ``target.scale_mode``)
+        is :attr:`intensity_range`.
+    wshape : (h, w)
+        The working shape the network sees.
+    state : the model's prepared guide state (:meth:`Colorizer.prepare`; precomputed for a stack).
+    sink : list of str, where warnings are collected.
+
+    Build one with :meth:`for_target` (checks the guide, the size and the attention's memory) or,
+    for part of a volume planned as a whole, :meth:`for_part`.
+    """
+
+    def __init__(self, model: Colorizer, target: TargetView, wshape: tuple[int, int], state,
+                 sink: list | None = None) -> None:
+        self.model, self.target, self.wshape, self.state = model, target, tuple(wshape), state
+        self.sink = [] if sink is None else sink
+
+    @property
+    def intensity_range(self) -> tuple[float, float, str]:
+        """``(low, high, mode)``: the values mapped to black and white (:func:`intensity_range`)."""
+        return self.target.lo, self.target.hi, self.target.scale_mode
+
+    @classmethod
+    def for_target(cls, model, target, reference=None, histogram=None, size: int | None = None,
+                   normalize: str = "auto", percentiles=(0.1, 99.9), rgb: bool | None = None,
+                   sink: list | None = None, channel_axis: int | None = None) -> "Plan":
+        """The plan of a whole target (arguments as :func:`colorize`): the target validated and its
+        intensity range computed, the working shape chosen and checked against the free memory, the
+        guide validated and prepared (its features computed once for a stack)."""
+        sink = [] if sink is None else sink
+        model = resolve_model(model)
+        view = TargetView(target, rgb, normalize, percentiles, sink, channel_axis)
         if reference is None and histogram is None:
             raise ValueError(f"{model.name!r} needs a guide: reference=RGB image" +
                              (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
@@ -542,16 +546,8 @@ class _Job:
             raise ValueError(f"{model.name!r} is an exemplar model: it needs reference=..., not a histogram")
         if size is not None and (isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1):
             raise ValueError(f"size must be a positive number of pixels, got {size!r}")
-        self.wshape = working_shape(self.tgt.spatial, int(size or model.default_size), model.multiple,
-                                    model.min_size)
-        need = attention_memory(model, self.wshape)
-        avail = available_memory(model.device) if need else None  # (no /proc read for models without attention)
-        if need and avail and need > avail:  # say so before allocating, not with the allocator's error
-            kind = "standard (whole-image)" if _standard_attention(model) else "axial"
-            raise MemoryError(
-                f"{model.name!r} at working size {self.wshape[0]}x{self.wshape[1]} needs about {need / 2**30:.1f} GB "
-                f"for its {kind} attention, more than the {avail / 2**30:.1f} GB free: "
-                + _memory_advice(model, self.wshape, max(self.wshape)))
+        wshape = working_shape(view.spatial, int(size or model.default_size), model.multiple, model.min_size)
+        check_memory(model, wshape)
         ref_t = hist_t = None
         if model.kind == "histogram":  # the histogram of the whole reference, at its own resolution
             hist = prepare_histogram(histogram) if histogram is not None else \
@@ -559,21 +555,24 @@ class _Job:
             hist_t = torch.from_numpy(hist)
         else:
             ref = prepare_reference(reference, sink)
-            ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], self.wshape).clamp(0, 1)
-        self.state = model.prepare(reference=ref_t, histogram=hist_t)
-        if self.tgt.n_slices > 1:  # the guide's features once for every slice (also what a cluster's workers get)
-            self.state = model.precompute(self.state)
+            ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], wshape).clamp(0, 1)
+        state = model.prepare(reference=ref_t, histogram=hist_t)
+        if view.n_slices > 1:  # the guide's features once for every slice (also what a cluster's workers get)
+            state = model.precompute(state)
+        return cls(model, view, wshape, state, sink)
 
     @classmethod
-    def of_parts(cls, model: Colorizer, tgt: _Target, wshape: tuple[int, int], state, sink: list) -> "_Job":
-        """A job on part of a volume, with the working shape and guide state computed for the whole."""
-        job = cls.__new__(cls)
-        job.model, job.tgt, job.wshape, job.state, job.sink = model, tgt, wshape, state, sink
-        return job
+    def for_part(cls, model, part, intensity: tuple, wshape: tuple[int, int], state,
+                 sink: list | None = None) -> "Plan":
+        """The plan of ``part`` (greyscale slices) of a volume whose plan was made for the whole:
+        its intensity range ``(low, high, mode)``, working shape and (precomputed) guide state."""
+        sink = [] if sink is None else sink
+        view = TargetView(np.asarray(part), False, "none", (0, 100), sink, intensity=tuple(intensity))
+        return cls(resolve_model(model), view, wshape, state, sink)
 
     def predict(self, i: int, return_attention: bool = False) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
         """The prediction of slice i at the working size, its working-size L and full-size L."""
-        L_full = self.tgt.L(i, self.sink)
+        L_full = self.target.L(i, self.sink)
         L_work = _resize(L_full[None, None], self.wshape)[0, 0]
         try:
             pred = self.model.predict((L_work / L_SCALE - L_SHIFT)[None, None], self.state, return_attention=return_attention)
@@ -593,10 +592,10 @@ class _Job:
         return recombine(L_full, pred.ab[0].detach().float().cpu(), L_work), pred, L_work
 
 
-def _global_shift(L_to: torch.Tensor, L_from: torch.Tensor, max_frac: float = 0.125) -> tuple[float, float]:
+def global_shift(L_to: torch.Tensor, L_from: torch.Tensor, max_frac: float = 0.125) -> tuple[float, float]:
     """The translation ``(dy, dx)`` that moves ``L_from`` onto ``L_to`` (phase correlation to a quarter
     pixel); ``(0, 0)`` when it is larger than ``max_frac`` of the image (not a pan, or no structure)."""
-    from skimage.registration import phase_cross_correlation
+    from skimage.registration import phase_cross_correlation  # (here: skimage is imported when a stack needs it)
 
     a, b = L_to.double().numpy(), L_from.double().numpy()
     if a.std() < 1e-6 or b.std() < 1e-6:
@@ -608,7 +607,7 @@ def _global_shift(L_to: torch.Tensor, L_from: torch.Tensor, max_frac: float = 0.
     return dy, dx
 
 
-def _translate(x: torch.Tensor, dy: float, dx: float) -> tuple[torch.Tensor, torch.Tensor]:
+def translate(x: torch.Tensor, dy: float, dx: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` (C, h, w) moved by ``(dy, dx)`` pixels (bilinear), and where it is defined (h, w)."""
     C, h, w = x.shape
     ys = torch.arange(h, dtype=torch.float32) - dy
@@ -637,9 +636,9 @@ def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: in
     for k, (ab, L) in enumerate(zip(abs_, Ls)):
         valid = 1.0
         if align and k != centre:
-            dy, dx = _global_shift(Ls[centre], L)
+            dy, dx = global_shift(Ls[centre], L)
             if dy or dx:
-                moved, valid = _translate(torch.cat([ab, L[None]]), dy, dx)
+                moved, valid = translate(torch.cat([ab, L[None]]), dy, dx)
                 ab, L = moved[:2], moved[2]
         w = math.exp(-((k - centre) ** 2) / (2 * sigma_t**2)) * torch.exp(-((L - Ls[centre]) ** 2) / (2 * sigma_L**2))
         w = w * valid
@@ -679,34 +678,34 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
     Arguments as :func:`colorize`. ``info`` holds ``working_shape``, ``n_slices``, ``stack_shape``,
     ``intensity_range``, ``scales`` (RGB, when the model gives them) and ``done``.
     """
-    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [] if sink is None else sink,
-               channel_axis)
-    n = job.tgt.n_slices
+    plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb,
+                           [] if sink is None else sink, channel_axis)
+    n = plan.target.n_slices
     K = resolve_temporal(temporal, n)
 
     def info_of(i, pred, L_work):
         last = i == n - 1
-        return {"working_shape": job.wshape, "n_slices": n, "stack_shape": job.tgt.stack_shape,
-                "intensity_range": (job.tgt.lo, job.tgt.hi), "done": i + 1,
-                "scales": LazyList(lambda p=pred, L=L_work: _scales_to_rgb(p, L)) if last else []}
+        return {"working_shape": plan.wshape, "n_slices": n, "stack_shape": plan.target.stack_shape,
+                "intensity_range": plan.intensity_range[:2], "done": i + 1,
+                "scales": LazyList(lambda p=pred, L=L_work: scales_to_rgb(p, L)) if last else []}
 
-    for i, rgb_out, pred, L_work in _colorized_slices(job, K, range(n), n - 1 if return_attention else None,
-                                                     should_cancel):
-        yield job.tgt.index(i), rgb_out, pred, info_of(i, pred, L_work)
+    for i, rgb_out, pred, L_work in colorized_slices(plan, K, range(n), n - 1 if return_attention else None,
+                                                    should_cancel):
+        yield plan.target.index(i), rgb_out, pred, info_of(i, pred, L_work)
 
 
-def _colorized_slices(job: _Job, temporal: int, wanted, attention_at: int | None = None,
+def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None = None,
                      should_cancel: Callable[[], bool] | None = None
                      ) -> Iterator[tuple[int, np.ndarray, Prediction, torch.Tensor]]:
-    """``(i, rgb, prediction, working L)`` for the slices ``wanted`` (flat indices, ascending) of a job.
+    """``(i, rgb, prediction, working L)`` for the slices ``wanted`` (flat indices, ascending) of a plan.
 
     With ``temporal`` K > 0 each slice's colour is smoothed with its K neighbours on either side
     within its run along the last stack axis (:func:`temporal_smooth`); the neighbours are predicted
     too, whether wanted or not, so a part of a stack given with K extra slices on either side comes
     out exactly as in the whole. Predictions are kept for a window of 2K + 1 slices.
     """
-    n, K = job.tgt.n_slices, int(temporal)
-    run = _stack_runs(job.tgt.stack_shape)
+    n, K = plan.target.n_slices, int(temporal)
+    run = _stack_runs(plan.target.stack_shape)
     wanted = list(wanted)
     done = 0
     window: dict[int, tuple] = {}
@@ -714,14 +713,14 @@ def _colorized_slices(job: _Job, temporal: int, wanted, attention_at: int | None
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {done} of {len(wanted)} slice(s)")
         if K == 0:
-            rgb_out, pred, L_work = job.slice(i, i == attention_at)
+            rgb_out, pred, L_work = plan.slice(i, i == attention_at)
             yield i, rgb_out, pred, L_work
             done += 1
             continue
         r0 = (i // run) * run
         for j in range(max(r0, i - K), min(r0 + run, i + K + 1, n)):
             if j not in window:
-                window[j] = job.predict(j, j == attention_at)
+                window[j] = plan.predict(j, j == attention_at)
         for j in [j for j in window if j < i - K or j < r0]:
             del window[j]
         js = sorted(j for j in window if r0 <= j < r0 + run and abs(j - i) <= K)
@@ -740,19 +739,19 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
     napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
     from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
     ``stack_shape + (H, W, 3)`` of float32."""
-    import dask
+    import dask  # (here: dask is needed by lazy stacks only)
     import dask.array as da
 
-    job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis)
-    H, W = job.tgt.spatial
+    plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis)
+    H, W = plan.target.spatial
     lock = __import__("threading").Lock()  # one slice at a time through the model
 
     def one(i):
         with lock:
-            return job.slice(i)[0]
+            return plan.slice(i)[0]
 
-    parts = [da.from_delayed(dask.delayed(one)(i), shape=(H, W, 3), dtype=np.float32) for i in range(job.tgt.n_slices)]
-    return da.stack(parts).reshape(tuple(job.tgt.stack_shape) + (H, W, 3))
+    parts = [da.from_delayed(dask.delayed(one)(i), shape=(H, W, 3), dtype=np.float32) for i in range(plan.target.n_slices)]
+    return da.stack(parts).reshape(tuple(plan.target.stack_shape) + (H, W, 3))
 
 
 def colorize(model, target, reference=None, histogram=None, *, size: int | None = None, normalize: str = "auto",
@@ -811,9 +810,7 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     ColorizeResult
     """
     sink: list[str] = []
-    model = _resolve_model(model)
-    from .transfer import MatchedColorizer, match_strength
-
+    model = resolve_model(model)
     if match is not None and match_strength(match):
         model = MatchedColorizer(model, match)
     out = None

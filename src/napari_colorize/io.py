@@ -1,4 +1,4 @@
-"""Reading and writing images and stacks for the command line and the demo.
+"""Reading and writing image files and stacks (for the command line, the volumes and the widgets).
 
 Readers (:func:`read_image`, :func:`probe_image`): PNG, JPEG and the other formats Pillow knows
 (first frame, or every frame of a multi-frame file as a stack), TIFF (tifffile; uncompressed files
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ImageReadError", "ImageWriteError", "read_image", "probe_image", "write_image", "StackWriter",
-           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format"]
+           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
+           "to_output_dtype"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -225,7 +226,7 @@ def check_output_format(path: str | Path, stack: bool, dtype: str | None = None)
     return dtype
 
 
-def _convert(rgb: np.ndarray, dtype: str) -> np.ndarray:
+def to_output_dtype(rgb: np.ndarray, dtype: str) -> np.ndarray:
     """Float RGB in [0, 1] -> the output dtype (rounded, clipped); NaN/inf refused (never written as black)."""
     if np.asarray(rgb).dtype.kind == "f" and not np.isfinite(rgb).all():
         raise ImageWriteError("the colours to write hold NaN or infinite values (the model's output is not a "
@@ -277,7 +278,7 @@ class StackWriter:
 
     def __setitem__(self, index, rgb: np.ndarray) -> None:
         """Write one 2-D RGB slice (``index``: its position in the stack axes; ``...`` for a 2-D image)."""
-        value = _convert(np.asarray(rgb), self.dtype)
+        value = to_output_dtype(np.asarray(rgb), self.dtype)
         if self._data is not None:
             self._data[index] = value
             return

@@ -45,9 +45,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .io import ImageWriteError, quiet_logger, read_image, to_output_dtype
+
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
            "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
-           "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
+           "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA", "worker_model"]
 
 EXTRA = "distributed"
 INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
@@ -157,8 +159,6 @@ def _open_zarr(path: Path):
 
     import logging
 
-    from .io import quiet_logger
-
     with quiet_logger("ome_zarr", logging.ERROR):  # (its notes on the format version it found are not errors)
         loc = parse_url(str(path), mode="r")
         nodes = list(Reader(loc)()) if loc is not None else []
@@ -241,8 +241,6 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
                 raise FileNotFoundError(f"{path}: no such zarr store")
             data, axes, scale, trans, names = _open_zarr(path)
         else:
-            from .io import read_image
-
             data = read_image(path)
     elif type(source).__module__.split(".")[0] == "zarr":
         _check_zarr_array(source, "the zarr array")
@@ -378,7 +376,8 @@ _MODELS_LOCK = threading.Lock()
 MODEL_LOADS = [0]  # how many models this process loaded (a worker: once per model)
 
 
-def _worker_model(spec, device: str):
+def worker_model(spec, device: str):
+    """The model ``spec`` names, loaded once per process (a worker's cache); a loaded model as it is."""
     if not isinstance(spec, str):
         return spec
     with _MODELS_LOCK:
@@ -408,28 +407,25 @@ def _colorize_block(part: np.ndarray, ctx: _Context, block: int, own: tuple, off
     ``part``: those slices plus up to ``temporal`` neighbours on either side along the last stack
     axis, the first own slice at ``offset`` there. Writes whole chunks of every level, then the flag."""
     zarr = _need("zarr")
-    from .inference import _colorized_slices, _Job, _Target
-    from .io import _convert
+    from .inference import Plan, colorized_slices  # (here: torch is imported by the tasks, not by this module)
 
-    model = _worker_model(ctx.model, ctx.device)
-    state = _to_device(ctx.state, model.device)
-    tgt = _Target(np.asarray(part), False, "none", (0, 100), [], intensity=ctx.intensity)
-    job = _Job.of_parts(model, tgt, ctx.wshape, state, [])
-    stack = tgt.stack_shape
+    model = worker_model(ctx.model, ctx.device)
+    plan = Plan.for_part(model, part, ctx.intensity, ctx.wshape, _to_device(ctx.state, model.device))
+    stack = plan.target.stack_shape
     n_own = [s.stop - s.start for s in own]
     if stack:  # flat indices in the part of the own slices
         rel = [range(n) for n in n_own[:-1]] + [range(offset, offset + n_own[-1])]
         wanted = [int(np.ravel_multi_index(tuple(r[k] for r, k in zip(rel, ix)), stack)) for ix in np.ndindex(*n_own)]
     else:
         wanted = [0]
-    shapes = _level_shapes(tgt.spatial, ctx.levels)
+    shapes = _level_shapes(plan.target.spatial, ctx.levels)
     bufs = [np.empty(tuple(n_own) + s + (3,), ctx.dtype) for s in shapes]
-    for k, (i, rgb, _, _) in enumerate(_colorized_slices(job, ctx.temporal if stack else 0, wanted)):
+    for k, (i, rgb, _, _) in enumerate(colorized_slices(plan, ctx.temporal if stack else 0, wanted)):
         at = np.unravel_index(k, n_own) if n_own else ()
         for level, buf in enumerate(bufs):
             if level:
                 rgb = _halve(rgb)
-            buf[at] = _convert(rgb, ctx.dtype)
+            buf[at] = to_output_dtype(rgb, ctx.dtype)
     group = zarr.open_group(ctx.out, mode="r+")
     c = ctx.c_axis
     for level, buf in enumerate(bufs):  # (stack..., Y, X, 3) -> (t.., c, z.., y, x)
@@ -570,8 +566,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     """
     import dask
 
-    from .inference import NonFiniteError, _Job, _resolve_model, resolve_temporal
-    from .io import ImageWriteError
+    from .inference import NonFiniteError, Plan, resolve_model, resolve_temporal  # (here: torch on use)
 
     if dtype not in OUT_DTYPES:
         raise ValueError(f"dtype must be 'uint8' or 'uint16' for OME-Zarr output, not {dtype!r}")
@@ -588,16 +583,14 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     record = _check_output(out, inputs, overwrite)
     _check_memory(vol, temporal, dtype, pyramid, None)  # before reading any slice (sizes come from the file)
     if ref_path is not None:
-        from .io import read_image
-
         reference = read_image(ref_path)
-    model = _resolve_model(model) if not isinstance(model, str) else _load(model, device)
+    model = resolve_model(model) if not isinstance(model, str) else _load(model, device)
 
     # everything that depends on the whole volume, once, here (sampling its slices in this process)
     sink: list[str] = []
     with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        job = _Job(model, vol.data, reference, histogram, size, normalize, percentiles, False, sink)
+        plan = Plan.for_target(model, vol.data, reference, histogram, size, normalize, percentiles, False, sink)
     for w in dict.fromkeys(sink):
         warnings.warn(w, stacklevel=2)
     stack_nd = vol.data.ndim - 2
@@ -612,8 +605,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             "in_dtype": str(vol.data.dtype), "chunks": list(vol.chunks), "model": model.source or model.name,
             "guide": _sha(np.asarray(guide, dtype=np.float64)), "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
-            "intensity": [float(job.tgt.lo), float(job.tgt.hi), job.tgt.scale_mode],
-            "working_shape": list(job.wshape), **input_fingerprint(vol, blocks)}
+            "intensity": [float(plan.target.lo), float(plan.target.hi), plan.target.scale_mode],
+            "working_shape": list(plan.wshape), **input_fingerprint(vol, blocks)}
     fingerprint = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()
     if record is not None and record.get("fingerprint") != fingerprint:
         if not overwrite:
@@ -645,8 +638,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         done = _done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))
         ctx = _Context(model=model.source if client is not None and model.source else model,
                        device=str(device) if model.source else str(model.device),
-                       state=_to_device(job.state, "cpu"), wshape=job.wshape,
-                       intensity=(job.tgt.lo, job.tgt.hi, job.tgt.scale_mode), temporal=temporal, dtype=dtype,
+                       state=_to_device(plan.state, "cpu"), wshape=plan.wshape,
+                       intensity=plan.intensity_range, temporal=temporal, dtype=dtype,
                        levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
         try:
             _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
@@ -814,7 +807,6 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
         raise ValueError(f"{path}: an OME-Zarr image is a path ending in .zarr (or .ome.zarr)")
     if path.exists():
         raise ValueError(f"{path} exists: it is not replaced; choose another name")
-    from .io import _convert
 
     d = data if isinstance(data, da.Array) else da.from_array(np.asarray(data) if not hasattr(data, "shape")
                                                               else data)
@@ -822,7 +814,7 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
         d = d[..., :3]
         if np.dtype(d.dtype).kind == "f":
             dtype = dtype or "uint8"
-            d = d.map_blocks(_convert, dtype, dtype=np.dtype(dtype))
+            d = d.map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype))
     elif dtype:
         d = d.astype(dtype)
     nd = d.ndim - (1 if rgb else 0)

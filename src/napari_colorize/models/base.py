@@ -1,4 +1,4 @@
-"""One interface for every model: learned networks and classic baselines.
+"""The Colorizer interface and its wrappers of the learned networks and the classic baselines.
 
 A :class:`Colorizer` works at the *working resolution* on normalised tensors:
 ``prepare(reference=..., histogram=...)`` turns the guide into a reusable state
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, rgb_to_lab
+from .lazy import LazyDict
 from .maps import BinAttention
 
 __all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer"]
@@ -117,8 +118,6 @@ class ExemplarNetwork(NetworkColorizer):
         if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
             ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
         ab = net.refine(L, ab)  # the config's guided filter (off unless configured)
-        from ..inference import LazyDict
-
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps)
 

@@ -1,5 +1,6 @@
-"""Checks of configs that come from files (checkpoints from strangers): types and ranges are
-verified before anything is built, so that an edited config can neither allocate without
+"""Checks of configs that come from files (checkpoints from strangers): their types and ranges.
+
+They are verified before anything is built, so that an edited config can neither allocate without
 bound nor fail later with an obscure error."""
 
 from __future__ import annotations

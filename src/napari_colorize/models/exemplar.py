@@ -176,10 +176,7 @@ class ExemplarColorizer(nn.Module):
                  backbone: Backbone | None = None) -> None:
         super().__init__()
         self.config = cfg = config or ExemplarConfig()
-        if not 1 <= cfg.attention_levels <= LEVELS:
-            raise ValueError("attention_levels must be between 1 and 5")
-        if cfg.modules_per_level not in (1, 2):
-            raise ValueError("modules_per_level must be 1 or 2")
+        cfg.validate()  # (types and ranges, before anything is built)
         self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone, pretrained_backbone)
         spec = self.backbone.spec
         self.strides = spec.strides
@@ -194,16 +191,10 @@ class ExemplarColorizer(nn.Module):
                 CrossAttentionModule(hs[l - 1], cfg.heads, max_rel, cfg.attention, cfg.span)
                 for _ in range(cfg.modules_per_level)
             )
-        if cfg.prior not in ("none", "warp"):
-            raise ValueError(f"prior must be 'none' or 'warp', not {cfg.prior!r}")
         self.prior = cfg.prior == "warp"
         self.decoder = PyramidDecoder(hs, [cfg.head_dim_at(s) for s in range(1, LEVELS)], spec.bottleneck_channels,
                                       gated=self.prior, gain=cfg.prior_gain)
         if self.prior:
-            if not 1 <= cfg.prior_level <= LEVELS - 1:
-                raise ValueError("prior_level must be between 1 and 4")
-            if not 1e-3 <= cfg.prior_temperature <= 10:
-                raise ValueError("prior_temperature must be between 0.001 and 10")
             lp = cfg.prior_level
             self.log_tau = nn.Parameter(torch.tensor(math.log(cfg.prior_temperature)))
             # the warp (ab) and its match quality enter the decoder at the prior's level; zero

@@ -1,4 +1,4 @@
-"""Model registry, checkpoints and devices.
+"""The model registry (names, the default of each kind), checkpoints and devices.
 
 A checkpoint is a safetensors file (the trainable weights; the frozen backbone
 comes from its own pretrained source) whose metadata holds a JSON config, with
@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING
 
 from .configs import EXEMPLAR_CONFIGS, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
 
-if TYPE_CHECKING:  # torch and the networks are imported when a model is loaded, not to list them
+# torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
+# command line's help stay fast): every import inside a function below is there for that reason.
+if TYPE_CHECKING:
     import torch
 
     from .base import Colorizer
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
-           "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info", "weights_dir"]
+           "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info",
+           "weights_dir", "default_model", "comparison_models", "DEFAULTS", "COMPARISON", "load_into", "build_network"]
 
 
 class CheckpointError(ValueError):
@@ -72,27 +75,27 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def _welsh(device):
-    from .base import BaselineColorizer
-    from .baselines import welsh_ab
+    from .base import BaselineColorizer  # (delays torch)
+    from .baselines import welsh_ab  # (delays torch)
 
     return BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")
 
 
 def _reinhard(device):
-    from .base import BaselineColorizer
-    from .baselines import reinhard_ab
+    from .base import BaselineColorizer  # (delays torch)
+    from .baselines import reinhard_ab  # (delays torch)
 
     return BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")
 
 
 def _warp(device):
-    from .warp import WarpColorizer
+    from .warp import WarpColorizer  # (delays torch)
 
     return WarpColorizer("warp", device=device)
 
 
 def _warp_grey(device):
-    from .warp import WarpColorizer
+    from .warp import WarpColorizer  # (delays torch)
 
     return WarpColorizer("warp-grey", tau=0.03, reference="grey", device=device)
 
@@ -156,6 +159,32 @@ def list_models(include_untrained: bool = False, kind: str | None = None) -> lis
             if (include_untrained or e.available) and (kind is None or e.kind == kind)]
 
 
+#: the default model of each kind, in order of preference (the first installed one is the default):
+#: for exemplar guidance the trained network when its weights are installed, else Welsh
+DEFAULTS = {"exemplar": ("exemplar", "welsh"), "histogram": ("histogram",)}
+#: a first comparison: the shipped networks and the classic baselines (not every ablation)
+COMPARISON = ("exemplar", "histogram", "warp-grey", "welsh", "reinhard")
+
+
+def default_model(kind: str = "exemplar") -> str:
+    """The default installed model for ``kind`` ("exemplar" or "histogram"): the first of
+    :data:`DEFAULTS` installed, else the first installed model of that kind. ValueError when there
+    is none (no histogram weights installed)."""
+    if kind not in DEFAULTS:
+        raise ValueError(f"unknown kind {kind!r}; use 'exemplar' or 'histogram'")
+    names = list_models(kind=kind)
+    for name in DEFAULTS[kind] + tuple(names):
+        if name in names:
+            return name
+    raise ValueError(f"no {kind} model is installed")
+
+
+def comparison_models() -> list[str]:
+    """The models of :data:`COMPARISON` that are installed."""
+    names = list_models()
+    return [n for n in COMPARISON if n in names]
+
+
 def model_info(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
@@ -200,8 +229,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 # -------------------------------------------------------------------- checkpoints
 def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
-    from .exemplar import ExemplarColorizer
-    from .histogram import HistogramColorizer
+    from .exemplar import ExemplarColorizer  # (delays torch)
+    from .histogram import HistogramColorizer  # (delays torch)
 
     if architecture == "exemplar":
         return ExemplarColorizer(ExemplarConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
@@ -236,7 +265,7 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
     import torch
     from safetensors.torch import save_file
 
-    from .exemplar import ExemplarColorizer
+    from .exemplar import ExemplarColorizer  # (delays torch)
 
     dtype = torch.float16 if dtype is None else dtype
     if not overwrite:
@@ -310,7 +339,7 @@ def _migrated(sd: dict, meta: dict) -> tuple[dict, dict]:
     """Weights saved by earlier versions, under today's names (exemplar networks: the pyramid decoder
     became its own module)."""
     if meta.get("architecture") == "exemplar":
-        from .exemplar import migrate_state_dict
+        from .exemplar import migrate_state_dict  # (delays torch)
 
         sd = migrate_state_dict(sd)
     return sd, meta
@@ -341,8 +370,8 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
 
 def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
-    from .base import ExemplarNetwork, HistogramNetwork
-    from .exemplar import ExemplarColorizer
+    from .base import ExemplarNetwork, HistogramNetwork  # (delays torch)
+    from .exemplar import ExemplarColorizer  # (delays torch)
 
     cls = ExemplarNetwork if isinstance(network, ExemplarColorizer) else HistogramNetwork
     return cls(name, network, meta, device)
@@ -361,7 +390,9 @@ def _check_fits(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> 
         )
 
 
-def _load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+def load_into(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
+    """Load checkpoint weights ``sd`` (trainable tensors) into ``network``, after checking they fit it
+    (:class:`CheckpointError` naming ``source`` when not)."""
     _check_fits(network, sd, meta, source)
     full = network.state_dict()
     full.update({k: v.to(full[k].dtype) for k, v in sd.items()})
@@ -424,5 +455,5 @@ def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = Non
         net = build_network(arch, meta["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name}: its config does not describe a valid network ({e})") from e
-    _load_into(net, sd, meta, path.name)
+    load_into(net, sd, meta, path.name)
     return _network_colorizer(name or meta.get("name") or path.stem, net, meta, dev)

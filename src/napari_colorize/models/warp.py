@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
 
-__all__ = ["centre_normalise", "feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab"]
+__all__ = ["centre_normalise", "feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
+           "softmax_rows"]
 
 REFERENCE_VIEWS = ("colour", "grey")
 
@@ -58,7 +59,7 @@ def reference_side(tap: torch.Tensor, reference_rgb: torch.Tensor) -> tuple[torc
     return centre_normalise(tap), pool_ab(ab, tap.shape[-2:])
 
 
-def _softmax(sim: torch.Tensor, best: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
+def softmax_rows(sim: torch.Tensor, best: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
     """``softmax(sim / tau)`` over the last axis (``best``: its maximum). Without gradients, in place
     and with the logits floored at ``max - 30`` (a weight below e^-30 = 1e-13 of the best match's
     becomes that: nothing a colour can show): a sharp softmax (tau ~ 0.005) drives exp deep into
@@ -100,7 +101,7 @@ def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: 
         sim = torch.bmm(qt[:, s:s + block], kr.transpose(1, 2))  # (B, n, N')
         best = sim.amax(-1, keepdim=True)
         confs.append(best[..., 0])
-        outs.append(torch.bmm(_softmax(sim, best, tau), v))
+        outs.append(torch.bmm(softmax_rows(sim, best, tau), v))
     ab = torch.cat(outs, 1).transpose(1, 2).reshape(B, 2, h, w)
     conf = torch.cat(confs, 1).reshape(B, 1, h, w)
     return ab, conf

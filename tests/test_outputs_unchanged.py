@@ -1,0 +1,106 @@
+"""Bit-for-bit guard: every shipped model's output on a fixed set of inputs, against arrays saved
+from the code before the issue-19 redesign (tests/data/outputs_before.npz).
+
+The inputs are made with numpy from fixed seeds: a 64x80 grey image, a 48x56 colour reference and a
+3-slice 32x40 stack. Each output is stored as uint16 (``round(rgb * 65535)``); a change of more than
+half a quantisation step (plus float noise) anywhere fails. Regenerate (only when an output is meant
+to change) with ``python tests/test_outputs_unchanged.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data" / "outputs_before.npz"
+Q = 65535.0
+
+
+def inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grey image (64, 80) uint8, the reference (48, 56, 3) uint8, the stack (3, 32, 40) uint16."""
+    rng = np.random.default_rng(19)
+    y, x = np.mgrid[0:64, 0:80]
+    grey = 110 + 70 * np.sin(x / 7.0) * np.cos(y / 9.0) + 25 * (x > 40) + rng.normal(0, 6, (64, 80))
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    ry, rx = np.mgrid[0:48, 0:56]
+    ref = np.stack([120 + 100 * np.sin(rx / 6.0), 120 + 90 * np.cos(ry / 5.0), 60 + 50 * (rx > ry)], -1)
+    ref = np.clip(ref + rng.normal(0, 8, ref.shape), 0, 255).astype(np.uint8)
+    sy, sx = np.mgrid[0:32, 0:40]
+    stack = np.stack([2000 + 1500 * np.sin((sx + 2 * k) / 5.0) * np.cos(sy / 6.0) + 900 * (sx > 20 + k)
+                      for k in range(3)])
+    stack = np.clip(stack + rng.normal(0, 80, stack.shape), 0, 65535).astype(np.uint16)
+    return grey, ref, stack
+
+
+def outputs() -> dict[str, np.ndarray]:
+    """Every shipped model on the image and on the stack (reference guide; histogram models also with
+    the reference's histogram), a matched run and a volume run: name -> float32 RGB."""
+    import torch
+
+    import napari_colorize as nc
+    from napari_colorize.color import histogram_from_rgb
+
+    torch.set_num_threads(2)
+    grey, ref, stack = inputs()
+    hist = histogram_from_rgb(ref.astype(np.float32) / 255)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in nc.list_models():
+            model = nc.load_model(name, device="cpu")
+            out[f"{name}/image"] = nc.colorize(model, grey, reference=ref).rgb
+            out[f"{name}/stack"] = nc.colorize(model, stack, reference=ref).rgb
+            if model.kind == "histogram":
+                out[f"{name}/image-histogram"] = nc.colorize(model, grey, histogram=hist).rgb
+        out["welsh/image-match"] = nc.colorize("welsh", grey, reference=ref, match=0.5).rgb
+    return out
+
+
+def volume_output(tmp: Path) -> np.ndarray:
+    """The stack through colorize_volume (uint8 OME-Zarr, synchronous), as (3, 32, 40, 3) uint8."""
+    zarr = pytest.importorskip("zarr") if "pytest" in sys.modules else __import__("zarr")
+    from napari_colorize.volume import colorize_volume
+
+    _, ref, stack = inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = colorize_volume(stack, tmp / "v.zarr", "exemplar", reference=ref, scheduler="synchronous",
+                              chunks=(2, 32, 40), device="cpu")
+    return np.moveaxis(np.asarray(zarr.open_group(str(out), mode="r")["0"][:]), 1, -1)
+
+
+def quantised(rgb: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(rgb, np.float64) * Q).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def saved():
+    with np.load(DATA) as f:
+        return dict(f)
+
+
+def test_every_shipped_model_gives_the_same_output(saved):
+    now = outputs()
+    assert sorted(k for k in saved if k != "volume") == sorted(now)
+    for key, rgb in now.items():
+        assert rgb.dtype == np.float32 and rgb.shape == saved[key].shape, key
+        err = np.abs(rgb.astype(np.float64) - saved[key] / Q).max()
+        assert err <= 0.5 / Q + 1e-6, f"{key}: output changed by up to {err:.2e}"
+
+
+def test_the_volume_engine_gives_the_same_output(saved, tmp_path):
+    np.testing.assert_array_equal(volume_output(tmp_path), saved["volume"])
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    arrays = {k: quantised(v) for k, v in outputs().items()}
+    with tempfile.TemporaryDirectory() as d:
+        arrays["volume"] = volume_output(Path(d))
+    np.savez_compressed(DATA, **arrays)
+    print(f"wrote {DATA} ({DATA.stat().st_size / 1024:.0f} KB, {len(arrays)} arrays)")
