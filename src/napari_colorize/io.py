@@ -25,14 +25,18 @@ never leaves a half-written file, nor replaces an existing one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageReadError", "ImageWriteError", "read_image", "probe_image", "write_image", "StackWriter",
-           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format"]
+__all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "probe_image", "write_image", "StackWriter",
+           "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
+           "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
+           "pid_alive"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -48,6 +52,90 @@ class ImageReadError(ValueError):
 
 class ImageWriteError(ValueError):
     """An image could not be written (or cannot be written in the format asked for)."""
+
+
+class DiskFullError(ImageWriteError):
+    """Not enough space on the disk for an output; the message says how much is needed and free."""
+
+
+# --------------------------------------------------------------------------- disk space
+def is_disk_full(e: BaseException) -> bool:
+    """True for an OSError that means the disk (or the user's quota) is full."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def mount_point(path: str | Path) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _free_bytes(path: Path) -> int | None:
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return int(shutil.disk_usage(p).free)
+    except OSError:
+        return None
+
+
+def disk_full_message(out: str | Path, need: int | None = None, free: int | None = None) -> str:
+    """``not enough space on DEVICE for OUT: need ~X MB, Y MB free`` (the amounts when known)."""
+    out = Path(out)
+    free = _free_bytes(out.parent) if free is None else free
+    amounts = []
+    def mb(n: int) -> str:
+        return f"{n / 1e6:.1f}" if n >= 1e5 else f"{n / 1e6:.2g}"
+
+    if need is not None:
+        amounts.append(f"need ~{mb(need)} MB")
+    if free is not None:
+        amounts.append(f"{mb(free)} MB free")
+    return (f"not enough space on {mount_point(out.parent)} for {out}" + (": " + ", ".join(amounts) if amounts else "")
+            + "; free some space or write elsewhere")
+
+
+def check_free_space(out: str | Path, need: int) -> None:
+    """Refuse (:class:`DiskFullError`), before anything is written, an output of ``need`` bytes that
+    the disk holding it has no room for."""
+    free = _free_bytes(Path(out).parent)
+    if free is not None and need > free:
+        raise DiskFullError(disk_full_message(out, need, free))
+
+
+def preallocate(path: str | Path, size: int, out: str | Path | None = None) -> None:
+    """Reserve ``size`` bytes of the file ``path`` on disk (``os.posix_fallocate``), so that a full
+    disk fails here, as :class:`DiskFullError`, not later while writing into a memory map (SIGBUS).
+    File systems that cannot preallocate are left as they are."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None or size <= 0:
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fallocate(fd, 0, int(size))
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFullError(disk_full_message(out or path, int(size))) from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process of that id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- reading
@@ -244,7 +332,9 @@ class StackWriter:
     """Write a colourised image or stack ``stack_shape + (H, W, 3)`` one 2-D slice at a time.
 
     ``with StackWriter(path, shape) as w: w[index] = rgb_slice``. TIFF and ``.npy`` files are
-    memory-mapped on disk, so only one slice is in memory; PNG/JPEG take one 2-D image. The file
+    created at their full size on disk (the free space checked first, the blocks reserved) and
+    written one slice at a time, so only one slice is in memory; PNG/JPEG take one 2-D image. A
+    full disk is a :class:`DiskFullError` ("not enough space on ... for ..."), never a crash. The file
     appears under ``path`` only when :meth:`close` completes; on an error (or without close) the
     temporary file is removed and an existing ``path`` is left untouched.
     """
@@ -260,20 +350,28 @@ class StackWriter:
         self._done = False
         self._data: np.ndarray | None = None
         self._offset = 0
-        if self.suffix in TIFF_SUFFIXES:
-            import tifffile
+        if self.suffix not in STACK_SUFFIXES:
+            self._data = np.zeros(self.shape, self.dtype)
+            return
+        nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+        check_free_space(self.path, nbytes + 2**16)  # (the header: a few kB)
+        try:
+            if self.suffix in TIFF_SUFFIXES:
+                import tifffile
 
-            nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
-            m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
-                                bigtiff=nbytes > 2**32 - 2**25)
+                m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
+                                    bigtiff=nbytes > 2**32 - 2**25)
+            else:
+                m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
             self._offset = int(m.offset)  # the pixels are one contiguous block from here
             del m
-        elif self.suffix == ".npy":
-            m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
-            self._offset = int(m.offset)
-            del m
-        else:
-            self._data = np.zeros(self.shape, self.dtype)
+            # the file's blocks reserved now: a disk that fills up fails here, not in a write (SIGBUS)
+            preallocate(self.tmp, os.path.getsize(self.tmp), self.path)
+        except BaseException as e:
+            self.abort()
+            if is_disk_full(e):
+                raise DiskFullError(disk_full_message(self.path, nbytes)) from None
+            raise
 
     def __setitem__(self, index, rgb: np.ndarray) -> None:
         """Write one 2-D RGB slice (``index``: its position in the stack axes; ``...`` for a 2-D image)."""
@@ -290,10 +388,18 @@ class StackWriter:
         else:
             i = int(np.ravel_multi_index(tuple(np.atleast_1d(index)), stack_shape))
         nbytes = int(np.prod(slice_shape)) * np.dtype(self.dtype).itemsize
-        m = np.memmap(self.tmp, dtype=self.dtype, mode="r+", offset=self._offset + i * nbytes, shape=slice_shape)
-        m[...] = value
-        m.flush()
-        del m
+        # written with a plain write, not through a memory map: a full disk is an error (ENOSPC), not SIGBUS
+        data = np.ascontiguousarray(value, dtype=np.dtype(self.dtype).newbyteorder("="))
+        try:
+            with open(self.tmp, "r+b") as f:
+                f.seek(self._offset + i * nbytes)
+                f.write(memoryview(data).cast("B"))
+        except OSError as e:
+            if is_disk_full(e):
+                self.abort()
+                raise DiskFullError(disk_full_message(self.path, int(np.prod(self.shape)) *
+                                                      np.dtype(self.dtype).itemsize)) from None
+            raise
 
     def close(self) -> Path:
         """Finish the file and move it to ``path`` (replacing an existing file only now)."""
@@ -306,6 +412,10 @@ class StackWriter:
             self._data = None
             os.replace(self.tmp, self.path)
             self._done = True
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFullError(disk_full_message(self.path)) from None
+            raise
         finally:
             if not self._done:
                 self.abort()

@@ -159,14 +159,38 @@ class FeatureCache:
             return None
 
     def put(self, path: Path, glob: np.ndarray, mid: np.ndarray) -> None:
+        tmp = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            self.remove_stale()
             f = self._key(path)
             tmp = f.with_name(f.name + f".{os.getpid()}.tmp.npz")
             np.savez(tmp, glob=glob, mid=mid.astype(np.float16))
             tmp.replace(f)
-        except OSError:  # a read-only cache folder: rank without caching
-            pass
+        except OSError:  # a read-only or full cache folder: rank without caching, leave no temporary file
+            if tmp is not None:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+    _swept = False
+
+    def remove_stale(self) -> None:
+        """Remove (once per cache) the temporary files that runs which died while writing left behind
+        (``*.PID.tmp.npz`` of a process that no longer runs): they would accumulate."""
+        from .io import pid_alive
+
+        if self._swept:
+            return
+        self._swept = True
+        for t in self.folder.glob("*.tmp.npz"):
+            pid = t.name.split(".")[-3]
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                try:
+                    t.unlink()
+                except OSError:
+                    pass
 
 
 def candidate_files(folder: str | Path) -> list[Path]:

@@ -571,7 +571,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     import dask
 
     from .inference import NonFiniteError, _Job, _resolve_model, resolve_temporal
-    from .io import ImageWriteError
+    from .io import DiskFullError, ImageWriteError, disk_full_message, is_disk_full
 
     if dtype not in OUT_DTYPES:
         raise ValueError(f"dtype must be 'uint8' or 'uint16' for OME-Zarr output, not {dtype!r}")
@@ -640,8 +640,14 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         if record is None:
             if out.exists():  # overwrite: a zarr store (checked), never an input
                 shutil.rmtree(out)
-            _new_output(out, vol, c_axis, dtype, pyramid, len(blocks),
-                        {"fingerprint": fingerprint, "arguments": args, "complete": False, "chunks": len(blocks)})
+            try:
+                _new_output(out, vol, c_axis, dtype, pyramid, len(blocks),
+                            {"fingerprint": fingerprint, "arguments": args, "complete": False, "chunks": len(blocks)})
+            except BaseException as e:  # (a full disk, interrupted...): no half-created store is left behind
+                shutil.rmtree(out, ignore_errors=True)
+                if is_disk_full(e):
+                    raise DiskFullError(disk_full_message(out)) from None
+                raise
         done = _done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))
         ctx = _Context(model=model.source if client is not None and model.source else model,
                        device=str(device) if model.source else str(model.device),
@@ -654,6 +660,16 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             if created:
                 shutil.rmtree(out, ignore_errors=True)
             raise
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            left = (len(blocks) - len(_done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))))
+            need = int(left / len(blocks) * int(np.prod(vol.data.shape)) * 3 * np.dtype(dtype).itemsize *
+                       (4 / 3 if pyramid else 1))
+            raise DiskFullError(disk_full_message(out, need).replace("; free some space or write elsewhere", "") +
+                                f" (uncompressed; {left} of {len(blocks)} chunks are missing). The chunks written "
+                                f"are kept and {out} stays resumable: free some space and run the same command "
+                                "again to compute only the missing chunks") from None
     finally:
         if own_client is not None:
             own_client.close()

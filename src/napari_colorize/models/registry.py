@@ -247,12 +247,25 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
     meta.setdefault("config", network.config.to_dict())
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
           for k, v in network.trainable_state_dict().items()}
+    from ..io import DiskFullError, disk_full_message, is_disk_full
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={"napari_colorize": json.dumps(meta)})
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    side = path.with_suffix(".json")
+    side_tmp = side.with_name(side.name + ".tmp")
+    try:  # both written aside first: a full disk leaves neither a partial file nor a temporary one
+        save_file(sd, str(tmp), metadata={"napari_colorize": json.dumps(meta)})
+        tmp.chmod(0o644)
+        side_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.replace(path)
+        side_tmp.replace(side)
+    except BaseException as e:
+        for t in (tmp, side_tmp):
+            t.unlink(missing_ok=True)
+        if is_disk_full(e):
+            need = sum(v.numel() * v.element_size() for v in sd.values())
+            raise DiskFullError(disk_full_message(path, need)) from None
+        raise
     return path
 
 
