@@ -244,7 +244,7 @@ def _cmd_colorize_volume(args) -> int:
     """One volume to OME-Zarr (napari_colorize.volume), locally or on a dask cluster (--scheduler)."""
     import warnings
 
-    from .volume import MissingExtraError, ResumeError, colorize_volume
+    from .volume import MissingExtraError, ResumeError, VolumeNote, colorize_volume
 
     problems = []
     if len(args.targets) != 1:
@@ -270,9 +270,11 @@ def _cmd_colorize_volume(args) -> int:
             warnings.simplefilter("ignore")
             guide = _load_guide(args, None, guide_notes)
     protect = [p for p in (args.histogram_from, args.histogram) if p]
+    notes: list = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("ignore")
+            warnings.simplefilter("always", VolumeNote)  # (said: a half-created store made again)
             dest = colorize_volume(args.targets[0], out, name, **guide, scheduler=args.scheduler, size=args.size,
                                    dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
@@ -284,6 +286,9 @@ def _cmd_colorize_volume(args) -> int:
         print(f"\ninterrupted: {out} is unfinished; run the same command again to compute only what is missing",
               file=sys.stderr)
         return 130
+    finally:
+        for w in dict.fromkeys(str(n.message) for n in notes if issubclass(n.category, VolumeNote)):
+            _say("note", w)
     if not args.quiet:
         print(f"wrote {dest} ({name}, OME-Zarr)")
     return 0
@@ -594,8 +599,34 @@ def _cmd_suggest(args) -> int:
     return 1 if errors else 0
 
 
+_TERMINATED = [False]
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (``kill``, a job scheduler's time limit) ends the run as Ctrl-C does: the partial file
+    is removed, an unfinished volume stays resumable."""
+    _TERMINATED[0] = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _TERMINATED[0] = False
+    try:
+        code = _main(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 143 if _TERMINATED[0] and code == 130 else code  # (128 + SIGTERM, as the shell reports it)
+
+
+def _main(args) -> int:
     try:
         return args.func(args)
     except _Refused as e:

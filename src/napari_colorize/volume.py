@@ -47,7 +47,7 @@ import numpy as np
 
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
            "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
-           "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
+           "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
 
 EXTRA = "distributed"
 INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
@@ -62,6 +62,75 @@ class MissingExtraError(ImportError):
 
 class ResumeError(ValueError):
     """The output exists and is not an unfinished run of the same arguments."""
+
+
+class BusyError(ResumeError):
+    """Another run is writing the output (its lock file names its process)."""
+
+
+class VolumeNote(UserWarning):
+    """A note about the output store (for example a half-created store made again); the CLI prints it."""
+
+
+_HELD_LOCKS: set = set()  # lock files this process holds
+
+
+class RunLock:
+    """``.OUT.napari-colorize.lock`` beside the output store, created exclusively (``O_EXCL``) with
+    this process's id and host: a second run writing the same store is refused
+    (:class:`BusyError`: "another run (pid N) is writing OUT"); the lock of a process that no longer
+    runs (on this host) is taken over."""
+
+    def __init__(self, out: Path) -> None:
+        out = Path(out)
+        self.out = out
+        self.path = out.absolute().parent / f".{out.name}.napari-colorize.lock"
+        self.held = False
+
+    def _holder(self) -> tuple[int | None, str]:
+        try:
+            pid, _, host = self.path.read_text().strip().partition(" ")
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, ""
+
+    def acquire(self) -> "RunLock":
+        import socket
+
+        from .io import pid_alive
+
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = self._holder()
+                here = host in ("", socket.gethostname())
+                ours_stale = pid == os.getpid() and str(self.path) not in _HELD_LOCKS
+                if pid is None or (here and (ours_stale or (pid != os.getpid() and not pid_alive(pid)))):
+                    try:  # a stale lock (its process is gone, or an unreadable one): taken over
+                        self.path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    continue
+                where = "" if here else f" on {host}"
+                raise BusyError(f"another run (pid {pid}{where}) is writing {self.out}: wait until it ends, or "
+                                f"stop it (if no run is writing it, remove {self.path})") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            _HELD_LOCKS.add(str(self.path))
+            return self
+        raise BusyError(f"cannot take the lock {self.path} of {self.out}: other runs keep taking it")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            _HELD_LOCKS.discard(str(self.path))
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _need(module: str, what: str = "reading and writing OME-Zarr volumes"):
@@ -330,6 +399,8 @@ def _create_store(path: Path, shapes: list[tuple], chunks: tuple, dtype: str, ax
     from ome_zarr.writer import write_multiscales_metadata
 
     group = zarr.open_group(str(path), mode="w-")
+    if attrs:  # (first: they say what the store is while it is being made)
+        group.attrs.update(attrs)
     names = [a["name"] for a in axes]
     for level, shape in enumerate(shapes):
         group.create_array(str(level), shape=shape, chunks=tuple(min(c, s) for c, s in zip(chunks, shape)),
@@ -338,8 +409,6 @@ def _create_store(path: Path, shapes: list[tuple], chunks: tuple, dtype: str, ax
                                                                    {"type": "translation", "translation": t}]}
                 for level, (s, t) in enumerate(zip(scales, translations))]
     write_multiscales_metadata(group, datasets, axes=axes, name=path.name.split(".")[0])
-    if attrs:
-        group.attrs.update(attrs)
     return group
 
 
@@ -486,6 +555,27 @@ def _read_record(out: Path) -> dict | None:
     return rec if isinstance(rec, dict) and isinstance(rec.get("fingerprint"), str) else None
 
 
+def half_created(out: Path) -> bool:
+    """True for an output store whose creation was interrupted, so that no chunk was computed into it:
+    marked "creating" (its run record is written last), a run record without its progress flags
+    (earlier versions), or a zarr group holding nothing (no attributes, no arrays)."""
+    zarr = _need("zarr")
+    try:
+        group = zarr.open_group(str(out), mode="r")
+        attrs = dict(group.attrs)
+        members = list(group.keys())
+    except Exception:
+        return False
+    rec = attrs.get(RECORD_KEY)
+    if not attrs and not members:
+        return True
+    if not isinstance(rec, dict):
+        return False
+    if rec.get("creating") is True:
+        return True
+    return isinstance(rec.get("fingerprint"), str) and not rec.get("complete") and PROGRESS_ARRAY not in members
+
+
 def _done_blocks(group, n: int) -> set:
     try:
         flags = np.asarray(group[PROGRESS_ARRAY][:])
@@ -521,6 +611,10 @@ def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> dict | None
         return None
     if not out.is_dir() or not _is_store(out):
         raise ValueError(f"{out} exists and is not a zarr store: it is not replaced (choose another output)")
+    if half_created(out):
+        warnings.warn(f"{out} was left half-created by an interrupted run (it holds no finished chunk): it is "
+                      "created again", VolumeNote, stacklevel=3)
+        return None  # (removed and made again, under the run's lock)
     rec = _read_record(out)
     if rec is not None and not rec.get("complete"):
         return rec  # resumed (same arguments) or refused, once the fingerprint is known
@@ -585,7 +679,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     out = Path(output)
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
     inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
-    record = _check_output(out, inputs, overwrite)
+    record = first = _check_output(out, inputs, overwrite)
     _check_memory(vol, temporal, dtype, pyramid, None)  # before reading any slice (sizes come from the file)
     if ref_path is not None:
         from .io import read_image
@@ -631,10 +725,15 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                               "arguments, or pass overwrite=True to start again")
         record = None
     own_client = None
+    lock = None
     if client is None and _is_address(scheduler):
         client = own_client = _need("distributed", "running on a dask cluster").Client(scheduler,
                                                                                     set_as_default=False)
     try:
+        lock = RunLock(out).acquire()  # (BusyError when another run writes it)
+        fresh = _check_output(out, inputs, overwrite)  # (as it is now that no other run writes it)
+        if (fresh or {}).get("fingerprint") != (first or {}).get("fingerprint"):
+            raise ResumeError(f"{out} was changed by another run while this one started: run the command again")
         _check_memory(vol, temporal, dtype, pyramid, client)  # (the cluster's workers this time)
         created = record is None
         if record is None:
@@ -670,14 +769,16 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                                 f" (uncompressed; {left} of {len(blocks)} chunks are missing). The chunks written "
                                 f"are kept and {out} stays resumable: free some space and run the same command "
                                 "again to compute only the missing chunks") from None
+        group = _need("zarr").open_group(str(out), mode="r+")
+        if len(_done_blocks(group, len(blocks))) != len(blocks):
+            raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
+        del group[PROGRESS_ARRAY]
+        group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
     finally:
         if own_client is not None:
             own_client.close()
-    group = _need("zarr").open_group(str(out), mode="r+")
-    if len(_done_blocks(group, len(blocks))) != len(blocks):
-        raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
-    del group[PROGRESS_ARRAY]
-    group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
+        if lock is not None:
+            lock.release()
     return out
 
 
@@ -694,8 +795,11 @@ def _new_output(out: Path, vol: Volume, c_axis: int, dtype: str, pyramid: int, n
     stack = tuple(vol.data.shape[:stack_nd])
     shapes = [stack[:c_axis] + (3,) + stack[c_axis:] + s for s in _level_shapes(tuple(vol.data.shape[-2:]), pyramid)]
     out_chunks = vol.chunks[:c_axis] + (3,) + vol.chunks[c_axis:]
-    group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations, {RECORD_KEY: record})
+    # "creating" first, the run record last: a store whose creation was interrupted is known as such
+    group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations,
+                          {RECORD_KEY: {"creating": True}})
     group.create_array(PROGRESS_ARRAY, shape=(n_blocks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+    group.attrs[RECORD_KEY] = record
 
 
 def task_memory(vol: Volume, temporal: int, dtype: str, levels: int) -> int:
