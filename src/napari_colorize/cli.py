@@ -46,6 +46,7 @@ class _Refused(Exception):
 
 _FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey", "overwrite=True": "--overwrite"}
 _FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb",
+          "pyramid": "--pyramid",
           "temporal": "--temporal"}
 
 
@@ -55,7 +56,7 @@ def cli_words(msg: str) -> str:
         msg = msg.replace(k, v)
     msg = re.sub(r"\breference=(RGB image|\.\.\.)", "--reference IMAGE", msg)
     msg = re.sub(r"\bhistogram=(\(21, 21\) array|\.\.\.)", "--histogram FILE.npy", msg)
-    msg = re.sub(r"\b(channel_axis|size|normalize)=(-?\w+)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
+    msg = re.sub(r"\b(channel_axis|size|normalize|pyramid)=(-?\w+)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
     return msg.replace("pass --", "use --")
 
 
@@ -642,6 +643,12 @@ def _main(args) -> int:
         return 130
     except ImportError as e:  # an optional dependency (the message names the extra to install)
         _say("error", str(e))
+        return 2
+    except OSError as e:  # a folder that cannot be read, a device error...: what and where, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        what = "permission denied (check the file's or folder's permissions)" if isinstance(e, PermissionError) \
+            else (e.strerror or str(e))
+        _say("error", f"{where}{what}")
         return 2
 
 

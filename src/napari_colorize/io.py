@@ -36,7 +36,7 @@ import numpy as np
 __all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "probe_image", "write_image", "StackWriter",
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
            "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
-           "pid_alive"]
+           "pid_alive", "MAX_PIXELS", "check_pixels"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -44,6 +44,10 @@ WRITE_SUFFIXES = PLAIN_SUFFIXES + TIFF_SUFFIXES + (".npy",)
 STACK_SUFFIXES = TIFF_SUFFIXES + (".npy",)
 READ_SUFFIXES = WRITE_SUFFIXES + (".bmp", ".gif", ".webp")
 DTYPES = ("uint8", "uint16", "float32")
+# the largest 2-D image (slice of a stack) read: 2 x Pillow's MAX_IMAGE_PIXELS, where Pillow itself stops
+# (about 179 million pixels, 13377 x 13377; float32 RGB of it is 2.1 GB). A header claiming more is
+# refused before any pixel is decoded.
+MAX_PIXELS = 2 * 89478485
 
 
 class ImageReadError(ValueError):
@@ -141,6 +145,9 @@ def pid_alive(pid: int) -> bool:
 # --------------------------------------------------------------------------- reading
 def _check_file(path: Path) -> None:
     if not path.exists():
+        folder = next((p for p in path.absolute().parents if p.exists()), None)
+        if folder is not None and not os.access(folder, os.R_OK | os.X_OK):
+            raise ImageReadError(f"{path}: cannot be read (permission denied on the folder {folder}/)")
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image file")
@@ -148,6 +155,41 @@ def _check_file(path: Path) -> None:
         raise ImageReadError(f"{path}: cannot be read (permission denied)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty")
+
+
+def check_pixels(path, shape: tuple, what: str = "image") -> None:
+    """Refuse (:class:`ImageReadError`) a 2-D image of ``shape`` ``(H, W)`` larger than
+    :data:`MAX_PIXELS`: its header claims more pixels than can be colourised here (a decompression
+    bomb, or a damaged header)."""
+    h, w = (int(shape[0]), int(shape[1]))
+    if h * w > MAX_PIXELS:
+        raise ImageReadError(f"{path}: its header claims an {what} of {w} x {h} pixels ({h * w / 1e6:.0f} megapixels), "
+                             f"more than the {MAX_PIXELS / 1e6:.0f} megapixels read here (a damaged header or a "
+                             "decompression bomb?); split it into tiles, e.g. as a zarr or TIFF stack")
+
+
+@contextlib.contextmanager
+def _pil_opened(path: Path):
+    """``PIL.Image.open(path)`` with its size checked against :data:`MAX_PIXELS` before any decoding
+    (Pillow's own "decompression bomb" warning and error become the same :class:`ImageReadError`)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        raise ImageReadError(f"{path}: its header claims {int(m.group(1)) / 1e6 if m else 0:.0f} megapixels, more than "
+                             f"the {MAX_PIXELS / 1e6:.0f} megapixels read here (a damaged header or a decompression "
+                             "bomb?); split it into tiles, e.g. as a zarr or TIFF stack") from None
+    with im:
+        check_pixels(path, (im.size[1], im.size[0]))
+        yield im
 
 
 def _pil_array(im) -> np.ndarray:
@@ -163,16 +205,18 @@ def _pil_array(im) -> np.ndarray:
 
 
 def _read_pil(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _pil_opened(path) as im:
             n = int(getattr(im, "n_frames", 1))
             frames = []
             for i in range(n):
                 im.seek(i)
                 im.load()
                 frames.append(_pil_array(im))
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -186,17 +230,19 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the header and one decoded pixel; the file's structure is checked by
     PIL's ``verify`` (PNG: every chunk's checksum) without decoding the image (it is decoded
     once, when it is colourised)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _pil_opened(path) as im:
             if int(getattr(im, "n_frames", 1)) > 1:  # multi-frame files: decoded to learn their layout
                 a = _read_pil(path)
                 return tuple(a.shape), a.dtype
             corner = _pil_array(im.crop((0, 0, 1, 1)))
             width, height = im.size
-        with Image.open(path) as im:
+        with _pil_opened(path) as im:
             im.verify()
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -227,6 +273,8 @@ def _read_tiff(path: Path, probe: bool = False):
                 if not tf.series:
                     raise ImageReadError(f"{path}: the TIFF file holds no image")
                 s = tf.series[0]
+                rgb_last = len(s.shape) >= 3 and s.shape[-1] in (3, 4)
+                check_pixels(path, tuple(s.shape[-3:-1] if rgb_last else s.shape[-2:]))
                 if probe:
                     return tuple(s.shape), np.dtype(s.dtype)
             try:

@@ -47,7 +47,7 @@ import numpy as np
 
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
            "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
-           "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
+           "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
 
 EXTRA = "distributed"
 INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
@@ -677,6 +677,15 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     vol = open_volume(source, chunks, channel)
     temporal = resolve_temporal(temporal, int(np.prod(vol.data.shape[:-2], dtype=np.int64)))
     out = Path(output)
+    if out.is_symlink():  # (replacing or resuming through a link would write, or remove, somewhere else)
+        to = os.readlink(out)
+        gone = "" if out.exists() else ", which does not exist"
+        raise ValueError(f"{out} is a symbolic link to {to}{gone}: give the real path of the output store "
+                         f"(-o {Path(os.path.realpath(out))}), or another name")
+    levels = int(np.ceil(np.log2(max(vol.data.shape[-2:])))) if max(vol.data.shape[-2:]) > 1 else 0
+    if pyramid > levels:
+        raise ValueError(f"pyramid={pyramid}: a {vol.data.shape[-2]} x {vol.data.shape[-1]} image has at most "
+                         f"{levels} lower levels (each halves y and x, down to 1 pixel); use pyramid={levels} or less")
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
     inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
     record = first = _check_output(out, inputs, overwrite)
@@ -727,8 +736,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     own_client = None
     lock = None
     if client is None and _is_address(scheduler):
-        client = own_client = _need("distributed", "running on a dask cluster").Client(scheduler,
-                                                                                    set_as_default=False)
+        client = own_client = connect(scheduler)
     try:
         lock = RunLock(out).acquire()  # (BusyError when another run writes it)
         fresh = _check_output(out, inputs, overwrite)  # (as it is now that no other run writes it)
@@ -841,6 +849,22 @@ def _load(name: str, device: str):
     from .models.registry import load_model
 
     return load_model(name, device=device)
+
+
+CONNECT_TIMEOUT = 10  # seconds to wait for a dask scheduler that does not answer
+
+
+def connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address``; a clear error (ValueError) after
+    :data:`CONNECT_TIMEOUT` seconds when nobody answers there (distributed's own wait is 30 s, then
+    a traceback)."""
+    distributed = _need("distributed", "running on a dask cluster")
+    try:
+        return distributed.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as e:  # (distributed: "Timed out trying to connect to ...")
+        raise ValueError(f"no dask scheduler answers at {address} (waited {CONNECT_TIMEOUT} s: {e}): start one "
+                         "(`dask scheduler`) and its workers, check the address and port, or leave --scheduler "
+                         "out to run here") from None
 
 
 def _is_address(scheduler) -> bool:

@@ -346,6 +346,15 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
     if not isinstance(sd, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         raise CheckpointError(f"{source}: its weights are not a mapping of names to tensors")
+    # float8, bool, complex...: never written by save_checkpoint, and not weights one can compute with here
+    allowed = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32)
+    odd = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.dtype not in allowed})
+    if odd:
+        names = [k for k, v in sd.items() if v.dtype not in allowed]
+        raise CheckpointError(f"{source}: {len(names)} tensor(s) hold {', '.join(odd)} values (e.g. {names[:3]}); "
+                              "napari-colorize weights are float16, bfloat16, float32 or float64 (and integer "
+                              "counters): the file was not written by napari-colorize, or converted; export it "
+                              "again in float16 or float32")
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values "
