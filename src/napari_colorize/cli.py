@@ -1,4 +1,4 @@
-"""Command line: ``napari-colorize {models,colorize,bench,demo}``.
+"""Command line: ``napari-colorize {models,colorize,suggest,demo,bench}``.
 
 ``colorize`` checks everything it can before computing anything: every output path (known type,
 a folder that exists and is writable, not an input, not an existing file unless ``--overwrite``,
@@ -118,12 +118,22 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     from .io import STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format, probe_image
 
     targets, seen = [], []
+    guides = [(Path(p), what) for p, what in ((args.reference, "the reference"),
+                                              (args.histogram_from, "the histogram's image")) if p]
     for t in map(Path, args.targets):
         if any(_same_file(t, u) for u in seen):
             print(f"note: {t} is given twice; it is done once", file=sys.stderr)
             continue
+        guide = next((what for g, what in guides if _same_file(t, g)), None)
+        if guide:  # (colorize scans/*.png -r scans/ref.png)
+            print(f"note: skipping {t}: it is {guide}", file=sys.stderr)
+            seen.append(t)
+            continue
         seen.append(t)
         targets.append(t)
+    if not targets:
+        raise _Refused([f"nothing to colourise: the only target{'s are' if len(seen) > 1 else ' is'} the guide "
+                        f"({', '.join(map(str, seen))}); give the grey images to colourise"])
     many = len(targets) > 1
     out_arg = args.output
     out = Path(out_arg)
@@ -473,22 +483,52 @@ def _demo_png(name: str, args) -> int:
 
 def _cmd_bench(args) -> int:
     from .bench import bench_forward
+    from .models.registry import model_info
 
-    rows = bench_forward(args.model, sizes=args.sizes, repeats=args.repeats, threads=args.threads)
-    print(f"{'model':20s} {'size':>6s} {'median ms':>10s} {'min ms':>8s}")
-    for r in rows:
-        print(f"{r['model']:20s} {r['size']:6d} {r['median_ms']:10.1f} {r['min_ms']:8.1f}")
+    bad = [f"{f} must be at least 1" for f, v in (("--repeats", args.repeats), ("--threads", args.threads)) if v < 1]
+    bad += [f"--sizes {s}: a size is at least 16 pixels" for s in args.sizes if s < 16]
+    if bad:
+        raise _Refused(bad)
+    try:
+        baseline, named = model_info(args.model).architecture == "baseline", True
+    except ValueError:  # a checkpoint file (loading it says if it is not one)
+        baseline, named = False, False
+    weights = "a baseline: no network, its predict step" if baseline else "the checkpoint's weights" if not named \
+        else ("the shipped weights" if args.pretrained else "random weights, the same architecture (--pretrained: the "
+                                                         "shipped ones; the time does not depend on them)")
+    print(f"timing {args.model} ({weights}) on {args.threads} CPU thread(s), {args.repeats} runs per size",
+          file=sys.stderr)
+    print(f"{'model':20s} {'size':>6s} {'median ms':>10s} {'min ms':>8s}", flush=True)
+
+    def row(r):
+        print(f"{r['model']:20s} {r['size']:6d} {r['median_ms']:10.1f} {r['min_ms']:8.1f}", flush=True)
+
+    def started(size, k, n):
+        print(f"size {size} ({k} of {n}) ...", file=sys.stderr, flush=True)
+
+    bench_forward(args.model, sizes=args.sizes, repeats=args.repeats, threads=args.threads,
+                  pretrained=args.pretrained, progress=row, started=started)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="napari-colorize", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Colourise greyscale images, stacks and volumes with neural networks (and classic baselines).
 
-    sub.add_parser("models", help="list the models").set_defaults(func=_cmd_models)
+'napari-colorize COMMAND --help' tells more about a command. colorize checks every output path,
+the model and the guide before computing anything; a target that fails does not stop the
+others. Exit status: 0 everything written, 1 some files failed, 2 nothing written (an error)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="napari-colorize", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+
+    sub.add_parser("models", help="list the models, their kind and whether their weights are installed").set_defaults(func=_cmd_models)
 
     c = sub.add_parser(
-        "colorize", help="colourise one or many images",
+        "colorize", help="colourise images or stacks (.png, .jpg, .tif, .npy), or a volume (.zarr, to "
+                         "OME-Zarr)",
         description="Colourise greyscale images or stacks. Every output path is checked before any work; "
                     "existing files are kept unless --overwrite; a failed target does not stop the others. "
                     "Exit status: 0 all written, 1 some failed, 2 nothing written.")
@@ -534,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)
 
-    d = sub.add_parser("demo", help="colourise the bundled sample pair (in napari when installed)")
+    d = sub.add_parser("demo", help="colourise the bundled sample pair (in napari when it is installed)")
     d.add_argument("--model", "-m", default=None)
     d.add_argument("--output", "-o", default="napari-colorize-demo.png", help="the result as PNG")
     d.add_argument("--device", default="auto")
@@ -543,11 +583,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace an existing --output or --screenshot file")
     d.set_defaults(func=_cmd_demo)
 
-    b = sub.add_parser("bench", help="time the network forward pass")
-    b.add_argument("--model", "-m", default="exemplar")
-    b.add_argument("--sizes", type=int, nargs="+", default=[224])
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--threads", type=int, default=2)
+    b = sub.add_parser("bench", help="time a model's forward pass on this machine",
+                       description="Time a model's forward pass on the CPU (the median and the fastest of "
+                                   "--repeats runs, after 3 warm-up runs) for one target/reference pair (or "
+                                   "target/histogram) per size. Networks are timed with random weights unless "
+                                   "--pretrained (the time does not depend on the weights); baselines time their "
+                                   "predict step.")
+    b.add_argument("--model", "-m", default="exemplar", help="model name (default exemplar; see "
+                                                              "'napari-colorize models')")
+    b.add_argument("--sizes", type=int, nargs="+", default=[224], metavar="PX",
+                   help="square working sizes in pixels (default 224)")
+    b.add_argument("--repeats", type=int, default=20, help="timed runs per size (default 20)")
+    b.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    b.add_argument("--pretrained", action="store_true",
+                   help="load the shipped weights instead of random ones (they must be installed)")
     b.set_defaults(func=_cmd_bench)
     s = sub.add_parser("suggest", help="rank candidate reference images for a grey target",
                        description="Rank candidate colour references for a grey target: paper A's correspondence "
