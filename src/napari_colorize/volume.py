@@ -47,7 +47,7 @@ import numpy as np
 
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
            "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
-           "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
+           "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT", "concurrent_tasks", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA"]
 
 EXTRA = "distributed"
 INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
@@ -689,7 +689,9 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
     inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
     record = first = _check_output(out, inputs, overwrite)
-    _check_memory(vol, temporal, dtype, pyramid, None)  # before reading any slice (sizes come from the file)
+    # before reading any slice (sizes come from the file); on a cluster its workers are checked below
+    _check_memory(vol, temporal, dtype, pyramid, None,
+                  "synchronous" if client is not None or _is_address(scheduler) else scheduler)
     if ref_path is not None:
         from .io import read_image
 
@@ -742,7 +744,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         fresh = _check_output(out, inputs, overwrite)  # (as it is now that no other run writes it)
         if (fresh or {}).get("fingerprint") != (first or {}).get("fingerprint"):
             raise ResumeError(f"{out} was changed by another run while this one started: run the command again")
-        _check_memory(vol, temporal, dtype, pyramid, client)  # (the cluster's workers this time)
+        _check_memory(vol, temporal, dtype, pyramid, client, scheduler)  # (the cluster's workers this time)
         created = record is None
         if record is None:
             if out.exists():  # overwrite: a zarr store (checked), never an input
@@ -822,21 +824,45 @@ def task_memory(vol: Volume, temporal: int, dtype: str, levels: int) -> int:
     return int(ext * Y * X * np.dtype(vol.data.dtype).itemsize + out + 48 * Y * X)
 
 
-def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client) -> None:
+def concurrent_tasks(scheduler=None) -> int:
+    """How many tasks the local scheduler runs at once: 1 for ``"synchronous"``, else dask's
+    thread pool (its ``num_workers`` setting, or the number of CPUs)."""
+    if scheduler in ("synchronous", "sync", "single-threaded"):
+        return 1
+    import dask
+    from dask.system import CPU_COUNT
+
+    return max(1, int(dask.config.get("num_workers", None) or CPU_COUNT))
+
+
+def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client, scheduler=None) -> None:
     """Refuse, before any work, a volume whose tasks cannot fit in memory (chunk shapes come from
-    the file's metadata: a store claiming huge slices is refused here, not by the allocator)."""
-    need = task_memory(vol, temporal, dtype, levels)
+    the file's metadata: a store claiming huge slices is refused here, not by the allocator). The
+    tasks that run at once count together: the local scheduler's threads share the free memory, a
+    worker's threads its memory limit."""
+    one = task_memory(vol, temporal, dtype, levels)
     if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
-        have, where = (min(limits), "a worker's memory limit") if limits and min(limits) > 0 else (None, "")
+        workers = list(client.scheduler_info().get("workers", {}).values())
+        per = [((w.get("memory_limit") or 0), max(1, int(w.get("nthreads") or 1))) for w in workers]
+        per = [p for p in per if p[0] > 0]
+        # the tightest worker: the least memory per thread
+        have, n = min(per, key=lambda p: p[0] / p[1]) if per else (None, 1)
+        where = f"a worker's memory limit ({n} task(s) at once, one per thread)"
+        fix = "give the workers fewer threads (dask worker --nthreads) or more memory, or store the volume " \
+              "with fewer slices per chunk"
     else:
         from .inference import available_memory
 
-        have, where = available_memory("cpu"), "the free memory"
+        have, n = available_memory("cpu"), concurrent_tasks(scheduler)
+        where = f"the free memory ({n} task(s) at once, one per thread)" if n > 1 else "the free memory"
+        fix = ("run fewer at once (dask's num_workers setting, or scheduler='synchronous': --scheduler "
+               "synchronous) or " if n > 1 else "") + "store the volume with fewer slices per chunk"
+    need = one * n
     if have and need > 0.8 * have:
-        raise MemoryError(f"one task of this volume needs about {need / 2**30:.1f} GB (its chunk of "
-                          f"{vol.chunks} slices of {vol.data.shape[-2]} x {vol.data.shape[-1]}), more than {where} "
-                          f"({have / 2**30:.1f} GB): store the volume with fewer slices per chunk")
+        raise MemoryError(f"{'the tasks' if n > 1 else 'one task'} of this volume need{'' if n > 1 else 's'} about "
+                          f"{need / 2**30:.1f} GB ({n} x {one / 2**30:.2f} GB for a chunk of {vol.chunks} slices of "
+                          f"{vol.data.shape[-2]} x {vol.data.shape[-1]}), more than {where} ({have / 2**30:.1f} GB): "
+                          f"{fix}")
 
 
 def _product(ranges: list) -> list[tuple]:
