@@ -290,7 +290,7 @@ def _cmd_colorize_volume(args) -> int:
                                    dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
                                    overwrite=args.overwrite, device=args.device, channel=args.channel,
-                                   protect=protect)
+                                   protect=protect, rgb=False if args.grey else None)
     except (MissingExtraError, ResumeError) as e:
         raise _Refused([str(e)]) from None
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_
                     rgb_value_scale)
 from .models.base import Colorizer, Prediction
 
-__all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "NonFiniteError",
+__all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled", "NonFiniteError",
            "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range"]
 
 
@@ -131,6 +131,28 @@ def _warn(msg: str, sink: list) -> None:
     warnings.warn(msg, ColorizeWarning, stacklevel=3)
 
 
+def unmasked(target, sink: list):
+    """A numpy masked array as a plain one, its masked pixels not silently taken as data: float
+    targets get NaN there (then handled as every non-finite value: the low intensity, a warning),
+    integer and boolean ones the smallest unmasked value. Anything else is returned as it is."""
+    if not isinstance(target, np.ma.MaskedArray):
+        return target
+    mask = np.ma.getmaskarray(target)
+    data = np.ma.getdata(target)
+    k = int(mask.sum())
+    if not k:
+        return data
+    if k == mask.size:
+        raise ValueError("the target is a masked array with every pixel masked: there is nothing to colourise")
+    if data.dtype.kind == "f":
+        filled, how = np.where(mask, np.nan, data).astype(data.dtype, copy=False), "treated as missing (NaN)"
+    else:
+        low = data[~mask].min()
+        filled, how = np.where(mask, low, data).astype(data.dtype, copy=False), f"filled with the lowest value ({low})"
+    _warn(f"the target is a masked array: its {k} masked pixel(s) are {how}, not used as data", sink)
+    return filled
+
+
 def working_shape(shape: tuple[int, int], size: int, multiple: int, min_size: int = 1) -> tuple[int, int]:
     """Working (h, w) for an image of ``shape``: long side ``size`` (never enlarged
     beyond the image), sides rounded to ``multiple`` and at least ``max(multiple, min_size)``."""
@@ -206,6 +228,7 @@ class _Target:
             raise ValueError("no target image was given")
         if isinstance(target, torch.Tensor):
             target = target.detach().cpu().numpy()
+        target = unmasked(target, sink)
         if not hasattr(target, "shape") or not hasattr(target, "dtype"):
             target = np.asarray(target)
         if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
@@ -739,11 +762,22 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
     """A lazy (dask) colourised stack: each slice is computed when it is read (for instance when
     napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
     from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
-    ``stack_shape + (H, W, 3)`` of float32."""
+    ``stack_shape + (H, W, 3)`` of float32.
+
+    Unlike :func:`colorize` and :func:`iter_colorize`, whose default for a stack smooths each
+    slice's colour with its neighbours (``temporal=3``), every slice is coloured on its own (as
+    ``temporal=0``): a slice read alone has no neighbours computed. A stack gives a
+    :class:`ColorizeWarning` saying so (once per call); for the smoothed result use
+    :func:`iter_colorize` or :func:`~napari_colorize.volume.colorize_volume`.
+    """
     import dask
     import dask.array as da
 
     job = _Job(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis)
+    if job.tgt.n_slices > 1:
+        warnings.warn(f"lazy_colorize colours each of the {job.tgt.n_slices} slices on its own (no temporal "
+                      f"smoothing); colorize() and iter_colorize() smooth a stack with {DEFAULT_TEMPORAL} neighbours "
+                      "by default: use them (or colorize_volume) for that result", ColorizeWarning, stacklevel=2)
     H, W = job.tgt.spatial
     lock = __import__("threading").Lock()  # one slice at a time through the model
 

@@ -36,7 +36,8 @@ import numpy as np
 __all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "probe_image", "write_image", "StackWriter",
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
            "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
-           "pid_alive", "MAX_PIXELS", "check_pixels"]
+           "pid_alive", "MAX_PIXELS", "check_pixels",
+           "frames_as_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -207,6 +208,8 @@ def _pil_array(im) -> np.ndarray:
 def _read_pil(path: Path) -> np.ndarray:
     from PIL import UnidentifiedImageError
 
+    from PIL import ImageOps
+
     try:
         with _pil_opened(path) as im:
             n = int(getattr(im, "n_frames", 1))
@@ -214,16 +217,54 @@ def _read_pil(path: Path) -> np.ndarray:
             for i in range(n):
                 im.seek(i)
                 im.load()
-                frames.append(_pil_array(im))
+                # a camera's EXIF orientation applied, as viewers show the photo (single images)
+                frames.append(_pil_array(ImageOps.exif_transpose(im) if n == 1 else im))
     except ImageReadError:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageReadError(f"{path}: the image is corrupt or truncated ({e})") from None
-    if len(frames) == 1 or any(f.shape != frames[0].shape for f in frames):
+    if len(frames) == 1:
         return frames[0]
-    return np.stack(frames)
+    return frames_as_stack(path, frames)
+
+
+def frames_as_stack(path, frames: list) -> np.ndarray:
+    """The frames of a multi-frame file (an animated GIF, a multi-page image) as one stack: frames
+    whose colour modes differ are brought to one (grey to RGB, RGB to RGBA with opaque alpha), and
+    frames that are all grey (R = G = B, opaque) are read as a grey stack ``(T, H, W)``. Frames of
+    different sizes cannot be stacked: the first is read, with a warning (never silently)."""
+    import warnings
+
+    if any(f.shape[:2] != frames[0].shape[:2] for f in frames):
+        warnings.warn(f"{path}: its {len(frames)} frames have different sizes and cannot be read as one stack: only "
+                      "the first frame is read", stacklevel=3)
+        return frames[0]
+    if any(f.shape != frames[0].shape for f in frames):
+        c = max(f.shape[2] if f.ndim == 3 else 1 for f in frames)
+        c = 3 if c == 2 else c  # (grey+alpha with colour frames: colour)
+        top = np.iinfo(frames[0].dtype).max if frames[0].dtype.kind in "ui" else 1
+        even = []
+        for f in frames:
+            f = f if f.ndim == 3 else f[..., None]
+            grey, alpha = f[..., :1], f[..., 3:4] if f.shape[2] == 4 else (f[..., 1:2] if f.shape[2] == 2 else None)
+            rgb = np.repeat(grey, 3, -1) if f.shape[2] in (1, 2) else f[..., :3]
+            if c == 4:
+                rgb = np.concatenate([rgb, alpha if alpha is not None else np.full_like(grey, top)], -1)
+            even.append(rgb)
+        frames = even
+    stack = np.stack(frames)
+    if stack.ndim == 4 and stack.shape[-1] in (3, 4):
+        opaque = stack.shape[-1] == 3 or bool((stack[..., 3] == (np.iinfo(stack.dtype).max if stack.dtype.kind in
+                                                                  "ui" else 1)).all())
+        if opaque and bool((stack[..., 0] == stack[..., 1]).all() and (stack[..., 1] == stack[..., 2]).all()):
+            import warnings
+
+            warnings.warn(f"{path}: its {len(stack)} frames are read as a grey stack (T, H, W) = "
+                          f"{stack.shape[:3]}", stacklevel=3)
+            return np.ascontiguousarray(stack[..., 0])
+    return stack
 
 
 def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -239,6 +280,8 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 return tuple(a.shape), a.dtype
             corner = _pil_array(im.crop((0, 0, 1, 1)))
             width, height = im.size
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: turned a quarter (as read)
+                width, height = height, width
         with _pil_opened(path) as im:
             im.verify()
     except ImageReadError:

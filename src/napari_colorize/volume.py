@@ -290,7 +290,8 @@ def _pick_channel(where: str, axis: dict, n: int, names: list | None, channel) -
     return k
 
 
-def open_volume(source, chunks: tuple | None = None, channel: int | str | None = None) -> Volume:
+def open_volume(source, chunks: tuple | None = None, channel: int | str | None = None,
+                rgb: bool | None = None) -> Volume:
     """Open ``source`` as a greyscale :class:`Volume` (lazily: nothing but metadata is read).
 
     ``source``: a ``.zarr`` path (a zarr array, or an OME-Zarr image: its highest resolution, its
@@ -298,7 +299,10 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     dask array. An OME-Zarr channel axis of one entry is dropped; of more, ``channel`` (an index,
     or a channel's name in the image's metadata) picks the one to colourise (a volume is
     colourised from one grey channel). ``chunks``: for arrays without chunks (numpy, files), the
-    chunk shape to split by (default: one slice, y and x up to 1024).
+    chunk shape to split by (default: one slice, y and x up to 1024). ``rgb``: an array without
+    axis names whose last axis :func:`~napari_colorize.colorize` would read as colour (``(H, W,
+    3 or 4)``; ``(T, Z, Y, 3 or 4)``, ambiguous) is refused unless ``rgb=False`` says it is a grey
+    stack (a volume is greyscale); ``(H, W, 2)`` is read as grey + alpha, as ``colorize`` does.
     """
     da = importlib.import_module("dask.array")
     path = None
@@ -339,8 +343,26 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis (only OME-Zarr "
                          "images name their axes)")
     if axes is None:
+        if rgb:
+            raise ValueError(f"{where}: rgb=True: a volume is greyscale (colour images go through colorize(), "
+                             "or a .png/.tif output)")
         if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
             data = data[..., 0]
+        elif rgb is None and data.ndim in (3, 4):  # the layout colorize() reads, or a refusal saying how to choose
+            from .inference import target_layout
+
+            try:
+                is_rgb, how, _ = target_layout(tuple(data.shape)) if data.ndim == 3 else (data.shape[-1] in (3, 4),
+                                                                                           "as is", [])
+            except ValueError:
+                is_rgb, how = False, "as is"
+            if is_rgb:
+                raise ValueError(f"{where}: shape {tuple(data.shape)}: colorize() reads its last axis as colour "
+                                 f"(RGB{'A' if data.shape[-1] == 4 else ''}), and a volume is greyscale: pass rgb=False "
+                                 "(CLI: --grey) if it is a stack of slices, or colourise the image with colorize() "
+                                 "(CLI: -o a .png or .tif)")
+            if how == "grey of grey+alpha":
+                data = data[..., 0]
         if not 2 <= data.ndim <= 4:
             raise ValueError(f"{where}: shape {data.shape}: a volume is (Y, X), (Z, Y, X) or (T, Z, Y, X)")
         axes = _default_axes(data.ndim)
@@ -630,7 +652,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                     temporal: int | None = None, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
                     device: str = "auto", chunks: tuple | None = None, channel: int | str | None = None,
-                    protect=()) -> Path:
+                    protect=(), rgb: bool | None = None) -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
 
     Parameters
@@ -661,6 +683,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     channel : for an OME-Zarr image with several channels, the one to colourise (an index, or a
         channel's name in its metadata).
     protect : more paths never to write over (guide files given by path elsewhere).
+    rgb : as for :func:`open_volume`: ``False`` says an array whose last axis has 3 or 4 entries
+        is a grey stack (colorize() would read it as colour).
     """
     import dask
 
@@ -674,7 +698,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     resolve_temporal(temporal, 1)  # (checked before anything is opened)
     _need("zarr")
     _need("ome_zarr")
-    vol = open_volume(source, chunks, channel)
+    vol = open_volume(source, chunks, channel, rgb)
     temporal = resolve_temporal(temporal, int(np.prod(vol.data.shape[:-2], dtype=np.int64)))
     out = Path(output)
     if out.is_symlink():  # (replacing or resuming through a link would write, or remove, somewhere else)
