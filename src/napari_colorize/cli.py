@@ -125,15 +125,15 @@ def _plan(args) -> tuple[list, dict, Path | None]:
             print(f"note: {t} is given twice; it is done once", file=sys.stderr)
             continue
         guide = next((what for g, what in guides if _same_file(t, g)), None)
-        if guide:  # (colorize scans/*.png -r scans/ref.png)
+        if guide and len(args.targets) > 1:  # (colorize scans/*.png -r scans/ref.png)
             print(f"note: skipping {t}: it is {guide}", file=sys.stderr)
             seen.append(t)
             continue
         seen.append(t)
         targets.append(t)
     if not targets:
-        raise _Refused([f"nothing to colourise: the only target{'s are' if len(seen) > 1 else ' is'} the guide "
-                        f"({', '.join(map(str, seen))}); give the grey images to colourise"])
+        raise _Refused([f"nothing to colourise: the targets are the guide ({', '.join(map(str, seen))}); give the "
+                        "grey images to colourise"])
     many = len(targets) > 1
     out_arg = args.output
     out = Path(out_arg)
