@@ -172,3 +172,12 @@ def test_writers_refuse_non_finite_colours(tmp_path):
         write_ome_zarr(tmp_path / "x.zarr", rgb, rgb=True)
     assert not (tmp_path / "x.zarr").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2, torch.bool])
+def test_float8_or_bool_weights_are_refused_with_a_message(tmp_path, shipped, dtype):
+    sd, meta = shipped
+    k = next(iter(sd))
+    sd = {**sd, k: sd[k].to(dtype)}
+    with pytest.raises(nc.CheckpointError, match=rf"hold {str(dtype).replace('torch.', '')} values .*float16"):
+        nc.load_model(_write(tmp_path, sd, meta), device="cpu")

@@ -22,7 +22,8 @@ GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "su
 
 #: the layers, bottom first: a module may import modules of its own layer or of those below it
 LAYERS = [
-    ("colour maths and metrics", ["color", "metrics", "models.configs", "models.lazy", "models.maps", "models.checks"]),
+    ("colour maths, metrics and disk space", ["color", "metrics", "disk", "models.configs", "models.lazy", "models.maps",
+                                              "models.checks"]),
     ("models", ["models", "models.*"]),
     ("the engine", ["inference", "transfer"]),
     ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "io", "_sample_data"]),

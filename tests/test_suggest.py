@@ -63,3 +63,59 @@ def test_nearly_grey_and_uint16_candidates_are_ranked_not_refused():
     deep = rgb.astype(np.uint16) * 257
     got = suggest_references(_grey(rgb), [foggy, deep, data.rocket()], top=3, cache=False)
     assert {s.index for s in got} == {0, 1, 2} and got[-1].index == 2
+
+
+def test_memory_does_not_grow_with_the_number_of_candidates(monkeypatch, tmp_path):
+    """Only the pooled features of every candidate are kept, the mid-level ones of the nearest few:
+    the peak memory of ranking 200 candidates is that of about `shortlist` of them (the backbone is
+    replaced by a stand-in of the same output sizes; no timing)."""
+    import tracemalloc
+
+    import napari_colorize.models.backbones as backbones
+    from napari_colorize import suggest
+
+    mid_bytes = 112 * 23 * 23 * 4  # (about the 0.23 MB of a candidate's mid-level features at 224 px)
+
+    def features(images, backbone=None, **kw):
+        seed = int(np.asarray(images[0]).sum()) % 2**32
+        r = np.random.default_rng(seed)
+        return r.random((1, 320), dtype=np.float32), r.random((1, 112, 23, 23), dtype=np.float32)
+
+    monkeypatch.setattr(backbones, "build_backbone", lambda name: None)
+    monkeypatch.setattr(suggest, "image_features", features)
+    rng = np.random.default_rng(0)
+    target = rng.random((8, 8))
+    peaks = {}
+    for n in (50, 200):
+        cands = [rng.random((8, 8, 3)) for _ in range(n)]
+        tracemalloc.start()
+        ranked = suggest.suggest_references(target, cands, top=5, shortlist=20, cache=False)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(ranked) == 5
+    assert peaks[200] < 40 * mid_bytes, peaks  # every candidate's features would be 200 x 0.24 MB = 47 MB
+    assert peaks[200] - peaks[50] < 10 * mid_bytes, peaks  # 150 more candidates: no more than 2.4 MB more
+
+
+def test_the_ranking_is_the_one_of_every_candidate_kept(monkeypatch):
+    """Candidates shortlisted but not among the nearest held are fetched again: the same ranking as
+    keeping everything (checked against the local score of every candidate, computed here)."""
+    import napari_colorize.models.backbones as backbones
+    from napari_colorize import suggest
+
+    def features(images, backbone=None, **kw):
+        r = np.random.default_rng(int(np.asarray(images[0]).sum() * 1000) % 2**32)
+        return r.random((1, 320), dtype=np.float32), r.random((1, 16, 4, 4), dtype=np.float32)
+
+    monkeypatch.setattr(backbones, "build_backbone", lambda name: None)
+    monkeypatch.setattr(suggest, "image_features", features)
+    rng = np.random.default_rng(1)
+    target = rng.random((8, 8))
+    cands = [rng.random((8, 8, 3)) for _ in range(60)]
+    ranked = suggest.suggest_references(target, cands, top=4, shortlist=10, cache=False)
+    tg, tm = features([target])
+    G = np.concatenate([features([c])[0] for c in cands])
+    z = suggest.pca(np.concatenate([tg, G]), dims=128, fit=G)
+    order = np.argsort(((z[1:] - z[:1]) ** 2).sum(-1))[:10]
+    want = sorted(order, key=lambda j: -suggest.local_score(tm[0], features([cands[j]])[1][0]))[:4]
+    assert [s.index for s in ranked] == [int(j) for j in want]

@@ -426,3 +426,21 @@ def test_napari_writer_saves_an_rgb_layer_as_ome_zarr(tmp_path):
     grey = (rng.random((50, 60)) * 4000).astype(np.uint16)
     g2 = volume.write_ome_zarr(tmp_path / "g.zarr", grey)
     np.testing.assert_array_equal(zarr.open_group(str(g2), mode="r")["0"][:], grey)
+
+
+def test_the_memory_check_counts_every_task_that_runs_at_once(tmp_path, stack_and_ref, monkeypatch):
+    """A chunk that fits once but not once per thread is refused, naming the count; one thread at a
+    time (synchronous) it runs."""
+    import dask
+
+    from napari_colorize import inference
+
+    vol, ref = stack_and_ref
+    one = volume.task_memory(volume.open_volume(vol), 0, "uint8", 0)
+    monkeypatch.setattr(inference, "available_memory", lambda device: int(one * 3))  # room for 2 tasks (80 %)
+    with dask.config.set(num_workers=4):
+        assert volume.concurrent_tasks() == 4
+        with pytest.raises(MemoryError, match=r"4 x .* GB .*4 task\(s\) at once.*synchronous"):
+            colorize_volume(vol, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=0)
+        assert not (tmp_path / "o.zarr").exists()
+        colorize_volume(vol, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=0, scheduler="synchronous")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -75,8 +76,29 @@ def atomic_save(obj: dict, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # (a full disk, interrupted): no temporary file left; the previous one is kept
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def disk_full_exits(out: Path):
+    """A full disk during a training run ends it with a message (SystemExit), not a traceback: what
+    was saved last (``out/last.pt``) is kept, and the same command resumes from it."""
+    from napari_colorize.io import DiskFullError, disk_full_message, is_disk_full
+
+    try:
+        yield
+    except DiskFullError as e:  # (the export)
+        raise SystemExit(f"error: {e}") from None
+    except (OSError, RuntimeError) as e:  # (torch.save reports a failed write as a RuntimeError)
+        if not (is_disk_full(e) or "No space left on device" in str(e) or "Disk quota exceeded" in str(e)):
+            raise
+        raise SystemExit(f"error: {disk_full_message(Path(out) / 'last.pt')}; {Path(out) / 'last.pt'} keeps the "
+                         "last checkpoint: run the same command again to resume from it") from None
 
 
 def load_resume(path: Path) -> dict | None:
@@ -225,39 +247,41 @@ def train_loop(args, model, optimizers: dict, step, validate, *, rank: int, worl
     nets = {"model": model, **modules}
     if world > 1:
         nets = {k: (nn.parallel.DistributedDataParallel(m) if m is not None else None) for k, m in nets.items()}
-    is_main = rank == 0
-    log = None
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        log = CSVLog(out / "log.csv", log_fields, truncate_after=start)
-        (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
+    with disk_full_exits(out):  # (a full disk: a message, the last checkpoint kept)
+        is_main = rank == 0
+        log = None
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            log = CSVLog(out / "log.csv", log_fields, truncate_after=start)
+            (out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
 
-    from tqdm import tqdm
+        from tqdm import tqdm
 
-    end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
-    bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main, desc=desc)
-    model.train()
-    t_last = time.perf_counter()
-    for k in bar:
-        row = step(k, nets)
-        done = k + 1
-        if is_main and (done % args.log_every == 0 or done == end):
-            now = time.perf_counter()
-            row = {"step": done, **row, "sec_per_step": (now - t_last) / args.log_every}
-            t_last = now
-            sample = done % args.sample_every == 0 or done == end
-            if sample:
-                row.update(validate(out / f"samples_{done:06d}.png"))
-            log.write(row)
-            bar.set_postfix(loss=f"{row.get('total', float('nan')):.4f}")
-            if sample:
-                plot_curves(log, curves, out / "curves.png")
-        if is_main and (done % args.ckpt_every == 0 or done == end):
-            atomic_save({"step": done, "model": model.trainable_state_dict(),
-                         "optimizers": {n: (o.state_dict() if o is not None else None) for n, o in optimizers.items()},
-                         "modules": {n: (m.state_dict() if m is not None else None) for n, m in modules.items()},
-                         "rng": rng_state(), "config": model.config.to_dict()}, out / "last.pt")
-    finish_run(model, args, rank, world, architecture, training, end)
+        end = args.steps if args.stop_after is None else min(args.steps, start + args.stop_after)
+        bar = tqdm(range(start, end), initial=start, total=args.steps, disable=args.quiet or not is_main, desc=desc)
+        model.train()
+        t_last = time.perf_counter()
+        for k in bar:
+            row = step(k, nets)
+            done = k + 1
+            if is_main and (done % args.log_every == 0 or done == end):
+                now = time.perf_counter()
+                row = {"step": done, **row, "sec_per_step": (now - t_last) / args.log_every}
+                t_last = now
+                sample = done % args.sample_every == 0 or done == end
+                if sample:
+                    row.update(validate(out / f"samples_{done:06d}.png"))
+                log.write(row)
+                bar.set_postfix(loss=f"{row.get('total', float('nan')):.4f}")
+                if sample:
+                    plot_curves(log, curves, out / "curves.png")
+            if is_main and (done % args.ckpt_every == 0 or done == end):
+                atomic_save({"step": done, "model": model.trainable_state_dict(),
+                             "optimizers": {n: (o.state_dict() if o is not None else None)
+                                            for n, o in optimizers.items()},
+                             "modules": {n: (m.state_dict() if m is not None else None) for n, m in modules.items()},
+                             "rng": rng_state(), "config": model.config.to_dict()}, out / "last.pt")
+        finish_run(model, args, rank, world, architecture, training, end)
     return end
 
 

@@ -70,7 +70,8 @@ def grid(checkpoint: str, data: str, limit: int, eps: float) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m training.tune_output", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="an exemplar network's .safetensors, as training exported it (not one already tuned)")
     ap.add_argument("--grid", action="store_true", help="measure the grid on training views; write nothing")
     ap.add_argument("--data", default="data/manifest.csv", help="for --grid: manifest.csv (its train split)")
@@ -85,7 +86,28 @@ def main(argv=None) -> int:
     ap.add_argument("--lineage", help="replaces the metadata's training.init_from: the whole chain of runs")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
+    # user errors are argparse errors (usage, one line, exit status 2), never tracebacks
+    for flag, ok, what in (("--refine", a.refine == 0 or (a.refine >= 3 and a.refine % 2 == 1 and a.refine <= 31),
+                            "an odd window from 3 to 31 pixels, or 0 (off)"),
+                           ("--refine-eps", 1e-6 <= a.refine_eps <= 1, "a number from 1e-6 to 1"),
+                           ("--temperature-scale", math.isfinite(a.temperature_scale) and
+                            0.01 <= a.temperature_scale <= 100, "a number from 0.01 to 100"),
+                           ("--limit", a.limit >= 1, "at least 1"), ("--threads", a.threads >= 1, "at least 1")):
+        if not ok:
+            ap.error(f"{flag} {getattr(a, flag[2:].replace('-', '_'))}: must be {what}")
+    if not Path(a.checkpoint).is_file():
+        ap.error(f"{a.checkpoint}: no such checkpoint file" if not Path(a.checkpoint).exists() else
+                 f"{a.checkpoint}: is a folder, not a checkpoint file")
+    if a.grid and not Path(a.data).is_file():
+        ap.error(f"--data {a.data}: no such file (the manifest.csv of training.prepare_data)")
     torch.set_num_threads(a.threads)
+    try:
+        return _tune(ap, a)
+    except (ValueError, OSError) as e:  # (CheckpointError, a config refused, a full disk: DiskFullError)
+        ap.error(str(e))
+
+
+def _tune(ap, a) -> int:
     if a.grid:
         grid(a.checkpoint, a.data, a.limit, a.refine_eps)
         return 0

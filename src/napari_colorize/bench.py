@@ -23,11 +23,13 @@ def timeit(fn, repeats: int = 20, warmup: int = 3) -> dict:
 
 
 def bench_forward(model: str = "exemplar", sizes=(224,), repeats: int = 20, threads: int = 2,
-                  pretrained: bool = False) -> list[dict]:
+                  pretrained: bool = False, progress=None, started=None) -> list[dict]:
     """Forward time of one target/reference pair (exemplar) or target/histogram, on the CPU.
 
-    Networks are timed on their forward pass; the classic baselines (no network) on
-    ``predict`` with a prepared reference, the same work they do per slice in :func:`colorize`.
+    Networks are timed on their forward pass, with random weights unless ``pretrained`` (the
+    time does not depend on them); the classic baselines (no network) on ``predict`` with a
+    prepared reference, the same work they do per slice in :func:`colorize`. ``started(size, k,
+    n)`` before and ``progress(row)`` after each size (the row as returned).
     """
     from .models.registry import load_model
 
@@ -35,7 +37,9 @@ def bench_forward(model: str = "exemplar", sizes=(224,), repeats: int = 20, thre
     m = load_model(model, device="cpu", pretrained=pretrained)
     net = getattr(m, "network", None)
     rows = []
-    for s in sizes:
+    for k, s in enumerate(sizes, 1):
+        if started is not None:
+            started(s, k, len(sizes))
         L = torch.rand(1, 1, s, s) * 2 - 1
         if net is None:  # a baseline: the reference's Lab once, then predict
             state = m.prepare(reference=torch.rand(1, 3, s, s))
@@ -50,4 +54,6 @@ def bench_forward(model: str = "exemplar", sizes=(224,), repeats: int = 20, thre
         with torch.inference_mode():
             r = timeit(fn, repeats)
         rows.append({"model": model, "size": s, **r})
+        if progress is not None:
+            progress(rows[-1])
     return rows

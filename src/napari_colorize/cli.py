@@ -1,4 +1,4 @@
-"""Command line: ``napari-colorize {models,colorize,bench,demo}``.
+"""Command line: ``napari-colorize {models,colorize,suggest,demo,bench}``.
 
 ``colorize`` checks everything it can before computing anything: every output path (known type,
 a folder that exists and is writable, not an input, not an existing file unless ``--overwrite``,
@@ -45,6 +45,7 @@ class _Refused(Exception):
 
 _FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey", "overwrite=True": "--overwrite"}
 _FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb",
+          "pyramid": "--pyramid",
           "temporal": "--temporal"}
 
 
@@ -54,7 +55,7 @@ def cli_words(msg: str) -> str:
         msg = msg.replace(k, v)
     msg = re.sub(r"\breference=(RGB image|\.\.\.)", "--reference IMAGE", msg)
     msg = re.sub(r"\bhistogram=(\(21, 21\) array|\.\.\.)", "--histogram FILE.npy", msg)
-    msg = re.sub(r"\b(channel_axis|size|normalize)=(-?\w+)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
+    msg = re.sub(r"\b(channel_axis|size|normalize|pyramid)=(-?\w+)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
     return msg.replace("pass --", "use --")
 
 
@@ -116,12 +117,22 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     from .io import STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format, probe_image
 
     targets, seen = [], []
+    guides = [(Path(p), what) for p, what in ((args.reference, "the reference"),
+                                              (args.histogram_from, "the histogram's image")) if p]
     for t in map(Path, args.targets):
         if any(_same_file(t, u) for u in seen):
             print(f"note: {t} is given twice; it is done once", file=sys.stderr)
             continue
+        guide = next((what for g, what in guides if _same_file(t, g)), None)
+        if guide and len(args.targets) > 1:  # (colorize scans/*.png -r scans/ref.png)
+            print(f"note: skipping {t}: it is {guide}", file=sys.stderr)
+            seen.append(t)
+            continue
         seen.append(t)
         targets.append(t)
+    if not targets:
+        raise _Refused([f"nothing to colourise: the targets are the guide ({', '.join(map(str, seen))}); give the "
+                        "grey images to colourise"])
     many = len(targets) > 1
     out_arg = args.output
     out = Path(out_arg)
@@ -243,7 +254,7 @@ def _cmd_colorize_volume(args) -> int:
     """One volume to OME-Zarr (napari_colorize.volume), locally or on a dask cluster (--scheduler)."""
     import warnings
 
-    from .volume import MissingExtraError, ResumeError, colorize_volume
+    from .volume import MissingExtraError, ResumeError, VolumeNote, colorize_volume
 
     problems = []
     if len(args.targets) != 1:
@@ -269,20 +280,25 @@ def _cmd_colorize_volume(args) -> int:
             warnings.simplefilter("ignore")
             guide = _load_guide(args, None, guide_notes)
     protect = [p for p in (args.histogram_from, args.histogram) if p]
+    notes: list = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("ignore")
+            warnings.simplefilter("always", VolumeNote)  # (said: a half-created store made again)
             dest = colorize_volume(args.targets[0], out, name, **guide, scheduler=args.scheduler, size=args.size,
                                    dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
                                    overwrite=args.overwrite, device=args.device, channel=args.channel,
-                                   protect=protect)
+                                   protect=protect, rgb=False if args.grey else None)
     except (MissingExtraError, ResumeError) as e:
         raise _Refused([str(e)]) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: {out} is unfinished; run the same command again to compute only what is missing",
               file=sys.stderr)
         return 130
+    finally:
+        for w in dict.fromkeys(str(n.message) for n in notes if issubclass(n.category, VolumeNote)):
+            _say("note", w)
     if not args.quiet:
         print(f"wrote {dest} ({name}, OME-Zarr)")
     return 0
@@ -496,22 +512,52 @@ def _demo_png(name: str, args) -> int:
 
 def _cmd_bench(args) -> int:
     from .bench import bench_forward
+    from .models.registry import model_info
 
-    rows = bench_forward(args.model, sizes=args.sizes, repeats=args.repeats, threads=args.threads)
-    print(f"{'model':20s} {'size':>6s} {'median ms':>10s} {'min ms':>8s}")
-    for r in rows:
-        print(f"{r['model']:20s} {r['size']:6d} {r['median_ms']:10.1f} {r['min_ms']:8.1f}")
+    bad = [f"{f} must be at least 1" for f, v in (("--repeats", args.repeats), ("--threads", args.threads)) if v < 1]
+    bad += [f"--sizes {s}: a size is at least 16 pixels" for s in args.sizes if s < 16]
+    if bad:
+        raise _Refused(bad)
+    try:
+        baseline, named = model_info(args.model).architecture == "baseline", True
+    except ValueError:  # a checkpoint file (loading it says if it is not one)
+        baseline, named = False, False
+    weights = "a baseline: no network, its predict step" if baseline else "the checkpoint's weights" if not named \
+        else ("the shipped weights" if args.pretrained else "random weights, the same architecture (--pretrained: the "
+                                                         "shipped ones; the time does not depend on them)")
+    print(f"timing {args.model} ({weights}) on {args.threads} CPU thread(s), {args.repeats} runs per size",
+          file=sys.stderr)
+    print(f"{'model':20s} {'size':>6s} {'median ms':>10s} {'min ms':>8s}", flush=True)
+
+    def row(r):
+        print(f"{r['model']:20s} {r['size']:6d} {r['median_ms']:10.1f} {r['min_ms']:8.1f}", flush=True)
+
+    def started(size, k, n):
+        print(f"size {size} ({k} of {n}) ...", file=sys.stderr, flush=True)
+
+    bench_forward(args.model, sizes=args.sizes, repeats=args.repeats, threads=args.threads,
+                  pretrained=args.pretrained, progress=row, started=started)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="napari-colorize", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Colourise greyscale images, stacks and volumes with neural networks (and classic baselines).
 
-    sub.add_parser("models", help="list the models").set_defaults(func=_cmd_models)
+'napari-colorize COMMAND --help' tells more about a command. colorize checks every output path,
+the model and the guide before computing anything; a target that fails does not stop the
+others. Exit status: 0 everything written, 1 some files failed, 2 nothing written (an error)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="napari-colorize", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+
+    sub.add_parser("models", help="list the models, their kind and whether their weights are installed").set_defaults(func=_cmd_models)
 
     c = sub.add_parser(
-        "colorize", help="colourise one or many images",
+        "colorize", help="colourise images or stacks (.png, .jpg, .tif, .npy), or a volume (.zarr, to "
+                         "OME-Zarr)",
         description="Colourise greyscale images or stacks. Every output path is checked before any work; "
                     "existing files are kept unless --overwrite; a failed target does not stop the others. "
                     "Exit status: 0 all written, 1 some failed, 2 nothing written.")
@@ -557,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)
 
-    d = sub.add_parser("demo", help="colourise the bundled sample pair (in napari when installed)")
+    d = sub.add_parser("demo", help="colourise the bundled sample pair (in napari when it is installed)")
     d.add_argument("--model", "-m", default=None)
     d.add_argument("--output", "-o", default="napari-colorize-demo.png", help="the result as PNG")
     d.add_argument("--device", default="auto")
@@ -566,11 +612,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace an existing --output or --screenshot file")
     d.set_defaults(func=_cmd_demo)
 
-    b = sub.add_parser("bench", help="time the network forward pass")
-    b.add_argument("--model", "-m", default="exemplar")
-    b.add_argument("--sizes", type=int, nargs="+", default=[224])
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--threads", type=int, default=2)
+    b = sub.add_parser("bench", help="time a model's forward pass on this machine",
+                       description="Time a model's forward pass on the CPU (the median and the fastest of "
+                                   "--repeats runs, after 3 warm-up runs) for one target/reference pair (or "
+                                   "target/histogram) per size. Networks are timed with random weights unless "
+                                   "--pretrained (the time does not depend on the weights); baselines time their "
+                                   "predict step.")
+    b.add_argument("--model", "-m", default="exemplar", help="model name (default exemplar; see "
+                                                              "'napari-colorize models')")
+    b.add_argument("--sizes", type=int, nargs="+", default=[224], metavar="PX",
+                   help="square working sizes in pixels (default 224)")
+    b.add_argument("--repeats", type=int, default=20, help="timed runs per size (default 20)")
+    b.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    b.add_argument("--pretrained", action="store_true",
+                   help="load the shipped weights instead of random ones (they must be installed)")
     b.set_defaults(func=_cmd_bench)
     s = sub.add_parser("suggest", help="rank candidate reference images for a grey target",
                        description="Rank candidate colour references for a grey target: paper A's correspondence "
@@ -623,8 +678,34 @@ def _cmd_suggest(args) -> int:
     return 1 if errors else 0
 
 
+_TERMINATED = [False]
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (``kill``, a job scheduler's time limit) ends the run as Ctrl-C does: the partial file
+    is removed, an unfinished volume stays resumable."""
+    _TERMINATED[0] = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _TERMINATED[0] = False
+    try:
+        code = _main(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 143 if _TERMINATED[0] and code == 130 else code  # (128 + SIGTERM, as the shell reports it)
+
+
+def _main(args) -> int:
     try:
         return args.func(args)
     except _Refused as e:
@@ -640,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ImportError as e:  # an optional dependency (the message names the extra to install)
         _say("error", str(e))
+        return 2
+    except OSError as e:  # a folder that cannot be read, a device error...: what and where, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        what = "permission denied (check the file's or folder's permissions)" if isinstance(e, PermissionError) \
+            else (e.strerror or str(e))
+        _say("error", f"{where}{what}")
         return 2
 
 

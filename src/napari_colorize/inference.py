@@ -43,9 +43,9 @@ from .models.lazy import LazyList
 from .models.registry import load_model
 from .transfer import MatchedColorizer, match_strength
 
-__all__ = ["colorize", "iter_colorize", "lazy_colorize", "ColorizeResult", "ColorizeWarning", "Cancelled", "NonFiniteError",
-           "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range", "Plan",
-           "TargetView", "colorized_slices", "resolve_model", "check_memory"]
+__all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled",
+           "NonFiniteError", "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range",
+           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory"]
 
 
 class Cancelled(RuntimeError):
@@ -89,6 +89,28 @@ class ColorizeResult:
 def _warn(msg: str, sink: list) -> None:
     sink.append(msg)
     warnings.warn(msg, ColorizeWarning, stacklevel=3)
+
+
+def unmasked(target, sink: list):
+    """A numpy masked array as a plain one, its masked pixels not silently taken as data: float
+    targets get NaN there (then handled as every non-finite value: the low intensity, a warning),
+    integer and boolean ones the smallest unmasked value. Anything else is returned as it is."""
+    if not isinstance(target, np.ma.MaskedArray):
+        return target
+    mask = np.ma.getmaskarray(target)
+    data = np.ma.getdata(target)
+    k = int(mask.sum())
+    if not k:
+        return data
+    if k == mask.size:
+        raise ValueError("the target is a masked array with every pixel masked: there is nothing to colourise")
+    if data.dtype.kind == "f":
+        filled, how = np.where(mask, np.nan, data).astype(data.dtype, copy=False), "treated as missing (NaN)"
+    else:
+        low = data[~mask].min()
+        filled, how = np.where(mask, low, data).astype(data.dtype, copy=False), f"filled with the lowest value ({low})"
+    _warn(f"the target is a masked array: its {k} masked pixel(s) are {how}, not used as data", sink)
+    return filled
 
 
 def working_shape(shape: tuple[int, int], size: int, multiple: int, min_size: int = 1) -> tuple[int, int]:
@@ -166,6 +188,7 @@ class TargetView:
             raise ValueError("no target image was given")
         if isinstance(target, torch.Tensor):
             target = target.detach().cpu().numpy()
+        target = unmasked(target, sink)
         if not hasattr(target, "shape") or not hasattr(target, "dtype"):
             target = np.asarray(target)
         if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
@@ -738,11 +761,22 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
     """A lazy (dask) colourised stack: each slice is computed when it is read (for instance when
     napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
     from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
-    ``stack_shape + (H, W, 3)`` of float32."""
+    ``stack_shape + (H, W, 3)`` of float32.
+
+    Unlike :func:`colorize` and :func:`iter_colorize`, whose default for a stack smooths each
+    slice's colour with its neighbours (``temporal=3``), every slice is coloured on its own (as
+    ``temporal=0``): a slice read alone has no neighbours computed. A stack gives a
+    :class:`ColorizeWarning` saying so (once per call); for the smoothed result use
+    :func:`iter_colorize` or :func:`~napari_colorize.volume.colorize_volume`.
+    """
     import dask  # (here: dask is needed by lazy stacks only)
     import dask.array as da
 
     plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis)
+    if plan.target.n_slices > 1:
+        warnings.warn(f"lazy_colorize colours each of the {plan.target.n_slices} slices on its own (no temporal "
+                      f"smoothing); colorize() and iter_colorize() smooth a stack with {DEFAULT_TEMPORAL} neighbours "
+                      "by default: use them (or colorize_volume) for that result", ColorizeWarning, stacklevel=2)
     H, W = plan.target.spatial
     lock = __import__("threading").Lock()  # one slice at a time through the model
 

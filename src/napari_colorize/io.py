@@ -31,9 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageReadError", "ImageWriteError", "read_image", "probe_image", "write_image", "StackWriter",
+from .disk import (DiskFullError, ImageWriteError, check_free_space, disk_full_message, is_disk_full, mount_point,
+                   preallocate)
+
+__all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "probe_image", "write_image", "StackWriter",
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
-           "to_output_dtype"]
+           "to_output_dtype", "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
+           "pid_alive", "MAX_PIXELS", "check_pixels",
+           "frames_as_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -41,19 +46,34 @@ WRITE_SUFFIXES = PLAIN_SUFFIXES + TIFF_SUFFIXES + (".npy",)
 STACK_SUFFIXES = TIFF_SUFFIXES + (".npy",)
 READ_SUFFIXES = WRITE_SUFFIXES + (".bmp", ".gif", ".webp")
 DTYPES = ("uint8", "uint16", "float32")
+# the largest 2-D image (slice of a stack) read: 2 x Pillow's MAX_IMAGE_PIXELS, where Pillow itself stops
+# (about 179 million pixels, 13377 x 13377; float32 RGB of it is 2.1 GB). A header claiming more is
+# refused before any pixel is decoded.
+MAX_PIXELS = 2 * 89478485
 
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and why."""
 
 
-class ImageWriteError(ValueError):
-    """An image could not be written (or cannot be written in the format asked for)."""
+# --------------------------------------------------------------------------- processes (the run lock of volumes)
+def pid_alive(pid: int) -> bool:
+    """True when a process of that id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- reading
 def _check_file(path: Path) -> None:
     if not path.exists():
+        folder = next((p for p in path.absolute().parents if p.exists()), None)
+        if folder is not None and not os.access(folder, os.R_OK | os.X_OK):
+            raise ImageReadError(f"{path}: cannot be read (permission denied on the folder {folder}/)")
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image file")
@@ -61,6 +81,41 @@ def _check_file(path: Path) -> None:
         raise ImageReadError(f"{path}: cannot be read (permission denied)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty")
+
+
+def check_pixels(path, shape: tuple, what: str = "image") -> None:
+    """Refuse (:class:`ImageReadError`) a 2-D image of ``shape`` ``(H, W)`` larger than
+    :data:`MAX_PIXELS`: its header claims more pixels than can be colourised here (a decompression
+    bomb, or a damaged header)."""
+    h, w = (int(shape[0]), int(shape[1]))
+    if h * w > MAX_PIXELS:
+        raise ImageReadError(f"{path}: its header claims an {what} of {w} x {h} pixels ({h * w / 1e6:.0f} megapixels), "
+                             f"more than the {MAX_PIXELS / 1e6:.0f} megapixels read here (a damaged header or a "
+                             "decompression bomb?); split it into tiles, e.g. as a zarr or TIFF stack")
+
+
+@contextlib.contextmanager
+def _pil_opened(path: Path):
+    """``PIL.Image.open(path)`` with its size checked against :data:`MAX_PIXELS` before any decoding
+    (Pillow's own "decompression bomb" warning and error become the same :class:`ImageReadError`)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        raise ImageReadError(f"{path}: its header claims {int(m.group(1)) / 1e6 if m else 0:.0f} megapixels, more than "
+                             f"the {MAX_PIXELS / 1e6:.0f} megapixels read here (a damaged header or a decompression "
+                             "bomb?); split it into tiles, e.g. as a zarr or TIFF stack") from None
+    with im:
+        check_pixels(path, (im.size[1], im.size[0]))
+        yield im
 
 
 def _pil_array(im) -> np.ndarray:
@@ -76,40 +131,86 @@ def _pil_array(im) -> np.ndarray:
 
 
 def _read_pil(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from PIL import ImageOps
 
     try:
-        with Image.open(path) as im:
+        with _pil_opened(path) as im:
             n = int(getattr(im, "n_frames", 1))
             frames = []
             for i in range(n):
                 im.seek(i)
                 im.load()
-                frames.append(_pil_array(im))
+                # a camera's EXIF orientation applied, as viewers show the photo (single images)
+                frames.append(_pil_array(ImageOps.exif_transpose(im) if n == 1 else im))
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageReadError(f"{path}: the image is corrupt or truncated ({e})") from None
-    if len(frames) == 1 or any(f.shape != frames[0].shape for f in frames):
+    if len(frames) == 1:
         return frames[0]
-    return np.stack(frames)
+    return frames_as_stack(path, frames)
+
+
+def frames_as_stack(path, frames: list) -> np.ndarray:
+    """The frames of a multi-frame file (an animated GIF, a multi-page image) as one stack: frames
+    whose colour modes differ are brought to one (grey to RGB, RGB to RGBA with opaque alpha), and
+    frames that are all grey (R = G = B, opaque) are read as a grey stack ``(T, H, W)``. Frames of
+    different sizes cannot be stacked: the first is read, with a warning (never silently)."""
+    import warnings
+
+    if any(f.shape[:2] != frames[0].shape[:2] for f in frames):
+        warnings.warn(f"{path}: its {len(frames)} frames have different sizes and cannot be read as one stack: only "
+                      "the first frame is read", stacklevel=3)
+        return frames[0]
+    if any(f.shape != frames[0].shape for f in frames):
+        c = max(f.shape[2] if f.ndim == 3 else 1 for f in frames)
+        c = 3 if c == 2 else c  # (grey+alpha with colour frames: colour)
+        top = np.iinfo(frames[0].dtype).max if frames[0].dtype.kind in "ui" else 1
+        even = []
+        for f in frames:
+            f = f if f.ndim == 3 else f[..., None]
+            grey, alpha = f[..., :1], f[..., 3:4] if f.shape[2] == 4 else (f[..., 1:2] if f.shape[2] == 2 else None)
+            rgb = np.repeat(grey, 3, -1) if f.shape[2] in (1, 2) else f[..., :3]
+            if c == 4:
+                rgb = np.concatenate([rgb, alpha if alpha is not None else np.full_like(grey, top)], -1)
+            even.append(rgb)
+        frames = even
+    stack = np.stack(frames)
+    if stack.ndim == 4 and stack.shape[-1] in (3, 4):
+        opaque = stack.shape[-1] == 3 or bool((stack[..., 3] == (np.iinfo(stack.dtype).max if stack.dtype.kind in
+                                                                  "ui" else 1)).all())
+        if opaque and bool((stack[..., 0] == stack[..., 1]).all() and (stack[..., 1] == stack[..., 2]).all()):
+            import warnings
+
+            warnings.warn(f"{path}: its {len(stack)} frames are read as a grey stack (T, H, W) = "
+                          f"{stack.shape[:3]}", stacklevel=3)
+            return np.ascontiguousarray(stack[..., 0])
+    return stack
 
 
 def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the header and one decoded pixel; the file's structure is checked by
     PIL's ``verify`` (PNG: every chunk's checksum) without decoding the image (it is decoded
     once, when it is colourised)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _pil_opened(path) as im:
             if int(getattr(im, "n_frames", 1)) > 1:  # multi-frame files: decoded to learn their layout
                 a = _read_pil(path)
                 return tuple(a.shape), a.dtype
             corner = _pil_array(im.crop((0, 0, 1, 1)))
             width, height = im.size
-        with Image.open(path) as im:
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: turned a quarter (as read)
+                width, height = height, width
+        with _pil_opened(path) as im:
             im.verify()
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -140,6 +241,8 @@ def _read_tiff(path: Path, probe: bool = False):
                 if not tf.series:
                     raise ImageReadError(f"{path}: the TIFF file holds no image")
                 s = tf.series[0]
+                rgb_last = len(s.shape) >= 3 and s.shape[-1] in (3, 4)
+                check_pixels(path, tuple(s.shape[-3:-1] if rgb_last else s.shape[-2:]))
                 if probe:
                     return tuple(s.shape), np.dtype(s.dtype)
             try:
@@ -245,7 +348,9 @@ class StackWriter:
     """Write a colourised image or stack ``stack_shape + (H, W, 3)`` one 2-D slice at a time.
 
     ``with StackWriter(path, shape) as w: w[index] = rgb_slice``. TIFF and ``.npy`` files are
-    memory-mapped on disk, so only one slice is in memory; PNG/JPEG take one 2-D image. The file
+    created at their full size on disk (the free space checked first, the blocks reserved) and
+    written one slice at a time, so only one slice is in memory; PNG/JPEG take one 2-D image. A
+    full disk is a :class:`DiskFullError` ("not enough space on ... for ..."), never a crash. The file
     appears under ``path`` only when :meth:`close` completes; on an error (or without close) the
     temporary file is removed and an existing ``path`` is left untouched.
     """
@@ -261,20 +366,28 @@ class StackWriter:
         self._done = False
         self._data: np.ndarray | None = None
         self._offset = 0
-        if self.suffix in TIFF_SUFFIXES:
-            import tifffile
+        if self.suffix not in STACK_SUFFIXES:
+            self._data = np.zeros(self.shape, self.dtype)
+            return
+        nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+        check_free_space(self.path, nbytes + 2**16)  # (the header: a few kB)
+        try:
+            if self.suffix in TIFF_SUFFIXES:
+                import tifffile
 
-            nbytes = int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
-            m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
-                                bigtiff=nbytes > 2**32 - 2**25)
+                m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
+                                    bigtiff=nbytes > 2**32 - 2**25)
+            else:
+                m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
             self._offset = int(m.offset)  # the pixels are one contiguous block from here
             del m
-        elif self.suffix == ".npy":
-            m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
-            self._offset = int(m.offset)
-            del m
-        else:
-            self._data = np.zeros(self.shape, self.dtype)
+            # the file's blocks reserved now: a disk that fills up fails here, not in a write (SIGBUS)
+            preallocate(self.tmp, os.path.getsize(self.tmp), self.path)
+        except BaseException as e:
+            self.abort()
+            if is_disk_full(e):
+                raise DiskFullError(disk_full_message(self.path, nbytes)) from None
+            raise
 
     def __setitem__(self, index, rgb: np.ndarray) -> None:
         """Write one 2-D RGB slice (``index``: its position in the stack axes; ``...`` for a 2-D image)."""
@@ -291,10 +404,18 @@ class StackWriter:
         else:
             i = int(np.ravel_multi_index(tuple(np.atleast_1d(index)), stack_shape))
         nbytes = int(np.prod(slice_shape)) * np.dtype(self.dtype).itemsize
-        m = np.memmap(self.tmp, dtype=self.dtype, mode="r+", offset=self._offset + i * nbytes, shape=slice_shape)
-        m[...] = value
-        m.flush()
-        del m
+        # written with a plain write, not through a memory map: a full disk is an error (ENOSPC), not SIGBUS
+        data = np.ascontiguousarray(value, dtype=np.dtype(self.dtype).newbyteorder("="))
+        try:
+            with open(self.tmp, "r+b") as f:
+                f.seek(self._offset + i * nbytes)
+                f.write(memoryview(data).cast("B"))
+        except OSError as e:
+            if is_disk_full(e):
+                self.abort()
+                raise DiskFullError(disk_full_message(self.path, int(np.prod(self.shape)) *
+                                                      np.dtype(self.dtype).itemsize)) from None
+            raise
 
     def close(self) -> Path:
         """Finish the file and move it to ``path`` (replacing an existing file only now)."""
@@ -307,6 +428,10 @@ class StackWriter:
             self._data = None
             os.replace(self.tmp, self.path)
             self._done = True
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFullError(disk_full_message(self.path)) from None
+            raise
         finally:
             if not self._done:
                 self.abort()

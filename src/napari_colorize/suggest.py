@@ -159,14 +159,38 @@ class FeatureCache:
             return None
 
     def put(self, path: Path, glob: np.ndarray, mid: np.ndarray) -> None:
+        tmp = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            self.remove_stale()
             f = self._key(path)
             tmp = f.with_name(f.name + f".{os.getpid()}.tmp.npz")
             np.savez(tmp, glob=glob, mid=mid.astype(np.float16))
             tmp.replace(f)
-        except OSError:  # a read-only cache folder: rank without caching
-            pass
+        except OSError:  # a read-only or full cache folder: rank without caching, leave no temporary file
+            if tmp is not None:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+    _swept = False
+
+    def remove_stale(self) -> None:
+        """Remove (once per cache) the temporary files that runs which died while writing left behind
+        (``*.PID.tmp.npz`` of a process that no longer runs): they would accumulate."""
+        from .io import pid_alive
+
+        if self._swept:
+            return
+        self._swept = True
+        for t in self.folder.glob("*.tmp.npz"):
+            pid = t.name.split(".")[-3]
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                try:
+                    t.unlink()
+                except OSError:
+                    pass
 
 
 def candidate_files(folder: str | Path) -> list[Path]:
@@ -177,30 +201,67 @@ def candidate_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _features_of_files(paths: list[Path], cache: FeatureCache | None, backbone, progress, errors: list) -> tuple:
-    from .io import read_image
-
+def _features_of_files(paths: list[Path], cache: FeatureCache | None, backbone, progress, errors: list,
+                       keep: Callable | None = None) -> tuple:
+    """Every readable file's features; ``keep(n, glob, mid)``, when given, receives them instead of
+    the lists (which then hold only the pooled features: the caller keeps what it needs)."""
     glob, mid, kept = [], [], []
     for n, p in enumerate(paths):
-        got = cache.get(p) if cache is not None else None
+        got = _file_features(p, cache, backbone, errors)
         if got is None:
-            try:
-                img = read_image(p)
-                if img.ndim not in (2, 3):
-                    raise ValueError(f"{p.name}: a stack is not a reference image")
-                g, m = image_features([img], backbone)
-            except Exception as e:  # a bad file is named and skipped; the others are ranked
-                errors.append(f"{p}: {e}")
-                continue
-            got = (g[0], m[0])
-            if cache is not None:
-                cache.put(p, *got)
+            continue
         glob.append(np.asarray(got[0], np.float32))
-        mid.append(np.asarray(got[1], np.float32))
+        if keep is not None:
+            keep(n, glob[-1], got[1])
+        else:
+            mid.append(np.asarray(got[1], np.float32))
         kept.append(n)
         if progress is not None:
             progress(n + 1, len(paths))
     return glob, mid, kept
+
+
+def _file_features(p: Path, cache: FeatureCache | None, backbone, errors: list) -> tuple | None:
+    """``(glob, mid)`` of one file, from the cache or computed (and cached); None (the reason in
+    ``errors``) when it cannot be read."""
+    from .io import read_image
+
+    got = cache.get(p) if cache is not None else None
+    if got is None:
+        try:
+            img = read_image(p)
+            if img.ndim not in (2, 3):
+                raise ValueError(f"{p.name}: a stack is not a reference image")
+            g, m = image_features([img], backbone)
+        except Exception as e:  # a bad file is named and skipped; the others are ranked
+            errors.append(f"{p}: {e}")
+            return None
+        got = (g[0], m[0])
+        if cache is not None:
+            cache.put(p, *got)
+    return got
+
+
+class _Nearest:
+    """The mid-level features of the ``n`` candidates nearest the target by their pooled feature
+    (a heap): what the local refinement will most likely need, so that memory does not grow with the
+    number of candidates (about 0.1 MB each); the others are fetched again if the final ranking
+    wants them."""
+
+    def __init__(self, target_glob: np.ndarray, n: int) -> None:
+        self.target, self.n, self.heap = np.asarray(target_glob, np.float32), n, []
+
+    def __call__(self, index: int, glob: np.ndarray, mid: np.ndarray) -> None:
+        import heapq
+
+        item = (-float(((glob - self.target) ** 2).sum()), index, np.asarray(mid, np.float32))
+        if len(self.heap) < self.n:
+            heapq.heappush(self.heap, item)
+        elif item[0] > self.heap[0][0]:
+            heapq.heapreplace(self.heap, item)
+
+    def held(self) -> dict:
+        return {i: m for _, i, m in self.heap}
 
 
 def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Sequence[str | Path] | str | Path,
@@ -230,29 +291,44 @@ def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Se
     candidates = list(candidates)
     if not candidates:
         raise ValueError("no candidate images to rank")
+    tg, tm = image_features([np.asarray(target)], bb)
+    # memory: every candidate's pooled feature (320 numbers), mid-level features only for the
+    # nearest few (a heap); the ranking is the same as with every candidate's features kept
+    near = _Nearest(tg[0], max(top, shortlist))
+    store = None
     if isinstance(candidates[0], (str, Path)):
         paths = [Path(c) for c in candidates]
         store = FeatureCache() if cache is True else (cache or None)
-        glob, mid, kept = _features_of_files(paths, store, bb, progress, errors)
+        glob, _, kept = _features_of_files(paths, store, bb, progress, errors, keep=near)
         labels = [str(p) for p in paths]
     else:
-        glob, mid, kept = [], [], []
+        glob, kept = [], []
         for n, c in enumerate(candidates):
             g, m = image_features([c], bb)
             glob.append(g[0])
-            mid.append(m[0])
+            near(n, g[0], m[0])
             kept.append(n)
             if progress is not None:
                 progress(n + 1, len(candidates))
         labels = list(names) if names is not None else [f"candidate {i}" for i in range(len(candidates))]
     if not kept:
         raise ValueError("none of the candidates could be read: " + "; ".join(errors[:3]))
-    tg, tm = image_features([np.asarray(target)], bb)
     G = np.stack(glob)
     z = pca(np.concatenate([tg, G]), dims=128, fit=G if len(G) > 2 else None)
     dist = ((z[1:] - z[:1]) ** 2).sum(-1)
     order = np.argsort(dist)[: max(top, shortlist)]
-    scored = [(local_score(tm[0], mid[j]), j) for j in order]
+    held = near.held()
+
+    def mid_of(j: int) -> np.ndarray:  # (kept[j]: the candidate's index)
+        n = kept[j]
+        if n in held:
+            return held[n]
+        if store is not None or isinstance(candidates[n], (str, Path)):
+            got = _file_features(Path(candidates[n]), store, bb, errors)  # (None: gone since)
+            return None if got is None else np.asarray(got[1], np.float32)
+        return image_features([candidates[n]], bb)[1][0]
+
+    scored = [(local_score(tm[0], m), j) for j in order if (m := mid_of(j)) is not None]
     scored.sort(key=lambda s: -s[0])
     return [Suggestion(index=kept[j], name=labels[kept[j]], score=s, distance=float(dist[j]))
             for s, j in scored[:top]]

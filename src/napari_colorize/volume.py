@@ -45,11 +45,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .io import ImageWriteError, quiet_logger, read_image, to_output_dtype
+from .io import (DiskFullError, ImageWriteError, disk_full_message, is_disk_full, pid_alive, quiet_logger, read_image,
+                 to_output_dtype)
 
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
            "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
-           "ResumeError", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA", "worker_model"]
+           "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT",
+           "concurrent_tasks", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA", "worker_model"]
 
 EXTRA = "distributed"
 INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
@@ -64,6 +66,73 @@ class MissingExtraError(ImportError):
 
 class ResumeError(ValueError):
     """The output exists and is not an unfinished run of the same arguments."""
+
+
+class BusyError(ResumeError):
+    """Another run is writing the output (its lock file names its process)."""
+
+
+class VolumeNote(UserWarning):
+    """A note about the output store (for example a half-created store made again); the CLI prints it."""
+
+
+_HELD_LOCKS: set = set()  # lock files this process holds
+
+
+class RunLock:
+    """``.OUT.napari-colorize.lock`` beside the output store, created exclusively (``O_EXCL``) with
+    this process's id and host: a second run writing the same store is refused
+    (:class:`BusyError`: "another run (pid N) is writing OUT"); the lock of a process that no longer
+    runs (on this host) is taken over."""
+
+    def __init__(self, out: Path) -> None:
+        out = Path(out)
+        self.out = out
+        self.path = out.absolute().parent / f".{out.name}.napari-colorize.lock"
+        self.held = False
+
+    def _holder(self) -> tuple[int | None, str]:
+        try:
+            pid, _, host = self.path.read_text().strip().partition(" ")
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, ""
+
+    def acquire(self) -> "RunLock":
+        import socket
+
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = self._holder()
+                here = host in ("", socket.gethostname())
+                ours_stale = pid == os.getpid() and str(self.path) not in _HELD_LOCKS
+                if pid is None or (here and (ours_stale or (pid != os.getpid() and not pid_alive(pid)))):
+                    try:  # a stale lock (its process is gone, or an unreadable one): taken over
+                        self.path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    continue
+                where = "" if here else f" on {host}"
+                raise BusyError(f"another run (pid {pid}{where}) is writing {self.out}: wait until it ends, or "
+                                f"stop it (if no run is writing it, remove {self.path})") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            _HELD_LOCKS.add(str(self.path))
+            return self
+        raise BusyError(f"cannot take the lock {self.path} of {self.out}: other runs keep taking it")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            _HELD_LOCKS.discard(str(self.path))
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _need(module: str, what: str = "reading and writing OME-Zarr volumes"):
@@ -221,7 +290,8 @@ def _pick_channel(where: str, axis: dict, n: int, names: list | None, channel) -
     return k
 
 
-def open_volume(source, chunks: tuple | None = None, channel: int | str | None = None) -> Volume:
+def open_volume(source, chunks: tuple | None = None, channel: int | str | None = None,
+                rgb: bool | None = None) -> Volume:
     """Open ``source`` as a greyscale :class:`Volume` (lazily: nothing but metadata is read).
 
     ``source``: a ``.zarr`` path (a zarr array, or an OME-Zarr image: its highest resolution, its
@@ -229,7 +299,10 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     dask array. An OME-Zarr channel axis of one entry is dropped; of more, ``channel`` (an index,
     or a channel's name in the image's metadata) picks the one to colourise (a volume is
     colourised from one grey channel). ``chunks``: for arrays without chunks (numpy, files), the
-    chunk shape to split by (default: one slice, y and x up to 1024).
+    chunk shape to split by (default: one slice, y and x up to 1024). ``rgb``: an array without
+    axis names whose last axis :func:`~napari_colorize.colorize` would read as colour (``(H, W,
+    3 or 4)``; ``(T, Z, Y, 3 or 4)``, ambiguous) is refused unless ``rgb=False`` says it is a grey
+    stack (a volume is greyscale); ``(H, W, 2)`` is read as grey + alpha, as ``colorize`` does.
     """
     da = importlib.import_module("dask.array")
     path = None
@@ -268,8 +341,26 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis (only OME-Zarr "
                          "images name their axes)")
     if axes is None:
+        if rgb:
+            raise ValueError(f"{where}: rgb=True: a volume is greyscale (colour images go through colorize(), "
+                             "or a .png/.tif output)")
         if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
             data = data[..., 0]
+        elif rgb is None and data.ndim in (3, 4):  # the layout colorize() reads, or a refusal saying how to choose
+            from .inference import target_layout  # (here: torch on use)
+
+            try:
+                is_rgb, how, _ = target_layout(tuple(data.shape)) if data.ndim == 3 else (data.shape[-1] in (3, 4),
+                                                                                           "as is", [])
+            except ValueError:
+                is_rgb, how = False, "as is"
+            if is_rgb:
+                raise ValueError(f"{where}: shape {tuple(data.shape)}: colorize() reads its last axis as colour "
+                                 f"(RGB{'A' if data.shape[-1] == 4 else ''}), and a volume is greyscale: pass rgb=False "
+                                 "(CLI: --grey) if it is a stack of slices, or colourise the image with colorize() "
+                                 "(CLI: -o a .png or .tif)")
+            if how == "grey of grey+alpha":
+                data = data[..., 0]
         if not 2 <= data.ndim <= 4:
             raise ValueError(f"{where}: shape {data.shape}: a volume is (Y, X), (Z, Y, X) or (T, Z, Y, X)")
         axes = _default_axes(data.ndim)
@@ -328,6 +419,8 @@ def _create_store(path: Path, shapes: list[tuple], chunks: tuple, dtype: str, ax
     from ome_zarr.writer import write_multiscales_metadata
 
     group = zarr.open_group(str(path), mode="w-")
+    if attrs:  # (first: they say what the store is while it is being made)
+        group.attrs.update(attrs)
     names = [a["name"] for a in axes]
     for level, shape in enumerate(shapes):
         group.create_array(str(level), shape=shape, chunks=tuple(min(c, s) for c, s in zip(chunks, shape)),
@@ -336,8 +429,6 @@ def _create_store(path: Path, shapes: list[tuple], chunks: tuple, dtype: str, ax
                                                                    {"type": "translation", "translation": t}]}
                 for level, (s, t) in enumerate(zip(scales, translations))]
     write_multiscales_metadata(group, datasets, axes=axes, name=path.name.split(".")[0])
-    if attrs:
-        group.attrs.update(attrs)
     return group
 
 
@@ -482,6 +573,27 @@ def _read_record(out: Path) -> dict | None:
     return rec if isinstance(rec, dict) and isinstance(rec.get("fingerprint"), str) else None
 
 
+def half_created(out: Path) -> bool:
+    """True for an output store whose creation was interrupted, so that no chunk was computed into it:
+    marked "creating" (its run record is written last), a run record without its progress flags
+    (earlier versions), or a zarr group holding nothing (no attributes, no arrays)."""
+    zarr = _need("zarr")
+    try:
+        group = zarr.open_group(str(out), mode="r")
+        attrs = dict(group.attrs)
+        members = list(group.keys())
+    except Exception:
+        return False
+    rec = attrs.get(RECORD_KEY)
+    if not attrs and not members:
+        return True
+    if not isinstance(rec, dict):
+        return False
+    if rec.get("creating") is True:
+        return True
+    return isinstance(rec.get("fingerprint"), str) and not rec.get("complete") and PROGRESS_ARRAY not in members
+
+
 def _done_blocks(group, n: int) -> set:
     try:
         flags = np.asarray(group[PROGRESS_ARRAY][:])
@@ -517,6 +629,10 @@ def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> dict | None
         return None
     if not out.is_dir() or not _is_store(out):
         raise ValueError(f"{out} exists and is not a zarr store: it is not replaced (choose another output)")
+    if half_created(out):
+        warnings.warn(f"{out} was left half-created by an interrupted run (it holds no finished chunk): it is "
+                      "created again", VolumeNote, stacklevel=3)
+        return None  # (removed and made again, under the run's lock)
     rec = _read_record(out)
     if rec is not None and not rec.get("complete"):
         return rec  # resumed (same arguments) or refused, once the fingerprint is known
@@ -532,7 +648,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                     temporal: int | None = None, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
                     device: str = "auto", chunks: tuple | None = None, channel: int | str | None = None,
-                    protect=()) -> Path:
+                    protect=(), rgb: bool | None = None) -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
 
     Parameters
@@ -563,6 +679,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     channel : for an OME-Zarr image with several channels, the one to colourise (an index, or a
         channel's name in its metadata).
     protect : more paths never to write over (guide files given by path elsewhere).
+    rgb : as for :func:`open_volume`: ``False`` says an array whose last axis has 3 or 4 entries
+        is a grey stack (colorize() would read it as colour).
     """
     import dask
 
@@ -575,13 +693,24 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     resolve_temporal(temporal, 1)  # (checked before anything is opened)
     _need("zarr")
     _need("ome_zarr")
-    vol = open_volume(source, chunks, channel)
+    vol = open_volume(source, chunks, channel, rgb)
     temporal = resolve_temporal(temporal, int(np.prod(vol.data.shape[:-2], dtype=np.int64)))
     out = Path(output)
+    if out.is_symlink():  # (replacing or resuming through a link would write, or remove, somewhere else)
+        to = os.readlink(out)
+        gone = "" if out.exists() else ", which does not exist"
+        raise ValueError(f"{out} is a symbolic link to {to}{gone}: give the real path of the output store "
+                         f"(-o {Path(os.path.realpath(out))}), or another name")
+    levels = int(np.ceil(np.log2(max(vol.data.shape[-2:])))) if max(vol.data.shape[-2:]) > 1 else 0
+    if pyramid > levels:
+        raise ValueError(f"pyramid={pyramid}: a {vol.data.shape[-2]} x {vol.data.shape[-1]} image has at most "
+                         f"{levels} lower levels (each halves y and x, down to 1 pixel); use pyramid={levels} or less")
     ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
     inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
-    record = _check_output(out, inputs, overwrite)
-    _check_memory(vol, temporal, dtype, pyramid, None)  # before reading any slice (sizes come from the file)
+    record = first = _check_output(out, inputs, overwrite)
+    # before reading any slice (sizes come from the file); on a cluster its workers are checked below
+    _check_memory(vol, temporal, dtype, pyramid, None,
+                  "synchronous" if client is not None or _is_address(scheduler) else scheduler)
     if ref_path is not None:
         reference = read_image(ref_path)
     model = resolve_model(model) if not isinstance(model, str) else _load(model, device)
@@ -624,17 +753,27 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                               "arguments, or pass overwrite=True to start again")
         record = None
     own_client = None
+    lock = None
     if client is None and _is_address(scheduler):
-        client = own_client = _need("distributed", "running on a dask cluster").Client(scheduler,
-                                                                                    set_as_default=False)
+        client = own_client = connect(scheduler)
     try:
-        _check_memory(vol, temporal, dtype, pyramid, client)  # (the cluster's workers this time)
+        lock = RunLock(out).acquire()  # (BusyError when another run writes it)
+        fresh = _check_output(out, inputs, overwrite)  # (as it is now that no other run writes it)
+        if (fresh or {}).get("fingerprint") != (first or {}).get("fingerprint"):
+            raise ResumeError(f"{out} was changed by another run while this one started: run the command again")
+        _check_memory(vol, temporal, dtype, pyramid, client, scheduler)  # (the cluster's workers this time)
         created = record is None
         if record is None:
             if out.exists():  # overwrite: a zarr store (checked), never an input
                 shutil.rmtree(out)
-            _new_output(out, vol, c_axis, dtype, pyramid, len(blocks),
-                        {"fingerprint": fingerprint, "arguments": args, "complete": False, "chunks": len(blocks)})
+            try:
+                _new_output(out, vol, c_axis, dtype, pyramid, len(blocks),
+                            {"fingerprint": fingerprint, "arguments": args, "complete": False, "chunks": len(blocks)})
+            except BaseException as e:  # (a full disk, interrupted...): no half-created store is left behind
+                shutil.rmtree(out, ignore_errors=True)
+                if is_disk_full(e):
+                    raise DiskFullError(disk_full_message(out)) from None
+                raise
         done = _done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))
         ctx = _Context(model=model.source if client is not None and model.source else model,
                        device=str(device) if model.source else str(model.device),
@@ -647,14 +786,26 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             if created:
                 shutil.rmtree(out, ignore_errors=True)
             raise
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            left = (len(blocks) - len(_done_blocks(_need("zarr").open_group(str(out), mode="r"), len(blocks))))
+            need = int(left / len(blocks) * int(np.prod(vol.data.shape)) * 3 * np.dtype(dtype).itemsize *
+                       (4 / 3 if pyramid else 1))
+            raise DiskFullError(disk_full_message(out, need).replace("; free some space or write elsewhere", "") +
+                                f" (uncompressed; {left} of {len(blocks)} chunks are missing). The chunks written "
+                                f"are kept and {out} stays resumable: free some space and run the same command "
+                                "again to compute only the missing chunks") from None
+        group = _need("zarr").open_group(str(out), mode="r+")
+        if len(_done_blocks(group, len(blocks))) != len(blocks):
+            raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
+        del group[PROGRESS_ARRAY]
+        group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
     finally:
         if own_client is not None:
             own_client.close()
-    group = _need("zarr").open_group(str(out), mode="r+")
-    if len(_done_blocks(group, len(blocks))) != len(blocks):
-        raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
-    del group[PROGRESS_ARRAY]
-    group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
+        if lock is not None:
+            lock.release()
     return out
 
 
@@ -671,8 +822,11 @@ def _new_output(out: Path, vol: Volume, c_axis: int, dtype: str, pyramid: int, n
     stack = tuple(vol.data.shape[:stack_nd])
     shapes = [stack[:c_axis] + (3,) + stack[c_axis:] + s for s in _level_shapes(tuple(vol.data.shape[-2:]), pyramid)]
     out_chunks = vol.chunks[:c_axis] + (3,) + vol.chunks[c_axis:]
-    group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations, {RECORD_KEY: record})
+    # "creating" first, the run record last: a store whose creation was interrupted is known as such
+    group = _create_store(out, shapes, out_chunks, dtype, out_axes, scales, translations,
+                          {RECORD_KEY: {"creating": True}})
     group.create_array(PROGRESS_ARRAY, shape=(n_blocks,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+    group.attrs[RECORD_KEY] = record
 
 
 def task_memory(vol: Volume, temporal: int, dtype: str, levels: int) -> int:
@@ -687,21 +841,45 @@ def task_memory(vol: Volume, temporal: int, dtype: str, levels: int) -> int:
     return int(ext * Y * X * np.dtype(vol.data.dtype).itemsize + out + 48 * Y * X)
 
 
-def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client) -> None:
+def concurrent_tasks(scheduler=None) -> int:
+    """How many tasks the local scheduler runs at once: 1 for ``"synchronous"``, else dask's
+    thread pool (its ``num_workers`` setting, or the number of CPUs)."""
+    if scheduler in ("synchronous", "sync", "single-threaded"):
+        return 1
+    import dask
+    from dask.system import CPU_COUNT
+
+    return max(1, int(dask.config.get("num_workers", None) or CPU_COUNT))
+
+
+def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client, scheduler=None) -> None:
     """Refuse, before any work, a volume whose tasks cannot fit in memory (chunk shapes come from
-    the file's metadata: a store claiming huge slices is refused here, not by the allocator)."""
-    need = task_memory(vol, temporal, dtype, levels)
+    the file's metadata: a store claiming huge slices is refused here, not by the allocator). The
+    tasks that run at once count together: the local scheduler's threads share the free memory, a
+    worker's threads its memory limit."""
+    one = task_memory(vol, temporal, dtype, levels)
     if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
-        have, where = (min(limits), "a worker's memory limit") if limits and min(limits) > 0 else (None, "")
+        workers = list(client.scheduler_info().get("workers", {}).values())
+        per = [((w.get("memory_limit") or 0), max(1, int(w.get("nthreads") or 1))) for w in workers]
+        per = [p for p in per if p[0] > 0]
+        # the tightest worker: the least memory per thread
+        have, n = min(per, key=lambda p: p[0] / p[1]) if per else (None, 1)
+        where = f"a worker's memory limit ({n} task(s) at once, one per thread)"
+        fix = "give the workers fewer threads (dask worker --nthreads) or more memory, or store the volume " \
+              "with fewer slices per chunk"
     else:
         from .inference import available_memory
 
-        have, where = available_memory("cpu"), "the free memory"
+        have, n = available_memory("cpu"), concurrent_tasks(scheduler)
+        where = f"the free memory ({n} task(s) at once, one per thread)" if n > 1 else "the free memory"
+        fix = ("run fewer at once (dask's num_workers setting, or scheduler='synchronous': --scheduler "
+               "synchronous) or " if n > 1 else "") + "store the volume with fewer slices per chunk"
+    need = one * n
     if have and need > 0.8 * have:
-        raise MemoryError(f"one task of this volume needs about {need / 2**30:.1f} GB (its chunk of "
-                          f"{vol.chunks} slices of {vol.data.shape[-2]} x {vol.data.shape[-1]}), more than {where} "
-                          f"({have / 2**30:.1f} GB): store the volume with fewer slices per chunk")
+        raise MemoryError(f"{'the tasks' if n > 1 else 'one task'} of this volume need{'' if n > 1 else 's'} about "
+                          f"{need / 2**30:.1f} GB ({n} x {one / 2**30:.2f} GB for a chunk of {vol.chunks} slices of "
+                          f"{vol.data.shape[-2]} x {vol.data.shape[-1]}), more than {where} ({have / 2**30:.1f} GB): "
+                          f"{fix}")
 
 
 def _product(ranges: list) -> list[tuple]:
@@ -714,6 +892,22 @@ def _load(name: str, device: str):
     from .models.registry import load_model
 
     return load_model(name, device=device)
+
+
+CONNECT_TIMEOUT = 10  # seconds to wait for a dask scheduler that does not answer
+
+
+def connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address``; a clear error (ValueError) after
+    :data:`CONNECT_TIMEOUT` seconds when nobody answers there (distributed's own wait is 30 s, then
+    a traceback)."""
+    distributed = _need("distributed", "running on a dask cluster")
+    try:
+        return distributed.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as e:  # (distributed: "Timed out trying to connect to ...")
+        raise ValueError(f"no dask scheduler answers at {address} (waited {CONNECT_TIMEOUT} s: {e}): start one "
+                         "(`dask scheduler`) and its workers, check the address and port, or leave --scheduler "
+                         "out to run here") from None
 
 
 def _is_address(scheduler) -> bool:

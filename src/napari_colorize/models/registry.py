@@ -22,6 +22,7 @@ from typing import Callable
 
 from typing import TYPE_CHECKING
 
+from ..disk import DiskFullError, disk_full_message, is_disk_full
 from .configs import EXEMPLAR_CONFIGS, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
 
 # torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
@@ -278,10 +279,21 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
           for k, v in network.trainable_state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={"napari_colorize": json.dumps(meta)})
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    side = path.with_suffix(".json")
+    side_tmp = side.with_name(side.name + ".tmp")
+    try:  # both written aside first: a full disk leaves neither a partial file nor a temporary one
+        save_file(sd, str(tmp), metadata={"napari_colorize": json.dumps(meta)})
+        tmp.chmod(0o644)
+        side_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.replace(path)
+        side_tmp.replace(side)
+    except BaseException as e:
+        for t in (tmp, side_tmp):
+            t.unlink(missing_ok=True)
+        if is_disk_full(e):
+            need = sum(v.numel() * v.element_size() for v in sd.values())
+            raise DiskFullError(disk_full_message(path, need)) from None
+        raise
     return path
 
 
@@ -362,6 +374,15 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
     if not isinstance(sd, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         raise CheckpointError(f"{source}: its weights are not a mapping of names to tensors")
+    # float8, bool, complex...: never written by save_checkpoint, and not weights one can compute with here
+    allowed = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32)
+    odd = sorted({str(v.dtype).replace("torch.", "") for v in sd.values() if v.dtype not in allowed})
+    if odd:
+        names = [k for k, v in sd.items() if v.dtype not in allowed]
+        raise CheckpointError(f"{source}: {len(names)} tensor(s) hold {', '.join(odd)} values (e.g. {names[:3]}); "
+                              "napari-colorize weights are float16, bfloat16, float32 or float64 (and integer "
+                              "counters): the file was not written by napari-colorize, or converted; export it "
+                              "again in float16 or float32")
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values "
