@@ -124,20 +124,22 @@ def test_tune_output_writes_a_new_checkpoint_with_the_filter_and_temperature(tmp
     assert same and all(torch.allclose(sd[k].float(), old_sd[k].float(), atol=1e-2, rtol=1e-3) for k in same)
 
 
-def test_tune_output_refuses_its_input_and_bad_settings(tmp_path):
+def test_tune_output_refuses_its_input_and_bad_settings(tmp_path, capsys):
     from training.tune_output import main
 
+    def refused(argv, words):  # (user errors are argparse errors: exit status 2, one line, no traceback)
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and words in err and "Traceback" not in err, err
+
     src = _checkpoint(tmp_path)
-    with pytest.raises(SystemExit):
-        main([str(src), "--out", str(src)])
-    with pytest.raises(ValueError, match="refine"):
-        main([str(src), "--refine", "4", "--out", str(tmp_path / "x.safetensors")])
-    with pytest.raises(ValueError, match="temperature"):
-        main([str(src), "--temperature-scale", "0", "--out", str(tmp_path / "x.safetensors")])
+    refused([str(src), "--out", str(src)], "must not be the input")
+    refused([str(src), "--refine", "4", "--out", str(tmp_path / "x.safetensors")], "--refine 4")
+    refused([str(src), "--temperature-scale", "0", "--out", str(tmp_path / "x.safetensors")], "--temperature-scale 0")
     assert not (tmp_path / "x.safetensors").exists()
     plain = _checkpoint(tmp_path / "plain", "cpu")  # without the prior: the filter, but no temperature
-    with pytest.raises(ValueError, match="prior"):
-        main([str(plain), "--temperature-scale", "0.5", "--out", str(tmp_path / "y.safetensors")])
+    refused([str(plain), "--temperature-scale", "0.5", "--out", str(tmp_path / "y.safetensors")], "prior")
     assert main([str(plain), "--refine", "3", "--out", str(tmp_path / "y.safetensors")]) == 0
     # a tuned checkpoint is not tuned again: its temperature would be scaled twice
     with pytest.raises(SystemExit):
