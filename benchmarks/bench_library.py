@@ -1,7 +1,7 @@
 """Library benchmarks: prints Markdown tables (copied into docs/BENCHMARKS.md).
 
     python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | attention | stack | warp
+    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | attention | stack | temporal | warp
     python benchmarks/bench_library.py call --with runs/I.safetensors   # more models (or checkpoints) in 'call'
 
 Every measurement that needs its own peak memory runs in a fresh subprocess
@@ -186,6 +186,41 @@ def stack() -> None:
             print(json.dumps({{"cached": cached, "uncached": uncached}}))
         """)
         print(f"| {name} | {r.get('cached', float('nan')):.3f} | {r.get('uncached', float('nan')):.3f} |")
+    temporal()
+
+
+def temporal(repeats: int = 2) -> None:
+    """The flicker control's cost: a 100 x 512 x 512 uint16 stack that drifts 1.5 px per slice, with
+    ``temporal=0`` and the default (``temporal=3``), interleaved ``repeats`` times in one process (the
+    fastest of each is printed, with the machine's load at the end)."""
+    print("\n### Flicker control: a 100 x 512 x 512 uint16 stack (drifting 1.5 px per slice), one reference\n")
+    print("| model | temporal=0 s | default (temporal=3) s | ratio (target <= 1.5) | load (1 min) |")
+    print("|---|---:|---:|---:|---:|")
+    for name in ["exemplar"]:
+        r = _run(f"""
+            import napari_colorize as nc
+            print(nc.__file__, file=sys.stderr)
+            rng = np.random.default_rng(0)
+            yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
+            stack = np.empty((100, 512, 512), np.uint16)
+            for t in range(100):  # a textured field panned 1.5 px per slice, with noise
+                x = xx + 1.5 * t
+                f = np.sin(x / 23.0) * np.cos(yy / 31.0) + 0.5 * np.sin((x + yy) / 11.0)
+                stack[t] = (f + 2) * 800 + rng.integers(0, 300, (512, 512))
+            ref = (rng.random((300, 300, 3)) * 255).astype(np.uint8)
+            ref[..., 0] = np.linspace(0, 255, 300)[None, :].astype(np.uint8)
+            m = nc.load_model({name!r}, device="cpu")
+            times = {{0: [], None: []}}
+            for _ in range({repeats}):
+                for k in (0, None):
+                    t = time.perf_counter(); nc.colorize(m, stack, reference=ref, temporal=k, return_attention=False)
+                    times[k].append(time.perf_counter() - t)
+            print(json.dumps({{"off": min(times[0]), "on": min(times[None]), "load": os.getloadavg()[0]}}))
+        """)
+        if "error" in r:
+            print(f"| {name} | error: {r['error']} | | | |")
+        else:
+            print(f"| {name} | {r['off']:.1f} | {r['on']:.1f} | {r['on'] / r['off']:.2f} | {r['load']:.1f} |")
 
 
 def warp() -> None:
@@ -220,7 +255,7 @@ def warp() -> None:
 
 
 SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack,
-            "warp": warp}
+            "temporal": temporal, "warp": warp}
 
 if __name__ == "__main__":
     import platform
