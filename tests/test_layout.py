@@ -24,7 +24,7 @@ GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "su
 LAYERS = [
     ("colour maths and metrics", ["color", "metrics", "models.configs", "models.lazy", "models.maps", "models.checks"]),
     ("models", ["models", "models.*"]),
-    ("the engine", ["inference", "transfer"]),
+    ("the engine", ["inference", "transfer", "threads"]),
     ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "io", "_sample_data"]),
     ("volumes and the command line", ["volume", "cli", ""]),
     ("the napari widgets", ["_widgets", "_widgets.*"]),

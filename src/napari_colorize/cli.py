@@ -583,6 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-dir", default=None, help="feature cache folder (default: $NAPARI_COLORIZE_CACHE or "
                                                      "~/.cache/napari-colorize)")
     s.set_defaults(func=_cmd_suggest)
+    for cmd in (c, d, s):  # the commands that run networks
+        cmd.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="torch threads (default: $NAPARI_COLORIZE_THREADS, $OMP_NUM_THREADS, else the idle "
+                              "cores; on a busy machine more threads than idle cores are slower)")
     return p
 
 
@@ -626,6 +630,10 @@ def _cmd_suggest(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("colorize", "demo", "suggest"):
+            from .threads import set_threads
+
+            set_threads(args.threads)
         return args.func(args)
     except _Refused as e:
         for line in e.lines:
