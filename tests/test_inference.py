@@ -311,3 +311,53 @@ def test_composed_shifts_match_direct_ones_and_the_smoothing_is_kept():
     inner = (slice(None), slice(20, -20), slice(20, -20))
     assert float((new - old)[inner].abs().mean()) < 0.01 and float((new - old)[inner].abs().max()) < 0.1
     assert float((new - abs_[c])[inner].abs().mean()) > 0.02  # (the smoothing did change something)
+
+
+def test_a_large_reference_is_reduced_before_it_becomes_float():
+    """The reference is needed at the working size only: one much larger is block-averaged in its own
+    dtype first (no full-size float copy: tracemalloc's peak stays near the uint8 image's size), and
+    what the network sees is close to resizing the full-size float reference."""
+    import tracemalloc
+
+    import torch
+
+    from napari_colorize.inference import _resize, prepare_reference
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:1200, 0:1000]
+    ref = np.stack([128 + 100 * np.sin(xx / 40), 128 + 100 * np.cos(yy / 55), (xx + yy) % 256], -1)
+    ref = np.clip(ref + rng.normal(0, 10, ref.shape), 0, 255).astype(np.uint8)
+    full = prepare_reference(ref)
+    assert full.shape == ref.shape and full.dtype == np.float32
+    assert np.array_equal(full, np.clip(ref.astype(np.float64) / 255, 0, 1).astype(np.float32))  # as before
+    tracemalloc.start()
+    small = prepare_reference(ref, shape=(224, 192))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert small.shape == (600, 500, 3) and small.dtype == np.float32  # reduced by 2, to >= 2x the working size
+    assert peak < ref.nbytes + small.nbytes  # (before: a float64 copy of the reference, 8x its size, and more)
+    to_work = lambda x: _resize(torch.from_numpy(x).permute(2, 0, 1)[None], (224, 192))[0]  # noqa: E731
+    assert float((to_work(small) - to_work(full)).abs().mean()) < 0.01
+
+
+def test_the_lightness_of_a_large_slice_is_computed_in_bands_as_before():
+    """TargetView.L works in bands of rows (no float64 copy of the slice) and gives what the whole
+    slice at once gave: uint16 stretched, and float data with non-finite values replaced."""
+    from napari_colorize.color import grey_to_L
+    from napari_colorize.inference import TargetView
+
+    rng = np.random.default_rng(4)
+    img = rng.integers(800, 4000, (700, 1600)).astype(np.uint16)  # > 1 band (1M values per band)
+    v = TargetView(img, None, "auto", (0.1, 99.9), [])
+    x = np.clip((img.astype(np.float64) * 0.5 - 0.5 * v.lo) / (0.5 * v.hi - 0.5 * v.lo), 0, 1)
+    assert np.array_equal(v.L(0).numpy(), grey_to_L(torch.from_numpy(x.astype(np.float32))).numpy())
+    f = rng.normal(5.0, 2.0, (700, 1600))
+    f[3, 5] = np.nan
+    sink = []
+    vf = TargetView(f, None, "auto", (0.1, 99.9), [])
+    L = vf.L(0, sink)
+    g = f.copy()
+    g[3, 5] = vf.lo
+    x = np.clip((g * 0.5 - 0.5 * vf.lo) / (0.5 * vf.hi - 0.5 * vf.lo), 0, 1)
+    assert np.array_equal(L.numpy(), grey_to_L(torch.from_numpy(x.astype(np.float32))).numpy())
+    assert any("1 NaN/Inf" in w for w in sink)

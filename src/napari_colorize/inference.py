@@ -226,11 +226,14 @@ class TargetView:
             return 0.0, 1.0, "fixed"
         if normalize == "none" or (normalize == "auto" and dt == np.uint8):
             return 0.0, (255.0 if dt == np.uint8 else 65535.0 if dt == np.uint16 else 1.0), "fixed"
-        v = self._sample().astype(np.float64)
-        finite = np.isfinite(v)
-        if not finite.any():
-            raise ValueError("the target has no finite values (all NaN or Inf)")
-        v = v[finite]
+        v = self._sample()
+        whole = np.issubdtype(v.dtype, np.integer)  # integers: always finite, percentiles of the values as they are
+        if not whole:
+            v = v.astype(np.float64)
+            finite = np.isfinite(v)
+            if not finite.any():
+                raise ValueError("the target has no finite values (all NaN or Inf)")
+            v = v[finite]
         if normalize == "auto" and np.issubdtype(dt, np.floating) and v.min() >= 0.0 and v.max() <= 1.0:
             return 0.0, 1.0, "fixed"
         if normalize == "minmax":
@@ -239,8 +242,10 @@ class TargetView:
             p_lo, p_hi = percentiles
             if not 0 <= p_lo < p_hi <= 100:
                 raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-            # halved: percentiles of values near float64's limit must not overflow to inf / NaN
-            lo, hi = (2.0 * float(x) for x in np.percentile(v * 0.5, [p_lo, p_hi]))
+            if whole:  # (the same numbers as the halved float64 ones below: halving and doubling are exact)
+                lo, hi = (float(x) for x in np.percentile(v, [p_lo, p_hi]))
+            else:  # halved: percentiles of values near float64's limit must not overflow to inf / NaN
+                lo, hi = (2.0 * float(x) for x in np.percentile(v * 0.5, [p_lo, p_hi]))
             if hi <= lo:  # a sparse image: the percentiles coincide, fall back to min/max
                 lo, hi = float(v.min()), float(v.max())
         if hi <= lo:
@@ -271,24 +276,34 @@ class TargetView:
             x = np.ascontiguousarray(c, dtype=np.float64) / self.hi
             return rgb_to_lab(torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1).clamp(0, 1))[0]
         # float64 for the stretch: values near float32's limit must not overflow (and be taken for
-        # NaN/Inf), and a small range on a large offset (1e6 + noise) must keep its structure
+        # NaN/Inf), and a small range on a large offset (1e6 + noise) must keep its structure. In bands
+        # of rows: no float64 copy of the whole slice (a 4096 x 4096 slice: 134 MB)
         wide = self.scale_mode == "stretch"
-        x = s.astype(np.float64 if wide else np.float32, copy=True)
-        bad = ~np.isfinite(x)
-        if bad.any():
-            if bad.all():
+        whole = np.issubdtype(s.dtype, np.integer) or s.dtype == bool  # (always finite)
+        out = torch.empty(s.shape, dtype=torch.float32)
+        band = max(1, (1 << 20) // max(1, int(np.prod(s.shape[1:]))))
+        nbad = 0
+        for r0 in range(0, s.shape[0], band):
+            x = s[r0:r0 + band].astype(np.float64 if wide else np.float32, copy=True)
+            if not whole:
+                bad = ~np.isfinite(x)
+                if bad.any():
+                    nbad += int(bad.sum())
+                    x[bad] = self.lo
+            if self.hi > self.lo:
+                x *= 0.5  # halves: (hi - lo) of values near float64's limit stays finite
+                x -= 0.5 * self.lo
+                x /= 0.5 * self.hi - 0.5 * self.lo
+                np.clip(x, 0.0, 1.0, out=x)
+            else:
+                x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
+            out[r0:r0 + band] = grey_to_L(torch.from_numpy(x.astype(np.float32, copy=False)))
+        if nbad:
+            if nbad == s.size:
                 raise ValueError("a slice of the target has no finite values (all NaN or Inf)")
             if sink is not None:
-                _warn(f"{int(bad.sum())} NaN/Inf value(s) in the target were replaced by its low intensity", sink)
-            x[bad] = self.lo
-        if self.hi > self.lo:
-            x *= 0.5  # halves: (hi - lo) of values near float64's limit stays finite
-            x -= 0.5 * self.lo
-            x /= 0.5 * self.hi - 0.5 * self.lo
-            np.clip(x, 0.0, 1.0, out=x)
-        else:
-            x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
-        return grey_to_L(torch.from_numpy(x.astype(np.float32, copy=False)))
+                _warn(f"{nbad} NaN/Inf value(s) in the target were replaced by its low intensity", sink)
+        return out
 
 
 def intensity_range(target, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
@@ -304,11 +319,41 @@ def intensity_range(target, normalize: str = "auto", percentiles: tuple[float, f
     return t.lo, t.hi, t.scale_mode
 
 
-def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
+def _reference_to_unit(ref: np.ndarray, white: float, factor: int, band: int = 256) -> np.ndarray:
+    """``ref`` (h, w, 3) as float32 in [0, 1] (``/ white``, clipped), reduced by ``factor`` (the mean of
+    each ``factor x factor`` block, partial blocks at the edges), converted in bands of rows: no float
+    copy of the whole reference is made."""
+    h, w = ref.shape[:2]
+    if factor <= 1:
+        out = np.empty(ref.shape, np.float32)
+        for r0 in range(0, h, band):  # (float64 for the division: as before, bit for bit)
+            out[r0:r0 + band] = np.clip(ref[r0:r0 + band].astype(np.float64) / white, 0.0, 1.0)
+        return out
+    cols = np.arange(0, w, factor)
+    ncol = np.diff(np.r_[cols, w]).astype(np.float32)
+    out = np.empty((-(-h // factor), len(cols), 3), np.float32)
+    rows = factor * max(1, (band // 4) // factor)  # (bands of about 64 rows: a few MB of float32)
+    for r0 in range(0, h, rows):
+        b = ref[r0:r0 + rows].astype(np.float32)
+        b /= np.float32(white)
+        np.clip(b, 0.0, 1.0, out=b)
+        starts = np.arange(0, b.shape[0], factor)
+        nrow = np.diff(np.r_[starts, b.shape[0]]).astype(np.float32)
+        sums = np.add.reduceat(np.add.reduceat(b, starts, axis=0), cols, axis=1)
+        out[r0 // factor:r0 // factor + len(starts)] = sums / (nrow[:, None, None] * ncol[None, :, None])
+    return out
+
+
+def prepare_reference(reference, sink: list | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Validate a colour reference; returns float32 ``(h, w, 3)`` RGB in [0, 1].
 
     uint8 is 0..255; other integers are read with the smallest bit depth that holds them (12-bit
     data in uint16 is 0..4095); floats are [0, 1] (0..255 floats are read as such, with a warning).
+
+    ``shape``: the working shape the reference will be resized to. A reference more than twice as
+    large on both sides is first reduced in its own dtype by an integer factor (the mean of blocks,
+    in bands of rows) to at least twice that shape, so that no full-size float copy of it is made (an
+    8192 x 8192 reference added 3.1 GB to a run before).
     """
     sink = [] if sink is None else sink
     if isinstance(reference, torch.Tensor):
@@ -331,15 +376,18 @@ def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
     white, note = rgb_value_scale(ref, ref.dtype, "the reference")
     if note:
         _warn(note, sink)
-    x = np.clip(ref.astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
-    if min(x.shape[:2]) < 16:
-        _warn(f"the reference is tiny ({x.shape[0]}x{x.shape[1]}): it is enlarged to the working size", sink)
-    step = max(1, int(math.ceil(math.sqrt(x.shape[0] * x.shape[1] / 16384))))  # a grid sample is enough to judge
-    lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(x[::step, ::step])).permute(2, 0, 1))
+    if min(ref.shape[:2]) < 16:
+        _warn(f"the reference is tiny ({ref.shape[0]}x{ref.shape[1]}): it is enlarged to the working size", sink)
+    step = max(1, int(math.ceil(math.sqrt(ref.shape[0] * ref.shape[1] / 16384))))  # a grid sample is enough to judge
+    grid = np.clip(ref[::step, ::step].astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
+    lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(grid)).permute(2, 0, 1))
     chroma = torch.sqrt(lab[1] ** 2 + lab[2] ** 2)
     if float(torch.quantile(chroma.flatten().float(), 0.99)) < 4.0:
         raise ValueError("the reference has no colour: it is (nearly) greyscale, so there is nothing to transfer")
-    return x
+    factor = 1
+    if shape is not None:
+        factor = max(1, min(ref.shape[0] // (2 * int(shape[0])), ref.shape[1] // (2 * int(shape[1]))))
+    return _reference_to_unit(ref, white, factor)
 
 
 def prepare_histogram(hist) -> np.ndarray:
@@ -555,7 +603,7 @@ class Plan:
                 histogram_from_rgb(prepare_reference(reference, sink))
             hist_t = torch.from_numpy(hist)
         else:
-            ref = prepare_reference(reference, sink)
+            ref = prepare_reference(reference, sink, wshape)  # (reduced early when much larger)
             ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], wshape).clamp(0, 1)
         state = model.prepare(reference=ref_t, histogram=hist_t)
         if view.n_slices > 1:  # the guide's features once for every slice (also what a cluster's workers get)
