@@ -321,7 +321,9 @@ def test_a_large_reference_is_reduced_before_it_becomes_float():
 
     import torch
 
-    from napari_colorize.inference import _resize, prepare_reference
+    import torch.nn.functional as F
+
+    from napari_colorize.inference import prepare_reference
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:1200, 0:1000]
@@ -336,7 +338,8 @@ def test_a_large_reference_is_reduced_before_it_becomes_float():
     tracemalloc.stop()
     assert small.shape == (600, 500, 3) and small.dtype == np.float32  # reduced by 2, to >= 2x the working size
     assert peak < ref.nbytes + small.nbytes  # (before: a float64 copy of the reference, 8x its size, and more)
-    to_work = lambda x: _resize(torch.from_numpy(x).permute(2, 0, 1)[None], (224, 192))[0]  # noqa: E731
+    to_work = lambda x: F.interpolate(torch.from_numpy(x).permute(2, 0, 1)[None], size=(224, 192),  # noqa: E731
+                                      mode="bilinear", align_corners=False, antialias=True)[0]
     assert float((to_work(small) - to_work(full)).abs().mean()) < 0.01
 
 

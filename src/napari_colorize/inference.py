@@ -978,9 +978,11 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
             return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
             temporal=temporal):
-        if out is None:
-            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
-        out[idx] = rgb_slice
+        if out is None:  # (a 2-D target's one slice is the result itself: no second full-size copy)
+            out = rgb_slice if not info["stack_shape"] else np.empty(tuple(info["stack_shape"]) + rgb_slice.shape,
+                                                                     np.float32)
+        if info["stack_shape"]:
+            out[idx] = rgb_slice
         last = (pred, info)
         if progress is not None:
             progress(info["done"], info["n_slices"])
