@@ -1,7 +1,7 @@
 """Library benchmarks: prints Markdown tables (copied into docs/BENCHMARKS.md).
 
     python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | attention | stack | warp
+    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | reference | attention | stack | temporal | warp
     python benchmarks/bench_library.py call --with runs/I.safetensors   # more models (or checkpoints) in 'call'
 
 Every measurement that needs its own peak memory runs in a fresh subprocess
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # (BENCH_THREADS=1: what a busy machine's automatic choice gives)
 
 
 def _run(code: str, timeout: int = 1800) -> dict:
@@ -108,6 +108,15 @@ def cli() -> None:
         print(f"| napari-colorize {' '.join(args)} | {sorted(ts)[2]:.2f} |")
 
 
+#: code that builds the 4096 x 4096 uint16 target ``img`` (in bands: the peak is colorize()'s, not this loop's)
+TARGET_4096 = """img = np.empty((4096, 4096), np.uint16)
+xx = np.arange(4096)[None, :]
+for r0 in range(0, 4096, 256):
+    yy = np.arange(r0, r0 + 256)[:, None]
+    img[r0:r0 + 256] = (np.sin(xx / 150.0) * np.cos(yy / 97.0) + 1) * 20000 + rng.integers(0, 3000, (256, 4096))
+""".replace("\n", "\n            ")
+
+
 def large() -> None:
     print("\n### A 4096 x 4096 uint16 target (colourise() end to end, default working size)\n")
     print("| model | seconds | peak memory (process, MB) | working size |")
@@ -116,12 +125,7 @@ def large() -> None:
         r = _run(f"""
             import napari_colorize as nc
             rng = np.random.default_rng(0)
-            img = np.empty((4096, 4096), np.uint16)  # built in bands: the peak is colorize()'s, not this loop's
-            xx = np.arange(4096)[None, :]
-            for r0 in range(0, 4096, 256):
-                yy = np.arange(r0, r0 + 256)[:, None]
-                img[r0:r0 + 256] = ((np.sin(xx / 150.0) * np.cos(yy / 97.0) + 1) * 20000
-                                    + rng.integers(0, 3000, (256, 4096)))
+            {TARGET_4096}
             ref = (rng.random((256, 256, 3)) * 255).astype(np.uint8)
             ref[..., 0] = np.linspace(0, 255, 256)[None, :].astype(np.uint8)
             m = nc.load_model({name!r}, device="cpu", pretrained={name == 'welsh'})
@@ -135,6 +139,40 @@ def large() -> None:
         else:
             print(f"| {name} | {r['s']:.1f} | {r['peak']:.0f} | {r['work'][0]} x {r['work'][1]} |")
     print("\n(exemplar and histogram: randomly initialised weights, same architecture and cost as trained ones.)")
+
+
+def reference() -> None:
+    """Peak memory of a 4096 x 4096 uint16 target with references of growing size (exemplar): the
+    reference is needed at the working size only."""
+    print("\n### A 4096 x 4096 uint16 target with a large reference (exemplar, colourise() end to end)\n")
+    print("| reference | reference MB (uint8) | seconds | peak memory (process, MB) | added by the reference, MB |")
+    print("|---|---:|---:|---:|---:|")
+    base = None
+    for side in (256, 6400, 8192):
+        r = _run(f"""
+            import napari_colorize as nc
+            rng = np.random.default_rng(0)
+            {TARGET_4096}
+            n = {side}
+            ref = np.empty((n, n, 3), np.uint8)
+            cx = np.arange(n)[None, :]
+            for r0 in range(0, n, 256):
+                cy = np.arange(r0, min(n, r0 + 256))[:, None]
+                ref[r0:r0 + 256, :, 0] = (cx * 255 // n).astype(np.uint8)
+                ref[r0:r0 + 256, :, 1] = (cy * 255 // n).astype(np.uint8)
+                ref[r0:r0 + 256, :, 2] = ((cx + cy) % 256).astype(np.uint8)
+            m = nc.load_model("exemplar", device="cpu", pretrained=False)
+            t = time.perf_counter()
+            res = nc.colorize(m, img, reference=ref, return_attention=False)
+            dt = time.perf_counter() - t
+            print(json.dumps({{"s": dt, "peak": _peak_mb()}}))
+        """)
+        if "error" in r:
+            print(f"| {side} x {side} | | error: {r['error']} | | |")
+            continue
+        base = r["peak"] if base is None else base
+        print(f"| {side} x {side} | {side * side * 3 / 2**20:.0f} | {r['s']:.1f} | {r['peak']:.0f} | "
+              f"{r['peak'] - base:.0f} |")
 
 
 def attention() -> None:
@@ -186,6 +224,41 @@ def stack() -> None:
             print(json.dumps({{"cached": cached, "uncached": uncached}}))
         """)
         print(f"| {name} | {r.get('cached', float('nan')):.3f} | {r.get('uncached', float('nan')):.3f} |")
+    temporal()
+
+
+def temporal(repeats: int = 2) -> None:
+    """The flicker control's cost: a 100 x 512 x 512 uint16 stack that drifts 1.5 px per slice, with
+    ``temporal=0`` and the default (``temporal=3``), interleaved ``repeats`` times in one process (the
+    fastest of each is printed, with the machine's load at the end)."""
+    print("\n### Flicker control: a 100 x 512 x 512 uint16 stack (drifting 1.5 px per slice), one reference\n")
+    print("| model | temporal=0 s | default (temporal=3) s | ratio (target <= 1.5) | load (1 min) |")
+    print("|---|---:|---:|---:|---:|")
+    for name in ["exemplar"]:
+        r = _run(f"""
+            import napari_colorize as nc
+            print(nc.__file__, file=sys.stderr)
+            rng = np.random.default_rng(0)
+            yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
+            stack = np.empty((100, 512, 512), np.uint16)
+            for t in range(100):  # a textured field panned 1.5 px per slice, with noise
+                x = xx + 1.5 * t
+                f = np.sin(x / 23.0) * np.cos(yy / 31.0) + 0.5 * np.sin((x + yy) / 11.0)
+                stack[t] = (f + 2) * 800 + rng.integers(0, 300, (512, 512))
+            ref = (rng.random((300, 300, 3)) * 255).astype(np.uint8)
+            ref[..., 0] = np.linspace(0, 255, 300)[None, :].astype(np.uint8)
+            m = nc.load_model({name!r}, device="cpu")
+            times = {{0: [], None: []}}
+            for _ in range({repeats}):
+                for k in (0, None):
+                    t = time.perf_counter(); nc.colorize(m, stack, reference=ref, temporal=k, return_attention=False)
+                    times[k].append(time.perf_counter() - t)
+            print(json.dumps({{"off": min(times[0]), "on": min(times[None]), "load": os.getloadavg()[0]}}))
+        """)
+        if "error" in r:
+            print(f"| {name} | error: {r['error']} | | | |")
+        else:
+            print(f"| {name} | {r['off']:.1f} | {r['on']:.1f} | {r['on'] / r['off']:.2f} | {r['load']:.1f} |")
 
 
 def warp() -> None:
@@ -220,7 +293,7 @@ def warp() -> None:
 
 
 SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack,
-            "warp": warp}
+            "temporal": temporal, "reference": reference, "warp": warp}
 
 if __name__ == "__main__":
     import platform

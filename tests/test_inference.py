@@ -249,3 +249,118 @@ def test_temporal_smoothing_follows_a_pan():
     # nothing moves on a still stack: the alignment changes nothing
     still = temporal_smooth([ab0, ab0, ab0], [L0, L0, L0], 1)
     assert torch.allclose(still, ab0, atol=1e-6)
+
+
+def _old_temporal_smooth(abs_, Ls, centre, sigma_t=2.0, sigma_L=6.0):
+    """The smoothing before issue 21: every neighbour registered directly on the centre slice by
+    skimage's phase correlation (upsample 4)."""
+    import math
+
+    import torch
+    from skimage.registration import phase_cross_correlation
+
+    from napari_colorize.inference import translate
+
+    num, den = torch.zeros_like(abs_[centre]), torch.zeros_like(Ls[centre])
+    for k, (ab, L) in enumerate(zip(abs_, Ls)):
+        valid = 1.0
+        if k != centre:
+            s, _, _ = phase_cross_correlation(Ls[centre].double().numpy(), L.double().numpy(), upsample_factor=4)
+            dy, dx = float(s[0]), float(s[1])
+            if abs(dy) > 0.125 * L.shape[0] or abs(dx) > 0.125 * L.shape[1]:
+                dy = dx = 0.0
+            if dy or dx:
+                moved, valid = translate(torch.cat([ab, L[None]]), dy, dx)
+                ab, L = moved[:2], moved[2]
+        w = math.exp(-((k - centre) ** 2) / (2 * sigma_t**2)) * torch.exp(-((L - Ls[centre]) ** 2) / (2 * sigma_L**2))
+        num += w * valid * ab
+        den += w * valid
+    return num / den
+
+
+def test_composed_shifts_match_direct_ones_and_the_smoothing_is_kept():
+    """One shift per consecutive pair, summed for neighbours further away: on a panned sequence (with
+    noise per frame) the sums match a direct registration of each neighbour within 0.5 px, and the
+    smoothed colours are those of the earlier implementation (direct skimage registrations)."""
+    import torch
+    from scipy.ndimage import shift as nd_shift
+
+    from napari_colorize.inference import StackMotion, global_shift, temporal_smooth
+
+    from skimage import data
+
+    rng = np.random.default_rng(1)
+    photo = data.camera().astype(np.float32)[100:360, 100:380] / 255 * 100  # a photo: structure at every scale
+    steps = [(0.0, 0.0), (0.6, 2.7), (1.1, 5.3), (1.9, 8.2), (2.2, 10.6), (3.0, 13.4), (3.5, 16.1)]  # uneven pan
+    Ls, abs_ = [], []
+    for d in steps:
+        L = nd_shift(photo, d, order=1, mode="nearest")[40:200, 40:240]
+        Ls.append(torch.from_numpy((L + rng.normal(0, 1.0, L.shape)).astype(np.float32)))
+        ab = np.stack([(L - 50) / 150, np.sin(L / 15) * 0.3]) + rng.normal(0, 0.05, (2,) + L.shape)
+        abs_.append(torch.from_numpy(ab.astype(np.float32)))
+    motion = StackMotion(lambda j: Ls[j])
+    c = 3
+    for j in range(len(Ls)):
+        composed = np.array(motion.between(c, j))
+        direct = np.array(global_shift(Ls[c], Ls[j]))
+        truth = np.array(steps[c]) - np.array(steps[j])
+        assert np.abs(composed - direct).max() < 0.5 and np.abs(composed - truth).max() < 0.5, (j, composed, direct)
+    assert len(motion.pairs) == len(Ls) - 1  # each consecutive pair correlated once
+    new = temporal_smooth(abs_, Ls, c)
+    old = _old_temporal_smooth(abs_, Ls, c)
+    inner = (slice(None), slice(20, -20), slice(20, -20))
+    assert float((new - old)[inner].abs().mean()) < 0.01 and float((new - old)[inner].abs().max()) < 0.1
+    assert float((new - abs_[c])[inner].abs().mean()) > 0.02  # (the smoothing did change something)
+
+
+def test_a_large_reference_is_reduced_before_it_becomes_float():
+    """The reference is needed at the working size only: one much larger is block-averaged in its own
+    dtype first (no full-size float copy: tracemalloc's peak stays near the uint8 image's size), and
+    what the network sees is close to resizing the full-size float reference."""
+    import tracemalloc
+
+    import torch
+
+    import torch.nn.functional as F
+
+    from napari_colorize.inference import prepare_reference
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:1200, 0:1000]
+    ref = np.stack([128 + 100 * np.sin(xx / 40), 128 + 100 * np.cos(yy / 55), (xx + yy) % 256], -1)
+    ref = np.clip(ref + rng.normal(0, 10, ref.shape), 0, 255).astype(np.uint8)
+    full = prepare_reference(ref)
+    assert full.shape == ref.shape and full.dtype == np.float32
+    assert np.array_equal(full, np.clip(ref.astype(np.float64) / 255, 0, 1).astype(np.float32))  # as before
+    tracemalloc.start()
+    small = prepare_reference(ref, shape=(224, 192))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert small.shape == (600, 500, 3) and small.dtype == np.float32  # reduced by 2, to >= 2x the working size
+    assert peak < ref.nbytes + small.nbytes  # (before: a float64 copy of the reference, 8x its size, and more)
+    to_work = lambda x: F.interpolate(torch.from_numpy(x).permute(2, 0, 1)[None], size=(224, 192),  # noqa: E731
+                                      mode="bilinear", align_corners=False, antialias=True)[0]
+    assert float((to_work(small) - to_work(full)).abs().mean()) < 0.01
+
+
+def test_the_lightness_of_a_large_slice_is_computed_in_bands_as_before():
+    """TargetView.L works in bands of rows (no float64 copy of the slice) and gives what the whole
+    slice at once gave: uint16 stretched, and float data with non-finite values replaced."""
+    from napari_colorize.color import grey_to_L
+    from napari_colorize.inference import TargetView
+
+    rng = np.random.default_rng(4)
+    img = rng.integers(800, 4000, (700, 1600)).astype(np.uint16)  # > 1 band (1M values per band)
+    v = TargetView(img, None, "auto", (0.1, 99.9), [])
+    x = np.clip((img.astype(np.float64) * 0.5 - 0.5 * v.lo) / (0.5 * v.hi - 0.5 * v.lo), 0, 1)
+    assert np.array_equal(v.L(0).numpy(), grey_to_L(torch.from_numpy(x.astype(np.float32))).numpy())
+    f = rng.normal(5.0, 2.0, (700, 1600))
+    f[3, 5] = np.nan
+    sink = []
+    vf = TargetView(f, None, "auto", (0.1, 99.9), [])
+    L = vf.L(0, sink)
+    g = f.copy()
+    g[3, 5] = vf.lo
+    x = np.clip((g * 0.5 - 0.5 * vf.lo) / (0.5 * vf.hi - 0.5 * vf.lo), 0, 1)
+    assert np.array_equal(L.numpy(), grey_to_L(torch.from_numpy(x.astype(np.float32))).numpy())
+    assert any("1 NaN/Inf" in w for w in sink)

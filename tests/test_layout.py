@@ -25,7 +25,7 @@ LAYERS = [
     ("colour maths, metrics and disk space", ["color", "metrics", "disk", "models.configs", "models.lazy", "models.maps",
                                               "models.checks"]),
     ("models", ["models", "models.*"]),
-    ("the engine", ["inference", "transfer"]),
+    ("the engine", ["inference", "transfer", "threads"]),
     ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "io", "_sample_data"]),
     ("volumes and the command line", ["volume", "cli", ""]),
     ("the napari widgets", ["_widgets", "_widgets.*"]),

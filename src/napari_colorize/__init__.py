@@ -22,6 +22,7 @@ _LAZY = {
     "colorize": ".inference", "iter_colorize": ".inference", "lazy_colorize": ".inference",
     "CheckpointError": ".models.registry", "list_models": ".models.registry", "load_model": ".models.registry",
     "resolve_device": ".models.registry", "save_checkpoint": ".models.registry",
+    "set_threads": ".threads",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
                             iter_colorize, lazy_colorize)
     from .models.registry import (CheckpointError, list_models, load_model, resolve_device,  # noqa: F401
                                   save_checkpoint)
+    from .threads import set_threads  # noqa: F401
 
 
 def __getattr__(name: str):
@@ -67,5 +69,6 @@ __all__ = [
     "save_checkpoint",
     "histogram_from_rgb",
     "histogram_intersection",
+    "set_threads",
     "__version__",
 ]

@@ -638,6 +638,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-dir", default=None, help="feature cache folder (default: $NAPARI_COLORIZE_CACHE or "
                                                      "~/.cache/napari-colorize)")
     s.set_defaults(func=_cmd_suggest)
+    for cmd in (c, d, s):  # the commands that run networks
+        cmd.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="torch threads (default: $NAPARI_COLORIZE_THREADS, $OMP_NUM_THREADS, else the idle "
+                              "cores; on a busy machine more threads than idle cores are slower)")
     return p
 
 
@@ -707,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args) -> int:
     try:
+        if args.command in ("colorize", "demo", "suggest"):
+            from .threads import set_threads
+
+            set_threads(args.threads)
         return args.func(args)
     except _Refused as e:
         for line in e.lines:

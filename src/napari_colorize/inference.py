@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -248,11 +249,14 @@ class TargetView:
             return 0.0, 1.0, "fixed"
         if normalize == "none" or (normalize == "auto" and dt == np.uint8):
             return 0.0, (255.0 if dt == np.uint8 else 65535.0 if dt == np.uint16 else 1.0), "fixed"
-        v = self._sample().astype(np.float64)
-        finite = np.isfinite(v)
-        if not finite.any():
-            raise ValueError("the target has no finite values (all NaN or Inf)")
-        v = v[finite]
+        v = self._sample()
+        whole = np.issubdtype(v.dtype, np.integer)  # integers: always finite, percentiles of the values as they are
+        if not whole:
+            v = v.astype(np.float64)
+            finite = np.isfinite(v)
+            if not finite.any():
+                raise ValueError("the target has no finite values (all NaN or Inf)")
+            v = v[finite]
         if normalize == "auto" and np.issubdtype(dt, np.floating) and v.min() >= 0.0 and v.max() <= 1.0:
             return 0.0, 1.0, "fixed"
         if normalize == "minmax":
@@ -261,8 +265,10 @@ class TargetView:
             p_lo, p_hi = percentiles
             if not 0 <= p_lo < p_hi <= 100:
                 raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-            # halved: percentiles of values near float64's limit must not overflow to inf / NaN
-            lo, hi = (2.0 * float(x) for x in np.percentile(v * 0.5, [p_lo, p_hi]))
+            if whole:  # (the same numbers as the halved float64 ones below: halving and doubling are exact)
+                lo, hi = (float(x) for x in np.percentile(v, [p_lo, p_hi]))
+            else:  # halved: percentiles of values near float64's limit must not overflow to inf / NaN
+                lo, hi = (2.0 * float(x) for x in np.percentile(v * 0.5, [p_lo, p_hi]))
             if hi <= lo:  # a sparse image: the percentiles coincide, fall back to min/max
                 lo, hi = float(v.min()), float(v.max())
         if hi <= lo:
@@ -293,24 +299,34 @@ class TargetView:
             x = np.ascontiguousarray(c, dtype=np.float64) / self.hi
             return rgb_to_lab(torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1).clamp(0, 1))[0]
         # float64 for the stretch: values near float32's limit must not overflow (and be taken for
-        # NaN/Inf), and a small range on a large offset (1e6 + noise) must keep its structure
+        # NaN/Inf), and a small range on a large offset (1e6 + noise) must keep its structure. In bands
+        # of rows: no float64 copy of the whole slice (a 4096 x 4096 slice: 134 MB)
         wide = self.scale_mode == "stretch"
-        x = s.astype(np.float64 if wide else np.float32, copy=True)
-        bad = ~np.isfinite(x)
-        if bad.any():
-            if bad.all():
+        whole = np.issubdtype(s.dtype, np.integer) or s.dtype == bool  # (always finite)
+        out = torch.empty(s.shape, dtype=torch.float32)
+        band = max(1, (1 << 20) // max(1, int(np.prod(s.shape[1:]))))
+        nbad = 0
+        for r0 in range(0, s.shape[0], band):
+            x = s[r0:r0 + band].astype(np.float64 if wide else np.float32, copy=True)
+            if not whole:
+                bad = ~np.isfinite(x)
+                if bad.any():
+                    nbad += int(bad.sum())
+                    x[bad] = self.lo
+            if self.hi > self.lo:
+                x *= 0.5  # halves: (hi - lo) of values near float64's limit stays finite
+                x -= 0.5 * self.lo
+                x /= 0.5 * self.hi - 0.5 * self.lo
+                np.clip(x, 0.0, 1.0, out=x)
+            else:
+                x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
+            out[r0:r0 + band] = grey_to_L(torch.from_numpy(x.astype(np.float32, copy=False)))
+        if nbad:
+            if nbad == s.size:
                 raise ValueError("a slice of the target has no finite values (all NaN or Inf)")
             if sink is not None:
-                _warn(f"{int(bad.sum())} NaN/Inf value(s) in the target were replaced by its low intensity", sink)
-            x[bad] = self.lo
-        if self.hi > self.lo:
-            x *= 0.5  # halves: (hi - lo) of values near float64's limit stays finite
-            x -= 0.5 * self.lo
-            x /= 0.5 * self.hi - 0.5 * self.lo
-            np.clip(x, 0.0, 1.0, out=x)
-        else:
-            x[...] = 0.5 if self.scale_mode == "stretch" else np.clip(self.lo, 0, 1)
-        return grey_to_L(torch.from_numpy(x.astype(np.float32, copy=False)))
+                _warn(f"{nbad} NaN/Inf value(s) in the target were replaced by its low intensity", sink)
+        return out
 
 
 def intensity_range(target, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
@@ -326,11 +342,41 @@ def intensity_range(target, normalize: str = "auto", percentiles: tuple[float, f
     return t.lo, t.hi, t.scale_mode
 
 
-def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
+def _reference_to_unit(ref: np.ndarray, white: float, factor: int, band: int = 256) -> np.ndarray:
+    """``ref`` (h, w, 3) as float32 in [0, 1] (``/ white``, clipped), reduced by ``factor`` (the mean of
+    each ``factor x factor`` block, partial blocks at the edges), converted in bands of rows: no float
+    copy of the whole reference is made."""
+    h, w = ref.shape[:2]
+    if factor <= 1:
+        out = np.empty(ref.shape, np.float32)
+        for r0 in range(0, h, band):  # (float64 for the division: as before, bit for bit)
+            out[r0:r0 + band] = np.clip(ref[r0:r0 + band].astype(np.float64) / white, 0.0, 1.0)
+        return out
+    cols = np.arange(0, w, factor)
+    ncol = np.diff(np.r_[cols, w]).astype(np.float32)
+    out = np.empty((-(-h // factor), len(cols), 3), np.float32)
+    rows = factor * max(1, (band // 4) // factor)  # (bands of about 64 rows: a few MB of float32)
+    for r0 in range(0, h, rows):
+        b = ref[r0:r0 + rows].astype(np.float32)
+        b /= np.float32(white)
+        np.clip(b, 0.0, 1.0, out=b)
+        starts = np.arange(0, b.shape[0], factor)
+        nrow = np.diff(np.r_[starts, b.shape[0]]).astype(np.float32)
+        sums = np.add.reduceat(np.add.reduceat(b, starts, axis=0), cols, axis=1)
+        out[r0 // factor:r0 // factor + len(starts)] = sums / (nrow[:, None, None] * ncol[None, :, None])
+    return out
+
+
+def prepare_reference(reference, sink: list | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Validate a colour reference; returns float32 ``(h, w, 3)`` RGB in [0, 1].
 
     uint8 is 0..255; other integers are read with the smallest bit depth that holds them (12-bit
     data in uint16 is 0..4095); floats are [0, 1] (0..255 floats are read as such, with a warning).
+
+    ``shape``: the working shape the reference will be resized to. A reference more than twice as
+    large on both sides is first reduced in its own dtype by an integer factor (the mean of blocks,
+    in bands of rows) to at least twice that shape, so that no full-size float copy of it is made (an
+    8192 x 8192 reference added 3.1 GB to a run before).
     """
     sink = [] if sink is None else sink
     if isinstance(reference, torch.Tensor):
@@ -353,15 +399,18 @@ def prepare_reference(reference, sink: list | None = None) -> np.ndarray:
     white, note = rgb_value_scale(ref, ref.dtype, "the reference")
     if note:
         _warn(note, sink)
-    x = np.clip(ref.astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
-    if min(x.shape[:2]) < 16:
-        _warn(f"the reference is tiny ({x.shape[0]}x{x.shape[1]}): it is enlarged to the working size", sink)
-    step = max(1, int(math.ceil(math.sqrt(x.shape[0] * x.shape[1] / 16384))))  # a grid sample is enough to judge
-    lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(x[::step, ::step])).permute(2, 0, 1))
+    if min(ref.shape[:2]) < 16:
+        _warn(f"the reference is tiny ({ref.shape[0]}x{ref.shape[1]}): it is enlarged to the working size", sink)
+    step = max(1, int(math.ceil(math.sqrt(ref.shape[0] * ref.shape[1] / 16384))))  # a grid sample is enough to judge
+    grid = np.clip(ref[::step, ::step].astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
+    lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(grid)).permute(2, 0, 1))
     chroma = torch.sqrt(lab[1] ** 2 + lab[2] ** 2)
     if float(torch.quantile(chroma.flatten().float(), 0.99)) < 4.0:
         raise ValueError("the reference has no colour: it is (nearly) greyscale, so there is nothing to transfer")
-    return x
+    factor = 1
+    if shape is not None:
+        factor = max(1, min(ref.shape[0] // (2 * int(shape[0])), ref.shape[1] // (2 * int(shape[1]))))
+    return _reference_to_unit(ref, white, factor)
 
 
 def prepare_histogram(hist) -> np.ndarray:
@@ -577,7 +626,7 @@ class Plan:
                 histogram_from_rgb(prepare_reference(reference, sink))
             hist_t = torch.from_numpy(hist)
         else:
-            ref = prepare_reference(reference, sink)
+            ref = prepare_reference(reference, sink, wshape)  # (reduced early when much larger)
             ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], wshape).clamp(0, 1)
         state = model.prepare(reference=ref_t, histogram=hist_t)
         if view.n_slices > 1:  # the guide's features once for every slice (also what a cluster's workers get)
@@ -615,19 +664,120 @@ class Plan:
         return recombine(L_full, pred.ab[0].detach().float().cpu(), L_work), pred, L_work
 
 
-def global_shift(L_to: torch.Tensor, L_from: torch.Tensor, max_frac: float = 0.125) -> tuple[float, float]:
-    """The translation ``(dy, dx)`` that moves ``L_from`` onto ``L_to`` (phase correlation to a quarter
-    pixel); ``(0, 0)`` when it is larger than ``max_frac`` of the image (not a pan, or no structure)."""
-    from skimage.registration import phase_cross_correlation  # (here: skimage is imported when a stack needs it)
+#: the long side (pixels) at which the motion along a stack is estimated: larger working sizes are
+#: shrunk to it (area average) and the shifts scaled back; the default 224 px is used as it is
+SHIFT_SIZE = 256
+#: a shift's precision: 1 / SHIFT_UPSAMPLE of a pixel at the size it is estimated at
+SHIFT_UPSAMPLE = 10
 
-    a, b = L_to.double().numpy(), L_from.double().numpy()
-    if a.std() < 1e-6 or b.std() < 1e-6:
+
+@dataclass
+class ShiftSpectrum:
+    """A slice's lightness prepared for :func:`phase_shift`: the one-sided 2-D Fourier transform
+    (complex64; None when the slice has no structure to follow) of it shrunk to ``grid`` pixels from its
+    working ``shape``; ``scale`` = working pixels per pixel of the grid."""
+
+    fft: np.ndarray | None
+    shape: tuple[int, int]
+    grid: tuple[int, int]
+    scale: tuple[float, float] = (1.0, 1.0)
+
+
+def shift_spectrum(L: torch.Tensor) -> ShiftSpectrum:
+    """The spectrum of a slice's lightness ``L`` (h, w), at most :data:`SHIFT_SIZE` pixels on its long side."""
+    h, w = (int(s) for s in L.shape)
+    s = min(1.0, SHIFT_SIZE / max(h, w))
+    small = (max(2, int(round(h * s))), max(2, int(round(w * s))))
+    x = _resize(L.float()[None, None], small)[0, 0] if s < 1 else L.float()
+    a = x.numpy().astype(np.float32, copy=False)
+    if float(a.std()) < 1e-6:
+        return ShiftSpectrum(None, (h, w), small)
+    return ShiftSpectrum(np.fft.rfft2(a), (h, w), small, (h / small[0], w / small[1]))
+
+
+def phase_shift(to: ShiftSpectrum, frm: ShiftSpectrum, max_frac: float = 0.125) -> tuple[float, float]:
+    """The translation ``(dy, dx)`` (working pixels) that moves the slice of ``frm`` onto that of ``to``:
+    phase correlation, its peak refined to 1 / :data:`SHIFT_UPSAMPLE` pixel by a DFT of the cross-power
+    spectrum on a fine grid around the integer peak (Guizar-Sicairos et al. 2008, as
+    ``skimage.registration.phase_cross_correlation`` does); ``(0, 0)`` when either has no structure or
+    the shift is larger than ``max_frac`` of the image.
+
+    The spectra are one-sided (``rfft2``) and the sums plain numpy loops (``einsum``): a few ms at
+    224 px, on one thread (a BLAS or torch product would start threads, which spin on a busy machine)."""
+    if to.fft is None or frm.fft is None:
         return 0.0, 0.0
-    shift, _, _ = phase_cross_correlation(a, b, upsample_factor=4)
-    dy, dx = float(shift[0]), float(shift[1])
-    if abs(dy) > max_frac * a.shape[0] or abs(dx) > max_frac * a.shape[1]:
+    R = to.fft * np.conj(frm.fft)
+    R /= np.maximum(np.abs(R), np.float32(1e-12))  # phase only
+    h, w = to.grid
+    peak = np.unravel_index(int(np.argmax(np.fft.irfft2(R, s=(h, w)))), (h, w))
+    py, px = (int(p) - n if p > n // 2 else int(p) for p, n in zip(peak, (h, w)))
+    reach = int(math.ceil(0.6 * SHIFT_UPSAMPLE))  # the true peak is within half a pixel of the integer one
+    offs = np.arange(-reach, reach + 1) / SHIFT_UPSAMPLE
+    ys, xs = py + offs, px + offs
+    # the real correlation from one side of the spectrum: columns 1 .. w/2 - 1 stand for their mirror too
+    cols = R.shape[1]
+    weight = np.full(cols, 2.0, np.float32)
+    weight[0] = 1.0
+    if w % 2 == 0:
+        weight[-1] = 1.0
+    kx = (weight[:, None] * np.exp(2j * np.pi * np.outer(np.arange(cols) / w, xs))).astype(np.complex64)
+    ky = np.exp(2j * np.pi * np.outer(ys, np.fft.fftfreq(h))).astype(np.complex64)
+    fine = np.einsum("uk,kv->uv", ky, np.einsum("kl,lv->kv", R, kx)).real
+    iy, ix = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    dy, dx = float(ys[iy]) * to.scale[0], float(xs[ix]) * to.scale[1]
+    H, W = to.shape
+    if abs(dy) > max_frac * H or abs(dx) > max_frac * W:
         return 0.0, 0.0
     return dy, dx
+
+
+def global_shift(L_to: torch.Tensor, L_from: torch.Tensor, max_frac: float = 0.125) -> tuple[float, float]:
+    """The translation ``(dy, dx)`` that moves ``L_from`` onto ``L_to`` (:func:`phase_shift`);
+    ``(0, 0)`` when it is larger than ``max_frac`` of the image (not a pan, or no structure)."""
+    return phase_shift(shift_spectrum(L_to), shift_spectrum(L_from), max_frac)
+
+
+class StackMotion:
+    """The motion along a run of slices, for :func:`temporal_smooth`: each slice's spectrum and the
+    shift of each consecutive pair are computed once (cached by slice index); the shift between two
+    slices further apart is the sum of the pairs' between them.
+
+    ``lightness(j)``: the working-size L of slice j (asked for once per slice)."""
+
+    def __init__(self, lightness: Callable[[int], torch.Tensor], max_frac: float = 0.125) -> None:
+        self.lightness, self.max_frac = lightness, max_frac
+        self.spectra: dict[int, ShiftSpectrum] = {}
+        self.pairs: dict[int, tuple[float, float]] = {}  # j -> the shift moving slice j onto slice j + 1
+
+    def _spectrum(self, j: int) -> ShiftSpectrum:
+        if j not in self.spectra:
+            self.spectra[j] = shift_spectrum(self.lightness(j))
+        return self.spectra[j]
+
+    def pair(self, j: int) -> tuple[float, float]:
+        """The shift that moves slice j onto slice j + 1."""
+        if j not in self.pairs:
+            self.pairs[j] = phase_shift(self._spectrum(j + 1), self._spectrum(j), self.max_frac)
+        return self.pairs[j]
+
+    def between(self, i: int, j: int) -> tuple[float, float]:
+        """The shift that moves slice j onto slice i; ``(0, 0)`` when larger than ``max_frac`` of the image."""
+        if i == j:
+            return 0.0, 0.0
+        sign, steps = (1.0, range(j, i)) if j < i else (-1.0, range(i, j))
+        dy = sign * sum(self.pair(m)[0] for m in steps)
+        dx = sign * sum(self.pair(m)[1] for m in steps)
+        H, W = self._spectrum(i).shape
+        if abs(dy) > self.max_frac * H or abs(dx) > self.max_frac * W:
+            return 0.0, 0.0
+        return dy, dx
+
+    def keep(self, slices) -> None:
+        """Forget every slice but ``slices`` (and the pairs that start outside them)."""
+        keep = set(slices)
+        for d in (self.spectra, self.pairs):
+            for j in [j for j in d if j not in keep]:
+                del d[j]
 
 
 def translate(x: torch.Tensor, dy: float, dx: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -643,7 +793,8 @@ def translate(x: torch.Tensor, dy: float, dx: float) -> tuple[torch.Tensor, torc
 
 
 def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: int, sigma_t: float = 2.0,
-                    sigma_L: float = 6.0, align: bool = True) -> torch.Tensor:
+                    sigma_L: float = 6.0, align: bool = True,
+                    shifts: Callable[[int], tuple[float, float]] | None = None) -> torch.Tensor:
     """Joint bilateral smoothing of working-size ab along the stack axis (flicker reduction).
 
     Slice ``centre`` of the window ``abs_`` (each ``(2, h, w)``, with lightness ``Ls``, each ``(h, w)``)
@@ -651,15 +802,20 @@ def temporal_smooth(abs_: list[torch.Tensor], Ls: list[torch.Tensor], centre: in
     along the stack (Gaussian, ``sigma_t`` slices) and by how alike their lightness is there (Gaussian,
     ``sigma_L`` L units): where a neighbour shows the same structure its colour is shared, where the
     content moved or changed it is not. ``align``: each neighbour is first moved onto the centre slice
-    by its global translation (phase correlation of the lightness; a panning camera, a drifting
-    stage), so that the colour of the same structure is shared even when it moved.
+    by its global translation (a panning camera, a drifting stage), so that the colour of the same
+    structure is shared even when it moved: ``shifts(k)``, the shift that moves window slice k onto the
+    centre; by default the sum of the phase correlations of consecutive slices between them
+    (:class:`StackMotion`; a stack keeps one for all its windows, so each pair is correlated once).
     """
+    if align and shifts is None:
+        motion = StackMotion(lambda k: Ls[k])
+        shifts = functools.partial(motion.between, centre)
     num = torch.zeros_like(abs_[centre])
     den = torch.zeros_like(Ls[centre])
     for k, (ab, L) in enumerate(zip(abs_, Ls)):
         valid = 1.0
         if align and k != centre:
-            dy, dx = global_shift(Ls[centre], L)
+            dy, dx = shifts(k)
             if dy or dx:
                 moved, valid = translate(torch.cat([ab, L[None]]), dy, dx)
                 ab, L = moved[:2], moved[2]
@@ -732,6 +888,7 @@ def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None
     wanted = list(wanted)
     done = 0
     window: dict[int, tuple] = {}
+    motion = StackMotion(lambda j: window[j][1])  # the pairs' shifts, each computed once
     for i in wanted:
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {done} of {len(wanted)} slice(s)")
@@ -746,10 +903,12 @@ def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None
                 window[j] = plan.predict(j, j == attention_at)
         for j in [j for j in window if j < i - K or j < r0]:
             del window[j]
+        motion.keep(window)
         js = sorted(j for j in window if r0 <= j < r0 + run and abs(j - i) <= K)
         pred, L_work, L_full = window[i]
         ab = temporal_smooth([window[j][0].ab[0].detach().float().cpu() for j in js],
-                             [window[j][1] for j in js], js.index(i))
+                             [window[j][1] for j in js], js.index(i),
+                             shifts=lambda k, i=i, js=js: motion.between(i, js[k]))
         yield i, recombine(L_full, ab, L_work), Prediction(ab=ab[None], scales=pred.scales,
                                                            attention=pred.attention), L_work
         done += 1
@@ -853,9 +1012,11 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
             return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
             temporal=temporal):
-        if out is None:
-            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
-        out[idx] = rgb_slice
+        if out is None:  # (a 2-D target's one slice is the result itself: no second full-size copy)
+            out = rgb_slice if not info["stack_shape"] else np.empty(tuple(info["stack_shape"]) + rgb_slice.shape,
+                                                                     np.float32)
+        if info["stack_shape"]:
+            out[idx] = rgb_slice
         last = (pred, info)
         if progress is not None:
             progress(info["done"], info["n_slices"])

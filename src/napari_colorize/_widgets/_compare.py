@@ -16,6 +16,7 @@ from ..compare import COLUMNS, sheet_layout, write_csv
 from ..models.registry import comparison_models, list_models
 from ._layers import (OURS, DefaultPicks, add_or_update_image, find_ours, free_name, is_ours, layer_picker,
                       score_colour, score_grey, score_truth, spatial_shape)
+from ._sections import make_scrollable, wrap_label
 from ._workers import CompareRow, compare_job
 
 # short table headers and decimals per column of napari_colorize.compare.COLUMNS
@@ -81,6 +82,8 @@ class CompareWidget(Container):
         self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
         self._picks.add(self._truth, lambda l: score_truth(l, self._target.value, self._reference.value))
         self._picks.pick()
+        wrap_label(self._status)  # a long message wraps, the dock keeps its width
+        make_scrollable(self)  # docked with others, the widget scrolls rather than grow the window
 
     def reset_choices(self, *_) -> None:
         """napari calls this when layers change: refresh the pickers, keep them on sensible layers."""

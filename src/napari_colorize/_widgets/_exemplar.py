@@ -13,8 +13,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..inference import Cancelled
 from ..models.registry import list_models
 from ._layers import (DefaultPicks, add_or_update_image, find_ours, layer_picker, overlay_transform, query_cell, query_points,
-                      score_colour, score_grey, spatial_shape)
-from ._sections import Collapsible
+                      remove_ours, score_colour, score_grey, spatial_shape)
+from ._sections import Collapsible, make_scrollable, wrap_label
 from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
     save_job
 
@@ -84,6 +84,8 @@ class ExemplarWidget(Container):
         self._picks.add(self._target, score_grey)
         self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
         self._picks.pick()
+        wrap_label(self._status)  # a long message wraps, the dock keeps its width
+        make_scrollable(self)  # docked with others, the widget scrolls rather than grow the window
 
     def reset_choices(self, *_) -> None:
         """napari calls this when layers change: refresh the pickers, keep them on sensible layers."""
@@ -203,7 +205,7 @@ class ExemplarWidget(Container):
                 for k, s in enumerate(res.scales, 1):
                     sc, tr = overlay_transform(target, res.rgb.shape[:2], s.shape[:2])
                     add_or_update_image(self._viewer, s, f"{name} P{k}", {**meta, "kind": f"P{k}"}, rgb=True,
-                                        scale=sc, translate=tr, visible=False)
+                                        scale=sc, translate=tr, visible=False, interpolation2d="linear")
             else:
                 missing.append("P1-P4")
         if self._attention.value:
@@ -211,6 +213,7 @@ class ExemplarWidget(Container):
                 self._add_attention_layers(res, target, ref, meta)
             else:
                 missing.append("attention")
+        self._drop_stale_attention(target if self._attention.value and res.attention and not res.is_stack else None)
         self._status.value = f"done: {layer.name}"
         if missing:
             why = "a stack (they are made for 2-D images)" if res.is_stack else \
@@ -260,7 +263,25 @@ class ExemplarWidget(Container):
         maps = self._attention_maps
         return min(maps, key=lambda k: (maps[k].stride, [-ord(c) for c in k])) if maps else None
 
+    def _drop_stale_attention(self, target) -> None:
+        """Remove our attention layers of earlier runs: all of them when this run has none, those of
+        another target (or of levels this run has not) when it has; ours only, found by their metadata."""
+        keys = set(self._attention_maps) if target is not None else set()
+
+        def stale(meta: dict) -> bool:
+            if meta.get("widget") != "exemplar" or meta.get("kind") not in ("attention", "concentration", "query"):
+                return False
+            return target is None or meta.get("target") != target.name or \
+                (meta.get("level") is not None and meta["level"] not in keys)
+
+        remove_ours(self._viewer, stale)
+        if target is None:
+            self._attention_maps, self._query = {}, None
+
     def _add_attention_layers(self, res: Colourised, target, ref, meta) -> None:
+        meta = {**meta, "widget": "exemplar"}
+        if getattr(self, "_attention_target", None) is not target:  # another target: its own point
+            remove_ours(self._viewer, lambda m: m.get("widget") == "exemplar" and m.get("kind") == "query")
         self._attention_maps = res.attention
         self._attention_target, self._attention_ref = target, ref
         self._attention_meta = meta

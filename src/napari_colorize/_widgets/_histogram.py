@@ -18,8 +18,8 @@ from .. import histogram_edit as he
 from ..color import AB_SCALE, NBINS
 from ..models.registry import list_models
 from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, current_slice, layer_picker,
-                      overlay_transform, query_cell, query_points, score_colour, score_grey, spatial_shape)
-from ._sections import Collapsible, ask_path
+                      overlay_transform, query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
+from ._sections import Collapsible, ask_path, make_scrollable, wrap_label
 from ._workers import CHECKPOINT, Colourised, Progress, colorize_job, default_model
 
 PREVIEW_SIZE = 96  # default preview size: ~100 ms per stroke on 2 CPU cores with the CPU model
@@ -257,6 +257,8 @@ class HistogramWidget(Container):
         self._picks.add(self._target, score_grey)
         self._picks.add(self._source, lambda l: score_colour(l, self._target.value))
         self._picks.pick()
+        wrap_label(self._status)  # a long message wraps, the dock keeps its width
+        make_scrollable(self)  # docked with others, the widget scrolls rather than grow the window
 
     def reset_choices(self, *_) -> None:
         """napari calls this when layers change: refresh the pickers, keep them on sensible layers."""
@@ -374,7 +376,8 @@ class HistogramWidget(Container):
         layer = add_or_update_image(self._viewer, res.rgb, f"{target.name} [histogram preview]",
                                     {"kind": "preview", "model": res.model, "stride": step}, rgb=True,
                                     scale=tuple(np.asarray(target.scale[-2:]) * step),
-                                    translate=tuple(target.translate[-2:]))
+                                    translate=tuple(target.translate[-2:]), interpolation2d="linear")
+        remove_ours(self._viewer, lambda m: m.get("kind") == "preview", keep=[layer])  # (of other targets)
         # painting must show: the preview goes on top of everything, the full-size result included, unless
         # a full run was started after this stroke (its result is the newer picture)
         if res.generation > self.run_generation:
@@ -423,6 +426,10 @@ class HistogramWidget(Container):
         bring_to_front(self._viewer, layer)  # the full-size result over the preview; the next stroke swaps back
         self.last_result = res
         self._status.value = f"done: {layer.name}"
+        # our attention views of an earlier run are stale (the one "bin attention" layer shows an old bin)
+        remove_ours(self._viewer, lambda m: m.get("widget") == "histogram" and (
+            m.get("kind") == "bin attention" or not self._attention.value or res.is_stack
+            or m.get("target") != target.name))
         if self._attention.value:
             att = res.attention.get("pixel_to_bin")
             if att is not None and not res.is_stack:
@@ -438,11 +445,13 @@ class HistogramWidget(Container):
         """Concentration layer, a query point on the target (its bins are drawn on the chart) and,
         when a bin is picked on the chart, a layer of where that bin's colour goes."""
         self.bin_attention, self._attention_target, self._attention_name = att, target, name
+        mine = {"widget": "histogram", "target": target.name}
         sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
         add_or_update_image(self._viewer, att.concentration(), "bin concentration",
-                            {"kind": "concentration", "result": name}, scale=sc, translate=tr, colormap="magma",
-                            opacity=0.6, visible=False, contrast_limits=(0, 1), interpolation2d="linear")
-        self._bin_query = query_points(self._viewer, target, "bin point", "orange", {"kind": "query"},
+                            {"kind": "concentration", "result": name, **mine}, scale=sc, translate=tr,
+                            colormap="magma", opacity=0.6, visible=False, contrast_limits=(0, 1),
+                            interpolation2d="linear")
+        self._bin_query = query_points(self._viewer, target, "bin point", "orange", {"kind": "query", **mine},
                                        self.update_pixel_bins)
         self.update_pixel_bins()
 
@@ -466,7 +475,8 @@ class HistogramWidget(Container):
         where = att.pixels_of_bin(ia, ib)
         sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
         add_or_update_image(self._viewer, where, "bin attention",
-                            {"kind": "bin attention", "bin": [int(ia), int(ib)], "result": self._attention_name},
+                            {"kind": "bin attention", "bin": [int(ia), int(ib)], "result": self._attention_name,
+                             "widget": "histogram", "target": target.name},
                             scale=sc, translate=tr, colormap="inferno", opacity=0.7, blending="additive",
                             interpolation2d="linear",
                             contrast_limits=(0, float(where.max()) or 1.0))

@@ -60,6 +60,15 @@ def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False,
     return viewer.add_image(data, name=target_name, metadata={OURS: {**meta, **slot}}, **kwargs)
 
 
+def remove_ours(viewer, which: Callable[[dict], bool], keep=()) -> int:
+    """Remove our layers whose metadata (``layer.metadata[OURS]``) ``which`` accepts, except ``keep``;
+    a user's layer is never removed. Returns how many were removed."""
+    gone = [l for l in viewer.layers if is_ours(l) and l not in keep and which(l.metadata[OURS])]
+    for layer in gone:
+        viewer.layers.remove(layer)
+    return len(gone)
+
+
 def spatial_shape(layer) -> tuple[int, int]:
     """(Y, X) of an image layer: the last two axes, or the two before the colour axis of an RGB layer."""
     shape = layer.data.shape
@@ -153,13 +162,18 @@ class DefaultPicks:
 
     Each picker comes with ``score(layer) -> int`` (0 = unfit; it may look at the other pickers).
     A picker in automatic mode holds the best-scoring layer (the first in the layer list on ties) and
-    keeps its layer while no other scores higher. Setting a picker (by hand or in code) ends its
-    automatic mode; it resumes when that layer is removed. Call :meth:`reset` around the container's
-    ``reset_choices`` (which napari calls whenever layers are added, removed, moved or renamed)."""
+    keeps its layer while no other scores higher, unless a *new* sample layer (one with a role) scores as
+    high: then it follows the newest (a second *Open Sample* brings a new target and reference; a layer
+    the user adds does not move the pickers). Setting a picker (by hand or
+    in code) ends its automatic mode; it resumes when that layer is removed. Call :meth:`reset` around
+    the container's ``reset_choices`` (which napari calls whenever layers are added, removed, moved or
+    renamed)."""
 
     def __init__(self) -> None:
         self._pickers: list[dict] = []
         self._busy = False
+        self._seen: set[int] = set()  # ids of the layers the pickers have been offered
+        self._new: list = []  # layers that came in since the last reset, oldest first
 
     def add(self, combo, score: Callable[[object], int]) -> None:
         entry = {"combo": combo, "score": score, "auto": True}
@@ -190,17 +204,25 @@ class DefaultPicks:
             for e, old in zip(self._pickers, before):
                 if e["combo"].value is not old:  # the chosen layer is gone
                     e["auto"] = True
-        self.pick()
+        offered = [l for e in self._pickers for l in e["combo"].choices if l is not None]
+        self._new = [l for l in dict.fromkeys(offered) if id(l) not in self._seen]
+        self._seen = {id(l) for l in offered}
+        try:
+            self.pick()
+        finally:
+            self._new = []
 
     def pick(self) -> None:
         """Put every picker in automatic mode on its best layer."""
+        if not self._seen:
+            self._seen = {id(l) for e in self._pickers for l in e["combo"].choices if l is not None}
         with self._quiet():
             for e in self._pickers:
                 if e["auto"]:
-                    self._pick_one(e["combo"], e["score"])
+                    self._pick_one(e["combo"], e["score"], self._new)
 
     @staticmethod
-    def _pick_one(combo, score) -> None:
+    def _pick_one(combo, score, new=()) -> None:
         layers = [l for l in combo.choices if l is not None]
         scores = [score(l) for l in layers]
         best = max(scores, default=0)
@@ -208,6 +230,11 @@ class DefaultPicks:
         if best <= 0:
             if None in combo.choices and (current is None or score(current) <= 0):  # nullable
                 combo.value = None
+            return
+        newest = [l for l in new if role(l) is not None and any(l is c for c in layers) and score(l) == best]
+        if newest:  # a sample layer that just came in fits as well: follow it (the newest)
+            if newest[-1] is not current:
+                combo.value = newest[-1]
             return
         if any(l is current for l in layers) and score(current) == best:
             return

@@ -1,9 +1,15 @@
-"""Small Qt building blocks shared by the widgets: a collapsible section and file dialogs."""
+"""Small Qt building blocks shared by the widgets: collapsible sections, scrolling bodies, file dialogs.
+
+Also wrapping labels, and the widest a docked widget of ours grows."""
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+
+#: the widest (px) a docked widget of ours grows: long layer names and messages wrap instead of
+#: pushing the canvas aside (the widgets need about 320 px)
+DOCK_MAX_WIDTH = 460
 
 
 class Collapsible(QWidget):
@@ -43,3 +49,56 @@ def ask_path(mode: str, caption: str, filter: str = "", parent=None) -> str | No
     ask = QFileDialog.getOpenFileName if mode == "r" else QFileDialog.getSaveFileName
     path, _ = ask(parent, caption, "", filter)
     return path or None
+
+
+def wrap_label(label) -> None:
+    """A label (magicgui or Qt) whose long text wraps onto more lines instead of widening the dock."""
+    q = getattr(label, "native", label)
+    q.setWordWrap(True)
+    q.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # its text asks for no width
+    q.setMinimumWidth(0)
+
+
+class _DockScroll(QScrollArea):
+    """A vertical scroll area that asks for its content's full size (so it opens unscrolled where there is
+    room) but can shrink to a few rows (so docked widgets share a short window instead of growing it)."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        inner = self.widget().sizeHint() if self.widget() is not None else QSize(0, 0)
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(min(inner.width() + bar, DOCK_MAX_WIDTH), inner.height() + 2 * self.frameWidth())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        inner = self.widget().minimumSizeHint() if self.widget() is not None else QSize(0, 0)
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(min(inner.width() + bar, DOCK_MAX_WIDTH), min(inner.height(), 160))
+
+
+def make_scrollable(container, max_width: int = DOCK_MAX_WIDTH) -> QScrollArea:
+    """Move everything in a magicgui ``container``'s layout into a vertical scroll area that fills it,
+    and cap its width at ``max_width``. Call it last in the widget's ``__init__``: widgets added to the
+    container afterwards go below the scroll area."""
+    outer = container.native
+    lay = outer.layout()
+    body = QWidget()
+    body.setObjectName("scroll body")
+    inner = QVBoxLayout(body)
+    m = lay.contentsMargins()
+    inner.setContentsMargins(m.left(), m.top(), m.right(), m.bottom())
+    inner.setSpacing(lay.spacing())
+    stretches = [lay.stretch(i) for i in range(lay.count())]  # (the compare table keeps the room left)
+    for stretch in stretches:
+        item = lay.takeAt(0)
+        if item.widget() is not None:
+            inner.addWidget(item.widget(), stretch)
+        else:
+            inner.addItem(item)
+    scroll = _DockScroll()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(scroll)
+    outer.setMaximumWidth(max_width)
+    return scroll

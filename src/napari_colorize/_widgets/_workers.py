@@ -21,6 +21,7 @@ from ..compare import iter_compare
 from ..inference import iter_colorize, lazy_colorize
 from ..models import registry
 from ..models.registry import load_model, model_info
+from ..threads import set_threads
 
 CHECKPOINT = "checkpoint file..."
 
@@ -169,6 +170,7 @@ def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
 def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int = 224,
                  attention: bool = False, rgb: bool = False, generation: int = -1):
     """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`."""
+    set_threads()  # torch's threads in this worker: the idle cores (or NAPARI_COLORIZE_THREADS)
     model = get_model(model_name, device)
     yield Progress(0, 1, "colourising...")
     warnings: list[str] = []
@@ -192,6 +194,7 @@ def save_job(lazy, path):
     """Compute every slice of a lazy result and write them to an RGB TIFF, one slice at a time."""
     import tifffile
 
+    set_threads()
     n_stack = lazy.shape[:-3]
     flat = lazy.reshape((-1,) + lazy.shape[-3:])
     out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb")
@@ -207,6 +210,7 @@ def save_job(lazy, path):
 @thread_worker
 def compare_job(names: list[str], target, reference, truth, rgb: bool, device: str = "auto"):
     """Run each model on the pair; yields a :class:`CompareRow` per model."""
+    set_threads()
     models = [get_model(n, device) for n in names]
     n = len(names)
     for k, (row, image) in enumerate(iter_compare(models, np.asarray(target), reference, truth=truth, rgb=rgb), 1):
@@ -229,6 +233,7 @@ def suggest_job(target, layer_images: list, layer_names: list, files: list, top:
     from ..io import read_image
     from ..suggest import suggest_references, thumbnail
 
+    set_threads()
     yield Progress(0, 1, "ranking references...")
     errors: list[str] = []
     ranking = []
