@@ -267,7 +267,8 @@ def warp() -> None:
     print("|---:|---:|---:|")
     for tau in (0.024, 0.0048):  # run I's learned temperature; the shipped default's
         r = _run(f"""
-            from napari_colorize.models.warp import softmax_rows, centre_normalise
+            from napari_colorize.models.coherence import centre_normalise
+            from napari_colorize.models.warp import softmax_rows
             g = torch.Generator().manual_seed(0)
             q, k = (centre_normalise(torch.randn(1, 24, 56, 56, generator=g)) for _ in range(2))
             sim = torch.bmm(q[:, :2048], k.transpose(1, 2))

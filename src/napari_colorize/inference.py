@@ -46,7 +46,7 @@ from .transfer import MatchedColorizer, match_strength
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled",
            "NonFiniteError", "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range",
-           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory"]
+           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map"]
 
 
 class Cancelled(RuntimeError):
@@ -75,6 +75,11 @@ class ColorizeResult:
     model : the model's name.
     intensity_range : the (low, high) input values mapped to black and white.
     warnings : list of str, what was converted or doubtful.
+    confidence : ndarray, float32, ``(..., H, W)`` in [0, 1], or None
+        How well and how unambiguously each pixel found its match in the reference (the exemplar
+        networks and the warps; None for the global baselines and the histogram models): a logistic
+        function of the best feature similarities at fine and coarse backbone levels
+        (:mod:`napari_colorize.models.coherence`), carried to full size bilinearly.
     """
 
     rgb: np.ndarray
@@ -84,6 +89,7 @@ class ColorizeResult:
     model: str = ""
     intensity_range: tuple = (0.0, 1.0)
     warnings: list = field(default_factory=list)
+    confidence: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------- helpers
@@ -491,6 +497,17 @@ def recombine(L_full: torch.Tensor, ab_work: torch.Tensor, L_work: torch.Tensor,
         lab = torch.cat([L[None], ab.clamp(-1, 1) * AB_SCALE], 0)
         out[r0:r1] = lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
     return out
+
+
+def confidence_map(pred: Prediction, shape: tuple[int, int]) -> np.ndarray | None:
+    """The prediction's match confidence (first of the batch) at ``shape``, bilinear, float32 in [0, 1]
+    (None when the model gives none)."""
+    if pred.confidence is None:
+        return None
+    c = pred.confidence[:1].detach().float().cpu()
+    if tuple(c.shape[-2:]) != tuple(shape):
+        c = F.interpolate(c, size=tuple(shape), mode="bilinear", align_corners=False)
+    return c[0, 0].clamp(0, 1).numpy()
 
 
 def scales_to_rgb(pred: Prediction, L_work: torch.Tensor) -> list[np.ndarray]:
@@ -910,7 +927,8 @@ def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None
                              [window[j][1] for j in js], js.index(i),
                              shifts=lambda k, i=i, js=js: motion.between(i, js[k]))
         yield i, recombine(L_full, ab, L_work), Prediction(ab=ab[None], scales=pred.scales,
-                                                           attention=pred.attention), L_work
+                                                           attention=pred.attention,
+                                                           confidence=pred.confidence), L_work
         done += 1
 
 
@@ -1006,22 +1024,24 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     model = resolve_model(model)
     if match is not None and match_strength(match):
         model = MatchedColorizer(model, match)
-    out = None
+    out = conf = None
     last = None
     for idx, rgb_slice, pred, info in iter_colorize(
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
             return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
             temporal=temporal):
-        if out is None:  # (a 2-D target's one slice is the result itself: no second full-size copy)
-            out = rgb_slice if not info["stack_shape"] else np.empty(tuple(info["stack_shape"]) + rgb_slice.shape,
-                                                                     np.float32)
-        if info["stack_shape"]:
-            out[idx] = rgb_slice
+        if out is None:
+            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
+            if pred.confidence is not None:
+                conf = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape[:2], np.float32)
+        out[idx] = rgb_slice
+        if conf is not None:
+            conf[idx] = confidence_map(pred, rgb_slice.shape[:2])
         last = (pred, info)
         if progress is not None:
             progress(info["done"], info["n_slices"])
     pred, info = last
     return ColorizeResult(rgb=out, scales=info["scales"], attention=pred.attention if return_attention else {},
                           working_shape=info["working_shape"], model=model.name,
-                          intensity_range=info["intensity_range"], warnings=sink)
+                          intensity_range=info["intensity_range"], warnings=sink, confidence=conf)
 

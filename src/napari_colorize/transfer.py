@@ -101,4 +101,5 @@ class MatchedColorizer(Colorizer):
     def predict(self, L, state, return_attention=False):
         pred = self.base.predict(L, state["base"], return_attention=return_attention)
         ab = torch.stack([sliced_transfer(a.float().cpu(), state["target"], self.strength) for a in pred.ab])
-        return Prediction(ab=ab.to(pred.ab.device), scales=pred.scales, attention=pred.attention)
+        return Prediction(ab=ab.to(pred.ab.device), scales=pred.scales, attention=pred.attention,
+                          confidence=pred.confidence)

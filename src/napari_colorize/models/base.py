@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..color import denormalize_lab, histogram_from_rgb, rgb_to_lab
+from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
+from .coherence import DEFAULT_CONFIDENCE, coherent_ab, match_confidence
 from .lazy import LazyDict
 from .maps import BinAttention
 
@@ -29,6 +30,7 @@ class Prediction:
     ab: torch.Tensor  # (B, 2, h, w) at the working size
     scales: list[torch.Tensor] = field(default_factory=list)  # P1..P4, each (B, 2, h_i, w_i)
     attention: dict = field(default_factory=dict)
+    confidence: torch.Tensor | None = None  # (B, 1, h, w) in [0, 1] at the working size: how well each pixel matched
 
 
 class Colorizer:
@@ -91,35 +93,49 @@ class NetworkColorizer(Colorizer):
 
 
 class ExemplarNetwork(NetworkColorizer):
+    """An exemplar network with its output stage: the config's guided filter (``refine``), the match
+    confidence and, where configured, the fallback and region coherence of
+    :mod:`napari_colorize.models.coherence`."""
+
     kind = "exemplar"
 
     def prepare(self, reference=None, histogram=None):
         if reference is None:
             raise ValueError(f"{self.name!r} is an exemplar model: it needs a reference image (reference=...)")
-        return {"rgb": reference.to(self.device), "features": None}
+        rgb = reference.to(self.device)
+        return {"rgb": rgb, "features": None, "lab": normalize_lab(rgb_to_lab(rgb.float()))}
 
     def precompute(self, state):
         if state["features"] is None:
             with torch.inference_mode():
-                state = {**state, "features": self.network.encode_reference(state["rgb"])}
+                state = {**state, "features": self.network.encode_reference(state["rgb"], match=True)}
         return state
 
     @torch.inference_mode()
     def predict(self, L, state, return_attention=False):
         net = self.network
         L = L.to(self.device)
+        aux: dict = {}
         if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[-2:] == L.shape[-2:]:
-            out = net(L, reference_rgb=state["rgb"], return_attention=return_attention)
+            out = net(L, reference_rgb=state["rgb"], return_attention=return_attention, aux=aux)
         else:  # many slices: reference features once
             state.update(self.precompute(state))
-            out = net(L, reference_features=state["features"], return_attention=return_attention)
+            out = net(L, reference_features=state["features"], return_attention=return_attention, aux=aux)
         preds, raw = (out if return_attention else (out, None))
         ab = preds[0]
         if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
             ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
         ab = net.refine(L, ab)  # the config's guided filter (off unless configured)
+        conf = None
+        if "match" in aux:
+            cfg = net.config
+            conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
+            if cfg.fallback or cfg.coherence:
+                ab = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
+                                 palette_chroma=cfg.palette_chroma)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
-        return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps)
+        return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
+                          confidence=None if conf is None else conf.float())
 
 
 class HistogramNetwork(NetworkColorizer):

@@ -35,3 +35,16 @@ def check_ints(name: str, value, n: int, lo: int, hi: int) -> None:
             check_int(f"{name}[{i}]", v, lo, hi)
     else:
         check_int(name, value, lo, hi)
+
+
+def check_coefficients(name: str, value, keys, bound: float = 100.0) -> None:
+    """None, or a mapping of some of ``keys`` to finite numbers within +-``bound``."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"config '{name}' must be an object of coefficients or null, not {value!r}")
+    unknown = set(value) - set(keys)
+    if unknown:
+        raise ValueError(f"config '{name}': unknown coefficients {sorted(unknown)} (known: {sorted(keys)})")
+    for k, v in value.items():
+        check_float(f"{name}.{k}", v, -bound, bound)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .checks import check_choice, check_float, check_int, check_ints
+from .checks import check_choice, check_coefficients, check_float, check_int, check_ints
 
 __all__ = ["ExemplarConfig", "HistogramConfig", "EXEMPLAR_CONFIGS", "HISTOGRAM_CONFIGS", "LEVELS", "BACKBONE_NAMES"]
 
@@ -26,6 +26,12 @@ def _checked(cls, d: dict, kind: str):
 BACKBONE_NAMES = ("efficientnet_lite0", "vgg19")  # models/backbones.py: BACKBONES (a test checks they agree)
 
 LEVELS = 5
+
+#: backbone taps (1-based) whose best matches the per-pixel match confidence weighs, and its features
+#: (``best{l}``: the best cosine similarity at tap l, ``margin{l}``: best minus second best); see
+#: :mod:`napari_colorize.models.coherence`
+CONFIDENCE_LEVELS = (2, 4, 5)
+CONFIDENCE_FEATURES = ("best2", "margin2", "best4", "margin4", "best5", "margin5")
 
 
 @dataclass
@@ -83,6 +89,20 @@ class ExemplarConfig:
     refine_eps : float
         The filter's regulariser, in squared units of the normalised L (``L/50 - 1``): smaller keeps
         more of the chroma's own edges.
+    confidence : dict or None
+        Coefficients of the per-pixel match confidence
+        (:func:`~napari_colorize.models.coherence.match_confidence`: ``bias`` and any of
+        :data:`~napari_colorize.models.coherence.CONFIDENCE_FEATURES`); None: the library's fitted
+        defaults (:data:`~napari_colorize.models.coherence.DEFAULT_CONFIDENCE`).
+    fallback : float
+        0 (the papers' output) to 1: where the confidence is low, the output falls back to the
+        reference's palette conditioned on lightness, ``c' = 1 - fallback (1 - c)``,
+        ``ab = c' ab + (1 - c') palette`` (:func:`~napari_colorize.models.coherence.coherent_ab`).
+    coherence : int
+        Radius in working-size pixels (0: off, up to 64) of the confidence-weighted edge-aware spreading
+        that makes colour agree within regions of the target (applied after ``fallback``).
+    palette_chroma : float
+        Chroma scale (0-1.5) of the fallback palette.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -102,6 +122,10 @@ class ExemplarConfig:
     prior_gain: bool = False
     refine: int = 0
     refine_eps: float = 1e-3
+    confidence: dict | None = None
+    fallback: float = 0.0
+    coherence: int = 0
+    palette_chroma: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -152,6 +176,10 @@ class ExemplarConfig:
         if self.refine and (self.refine < 3 or self.refine % 2 == 0):
             raise ValueError(f"config: refine must be 0 (off) or an odd window of 3-31 pixels, not {self.refine}")
         check_float("refine_eps", self.refine_eps, 1e-6, 1.0)
+        check_coefficients("confidence", self.confidence, ("bias",) + CONFIDENCE_FEATURES)
+        check_float("fallback", self.fallback, 0.0, 1.0)
+        check_int("coherence", self.coherence, 0, 64)
+        check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):

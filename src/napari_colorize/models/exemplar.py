@@ -33,6 +33,7 @@ from .attention import CrossAttentionModule
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .maps import AttentionMaps
+from .coherence import CONFIDENCE_LEVELS, best_similarities, centre_normalise
 from .warp import feature_warp, reference_grey, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
@@ -238,24 +239,34 @@ class ExemplarColorizer(nn.Module):
         return self.prior and self.config.prior_reference == "grey"
 
     def _reference_side(self, taps: list[torch.Tensor], reference_rgb: torch.Tensor,
-                        prior_tap: torch.Tensor | None = None) -> dict:
-        """Projected reference features ``\\hat F_R^l`` at the attention levels, and for the
-        prior the centred reference features (from ``prior_tap`` when given: the grey view's)
-        and the reference's ab on their lattice."""
+                        grey_taps: list[torch.Tensor] | None = None) -> dict:
+        """Projected reference features ``\\hat F_R^l`` at the attention levels, for the prior the
+        centred reference features (of the grey view's taps ``grey_taps`` with ``prior_reference="grey"``)
+        and the reference's ab on their lattice, and with ``grey_taps`` the grey view's centred
+        features at the match confidence's levels (:mod:`napari_colorize.models.coherence`)."""
         out = {l: self.proj_r[str(l)](taps[l - 1]) for l in self.attention_at}
         if self.prior:
             lp = self.config.prior_level
-            out["prior"] = reference_side(self._match_features(taps[lp - 1] if prior_tap is None else prior_tap),
-                                          reference_rgb)
+            tap = grey_taps[lp - 1] if self._grey_keys else taps[lp - 1]
+            out["prior"] = reference_side(self._match_features(tap), reference_rgb)
+        if grey_taps is not None:
+            out["match"] = {lv: centre_normalise(grey_taps[lv - 1]) for lv in CONFIDENCE_LEVELS}
         return out
 
-    def encode_reference(self, reference_rgb: torch.Tensor) -> dict:
-        """The reference side, computed once for many targets (stacks)."""
+    def encode_reference(self, reference_rgb: torch.Tensor, match: bool = False) -> dict:
+        """The reference side, computed once for many targets (stacks); ``match``: also the keys of the
+        match confidence (:meth:`match_similarities`)."""
         taps, _ = self.backbone(reference_rgb)
-        prior_tap = None
-        if self._grey_keys:
-            prior_tap = self.backbone(reference_grey(reference_rgb))[0][self.config.prior_level - 1]
-        return self._reference_side(taps, reference_rgb, prior_tap)
+        grey_taps = self.backbone(reference_grey(reference_rgb))[0] if (self._grey_keys or match) else None
+        return self._reference_side(taps, reference_rgb, grey_taps)
+
+    @staticmethod
+    def match_similarities(target_taps: list[torch.Tensor], reference_features: dict) -> dict[str, torch.Tensor]:
+        """How well each target position finds its match in the reference, per backbone level:
+        :func:`~napari_colorize.models.coherence.best_similarities` of the grey target's taps against the
+        reference's grey view (``reference_features["match"]``, from ``encode_reference(match=True)``)."""
+        keys = reference_features["match"]
+        return best_similarities(target_taps, keys, tuple(keys))
 
     def _match_features(self, tap: torch.Tensor) -> torch.Tensor:
         """The backbone features the prior matches (through ``prior_match`` with ``prior_adapt``)."""
@@ -268,26 +279,33 @@ class ExemplarColorizer(nn.Module):
         return feature_warp(self._match_features(target_tap), keys, ab_ref, self.log_tau.exp())
 
     def forward(self, target_L: torch.Tensor, reference_rgb: torch.Tensor | None = None,
-                reference_features: dict[int, torch.Tensor] | None = None, return_attention: bool = False):
-        """Colourise. Returns ``[P1, P2, P3, P4]`` (and a dict of attention maps when asked)."""
+                reference_features: dict[int, torch.Tensor] | None = None, return_attention: bool = False,
+                aux: dict | None = None):
+        """Colourise. Returns ``[P1, P2, P3, P4]`` (and a dict of attention maps when asked). ``aux``: a
+        dict that receives ``"match"``, the match similarities (:meth:`match_similarities`), when the
+        reference side has its keys (always with ``reference_rgb`` and ``aux`` given)."""
+        match = aux is not None
         if reference_features is None:
             if reference_rgb is None:
                 raise ValueError("an exemplar model needs a reference")
             if reference_rgb.shape[-2:] != target_L.shape[-2:]:
                 raise ValueError("target and reference must have the same working size")
+            grey_view = self._grey_keys or match
             if reference_rgb.shape[0] == target_L.shape[0]:  # one backbone pass for all
-                views = [grey_rgb(target_L), reference_rgb] + ([reference_grey(reference_rgb)] if self._grey_keys else [])
+                views = [grey_rgb(target_L), reference_rgb] + ([reference_grey(reference_rgb)] if grey_view else [])
                 taps_all, bott_all = self.backbone(torch.cat(views))
                 B = target_L.shape[0]
                 taps = [t[:B] for t in taps_all]
                 bott = bott_all[:B]
-                prior_tap = taps_all[self.config.prior_level - 1][2 * B:] if self._grey_keys else None
-                reference_features = self._reference_side([t[B:2 * B] for t in taps_all], reference_rgb, prior_tap)
+                grey_taps = [t[2 * B:] for t in taps_all] if grey_view else None
+                reference_features = self._reference_side([t[B:2 * B] for t in taps_all], reference_rgb, grey_taps)
             else:
-                reference_features = self.encode_reference(reference_rgb)
+                reference_features = self.encode_reference(reference_rgb, match)
                 taps, bott = self.backbone(grey_rgb(target_L))
         else:
             taps, bott = self.backbone(grey_rgb(target_L))
+        if match and "match" in reference_features:
+            aux["match"] = self.match_similarities(taps, reference_features)
         ft = [p(t) for p, t in zip(self.proj_t, taps)]
         warp = None
         if self.prior:

@@ -25,18 +25,12 @@ import torch.nn.functional as F
 
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
+from .coherence import CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise, match_confidence
 
-__all__ = ["centre_normalise", "feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
+__all__ = ["feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
            "softmax_rows"]
 
 REFERENCE_VIEWS = ("colour", "grey")
-
-
-def centre_normalise(f: torch.Tensor) -> torch.Tensor:
-    """``(B, C, h, w)`` -> ``(B, h*w, C)``: centred over positions, unit length per position."""
-    f = f.float().flatten(2)
-    f = f - f.mean(dim=2, keepdim=True)
-    return F.normalize(f, dim=1).transpose(1, 2)
 
 
 def pool_ab(ab: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -139,9 +133,11 @@ class WarpColorizer(Colorizer):
         if reference is None:
             raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
         rgb = reference.to(self.device).float()
-        taps, _ = self.backbone(reference_grey(rgb) if self.reference == "grey" else rgb)
+        grey_taps, _ = self.backbone(reference_grey(rgb))
+        taps = grey_taps if self.reference == "grey" else self.backbone(rgb)[0]
         keys, ab = reference_side(taps[self.level - 1], rgb)
-        return {"keys": keys, "ab": ab}
+        match = {lv: centre_normalise(grey_taps[lv - 1]) for lv in CONFIDENCE_LEVELS}
+        return {"keys": keys, "ab": ab, "match": match}
 
     @torch.inference_mode()
     def predict(self, L, state, return_attention=False):
@@ -149,4 +145,5 @@ class WarpColorizer(Colorizer):
         taps, _ = self.backbone(grey_rgb(L))
         ab, _ = feature_warp(taps[self.level - 1], state["keys"], state["ab"], self.tau)
         ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        return Prediction(ab=ab)
+        conf = match_confidence(best_similarities(taps, state["match"]), DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
+        return Prediction(ab=ab, confidence=conf)

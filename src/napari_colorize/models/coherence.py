@@ -1,0 +1,167 @@
+"""Colour that holds up with a related reference: match confidence, fallback and region coherence.
+
+A per-pixel match confidence, a fallback where nothing matches, and colour decided per region
+instead of per pixel.
+
+Three steps, each a pure function on working-size tensors (normalised Lab, ``L/50 - 1``, ``ab/110``):
+
+1. :func:`match_confidence` - how well and how unambiguously each target position found its match in
+   the reference: a logistic function of the best cosine similarity of the frozen backbone's features
+   (target and reference both seen by their lightness, like the correspondence prior) at a fine level
+   (stride 4: *where*) and at coarse levels (strides 16 and 32: *what* - bright rock and bright sky
+   look alike at stride 4, not at stride 32), and of the margin between the best and second-best
+   match. Its coefficients are fitted by ``training.fit_confidence`` to predict where the prediction's
+   colour is close to the truth, with references from other sources; they live in the model's config.
+2. :func:`lightness_palette` - the fallback: the reference's palette conditioned on lightness
+   (Reinhard-like, global): the target's lightness is matched to the reference's by quantiles, and
+   each pixel gets the reference's mean ab at that lightness. Colour that is a smooth function of
+   lightness never paints structure the grey image does not have, so it cannot sprinkle confetti;
+   where a lightness holds many colours in the reference their mean is duller, which is the right
+   answer to an ambiguous match.
+3. :func:`spread` - confidence-weighted, edge-aware spreading (normalised guided filtering, He et al.
+   2013, with the target's lightness as the guide): colour agrees within regions of the target and
+   changes at its lightness edges; confident pixels dominate their region.
+
+:func:`coherent_ab` chains them: ``ab = spread(c * ab_pred + (1 - c) * palette)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
+
+__all__ = ["centre_normalise", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab",
+           "CONFIDENCE_FEATURES", "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
+
+#: the match confidence's coefficients fitted by ``training.fit_confidence`` (logistic regression of
+#: "the shipped exemplar's colour is within 11 ab units of the truth" on training views, references
+#: from the photo itself and from other sources); what they measured: docs/MODELS.md
+DEFAULT_CONFIDENCE = {"bias": -7.2, "best2": 6.94, "margin2": -4.56, "best4": 0.97, "best5": 2.80}
+
+
+def centre_normalise(f: torch.Tensor) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(B, h*w, C)``: centred over positions, unit length per position."""
+    f = f.float().flatten(2)
+    f = f - f.mean(dim=2, keepdim=True)
+    return F.normalize(f, dim=1).transpose(1, 2)
+
+
+def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int, torch.Tensor],
+                      levels: tuple[int, ...] = CONFIDENCE_LEVELS, block: int = 4096) -> dict[str, torch.Tensor]:
+    """Best and second-best cosine similarity of each target position to any reference position,
+    per backbone tap (1-based ``levels``), as ``{"best{l}": (B, 1, h_l, w_l), "margin{l}": ...}``.
+    ``reference_keys``: level -> the reference's features through
+    :func:`~napari_colorize.models.warp.centre_normalise` ``(B or 1, N, C)``."""
+    out = {}
+    for lv in levels:
+        t, k = target_taps[lv - 1], reference_keys[lv]
+        B, _, h, w = t.shape
+        q = centre_normalise(t)
+        if k.shape[0] != B:
+            k = k.expand(B, -1, -1)
+        tops = []
+        for s in range(0, q.shape[1], block):
+            sim = torch.bmm(q[:, s:s + block], k.transpose(1, 2))
+            tops.append(sim.topk(min(2, sim.shape[-1]), -1).values)
+        top = torch.cat(tops, 1)  # (B, h*w, 2)
+        best = top[..., 0]
+        second = top[..., 1] if top.shape[-1] > 1 else top[..., 0]
+        out[f"best{lv}"] = best.reshape(B, 1, h, w)
+        out[f"margin{lv}"] = (best - second).reshape(B, 1, h, w)
+    return out
+
+
+def match_confidence(sims: dict[str, torch.Tensor], coefficients: dict[str, float],
+                     shape: tuple[int, int]) -> torch.Tensor:
+    """``sigmoid(bias + sum_k coefficient_k * feature_k)`` at ``shape`` (features bilinearly resampled),
+    ``(B, 1, H, W)`` in [0, 1]. ``coefficients``: ``bias`` and any of :data:`CONFIDENCE_FEATURES`."""
+    z = None
+    for name, c in coefficients.items():
+        if name == "bias" or not c:
+            continue
+        if name not in sims:
+            raise KeyError(f"confidence feature {name!r} not computed (have {sorted(sims)})")
+        f = F.interpolate(sims[name].float(), size=shape, mode="bilinear", align_corners=False)
+        z = f * float(c) if z is None else z + f * float(c)
+    if z is None:
+        z = torch.zeros((next(iter(sims.values())).shape[0], 1) + tuple(shape))
+    return torch.sigmoid(z + float(coefficients.get("bias", 0.0)))
+
+
+def lightness_palette(target_L: torch.Tensor, reference_lab: torch.Tensor, bins: int = 64,
+                      sigma: float = 1.5) -> torch.Tensor:
+    """The reference's mean ab at each pixel's lightness, the lightness matched by quantiles.
+
+    ``target_L``: ``(B, 1, H, W)`` normalised L; ``reference_lab``: ``(1 or B, 3, h, w)`` normalised
+    Lab. ``bins`` lightness bins over the reference's lightness quantiles, smoothed over ``sigma``
+    bins. Returns ``(B, 2, H, W)``.
+    """
+    B = target_L.shape[0]
+    out = []
+    for b in range(B):
+        lab = reference_lab[min(b, reference_lab.shape[0] - 1)].float()
+        Lr, abr = lab[0].flatten(), lab[1:].flatten(1)
+        Lt = target_L[b, 0].float()
+        # the target's lightness rank -> the reference lightness of the same rank
+        rank = torch.argsort(torch.argsort(Lt.flatten())).float() / max(1, Lt.numel() - 1)
+        Lr_sorted = torch.sort(Lr).values
+        pos = rank * (Lr.numel() - 1)
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp_max(Lr.numel() - 1)
+        Lm = Lr_sorted[lo] + (Lr_sorted[hi] - Lr_sorted[lo]) * (pos - lo)
+        # mean ab of the reference per lightness bin (bins equally filled), Gaussian along the bins
+        edges = Lr_sorted[torch.linspace(0, Lr.numel() - 1, bins + 1).round().long()]
+        idx_r = torch.bucketize(Lr, edges[1:-1].contiguous())
+        cnt = torch.zeros(bins).index_add_(0, idx_r, torch.ones_like(Lr))
+        sums = torch.zeros(2, bins).index_add_(1, idx_r, abr)
+        k = torch.arange(-3 * int(sigma + 1), 3 * int(sigma + 1) + 1, dtype=torch.float32)
+        g = torch.exp(-k**2 / (2 * sigma**2))[None, None]
+        pad = g.shape[-1] // 2
+        cnt_s = F.conv1d(F.pad(cnt[None, None], (pad, pad), mode="replicate"), g)[0, 0]
+        sums_s = F.conv1d(F.pad(sums[:, None], (pad, pad), mode="replicate"), g)[:, 0]
+        mean = sums_s / cnt_s.clamp_min(1e-6)
+        idx_t = torch.bucketize(Lm, edges[1:-1].contiguous())
+        out.append(mean[:, idx_t].reshape(2, *Lt.shape))
+    return torch.stack(out)
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
+
+
+def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radius: int,
+           eps: float = 1e-3) -> torch.Tensor:
+    """Confidence-weighted guided filtering of ``ab`` ``(B, 2, H, W)`` with the lightness ``guide``
+    ``(B, 1, H, W)``: the guided filter of ``c * ab`` divided by that of ``c`` (normalised
+    convolution), so confident colour fills its region and stops at lightness edges. ``radius`` 0:
+    ``ab`` unchanged."""
+    if radius <= 0:
+        return ab
+    r = int(min(radius, (min(ab.shape[-2:]) - 1) // 2))
+    if r < 1:
+        return ab
+    I = guide.float()
+    c = confidence.float().clamp(1e-4, 1.0)
+    p = torch.cat([c * ab.float(), c], 1)
+    mI = _box(I, r)
+    var = _box(I * I, r) - mI * mI
+    mp = _box(p, r)
+    cov = _box(I * p, r) - mI * mp
+    a = cov / (var + eps)
+    b = mp - a * mI
+    q = _box(a, r) * I + _box(b, r)
+    return q[:, :2] / q[:, 2:].clamp_min(1e-4)
+
+
+def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.Tensor,
+                confidence: torch.Tensor, radius: int, eps: float = 1e-3, fallback: float = 1.0,
+                palette_chroma: float = 1.0) -> torch.Tensor:
+    """``spread(c' ab + (1 - c') palette_chroma lightness_palette)`` with ``c' = 1 - fallback (1 - c)``,
+    each spread pixel weighted by ``c'``; ``(B, 2, H, W)``."""
+    c = 1.0 - float(fallback) * (1.0 - confidence.float())
+    mixed = ab.float()
+    if fallback:
+        mixed = c * mixed + (1 - c) * lightness_palette(target_L, reference_lab) * float(palette_chroma)
+    return spread(target_L, mixed, c.clamp_min(0.05), radius, eps).clamp(-1, 1)
