@@ -105,7 +105,12 @@ def lightness_palette(target_L: torch.Tensor, reference_lab: torch.Tensor, bins:
         Lr, abr = lab[0].flatten(), lab[1:].flatten(1)
         Lt = target_L[b, 0].float()
         # the target's lightness rank -> the reference lightness of the same rank
-        rank = torch.argsort(torch.argsort(Lt.flatten())).float() / max(1, Lt.numel() - 1)
+        # (equal lightness, equal rank: the mean rank of its ties, so a flat region gets one colour)
+        flat = Lt.flatten()
+        srt = torch.sort(flat).values
+        first = torch.searchsorted(srt, flat, right=False).float()
+        last = torch.searchsorted(srt, flat, right=True).float() - 1
+        rank = (first + last) / 2 / max(1, flat.numel() - 1)
         Lr_sorted = torch.sort(Lr).values
         pos = rank * (Lr.numel() - 1)
         lo = pos.floor().long()
