@@ -242,3 +242,20 @@ def test_suggest_a_reference_ranks_layers_and_a_folder_and_picks_one(make_napari
     i = next(k for k, s in enumerate(ranking) if s.name == "layer:rocket")
     panel.buttons[i].click()
     assert w._reference.value is rocket and len(viewer.layers) == n_layers + 1  # a layer is selected, not copied
+
+
+def test_match_confidence_layer(viewer_pair, qtbot, exemplar_random, models, wait_idle):
+    """The option adds a 'confidence' layer over the target (values in [0, 1]); a global method has none
+    and says so."""
+    viewer, w, t, r = viewer_pair
+    w._confidence.value = True
+    _run(w, wait_idle)  # welsh: a global method
+    assert not [l for l in viewer.layers if l.name.endswith("confidence")]
+    assert "confidence not available" in w._status.value
+    models.put("exemplar-random", exemplar_random)
+    w._model_override = "exemplar-random"
+    _run(w, wait_idle, 120000)
+    c = viewer.layers["grey [exemplar] confidence"]
+    assert c.data.shape == t.data.shape and 0.0 <= c.data.min() and c.data.max() <= 1.0
+    assert tuple(c.scale) == tuple(t.scale) and tuple(c.translate) == tuple(t.translate)
+    assert c.metadata[OURS]["kind"] == "confidence" and not c.rgb

@@ -8,10 +8,16 @@ from napari_colorize._widgets._workers import Colourised, ModelCache, Progress, 
 
 
 def test_collect_slices_yields_progress_and_returns_the_stack():
+    import torch
+
+    from napari_colorize.models.base import Prediction
+
+    preds = [Prediction(ab=torch.zeros(1, 2, 2, 2), confidence=torch.full((1, 1, 2, 2), 0.25 * i)) for i in range(3)]
+
     def slices():
         for i in range(3):
-            yield (i,), np.full((4, 5, 3), i, np.float32), f"pred{i}", {"stack_shape": (3,), "done": i + 1,
-                                                                         "n_slices": 3}
+            yield (i,), np.full((4, 5, 3), i, np.float32), preds[i], {"stack_shape": (3,), "done": i + 1,
+                                                                       "n_slices": 3}
 
     gen = collect_slices(slices())
     msgs = []
@@ -19,9 +25,12 @@ def test_collect_slices_yields_progress_and_returns_the_stack():
         while True:
             msgs.append(next(gen))
     except StopIteration as stop:
-        out, pred, info = stop.value
+        stack = stop.value
     assert msgs == [Progress(1, 3, "slice 1 of 3"), Progress(2, 3, "slice 2 of 3"), Progress(3, 3, "slice 3 of 3")]
-    assert out.shape == (3, 4, 5, 3) and out[2].max() == 2 and pred == "pred2" and info["done"] == 3
+    assert stack.rgb.shape == (3, 4, 5, 3) and stack.rgb[2].max() == 2 and stack.pred is preds[2]
+    assert stack.info["done"] == 3
+    # the confidence at full size, per slice
+    assert stack.confidence.shape == (3, 4, 5) and np.allclose(stack.confidence[2], 0.5)
 
 
 def test_model_cache_reloads_a_retrained_checkpoint(tmp_path, monkeypatch):

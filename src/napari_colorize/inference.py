@@ -46,7 +46,7 @@ from .transfer import MatchedColorizer, match_strength
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled",
            "NonFiniteError", "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range",
-           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map"]
+           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map", "StackAssembler"]
 
 
 class Cancelled(RuntimeError):
@@ -932,6 +932,28 @@ def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None
         done += 1
 
 
+class StackAssembler:
+    """Gathers the ``(index, rgb, prediction, info)`` slices of :func:`iter_colorize` into whole arrays:
+    ``rgb`` (``stack_shape + (H, W, 3)``), ``confidence`` (``stack_shape + (H, W)``, None when the model
+    gives none), and the last slice's ``pred`` and ``info``."""
+
+    def __init__(self) -> None:
+        self.rgb: np.ndarray | None = None
+        self.confidence: np.ndarray | None = None
+        self.pred: Prediction | None = None
+        self.info: dict | None = None
+
+    def add(self, idx: tuple, rgb_slice: np.ndarray, pred: Prediction, info: dict) -> None:
+        if self.rgb is None:
+            self.rgb = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
+            if pred.confidence is not None:
+                self.confidence = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape[:2], np.float32)
+        self.rgb[idx] = rgb_slice
+        if self.confidence is not None:
+            self.confidence[idx] = confidence_map(pred, rgb_slice.shape[:2])
+        self.pred, self.info = pred, info
+
+
 def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
                   channel_axis: int | None = None):
@@ -1024,24 +1046,16 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     model = resolve_model(model)
     if match is not None and match_strength(match):
         model = MatchedColorizer(model, match)
-    out = conf = None
-    last = None
+    stack = StackAssembler()
     for idx, rgb_slice, pred, info in iter_colorize(
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
             return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
             temporal=temporal):
-        if out is None:
-            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
-            if pred.confidence is not None:
-                conf = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape[:2], np.float32)
-        out[idx] = rgb_slice
-        if conf is not None:
-            conf[idx] = confidence_map(pred, rgb_slice.shape[:2])
-        last = (pred, info)
+        stack.add(idx, rgb_slice, pred, info)
         if progress is not None:
             progress(info["done"], info["n_slices"])
-    pred, info = last
-    return ColorizeResult(rgb=out, scales=info["scales"], attention=pred.attention if return_attention else {},
+    pred, info = stack.pred, stack.info
+    return ColorizeResult(rgb=stack.rgb, scales=info["scales"], attention=pred.attention if return_attention else {},
                           working_shape=info["working_shape"], model=model.name,
-                          intensity_range=info["intensity_range"], warnings=sink, confidence=conf)
+                          intensity_range=info["intensity_range"], warnings=sink, confidence=stack.confidence)
 

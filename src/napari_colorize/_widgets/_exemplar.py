@@ -44,6 +44,7 @@ class ExemplarWidget(Container):
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
         self._scales = CheckBox(text="add multi-scale outputs P1-P4")
+        self._confidence = CheckBox(text="add match confidence (where the reference matched)")
         self._attention = CheckBox(text="add attention (where a point looks)")
         self._all_levels = CheckBox(text="all attention levels", visible=False)
         self._keep = CheckBox(text="keep each run as a new layer")
@@ -58,8 +59,8 @@ class ExemplarWidget(Container):
                                   Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
                                   self._progress, self._status, self._save_path, self._save])
         # less used settings fold away, so that two docked widgets fit a laptop screen
-        self.sections = {"options": Collapsible("Options (device, size, P1-P4, keep runs)", Container(
-            widgets=[self._device, self._size, self._scales, self._keep]))}
+        self.sections = {"options": Collapsible("Options (device, size, P1-P4, confidence, keep runs)", Container(
+            widgets=[self._device, self._size, self._scales, self._confidence, self._keep]))}
         self.native.layout().addWidget(self.sections["options"])
         from ._suggest import SuggestPanel
 
@@ -208,6 +209,14 @@ class ExemplarWidget(Container):
                                         scale=sc, translate=tr, visible=False, interpolation2d="linear")
             else:
                 missing.append("P1-P4")
+        if self._confidence.value:
+            if res.confidence is not None:
+                add_or_update_image(self._viewer, res.confidence, f"{name} confidence", {**meta, "kind": "confidence"},
+                                    keep=bool(self._keep.value), colormap="magma", contrast_limits=(0.0, 1.0),
+                                    scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]),
+                                    opacity=0.7, blending="translucent")
+            else:
+                missing.append("the match confidence")
         if self._attention.value:
             if res.attention and not res.is_stack and ref in layers:
                 self._add_attention_layers(res, target, ref, meta)
@@ -216,8 +225,8 @@ class ExemplarWidget(Container):
         self._drop_stale_attention(target if self._attention.value and res.attention and not res.is_stack else None)
         self._status.value = f"done: {layer.name}"
         if missing:
-            why = "a stack (they are made for 2-D images)" if res.is_stack else \
-                f"'{res.model}' (only the exemplar networks have them)"
+            why = "a stack (they are made for 2-D images)" if res.is_stack and "the match confidence" not in missing \
+                else f"'{res.model}' (only the exemplar networks and the warps have them)"
             if "attention" in missing and not res.is_stack and res.attention and ref not in layers:
                 why = "the reference layer was removed"
             msg = f"{' and '.join(missing)} not available for {why}"

@@ -18,7 +18,7 @@ import numpy as np
 from napari.qt.threading import thread_worker
 
 from ..compare import iter_compare
-from ..inference import iter_colorize, lazy_colorize
+from ..inference import StackAssembler, iter_colorize, lazy_colorize
 from ..models import registry
 from ..models.registry import load_model, model_info
 from ..threads import set_threads
@@ -63,6 +63,7 @@ class Colourised:
     attention: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     generation: int = -1  # which preview request this answers (histogram widget); -1 for a full run
+    confidence: np.ndarray | None = None  # stack_shape + (H, W) in [0, 1]: how well each pixel matched
 
     @property
     def is_stack(self) -> bool:
@@ -153,17 +154,15 @@ def default_model(kind: str) -> str | None:
 
 # ---------------------------------------------------------------------- jobs
 def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
-    """Gather the ``(index, rgb, prediction, info)`` slices of :func:`iter_colorize` into one array,
-    yielding a :class:`Progress` per slice. Returns ``(rgb, last prediction, last info)``. Use with
-    ``yield from`` inside a job."""
-    out = pred = info = None
+    """Gather the ``(index, rgb, prediction, info)`` slices of :func:`iter_colorize` into whole arrays,
+    yielding a :class:`Progress` per slice. Returns the :class:`~napari_colorize.inference.StackAssembler`
+    (``rgb``, ``confidence``, the last ``pred`` and ``info``). Use with ``yield from`` inside a job."""
+    stack = StackAssembler()
     for idx, rgb_slice, pred, info in slices:
-        if out is None:
-            out = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
-        out[idx] = rgb_slice
+        stack.add(idx, rgb_slice, pred, info)
         done, total = info["done"], info["n_slices"]
         yield Progress(done, total, f"slice {done} of {total}" if total > 1 else "colourising...")
-    return out, pred, info
+    return stack
 
 
 @thread_worker
@@ -176,9 +175,10 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
     warnings: list[str] = []
     slices = iter_colorize(model, target, reference=reference, histogram=histogram, size=size,
                            return_attention=attention, rgb=rgb, sink=warnings)
-    out, pred, info = yield from collect_slices(slices)
-    return Colourised(out, model.name, model.kind, tuple(info["working_shape"]), info["scales"],
-                      dict(pred.attention) if attention else {}, warnings, generation)
+    stack = yield from collect_slices(slices)
+    pred, info = stack.pred, stack.info
+    return Colourised(stack.rgb, model.name, model.kind, tuple(info["working_shape"]), info["scales"],
+                      dict(pred.attention) if attention else {}, warnings, generation, stack.confidence)
 
 
 @thread_worker

@@ -162,11 +162,18 @@ def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radi
 
 def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.Tensor,
                 confidence: torch.Tensor, radius: int, eps: float = 1e-3, fallback: float = 1.0,
-                palette_chroma: float = 1.0) -> torch.Tensor:
+                palette_chroma: float = 1.0, keep_chroma: bool = False) -> torch.Tensor:
     """``spread(c' ab + (1 - c') palette_chroma lightness_palette)`` with ``c' = 1 - fallback (1 - c)``,
-    each spread pixel weighted by ``c'``; ``(B, 2, H, W)``."""
+    each spread pixel weighted by ``c'``; ``(B, 2, H, W)``. ``keep_chroma``: the spread colour's chroma
+    scaled (one factor per image, 1 to 1.5) back to the mean chroma it had before spreading (averaging
+    colour vectors over a region mutes them)."""
     c = 1.0 - float(fallback) * (1.0 - confidence.float())
     mixed = ab.float()
     if fallback:
         mixed = c * mixed + (1 - c) * lightness_palette(target_L, reference_lab) * float(palette_chroma)
-    return spread(target_L, mixed, c.clamp_min(0.05), radius, eps).clamp(-1, 1)
+    out = spread(target_L, mixed, c.clamp_min(0.05), radius, eps)
+    if keep_chroma and radius > 0:
+        before = mixed.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True)
+        after = out.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True)
+        out = out * (before / after.clamp_min(1e-6)).clamp(1.0, 1.5)
+    return out.clamp(-1, 1)
