@@ -227,6 +227,39 @@ def self_references() -> None:
     stack_rows(rows, "self_reference.png")
 
 
+def other_source(picks=(3, 17, 30, 44, 58, 71, 85, 99)) -> None:
+    """Eight held-out views coloured from a related but different photo: the most similar one by
+    pooled backbone features among the photos of *other* sources (``training.evaluate``'s
+    'other-source' protocol), by every exemplar model side by side, with the truth. Uses the
+    prepared corpus (``$NAPARI_COLORIZE_DATA``, default ``data/manifest.csv``)."""
+    import os
+
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's training package
+    from training.evaluate import eval_images, grey_of, reference_pool, references
+
+    manifest = os.environ.get("NAPARI_COLORIZE_DATA", "data/manifest.csv")
+    if not Path(manifest).exists():
+        raise SystemExit(f"{manifest}: no prepared corpus; run `python -m training.prepare_data data/` first")
+    images = eval_images(manifest, "val")
+    refs = references(images, "other-source", reference_pool(manifest, images))
+    models = ("exemplar", "exemplar-direct", "warp-grey", "reinhard", "welsh")
+    rows = []
+    for i in picks:
+        img, ref = images[i], refs[i]
+        grey = grey_of(img)
+        tiles = [_tile(grey, f"view {i} (grey)"), _tile(ref, f"reference  HIS {nc.metrics.his(ref, img):.2f}")]
+        for m in models:
+            res = nc.colorize(m, grey, reference=ref)
+            tiles.append(_tile(res.rgb, f"{m}  SSIM {nc.metrics.ssim(res.rgb, img):.3f}"))
+            if m == "exemplar":
+                tiles.append(_tile(res.confidence, "exemplar's match confidence"))
+        tiles.append(_tile(img, "truth"))
+        rows.append(strip(tiles))
+    stack_rows(rows, "other_source.png")
+
+
 def fringes(*others: str) -> None:
     """Issue 10's fringes, close up: the lit rock of the held-out cave photo (kcas10) coloured from a
     flipped copy of itself by the warp alone, by the shipped default and by any other networks given
@@ -257,6 +290,6 @@ if __name__ == "__main__":
 
     import napari_colorize.metrics  # noqa: F401
 
-    figures = {"volume": volume_cluster, "self": self_references, "flicker": flicker, "histograms": histograms,
-               "fringes": fringes}
+    figures = {"volume": volume_cluster, "self": self_references, "other": other_source, "flicker": flicker,
+               "histograms": histograms, "fringes": fringes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

@@ -386,3 +386,39 @@ def test_evaluate_takes_a_loaded_model_and_given_references():
     assert given["model"] == "reinhard"
     for k in ("his_ref", "his_gt", "ssim", "psnr"):
         assert given["per_image"][k] == by_name["per_image"][k] and len(given["per_image"][k]) == 3
+
+
+def test_other_source_references_come_from_another_series(corpus_dir):
+    """The realistic protocol never takes a reference from the target's own source series (views of
+    both splits of other series are the pool), and tells them apart from the near-sibling 'other'."""
+    from training.evaluate import eval_images, reference_pool, references, source_family
+
+    assert source_family("lomiri-wallpapers-16.04") == source_family("lomiri-wallpapers-20.04") == "lomiri-wallpapers"
+    assert source_family("mvtb-data") == "mvtb-data"
+    manifest = corpus_dir / "manifest.csv"
+    images = eval_images(manifest, "val")
+    assert sorted(images.families) == ["blue", "red"]
+    pool = reference_pool(manifest, images)
+    assert len(pool) > len(images) and set(pool.families) == {"red", "blue", "cutouts"}
+    refs = references(images, "other-source", pool)
+    for img, fam, ref in zip(images, images.families, refs):
+        k = next(j for j, p in enumerate(pool) if p is ref)
+        assert pool.families[k] != fam  # another series
+    # one series alone cannot give such a reference: an error, not a silent self-reference
+    only_red = images[:1] if images.families[0] == "red" else images[1:]
+    with pytest.raises(ValueError, match="two source series"):
+        references(only_red, "other-source")
+
+
+def test_harm_rows_are_paired_differences_to_grey_and_reinhard():
+    from training.evaluate import harm_rows
+
+    rows = [{"model": "grey", "per_image": {"ssim": [0.9, 0.8, 0.7], "agree": [1.0, 0.0, 1.0]}},
+            {"model": "reinhard", "per_image": {"ssim": [0.8, 0.8, 0.8], "agree": [1.0, 1.0, 1.0]}},
+            {"model": "m", "per_image": {"ssim": [0.95, 0.85, 0.75], "agree": [0.0, 0.0, 1.0]}}]
+    h = {d["model"]: d for d in harm_rows(rows)}
+    mean, lo, hi = h["m"]["ssim-grey"]
+    assert mean == pytest.approx(0.05) and lo == pytest.approx(0.05) and hi == pytest.approx(0.05)
+    assert h["m"]["agree-grey"][0] == pytest.approx(-1 / 3)
+    assert h["m"]["ssim-reinhard"][0] == pytest.approx(0.05)
+    assert "ssim-grey" not in h["grey"]  # nothing against itself

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
-from .coherence import DEFAULT_CONFIDENCE, coherent_ab, match_confidence
+from .coherence import DEFAULT_CONFIDENCE, coherent_ab, image_gate, match_confidence
 from .lazy import LazyDict
 from .maps import BinAttention
 
@@ -131,8 +131,10 @@ class ExemplarNetwork(NetworkColorizer):
             cfg = net.config
             conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
             if cfg.fallback or cfg.coherence:
-                ab = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
-                                 palette_chroma=cfg.palette_chroma)
+                safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
+                                   palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma)
+                w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
+                ab = ab + w * (safe - ab)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
                           confidence=None if conf is None else conf.float())

@@ -9,8 +9,7 @@ Three steps, each a pure function on working-size tensors (normalised Lab, ``L/5
    the reference: a logistic function of the best cosine similarity of the frozen backbone's features
    (target and reference both seen by their lightness, like the correspondence prior) at a fine level
    (stride 4: *where*) and at coarse levels (strides 16 and 32: *what* - bright rock and bright sky
-   look alike at stride 4, not at stride 32), and of the margin between the best and second-best
-   match. Its coefficients are fitted by ``training.fit_confidence`` to predict where the prediction's
+   look alike at stride 4, not at stride 32). Its coefficients are fitted by ``training.fit_confidence`` to predict where the prediction's
    colour is close to the truth, with references from other sources; they live in the model's config.
 2. :func:`lightness_palette` - the fallback: the reference's palette conditioned on lightness
    (Reinhard-like, global): the target's lightness is matched to the reference's by quantiles, and
@@ -33,12 +32,13 @@ import torch.nn.functional as F
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
 __all__ = ["centre_normalise", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab",
-           "CONFIDENCE_FEATURES", "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
+           "image_gate", "CONFIDENCE_FEATURES",
+           "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
 #: the match confidence's coefficients fitted by ``training.fit_confidence`` (logistic regression of
 #: "the shipped exemplar's colour is within 11 ab units of the truth" on training views, references
 #: from the photo itself and from other sources); what they measured: docs/MODELS.md
-DEFAULT_CONFIDENCE = {"bias": -7.2, "best2": 6.94, "margin2": -4.56, "best4": 0.97, "best5": 2.80}
+DEFAULT_CONFIDENCE = {"bias": -7.44, "best2": 7.07, "best4": 1.04, "best5": 2.77}
 
 
 def centre_normalise(f: torch.Tensor) -> torch.Tensor:
@@ -50,10 +50,9 @@ def centre_normalise(f: torch.Tensor) -> torch.Tensor:
 
 def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int, torch.Tensor],
                       levels: tuple[int, ...] = CONFIDENCE_LEVELS, block: int = 4096) -> dict[str, torch.Tensor]:
-    """Best and second-best cosine similarity of each target position to any reference position,
-    per backbone tap (1-based ``levels``), as ``{"best{l}": (B, 1, h_l, w_l), "margin{l}": ...}``.
-    ``reference_keys``: level -> the reference's features through
-    :func:`~napari_colorize.models.warp.centre_normalise` ``(B or 1, N, C)``."""
+    """The best cosine similarity of each target position to any reference position, per backbone tap
+    (1-based ``levels``), as ``{"best{l}": (B, 1, h_l, w_l)}``. ``reference_keys``: level -> the
+    reference's features through :func:`centre_normalise` ``(B or 1, N, C)``."""
     out = {}
     for lv in levels:
         t, k = target_taps[lv - 1], reference_keys[lv]
@@ -61,15 +60,9 @@ def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int,
         q = centre_normalise(t)
         if k.shape[0] != B:
             k = k.expand(B, -1, -1)
-        tops = []
-        for s in range(0, q.shape[1], block):
-            sim = torch.bmm(q[:, s:s + block], k.transpose(1, 2))
-            tops.append(sim.topk(min(2, sim.shape[-1]), -1).values)
-        top = torch.cat(tops, 1)  # (B, h*w, 2)
-        best = top[..., 0]
-        second = top[..., 1] if top.shape[-1] > 1 else top[..., 0]
+        best = torch.cat([torch.bmm(q[:, s:s + block], k.transpose(1, 2)).amax(-1)
+                          for s in range(0, q.shape[1], block)], 1)
         out[f"best{lv}"] = best.reshape(B, 1, h, w)
-        out[f"margin{lv}"] = (best - second).reshape(B, 1, h, w)
     return out
 
 
@@ -158,6 +151,13 @@ def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radi
     b = mp - a * mI
     q = _box(a, r) * I + _box(b, r)
     return q[:, :2] / q[:, 2:].clamp_min(1e-4)
+
+
+def image_gate(confidence: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """How much of the coherence step an image gets, ``(B, 1, 1, 1)`` in [0, 1], from its mean match
+    confidence: 1 at ``lo`` or below (a reference that is only related), 0 from ``hi`` (the same scene)."""
+    m = confidence.float().mean((1, 2, 3), keepdim=True)
+    return ((hi - m) / (hi - lo)).clamp(0.0, 1.0)
 
 
 def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.Tensor,

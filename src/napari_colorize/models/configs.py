@@ -28,10 +28,9 @@ BACKBONE_NAMES = ("efficientnet_lite0", "vgg19")  # models/backbones.py: BACKBON
 LEVELS = 5
 
 #: backbone taps (1-based) whose best matches the per-pixel match confidence weighs, and its features
-#: (``best{l}``: the best cosine similarity at tap l, ``margin{l}``: best minus second best); see
-#: :mod:`napari_colorize.models.coherence`
+#: (``best{l}``: the best cosine similarity at tap l); see :mod:`napari_colorize.models.coherence`
 CONFIDENCE_LEVELS = (2, 4, 5)
-CONFIDENCE_FEATURES = ("best2", "margin2", "best4", "margin4", "best5", "margin5")
+CONFIDENCE_FEATURES = ("best2", "best4", "best5")
 
 
 @dataclass
@@ -103,6 +102,14 @@ class ExemplarConfig:
         that makes colour agree within regions of the target (applied after ``fallback``).
     palette_chroma : float
         Chroma scale (0-1.5) of the fallback palette.
+    keep_chroma : bool
+        After the spreading, scale the image's chroma back to its mean before it (one factor, 1-1.5):
+        averaging colours over a region mutes them.
+    coherence_gate : pair of floats or None
+        ``(lo, hi)``: the fallback and spreading apply in full to an image whose mean match confidence is
+        at most ``lo`` (a reference that is only related), not at all from ``hi`` on (a reference of the
+        same scene, whose per-pixel matches are right), linearly between
+        (:func:`~napari_colorize.models.coherence.image_gate`); None: in full always.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -126,6 +133,8 @@ class ExemplarConfig:
     fallback: float = 0.0
     coherence: int = 0
     palette_chroma: float = 1.0
+    keep_chroma: bool = False
+    coherence_gate: tuple[float, float] | None = None
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -138,7 +147,7 @@ class ExemplarConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("hidden", "head_dim"):
+        for k in ("hidden", "head_dim", "coherence_gate"):
             if isinstance(d[k], tuple):
                 d[k] = list(d[k])
         return d
@@ -146,7 +155,7 @@ class ExemplarConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ExemplarConfig":
         d = dict(d)
-        for k in ("hidden", "head_dim"):
+        for k in ("hidden", "head_dim", "coherence_gate"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return _checked(cls, d, "exemplar")
@@ -180,6 +189,15 @@ class ExemplarConfig:
         check_float("fallback", self.fallback, 0.0, 1.0)
         check_int("coherence", self.coherence, 0, 64)
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
+        check_choice("keep_chroma", self.keep_chroma, (False, True))
+        if self.coherence_gate is not None:
+            g = self.coherence_gate
+            if not isinstance(g, (list, tuple)) or len(g) != 2:
+                raise ValueError(f"config 'coherence_gate' must be null or two numbers [lo, hi], not {g!r}")
+            check_float("coherence_gate[0]", g[0], 0.0, 1.0)
+            check_float("coherence_gate[1]", g[1], 0.0, 1.0)
+            if not g[0] < g[1]:
+                raise ValueError(f"config 'coherence_gate': lo must be below hi, not {list(g)}")
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
@@ -216,6 +234,11 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
 
 
 
+
+
+#: the shipped default's output stage (``exemplar``; ``exemplar-direct`` is the same weights without it):
+#: chosen on training views with references from other sources (docs/MODELS.md, issue 18)
+EXEMPLAR_OUTPUT = {"fallback": 0.0, "coherence": 16, "keep_chroma": True, "coherence_gate": [0.50, 0.62]}
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from ..disk import DiskFullError, disk_full_message, is_disk_full
-from .configs import EXEMPLAR_CONFIGS, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
+from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
 
 # torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
 # command line's help stay fast): every import inside a function below is there for that reason.
@@ -54,6 +54,9 @@ class ModelEntry:
     config: dict | None = None  # architecture config for networks
     weights: str | None = None  # file name in weights_dir()
     factory: Callable[[torch.device], Colorizer] | None = None  # baselines: factory(device)
+    # output-stage options (ExemplarConfig's confidence, fallback, coherence, palette_chroma) set over the
+    # weights' own config: two names can share one weights file with different output stages
+    output: dict | None = None
 
     @property
     def weights_path(self) -> Path | None:
@@ -115,7 +118,8 @@ def _register_defaults() -> None:
     ex = [
         ("exemplar", "cpu-warp-grey-gain-refine", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) "
                                                   "with our correspondence prior (the warp matched grey to grey, gated per "
-                                                  "pixel, a hue-keeping chroma gain) and a guided filter on its output"),
+                                                  "pixel, a hue-keeping chroma gain), a guided filter on its output, and "
+                                                  "colour made coherent per region where the reference is only related"),
         ("exemplar-plain", "cpu", "Paper A's CPU network without the prior (the earlier recipe): axial attention, "
                                   "two modules, all losses"),
         ("exemplar-standard", "cpu-standard", "Ablation (earlier recipe): standard (full 2-D) attention"),
@@ -127,7 +131,10 @@ def _register_defaults() -> None:
     ]
     for name, cfg, desc in ex:
         register_model(ModelEntry(name, "exemplar", desc, "exemplar", EXEMPLAR_CONFIGS[cfg].to_dict(),
-                                  weights=f"{name}.safetensors"))
+                                  weights=f"{name}.safetensors", output=EXEMPLAR_OUTPUT if name == "exemplar" else None))
+    register_model(ModelEntry("exemplar-direct", "exemplar", "The default's weights without its output stage: every "
+                              "pixel takes its own best match (the default until issue 18)", "exemplar",
+                              EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"].to_dict(), weights="exemplar.safetensors"))
     register_model(ModelEntry("histogram", "histogram", "Default: paper B's CPU network (EfficientNet-Lite0, F_U projected to "
                               "16 channels, U-Net width 16) with our histogram prior (each bin's mass in the "
                               "attention, its colour in the values; the U-Net refines the expected colour)",
@@ -449,8 +456,9 @@ def _load_model(key: str, dev, pretrained: bool) -> Colorizer:
         if entry.architecture == "baseline":
             return entry.factory(dev)
         if not pretrained:
-            net = build_network(entry.architecture, entry.config, pretrained_backbone=False)
-            meta = {"architecture": entry.architecture, "config": entry.config, "name": key, "pretrained": False}
+            config = {**entry.config, **(entry.output or {})}
+            net = build_network(entry.architecture, config, pretrained_backbone=False)
+            meta = {"architecture": entry.architecture, "config": config, "name": key, "pretrained": False}
             return _network_colorizer(key, net, meta, dev)
         if not entry.available:
             raise FileNotFoundError(
@@ -458,7 +466,7 @@ def _load_model(key: str, dev, pretrained: bool) -> Colorizer:
                 f"Models with weights here: {', '.join(list_models())}. Use pretrained=False for a randomly "
                 "initialised network, or pass the path of a checkpoint."
             )
-        return _load_checkpoint_model(entry.weights_path, dev, name=key)
+        return _load_checkpoint_model(entry.weights_path, dev, name=key, output=entry.output)
     path = Path(key)
     if path.suffix or path.exists():
         return _load_checkpoint_model(path, dev)
@@ -466,9 +474,12 @@ def _load_model(key: str, dev, pretrained: bool) -> Colorizer:
                      f"(without shipped weights: {', '.join(sorted(set(list_models(True)) - set(list_models())))})")
 
 
-def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = None) -> Colorizer:
+def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = None,
+                           output: dict | None = None) -> Colorizer:
     sd, meta = load_checkpoint(path)
     arch = meta["architecture"]
+    if output:
+        meta = {**meta, "config": {**meta["config"], **output}}
     # build_network checks the config's types and ranges (which bound the network's size) before it
     # builds anything; then the shapes are compared. (Not on PyTorch's meta device: its initialisers
     # load torch._dynamo, which crashes napari.)
