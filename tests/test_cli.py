@@ -323,3 +323,26 @@ def test_suggest_ranks_a_folder(tmp_path, capsys):
     assert lines[0].split() == ["rank", "score", "reference"] and len(lines) == 3
     assert lines[1].endswith("coffee.png")
     assert rc == 1 and "bad.png" in out.err  # the bad file is named, the others are ranked
+
+
+def test_confidence_files_beside_the_results(files, tmp_path):
+    """--confidence writes each target's match confidence (PNG 8-bit, TIFF float32 in [0, 1]); several
+    targets: a folder; never over an existing file; refused for a model that has none, before any work."""
+    import tifffile
+
+    import napari_colorize as nc
+
+    d, t1, t2, r = files
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", d / "one.png", "--confidence", d / "one-conf.tif", "-q") == 0
+    conf = tifffile.imread(d / "one-conf.tif")
+    res = nc.colorize("warp-grey", np.asarray(Image.open(t1)), reference=np.asarray(Image.open(r)))
+    assert conf.dtype == np.float32 and conf.shape == res.confidence.shape
+    np.testing.assert_allclose(conf, res.confidence, atol=1e-5)
+    assert _run(t1, t2, "-r", r, "-m", "warp-grey", "-o", d / "res", "--confidence", d / "confs", "-q") == 0
+    assert sorted(p.name for p in (d / "confs").iterdir()) == ["a_confidence.png", "b_confidence.png"]
+    assert np.asarray(Image.open(d / "confs" / "a_confidence.png")).ndim == 2
+    before = (d / "one-conf.tif").read_bytes()
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", d / "two.png", "--confidence", d / "one-conf.tif") == 2
+    assert (d / "one-conf.tif").read_bytes() == before and not (d / "two.png").exists()
+    assert _run(t1, "-r", r, "-m", "reinhard", "-o", d / "three.png", "--confidence", d / "c3.png") == 2
+    assert not (d / "three.png").exists() and not (d / "c3.png").exists()

@@ -204,9 +204,45 @@ def _plan(args) -> tuple[list, dict, Path | None]:
             problems.append(f"{dest} is a folder; give a file name")
         elif dest.exists() and not args.overwrite and not any(_same_file(dest, i) for i in inputs):
             problems.append(f"{dest} exists: it is not replaced unless you pass --overwrite")
+    confidence = _confidence_outputs(args, jobs, inputs, many, problems)
     if problems:
         raise _Refused(list(dict.fromkeys(problems)))
+    args.confidence_outputs = confidence
     return jobs, failed, folder
+
+
+def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: list) -> dict:
+    """``--confidence``: the file of each target's match confidence (one target: the path given; several:
+    ``STEM_confidence.png`` / ``.tif`` for stacks in the folder given), checked like the outputs."""
+    if not args.confidence:
+        return {}
+    from .io import ImageWriteError, check_output_format
+
+    base = Path(args.confidence)
+    to_folder = many or args.confidence.endswith(("/", os.sep)) or base.is_dir() or not base.suffix
+    if many and base.suffix and not base.is_dir():
+        problems.append(f"with several targets, --confidence must be a folder (for example --confidence conf/), "
+                        f"not {base}")
+        return {}
+    out = {}
+    dests = {d for _, d, _ in jobs}
+    for t, _, stack in jobs:
+        c = base / f"{t.stem}_confidence{'.tif' if stack else '.png'}" if to_folder else base
+        try:
+            check_output_format(c, stack, "float32" if c.suffix.lower() in (".tif", ".tiff", ".npy") else None)
+        except ImageWriteError as e:
+            problems.append(f"--confidence: {e}")
+            continue
+        if c in dests or any(_same_file(c, i) for i in inputs):
+            problems.append(f"--confidence {c} is an input or an output: choose another file")
+        elif c.exists() and not args.overwrite:
+            problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")
+        out[t] = c
+    if to_folder:
+        why = _check_folder(base, create=True)
+        if why:
+            problems.append(f"--confidence {args.confidence}: {why}")
+    return out
 
 
 def _without_path(msg: str, path: Path) -> str:
@@ -264,6 +300,9 @@ def _cmd_colorize_volume(args) -> int:
         problems.append(f"{args.targets[0]} is a zarr volume: it is written as OME-Zarr; give -o OUT.zarr")
     if args.dtype not in (None, "uint8", "uint16"):
         problems.append(f"--dtype {args.dtype}: OME-Zarr output is uint8 (default) or uint16")
+    if args.confidence:
+        problems.append("--confidence is written for images and stacks, not yet for volumes (OME-Zarr): colourise "
+                        "the slices you want to inspect as images")
     if args.rgb or args.channel_axis is not None or args.suffix:
         problems.append("--rgb, --channel-axis and --suffix are not for volumes: a volume is greyscale, written "
                         "as one OME-Zarr image")
@@ -325,6 +364,9 @@ def _cmd_colorize(args) -> int:
                        device=args.device)
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         raise _Refused([str(e)]) from None
+    if args.confidence and not model.gives_confidence:
+        raise _Refused([f"--confidence: {model.name!r} has no match confidence (the exemplar networks and the "
+                        "warps have one; global methods and histogram models do not)"])
     if histogram_guide and model.kind != "histogram":
         raise _Refused([f"{model.name!r} is an exemplar model: give it --reference, or use a histogram model "
                         "(-m histogram) with --histogram/--histogram-from"])
@@ -337,18 +379,20 @@ def _cmd_colorize(args) -> int:
         _say("warning", f"{Path(guide_file).name}: {w}")
     if not jobs:
         return _summary([], failed, args, len(failed))
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    for d in ([folder] if folder is not None else []) + sorted({c.parent for c in args.confidence_outputs.values()}):
+        d.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
-    from .io import StackWriter, read_image
+    from .inference import confidence_map
+    from .io import PLAIN_SUFFIXES, StackWriter, read_image
 
     total = len(jobs) + len(failed)  # (counted now: a job that fails below joins `failed`)
     many = total > 1
     bar = tqdm(total=len(jobs), desc="colourising", unit="image", disable=args.quiet or not many)
     written = []
     for t, dest, _ in jobs:
-        writer = None
+        writer = cwriter = None
+        cdest = args.confidence_outputs.get(t)
         sink: list[str] = []
         try:
             with warnings.catch_warnings():
@@ -357,28 +401,38 @@ def _cmd_colorize(args) -> int:
                                        channel_axis=args.channel_axis, normalize=args.normalize,
                                        temporal=args.temporal, return_attention=False, sink=sink, **guide)
                 sbar = None
-                for idx, rgb, _, info in slices:
+                for idx, rgb, pred, info in slices:
                     if writer is None:
                         writer = StackWriter(dest, tuple(info["stack_shape"]) + rgb.shape, args.dtype)
+                        if cdest is not None:
+                            cwriter = StackWriter(cdest, tuple(info["stack_shape"]) + rgb.shape[:2],
+                                                  None if cdest.suffix.lower() in PLAIN_SUFFIXES else "float32",
+                                                  grey=True)
                         if info["n_slices"] > 1 and not args.quiet and not many:
                             sbar = tqdm(total=info["n_slices"], desc=t.name, unit="slice")
                     writer[idx] = rgb
+                    if cwriter is not None:
+                        cwriter[idx] = confidence_map(pred, rgb.shape[:2])
                     if sbar is not None:
                         sbar.update(1)
                 if sbar is not None:
                     sbar.close()
+                if cwriter is not None:  # (the confidence first: a result is never reported failed once written)
+                    cwriter.close()
                 writer.close()
         except KeyboardInterrupt:
-            if writer is not None:
-                writer.abort()
+            for w in (writer, cwriter):
+                if w is not None:
+                    w.abort()
             bar.close()
             failed[t] = "interrupted"
             print(file=sys.stderr)
             _summary(written, failed, args, total)
             return 130
         except Exception as e:  # one file's failure does not stop the others
-            if writer is not None:
-                writer.abort()
+            for w in (writer, cwriter):
+                if w is not None:
+                    w.abort()
             user = isinstance(e, (ValueError, TypeError, MemoryError, OSError))
             why = _without_path(str(e), t) if user else f"internal error ({type(e).__name__}: {e}); please report it"
             failed[t] = why
@@ -578,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=("uint8", "uint16", "float32"), default=None,
                    help="output values for .tif/.npy (default: uint16 for .tif, float32 for .npy; .png/.jpg are "
                         "always uint8)")
+    c.add_argument("--confidence", metavar="FILE", default=None,
+                   help="also write each target's match confidence (0-1: how well each pixel found its match in "
+                        "the reference) to FILE (.png 8-bit, .tif/.npy float32); with several targets a folder "
+                        "(STEM_confidence.png, .tif for stacks); exemplar networks and the warps")
     c.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     lay = c.add_mutually_exclusive_group()
     lay.add_argument("--rgb", action="store_true", help="the last axis of the target is colour (RGB/RGBA)")

@@ -355,12 +355,16 @@ class StackWriter:
     temporary file is removed and an existing ``path`` is left untouched.
     """
 
-    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: str | None = None) -> None:
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: str | None = None, grey: bool = False) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
-        if len(self.shape) < 3 or self.shape[-1] != 3:
+        self.grey = bool(grey)  # grey: ``stack_shape + (H, W)`` values in [0, 1] (a confidence map)
+        self._nd = 2 if self.grey else 3  # axes of one 2-D slice
+        if self.grey and len(self.shape) < 2:
+            raise ImageWriteError(f"{self.path}: expected a grey image (..., H, W), got shape {self.shape}")
+        if not self.grey and (len(self.shape) < 3 or self.shape[-1] != 3):
             raise ImageWriteError(f"{self.path}: expected an RGB image (..., H, W, 3), got shape {self.shape}")
-        self.dtype = check_output_format(self.path, len(self.shape) > 3, dtype)
+        self.dtype = check_output_format(self.path, len(self.shape) > self._nd, dtype)
         self.suffix = self.path.suffix.lower()
         self.tmp = _temp_name(self.path)
         self._done = False
@@ -375,7 +379,8 @@ class StackWriter:
             if self.suffix in TIFF_SUFFIXES:
                 import tifffile
 
-                m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype, photometric="rgb",
+                m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype,
+                                    photometric="minisblack" if self.grey else "rgb",
                                     bigtiff=nbytes > 2**32 - 2**25)
             else:
                 m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
@@ -396,7 +401,7 @@ class StackWriter:
             self._data[index] = value
             return
         # map only this slice, write it and unmap it: the file's pages do not accumulate in our memory
-        stack_shape, slice_shape = self.shape[:-3], self.shape[-3:]
+        stack_shape, slice_shape = self.shape[:-self._nd], self.shape[-self._nd:]
         if index is Ellipsis or (isinstance(index, tuple) and len(index) == 0):
             if len(stack_shape) != 0:
                 raise IndexError("a stack is written one slice at a time")

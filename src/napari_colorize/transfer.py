@@ -84,7 +84,7 @@ class MatchedColorizer(Colorizer):
         strength = match_strength(strength)
         super().__init__(base.name, base.config, base.device)
         self.base, self.strength = base, strength
-        self.kind, self.multiple = base.kind, base.multiple
+        self.kind, self.multiple, self.gives_confidence = base.kind, base.multiple, base.gives_confidence
         self.default_size, self.min_size = base.default_size, base.min_size
 
     def prepare(self, reference=None, histogram=None):

@@ -39,6 +39,7 @@ class Colorizer:
     rounded to it), ``default_size`` (working long side, pixels)."""
 
     name: str = "model"
+    gives_confidence: bool = False  # its predictions carry a per-pixel match confidence
     source: str | None = None  # what load_model() can load this model from again (None: it cannot)
     kind: str = "exemplar"
     multiple: int = 1
@@ -98,6 +99,7 @@ class ExemplarNetwork(NetworkColorizer):
     :mod:`napari_colorize.models.coherence`."""
 
     kind = "exemplar"
+    gives_confidence = True
 
     def prepare(self, reference=None, histogram=None):
         if reference is None:

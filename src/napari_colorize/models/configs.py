@@ -238,7 +238,7 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
 
 #: the shipped default's output stage (``exemplar``; ``exemplar-direct`` is the same weights without it):
 #: chosen on training views with references from other sources (docs/MODELS.md, issue 18)
-EXEMPLAR_OUTPUT = {"fallback": 0.0, "coherence": 16, "keep_chroma": True, "coherence_gate": [0.50, 0.62]}
+EXEMPLAR_OUTPUT = {"coherence": 16, "coherence_gate": [0.50, 0.62]}
 
 
 @dataclass

@@ -115,6 +115,7 @@ class WarpColorizer(Colorizer):
 
     kind = "exemplar"
     default_size = 224
+    gives_confidence = True
 
     def __init__(self, name: str = "warp", level: int = 2, tau: float = 0.05, device="cpu",
                  backbone: str = "efficientnet_lite0", reference: str = "colour") -> None:
