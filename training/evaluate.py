@@ -84,19 +84,24 @@ def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray
                 continue
             out.append(view)
             out.sources.append(i)
-            out.families.append(source_family(corpus.items[i].label))
+            fams = {source_family(corpus.items[i].label)}
+            if corpus.items[i].kind == "cutout":  # pasted on a photo of the corpus: the one render() draws first
+                bg = corpus.photos[int(np.random.default_rng([7, i, v]).integers(len(corpus.photos)))]
+                fams.add(source_family(corpus.items[bg].label))
+            out.families.append(fams)
     return out
 
 
 class ViewList(list):
     """Evaluation views, with ``sources``: the corpus image each view was cut from (the 'other'
     protocol never takes a reference from the target's own photo), and ``families``: the source
-    series of each (the 'other-source' protocol takes references from other series only)."""
+    series of each, a set: a cut-out pasted on a photo has the photo's series too (the 'other-source'
+    protocol takes references from other series only)."""
 
     def __init__(self, *a) -> None:
         super().__init__(*a)
         self.sources: list[int] = []
-        self.families: list[str] = []
+        self.families: list[set[str]] = []
         self.split = ""
 
     def __getitem__(self, k):
@@ -160,8 +165,10 @@ def references(images: list[np.ndarray], protocol: str, pool: "ViewList | None" 
         if not fam or not pfam:
             raise ValueError("the 'other-source' protocol needs the views' source families (eval_images gives them)")
         sim = pooled_features(images) @ pooled_features(pool).T
-        a, b = np.array(fam), np.array(pfam)
-        sim[torch.from_numpy(a[:, None] == b[None, :])] = -2  # never the target's own series
+        # never the target's own series - nor a cut-out pasted on a photo of it, nor the photo a cut-out
+        # target was pasted on: a view's families are its own and its background's
+        same = torch.tensor([[bool(f & g) for g in pfam] for f in fam])
+        sim[same] = -2
         if (sim.amax(1) <= -2).any():
             raise ValueError("the 'other-source' protocol needs views of at least two source series")
         return [pool[int(j)] for j in sim.argmax(1)]
