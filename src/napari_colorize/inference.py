@@ -944,11 +944,13 @@ class StackAssembler:
         self.info: dict | None = None
 
     def add(self, idx: tuple, rgb_slice: np.ndarray, pred: Prediction, info: dict) -> None:
-        if self.rgb is None:
-            self.rgb = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32)
+        stacked = bool(info["stack_shape"])
+        if self.rgb is None:  # (a 2-D target's one slice is the result itself: no second full-size copy)
+            self.rgb = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape, np.float32) if stacked else rgb_slice
             if pred.confidence is not None:
                 self.confidence = np.empty(tuple(info["stack_shape"]) + rgb_slice.shape[:2], np.float32)
-        self.rgb[idx] = rgb_slice
+        if stacked:
+            self.rgb[idx] = rgb_slice
         if self.confidence is not None:
             self.confidence[idx] = confidence_map(pred, rgb_slice.shape[:2])
         self.pred, self.info = pred, info
