@@ -367,7 +367,7 @@ def main(argv=None) -> int:
         print_table(rows, p, a.kind, len(images))
         if refs is not None and p != "self":
             print_overlap(images, refs)
-        if p != "self":
+        if a.kind == "exemplar" and p != "self":  # (histogram runs: each image's own histogram, no harm view)
             print_harm(rows)
         if a.per_image:
             write_per_image(rows, p, a.per_image)
