@@ -22,11 +22,11 @@ GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "su
 
 #: the layers, bottom first: a module may import modules of its own layer or of those below it
 LAYERS = [
-    ("colour maths, metrics and disk space", ["color", "metrics", "disk", "models.configs", "models.lazy", "models.maps",
-                                              "models.checks"]),
+    ("colour maths, metrics, disk space and image files", ["color", "metrics", "disk", "io", "models.configs",
+                                                           "models.lazy", "models.maps", "models.checks"]),
     ("models", ["models", "models.*"]),
     ("the engine", ["inference", "transfer", "threads"]),
-    ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "io", "_sample_data"]),
+    ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "_sample_data"]),
     ("volumes and the command line", ["volume", "cli", ""]),
     ("the napari widgets", ["_widgets", "_widgets.*"]),
 ]

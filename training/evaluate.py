@@ -22,7 +22,10 @@ Exemplar protocols:
   truth's ab histogram by about 0.4 on average, like the references users have;
 * ``other`` (the earlier protocol, kept for comparison): the most similar *other* evaluation image by
   the same features, never a view of the same photo - but often a near-sibling from the same series
-  (its references overlap the truth by far more than users' do).
+  (its references overlap the truth by far more than users' do);
+* ``other-source-two``: the two most similar views of other sources (the second of another photo than
+  the first) used together (``reference=[first, second]``); ``other-source-second``: that second one
+  alone (with ``other-source``, the two single-reference runs it is compared with).
 
 Exemplar runs also report the grey input and Reinhard's global transfer beside the models asked for
 (``--no-baselines``: only those asked), and for every protocol but ``self`` a *harm* table: each
@@ -49,6 +52,7 @@ import torch
 
 import napari_colorize as nc
 from napari_colorize import metrics
+from napari_colorize.compare import his_to_references
 
 if not __package__:  # run as a file: the package-relative imports below need the package
     raise SystemExit("run it from the repository root as a module: python -m training.evaluate ...")
@@ -138,7 +142,7 @@ class SemanticJudge:
         return int(self.net((x - self.mean) / self.std).argmax())
 
 
-PROTOCOLS = ("self", "other-source", "other")
+PROTOCOLS = ("self", "other-source", "other", "other-source-second", "other-source-two")
 
 
 def pooled_features(images: list[np.ndarray]) -> torch.Tensor:
@@ -158,7 +162,7 @@ def references(images: list[np.ndarray], protocol: str, pool: "ViewList | None" 
     splits of a corpus)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
-    if protocol == "other-source":
+    if protocol.startswith("other-source"):
         pool = images if pool is None else pool
         fam = getattr(images, "families", None)
         pfam = getattr(pool, "families", None)
@@ -171,7 +175,17 @@ def references(images: list[np.ndarray], protocol: str, pool: "ViewList | None" 
         sim[same] = -2
         if (sim.amax(1) <= -2).any():
             raise ValueError("the 'other-source' protocol needs views of at least two source series")
-        return [pool[int(j)] for j in sim.argmax(1)]
+        first = sim.argmax(1)
+        if protocol == "other-source":
+            return [pool[int(j)] for j in first]
+        # the second best of another photo than the first's (two views of one photo are one reference)
+        psrc = torch.tensor(getattr(pool, "sources", None) or list(range(len(pool))))
+        sim2 = sim.clone()
+        sim2[psrc[None, :] == psrc[first][:, None]] = -2
+        second = sim2.argmax(1)
+        if protocol == "other-source-second":
+            return [pool[int(j)] for j in second]
+        return [[pool[int(i)], pool[int(j)]] for i, j in zip(first, second)]
     if protocol == "self":
         from napari_colorize.inference import prepare_reference
 
@@ -232,7 +246,8 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
             grey = grey_of(img)
             t = time.perf_counter()
             if name == "mean-ab":  # the hint's mean colour everywhere, at the target's own lightness
-                out = mean_ab_fill(grey, ref if ref is not None else img)
+                hint = img if ref is None else np.concatenate(ref, 1) if isinstance(ref, list) else ref
+                out = mean_ab_fill(grey, hint)
             elif model is None:  # the lower bound: the grey image itself (a = b = 0)
                 out = np.repeat(grey[..., None], 3, -1)
             elif kind == "histogram":
@@ -241,8 +256,8 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
             else:
                 out = nc.colorize(model, grey, reference=ref, size=SIZE, return_attention=False).rgb
             acc["sec"].append(time.perf_counter() - t)
-            if ref is not None:
-                acc["his_ref"].append(metrics.his(out, ref))
+            if ref is not None:  # (several references: HIS with the union of their colours)
+                acc["his_ref"].append(his_to_references(out, ref))
             acc["his_gt"].append(metrics.his(out, img))
             acc["ssim"].append(metrics.ssim(out, img))
             acc["psnr"].append(metrics.psnr(out, img))
@@ -291,7 +306,7 @@ def reference_pool(source, images: ViewList) -> ViewList:
 
 def print_overlap(images, refs) -> None:
     """The distribution of HIS(reference, truth): how much of the truth's colour the references hold."""
-    h = np.array([metrics.his(r, img) for img, r in zip(images, refs)])
+    h = np.array([his_to_references(img, r) for img, r in zip(images, refs)])
     q = np.percentile(h, [10, 25, 50, 75, 90])
     print(f"\nHIS(reference, truth): mean {h.mean():.3f}; percentiles 10/25/50/75/90: "
           + " / ".join(f"{v:.2f}" for v in q))
@@ -359,7 +374,7 @@ def main(argv=None) -> int:
         protocols = ["ground-truth histogram"]
     for p in protocols:
         refs = None
-        if p == "other-source":
+        if p.startswith("other-source"):
             refs = references(images, p, reference_pool(a.data, images))
         elif a.kind == "exemplar":
             refs = references(images, p)

@@ -117,8 +117,9 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     from .io import STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format, probe_image
 
     targets, seen = [], []
-    guides = [(Path(p), what) for p, what in ((args.reference, "the reference"),
-                                              (args.histogram_from, "the histogram's image")) if p]
+    guides = [(Path(p), what) for p, what in [(r, "the reference" if len(args.reference) == 1 else "a reference")
+                                                       for r in args.reference or []] +
+              [(args.histogram_from, "the histogram's image")] if p]
     for t in map(Path, args.targets):
         if any(_same_file(t, u) for u in seen):
             print(f"note: {t} is given twice; it is done once", file=sys.stderr)
@@ -190,7 +191,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
         jobs.append((t, dest, stack))
 
     # every output against every input, existing files, folders
-    inputs = list(targets) + [Path(p) for p in (args.reference, args.histogram_from, args.histogram) if p]
+    inputs = list(targets) + [Path(p) for p in (*(args.reference or []), args.histogram_from, args.histogram) if p]
     folder = out if to_folder else None
     why = _check_folder(out if to_folder else out.parent, create=to_folder)
     if why:
@@ -259,11 +260,18 @@ def _load_guide(args, model, sink: list) -> dict:
     from .inference import prepare_histogram, prepare_reference
     from .io import read_image
 
-    if args.reference:
-        try:
-            return {"reference": prepare_reference(read_image(args.reference), sink)}
-        except (ValueError, TypeError) as e:
-            raise _Refused([f"{args.reference}: {e}" if args.reference not in str(e) else str(e)]) from None
+    if args.reference:  # (each checked; several: the union of their positions, see colorize())
+        refs, problems = [], []
+        for r in args.reference:
+            notes: list[str] = []
+            try:
+                refs.append(prepare_reference(read_image(r), notes))
+            except (ValueError, TypeError) as e:
+                problems.append(f"{r}: {e}" if r not in str(e) else str(e))
+            sink.extend(f"{Path(r).name}: {w}" for w in notes)
+        if problems:
+            raise _Refused(problems) from None
+        return {"reference": refs[0] if len(refs) == 1 else refs}
     if args.histogram_from:
         from .color import histogram_from_rgb
 
@@ -313,7 +321,9 @@ def _cmd_colorize_volume(args) -> int:
     histogram_guide = bool(args.histogram or args.histogram_from)
     guide_notes: list[str] = []
     name = args.model or best_default_model("histogram" if histogram_guide else "exemplar")
-    guide = {"reference": args.reference} if args.reference else None
+    guide = None
+    if args.reference:
+        guide = {"reference": args.reference[0] if len(args.reference) == 1 else list(args.reference)}
     if guide is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -374,9 +384,9 @@ def _cmd_colorize(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         guide = _load_guide(args, model, guide_notes)
-    guide_file = args.reference or args.histogram_from or args.histogram
+    prefix = "" if args.reference else f"{Path(args.histogram_from or args.histogram).name}: "  # (references: named)
     for w in dict.fromkeys(guide_notes):
-        _say("warning", f"{Path(guide_file).name}: {w}")
+        _say("warning", prefix + w)
     if not jobs:
         return _summary([], failed, args, len(failed))
     for d in ([folder] if folder is not None else []) + sorted({c.parent for c in args.confidence_outputs.values()}):
@@ -618,7 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("targets", nargs="+", help="greyscale image(s) or stacks (.png, .jpg, .tif, .npy), or one volume "
                                               "(.zarr: a zarr array or OME-Zarr image; written as OME-Zarr)")
     g = c.add_mutually_exclusive_group(required=True)
-    g.add_argument("--reference", "-r", help="colour reference image")
+    g.add_argument("--reference", "-r", action="append", metavar="IMAGE",
+                   help="colour reference image; repeat for several (-r a.png -r b.png): each pixel may take "
+                        "colour from any of them")
     g.add_argument("--histogram-from", help="use the ab histogram of this colour image (a histogram model)")
     g.add_argument("--histogram", help="a (21, 21) ab histogram saved with numpy.save (a histogram model)")
     c.add_argument("--model", "-m", default=None,
@@ -692,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", help="the grey target image")
     s.add_argument("candidates", nargs="+", help="a folder of images, or image files")
     s.add_argument("--top", type=int, default=5, help="how many to list (default 5)")
+    s.add_argument("--set", type=int, default=0, metavar="K", dest="together",
+                   help="propose K complementary references to use together (colorize -r A -r B ...): each one "
+                        "chosen for the parts of the target the ones before it match worst")
     s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     s.add_argument("--cache-dir", default=None, help="feature cache folder (default: $NAPARI_COLORIZE_CACHE or "
                                                      "~/.cache/napari-colorize)")
@@ -709,6 +724,8 @@ def _cmd_suggest(args) -> int:
 
     if args.top < 1:
         raise ValueError("--top must be at least 1")
+    if args.together < 0 or args.together == 1:
+        raise ValueError("--set must be 2 or more (one reference is the ranking's first)")
     files: list[Path] = []
     for c in args.candidates:
         p = Path(c)
@@ -731,9 +748,17 @@ def _cmd_suggest(args) -> int:
         if tty:
             print(f"\rfeatures {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
-    ranked = suggest_references(target, files, top=args.top, cache=cache, progress=progress, errors=errors)
+    ranked = suggest_references(target, files, top=args.top, cache=cache, progress=progress, errors=errors,
+                                together=args.together)
     for line in errors:
         _say("skipped", line)
+    if args.together:
+        print(f"{'pick':>4}  {'set score':>9}  reference  (use them together: colorize -r A -r B ...)")
+        for i, sgt in enumerate(ranked, 1):
+            print(f"{i:>4}  {sgt.score:9.3f}  {sgt.name}")
+        if len(ranked) < args.together:
+            print(f"(no other candidate adds to these {len(ranked)})")
+        return 1 if errors else 0
     print(f"{'rank':>4}  {'score':>6}  reference")
     for i, sgt in enumerate(ranked, 1):
         print(f"{i:>4}  {sgt.score:6.3f}  {sgt.name}")

@@ -1,4 +1,4 @@
-"""Run several models on one target/reference pair and score them side by side."""
+"""Run several models on one target and its reference(s) and score them side by side."""
 
 from __future__ import annotations
 
@@ -10,16 +10,26 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import metrics
-from .inference import colorize
+from .color import histogram_from_rgb, histogram_intersection
+from .inference import colorize, reference_histogram, reference_list
 from .models.registry import load_model
 
-__all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout"]
+__all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout", "his_to_references"]
 
 COLUMNS = ["model", "HIS vs reference", "colourfulness", "SSIM", "PSNR dB", "seconds"]
 
 
+def his_to_references(rgb: np.ndarray, reference) -> float:
+    """HIS of ``rgb``'s colours with the reference's, or with the union of several references' colours
+    (each reference weighing the same, as the models take them)."""
+    refs = reference_list(reference)
+    if len(refs) == 1:
+        return metrics.his(rgb, refs[0])
+    return float(histogram_intersection(histogram_from_rgb(np.asarray(rgb, np.float32)), reference_histogram(refs)))
+
+
 def _score(name: str, rgb: np.ndarray, reference, truth, seconds: float) -> dict:
-    row = {"model": name, "HIS vs reference": metrics.his(rgb, reference) if reference is not None else np.nan,
+    row = {"model": name, "HIS vs reference": his_to_references(rgb, reference) if reference is not None else np.nan,
            "colourfulness": metrics.colourfulness(rgb), "SSIM": np.nan, "PSNR dB": np.nan, "seconds": seconds}
     if truth is not None:
         t = np.asarray(truth)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -46,7 +47,8 @@ from .transfer import MatchedColorizer, match_strength
 
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled",
            "NonFiniteError", "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range",
-           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map", "StackAssembler"]
+           "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map", "StackAssembler",
+           "reference_list", "reference_names", "reference_histogram"]
 
 
 class Cancelled(RuntimeError):
@@ -373,7 +375,47 @@ def _reference_to_unit(ref: np.ndarray, white: float, factor: int, band: int = 2
     return out
 
 
-def prepare_reference(reference, sink: list | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
+def _is_image_like(x) -> bool:
+    return isinstance(x, (np.ndarray, torch.Tensor, str, os.PathLike)) or hasattr(x, "__array__")
+
+
+def reference_list(reference) -> list | None:
+    """The reference(s) as a list: one image, or a list/tuple of images (arrays, tensors, dask/zarr
+    arrays, or image files, read here); None when there is none. A list of plain numbers (nested
+    lists) is one image."""
+    if reference is None:
+        return None
+    if isinstance(reference, (list, tuple)) and (not reference or all(_is_image_like(r) for r in reference)):
+        refs = list(reference)
+        if not refs:
+            raise ValueError("reference=[] holds no image: give one reference or several")
+    else:
+        refs = [reference]
+    out = []
+    for r in refs:
+        if isinstance(r, (str, os.PathLike)):
+            from .io import read_image  # (files only when given as such)
+
+            r = read_image(r)
+        out.append(r)
+    return out
+
+
+def reference_names(refs: list | None) -> list[str]:
+    """How messages name each reference: "the reference", or "reference 2 of 3"."""
+    n = len(refs or [None])
+    return ["the reference"] if n == 1 else [f"reference {i + 1} of {n}" for i in range(n)]
+
+
+def reference_histogram(refs: list, sink: list | None = None) -> np.ndarray:
+    """The ab histogram of one reference, or of several: the union of their colours, each reference
+    weighing the same (the mean of their normalised histograms)."""
+    hists = [histogram_from_rgb(prepare_reference(r, sink, None, what)) for r, what in zip(refs, reference_names(refs))]
+    return hists[0] if len(hists) == 1 else np.mean(hists, 0).astype(np.float32)
+
+
+def prepare_reference(reference, sink: list | None = None, shape: tuple[int, int] | None = None,
+                      what: str = "the reference") -> np.ndarray:
     """Validate a colour reference; returns float32 ``(h, w, 3)`` RGB in [0, 1].
 
     uint8 is 0..255; other integers are read with the smallest bit depth that holds them (12-bit
@@ -382,37 +424,38 @@ def prepare_reference(reference, sink: list | None = None, shape: tuple[int, int
     ``shape``: the working shape the reference will be resized to. A reference more than twice as
     large on both sides is first reduced in its own dtype by an integer factor (the mean of blocks,
     in bands of rows) to at least twice that shape, so that no full-size float copy of it is made (an
-    8192 x 8192 reference added 3.1 GB to a run before).
+    8192 x 8192 reference added 3.1 GB to a run before). ``what``: how messages name it ("reference 2
+    of 3").
     """
     sink = [] if sink is None else sink
     if isinstance(reference, torch.Tensor):
         reference = reference.detach().cpu().numpy()
     ref = np.asarray(reference)
     if ref.size == 0:
-        raise ValueError("the reference image is empty")
+        raise ValueError(f"{what} image is empty")
     if ref.dtype == bool or not np.issubdtype(ref.dtype, np.number) or np.issubdtype(ref.dtype, np.complexfloating):
-        raise TypeError(f"the reference must be a numeric RGB image, not {ref.dtype}")
+        raise TypeError(f"{what} must be a numeric RGB image, not {ref.dtype}")
     if ref.ndim == 2 or (ref.ndim == 3 and ref.shape[-1] in (1, 2)):
-        raise ValueError("the reference has no colour: it is a greyscale image. Give an RGB colour reference "
+        raise ValueError(f"{what} has no colour: it is a greyscale image. Give an RGB colour reference "
                          "(h, w, 3), or use a histogram model with a histogram.")
     if ref.ndim != 3 or ref.shape[-1] not in (3, 4):
-        raise ValueError(f"the reference must be an RGB(A) image of shape (h, w, 3); got {ref.shape}")
+        raise ValueError(f"{what} must be an RGB(A) image of shape (h, w, 3); got {ref.shape}")
     if ref.shape[0] < 2 or ref.shape[1] < 2:
-        raise ValueError(f"the reference is too small ({ref.shape[0]}x{ref.shape[1]} pixels)")
+        raise ValueError(f"{what} is too small ({ref.shape[0]}x{ref.shape[1]} pixels)")
     if ref.shape[-1] == 4:
-        _warn("the reference has an alpha channel: it is ignored", sink)
+        _warn(f"{what} has an alpha channel: it is ignored", sink)
         ref = ref[..., :3]
-    white, note = rgb_value_scale(ref, ref.dtype, "the reference")
+    white, note = rgb_value_scale(ref, ref.dtype, what)
     if note:
         _warn(note, sink)
     if min(ref.shape[:2]) < 16:
-        _warn(f"the reference is tiny ({ref.shape[0]}x{ref.shape[1]}): it is enlarged to the working size", sink)
+        _warn(f"{what} is tiny ({ref.shape[0]}x{ref.shape[1]}): it is enlarged to the working size", sink)
     step = max(1, int(math.ceil(math.sqrt(ref.shape[0] * ref.shape[1] / 16384))))  # a grid sample is enough to judge
     grid = np.clip(ref[::step, ::step].astype(np.float64) / white, 0.0, 1.0).astype(np.float32)
     lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(grid)).permute(2, 0, 1))
     chroma = torch.sqrt(lab[1] ** 2 + lab[2] ** 2)
     if float(torch.quantile(chroma.flatten().float(), 0.99)) < 4.0:
-        raise ValueError("the reference has no colour: it is (nearly) greyscale, so there is nothing to transfer")
+        raise ValueError(f"{what} has no colour: it is (nearly) greyscale, so there is nothing to transfer")
     factor = 1
     if shape is not None:
         factor = max(1, min(ref.shape[0] // (2 * int(shape[0])), ref.shape[1] // (2 * int(shape[1]))))
@@ -530,10 +573,11 @@ def resolve_model(model) -> Colorizer:
     raise TypeError(f"model must be a name or a loaded model (napari_colorize.load_model), not {type(model).__name__}")
 
 
-def attention_memory(model: Colorizer, wshape: tuple[int, int]) -> int:
-    """Estimated peak bytes of the model's attention for one slice at working shape ``wshape``
-    (the model's own estimate, :meth:`Colorizer.attention_memory`; 0 when it has no attention)."""
-    return int(model.attention_memory(wshape))
+def attention_memory(model: Colorizer, wshape: tuple[int, int], references: int = 1) -> int:
+    """Estimated peak bytes of the model's attention for one slice at working shape ``wshape`` with
+    ``references`` references (the model's own estimate, :meth:`Colorizer.attention_memory`; 0 when it
+    has no attention)."""
+    return int(model.attention_memory(wshape, references) if references > 1 else model.attention_memory(wshape))
 
 
 def available_memory(device) -> int | None:
@@ -557,29 +601,33 @@ def _standard_attention(model: Colorizer) -> bool:
     return getattr(getattr(getattr(model, "network", None), "config", None), "attention", "") == "standard"
 
 
-def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int) -> str:
+def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int, references: int = 1) -> str:
     standard = _standard_attention(model)
     fit = size
     avail = available_memory(model.device)
     if avail:
-        while fit > model.multiple and attention_memory(model, working_shape(wshape, fit, model.multiple)) > 0.8 * avail:
+        while fit > model.multiple and \
+                attention_memory(model, working_shape(wshape, fit, model.multiple), references) > 0.8 * avail:
             fit = int(fit * 0.8)
         fit = max(model.multiple, fit // model.multiple * model.multiple)
     alt = " or the axial model 'exemplar'" if standard else ""
-    return f"use a smaller working size (size={fit} or less){alt}"
+    fewer = " or fewer references" if references > 1 else ""
+    return f"use a smaller working size (size={fit} or less){alt}{fewer}"
 
 
-def check_memory(model: Colorizer, wshape: tuple[int, int]) -> None:
+def check_memory(model: Colorizer, wshape: tuple[int, int], references: int = 1) -> None:
     """Raise MemoryError, before allocating, when the model's attention at working shape ``wshape``
-    would not fit in the free memory of its device (saying what size would)."""
-    need = attention_memory(model, wshape)
+    with ``references`` references would not fit in the free memory of its device (saying what
+    size would)."""
+    need = attention_memory(model, wshape, references)
     avail = available_memory(model.device) if need else None  # (no /proc read for models without attention)
     if need and avail and need > avail:  # say so before allocating, not with the allocator's error
         kind = "standard (whole-image)" if _standard_attention(model) else "axial"
+        refs = f" with {references} references" if references > 1 else ""
         raise MemoryError(
-            f"{model.name!r} at working size {wshape[0]}x{wshape[1]} needs about {need / 2**30:.1f} GB "
+            f"{model.name!r} at working size {wshape[0]}x{wshape[1]}{refs} needs about {need / 2**30:.1f} GB "
             f"for its {kind} attention, more than the {avail / 2**30:.1f} GB free: "
-            + _memory_advice(model, wshape, max(wshape)))
+            + _memory_advice(model, wshape, max(wshape), references))
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -609,9 +657,10 @@ class Plan:
     """
 
     def __init__(self, model: Colorizer, target: TargetView, wshape: tuple[int, int], state,
-                 sink: list | None = None) -> None:
+                 sink: list | None = None, references: int = 1) -> None:
         self.model, self.target, self.wshape, self.state = model, target, tuple(wshape), state
         self.sink = [] if sink is None else sink
+        self.references = int(references)
 
     @property
     def intensity_range(self) -> tuple[float, float, str]:
@@ -636,19 +685,20 @@ class Plan:
         if size is not None and (isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1):
             raise ValueError(f"size must be a positive number of pixels, got {size!r}")
         wshape = working_shape(view.spatial, int(size or model.default_size), model.multiple, model.min_size)
-        check_memory(model, wshape)
+        refs = reference_list(reference)
+        n_refs = len(refs) if refs else 1
+        check_memory(model, wshape, n_refs)
         ref_t = hist_t = None
-        if model.kind == "histogram":  # the histogram of the whole reference, at its own resolution
-            hist = prepare_histogram(histogram) if histogram is not None else \
-                histogram_from_rgb(prepare_reference(reference, sink))
+        if model.kind == "histogram":  # the histogram of the whole reference(s), at its own resolution
+            hist = prepare_histogram(histogram) if histogram is not None else reference_histogram(refs, sink)
             hist_t = torch.from_numpy(hist)
-        else:
-            ref = prepare_reference(reference, sink, wshape)  # (reduced early when much larger)
-            ref_t = _resize(torch.from_numpy(ref).permute(2, 0, 1)[None], wshape).clamp(0, 1)
+        else:  # (K, 3, h, w): every reference at the working shape (each reduced early when much larger)
+            ref_t = torch.cat([_resize(torch.from_numpy(prepare_reference(r, sink, wshape, which)).permute(2, 0, 1)[None],
+                                       wshape).clamp(0, 1) for r, which in zip(refs, reference_names(refs))])
         state = model.prepare(reference=ref_t, histogram=hist_t)
-        if view.n_slices > 1:  # the guide's features once for every slice (also what a cluster's workers get)
+        if view.n_slices > 1 or n_refs > 1:  # the guide's features once (for every slice; for their union)
             state = model.precompute(state)
-        return cls(model, view, wshape, state, sink)
+        return cls(model, view, wshape, state, sink, n_refs)
 
     @classmethod
     def for_part(cls, model, part, intensity: tuple, wshape: tuple[int, int], state,
@@ -669,7 +719,8 @@ class Plan:
             if not _out_of_memory(e):
                 raise
             raise MemoryError(f"{self.model.name!r} ran out of memory at working size {self.wshape[0]}x"
-                              f"{self.wshape[1]}: " + _memory_advice(self.model, self.wshape, max(self.wshape))) from e
+                              f"{self.wshape[1]}: " + _memory_advice(self.model, self.wshape, max(self.wshape),
+                                                                     self.references)) from e
         if not bool(torch.isfinite(pred.ab).all()):  # (NaN would be written as black, and the run called a success)
             raise NonFiniteError(f"model {self.model.source or self.model.name!r} produced non-finite colours (NaN/inf): "
                                  "its weights may be corrupt or overflow; use another model or checkpoint")
@@ -1008,9 +1059,12 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
         4-D and larger arrays need ``rgb=`` to say whether the last axis is colour.
         A ``(3|4, H, W)`` array is a stack, with a warning: ``rgb=False`` confirms
         it, ``channel_axis=0`` reads it as a channel-first colour image.
-    reference : array ``(h, w, 3)``, optional
+    reference : array ``(h, w, 3)``, an image file, or a list of them, optional
         Colour reference, uint8, uint16 (12-bit etc. data detected) or float in
-        [0, 1] (0..255 floats detected, with a warning), any size.
+        [0, 1] (0..255 floats detected, with a warning), any size. Several references
+        (``[r1, r2, ...]``): every target position may take colour from any of them (the
+        attention and the correspondence prior run over the union of their positions; the
+        global baselines and the histogram models take the union of their colours).
     histogram : array ``(21, 21)``, optional
         ab histogram (axis 0: a, axis 1: b), for histogram models.
     size : int, optional

@@ -29,7 +29,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Suggestion", "FeatureCache", "image_features", "pca", "local_score", "suggest_references",
+__all__ = ["Suggestion", "FeatureCache", "image_features", "pca", "local_score", "local_best", "complementary",
+           "suggest_references",
            "default_cache_dir", "IMAGE_SUFFIXES"]
 
 FEATURE_SIZE = 224
@@ -128,13 +129,37 @@ def pca(x: np.ndarray, dims: int = 128, fit: np.ndarray | None = None) -> np.nda
     return (x - mean) @ vt[: min(dims, vt.shape[0])].T
 
 
-def local_score(target_mid: np.ndarray, cand_mid: np.ndarray) -> float:
-    """Mean over target positions of the best cosine similarity to any candidate position."""
+def local_best(target_mid: np.ndarray, cand_mid: np.ndarray) -> np.ndarray:
+    """Per target position, the best cosine similarity to any candidate position ``(positions,)``."""
     t = target_mid.reshape(target_mid.shape[0], -1)
     c = cand_mid.reshape(cand_mid.shape[0], -1)
     t = t / (np.linalg.norm(t, axis=0, keepdims=True) + 1e-8)
     c = c / (np.linalg.norm(c, axis=0, keepdims=True) + 1e-8)
-    return float((t.T @ c).max(1).mean())
+    return (t.T @ c).max(1)
+
+
+def local_score(target_mid: np.ndarray, cand_mid: np.ndarray) -> float:
+    """Mean over target positions of the best cosine similarity to any candidate position."""
+    return float(local_best(target_mid, cand_mid).mean())
+
+
+def complementary(bests: list[np.ndarray], k: int) -> list[tuple[int, float]]:
+    """A greedy set of ``k`` candidates to use together: first the best alone, then each time the one
+    that raises the set's score most (the mean over target positions of the best similarity to any
+    position of any chosen candidate: what a several-reference colourisation can match). ``bests``:
+    :func:`local_best` of each candidate. Returns ``[(index into bests, the set's score with it)]``;
+    it stops early when no candidate adds anything."""
+    chosen: list[tuple[int, float]] = []
+    cover = None
+    for _ in range(min(k, len(bests))):
+        gains = [(-np.inf if any(i == c for c, _ in chosen) else
+                  float((b if cover is None else np.maximum(cover, b)).mean()), i) for i, b in enumerate(bests)]
+        score, i = max(gains)
+        if chosen and score <= chosen[-1][1] + 1e-6:
+            break
+        chosen.append((i, score))
+        cover = bests[i] if cover is None else np.maximum(cover, bests[i])
+    return chosen
 
 
 class FeatureCache:
@@ -267,8 +292,9 @@ class _Nearest:
 def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Sequence[str | Path] | str | Path,
                        top: int = 5, shortlist: int = 20, names: Sequence[str] | None = None,
                        cache: FeatureCache | None | bool = True, progress: Callable[[int, int], None] | None = None,
-                       errors: list | None = None) -> list[Suggestion]:
-    """Rank candidate references for a grey target, best first.
+                       errors: list | None = None, together: int = 0) -> list[Suggestion]:
+    """Rank candidate references for a grey target, best first; or, with ``together=k``, propose a set
+    of up to ``k`` complementary references to use at once (:func:`complementary`).
 
     Parameters
     ----------
@@ -281,6 +307,8 @@ def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Se
         only files are cached.
     progress : callable(done, total), called per candidate.
     errors : a list that receives one line per candidate that could not be read.
+    together : 0 (a ranking) or the size of the set to propose: then each suggestion's ``score`` is the
+        set's score with it and those before it (the first is the best alone), from the shortlist.
     """
     from .models.backbones import build_backbone
 
@@ -328,7 +356,13 @@ def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Se
             return None if got is None else np.asarray(got[1], np.float32)
         return image_features([candidates[n]], bb)[1][0]
 
-    scored = [(local_score(tm[0], m), j) for j in order if (m := mid_of(j)) is not None]
+    bests = {j: local_best(tm[0], m) for j in order if (m := mid_of(j)) is not None}
+    if together:
+        picked = complementary(list(bests.values()), int(together))
+        js = list(bests)
+        return [Suggestion(index=kept[js[i]], name=labels[kept[js[i]]], score=s, distance=float(dist[js[i]]))
+                for i, s in picked]
+    scored = [(float(b.mean()), j) for j, b in bests.items()]
     scored.sort(key=lambda s: -s[0])
     return [Suggestion(index=kept[j], name=labels[kept[j]], score=s, distance=float(dist[j]))
             for s, j in scored[:top]]

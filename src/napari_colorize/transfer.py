@@ -21,6 +21,7 @@ import torch
 
 from .color import BIN_WIDTH, NBINS, bin_centres, normalize_lab, rgb_to_lab
 from .models.base import Colorizer, Prediction
+from .models.union import side_by_side
 
 __all__ = ["sliced_transfer", "samples_from_histogram", "MatchedColorizer", "match_strength"]
 
@@ -92,7 +93,7 @@ class MatchedColorizer(Colorizer):
         if histogram is not None:
             target = samples_from_histogram(histogram.float().cpu(), 65536)
         else:
-            target = normalize_lab(rgb_to_lab(reference[0].float().cpu()))[1:].reshape(2, -1)
+            target = normalize_lab(rgb_to_lab(side_by_side(reference.float().cpu())[0]))[1:].reshape(2, -1)
         return {"base": state, "target": target}
 
     def precompute(self, state):

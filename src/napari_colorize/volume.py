@@ -662,8 +662,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     model : str or Colorizer
         A name or checkpoint path (each worker loads it once), or a loaded model (sent to each
         worker once when it cannot be loaded by name, for example random weights).
-    reference, histogram : the guide, as for :func:`~napari_colorize.colorize` (a reference may
-        also be an image file's path).
+    reference, histogram : the guide, as for :func:`~napari_colorize.colorize` (a reference, or
+        each of several in a list, may also be an image file's path).
     client : dask.distributed.Client, optional; scheduler : ``"tcp://host:port"`` (a cluster),
         ``"threads"`` (default without a client) or ``"synchronous"``.
     size, normalize, percentiles, temporal : as for :func:`~napari_colorize.colorize`; the
@@ -705,14 +705,16 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     if pyramid > levels:
         raise ValueError(f"pyramid={pyramid}: a {vol.data.shape[-2]} x {vol.data.shape[-1]} image has at most "
                          f"{levels} lower levels (each halves y and x, down to 1 pixel); use pyramid={levels} or less")
-    ref_path = Path(reference) if isinstance(reference, (str, os.PathLike)) else None
-    inputs = [p for p in (vol.path, ref_path) if p is not None] + [Path(p) for p in protect]
+    refs = list(reference) if isinstance(reference, (list, tuple)) else None if reference is None else [reference]
+    ref_paths = [Path(r) for r in refs or [] if isinstance(r, (str, os.PathLike))]
+    inputs = [p for p in (vol.path,) if p is not None] + ref_paths + [Path(p) for p in protect]
     record = first = _check_output(out, inputs, overwrite)
     # before reading any slice (sizes come from the file); on a cluster its workers are checked below
     _check_memory(vol, temporal, dtype, pyramid, None,
                   "synchronous" if client is not None or _is_address(scheduler) else scheduler)
-    if ref_path is not None:
-        reference = read_image(ref_path)
+    if ref_paths:  # (several references: a list of images, some of them files)
+        refs = [read_image(r) if isinstance(r, (str, os.PathLike)) else r for r in refs]
+        reference = refs if isinstance(reference, (list, tuple)) else refs[0]
     model = resolve_model(model) if not isinstance(model, str) else _load(model, device)
 
     # everything that depends on the whole volume, once, here (sampling its slices in this process)
@@ -729,10 +731,14 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     blocks = [tuple(slice(s, min(s + c, n)) for s, c, n in zip(first, vol.chunks, vol.data.shape))
               for first in _product(starts)]
     guide = reference if reference is not None else histogram
+    if isinstance(guide, (list, tuple)):  # several references: each one's digest (one alone: as before)
+        guide_digest = "+".join(_sha(np.asarray(g, dtype=np.float64)) for g in guide)
+    else:
+        guide_digest = _sha(np.asarray(guide, dtype=np.float64))
     args = {"source": str(vol.path.resolve()) if vol.path else "array", "channel": vol.channel,
             "shape": list(vol.data.shape),
             "in_dtype": str(vol.data.dtype), "chunks": list(vol.chunks), "model": model.source or model.name,
-            "guide": _sha(np.asarray(guide, dtype=np.float64)), "size": size, "dtype": dtype, "pyramid": int(pyramid),
+            "guide": guide_digest, "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
             "intensity": [float(plan.target.lo), float(plan.target.hi), plan.target.scale_mode],
             "working_shape": list(plan.wshape), **input_fingerprint(vol, blocks)}

@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 
 from ..compare import COLUMNS, sheet_layout, write_csv
 from ..models.registry import comparison_models, list_models
-from ._layers import (OURS, DefaultPicks, add_or_update_image, find_ours, free_name, is_ours, layer_picker,
+from ._layers import (OURS, DefaultPicks, add_or_update_image, colour_layers, find_ours, free_name, is_ours, layer_picker,
                       score_colour, score_grey, score_truth, spatial_shape)
 from ._sections import make_scrollable, wrap_label
 from ._workers import CompareRow, compare_job
@@ -54,6 +54,10 @@ class CompareWidget(Container):
         self._viewer = napari_viewer
         self._target = layer_picker(napari_viewer, "grey target")
         self._reference = layer_picker(napari_viewer, "colour reference")
+        self._more = Select(label="more references", choices=lambda _w: colour_layers(
+            napari_viewer, exclude=(self._target.value, self._reference.value, self._truth.value)), value=[])
+        self._more.tooltip = "more colour references (ctrl-click): each pixel may take colour from any of them"
+        self._more.native.setMaximumHeight(72)
         self._truth = layer_picker(napari_viewer, "truth (optional)", nullable=True)
         self._models = Select(label="models", choices=self._model_choices)
         self._models.value = self.default_models()
@@ -70,10 +74,12 @@ class CompareWidget(Container):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        super().__init__(widgets=[self._target, self._reference, self._truth, self._models, self._run, self._progress,
+        super().__init__(widgets=[self._target, self._reference, self._more, self._truth, self._models, self._run, self._progress,
                                   self._csv, self._export, self._status])
         self.native.layout().addWidget(self.table, 1)  # the table takes the room left
         self._run.clicked.connect(self.run)
+        for picker in (self._target, self._reference, self._truth):  # (the more-references list leaves those out)
+            picker.changed.connect(lambda _: self._more.reset_choices())
         self._export.clicked.connect(self.export)
         self.rows: list[dict] = []
         self.worker = None
@@ -107,9 +113,11 @@ class CompareWidget(Container):
         if target is None or ref is None or not names:
             show_error("choose a target, a colour reference and at least one model")
             return
-        if not ref.rgb:
-            show_error(f"the reference layer '{ref.name}' has no colour: choose an RGB layer")
-            return
+        refs = [ref] + [l for l in (self._more.value or []) if l is not ref and l in self._viewer.layers]
+        for r in refs:
+            if not r.rgb:
+                show_error(f"the reference layer '{r.name}' has no colour: choose an RGB layer")
+                return
         if truth is not None and (not truth.rgb or truth.data.shape[:2] != target.data.shape[-2:]):
             show_error("the ground truth must be an RGB layer of the target's size")
             return
@@ -121,7 +129,8 @@ class CompareWidget(Container):
         self._plan_sheet(len(names), target)
         self._run.enabled = False
         self._status.value = f"comparing {len(names)} model(s)..."
-        worker = compare_job(names, target.data, np.asarray(ref.data),
+        guide = np.asarray(ref.data) if len(refs) == 1 else [np.asarray(r.data) for r in refs]
+        worker = compare_job(names, target.data, guide,
                              None if truth is None else np.asarray(truth.data), bool(target.rgb))
         worker.yielded.connect(lambda msg: self._on_row(msg, target))
         worker.errored.connect(lambda e: show_error(f"comparison failed: {e}"))

@@ -7,13 +7,13 @@ between layers and a worker thread.
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select, SpinBox
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..inference import Cancelled
 from ..models.registry import list_models
-from ._layers import (DefaultPicks, add_or_update_image, find_ours, layer_picker, overlay_transform, query_cell, query_points,
-                      remove_ours, score_colour, score_grey, spatial_shape)
+from ._layers import (DefaultPicks, add_or_update_image, colour_layers, find_ours, layer_picker, overlay_transform,
+                      query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
 from ._sections import Collapsible, make_scrollable, wrap_label
 from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
     save_job
@@ -33,12 +33,18 @@ def short_key(key: str) -> str:
 
 
 class ExemplarWidget(Container):
-    """Colourise a greyscale layer guided by a colour reference layer."""
+    """Colourise a greyscale layer guided by a colour reference layer (and, optionally, more of them:
+    each pixel may then take colour from any of them)."""
 
     def __init__(self, napari_viewer) -> None:
         self._viewer = napari_viewer
         self._target = layer_picker(napari_viewer, "grey target")
         self._reference = layer_picker(napari_viewer, "colour reference")
+        self._more = Select(label="more references", choices=lambda _w: colour_layers(
+            napari_viewer, exclude=(self._target.value, self._reference.value)), value=[])
+        self._more.tooltip = ("more colour references (ctrl-click to choose several): every pixel may take colour "
+                              "from any of the references")
+        self._more.native.setMaximumHeight(72)
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
@@ -54,7 +60,8 @@ class ExemplarWidget(Container):
         self._status = Label(value="")
         self._save_path = FileEdit(label="save lazy result", filter="*.tif", mode="w", visible=False)
         self._save = PushButton(text="Compute and save all", visible=False)
-        super().__init__(widgets=[self._target, self._reference, self._model, self._checkpoint, self._attention,
+        super().__init__(widgets=[self._target, self._reference, self._more, self._model, self._checkpoint,
+                                  self._attention,
                                   self._all_levels,
                                   Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
                                   self._progress, self._status, self._save_path, self._save])
@@ -71,6 +78,8 @@ class ExemplarWidget(Container):
         if best in self._model.choices:
             self._model.value = best
         self._save.clicked.connect(self.save_all)
+        for picker in (self._target, self._reference):  # (the more-references list leaves those out)
+            picker.changed.connect(lambda _: self._more.reset_choices())
         self._model.changed.connect(self._on_model)
         self._attention.changed.connect(lambda v: setattr(self._all_levels, "visible", bool(v)))
         self._all_levels.changed.connect(lambda _: self._show_levels())
@@ -119,23 +128,31 @@ class ExemplarWidget(Container):
         return self._model.value
 
     # -------------------------------------------------------------------- run
+    def references(self) -> list:
+        """The reference layers of a run: the colour reference, then the chosen *more references*."""
+        ref = self._reference.value
+        extra = [l for l in (self._more.value or []) if l is not ref and l in self._viewer.layers]
+        return ([ref] if ref is not None else []) + extra
+
     def _check_inputs(self):
         target, ref = self._target.value, self._reference.value
         if target is None or ref is None:
             raise ValueError("choose a greyscale target layer and a colour reference layer")
-        if target is ref:
+        refs = self.references()
+        if any(target is r for r in refs):
             raise ValueError("the target and the reference are the same layer")
-        if not ref.rgb:
-            raise ValueError(f"the reference layer '{ref.name}' has no colour: choose an RGB layer")
+        for r in refs:
+            if not r.rgb:
+                raise ValueError(f"the reference layer '{r.name}' has no colour: choose an RGB layer")
         if target.rgb:
             show_warning(f"'{target.name}' is an RGB layer: its lightness is used as the grey target")
-        return target, ref
+        return target, refs
 
     def run(self) -> None:
         if self.worker is not None:
             return
         try:
-            target, ref = self._check_inputs()
+            target, refs = self._check_inputs()
         except ValueError as e:
             show_error(str(e))
             return
@@ -143,17 +160,20 @@ class ExemplarWidget(Container):
         self._progress.value = 0
         self._run.enabled, self._cancel.enabled = False, True
         settings = {"model": self.model_name(), "device": self._device.value, "size": int(self._size.value),
-                    "reference": ref.name, "target": target.name}
+                    "reference": refs[0].name, "target": target.name}
+        if len(refs) > 1:
+            settings["references"] = [r.name for r in refs]
+        guide = np.asarray(refs[0].data) if len(refs) == 1 else [np.asarray(r.data) for r in refs]
         lazy = is_lazy(target.data) and target.data.ndim > (3 if target.rgb else 2)
         if lazy:  # a dask/zarr stack stays lazy: slices are colourised when viewed
-            worker = lazy_job(settings["model"], settings["device"], target.data, np.asarray(ref.data),
+            worker = lazy_job(settings["model"], settings["device"], target.data, guide,
                               settings["size"], bool(target.rgb))
         else:
             worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data),
-                                  reference=np.asarray(ref.data), size=settings["size"],
+                                  reference=guide, size=settings["size"],
                                   attention=bool(self._attention.value), rgb=bool(target.rgb))
         worker.yielded.connect(self._on_yield)
-        worker.returned.connect(lambda res: self._on_result(res, target, ref, settings))
+        worker.returned.connect(lambda res: self._on_result(res, target, refs, settings))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -182,9 +202,10 @@ class ExemplarWidget(Container):
         self._run.enabled, self._cancel.enabled = True, False
 
     # ----------------------------------------------------------------- layers
-    def _on_result(self, res, target, ref, settings: dict) -> None:
+    def _on_result(self, res, target, refs, settings: dict) -> None:
         if res is None:  # cancelled
             return
+        ref = refs[0]
         self.last_result = res
         if isinstance(res, LazyResult):
             self._on_lazy_result(res, target, settings)
@@ -218,8 +239,8 @@ class ExemplarWidget(Container):
             else:
                 missing.append("the match confidence")
         if self._attention.value:
-            if res.attention and not res.is_stack and ref in layers:
-                self._add_attention_layers(res, target, ref, meta)
+            if res.attention and not res.is_stack and all(r in layers for r in refs):
+                self._add_attention_layers(res, target, refs, meta)
             else:
                 missing.append("attention")
         self._drop_stale_attention(target if self._attention.value and res.attention and not res.is_stack else None)
@@ -227,8 +248,8 @@ class ExemplarWidget(Container):
         if missing:
             why = "a stack (they are made for 2-D images)" if res.is_stack and "the match confidence" not in missing \
                 else f"'{res.model}' (only the exemplar networks and the warps have them)"
-            if "attention" in missing and not res.is_stack and res.attention and ref not in layers:
-                why = "the reference layer was removed"
+            if "attention" in missing and not res.is_stack and res.attention and any(r not in layers for r in refs):
+                why = "a reference layer was removed"
             msg = f"{' and '.join(missing)} not available for {why}"
             show_info(msg)
             self._status.value = f"done: {layer.name}; {msg}"
@@ -280,19 +301,21 @@ class ExemplarWidget(Container):
         def stale(meta: dict) -> bool:
             if meta.get("widget") != "exemplar" or meta.get("kind") not in ("attention", "concentration", "query"):
                 return False
+            over = meta.get("over")  # (the map over a reference this run did not use)
             return target is None or meta.get("target") != target.name or \
-                (meta.get("level") is not None and meta["level"] not in keys)
+                (meta.get("level") is not None and meta["level"] not in keys) or \
+                (over is not None and over not in [r.name for r in getattr(self, "_attention_refs", [])])
 
         remove_ours(self._viewer, stale)
         if target is None:
             self._attention_maps, self._query = {}, None
 
-    def _add_attention_layers(self, res: Colourised, target, ref, meta) -> None:
+    def _add_attention_layers(self, res: Colourised, target, refs, meta) -> None:
         meta = {**meta, "widget": "exemplar"}
         if getattr(self, "_attention_target", None) is not target:  # another target: its own point
             remove_ours(self._viewer, lambda m: m.get("widget") == "exemplar" and m.get("kind") == "query")
         self._attention_maps = res.attention
-        self._attention_target, self._attention_ref = target, ref
+        self._attention_target, self._attention_refs = target, list(refs)
         self._attention_meta = meta
         self._concentrations_of_run: set[str] = set()
         self._query = query_points(self._viewer, target, "attention point", "cyan", {**meta, "kind": "query"},
@@ -322,7 +345,8 @@ class ExemplarWidget(Container):
         for key in sorted(maps):
             if key in keys:
                 continue
-            for slot in self._names(key):
+            extra = [f"{self._names(key)[0]} {k + 1}" for k in range(1, len(getattr(self, "_attention_refs", [])))]
+            for slot in [*self._names(key), *extra]:
                 layer = find_ours(self._viewer, slot)
                 if layer is not None:
                     self._viewer.layers.remove(layer)
@@ -346,18 +370,23 @@ class ExemplarWidget(Container):
         q, maps = self._query, self._attention_maps
         if q is None or not maps or len(q.data) == 0:
             return
-        target, ref = self._attention_target, self._attention_ref
-        if ref not in self._viewer.layers or target not in self._viewer.layers:
+        target, refs = self._attention_target, self._attention_refs
+        if any(r not in self._viewer.layers for r in refs) or target not in self._viewer.layers:
             return
         default = self.shown_key()
         for key in self._attention_keys():
             m = maps[key]
             i, j = query_cell(target, q, m.shape)
-            eff = m.effective(i, j)
-            sc, tr = overlay_transform(ref, ref.data.shape[:2], eff.shape)
-            meta = {**self._attention_meta, "kind": "attention", "query": [i, j], "level": key}
-            # visible applies when the layer is created; later updates keep the user's choice
-            add_or_update_image(self._viewer, eff, self._names(key)[0], meta, scale=sc, translate=tr,
-                                colormap="inferno", opacity=0.7, blending="additive",
-                                contrast_limits=(0, float(eff.max()) or 1.0), interpolation2d="linear",
-                                visible=key == default)
+            eff = m.effective(i, j)  # (h, K w): over the references side by side (one softmax over all)
+            w = eff.shape[1] // len(refs)
+            top = float(eff.max()) or 1.0
+            for k, ref in enumerate(refs):  # each reference's part of the map, over that reference
+                part = np.ascontiguousarray(eff[:, k * w:(k + 1) * w])
+                sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape)
+                meta = {**self._attention_meta, "kind": "attention", "query": [i, j], "level": key,
+                        "over": ref.name}
+                name = self._names(key)[0] + ("" if k == 0 else f" {k + 1}")
+                # visible applies when the layer is created; later updates keep the user's choice
+                add_or_update_image(self._viewer, part, name, meta, scale=sc, translate=tr,
+                                    colormap="inferno", opacity=0.7, blending="additive",
+                                    contrast_limits=(0, top), interpolation2d="linear", visible=key == default)

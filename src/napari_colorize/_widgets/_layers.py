@@ -133,6 +133,15 @@ def layer_picker(viewer, label: str, kind=None, nullable: bool = False):
                     choices=lambda _w: [(l.name, l) for l in viewer.layers if isinstance(l, kind)])
 
 
+def colour_layers(viewer, exclude=()) -> list:
+    """``(name, layer)`` of the viewer's colour (RGB) image layers that are not ours nor in ``exclude``:
+    the choices of a several-references picker."""
+    from napari.layers import Image
+
+    return [(l.name, l) for l in viewer.layers if isinstance(l, Image) and getattr(l, "rgb", False)
+            and not is_ours(l) and not any(l is x for x in exclude)]
+
+
 def score_grey(layer) -> int:
     """How well ``layer`` fits as a greyscale target (0: not at all)."""
     if is_ours(layer) or role(layer) in ("reference", "truth") or getattr(layer, "rgb", True):

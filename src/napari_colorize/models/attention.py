@@ -32,22 +32,38 @@ from torch import nn
 
 from .maps import AttentionMaps  # noqa: F401  (defined in maps.py; importable from here as before)
 
-__all__ = ["AxialAttention", "StandardAttention", "CrossAttentionModule", "AttentionMaps", "relative_index"]
+__all__ = ["AxialAttention", "StandardAttention", "CrossAttentionModule", "AttentionMaps", "relative_index",
+           "reference_count"]
 
 
-def relative_index(n_q: int, n_k: int, max_rel: int, device=None) -> torch.Tensor:
-    """Index into a ``2*max_rel - 1`` table of the offset ``p - o`` (clipped), shape ``(n_q, n_k)``."""
+def relative_index(n_q: int, n_k: int, max_rel: int, device=None, period: int | None = None) -> torch.Tensor:
+    """Index into a ``2*max_rel - 1`` table of the offset ``p - o`` (clipped), shape ``(n_q, n_k)``.
+    ``period``: key positions are read modulo it (several references side by side, each ``period``
+    long: :mod:`napari_colorize.models.union`)."""
     o = torch.arange(n_q, device=device)[:, None]
     p = torch.arange(n_k, device=device)[None, :]
+    if period:
+        p = p % period
     return (p - o).clamp(-(max_rel - 1), max_rel - 1) + (max_rel - 1)
 
 
-def _span_mask(n_q: int, n_k: int, span: int | None, device) -> torch.Tensor | None:
+def _span_mask(n_q: int, n_k: int, span: int | None, device, period: int | None = None) -> torch.Tensor | None:
     if span is None:
         return None
     o = torch.arange(n_q, device=device)[:, None]
     p = torch.arange(n_k, device=device)[None, :]
+    if period:
+        p = p % period
     return (p - o).abs() > span // 2  # True = masked out
+
+
+def reference_count(target: torch.Tensor, source: torch.Tensor, along_width: bool = True) -> int:
+    """How many references ``source`` holds side by side along the width (1: the target's shape)."""
+    if source.shape == target.shape:
+        return 1
+    ok = (along_width and source.shape[:3] == target.shape[:3] and source.shape[3] % target.shape[3] == 0)
+    assert ok, (target.shape, source.shape)
+    return source.shape[3] // target.shape[3]
 
 
 class _QKV(nn.Module):
@@ -104,20 +120,25 @@ class AxialAttention(_QKV):
         Returns the fused map ``(B, h, H, W)`` and, when asked, the attention
         ``(B, heads, H, W, L)``: for a query at (i, j) the weights over the L
         positions of its line (columns j' for width, rows i' for height).
+
+        Several references: the width step's ``source`` may be ``(B, h, H, K W)``, K references side
+        by side (:func:`~napari_colorize.models.union.side_by_side`); a query then attends to its row
+        in all of them at once (one softmax over ``K W`` positions, ``L = K W``), each position with the
+        offset it has within its own reference.
         """
-        assert target.shape == source.shape, (target.shape, source.shape)
+        reference_count(target, source, along_width=self.axis == "width")
         q, k, v = self.split(self.to_q(target)), self.split(self.to_k(source)), self.split(self.to_v(source))
         if self.axis == "height":  # attend along H: make H the last lattice axis
             q, k, v = (t.transpose(2, 3) for t in (q, k, v))
-        n = q.shape[3]
-        idx = relative_index(n, n, self.max_rel, q.device)
+        n, m = q.shape[3], k.shape[3]
+        idx = relative_index(n, m, self.max_rel, q.device, period=n)
         rq, rk, rv = self.r_q[idx], self.r_k[idx], self.r_v[idx]  # (n_o, n_p, d): r_{p-o}
         scale = self.dim_head**-0.5
         logits = torch.einsum("bhxod,bhxpd->bhxop", q, k)
         logits = logits + torch.einsum("bhxod,opd->bhxop", q, rq)
         logits = logits + torch.einsum("bhxpd,opd->bhxop", k, rk)
         logits = logits * scale
-        mask = _span_mask(n, n, self.span, q.device)
+        mask = _span_mask(n, m, self.span, q.device, period=n)
         if mask is not None:
             logits = logits.masked_fill(mask, float("-inf"))
         attn = logits.softmax(dim=-1)
@@ -145,11 +166,14 @@ class StandardAttention(_QKV):
             setattr(self, f"col_{name}", nn.Parameter(torch.randn(2 * max_rel - 1, d) * d**-0.5))
 
     def forward(self, target, source, return_attention: bool = False):
-        assert target.shape == source.shape, (target.shape, source.shape)
+        """As :meth:`AxialAttention.forward`; ``source`` may hold K references side by side
+        ``(B, h, H, K W)``: one softmax over all ``K H W`` positions."""
+        reference_count(target, source)
         q, k, v = self.split(self.to_q(target)), self.split(self.to_k(source)), self.split(self.to_v(source))
         B, n, H, W, d = q.shape
+        KW = k.shape[3]
         iy = relative_index(H, H, self.max_rel, q.device)  # [y, Y] -> r_{Y - y}
-        ix = relative_index(W, W, self.max_rel, q.device)
+        ix = relative_index(W, KW, self.max_rel, q.device, period=W)
         scale = d**-0.5
         logits = torch.einsum("bnyxd,bnYXd->bnyxYX", q, k)
         logits = logits + torch.einsum("bnyxd,yYd->bnyxY", q, self.row_q[iy])[..., None]
@@ -157,11 +181,11 @@ class StandardAttention(_QKV):
         logits = logits + torch.einsum("bnYXd,yYd->bnyYX", k, self.row_k[iy])[:, :, :, None]
         logits = logits + torch.einsum("bnYXd,xXd->bnxYX", k, self.col_k[ix])[:, :, None]
         logits = logits * scale
-        my, mx = _span_mask(H, H, self.span, q.device), _span_mask(W, W, self.span, q.device)
+        my, mx = _span_mask(H, H, self.span, q.device), _span_mask(W, KW, self.span, q.device, period=W)
         if my is not None:
             mask = my[:, None, :, None] | mx[None, :, None, :]  # (y, x, Y, X)
             logits = logits.masked_fill(mask, float("-inf"))
-        attn = logits.reshape(B, n, H, W, H * W).softmax(-1).reshape(B, n, H, W, H, W)
+        attn = logits.reshape(B, n, H, W, H * KW).softmax(-1).reshape(B, n, H, W, H, KW)
         out = torch.einsum("bnyxYX,bnYXd->bnyxd", attn, v)
         out = out + torch.einsum("bnyxY,yYd->bnyxd", attn.sum(-1), self.row_v[iy])
         out = out + torch.einsum("bnyxX,xXd->bnyxd", attn.sum(-2), self.col_v[ix])

@@ -19,6 +19,7 @@ from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_l
 from .coherence import DEFAULT_CONFIDENCE, coherent_ab, image_gate, match_confidence
 from .lazy import LazyDict
 from .maps import BinAttention
+from .union import side_by_side
 
 __all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer"]
 
@@ -56,17 +57,19 @@ class Colorizer:
 
     # guide -> state ----------------------------------------------------------
     def prepare(self, reference: torch.Tensor | None = None, histogram: torch.Tensor | None = None):
-        """``reference``: ``(1, 3, h, w)`` RGB in [0, 1] at the working size;
-        ``histogram``: ``(21, 21)``. Returns a state for :meth:`predict`."""
+        """``reference``: ``(K, 3, h, w)`` RGB in [0, 1] at the working size, ``K`` references (usually
+        1; several: every target position may take colour from any of them, see
+        :mod:`napari_colorize.models.union`); ``histogram``: ``(21, 21)``. Returns a state for
+        :meth:`predict`."""
         raise NotImplementedError
 
     def predict(self, L: torch.Tensor, state, return_attention: bool = False) -> Prediction:
         """``L``: ``(B, 1, h, w)`` normalised lightness (``L/50 - 1``)."""
         raise NotImplementedError
 
-    def attention_memory(self, wshape: tuple[int, int]) -> int:
+    def attention_memory(self, wshape: tuple[int, int], references: int = 1) -> int:
         """Estimated peak bytes of the model's attention for one slice at working shape ``wshape``
-        (0: no attention worth sizing)."""
+        with ``references`` references (0: no attention worth sizing)."""
         return 0
 
     def precompute(self, state):
@@ -88,9 +91,9 @@ class NetworkColorizer(Colorizer):
         self.min_size = self.multiple
         self.default_size = int(self.config.get("working_size", self.default_size))
 
-    def attention_memory(self, wshape: tuple[int, int]) -> int:
+    def attention_memory(self, wshape: tuple[int, int], references: int = 1) -> int:
         size = getattr(self.network, "attention_bytes", None)
-        return int(size(wshape)) if size is not None else 0
+        return int(size(wshape, references)) if size is not None else 0
 
 
 class ExemplarNetwork(NetworkColorizer):
@@ -105,12 +108,12 @@ class ExemplarNetwork(NetworkColorizer):
         if reference is None:
             raise ValueError(f"{self.name!r} is an exemplar model: it needs a reference image (reference=...)")
         rgb = reference.to(self.device)
-        return {"rgb": rgb, "features": None, "lab": normalize_lab(rgb_to_lab(rgb.float()))}
+        return {"rgb": rgb, "features": None, "lab": side_by_side(normalize_lab(rgb_to_lab(rgb.float())))}
 
     def precompute(self, state):
         if state["features"] is None:
             with torch.inference_mode():
-                state = {**state, "features": self.network.encode_reference(state["rgb"], match=True)}
+                state = {**state, "features": self.network.encode_references(state["rgb"], match=True)}
         return state
 
     @torch.inference_mode()
@@ -118,7 +121,8 @@ class ExemplarNetwork(NetworkColorizer):
         net = self.network
         L = L.to(self.device)
         aux: dict = {}
-        if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[-2:] == L.shape[-2:]:
+        if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[0] == 1 \
+                and state["rgb"].shape[-2:] == L.shape[-2:]:
             out = net(L, reference_rgb=state["rgb"], return_attention=return_attention, aux=aux)
         else:  # many slices: reference features once
             state.update(self.precompute(state))
@@ -149,8 +153,9 @@ class HistogramNetwork(NetworkColorizer):
         if histogram is None:
             if reference is None:
                 raise ValueError(f"{self.name!r} is a histogram model: give histogram=... or reference=...")
-            rgb = reference[0].permute(1, 2, 0).cpu().numpy()
-            histogram = torch.from_numpy(histogram_from_rgb(rgb))
+            # several references: the union of their colours, each reference weighing the same
+            histogram = torch.from_numpy(np.mean([histogram_from_rgb(r.permute(1, 2, 0).cpu().numpy())
+                                                  for r in reference], 0).astype(np.float32))
         h = histogram.to(self.device, torch.float32)[None]
         with torch.inference_mode():
             return {"hist": h, "features": self.network.encode_histogram(h)}
@@ -177,7 +182,7 @@ class BaselineColorizer(Colorizer):
     def prepare(self, reference=None, histogram=None):
         if reference is None:
             raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
-        lab = rgb_to_lab(reference[0].float().cpu())
+        lab = rgb_to_lab(side_by_side(reference.float().cpu())[0])  # several: the union of their pixels
         return {"lab": lab.permute(1, 2, 0).numpy()}
 
     def predict(self, L, state, return_attention=False):

@@ -34,6 +34,7 @@ from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .maps import AttentionMaps
 from .coherence import CONFIDENCE_LEVELS, best_similarities, centre_normalise
+from .union import union_reference_side
 from .warp import feature_warp, reference_grey, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
@@ -215,18 +216,19 @@ class ExemplarColorizer(nn.Module):
         """Input sizes must be multiples of this (the coarsest stride)."""
         return max(self.strides)
 
-    def attention_bytes(self, wshape: tuple[int, int]) -> int:
-        """Estimated peak bytes of the attention for one image at working shape ``wshape``.
+    def attention_bytes(self, wshape: tuple[int, int], references: int = 1) -> int:
+        """Estimated peak bytes of the attention for one image at working shape ``wshape`` with
+        ``references`` references.
 
-        Standard attention holds ``heads x (h w)^2`` logits per level (h, w: the feature grid at
-        the level's stride), axial attention ``heads x h w (h + w)``; the peak is about 4 such
-        float32 tensors (logits, their sums, softmax; measured on the CPU).
+        Standard attention holds ``heads x K (h w)^2`` logits per level (h, w: the feature grid at
+        the level's stride; K references), axial attention ``heads x h w (K w + h)``; the peak is about
+        4 such float32 tensors (logits, their sums, softmax; measured on the CPU).
         """
-        worst = 0
+        worst, K = 0, max(1, int(references))
         for level in self.attention_at:
             s = int(self.strides[level - 1])
             h, w = -(-wshape[0] // s), -(-wshape[1] // s)
-            worst = max(worst, (h * w) ** 2 if self.config.attention == "standard" else h * w * (h + w))
+            worst = max(worst, K * (h * w) ** 2 if self.config.attention == "standard" else h * w * (K * w + h))
         return 4 * 4 * int(self.config.heads) * worst
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -259,6 +261,12 @@ class ExemplarColorizer(nn.Module):
         taps, _ = self.backbone(reference_rgb)
         grey_taps = self.backbone(reference_grey(reference_rgb))[0] if (self._grey_keys or match) else None
         return self._reference_side(taps, reference_rgb, grey_taps)
+
+    def encode_references(self, references_rgb: torch.Tensor, match: bool = False) -> dict:
+        """The reference side of ``K`` references ``(K, 3, h, w)`` as one (batch 1): each encoded as by
+        :meth:`encode_reference`, then their union (:func:`~napari_colorize.models.union.union_reference_side`):
+        every target position may take colour from any of them."""
+        return union_reference_side(self.encode_reference(references_rgb, match))
 
     @staticmethod
     def match_similarities(target_taps: list[torch.Tensor], reference_features: dict) -> dict[str, torch.Tensor]:

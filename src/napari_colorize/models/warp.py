@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
 from .coherence import CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise, match_confidence
+from .union import stacked, union_keys
 
 __all__ = ["feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
            "softmax_rows"]
@@ -137,8 +138,8 @@ class WarpColorizer(Colorizer):
         grey_taps, _ = self.backbone(reference_grey(rgb))
         taps = grey_taps if self.reference == "grey" else self.backbone(rgb)[0]
         keys, ab = reference_side(taps[self.level - 1], rgb)
-        match = {lv: centre_normalise(grey_taps[lv - 1]) for lv in CONFIDENCE_LEVELS}
-        return {"keys": keys, "ab": ab, "match": match}
+        match = {lv: union_keys(centre_normalise(grey_taps[lv - 1])) for lv in CONFIDENCE_LEVELS}
+        return {"keys": union_keys(keys), "ab": stacked(ab), "match": match}  # (several: one set of positions)
 
     @torch.inference_mode()
     def predict(self, L, state, return_attention=False):

@@ -1,0 +1,71 @@
+"""The exemplar widget with several reference layers (issue 20, part 1), driven like a user would."""
+import numpy as np
+
+import napari_colorize as nc
+from napari_colorize._widgets import ExemplarWidget
+from napari_colorize._widgets._layers import OURS
+from test_references import two_textures
+
+
+def _setup(make_napari_viewer):
+    target, red, blue = two_textures(96)
+    viewer = make_napari_viewer()
+    t = viewer.add_image(target, name="grey")
+    r1 = viewer.add_image(red, name="red stripes", rgb=True)
+    r2 = viewer.add_image(blue, name="blue dots", rgb=True)
+    w = ExemplarWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w._target.value, w._reference.value = t, r1
+    return viewer, w, t, r1, r2
+
+
+def _run(w, wait_idle, timeout=120000):
+    w.run()
+    wait_idle(w, timeout)
+
+
+def test_more_references_are_used_together(make_napari_viewer, qtbot, wait_idle):
+    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
+    # the list offers the other colour layers: not the target, not the colour reference
+    assert [c for c in w._more.choices] == [r2]
+    w._model.value = "warp-grey"
+    w._more.value = [r2]
+    before = [l.data.copy() for l in (t, r1, r2)]
+    _run(w, wait_idle)
+    layer = viewer.layers["grey [warp-grey]"]
+    want = nc.colorize("warp-grey", t.data, reference=[r1.data, r2.data], size=224).rgb
+    assert np.abs(layer.data - want).max() < 1e-5
+    assert layer.metadata[OURS]["references"] == ["red stripes", "blue dots"]
+    assert all(np.array_equal(l.data, b) for l, b in zip((t, r1, r2), before))  # user layers untouched
+    # one reference again: the result is that reference's
+    w._more.value = []
+    _run(w, wait_idle)
+    one = nc.colorize("warp-grey", t.data, reference=r1.data, size=224).rgb
+    assert np.abs(viewer.layers["grey [warp-grey]"].data - one).max() < 1e-5
+    assert "references" not in viewer.layers["grey [warp-grey]"].metadata[OURS]
+
+
+def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_idle, exemplar_random, monkeypatch):
+    from napari_colorize._widgets import _workers
+
+    cache = _workers.ModelCache()
+    monkeypatch.setattr(_workers, "MODELS", cache)
+    cache.put("exemplar-random", exemplar_random)
+    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
+    w._model_override = "exemplar-random"
+    w._attention.value = True
+    w._more.value = [r2]
+    _run(w, wait_idle)
+    att = {l.name: l for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "attention"}
+    assert sorted(att) == ["attention", "attention 2"]
+    assert att["attention"].metadata[OURS]["over"] == "red stripes"
+    assert att["attention 2"].metadata[OURS]["over"] == "blue dots"
+    # one softmax over both references: the two parts sum to 1 together
+    assert abs(float(att["attention"].data.sum() + att["attention 2"].data.sum()) - 1.0) < 1e-3
+    for l, r in ((att["attention"], r1), (att["attention 2"], r2)):  # each overlays its reference
+        assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=0.05)
+    # a run with one reference leaves no map over the other
+    w._more.value = []
+    _run(w, wait_idle)
+    names = [l.name for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "attention"]
+    assert names == ["attention"]
