@@ -351,8 +351,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="manifest.csv (its val split) or a folder of colour photos")
     ap.add_argument("--split", default="val")
     ap.add_argument("--kind", choices=["exemplar", "histogram"], default="exemplar")
-    ap.add_argument("--protocol", choices=list(PROTOCOLS) + ["both", "all"], default="both",
-                    help="exemplar protocols: both = self and other-source (default); all = the three")
+    ap.add_argument("--protocol", choices=list(PROTOCOLS) + ["both", "all", "two"], default="both",
+                    help="exemplar protocols: both = self and other-source (default); two = self, other-source, "
+                         "other-source-second and other-source-two (two references against each alone); all")
     ap.add_argument("--no-baselines", action="store_true",
                     help="exemplar runs: do not add the grey input and Reinhard's transfer to the models asked for")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -365,7 +366,9 @@ def main(argv=None) -> int:
     judge = None if a.no_semantic else SemanticJudge()
     models = list(a.models)
     if a.kind == "exemplar":  # 'self' always: with the colours all in the reference, is the model using them?
-        protocols = {"both": ["self", "other-source"], "all": list(PROTOCOLS)}.get(a.protocol, [a.protocol])
+        protocols = {"both": ["self", "other-source"], "all": list(PROTOCOLS),
+                     "two": ["self", "other-source", "other-source-second", "other-source-two"]}.get(a.protocol,
+                                                                                                  [a.protocol])
         if "self" not in protocols:
             protocols.insert(0, "self")
         if not a.no_baselines:

@@ -117,8 +117,9 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     from .io import STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format, probe_image
 
     targets, seen = [], []
-    guides = [(Path(p), what) for p, what in [(r, "the reference" if len(args.reference) == 1 else "a reference")
-                                                       for r in args.reference or []] +
+    refs = reference_files(args)
+    guides = [(Path(p), what) for p, what in [(r, "the reference" if len(refs) == 1 else "a reference")
+                                                       for r in refs] +
               [(args.histogram_from, "the histogram's image")] if p]
     for t in map(Path, args.targets):
         if any(_same_file(t, u) for u in seen):
@@ -191,7 +192,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
         jobs.append((t, dest, stack))
 
     # every output against every input, existing files, folders
-    inputs = list(targets) + [Path(p) for p in (*(args.reference or []), args.histogram_from, args.histogram) if p]
+    inputs = list(targets) + [Path(p) for p in (*reference_files(args), args.histogram_from, args.histogram) if p]
     folder = out if to_folder else None
     why = _check_folder(out if to_folder else out.parent, create=to_folder)
     if why:
@@ -260,17 +261,21 @@ def _load_guide(args, model, sink: list) -> dict:
     from .inference import prepare_histogram, prepare_reference
     from .io import read_image
 
-    if args.reference:  # (each checked; several: the union of their positions, see colorize())
-        refs, problems = [], []
-        for r in args.reference:
+    if args.reference or args.keyframe:  # (each checked; several: the union of their positions, see colorize())
+        loaded, problems = {}, []
+        for r in dict.fromkeys(reference_files(args)):
             notes: list[str] = []
             try:
-                refs.append(prepare_reference(read_image(r), notes))
+                loaded[r] = prepare_reference(read_image(r), notes)
             except (ValueError, TypeError) as e:
                 problems.append(f"{r}: {e}" if r not in str(e) else str(e))
             sink.extend(f"{Path(r).name}: {w}" for w in notes)
         if problems:
             raise _Refused(problems) from None
+        if args.keyframe:
+            return {"references": {z: [loaded[f] for f in files] for z, files in args.keyframes.items()},
+                    "blend": args.blend}
+        refs = [loaded[r] for r in args.reference]
         return {"reference": refs[0] if len(refs) == 1 else refs}
     if args.histogram_from:
         from .color import histogram_from_rgb
@@ -285,6 +290,26 @@ def _load_guide(args, model, sink: list) -> dict:
         return {"histogram": prepare_histogram(np.asarray(read_image(args.histogram)))}
     except (ValueError, TypeError) as e:
         raise _Refused([f"{args.histogram}: {e}" if args.histogram not in str(e) else str(e)]) from None
+
+
+def parse_keyframes(values: list[str] | None) -> dict[int, list[str]]:
+    """``["0:a.png", "40:b.png", "40:c.png"]`` -> ``{0: ["a.png"], 40: ["b.png", "c.png"]}``."""
+    out: dict[int, list[str]] = {}
+    for v in values or []:
+        z, sep, path = v.partition(":")
+        try:
+            zi = int(z)
+        except ValueError:
+            zi = None
+        if not sep or zi is None or not path:
+            raise _Refused([f"--keyframe {v}: give SLICE:IMAGE, e.g. --keyframe 0:first.png --keyframe 40:later.png"])
+        out.setdefault(zi, []).append(path)
+    return out
+
+
+def reference_files(args) -> list[str]:
+    """Every reference file of the run: the -r images, then the keyframes' images."""
+    return list(args.reference or []) + [f for files in getattr(args, "keyframes", {}).values() for f in files]
 
 
 def _is_volume_run(args) -> bool:
@@ -324,6 +349,8 @@ def _cmd_colorize_volume(args) -> int:
     guide = None
     if args.reference:
         guide = {"reference": args.reference[0] if len(args.reference) == 1 else list(args.reference)}
+    elif args.keyframe:
+        guide = {"references": dict(args.keyframes), "blend": args.blend}
     if guide is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -356,6 +383,7 @@ def _cmd_colorize_volume(args) -> int:
 def _cmd_colorize(args) -> int:
     import warnings
 
+    args.keyframes = parse_keyframes(args.keyframe)  # (checked before anything is read)
     if _is_volume_run(args):
         return _cmd_colorize_volume(args)
     volume_only = [f for f, v in (("--scheduler", args.scheduler), ("--pyramid", args.pyramid),
@@ -384,7 +412,8 @@ def _cmd_colorize(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         guide = _load_guide(args, model, guide_notes)
-    prefix = "" if args.reference else f"{Path(args.histogram_from or args.histogram).name}: "  # (references: named)
+    prefix = "" if args.reference or args.keyframe else \
+        f"{Path(args.histogram_from or args.histogram).name}: "  # (references: named)
     for w in dict.fromkeys(guide_notes):
         _say("warning", prefix + w)
     if not jobs:
@@ -631,8 +660,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reference", "-r", action="append", metavar="IMAGE",
                    help="colour reference image; repeat for several (-r a.png -r b.png): each pixel may take "
                         "colour from any of them")
+    g.add_argument("--keyframe", action="append", metavar="Z:IMAGE",
+                   help="a stack's reference from slice Z on (along its last stack axis); repeat: --keyframe "
+                        "0:a.png --keyframe 40:b.png (the same Z twice: two references there); slices between "
+                        "keyframes mix the two (--blend)")
     g.add_argument("--histogram-from", help="use the ab histogram of this colour image (a histogram model)")
     g.add_argument("--histogram", help="a (21, 21) ab histogram saved with numpy.save (a histogram model)")
+    c.add_argument("--blend", choices=["linear", "nearest"], default="linear",
+                   help="with --keyframe: mix the neighbouring keyframes' colours by distance (linear, default) or "
+                        "take the nearer keyframe's (nearest)")
     c.add_argument("--model", "-m", default=None,
                    help="model name or checkpoint (default: the best shipped one for the guide)")
     c.add_argument("--output", "-o", required=True,

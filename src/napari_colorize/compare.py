@@ -10,8 +10,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import metrics
-from .color import histogram_from_rgb, histogram_intersection
-from .inference import colorize, reference_histogram, reference_list
+from .inference import colorize, reference_list
 from .models.registry import load_model
 
 __all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout", "his_to_references"]
@@ -23,9 +22,7 @@ def his_to_references(rgb: np.ndarray, reference) -> float:
     """HIS of ``rgb``'s colours with the reference's, or with the union of several references' colours
     (each reference weighing the same, as the models take them)."""
     refs = reference_list(reference)
-    if len(refs) == 1:
-        return metrics.his(rgb, refs[0])
-    return float(histogram_intersection(histogram_from_rgb(np.asarray(rgb, np.float32)), reference_histogram(refs)))
+    return metrics.his(rgb, refs[0] if len(refs) == 1 else refs)
 
 
 def _score(name: str, rgb: np.ndarray, reference, truth, seconds: float) -> dict:

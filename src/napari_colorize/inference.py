@@ -48,7 +48,7 @@ from .transfer import MatchedColorizer, match_strength
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled",
            "NonFiniteError", "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range",
            "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map", "StackAssembler",
-           "reference_list", "reference_names", "reference_histogram"]
+           "reference_list", "reference_names", "reference_histogram", "prepare_guide"]
 
 
 class Cancelled(RuntimeError):
@@ -407,10 +407,11 @@ def reference_names(refs: list | None) -> list[str]:
     return ["the reference"] if n == 1 else [f"reference {i + 1} of {n}" for i in range(n)]
 
 
-def reference_histogram(refs: list, sink: list | None = None) -> np.ndarray:
+def reference_histogram(refs: list, sink: list | None = None, prefix: str = "") -> np.ndarray:
     """The ab histogram of one reference, or of several: the union of their colours, each reference
     weighing the same (the mean of their normalised histograms)."""
-    hists = [histogram_from_rgb(prepare_reference(r, sink, None, what)) for r, what in zip(refs, reference_names(refs))]
+    hists = [histogram_from_rgb(prepare_reference(r, sink, None, prefix + what))
+             for r, what in zip(refs, reference_names(refs))]
     return hists[0] if len(hists) == 1 else np.mean(hists, 0).astype(np.float32)
 
 
@@ -636,6 +637,29 @@ def _out_of_memory(e: BaseException) -> bool:
                                                                   "failed to allocate", "allocat"))
 
 
+def prepare_guide(model: Colorizer, wshape: tuple[int, int], reference=None, histogram=None, stack: bool = False,
+                  sink: list | None = None, prefix: str = "") -> tuple:
+    """A guide - one reference, several (a list), or a histogram - validated and prepared for ``model``
+    at working shape ``wshape`` (its features computed now for a ``stack`` or several references);
+    the attention's memory checked. Returns ``(state, number of references)``. ``prefix`` starts the
+    references' names in messages ("keyframe 40: ")."""
+    refs = reference_list(reference)
+    n_refs = len(refs) if refs else 1
+    check_memory(model, wshape, n_refs)
+    ref_t = hist_t = None
+    if model.kind == "histogram":  # the histogram of the whole reference(s), at its own resolution
+        hist = prepare_histogram(histogram) if histogram is not None else reference_histogram(refs, sink, prefix)
+        hist_t = torch.from_numpy(hist)
+    else:  # (K, 3, h, w): every reference at the working shape (each reduced early when much larger)
+        ref_t = torch.cat([_resize(torch.from_numpy(prepare_reference(r, sink, wshape, prefix + which))
+                                   .permute(2, 0, 1)[None], wshape).clamp(0, 1)
+                           for r, which in zip(refs, reference_names(refs))])
+    state = model.prepare(reference=ref_t, histogram=hist_t)
+    if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
+        state = model.precompute(state)
+    return state, n_refs
+
+
 class Plan:
     """A validated colourisation, everything that is decided once for a whole target: the interface
     between the two engines (:func:`colorize` here, :func:`~napari_colorize.volume.colorize_volume`
@@ -649,18 +673,26 @@ class Plan:
         is :attr:`intensity_range`.
     wshape : (h, w)
         The working shape the network sees.
-    state : the model's prepared guide state (:meth:`Colorizer.prepare`; precomputed for a stack).
+    state : the model's prepared guide state (:meth:`Colorizer.prepare`; precomputed for a stack), or
+        a :class:`~napari_colorize.keyframes.Keyframes` of such states (a guide per keyframe).
     sink : list of str, where warnings are collected.
+    origin : the position along the last stack axis of this target's first slice (0; a part of a
+        volume: where the part begins), for the keyframes.
 
     Build one with :meth:`for_target` (checks the guide, the size and the attention's memory) or,
     for part of a volume planned as a whole, :meth:`for_part`.
     """
 
     def __init__(self, model: Colorizer, target: TargetView, wshape: tuple[int, int], state,
-                 sink: list | None = None, references: int = 1) -> None:
+                 sink: list | None = None, references: int = 1, origin: int = 0) -> None:
         self.model, self.target, self.wshape, self.state = model, target, tuple(wshape), state
         self.sink = [] if sink is None else sink
-        self.references = int(references)
+        self.references, self.origin = int(references), int(origin)
+
+    def position(self, i: int) -> int:
+        """Slice i's position along the last stack axis of the whole target (for keyframes)."""
+        idx = self.target.index(i)
+        return self.origin + (int(idx[-1]) if len(idx) else 0)
 
     @property
     def intensity_range(self) -> tuple[float, float, str]:
@@ -670,14 +702,23 @@ class Plan:
     @classmethod
     def for_target(cls, model, target, reference=None, histogram=None, size: int | None = None,
                    normalize: str = "auto", percentiles=(0.1, 99.9), rgb: bool | None = None,
-                   sink: list | None = None, channel_axis: int | None = None) -> "Plan":
+                   sink: list | None = None, channel_axis: int | None = None, references: dict | None = None,
+                   blend: str = "linear") -> "Plan":
         """The plan of a whole target (arguments as :func:`colorize`): the target validated and its
         intensity range computed, the working shape chosen and checked against the free memory, the
-        guide validated and prepared (its features computed once for a stack)."""
+        guide validated and prepared (its features computed once for a stack; once per keyframe with
+        ``references``)."""
         sink = [] if sink is None else sink
         model = resolve_model(model)
         view = TargetView(target, rgb, normalize, percentiles, sink, channel_axis)
-        if reference is None and histogram is None:
+        if references is not None:
+            if reference is not None or histogram is not None:
+                raise ValueError("give reference= (one guide for every slice) or references= (keyframes), not both")
+            from .keyframes import check_keyframes
+
+            n = int(view.stack_shape[-1]) if view.stack_shape else 1
+            references = check_keyframes(references, n, blend)
+        elif reference is None and histogram is None:
             raise ValueError(f"{model.name!r} needs a guide: reference=RGB image" +
                              (" or histogram=(21, 21) array" if model.kind == "histogram" else ""))
         if histogram is not None and model.kind == "exemplar" and reference is None:
@@ -685,36 +726,42 @@ class Plan:
         if size is not None and (isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1):
             raise ValueError(f"size must be a positive number of pixels, got {size!r}")
         wshape = working_shape(view.spatial, int(size or model.default_size), model.multiple, model.min_size)
-        refs = reference_list(reference)
-        n_refs = len(refs) if refs else 1
-        check_memory(model, wshape, n_refs)
-        ref_t = hist_t = None
-        if model.kind == "histogram":  # the histogram of the whole reference(s), at its own resolution
-            hist = prepare_histogram(histogram) if histogram is not None else reference_histogram(refs, sink)
-            hist_t = torch.from_numpy(hist)
-        else:  # (K, 3, h, w): every reference at the working shape (each reduced early when much larger)
-            ref_t = torch.cat([_resize(torch.from_numpy(prepare_reference(r, sink, wshape, which)).permute(2, 0, 1)[None],
-                                       wshape).clamp(0, 1) for r, which in zip(refs, reference_names(refs))])
-        state = model.prepare(reference=ref_t, histogram=hist_t)
-        if view.n_slices > 1 or n_refs > 1:  # the guide's features once (for every slice; for their union)
-            state = model.precompute(state)
-        return cls(model, view, wshape, state, sink, n_refs)
+        if references is None:
+            state, n_refs = prepare_guide(model, wshape, reference, histogram, view.n_slices > 1, sink)
+            return cls(model, view, wshape, state, sink, n_refs)
+        from .keyframes import Keyframes
+
+        lists = {z: reference_list(g) for z, g in references.items()}
+        n_refs = max(len(r) for r in lists.values())
+        check_memory(model, wshape, n_refs)  # (before any keyframe is prepared)
+        states = {z: prepare_guide(model, wshape, refs, None, view.n_slices > 1, sink, f"keyframe {z}: ")[0]
+                  for z, refs in lists.items()}
+        return cls(model, view, wshape, Keyframes(states, blend), sink, n_refs)
 
     @classmethod
     def for_part(cls, model, part, intensity: tuple, wshape: tuple[int, int], state,
-                 sink: list | None = None) -> "Plan":
+                 sink: list | None = None, origin: int = 0) -> "Plan":
         """The plan of ``part`` (greyscale slices) of a volume whose plan was made for the whole:
-        its intensity range ``(low, high, mode)``, working shape and (precomputed) guide state."""
+        its intensity range ``(low, high, mode)``, working shape, (precomputed) guide state and the
+        position of its first slice along the last stack axis (``origin``, for keyframes)."""
         sink = [] if sink is None else sink
         view = TargetView(np.asarray(part), False, "none", (0, 100), sink, intensity=tuple(intensity))
-        return cls(resolve_model(model), view, wshape, state, sink)
+        return cls(resolve_model(model), view, wshape, state, sink, origin=origin)
 
     def predict(self, i: int, return_attention: bool = False) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
         """The prediction of slice i at the working size, its working-size L and full-size L."""
         L_full = self.target.L(i, self.sink)
         L_work = _resize(L_full[None, None], self.wshape)[0, 0]
+        L_in = (L_work / L_SCALE - L_SHIFT)[None, None]
         try:
-            pred = self.model.predict((L_work / L_SCALE - L_SHIFT)[None, None], self.state, return_attention=return_attention)
+            if hasattr(self.state, "weights"):  # keyframes: the guides of the neighbouring keyframes, blended
+                from .keyframes import blend_predictions
+
+                parts = self.state.weights(self.position(i))
+                pred = blend_predictions([self.model.predict(L_in, s, return_attention=return_attention)
+                                          for s, _ in parts], [w for _, w in parts])
+            else:
+                pred = self.model.predict(L_in, self.state, return_attention=return_attention)
         except (RuntimeError, MemoryError) as e:
             if not _out_of_memory(e):
                 raise
@@ -918,7 +965,8 @@ def _stack_runs(stack_shape: tuple) -> int:
 def iter_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
                   return_attention: bool = True, should_cancel: Callable[[], bool] | None = None,
-                  sink: list | None = None, channel_axis: int | None = None, temporal: int | None = None
+                  sink: list | None = None, channel_axis: int | None = None, temporal: int | None = None,
+                  references: dict | None = None, blend: str = "linear"
                   ) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
     """Colourise slice by slice. Yields ``(index, rgb, prediction, info)`` per 2-D slice.
 
@@ -926,7 +974,7 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
     ``intensity_range``, ``scales`` (RGB, when the model gives them) and ``done``.
     """
     plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb,
-                           [] if sink is None else sink, channel_axis)
+                           [] if sink is None else sink, channel_axis, references, blend)
     n = plan.target.n_slices
     K = resolve_temporal(temporal, n)
 
@@ -1009,7 +1057,7 @@ class StackAssembler:
 
 def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
-                  channel_axis: int | None = None):
+                  channel_axis: int | None = None, references: dict | None = None, blend: str = "linear"):
     """A lazy (dask) colourised stack: each slice is computed when it is read (for instance when
     napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
     from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
@@ -1024,7 +1072,8 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
     import dask  # (here: dask is needed by lazy stacks only)
     import dask.array as da
 
-    plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis)
+    plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis,
+                           references, blend)
     if plan.target.n_slices > 1:
         warnings.warn(f"lazy_colorize colours each of the {plan.target.n_slices} slices on its own (no temporal "
                       f"smoothing); colorize() and iter_colorize() smooth a stack with {DEFAULT_TEMPORAL} neighbours "
@@ -1044,7 +1093,8 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
              percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None, return_attention: bool = True,
              progress: Callable[[int, int], None] | None = None,
              should_cancel: Callable[[], bool] | None = None, channel_axis: int | None = None,
-             temporal: int | None = None, match: float = 0.0) -> ColorizeResult:
+             temporal: int | None = None, match: float = 0.0, references: dict | None = None,
+             blend: str = "linear") -> ColorizeResult:
     """Colourise a greyscale image (or stack) guided by a reference image or a histogram.
 
     Parameters
@@ -1090,6 +1140,13 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
         0 (default) to 1: pull the output's colour distribution towards the reference's (or the
         histogram's) by sliced optimal transport (:mod:`napari_colorize.transfer`). Off by default:
         it raises colour similarity to the reference but lowers PSNR/SSIM (docs/MODELS.md).
+    references : dict, optional
+        Keyframes instead of ``reference``: ``{slice: reference or [references], ...}`` along the
+        last stack axis (``{0: r0, 40: r1}``); each slice is coloured from its neighbouring keyframes
+        (:mod:`napari_colorize.keyframes`).
+    blend : {"linear", "nearest"}
+        With keyframes: mix the two neighbouring keyframes' colours by distance (default), or take
+        the nearer one's.
 
     Raises MemoryError (before allocating) when an exemplar network's attention at
     this working size would not fit in the free memory, saying what size would.
@@ -1106,7 +1163,7 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     for idx, rgb_slice, pred, info in iter_colorize(
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
             return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
-            temporal=temporal):
+            temporal=temporal, references=references, blend=blend):
         stack.add(idx, rgb_slice, pred, info)
         if progress is not None:
             progress(info["done"], info["n_slices"])

@@ -18,8 +18,13 @@ def _f(x) -> np.ndarray:
 
 
 def his(a, b) -> float:
-    """Histogram intersection similarity of the 441-bin ab histograms of two RGB images."""
-    return float(histogram_intersection(histogram_from_rgb(_f(a)), histogram_from_rgb(_f(b))))
+    """Histogram intersection similarity of the 441-bin ab histograms of two RGB images; ``b`` may be a
+    list of images: then their union's histogram (the mean of their histograms, each weighing the same)."""
+    if isinstance(b, (list, tuple)):
+        hb = np.mean([histogram_from_rgb(_f(x)) for x in b], 0)
+    else:
+        hb = histogram_from_rgb(_f(b))
+    return float(histogram_intersection(histogram_from_rgb(_f(a)), hb))
 
 
 def psnr(pred, truth) -> float:

@@ -482,15 +482,9 @@ def worker_model(spec, device: str):
 
 
 def _to_device(state, device):
-    import torch
+    from .keyframes import to_device  # (torch: imported by the tasks, not by this module)
 
-    if isinstance(state, torch.Tensor):
-        return state.to(device)
-    if isinstance(state, dict):
-        return {k: _to_device(v, device) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(_to_device(v, device) for v in state)
-    return state
+    return to_device(state, device)
 
 
 def _colorize_block(part: np.ndarray, ctx: _Context, block: int, own: tuple, offset: int) -> int:
@@ -501,7 +495,8 @@ def _colorize_block(part: np.ndarray, ctx: _Context, block: int, own: tuple, off
     from .inference import Plan, colorized_slices  # (here: torch is imported by the tasks, not by this module)
 
     model = worker_model(ctx.model, ctx.device)
-    plan = Plan.for_part(model, part, ctx.intensity, ctx.wshape, _to_device(ctx.state, model.device))
+    origin = own[-1].start - offset if own else 0  # (the part's first slice along the last stack axis: keyframes)
+    plan = Plan.for_part(model, part, ctx.intensity, ctx.wshape, _to_device(ctx.state, model.device), origin=origin)
     stack = plan.target.stack_shape
     n_own = [s.stop - s.start for s in own]
     if stack:  # flat indices in the part of the own slices
@@ -648,7 +643,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                     temporal: int | None = None, normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9),
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
                     device: str = "auto", chunks: tuple | None = None, channel: int | str | None = None,
-                    protect=(), rgb: bool | None = None) -> Path:
+                    protect=(), rgb: bool | None = None, references: dict | None = None,
+                    blend: str = "linear") -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
 
     Parameters
@@ -664,6 +660,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         worker once when it cannot be loaded by name, for example random weights).
     reference, histogram : the guide, as for :func:`~napari_colorize.colorize` (a reference, or
         each of several in a list, may also be an image file's path).
+    references, blend : keyframes along the last stack axis instead of one guide, as for
+        :func:`~napari_colorize.colorize` (``{0: r0, 40: "r1.png"}``; files allowed).
     client : dask.distributed.Client, optional; scheduler : ``"tcp://host:port"`` (a cluster),
         ``"threads"`` (default without a client) or ``"synchronous"``.
     size, normalize, percentiles, temporal : as for :func:`~napari_colorize.colorize`; the
@@ -706,22 +704,30 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         raise ValueError(f"pyramid={pyramid}: a {vol.data.shape[-2]} x {vol.data.shape[-1]} image has at most "
                          f"{levels} lower levels (each halves y and x, down to 1 pixel); use pyramid={levels} or less")
     refs = list(reference) if isinstance(reference, (list, tuple)) else None if reference is None else [reference]
-    ref_paths = [Path(r) for r in refs or [] if isinstance(r, (str, os.PathLike))]
+    if isinstance(references, dict):  # keyframes: every file among them is an input too
+        kf_items = [(z, list(g) if isinstance(g, (list, tuple)) else [g]) for z, g in references.items()]
+        ref_paths = [Path(r) for _, gs in kf_items for r in gs if isinstance(r, (str, os.PathLike))]
+    else:
+        kf_items = None
+        ref_paths = [Path(r) for r in refs or [] if isinstance(r, (str, os.PathLike))]
     inputs = [p for p in (vol.path,) if p is not None] + ref_paths + [Path(p) for p in protect]
     record = first = _check_output(out, inputs, overwrite)
     # before reading any slice (sizes come from the file); on a cluster its workers are checked below
     _check_memory(vol, temporal, dtype, pyramid, None,
                   "synchronous" if client is not None or _is_address(scheduler) else scheduler)
-    if ref_paths:  # (several references: a list of images, some of them files)
+    if ref_paths and kf_items is None:  # (several references: a list of images, some of them files)
         refs = [read_image(r) if isinstance(r, (str, os.PathLike)) else r for r in refs]
         reference = refs if isinstance(reference, (list, tuple)) else refs[0]
+    if kf_items is not None:
+        references = {z: [read_image(r) if isinstance(r, (str, os.PathLike)) else r for r in gs] for z, gs in kf_items}
     model = resolve_model(model) if not isinstance(model, str) else _load(model, device)
 
     # everything that depends on the whole volume, once, here (sampling its slices in this process)
     sink: list[str] = []
     with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plan = Plan.for_target(model, vol.data, reference, histogram, size, normalize, percentiles, False, sink)
+        plan = Plan.for_target(model, vol.data, reference, histogram, size, normalize, percentiles, False, sink,
+                               references=references, blend=blend)
     for w in dict.fromkeys(sink):
         warnings.warn(w, stacklevel=2)
     stack_nd = vol.data.ndim - 2
@@ -731,7 +737,10 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     blocks = [tuple(slice(s, min(s + c, n)) for s, c, n in zip(first, vol.chunks, vol.data.shape))
               for first in _product(starts)]
     guide = reference if reference is not None else histogram
-    if isinstance(guide, (list, tuple)):  # several references: each one's digest (one alone: as before)
+    if references is not None:  # keyframes: each position's references' digests, and the blend
+        guide_digest = blend + ";" + ";".join(f"{z}:" + "+".join(_sha(np.asarray(g, dtype=np.float64)) for g in gs)
+                                               for z, gs in sorted(references.items()))
+    elif isinstance(guide, (list, tuple)):  # several references: each one's digest (one alone: as before)
         guide_digest = "+".join(_sha(np.asarray(g, dtype=np.float64)) for g in guide)
     else:
         guide_digest = _sha(np.asarray(guide, dtype=np.float64))
