@@ -694,6 +694,15 @@ class Plan:
         idx = self.target.index(i)
         return self.origin + (int(idx[-1]) if len(idx) else 0)
 
+    def separated(self, i: int, j: int) -> bool:
+        """Slices i and j lie on either side of a cut: two keyframes on adjacent slices between them
+        (the temporal smoothing does not mix colours across it)."""
+        cuts = getattr(self.state, "cuts", None)
+        if not cuts:
+            return False
+        a, b = sorted((self.position(i), self.position(j)))
+        return any(a <= c < b for c in cuts)
+
     @property
     def intensity_range(self) -> tuple[float, float, str]:
         """``(low, high, mode)``: the values mapped to black and white (:func:`intensity_range`)."""
@@ -1020,7 +1029,7 @@ def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None
         for j in [j for j in window if j < i - K or j < r0]:
             del window[j]
         motion.keep(window)
-        js = sorted(j for j in window if r0 <= j < r0 + run and abs(j - i) <= K)
+        js = sorted(j for j in window if r0 <= j < r0 + run and abs(j - i) <= K and not plan.separated(i, j))
         pred, L_work, L_full = window[i]
         ab = temporal_smooth([window[j][0].ab[0].detach().float().cpu() for j in js],
                              [window[j][1] for j in js], js.index(i),

@@ -11,6 +11,9 @@ the axis the temporal smoothing follows). A slice at position ``z``:
   predictions); ``blend="nearest"``: the nearer keyframe's alone (ties: the earlier), one prediction
   per slice, a switch half-way that the temporal smoothing softens.
 
+A **cut** (a new scene, a new shot): keyframes on both sides of it, on adjacent slices (``{59: r_a,
+60: r_b}``); the temporal smoothing then never mixes colours across it.
+
 The guides' states are prepared once (:class:`Keyframes`), also what a cluster's workers receive.
 """
 
@@ -101,6 +104,12 @@ class Keyframes:
     @property
     def positions(self) -> list[int]:
         return list(self.states)
+
+    @property
+    def cuts(self) -> list[int]:
+        """Positions ``c`` with keyframes at ``c`` and ``c + 1``: a cut between them (a new scene)."""
+        p = self.positions
+        return [a for a, b in zip(p, p[1:]) if b == a + 1]
 
     def weights(self, z: int) -> list[tuple[object, float]]:
         """``[(state, weight)]`` for the slice at position ``z`` along the last stack axis."""

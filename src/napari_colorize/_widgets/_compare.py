@@ -54,11 +54,11 @@ class CompareWidget(Container):
         self._viewer = napari_viewer
         self._target = layer_picker(napari_viewer, "grey target")
         self._reference = layer_picker(napari_viewer, "colour reference")
+        self._truth = layer_picker(napari_viewer, "truth (optional)", nullable=True)
         self._more = Select(label="more references", choices=lambda _w: colour_layers(
             napari_viewer, exclude=(self._target.value, self._reference.value, self._truth.value)), value=[])
         self._more.tooltip = "more colour references (ctrl-click): each pixel may take colour from any of them"
         self._more.native.setMaximumHeight(72)
-        self._truth = layer_picker(napari_viewer, "truth (optional)", nullable=True)
         self._models = Select(label="models", choices=self._model_choices)
         self._models.value = self.default_models()
         self._models.native.setMaximumHeight(140)

@@ -74,6 +74,11 @@ class ExemplarWidget(Container):
         self.suggest = SuggestPanel(napari_viewer, self._target, self._reference)
         self.sections["suggest"] = Collapsible("Suggest a reference", self.suggest)
         self.native.layout().addWidget(self.sections["suggest"])
+        from ._keyframes import KeyframePanel
+
+        self.keyframes = KeyframePanel(napari_viewer, self._target, self.references)
+        self.sections["keyframes"] = Collapsible("Keyframes (stacks: a reference per slice)", self.keyframes)
+        self.native.layout().addWidget(self.sections["keyframes"])
         best = default_model("exemplar")
         if best in self._model.choices:
             self._model.value = best
@@ -164,14 +169,21 @@ class ExemplarWidget(Container):
         if len(refs) > 1:
             settings["references"] = [r.name for r in refs]
         guide = np.asarray(refs[0].data) if len(refs) == 1 else [np.asarray(r.data) for r in refs]
-        lazy = is_lazy(target.data) and target.data.ndim > (3 if target.rgb else 2)
+        stack = target.data.ndim > (3 if target.rgb else 2)
+        keyframes = self.keyframes.guide(self._viewer.layers) if stack else None
+        blend = self.keyframes.blend
+        if keyframes:  # a reference per keyframe instead of one for every slice
+            guide = None
+            settings["keyframes"], settings["blend"] = self.keyframes.names(), blend
+        lazy = is_lazy(target.data) and stack
         if lazy:  # a dask/zarr stack stays lazy: slices are colourised when viewed
             worker = lazy_job(settings["model"], settings["device"], target.data, guide,
-                              settings["size"], bool(target.rgb))
+                              settings["size"], bool(target.rgb), references=keyframes, blend=blend)
         else:
             worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data),
                                   reference=guide, size=settings["size"],
-                                  attention=bool(self._attention.value), rgb=bool(target.rgb))
+                                  attention=bool(self._attention.value), rgb=bool(target.rgb),
+                                  references=keyframes, blend=blend)
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(lambda res: self._on_result(res, target, refs, settings))
         worker.errored.connect(self._on_error)

@@ -167,14 +167,15 @@ def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
 
 @thread_worker
 def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int = 224,
-                 attention: bool = False, rgb: bool = False, generation: int = -1):
+                 attention: bool = False, rgb: bool = False, generation: int = -1, references=None,
+                 blend: str = "linear"):
     """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`."""
     set_threads()  # torch's threads in this worker: the idle cores (or NAPARI_COLORIZE_THREADS)
     model = get_model(model_name, device)
     yield Progress(0, 1, "colourising...")
     warnings: list[str] = []
     slices = iter_colorize(model, target, reference=reference, histogram=histogram, size=size,
-                           return_attention=attention, rgb=rgb, sink=warnings)
+                           return_attention=attention, rgb=rgb, sink=warnings, references=references, blend=blend)
     stack = yield from collect_slices(slices)
     pred, info = stack.pred, stack.info
     return Colourised(stack.rgb, model.name, model.kind, tuple(info["working_shape"]), info["scales"],
@@ -182,11 +183,13 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
 
 
 @thread_worker
-def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool):
+def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool, references=None,
+             blend: str = "linear"):
     """Set up a lazy colourised stack (intensity range, reference features) without computing it."""
     model = get_model(model_name, device)
     yield Progress(0, 1, "preparing...")
-    return LazyResult(lazy_colorize(model, target, reference=reference, size=size, rgb=rgb), model.name)
+    return LazyResult(lazy_colorize(model, target, reference=reference, size=size, rgb=rgb, references=references,
+                                    blend=blend), model.name)
 
 
 @thread_worker
