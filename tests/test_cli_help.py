@@ -17,7 +17,7 @@ def test_help_lists_every_command_in_plain_text(capsys):
     out = capsys.readouterr().out
     assert "``" not in out
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"models", "colorize", "suggest", "demo", "bench"}
+    assert set(commands) == {"models", "colorize", "info", "suggest", "demo", "bench"}
     listed = out.split("commands:")[1]
     for name in commands:
         assert re.search(rf"\n +{name} +\w", listed), out

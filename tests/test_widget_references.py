@@ -1,9 +1,11 @@
 """The exemplar widget with several reference layers (issue 20, part 1), driven like a user would."""
 import numpy as np
+import pytest
 
 import napari_colorize as nc
 from napari_colorize._widgets import ExemplarWidget
 from napari_colorize._widgets._layers import OURS
+from napari_colorize.provenance import pixels_digest
 from test_references import two_textures
 
 
@@ -36,6 +38,11 @@ def test_more_references_are_used_together(make_napari_viewer, qtbot, wait_idle)
     want = nc.colorize("warp-grey", t.data, reference=[r1.data, r2.data], size=224).rgb
     assert np.abs(layer.data - want).max() < 1e-5
     assert layer.metadata[OURS]["references"] == ["red stripes", "blue dots"]
+    # how it was made, by layer name and pixel hash (issue 20, part 4)
+    made = layer.metadata["provenance"]
+    assert [e["name"] for e in made["references"]] == ["red stripes", "blue dots"]
+    assert [e["sha256"] for e in made["references"]] == [pixels_digest(r1.data), pixels_digest(r2.data)]
+    assert made["target"]["name"] == "layer 'grey'" and made["model"]["name"] == "warp-grey"
     assert all(np.array_equal(l.data, b) for l, b in zip((t, r1, r2), before))  # user layers untouched
     # one reference again: the result is that reference's
     w._more.value = []
@@ -43,6 +50,22 @@ def test_more_references_are_used_together(make_napari_viewer, qtbot, wait_idle)
     one = nc.colorize("warp-grey", t.data, reference=r1.data, size=224).rgb
     assert np.abs(viewer.layers["grey [warp-grey]"].data - one).max() < 1e-5
     assert "references" not in viewer.layers["grey [warp-grey]"].metadata[OURS]
+    assert len(viewer.layers["grey [warp-grey]"].metadata["provenance"]["references"]) == 1  # (replaced, not stale)
+
+
+def test_provenance_goes_with_an_ome_zarr_export(make_napari_viewer, qtbot, wait_idle, tmp_path):
+    pytest.importorskip("ome_zarr")
+    from napari_colorize.volume import read_provenance
+
+    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
+    w._model.value = "reinhard"
+    _run(w, wait_idle)
+    layer = viewer.layers["grey [reinhard]"]
+    out = tmp_path / "result.zarr"
+    viewer.layers.selection = {layer}
+    viewer.layers.save(str(out), selected=True, plugin="napari-colorize")
+    rec = read_provenance(out)
+    assert rec == layer.metadata["provenance"] and rec["references"][0]["name"] == "red stripes"
 
 
 def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_idle, exemplar_random, monkeypatch):

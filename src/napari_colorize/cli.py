@@ -114,7 +114,9 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     for targets that cannot be read, and the output folder to create (or None).
     """
     from .inference import target_layout
-    from .io import STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format, probe_image
+    from .io import (STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, can_embed, check_output_format,
+                     probe_image)
+    from .provenance import check_sidecar, sidecar_path
 
     targets, seen = [], []
     refs = reference_files(args)
@@ -192,7 +194,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
         jobs.append((t, dest, stack))
 
     # every output against every input, existing files, folders
-    inputs = list(targets) + [Path(p) for p in (*reference_files(args), args.histogram_from, args.histogram) if p]
+    inputs = list(targets) + [Path(p) for p in (*reference_files(args), args.histogram_from, args.histogram, args.hints) if p]
     folder = out if to_folder else None
     why = _check_folder(out if to_folder else out.parent, create=to_folder)
     if why:
@@ -206,6 +208,13 @@ def _plan(args) -> tuple[list, dict, Path | None]:
             problems.append(f"{dest} is a folder; give a file name")
         elif dest.exists() and not args.overwrite and not any(_same_file(dest, i) for i in inputs):
             problems.append(f"{dest} exists: it is not replaced unless you pass --overwrite")
+        if not args.no_provenance and not can_embed(dest, ""):  # (.npy: the record goes beside it)
+            why = check_sidecar(dest)
+            if why:
+                problems.append(why)
+            elif sidecar_path(dest).exists() and not dest.exists() and not args.overwrite:
+                problems.append(f"{sidecar_path(dest)} exists (an earlier run's record): it is not replaced unless "
+                                "you pass --overwrite")
     confidence = _confidence_outputs(args, jobs, inputs, many, problems)
     if problems:
         raise _Refused(list(dict.fromkeys(problems)))
@@ -256,10 +265,44 @@ def _rgb_flag(args) -> bool | None:
     return True if args.rgb else False if args.grey else None
 
 
+def read_hints_csv(path) -> list:
+    """Colour points from a CSV file: rows ``y,x,r,g,b`` (a first line of names is skipped; blank lines
+    and ``#`` comments too). Raises _Refused naming the line that is wrong."""
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise _Refused([f"--hints {path}: no such file"])
+    if p.stat().st_size > 16 * 2**20:
+        raise _Refused([f"--hints {path}: {p.stat().st_size / 2**20:.0f} MB is far too large for a file of colour "
+                        "points"])
+    out = []
+    with open(p, newline="", errors="replace") as f:
+        for k, row in enumerate(csv.reader(f), 1):
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            try:
+                y, x, r, g, b = (float(c) for c in cells[:5])
+                if len(cells) > 5 and any(cells[5:]):
+                    raise ValueError
+            except ValueError:
+                if k == 1 and not out:  # (a header)
+                    continue
+                raise _Refused([f"--hints {path}, line {k}: expected y,x,r,g,b numbers, got {','.join(cells)!r}"])
+            out.append((y, x, (r, g, b)))
+    if not out:
+        raise _Refused([f"--hints {path}: it holds no colour point (rows y,x,r,g,b)"])
+    return out
+
+
 def _load_guide(args, model, sink: list) -> dict:
-    """The reference (validated) or histogram, read once for every target."""
+    """The reference (validated) or histogram, read once for every target; the colour points."""
     from .inference import prepare_histogram, prepare_reference
     from .io import read_image
+
+    if args.hints and not (args.reference or args.keyframe or args.histogram or args.histogram_from):
+        return {}  # (colour points alone)
 
     if args.reference or args.keyframe:  # (each checked; several: the union of their positions, see colorize())
         loaded, problems = {}, []
@@ -310,6 +353,51 @@ def parse_keyframes(values: list[str] | None) -> dict[int, list[str]]:
 def reference_files(args) -> list[str]:
     """Every reference file of the run: the -r images, then the keyframes' images."""
     return list(args.reference or []) + [f for files in getattr(args, "keyframes", {}).values() for f in files]
+
+
+def run_record(record: dict, args, target) -> dict:
+    """A run's provenance with the references named by their files, the target by its file, and the
+    command line's settings."""
+    from . import provenance
+
+    names = dict(args.keyframes) if getattr(args, "keyframe", None) else list(args.reference or []) or None
+    rec = provenance.named(record, names, target=target)
+    if args.hints:
+        rec["hints_from"] = str(Path(args.hints).resolve())
+    if args.histogram_from or args.histogram:
+        rec.setdefault("histogram", {})["from"] = str(Path(args.histogram_from or args.histogram).resolve())
+    rec["settings"]["model_argument"] = args.model
+    return rec
+
+
+def _cmd_info(args) -> int:
+    """Print the provenance of outputs (image metadata, the sidecar beside a .npy, OME-Zarr attributes)."""
+    import json
+
+    from .provenance import ProvenanceError, describe
+    from .volume import read_provenance
+
+    records, status = [], 0
+    for out in args.outputs:
+        try:
+            rec = read_provenance(out)
+        except (ProvenanceError, OSError, ValueError) as e:
+            _say("error", f"{out}: {e}")
+            status = 1
+            continue
+        if rec is None:
+            _say("error", f"{out}: it holds no record of how it was made (not written by napari-colorize, written "
+                          "with --no-provenance, or its metadata was stripped)")
+            status = 1
+            continue
+        records.append((out, rec))
+    if args.json:
+        print(json.dumps(records[0][1] if len(args.outputs) == 1 and records else
+                         {str(o): r for o, r in records}, indent=1))
+    else:
+        for k, (out, rec) in enumerate(records):
+            print(("\n" if k else "") + f"{out}:\n" + "\n".join("  " + line for line in describe(rec).splitlines()))
+    return status
 
 
 def _is_volume_run(args) -> bool:
@@ -384,7 +472,13 @@ def _cmd_colorize(args) -> int:
     import warnings
 
     args.keyframes = parse_keyframes(args.keyframe)  # (checked before anything is read)
+    if not (args.reference or args.keyframe or args.histogram or args.histogram_from or args.hints):
+        raise _Refused(["give a guide: --reference IMAGE (or several -r, or --keyframe Z:IMAGE), --histogram-from "
+                        "IMAGE / --histogram FILE (histogram models), or --hints POINTS.csv (colour points)"])
+    args.hint_list = read_hints_csv(args.hints) if args.hints else None
     if _is_volume_run(args):
+        if args.hints:
+            raise _Refused(["--hints are for images and stacks, not yet for volumes (.zarr)"])
         return _cmd_colorize_volume(args)
     volume_only = [f for f, v in (("--scheduler", args.scheduler), ("--pyramid", args.pyramid),
                                   ("--channel", args.channel)) if v]
@@ -395,16 +489,24 @@ def _cmd_colorize(args) -> int:
     for t, why in failed.items():
         _say("error", f"{t}: {why}")
     histogram_guide = bool(args.histogram or args.histogram_from)
+    hints_only = bool(args.hints) and not (args.reference or args.keyframe or histogram_guide)
     from . import iter_colorize, load_model
 
     try:
-        model = load_model(args.model or best_default_model("histogram" if histogram_guide else "exemplar"),
-                       device=args.device)
+        model = load_model(args.model or best_default_model("histogram" if histogram_guide else
+                                                            "hints" if hints_only else "exemplar"),
+                           device=args.device)
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         raise _Refused([str(e)]) from None
     if args.confidence and not model.gives_confidence:
         raise _Refused([f"--confidence: {model.name!r} has no match confidence (the exemplar networks and the "
                         "warps have one; global methods and histogram models do not)"])
+    if model.kind == "hints" and not hints_only:
+        raise _Refused([f"{model.name!r} colours from colour points alone: give --hints without a reference, or "
+                        "another model with the reference and the hints"])
+    if hints_only and model.kind != "hints":
+        raise _Refused([f"{model.name!r} needs a guide besides --hints: give --reference (or -m levin for colour "
+                        "points alone)"])
     if histogram_guide and model.kind != "histogram":
         raise _Refused([f"{model.name!r} is an exemplar model: give it --reference, or use a histogram model "
                         "(-m histogram) with --histogram/--histogram-from"])
@@ -412,7 +514,7 @@ def _cmd_colorize(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         guide = _load_guide(args, model, guide_notes)
-    prefix = "" if args.reference or args.keyframe else \
+    prefix = "" if args.reference or args.keyframe or hints_only else \
         f"{Path(args.histogram_from or args.histogram).name}: "  # (references: named)
     for w in dict.fromkeys(guide_notes):
         _say("warning", prefix + w)
@@ -422,6 +524,7 @@ def _cmd_colorize(args) -> int:
         d.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
+    from . import provenance
     from .inference import confidence_map
     from .io import PLAIN_SUFFIXES, StackWriter, read_image
 
@@ -438,15 +541,20 @@ def _cmd_colorize(args) -> int:
                 warnings.simplefilter("ignore")
                 slices = iter_colorize(model, read_image(t), size=args.size, rgb=_rgb_flag(args),
                                        channel_axis=args.channel_axis, normalize=args.normalize,
-                                       temporal=args.temporal, return_attention=False, sink=sink, **guide)
+                                       temporal=args.temporal, return_attention=False, sink=sink,
+                                       hints=args.hint_list, hint_spread=args.hint_spread, **guide)
                 sbar = None
+                record = text = None
                 for idx, rgb, pred, info in slices:
                     if writer is None:
-                        writer = StackWriter(dest, tuple(info["stack_shape"]) + rgb.shape, args.dtype)
+                        if not args.no_provenance:
+                            record = run_record(info["provenance"], args, t)
+                            text = provenance.dumps(record)
+                        writer = StackWriter(dest, tuple(info["stack_shape"]) + rgb.shape, args.dtype, text=text)
                         if cdest is not None:
                             cwriter = StackWriter(cdest, tuple(info["stack_shape"]) + rgb.shape[:2],
                                                   None if cdest.suffix.lower() in PLAIN_SUFFIXES else "float32",
-                                                  grey=True)
+                                                  grey=True, text=text)
                         if info["n_slices"] > 1 and not args.quiet and not many:
                             sbar = tqdm(total=info["n_slices"], desc=t.name, unit="slice")
                     writer[idx] = rgb
@@ -458,6 +566,8 @@ def _cmd_colorize(args) -> int:
                     sbar.close()
                 if cwriter is not None:  # (the confidence first: a result is never reported failed once written)
                     cwriter.close()
+                if record is not None and writer.text is None:  # (a format with no place for it: a sidecar)
+                    provenance.write_sidecar(dest, record)
                 writer.close()
         except KeyboardInterrupt:
             for w in (writer, cwriter):
@@ -656,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Exit status: 0 all written, 1 some failed, 2 nothing written.")
     c.add_argument("targets", nargs="+", help="greyscale image(s) or stacks (.png, .jpg, .tif, .npy), or one volume "
                                               "(.zarr: a zarr array or OME-Zarr image; written as OME-Zarr)")
-    g = c.add_mutually_exclusive_group(required=True)
+    g = c.add_mutually_exclusive_group()
     g.add_argument("--reference", "-r", action="append", metavar="IMAGE",
                    help="colour reference image; repeat for several (-r a.png -r b.png): each pixel may take "
                         "colour from any of them")
@@ -666,6 +776,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "keyframes mix the two (--blend)")
     g.add_argument("--histogram-from", help="use the ab histogram of this colour image (a histogram model)")
     g.add_argument("--histogram", help="a (21, 21) ab histogram saved with numpy.save (a histogram model)")
+    c.add_argument("--hints", metavar="CSV", default=None,
+                   help="colour points: a CSV file of y,x,r,g,b rows (target pixels; colour 0-1 or 0-255; a header "
+                        "line is allowed): each sets the colour at its pixel and spreads over its region; with a "
+                        "reference they win where they are; alone (no -r) they are Levin's scribble colourisation "
+                        "(-m levin)")
+    c.add_argument("--hint-spread", type=float, default=None, metavar="PX",
+                   help="with --hints and a reference: how far a point's colour reaches, in working pixels "
+                        "(default 32)")
     c.add_argument("--blend", choices=["linear", "nearest"], default="linear",
                    help="with --keyframe: mix the neighbouring keyframes' colours by distance (linear, default) or "
                         "take the nearer keyframe's (nearest)")
@@ -706,8 +824,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volumes: also write N lower resolution levels (each halves y and x)")
     c.add_argument("--channel", default=None, metavar="N|NAME",
                    help="volumes: the channel of a multi-channel OME-Zarr image to colourise (index or name)")
+    c.add_argument("--no-provenance", action="store_true",
+                   help="do not record how the output was made (model, weights' hash, references' paths and "
+                        "pixel hashes, settings; kept in the PNG/TIFF/JPEG metadata, OUT.provenance.json beside "
+                        ".npy, the OME-Zarr attributes; read it with `napari-colorize info OUT`)")
     c.add_argument("--quiet", "-q", action="store_true")
     c.set_defaults(func=_cmd_colorize)
+
+    i = sub.add_parser("info", help="how an output was made: its provenance (model, weights, references, "
+                                    "keyframes, settings, version)")
+    i.add_argument("outputs", nargs="+", metavar="OUT", help="an output of napari-colorize (.png, .jpg, .tif, .npy "
+                                                             "with its sidecar, or .zarr)")
+    i.add_argument("--json", action="store_true", help="print the records as JSON")
+    i.set_defaults(func=_cmd_info)
 
     d = sub.add_parser("demo", help="colourise the bundled sample pair (in napari when it is installed)")
     d.add_argument("--model", "-m", default=None)

@@ -40,6 +40,9 @@ import torch.nn.functional as F
 
 from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_L, histogram_from_rgb, lab_to_rgb_in_gamut, rgb_to_lab,
                     rgb_value_scale)
+from .provenance import record as record_provenance
+from .hints import DEFAULT_SPREAD, LEVIN_SPREAD, HintSolver, check_hints, hint_ab, hints_to_working
+from .io import is_image_like
 from .models.base import Colorizer, Prediction
 from .models.lazy import LazyList
 from .models.registry import load_model
@@ -77,6 +80,9 @@ class ColorizeResult:
     model : the model's name.
     intensity_range : the (low, high) input values mapped to black and white.
     warnings : list of str, what was converted or doubtful.
+    provenance : dict
+        How it was made (:mod:`napari_colorize.provenance`): the model and its weights' hash, the
+        references (names, pixel hashes), keyframes, settings and the package version.
     confidence : ndarray, float32, ``(..., H, W)`` in [0, 1], or None
         How well and how unambiguously each pixel found its match in the reference (the exemplar
         networks and the warps; None for the global baselines and the histogram models): a logistic
@@ -92,6 +98,7 @@ class ColorizeResult:
     intensity_range: tuple = (0.0, 1.0)
     warnings: list = field(default_factory=list)
     confidence: np.ndarray | None = None
+    provenance: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -375,17 +382,13 @@ def _reference_to_unit(ref: np.ndarray, white: float, factor: int, band: int = 2
     return out
 
 
-def _is_image_like(x) -> bool:
-    return isinstance(x, (np.ndarray, torch.Tensor, str, os.PathLike)) or hasattr(x, "__array__")
-
-
 def reference_list(reference) -> list | None:
     """The reference(s) as a list: one image, or a list/tuple of images (arrays, tensors, dask/zarr
     arrays, or image files, read here); None when there is none. A list of plain numbers (nested
     lists) is one image."""
     if reference is None:
         return None
-    if isinstance(reference, (list, tuple)) and (not reference or all(_is_image_like(r) for r in reference)):
+    if isinstance(reference, (list, tuple)) and (not reference or all(is_image_like(r) for r in reference)):
         refs = list(reference)
         if not refs:
             raise ValueError("reference=[] holds no image: give one reference or several")
@@ -684,10 +687,23 @@ class Plan:
     """
 
     def __init__(self, model: Colorizer, target: TargetView, wshape: tuple[int, int], state,
-                 sink: list | None = None, references: int = 1, origin: int = 0) -> None:
+                 sink: list | None = None, references: int = 1, origin: int = 0, hints: list | None = None,
+                 hint_spread: float | None = None) -> None:
         self.model, self.target, self.wshape, self.state = model, target, tuple(wshape), state
         self.sink = [] if sink is None else sink
         self.references, self.origin = int(references), int(origin)
+        self.hints = list(hints or [])  # checked (y, x, (r, g, b)) in target pixels
+        self.hint_spread = float(hint_spread if hint_spread is not None else
+                                 LEVIN_SPREAD if model.kind == "hints" else DEFAULT_SPREAD)
+        self.hint_pixels = hints_to_working(self.hints, target.spatial, self.wshape)
+        self.hint_values = hint_ab(self.hints)
+        self._solver: tuple | None = None  # (slice, HintSolver): the last slice's factored system
+
+    def hint_solver(self, i: int, L_work: torch.Tensor) -> HintSolver:
+        """The hints' solver of slice i (factored once per slice; the last one kept)."""
+        if self._solver is None or self._solver[0] != i:
+            self._solver = (i, HintSolver(L_work, self.hint_spread))
+        return self._solver[1]
 
     def position(self, i: int) -> int:
         """Slice i's position along the last stack axis of the whole target (for keyframes)."""
@@ -712,14 +728,23 @@ class Plan:
     def for_target(cls, model, target, reference=None, histogram=None, size: int | None = None,
                    normalize: str = "auto", percentiles=(0.1, 99.9), rgb: bool | None = None,
                    sink: list | None = None, channel_axis: int | None = None, references: dict | None = None,
-                   blend: str = "linear") -> "Plan":
+                   blend: str = "linear", hints=None, hint_spread: float | None = None) -> "Plan":
         """The plan of a whole target (arguments as :func:`colorize`): the target validated and its
         intensity range computed, the working shape chosen and checked against the free memory, the
         guide validated and prepared (its features computed once for a stack; once per keyframe with
-        ``references``)."""
+        ``references``), the colour points checked."""
         sink = [] if sink is None else sink
         model = resolve_model(model)
         view = TargetView(target, rgb, normalize, percentiles, sink, channel_axis)
+        hints = check_hints(hints, view.spatial)
+        if model.kind == "hints":
+            if reference is not None or histogram is not None or references is not None:
+                raise ValueError(f"{model.name!r} colours from colour points alone: give hints=[(y, x, (r, g, b)), "
+                                 "...] and no reference (or use another model with the reference and the hints)")
+            if not hints:
+                raise ValueError(f"{model.name!r} needs colour points: hints=[(y, x, (r, g, b)), ...]")
+            wshape = working_shape(view.spatial, int(size or model.default_size), model.multiple, model.min_size)
+            return cls(model, view, wshape, model.prepare(), sink, 0, hints=hints, hint_spread=hint_spread)
         if references is not None:
             if reference is not None or histogram is not None:
                 raise ValueError("give reference= (one guide for every slice) or references= (keyframes), not both")
@@ -737,7 +762,7 @@ class Plan:
         wshape = working_shape(view.spatial, int(size or model.default_size), model.multiple, model.min_size)
         if references is None:
             state, n_refs = prepare_guide(model, wshape, reference, histogram, view.n_slices > 1, sink)
-            return cls(model, view, wshape, state, sink, n_refs)
+            return cls(model, view, wshape, state, sink, n_refs, hints=hints, hint_spread=hint_spread)
         from .keyframes import Keyframes
 
         lists = {z: reference_list(g) for z, g in references.items()}
@@ -745,7 +770,7 @@ class Plan:
         check_memory(model, wshape, n_refs)  # (before any keyframe is prepared)
         states = {z: prepare_guide(model, wshape, refs, None, view.n_slices > 1, sink, f"keyframe {z}: ")[0]
                   for z, refs in lists.items()}
-        return cls(model, view, wshape, Keyframes(states, blend), sink, n_refs)
+        return cls(model, view, wshape, Keyframes(states, blend), sink, n_refs, hints=hints, hint_spread=hint_spread)
 
     @classmethod
     def for_part(cls, model, part, intensity: tuple, wshape: tuple[int, int], state,
@@ -780,6 +805,10 @@ class Plan:
         if not bool(torch.isfinite(pred.ab).all()):  # (NaN would be written as black, and the run called a success)
             raise NonFiniteError(f"model {self.model.source or self.model.name!r} produced non-finite colours (NaN/inf): "
                                  "its weights may be corrupt or overflow; use another model or checkpoint")
+        if self.hints:  # the colour points win where they are and spread over their regions
+            ab = self.hint_solver(i, L_work).apply(pred.ab[0], self.hint_pixels, self.hint_values)
+            pred = Prediction(ab=ab[None].to(pred.ab.dtype), scales=pred.scales, attention=pred.attention,
+                              confidence=pred.confidence)
         return pred, L_work, L_full
 
     def slice(self, i: int, return_attention: bool = False) -> tuple[np.ndarray, Prediction, torch.Tensor]:
@@ -975,22 +1004,35 @@ def iter_colorize(model, target, reference=None, histogram=None, *, size: int | 
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
                   return_attention: bool = True, should_cancel: Callable[[], bool] | None = None,
                   sink: list | None = None, channel_axis: int | None = None, temporal: int | None = None,
-                  references: dict | None = None, blend: str = "linear"
-                  ) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
+                  references: dict | None = None, blend: str = "linear", hints=None,
+                  hint_spread: float | None = None) -> Iterator[tuple[tuple, np.ndarray, Prediction, dict]]:
     """Colourise slice by slice. Yields ``(index, rgb, prediction, info)`` per 2-D slice.
 
     Arguments as :func:`colorize`. ``info`` holds ``working_shape``, ``n_slices``, ``stack_shape``,
-    ``intensity_range``, ``scales`` (RGB, when the model gives them) and ``done``.
+    ``intensity_range``, ``scales`` (RGB, when the model gives them), ``done`` and ``provenance`` (a dict:
+    how the output was made, :mod:`napari_colorize.provenance`).
     """
     plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb,
-                           [] if sink is None else sink, channel_axis, references, blend)
+                           [] if sink is None else sink, channel_axis, references, blend, hints, hint_spread)
     n = plan.target.n_slices
     K = resolve_temporal(temporal, n)
+    lo, hi, mode = plan.intensity_range
+    if references is not None:  # (recorded at their positions: -1 is the last slice's)
+        from .keyframes import check_keyframes
+
+        references = check_keyframes(references, _stack_runs(plan.target.stack_shape), blend)
+    made = record_provenance(
+        plan.model, reference=reference, references=references, blend=blend if references is not None else None,
+        histogram=histogram if reference is None and references is None else None, target=target,
+        hints=plan.hints or None,
+        settings={**({"hint_spread": plan.hint_spread} if plan.hints else {}), "size": size, "working_shape": list(plan.wshape), "normalize": normalize,
+                  "percentiles": list(percentiles), "intensity_range": [lo, hi], "intensity_mode": mode,
+                  "temporal": K, "rgb": rgb, "channel_axis": channel_axis, "device": str(plan.model.device)})
 
     def info_of(i, pred, L_work):
         last = i == n - 1
         return {"working_shape": plan.wshape, "n_slices": n, "stack_shape": plan.target.stack_shape,
-                "intensity_range": plan.intensity_range[:2], "done": i + 1,
+                "intensity_range": plan.intensity_range[:2], "done": i + 1, "provenance": made,
                 "scales": LazyList(lambda p=pred, L=L_work: scales_to_rgb(p, L)) if last else []}
 
     for i, rgb_out, pred, L_work in colorized_slices(plan, K, range(n), n - 1 if return_attention else None,
@@ -1066,7 +1108,8 @@ class StackAssembler:
 
 def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | None = None,
                   normalize: str = "auto", percentiles: tuple[float, float] = (0.1, 99.9), rgb: bool | None = None,
-                  channel_axis: int | None = None, references: dict | None = None, blend: str = "linear"):
+                  channel_axis: int | None = None, references: dict | None = None, blend: str = "linear",
+                  hints=None, hint_spread: float | None = None):
     """A lazy (dask) colourised stack: each slice is computed when it is read (for instance when
     napari shows it). ``target`` may be a dask or zarr array; the intensity range is estimated
     from a sample of slices up front, so every slice gets the same mapping. Returns a dask array
@@ -1082,7 +1125,7 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
     import dask.array as da
 
     plan = Plan.for_target(model, target, reference, histogram, size, normalize, percentiles, rgb, [], channel_axis,
-                           references, blend)
+                           references, blend, hints, hint_spread)
     if plan.target.n_slices > 1:
         warnings.warn(f"lazy_colorize colours each of the {plan.target.n_slices} slices on its own (no temporal "
                       f"smoothing); colorize() and iter_colorize() smooth a stack with {DEFAULT_TEMPORAL} neighbours "
@@ -1103,7 +1146,7 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
              progress: Callable[[int, int], None] | None = None,
              should_cancel: Callable[[], bool] | None = None, channel_axis: int | None = None,
              temporal: int | None = None, match: float = 0.0, references: dict | None = None,
-             blend: str = "linear") -> ColorizeResult:
+             blend: str = "linear", hints=None, hint_spread: float | None = None) -> ColorizeResult:
     """Colourise a greyscale image (or stack) guided by a reference image or a histogram.
 
     Parameters
@@ -1156,6 +1199,14 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     blend : {"linear", "nearest"}
         With keyframes: mix the two neighbouring keyframes' colours by distance (default), or take
         the nearer one's.
+    hints : list of ``(y, x, (r, g, b))``, optional
+        Colour points in target pixels (colour in [0, 1] or 0-255): each sets the chroma at its pixel
+        (the lightness stays the target's) and spreads over its region, stopping at lightness edges
+        (:mod:`napari_colorize.hints`); the guide colours the rest. With the model ``"levin"``
+        hints alone colour the image (no reference). Stacks: the same points on every slice.
+    hint_spread : float, optional
+        How far a hint's change reaches, in working pixels where lightness is flat (default
+        :data:`~napari_colorize.hints.DEFAULT_SPREAD`; with ``"levin"``: unbounded).
 
     Raises MemoryError (before allocating) when an exemplar network's attention at
     this working size would not fit in the free memory, saying what size would.
@@ -1172,12 +1223,13 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     for idx, rgb_slice, pred, info in iter_colorize(
             model, target, reference, histogram, size=size, normalize=normalize, percentiles=percentiles, rgb=rgb,
             return_attention=return_attention, should_cancel=should_cancel, sink=sink, channel_axis=channel_axis,
-            temporal=temporal, references=references, blend=blend):
+            temporal=temporal, references=references, blend=blend, hints=hints, hint_spread=hint_spread):
         stack.add(idx, rgb_slice, pred, info)
         if progress is not None:
             progress(info["done"], info["n_slices"])
     pred, info = stack.pred, stack.info
     return ColorizeResult(rgb=stack.rgb, scales=info["scales"], attention=pred.attention if return_attention else {},
                           working_shape=info["working_shape"], model=model.name,
-                          intensity_range=info["intensity_range"], warnings=sink, confidence=stack.confidence)
+                          intensity_range=info["intensity_range"], warnings=sink, confidence=stack.confidence,
+                          provenance=info["provenance"])
 

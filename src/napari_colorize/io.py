@@ -38,7 +38,7 @@ __all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
            "to_output_dtype", "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
            "pid_alive", "MAX_PIXELS", "check_pixels",
-           "frames_as_stack"]
+           "frames_as_stack", "is_image_like", "PROVENANCE_KEY", "read_embedded_text", "can_embed"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -275,6 +275,12 @@ def _read_npy(path: Path, probe: bool = False):
     return a
 
 
+def is_image_like(x) -> bool:
+    """An image as a guide may be given: an array (numpy, torch, dask, zarr: anything with
+    ``__array__``) or an image file's path (a list of plain numbers is not one: it is one image)."""
+    return isinstance(x, (np.ndarray, str, os.PathLike)) or hasattr(x, "__array__") or hasattr(x, "detach")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image or stack as an array, keeping its dtype. Raises :class:`ImageReadError`.
 
@@ -340,6 +346,51 @@ def to_output_dtype(rgb: np.ndarray, dtype: str) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * top).astype(dtype)
 
 
+#: where a note (the provenance record) is kept in an image file: the PNG text key, the key in TIFF's JSON description
+PROVENANCE_KEY = "napari-colorize"
+_JPEG_COMMENT_MAX = 65000  # (a JPEG comment segment holds at most 65533 bytes)
+
+
+def can_embed(path: str | Path, text: str) -> bool:
+    """Whether ``path``'s format keeps a note of this length inside the file (PNG, TIFF, JPEG up to
+    ~64 kB; not .npy: use a sidecar)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        return len(text.encode("utf-8")) <= _JPEG_COMMENT_MAX
+    return suffix in TIFF_SUFFIXES or suffix == ".png"
+
+
+def read_embedded_text(path: str | Path) -> str | None:
+    """The note :class:`StackWriter` kept in an image file (``text=``), or None when it has none.
+    Nothing but the file's metadata is read."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    _check_file(path)
+    if suffix in TIFF_SUFFIXES:
+        import json
+
+        import tifffile
+
+        with quiet_logger("tifffile", logging.ERROR), tifffile.TiffFile(path) as tif:
+            desc = tif.pages[0].description if len(tif.pages) else ""
+        try:
+            meta = json.loads(desc)
+        except ValueError:
+            return None
+        value = meta.get(PROVENANCE_KEY) if isinstance(meta, dict) else None
+        return value if isinstance(value, str) else None
+    if suffix in (".png", ".jpg", ".jpeg"):
+        with _pil_opened(path) as im:
+            if suffix == ".png":  # (a text chunk before the pixels is in ``info``; one after them in ``text``)
+                value = im.info.get(PROVENANCE_KEY) or getattr(im, "text", {}).get(PROVENANCE_KEY)
+            else:
+                value = im.info.get("comment")
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return value if isinstance(value, str) else None
+    return None
+
+
 def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.part-{os.getpid()}{path.suffix}")
 
@@ -355,8 +406,11 @@ class StackWriter:
     temporary file is removed and an existing ``path`` is left untouched.
     """
 
-    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: str | None = None, grey: bool = False) -> None:
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: str | None = None, grey: bool = False,
+                 text: str | None = None) -> None:
         self.path = Path(path)
+        # ``text``: a note kept in the file (the provenance): PNG text chunk, JPEG comment, TIFF description
+        self.text = text if text and can_embed(self.path, text) else None
         self.shape = tuple(int(s) for s in shape)
         self.grey = bool(grey)  # grey: ``stack_shape + (H, W)`` values in [0, 1] (a confidence map)
         self._nd = 2 if self.grey else 3  # axes of one 2-D slice
@@ -381,6 +435,7 @@ class StackWriter:
 
                 m = tifffile.memmap(self.tmp, shape=self.shape, dtype=self.dtype,
                                     photometric="minisblack" if self.grey else "rgb",
+                                    metadata={PROVENANCE_KEY: self.text} if self.text else {},
                                     bigtiff=nbytes > 2**32 - 2**25)
             else:
                 m = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
@@ -428,8 +483,16 @@ class StackWriter:
             if self.suffix in PLAIN_SUFFIXES:
                 from PIL import Image
 
-                kw = {"quality": 95} if self.suffix in (".jpg", ".jpeg") else {}
-                Image.fromarray(self._data).save(self.tmp, format="JPEG" if kw else "PNG", **kw)
+                jpeg = self.suffix in (".jpg", ".jpeg")
+                kw: dict = {"quality": 95} if jpeg else {}
+                if self.text and jpeg:
+                    kw["comment"] = self.text.encode("utf-8")
+                elif self.text:
+                    from PIL.PngImagePlugin import PngInfo
+
+                    kw["pnginfo"] = PngInfo()
+                    kw["pnginfo"].add_text(PROVENANCE_KEY, self.text, zip=True)
+                Image.fromarray(self._data).save(self.tmp, format="JPEG" if jpeg else "PNG", **kw)
             self._data = None
             os.replace(self.tmp, self.path)
             self._done = True
@@ -460,13 +523,13 @@ class StackWriter:
             self.abort()
 
 
-def write_image(path: str | Path, rgb: np.ndarray, dtype: str | None = None) -> Path:
+def write_image(path: str | Path, rgb: np.ndarray, dtype: str | None = None, text: str | None = None) -> Path:
     """Write float RGB in [0, 1] ``(..., H, W, 3)``: PNG/JPEG 8-bit; TIFF and .npy as ``dtype``
     (default: uint16 for TIFF, float32 for .npy). The folder is created when missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rgb = np.asarray(rgb)
-    with StackWriter(path, rgb.shape, dtype) as w:
+    with StackWriter(path, rgb.shape, dtype, text=text) as w:
         if rgb.ndim == 3:
             w[...] = rgb
         else:

@@ -47,8 +47,9 @@ import numpy as np
 
 from .io import (DiskFullError, ImageWriteError, disk_full_message, is_disk_full, pid_alive, quiet_logger, read_image,
                  to_output_dtype)
+from .provenance import FORMAT
 
-__all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader",
+__all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader", "read_provenance", "PROVENANCE_ATTR",
            "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
            "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT",
            "concurrent_tasks", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA", "worker_model"]
@@ -57,6 +58,7 @@ EXTRA = "distributed"
 INSTALL = f"pip install 'napari-colorize[{EXTRA}]'"
 RECORD_KEY = "napari-colorize"  # the run record in the output group's attributes
 PROGRESS_ARRAY = "colorize-progress"  # one flag per task while a run is unfinished
+PROVENANCE_ATTR = "napari-colorize-provenance"  # how the image was made (napari_colorize.provenance), when complete
 OUT_DTYPES = ("uint8", "uint16")
 
 
@@ -703,6 +705,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     if pyramid > levels:
         raise ValueError(f"pyramid={pyramid}: a {vol.data.shape[-2]} x {vol.data.shape[-1]} image has at most "
                          f"{levels} lower levels (each halves y and x, down to 1 pixel); use pyramid={levels} or less")
+    given = {"reference": reference, "references": references}  # (for the provenance: file paths as given)
     refs = list(reference) if isinstance(reference, (list, tuple)) else None if reference is None else [reference]
     if isinstance(references, dict):  # keyframes: every file among them is an input too
         kf_items = [(z, list(g) if isinstance(g, (list, tuple)) else [g]) for z, g in references.items()]
@@ -730,6 +733,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                                references=references, blend=blend)
     for w in dict.fromkeys(sink):
         warnings.warn(w, stacklevel=2)
+    made = _provenance(model, plan, vol, given, histogram, blend, size, normalize, percentiles, temporal, dtype,
+                       pyramid, scheduler if client is None else "client")
     stack_nd = vol.data.ndim - 2
     c_axis = _out_layout(vol.axes[:stack_nd])
     # one task per output chunk along the stack axes (all of y and x)
@@ -815,6 +820,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         if len(_done_blocks(group, len(blocks))) != len(blocks):
             raise RuntimeError(f"{out}: some chunks were not written; run again with the same arguments to finish")
         del group[PROGRESS_ARRAY]
+        group.attrs[PROVENANCE_ATTR] = made
         group.attrs[RECORD_KEY] = {**dict(group.attrs[RECORD_KEY]), "complete": True}
     finally:
         if own_client is not None:
@@ -822,6 +828,64 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         if lock is not None:
             lock.release()
     return out
+
+
+def _provenance(model, plan, vol: Volume, given: dict, histogram, blend: str, size, normalize: str, percentiles,
+                temporal: int, dtype: str, pyramid: int, scheduler) -> dict:
+    """The volume's provenance record (the guides as given: files by their path)."""
+    from .keyframes import check_keyframes
+    from .provenance import record
+
+    kf = given["references"]
+    if kf is not None:
+        kf = check_keyframes(kf, int(vol.data.shape[-3]) if vol.data.ndim > 2 else 1, blend)
+    rec = record(model, reference=given["reference"], references=kf, blend=blend if kf is not None else None,
+                 histogram=histogram if given["reference"] is None and kf is None else None,
+                 target=vol.path if vol.path is not None else vol.data,
+                 settings={"size": size, "working_shape": list(plan.wshape), "normalize": normalize,
+                           "percentiles": list(percentiles), "intensity_range": [float(plan.target.lo),
+                                                                                 float(plan.target.hi)],
+                           "intensity_mode": plan.target.scale_mode, "temporal": int(temporal), "dtype": dtype,
+                           "pyramid": int(pyramid), "channel": vol.channel, "scheduler": scheduler,
+                           "device": str(model.device)})
+    if vol.path is not None:
+        rec["target"].update(shape=[int(s) for s in vol.data.shape], dtype=str(vol.data.dtype))
+    return rec
+
+
+def read_provenance(path) -> dict | None:
+    """How an output of napari-colorize was made: the record in an OME-Zarr image's attributes, in an
+    image file's metadata (PNG, TIFF, JPEG) or in the sidecar beside it (``OUT.provenance.json``);
+    None when it holds none. Raises :class:`~napari_colorize.provenance.ProvenanceError` for a record
+    that is not valid, OSError/ValueError for a file that cannot be read."""
+    from .io import read_embedded_text
+    from .provenance import ProvenanceError, loads, sidecar_path
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if is_zarr_path(path) or path.is_dir():
+        zarr = _need("zarr", "reading OME-Zarr")
+        try:
+            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+        except Exception as e:
+            raise ValueError(f"{path} is not a zarr store ({type(e).__name__})") from None
+        rec = attrs.get(PROVENANCE_ATTR)
+        if rec is None:
+            run = attrs.get(RECORD_KEY)
+            if isinstance(run, dict) and not run.get("complete"):
+                raise ProvenanceError(f"{path} is an unfinished run (its provenance is written when it completes)")
+            return None
+        return loads(json.dumps(rec))
+    text = read_embedded_text(path)
+    if text is not None:
+        return loads(text)
+    side = sidecar_path(path)
+    if side.is_file():
+        if side.stat().st_size > 4 * 2**20:
+            raise ProvenanceError(f"{side} is too large to be a provenance record")
+        return loads(side.read_text(errors="replace"))
+    return None
 
 
 def _new_output(out: Path, vol: Volume, c_axis: int, dtype: str, pyramid: int, n_blocks: int, record: dict) -> None:
@@ -1002,13 +1066,14 @@ def _run_distributed(client, tasks: list, progress) -> None:
 
 # ------------------------------------------------------------------------- napari's writer
 def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=None, translate=None, units=None,
-                   dtype: str | None = None) -> Path:
+                   dtype: str | None = None, provenance: dict | None = None) -> Path:
     """Write an image (numpy or dask, any size: written chunk by chunk) as a new OME-Zarr image.
 
     ``rgb``: the last axis holds colour (RGB(A)); it becomes the channel axis ``c`` (alpha dropped),
     float colour in [0, 1] is written as ``dtype`` (default uint8). ``axis_labels``, ``scale``,
     ``translate``, ``units``: per axis of the image (without its colour axis), as napari's layers
-    have them; units other than pixels are kept. An existing ``path`` is refused.
+    have them; units other than pixels are kept. ``provenance``: how the image was made (a record of
+    :mod:`napari_colorize.provenance`, kept in the attributes). An existing ``path`` is refused.
     """
     da = importlib.import_module("dask.array")
     path = Path(path)
@@ -1049,6 +1114,8 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
     group = _create_store(path, [tuple(d.shape)], chunks, str(d.dtype), axes, [sc], [tr])
     try:
         d.rechunk(tuple(min(c, s) for c, s in zip(chunks, d.shape))).store(group["0"], lock=False)
+        if provenance:
+            group.attrs[PROVENANCE_ATTR] = provenance
     except BaseException:  # (NaN colours refused, interrupted...): no partial image left under the name
         shutil.rmtree(path, ignore_errors=True)
         raise
@@ -1071,6 +1138,8 @@ def napari_write_image(path: str, data, meta: dict) -> list[str]:
     scale, translate, axis labels and units. Returns the written path."""
     if isinstance(data, list):  # a multiscale layer: its highest resolution
         data = data[0]
+    made = (meta.get("metadata") or {}).get("provenance")  # (our results carry how they were made)
     out = write_ome_zarr(path, data, rgb=bool(meta.get("rgb")), axis_labels=meta.get("axis_labels"),
-                         scale=meta.get("scale"), translate=meta.get("translate"), units=meta.get("units"))
+                         scale=meta.get("scale"), translate=meta.get("translate"), units=meta.get("units"),
+                         provenance=made if isinstance(made, dict) and made.get("format") == FORMAT else None)
     return [str(out)]

@@ -12,7 +12,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..inference import Cancelled
 from ..models.registry import list_models
-from ._layers import (DefaultPicks, add_or_update_image, colour_layers, find_ours, layer_picker, overlay_transform,
+from ..provenance import named
+from ._layers import (PROVENANCE, DefaultPicks, add_or_update_image, colour_layers, find_ours, layer_picker, overlay_transform,
                       query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
 from ._sections import Collapsible, make_scrollable, wrap_label
 from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
@@ -31,6 +32,14 @@ def short_key(key: str) -> str:
     parts = ["".join(c for c in p if c.isdigit()) for p in key.split(".")]
     return "L" + ".".join(parts) if all(parts) else key
 
+
+
+def layer_provenance(made: dict, settings: dict) -> dict:
+    """A run's provenance with its guides and target named by their layers."""
+    if not made:
+        return {}
+    names = settings.get("keyframes") or settings.get("references") or [settings.get("reference")]
+    return named(made, names, target=f"layer '{settings.get('target')}'", files=False)
 
 class ExemplarWidget(Container):
     """Colourise a greyscale layer guided by a colour reference layer (and, optionally, more of them:
@@ -232,7 +241,8 @@ class ExemplarWidget(Container):
         name = f"{target.name} [{res.model}]"
         nd = res.rgb.ndim - 1
         layer = add_or_update_image(self._viewer, res.rgb, name, meta, keep=bool(self._keep.value), rgb=True,
-                                    scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]))
+                                    scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]),
+                                    provenance=layer_provenance(res.provenance, settings))
         missing = []
         if self._scales.value:
             if res.scales and not res.is_stack:
@@ -267,7 +277,7 @@ class ExemplarWidget(Container):
             self._status.value = f"done: {layer.name}; {msg}"
         show_info(f"napari-colorize: '{layer.name}' ready")
 
-    def _on_lazy_result(self, res: LazyResult, target, settings) -> None:
+    def _on_lazy_result(self, res: LazyResult, target, settings: dict) -> None:
         if target not in self._viewer.layers:
             self._status.value = "the target layer was removed during the run: result discarded"
             return
@@ -275,7 +285,8 @@ class ExemplarWidget(Container):
         name = f"{target.name} [{res.model}]"
         layer = add_or_update_image(self._viewer, res.rgb, name, {**settings, "kind": "lazy result"},
                                     keep=bool(self._keep.value), rgb=True, scale=tuple(target.scale[-nd:]),
-                                    translate=tuple(target.translate[-nd:]))
+                                    translate=tuple(target.translate[-nd:]),
+                                    provenance=layer_provenance(res.provenance, settings))
         self.lazy_layer = layer
         self._save_path.visible = self._save.visible = True
         self._status.value = f"lazy: {layer.name} colourises each slice on view"
@@ -290,7 +301,7 @@ class ExemplarWidget(Container):
         if path in ("", "."):
             show_error("choose a file to save to")
             return
-        worker = save_job(layer.data, path)
+        worker = save_job(layer.data, path, layer.metadata.get(PROVENANCE))
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(lambda r: r and show_info(f"saved {r.shape} to {r.path}"))
         worker.errored.connect(lambda e: show_error(f"saving failed: {e}"))

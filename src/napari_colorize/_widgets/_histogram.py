@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from .. import histogram_edit as he
 from ..color import AB_SCALE, NBINS
 from ..models.registry import list_models
+from ..provenance import named
 from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, current_slice, layer_picker,
                       overlay_transform, query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
 from ._sections import Collapsible, ask_path, make_scrollable, wrap_label
@@ -422,7 +423,9 @@ class HistogramWidget(Container):
         layer = add_or_update_image(self._viewer, res.rgb, f"{target.name} [{res.model}]",
                                     {"kind": "result", "model": res.model, "histogram": hist.tolist(),
                                      "working_shape": list(res.working_shape)}, rgb=True,
-                                    scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]))
+                                    scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]),
+                                    provenance=named(res.provenance, target=f"layer '{target.name}'", files=False)
+                                    if res.provenance else None)
         bring_to_front(self._viewer, layer)  # the full-size result over the preview; the next stroke swaps back
         self.last_result = res
         self._status.value = f"done: {layer.name}"

@@ -16,6 +16,7 @@ import numpy as np
 from .._sample_data import SAMPLE_ROLE
 
 OURS = "napari_colorize"
+PROVENANCE = "provenance"  # layer.metadata[PROVENANCE]: how a result was made (napari_colorize.provenance)
 
 
 def is_ours(layer) -> bool:
@@ -38,16 +39,19 @@ def free_name(viewer, name: str) -> str:
     return f"{name} [{k}]"
 
 
-def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False, **kwargs):
+def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False, provenance: dict | None = None,
+                        **kwargs):
     """Update our layer called ``name`` in place, or add a new image layer (ours).
 
     An update replaces data and metadata and re-applies ``scale``, ``translate`` and ``contrast_limits``
     (they follow the data); display choices the user may have changed (visibility, opacity, colormap)
-    are kept."""
+    are kept. ``provenance``: how the data was made (``layer.metadata["provenance"]``, saved with an
+    OME-Zarr export; an update without one drops the old)."""
     existing = None if keep else find_ours(viewer, name)
     if existing is not None and existing.data.shape == np.shape(data) and existing.rgb == kwargs.get("rgb", False):
         existing.data = data
-        existing.metadata = {**existing.metadata, OURS: {**meta, "slot": name}}
+        kept = {k: v for k, v in existing.metadata.items() if k != PROVENANCE}
+        existing.metadata = {**kept, OURS: {**meta, "slot": name}, **({PROVENANCE: provenance} if provenance else {})}
         for k in ("scale", "translate", "contrast_limits"):
             if k in kwargs:
                 setattr(existing, k, kwargs[k])
@@ -57,7 +61,9 @@ def add_or_update_image(viewer, data, name: str, meta: dict, keep: bool = False,
     target_name = free_name(viewer, name)
     # a kept result is nobody's slot: later runs add new layers rather than overwrite it
     slot = {} if keep else {"slot": name}
-    return viewer.add_image(data, name=target_name, metadata={OURS: {**meta, **slot}}, **kwargs)
+    return viewer.add_image(data, name=target_name, metadata={OURS: {**meta, **slot},
+                                                              **({PROVENANCE: provenance} if provenance else {})},
+                            **kwargs)
 
 
 def remove_ours(viewer, which: Callable[[dict], bool], keep=()) -> int:

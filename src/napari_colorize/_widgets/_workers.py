@@ -21,6 +21,7 @@ from ..compare import iter_compare
 from ..inference import StackAssembler, iter_colorize, lazy_colorize
 from ..models import registry
 from ..models.registry import load_model, model_info
+from ..provenance import record
 from ..threads import set_threads
 
 CHECKPOINT = "checkpoint file..."
@@ -64,6 +65,7 @@ class Colourised:
     warnings: list[str] = field(default_factory=list)
     generation: int = -1  # which preview request this answers (histogram widget); -1 for a full run
     confidence: np.ndarray | None = None  # stack_shape + (H, W) in [0, 1]: how well each pixel matched
+    provenance: dict = field(default_factory=dict)  # how it was made (napari_colorize.provenance)
 
     @property
     def is_stack(self) -> bool:
@@ -76,6 +78,7 @@ class LazyResult:
 
     rgb: Any
     model: str
+    provenance: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -179,7 +182,8 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
     stack = yield from collect_slices(slices)
     pred, info = stack.pred, stack.info
     return Colourised(stack.rgb, model.name, model.kind, tuple(info["working_shape"]), info["scales"],
-                      dict(pred.attention) if attention else {}, warnings, generation, stack.confidence)
+                      dict(pred.attention) if attention else {}, warnings, generation, stack.confidence,
+                      info["provenance"])
 
 
 @thread_worker
@@ -188,19 +192,28 @@ def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bo
     """Set up a lazy colourised stack (intensity range, reference features) without computing it."""
     model = get_model(model_name, device)
     yield Progress(0, 1, "preparing...")
-    return LazyResult(lazy_colorize(model, target, reference=reference, size=size, rgb=rgb, references=references,
-                                    blend=blend), model.name)
+    rgb_lazy = lazy_colorize(model, target, reference=reference, size=size, rgb=rgb, references=references,
+                             blend=blend)
+    made = record(model, reference=reference, references=references, blend=blend if references else None,
+                  target=target, settings={"size": size, "rgb": rgb, "temporal": 0, "lazy": True,
+                                           "device": str(model.device)})
+    return LazyResult(rgb_lazy, model.name, made)
 
 
 @thread_worker
-def save_job(lazy, path):
-    """Compute every slice of a lazy result and write them to an RGB TIFF, one slice at a time."""
+def save_job(lazy, path, provenance: dict | None = None):
+    """Compute every slice of a lazy result and write them to an RGB TIFF, one slice at a time (with
+    ``provenance`` in its description)."""
     import tifffile
+
+    from ..io import PROVENANCE_KEY
+    from ..provenance import dumps
 
     set_threads()
     n_stack = lazy.shape[:-3]
     flat = lazy.reshape((-1,) + lazy.shape[-3:])
-    out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb")
+    out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb",
+                          metadata={PROVENANCE_KEY: dumps(provenance)} if provenance else {})
     n = flat.shape[0]
     for i in range(n):
         out[i] = np.round(np.clip(np.asarray(flat[i]), 0, 1) * 255).astype(np.uint8)

@@ -42,6 +42,7 @@ class Colorizer:
     name: str = "model"
     gives_confidence: bool = False  # its predictions carry a per-pixel match confidence
     source: str | None = None  # what load_model() can load this model from again (None: it cannot)
+    weights_file: str | None = None  # the checkpoint its weights came from (None: built without one)
     kind: str = "exemplar"
     multiple: int = 1
     default_size: int = 256
@@ -190,3 +191,21 @@ class BaselineColorizer(Colorizer):
         abs_ = [torch.from_numpy(np.ascontiguousarray(self.fn(l[0].numpy(), state["lab"]))) for l in L_lab]
         return Prediction(ab=torch.stack(abs_))
 
+
+
+class HintsOnlyColorizer(Colorizer):
+    """Colour from colour points alone (``kind = "hints"``): a grey prediction that the hints then
+    colour, each over the region it is best connected to (Levin et al. 2004's scribble
+    colourisation, :mod:`napari_colorize.hints`). Needs ``hints=``; takes no reference."""
+
+    kind = "hints"
+
+    def __init__(self, name: str = "levin") -> None:
+        super().__init__(name, {"architecture": "baseline", "method": name,
+                                "description": "Levin, Lischinski and Weiss 2004"}, "cpu")
+
+    def prepare(self, reference=None, histogram=None):
+        return {}
+
+    def predict(self, L, state, return_attention=False):
+        return Prediction(ab=torch.zeros(L.shape[0], 2, *L.shape[-2:]))

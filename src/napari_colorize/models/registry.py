@@ -85,6 +85,12 @@ def _welsh(device):
     return BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")
 
 
+def _levin(device):
+    from .base import HintsOnlyColorizer  # (delays torch)
+
+    return HintsOnlyColorizer("levin")
+
+
 def _reinhard(device):
     from .base import BaselineColorizer  # (delays torch)
     from .baselines import reinhard_ab  # (delays torch)
@@ -109,6 +115,8 @@ def _register_defaults() -> None:
                               "baseline", factory=_welsh))
     register_model(ModelEntry("reinhard", "exemplar", "Reinhard et al. 2001, global colour statistics (no weights)",
                               "baseline", factory=_reinhard))
+    register_model(ModelEntry("levin", "hints", "Levin et al. 2004, colour points alone, spread edge-aware (hints=, "
+                              "no reference; no weights)", "baseline", factory=_levin))
     register_model(ModelEntry("warp", "exemplar", "Parameter-free warp: reference colour moved by the cosine similarity "
                               "of frozen EfficientNet-Lite0 features (stride 4, no trained weights)",
                               "baseline", factory=_warp))
@@ -157,19 +165,19 @@ def list_models(include_untrained: bool = False, kind: str | None = None) -> lis
     ----------
     include_untrained : bool
         Also list architectures without shipped weights (loadable with ``pretrained=False``).
-    kind : {None, "exemplar", "histogram"}
-        Only models guided by a reference image (``"exemplar"``, the baselines included) or by a
-        histogram (``"histogram"``).
+    kind : {None, "exemplar", "histogram", "hints"}
+        Only models guided by a reference image (``"exemplar"``, the baselines included), by a
+        histogram (``"histogram"``) or by colour points alone (``"hints"``: ``levin``).
     """
-    if kind not in (None, "exemplar", "histogram"):
-        raise ValueError(f"unknown kind {kind!r}; use 'exemplar', 'histogram' or None")
+    if kind not in (None, "exemplar", "histogram", "hints"):
+        raise ValueError(f"unknown kind {kind!r}; use 'exemplar', 'histogram', 'hints' or None")
     return [n for n, e in _REGISTRY.items()
             if (include_untrained or e.available) and (kind is None or e.kind == kind)]
 
 
 #: the default model of each kind, in order of preference (the first installed one is the default):
 #: for exemplar guidance the trained network when its weights are installed, else Welsh
-DEFAULTS = {"exemplar": ("exemplar", "welsh"), "histogram": ("histogram",)}
+DEFAULTS = {"exemplar": ("exemplar", "welsh"), "histogram": ("histogram",), "hints": ("levin",)}
 #: a first comparison: the shipped networks and the classic baselines (not every ablation)
 COMPARISON = ("exemplar", "histogram", "warp-grey", "welsh", "reinhard")
 
@@ -447,6 +455,11 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", pr
         model.source = key if (pretrained or _REGISTRY[key].architecture == "baseline") else None
     else:
         model.source = str(Path(key).resolve())
+    entry = _REGISTRY.get(key)
+    if entry is None:
+        model.weights_file = model.source
+    elif pretrained and entry.architecture != "baseline" and entry.weights_path is not None:
+        model.weights_file = str(entry.weights_path)
     return model
 
 
