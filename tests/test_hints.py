@@ -160,3 +160,24 @@ def test_cli_hints(tmp_path):
     assert r.returncode == 2 and "bad.csv, line 2" in r.stderr and not (tmp_path / "bad.png").exists()
     r = cli("colorize", "grey.png", "-o", "none.png", cwd=tmp_path)
     assert r.returncode == 2 and "give a guide" in r.stderr
+
+
+def test_preview_is_the_plans_working_size_result():
+    from napari_colorize.inference import Plan
+    from napari_colorize.preview import HintPreview
+
+    L = two_regions(48, 64)
+    grey = (L / 100).astype(np.float32)
+    ref = np.full((16, 16, 3), [0.2, 0.6, 0.3], np.float32)
+    hints = [(10, 10, (0.9, 0.1, 0.1)), (30, 50, (0.1, 0.1, 0.9))]
+    p = HintPreview("reinhard", grey, reference=ref, normalize="none", hint_spread=16.0)
+    plan = Plan.for_target("reinhard", grey, ref, normalize="none", hints=hints, hint_spread=16.0)
+    pred, L_work, _ = plan.predict(0)
+    lab = torch.cat([L_work[None], pred.ab[0].clamp(-1, 1) * AB_SCALE], 0)
+    from napari_colorize.color import lab_to_rgb_in_gamut
+
+    want = lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
+    assert np.abs(p.render(hints) - want).max() < 1e-5
+    assert np.array_equal(p.render([]), p.base)  # no points: the guide's colours
+    moved = p.render([hints[0], (31, 50, hints[1][2])])  # moving a point re-solves with the same factors
+    assert not np.array_equal(moved, want)

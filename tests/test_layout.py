@@ -26,7 +26,7 @@ LAYERS = [
                                                            "models.lazy", "models.maps", "models.checks"]),
     ("models", ["models", "models.*"]),
     ("the engine", ["inference", "transfer", "threads", "keyframes", "provenance", "hints"]),
-    ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "_sample_data"]),
+    ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "_sample_data", "preview"]),
     ("volumes and the command line", ["volume", "cli", ""]),
     ("the napari widgets", ["_widgets", "_widgets.*"]),
 ]

@@ -39,7 +39,11 @@ def layer_provenance(made: dict, settings: dict) -> dict:
     if not made:
         return {}
     names = settings.get("keyframes") or settings.get("references") or [settings.get("reference")]
-    return named(made, names, target=f"layer '{settings.get('target')}'", files=False)
+    out = named(made, names, target=f"layer '{settings.get('target')}'", files=False)
+    if settings.get("colour points"):
+        out["hints_from"] = f"layer '{settings['colour points']}'"
+    return out
+
 
 class ExemplarWidget(Container):
     """Colourise a greyscale layer guided by a colour reference layer (and, optionally, more of them:
@@ -88,6 +92,12 @@ class ExemplarWidget(Container):
         self.keyframes = KeyframePanel(napari_viewer, self._target, self.references)
         self.sections["keyframes"] = Collapsible("Keyframes (stacks: a reference per slice)", self.keyframes)
         self.native.layout().addWidget(self.sections["keyframes"])
+        from ._hints import HintPanel
+
+        self.hints = HintPanel(napari_viewer, self._target, self.references, self.model_name,
+                               lambda: self._size.value)
+        self.sections["hints"] = Collapsible("Colour points (fix a colour by hand)", self.hints)
+        self.native.layout().addWidget(self.sections["hints"])
         best = default_model("exemplar")
         if best in self._model.choices:
             self._model.value = best
@@ -121,7 +131,11 @@ class ExemplarWidget(Container):
 
     # ---------------------------------------------------------------- choices
     def _model_choices(self, _=None):
-        return list_models(kind="exemplar") + [CHECKPOINT]
+        return list_models(kind="exemplar") + list_models(kind="hints") + [CHECKPOINT]
+
+    def hints_only(self) -> bool:
+        """The model colours from colour points alone (levin): no reference is used."""
+        return self._model.value in list_models(kind="hints") and not self._model_override
 
     def _on_model(self, value) -> None:
         self._checkpoint.visible = value == CHECKPOINT
@@ -150,6 +164,13 @@ class ExemplarWidget(Container):
 
     def _check_inputs(self):
         target, ref = self._target.value, self._reference.value
+        if self.hints_only():
+            if target is None:
+                raise ValueError("choose a greyscale target layer")
+            if not self.hints.hints(target):
+                raise ValueError(f"{self._model.value} colours from colour points alone: add a colour points layer "
+                                 "(Colour points) and click on the image")
+            return target, []
         if target is None or ref is None:
             raise ValueError("choose a greyscale target layer and a colour reference layer")
         refs = self.references()
@@ -174,12 +195,16 @@ class ExemplarWidget(Container):
         self._progress.value = 0
         self._run.enabled, self._cancel.enabled = False, True
         settings = {"model": self.model_name(), "device": self._device.value, "size": int(self._size.value),
-                    "reference": refs[0].name, "target": target.name}
+                    "reference": refs[0].name if refs else None, "target": target.name}
         if len(refs) > 1:
             settings["references"] = [r.name for r in refs]
-        guide = np.asarray(refs[0].data) if len(refs) == 1 else [np.asarray(r.data) for r in refs]
+        guide = None if not refs else np.asarray(refs[0].data) if len(refs) == 1 else [np.asarray(r.data) for r in refs]
+        hints = self.hints.hints(target) or None
+        if hints:
+            settings["colour points"], settings["hint_spread"] = self.hints.points.name, self.hints.spread
+        spread = None if self.hints_only() else self.hints.spread
         stack = target.data.ndim > (3 if target.rgb else 2)
-        keyframes = self.keyframes.guide(self._viewer.layers) if stack else None
+        keyframes = self.keyframes.guide(self._viewer.layers) if stack and refs else None
         blend = self.keyframes.blend
         if keyframes:  # a reference per keyframe instead of one for every slice
             guide = None
@@ -187,12 +212,13 @@ class ExemplarWidget(Container):
         lazy = is_lazy(target.data) and stack
         if lazy:  # a dask/zarr stack stays lazy: slices are colourised when viewed
             worker = lazy_job(settings["model"], settings["device"], target.data, guide,
-                              settings["size"], bool(target.rgb), references=keyframes, blend=blend)
+                              settings["size"], bool(target.rgb), references=keyframes, blend=blend, hints=hints,
+                              hint_spread=spread)
         else:
             worker = colorize_job(settings["model"], settings["device"], np.asarray(target.data),
                                   reference=guide, size=settings["size"],
-                                  attention=bool(self._attention.value), rgb=bool(target.rgb),
-                                  references=keyframes, blend=blend)
+                                  attention=bool(self._attention.value) and bool(refs), rgb=bool(target.rgb),
+                                  references=keyframes, blend=blend, hints=hints, hint_spread=spread)
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(lambda res: self._on_result(res, target, refs, settings))
         worker.errored.connect(self._on_error)
@@ -226,7 +252,6 @@ class ExemplarWidget(Container):
     def _on_result(self, res, target, refs, settings: dict) -> None:
         if res is None:  # cancelled
             return
-        ref = refs[0]
         self.last_result = res
         if isinstance(res, LazyResult):
             self._on_lazy_result(res, target, settings)

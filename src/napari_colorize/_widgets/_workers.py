@@ -171,14 +171,15 @@ def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
 @thread_worker
 def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int = 224,
                  attention: bool = False, rgb: bool = False, generation: int = -1, references=None,
-                 blend: str = "linear"):
+                 blend: str = "linear", hints=None, hint_spread: float | None = None):
     """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`."""
     set_threads()  # torch's threads in this worker: the idle cores (or NAPARI_COLORIZE_THREADS)
     model = get_model(model_name, device)
     yield Progress(0, 1, "colourising...")
     warnings: list[str] = []
     slices = iter_colorize(model, target, reference=reference, histogram=histogram, size=size,
-                           return_attention=attention, rgb=rgb, sink=warnings, references=references, blend=blend)
+                           return_attention=attention, rgb=rgb, sink=warnings, references=references, blend=blend,
+                           hints=hints, hint_spread=hint_spread)
     stack = yield from collect_slices(slices)
     pred, info = stack.pred, stack.info
     return Colourised(stack.rgb, model.name, model.kind, tuple(info["working_shape"]), info["scales"],
@@ -188,15 +189,15 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
 
 @thread_worker
 def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool, references=None,
-             blend: str = "linear"):
+             blend: str = "linear", hints=None, hint_spread: float | None = None):
     """Set up a lazy colourised stack (intensity range, reference features) without computing it."""
     model = get_model(model_name, device)
     yield Progress(0, 1, "preparing...")
     rgb_lazy = lazy_colorize(model, target, reference=reference, size=size, rgb=rgb, references=references,
-                             blend=blend)
+                             blend=blend, hints=hints, hint_spread=hint_spread)
     made = record(model, reference=reference, references=references, blend=blend if references else None,
-                  target=target, settings={"size": size, "rgb": rgb, "temporal": 0, "lazy": True,
-                                           "device": str(model.device)})
+                  target=target, hints=hints, settings={"size": size, "rgb": rgb, "temporal": 0, "lazy": True,
+                                                        "device": str(model.device)})
     return LazyResult(rgb_lazy, model.name, made)
 
 

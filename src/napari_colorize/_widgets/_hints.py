@@ -1,0 +1,221 @@
+"""The exemplar widget's 'Colour points' panel: a Points layer whose points' face colours are hints.
+
+Only the bookkeeping of the points layer (creating one, its colours, reading its points in the target's
+pixels) and the scheduling of the live preview; the maths is the library's (:mod:`napari_colorize.hints`,
+:class:`napari_colorize.preview.HintPreview`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+from napari.layers import Points
+from napari.qt.threading import thread_worker
+from qtpy.QtCore import QTimer
+
+from ..hints import DEFAULT_SPREAD
+from ..preview import HintPreview
+from ._layers import OURS, add_or_update_image, bring_to_front, current_slice, overlay_transform, remove_ours
+from ._workers import get_model
+
+__all__ = ["HintPanel", "PALETTE", "points_as_hints"]
+
+#: colours offered for new points (the napari layer controls give any other colour too)
+PALETTE = {"sky blue": "#6fa8dc", "deep blue": "#1f4e9a", "grass green": "#5c9a3a", "foliage": "#2f5d2a",
+           "skin": "#e0ac8a", "brick red": "#a8432f", "red": "#d32f2f", "orange": "#f08c2a", "yellow": "#f2d34b",
+           "sand": "#d8c39a", "brown": "#6b4a2b", "purple": "#7b3fa0", "pink": "#e58fb6", "white": "#f4f4f4"}
+
+
+def points_as_hints(points, target) -> list:
+    """The points of a Points layer as hints ``[(y, x, (r, g, b))]`` in ``target``'s pixels (through world
+    coordinates: any scale and translate; on a stack the last two axes)."""
+    if points is None or len(points.data) == 0:
+        return []
+    world = np.asarray([points.data_to_world(p) for p in np.asarray(points.data)])
+    nd = target.ndim
+    full = np.zeros((len(world), nd))
+    full[:, -min(nd, world.shape[1]):] = world[:, -min(nd, world.shape[1]):]
+    data = np.asarray([target.world_to_data(w) for w in full])
+    yx = data[:, -2:]  # (an RGB layer's data coordinates have no colour axis)
+    colours = np.asarray(points.face_color)[:, :3]
+    return [(float(y), float(x), tuple(float(c) for c in col)) for (y, x), col in zip(yx, colours)]
+
+
+class HintPanel(Container):
+    """Colour points: *add a colour points layer*, a palette (or *pick from the reference*: click on
+    it), a live preview at the working size while points are added, moved or recoloured, and how far
+    each point's colour spreads. The widget's Run uses the points too."""
+
+    def __init__(self, viewer, target_picker, references, model_name, size) -> None:
+        self._viewer, self._target, self._references = viewer, target_picker, references
+        self._model_name, self._size_of = model_name, size
+        self._layer = ComboBox(label="points layer", nullable=True,
+                               choices=lambda _w: [l for l in viewer.layers if isinstance(l, Points)])
+        self._add = PushButton(text="add a colour points layer")
+        self._palette = ComboBox(label="colour", choices=list(PALETTE), value="sky blue")
+        self._pick = CheckBox(text="pick the colour from the reference (click on it)")
+        self._spread = FloatSpinBox(label="spread (px)", value=DEFAULT_SPREAD, min=1.0, max=4096.0, step=4.0)
+        self._spread.tooltip = ("with a reference: how far (working pixels, where lightness is flat) a point's colour "
+                                "reaches; it stops at lightness edges. The levin model spreads without bound")
+        self._live = CheckBox(text="live preview", value=True)
+        self._status = Label(value="no colour points")
+        super().__init__(widgets=[self._layer, self._add, self._palette, self._pick, self._spread, self._live,
+                                  self._status])
+        self._add.clicked.connect(self.add_layer)
+        self._palette.changed.connect(self._on_palette)
+        self._layer.changed.connect(self._watch)
+        self._live.changed.connect(lambda v: self.schedule() if v else self.drop_preview())
+        self._spread.changed.connect(lambda _: (self._forget(), self.schedule()))
+        self._timer = QTimer(self.native)  # (it goes with the widget: no preview after the dock is closed)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(30)  # (a drag gives many events: the latest one is previewed)
+        self._timer.timeout.connect(self.preview)
+        self._preview: HintPreview | None = None
+        self._key = None
+        self._watched = None
+        self.generation = self.shown = 0
+        self.worker = None
+        viewer.mouse_drag_callbacks.append(self._on_click)
+
+    # ------------------------------------------------------------ the points layer
+    @property
+    def points(self):
+        layer = self._layer.value
+        return layer if layer in self._viewer.layers else None
+
+    def add_layer(self) -> None:
+        """A new (empty) Points layer over the target, in 'add' mode, with the palette's colour."""
+        target = self._target.value
+        if target is None:
+            self._status.value = "choose the grey target first"
+            return
+        nd = target.ndim
+        size = max(3.0, 0.02 * max(target.data.shape[-3:-1] if target.rgb else target.data.shape[-2:]))
+        layer = self._viewer.add_points(np.zeros((0, nd)), name="colour points", ndim=nd,
+                                        scale=target.scale, translate=target.translate, size=size,
+                                        face_color=PALETTE[self._palette.value], border_color="white",
+                                        border_width=0.15, metadata={OURS: {"kind": "colour points"}})
+        layer.current_face_color = PALETTE[self._palette.value]
+        layer.mode = "add"
+        self.reset_choices()
+        self._layer.value = layer
+        self._status.value = "click on the image to add points; their colour is the palette's (or the layer's)"
+
+    def _on_palette(self, name) -> None:
+        self.set_colour(PALETTE[name])
+
+    def set_colour(self, colour) -> None:
+        """The colour of new points, and of the points selected now."""
+        layer = self.points
+        if layer is None:
+            return
+        layer.current_face_color = colour  # (napari also recolours the selected points)
+
+    def _on_click(self, viewer, event):
+        if not self._pick.value:
+            return
+        self.pick_at(event.position)
+        yield
+
+    def pick_at(self, world_position) -> bool:
+        """Take the colour of the reference under ``world_position`` (the first reference layer there)."""
+        for ref in self._references():
+            data = np.asarray(ref.world_to_data(world_position))[-2:]
+            y, x = (int(round(v)) for v in data)
+            shape = ref.data.shape[-3:-1]
+            if 0 <= y < shape[0] and 0 <= x < shape[1]:
+                rgb = np.asarray(ref.data[..., y, x, :3], np.float64).reshape(-1, 3)[-1]
+                top = 255.0 if np.issubdtype(ref.data.dtype, np.integer) and ref.data.dtype.itemsize == 1 else \
+                    65535.0 if np.issubdtype(ref.data.dtype, np.integer) else 1.0
+                colour = np.clip(rgb / top, 0, 1)
+                self.set_colour(colour)
+                self._pick.value = False
+                self._status.value = f"colour from '{ref.name}' at ({y}, {x}): " + \
+                    "#" + "".join(f"{int(round(c * 255)):02x}" for c in colour)
+                return True
+        self._status.value = "that is not on a reference layer: click on the reference's pixels"
+        return False
+
+    def _watch(self, layer) -> None:
+        if self._watched is not None:
+            for ev in ("data", "face_color"):
+                getattr(self._watched.events, ev).disconnect(self.schedule)
+        self._watched = layer if isinstance(layer, Points) else None
+        if self._watched is not None:
+            for ev in ("data", "face_color"):
+                getattr(self._watched.events, ev).connect(self.schedule)
+        self.schedule()
+
+    def hints(self, target=None) -> list:
+        """The points as hints in the target's pixels (``[]``: none)."""
+        target = target or self._target.value
+        return points_as_hints(self.points, target) if target is not None else []
+
+    @property
+    def spread(self) -> float:
+        return float(self._spread.value)
+
+    # ------------------------------------------------------------ the live preview
+    def schedule(self, *_) -> None:
+        if self._live.value:
+            self.generation += 1
+            self._timer.start()
+
+    def _forget(self) -> None:
+        self._preview, self._key = None, None
+
+    def drop_preview(self) -> None:
+        remove_ours(self._viewer, lambda m: m.get("kind") == "colour points preview")
+
+    def preview(self) -> None:
+        """Colour the slice on view with the points, at the working size, in a worker."""
+        target, refs = self._target.value, self._references()
+        hints = self.hints(target)
+        if target is None or not hints or self.points is None:
+            self.drop_preview()
+            return
+        name = self._model_name()
+        key = (id(target), tuple(id(r) for r in refs), name, int(self._size_of()), self.spread,
+               tuple(self._viewer.dims.current_step))
+        if self.worker is not None:  # one at a time: the newest edit is previewed when this one is done
+            self._timer.start()
+            return
+        grey = current_slice(self._viewer, target)
+        prev = self._preview if key == self._key else None
+        guide = [np.asarray(r.data) for r in refs]
+        size, spread, rgb = int(self._size_of()), self.spread, bool(target.rgb)
+
+        @thread_worker
+        def job(gen):
+            p = prev
+            if p is None:
+                model = get_model(name, "auto")
+                p = HintPreview(model, grey, reference=None if model.kind == "hints" else
+                                (guide[0] if len(guide) == 1 else guide), size=size, rgb=rgb,
+                                hint_spread=spread if model.kind != "hints" else None)
+            return p, p.render(hints), gen
+
+        worker = job(self.generation)
+        worker.returned.connect(lambda res: self._show(res, target, key))
+        worker.errored.connect(lambda e: setattr(self._status, "value", f"preview: {e}"))
+        worker.finished.connect(self._done)
+        self.worker = worker
+        worker.start()
+
+    def _done(self) -> None:
+        self.worker = None
+
+    def _show(self, res, target, key) -> None:
+        p, rgb, gen = res
+        self._preview, self._key = p, key
+        if target not in self._viewer.layers or gen < self.shown:
+            return
+        self.shown = gen
+        sc, tr = overlay_transform(target, p.shape, p.wshape)
+        layer = add_or_update_image(self._viewer, rgb, f"{target.name} [colour points preview]",
+                                    {"kind": "colour points preview", "hints": len(self.hints(target))}, rgb=True,
+                                    scale=sc, translate=tr, interpolation2d="linear")
+        bring_to_front(self._viewer, layer)
+        if self.points is not None:
+            bring_to_front(self._viewer, self.points)  # (the points stay on top, to be moved)
+            self._viewer.layers.selection.active = self.points
+        self._status.value = f"preview: {len(self.hints(target))} colour point(s); Run for the full size"
