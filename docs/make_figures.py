@@ -4,6 +4,7 @@
     python docs/make_figures.py volume     # only docs/images/volume_cluster.png
     python docs/make_figures.py histograms # only docs/images/histograms.png (also: self, flicker)
     python docs/make_figures.py fringes runs/K.safetensors   # docs/images/fringes.png, other networks beside
+    python docs/make_figures.py hints      # also: references, keyframes (issue 20's pictures)
 
 ``self`` and ``histograms`` use held-out photos of the prepared corpus (``HELD_OUT``):
 ``python -m training.prepare_data data_all/`` first, or NAPARI_COLORIZE_DATA=path/to/manifest.csv.
@@ -71,6 +72,9 @@ def main() -> None:
     histograms()
     flicker()
     volume_cluster()
+    hints()
+    two_references()
+    keyframes()
 
 
 def volume_cluster() -> None:
@@ -285,11 +289,86 @@ def fringes(*others: str) -> None:
     stack_rows([strip(tiles)], "fringes.png")
 
 
+def _with_points(img: np.ndarray, points: list, label: str, height: int = 240) -> Image.Image:
+    """A tile with the colour points drawn as rings filled with their colours."""
+    tile = _tile(img, label, height)
+    f = height / img.shape[0]
+    d = ImageDraw.Draw(tile)
+    for y, x, col in points:
+        cx, cy, r = x * f, y * f + 22, 6
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=tuple(int(round(c * 255)) for c in col), outline="white",
+                  width=2)
+    return tile
+
+
+def hints() -> None:
+    """docs/images/hints.png: the bundled pair coloured from its reference, then with three colour
+    points taken from the truth, and the three points alone (Levin)."""
+    grey, ref, truth = sample_pair()
+    t = truth.astype(np.float32) / 255
+    where = [(185, 430), (215, 190), (285, 35)]  # the tank, the rear fender, the red smudge on the floor
+    pts = [(y, x, tuple(float(c) for c in t[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(0))) for y, x in where]
+    before = nc.colorize("exemplar", grey, reference=ref).rgb
+    after = nc.colorize("exemplar", grey, reference=ref, hints=pts).rgb
+    alone = nc.colorize("levin", grey, hints=pts).rgb
+    psnr = lambda o: nc.metrics.psnr(o, t)  # noqa: E731
+    zoom = []  # each point close up: before, after, truth
+    for y, x, _ in pts:
+        box = (slice(max(0, y - 60), y + 60), slice(max(0, x - 80), x + 80))
+        zoom += [_tile(before[box], f"({y}, {x}) before", 150), _tile(after[box], "with the points", 150),
+                 _tile(t[box], "truth", 150)]
+    stack_rows([strip([_with_points(grey, pts, "grey target, three colour points"), _tile(ref, "reference"),
+                       _tile(before, f"exemplar, reference  PSNR {psnr(before):.2f}"),
+                       _with_points(after, pts, f"+ the three points  PSNR {psnr(after):.2f}"),
+                       _with_points(alone, pts, f"levin: the points alone  PSNR {psnr(alone):.2f}"),
+                       _tile(truth, "truth")]), strip(zoom)], "hints.png")
+
+
+def two_references() -> None:
+    """docs/images/two_references.png: a target holding two scenes, coloured from each scene's
+    reference alone and from both at once (``reference=[a, b]``)."""
+    from skimage import data
+
+    a = data.coffee()[40:340, 60:460]
+    b = data.chelsea()[:, 25:425]
+    truth = np.concatenate([a, b], 1).astype(np.float32) / 255
+    from skimage.color import rgb2gray
+
+    grey = rgb2gray(truth).astype(np.float32)
+    ref_a = np.ascontiguousarray(data.coffee()[60:360, 300:][:, ::-1])
+    ref_b = np.ascontiguousarray(data.chelsea()[:, 200:][:, ::-1])
+    tiles = [_tile(grey, "grey target (two scenes)"), _tile(ref_a, "reference A"), _tile(ref_b, "reference B")]
+    for label, guide in (("A alone", ref_a), ("B alone", ref_b), ("A and B at once", [ref_a, ref_b])):
+        out = nc.colorize("exemplar", grey, reference=guide).rgb
+        tiles.append(_tile(out, f"exemplar, {label}  HIS {nc.metrics.his(out, truth):.2f}"))
+    tiles.append(_tile(truth, "truth"))
+    stack_rows([strip(tiles[:3]), strip(tiles[3:])], "two_references.png")
+
+
+def keyframes() -> None:
+    """docs/images/keyframes.png: the cut sequence of benchmarks/bench_keyframes.py - frames 3 to 8 -
+    with one reference for all and with a keyframe on each side of the cut."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_keyframes import HALF, sequence
+
+    grey, truth, ref_a, ref_b = sequence()
+    one = nc.colorize("exemplar", grey, reference=ref_a, temporal=2).rgb
+    kf = nc.colorize("exemplar", grey, references={HALF - 1: ref_a, HALF: ref_b}, temporal=2).rgb
+    frames = range(HALF - 3, HALF + 3)
+    rows = [strip([_tile(ref_a, "reference A"), _tile(ref_b, "reference B")])]
+    for label, seq in (("truth", truth), ("one reference (A)", one), (f"keyframes {HALF - 1}: A, {HALF}: B", kf)):
+        rows.append(strip([_tile(seq[t], f"{label}, frame {t}", 160) for t in frames]))
+    stack_rows(rows, "keyframes.png")
+
+
 if __name__ == "__main__":
     import sys
 
     import napari_colorize.metrics  # noqa: F401
 
     figures = {"volume": volume_cluster, "self": self_references, "other": other_source, "flicker": flicker,
-               "histograms": histograms, "fringes": fringes}
+               "histograms": histograms, "fringes": fringes, "hints": hints, "references": two_references,
+               "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

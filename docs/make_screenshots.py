@@ -1,7 +1,7 @@
 """Render the napari screenshots in docs/images from the real widgets.
 
     python docs/make_screenshots.py              # all of them; with no display it re-runs itself under xvfb-run
-    python docs/make_screenshots.py histogram    # only some: exemplar attention histogram compare microscopy suggest
+    python docs/make_screenshots.py histogram    # only some: exemplar attention histogram compare microscopy suggest hints
 
 Each picture is a real viewer with a real widget driven through its controls, with the shipped weights.
 """
@@ -147,7 +147,36 @@ def suggest() -> None:
     _shot(v, "napari_suggest.png")
 
 
-SHOTS = {"exemplar": exemplar, "attention": attention, "histogram": histogram, "compare": compare,
+def hints() -> None:
+    """Open Sample (motorcycle), *Colour points* unfolded, *add a colour points layer*, three points
+    placed (the tank, the rear fender, the floor) with colours from the palette: the live preview."""
+    import numpy as np
+
+    from napari_colorize._widgets._hints import PALETTE
+
+    v, w = _open("napari-colorize: colour points", "exemplar", "motorcycle_pair")
+    w.sections["hints"].set_expanded(True)
+    w.hints.add_layer()
+    pts = v.layers["colour points"]
+    pts.data = np.array([[185.0, 430.0], [215.0, 190.0], [285.0, 35.0]])
+    pts.face_color = [PALETTE["red"], PALETTE["red"], PALETTE["sand"]]
+    w.hints.schedule()
+    from qtpy.QtWidgets import QApplication
+
+    import time
+
+    t0 = time.time()
+    while "motorcycle (grey) [colour points preview]" not in v.layers or w.hints.worker is not None:
+        QApplication.processEvents()
+        if time.time() - t0 > 300:
+            raise SystemExit(f"no preview came: {w.hints._status.value}")
+    _wait(w.hints)
+    v.layers.selection.active = pts
+    v.reset_view()
+    _shot(v, "napari_hints.png")
+
+
+SHOTS = {"hints": hints, "exemplar": exemplar, "attention": attention, "histogram": histogram, "compare": compare,
          "microscopy": microscopy, "suggest": suggest}
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from ..compare import COLUMNS, sheet_layout, write_csv
 from ..models.registry import comparison_models, list_models
 from ._layers import (OURS, DefaultPicks, add_or_update_image, colour_layers, find_ours, free_name, is_ours, layer_picker,
                       score_colour, score_grey, score_truth, spatial_shape)
-from ._sections import make_scrollable, wrap_label
+from ._sections import cap_height, make_scrollable, wrap_label
 from ._workers import CompareRow, compare_job
 
 # short table headers and decimals per column of napari_colorize.compare.COLUMNS
@@ -58,7 +58,6 @@ class CompareWidget(Container):
         self._more = Select(label="more references", choices=lambda _w: colour_layers(
             napari_viewer, exclude=(self._target.value, self._reference.value, self._truth.value)), value=[])
         self._more.tooltip = "more colour references (ctrl-click): each pixel may take colour from any of them"
-        self._more.native.setMaximumHeight(72)
         self._models = Select(label="models", choices=self._model_choices)
         self._models.value = self.default_models()
         self._models.native.setMaximumHeight(140)
@@ -89,6 +88,7 @@ class CompareWidget(Container):
         self._picks.add(self._truth, lambda l: score_truth(l, self._target.value, self._reference.value))
         self._picks.pick()
         wrap_label(self._status)  # a long message wraps, the dock keeps its width
+        cap_height(self._more, 72)  # (its row: after the container holds it)
         make_scrollable(self)  # docked with others, the widget scrolls rather than grow the window
 
     def reset_choices(self, *_) -> None:

@@ -15,7 +15,7 @@ from ..models.registry import list_models
 from ..provenance import named
 from ._layers import (PROVENANCE, DefaultPicks, add_or_update_image, colour_layers, find_ours, layer_picker, overlay_transform,
                       query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
-from ._sections import Collapsible, make_scrollable, wrap_label
+from ._sections import Collapsible, cap_height, make_scrollable, wrap_label
 from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
     save_job
 
@@ -57,7 +57,6 @@ class ExemplarWidget(Container):
             napari_viewer, exclude=(self._target.value, self._reference.value)), value=[])
         self._more.tooltip = ("more colour references (ctrl-click to choose several): every pixel may take colour "
                               "from any of the references")
-        self._more.native.setMaximumHeight(72)
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
@@ -98,6 +97,7 @@ class ExemplarWidget(Container):
                                lambda: self._size.value)
         self.sections["hints"] = Collapsible("Colour points (fix a colour by hand)", self.hints)
         self.native.layout().addWidget(self.sections["hints"])
+        self.native.layout().addStretch(1)  # (room left over goes below the sections, not between the rows)
         best = default_model("exemplar")
         if best in self._model.choices:
             self._model.value = best
@@ -119,6 +119,7 @@ class ExemplarWidget(Container):
         self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
         self._picks.pick()
         wrap_label(self._status)  # a long message wraps, the dock keeps its width
+        cap_height(self._more, 72)  # (its row: after the container holds it)
         make_scrollable(self)  # docked with others, the widget scrolls rather than grow the window
 
     def reset_choices(self, *_) -> None:

@@ -74,6 +74,15 @@ class _DockScroll(QScrollArea):
         return QSize(min(inner.width() + bar, DOCK_MAX_WIDTH), min(inner.height(), 160))
 
 
+def cap_height(widget, height: int) -> None:
+    """At most ``height`` pixels tall for a magicgui ``widget``, and its labelled row too (a row may
+    otherwise take the room left over in the dock, leaving a gap around a short list)."""
+    widget.native.setMaximumHeight(height)
+    row = widget.native.parentWidget()
+    if row is not None:
+        row.setMaximumHeight(height + 8)
+
+
 def make_scrollable(container, max_width: int = DOCK_MAX_WIDTH) -> QScrollArea:
     """Move everything in a magicgui ``container``'s layout into a vertical scroll area that fills it,
     and cap its width at ``max_width``. Call it last in the widget's ``__init__``: widgets added to the
