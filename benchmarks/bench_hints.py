@@ -1,7 +1,9 @@
 """Colour points: quality as the number of points grows (ideepcolor's protocol), and the preview's speed.
 
-    python benchmarks/bench_hints.py --data data/manifest.csv [--limit 60] [--points 0 1 5 20]
+    python benchmarks/bench_hints.py --data data/manifest.csv [--limit 60] [--points 0 1 5 20] \
+        [--figure docs/images/hints_curve.png]
     python benchmarks/bench_hints.py --speed-only
+    python benchmarks/bench_hints.py --tune-spread      # the default spread, chosen on training views
 
 Quality: the held-out views of our split (``training.evaluate.eval_images``, 256 px), each with N points
 whose colour is the truth's 3x3 mean at a random pixel (seeded per view; the same points for every
@@ -42,7 +44,7 @@ def sample_points(truth: np.ndarray, n: int, seed: int) -> list:
     return out
 
 
-def quality(data: str, limit: int, points: list[int]) -> None:
+def quality(data: str, limit: int, points: list[int], figure: str | None = None) -> None:
     from training.evaluate import eval_images, grey_of, reference_pool, references
 
     images = eval_images(data, "val")
@@ -74,12 +76,64 @@ def quality(data: str, limit: int, points: list[int]) -> None:
             cells.append(f"{a[:, 0].mean():.2f} / {a[:, 1].mean():.3f} / {a[:, 2].mean():.3f}")
         guide = "points only" if m == "levin" else "reference + points"
         print(f"| {m} | {guide} | " + " | ".join(cells) + " |")
+    if figure:
+        plot_curve({m: [np.asarray(rows[(m, n)]).mean(0) for n in points] for m in methods}, points, len(images),
+                   figure)
     # paired: with 20 points minus without
     for m in methods[1:]:
         if 0 in points and max(points) > 0:
             d = np.asarray(rows[(m, max(points))])[:, 0] - np.asarray(rows[(m, 0)])[:, 0]
             print(f"\n{m}: PSNR with {max(points)} points minus without: {d.mean():+.2f} dB "
                   f"(better on {int((d > 0).sum())} of {len(d)} views)")
+
+
+def plot_curve(means: dict, points: list[int], n_views: int, path: str) -> None:
+    """PSNR and HIS against N (docs/images/hints_curve.png): ``means[method][k] = (psnr, ssim, his)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    label = {"levin": "levin (points only)", "reinhard": "reinhard + points", "exemplar": "exemplar + points"}
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    x = list(range(len(points)))
+    for m, v in means.items():
+        ax[0].plot(x, [r[0] for r in v], marker="o", label=label.get(m, m))
+        ax[1].plot(x, [r[2] for r in v], marker="o", label=label.get(m, m))
+    for a, t in zip(ax, ["PSNR vs truth (dB)", "HIS vs truth"]):
+        a.set_xticks(x)
+        a.set_xticklabels([str(n) for n in points])
+        a.set_xlabel("colour points N (sampled from the truth)")
+        a.set_title(t)
+        a.grid(alpha=0.3)
+    ax[1].legend(fontsize=8)
+    fig.suptitle(f"{n_views} validation views, realistic (other-source) references; N = 0 for levin: the grey "
+                 "input", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def tune_spread(data: str, protocol: str, spreads=(16, 32, 64, 128, 256, 1e4), points=(1, 5, 20), n_views=24) -> None:
+    """The default spread, chosen on *training* views (never the validation split reported above): the
+    exemplar model with the protocol's reference plus N points, mean PSNR per spread."""
+    from training.evaluate import eval_images, grey_of, reference_pool, references
+
+    imgs = eval_images(data, "train")
+    imgs = imgs[::max(1, len(imgs) // n_views)][:n_views]
+    refs = references(imgs, "self") if protocol == "self" else \
+        references(imgs, "other-source", reference_pool(data, imgs))
+    m = nc.load_model("exemplar", device="cpu")
+    print(f"\n{len(imgs)} training views, {protocol} references: mean PSNR (dB) with N points\n")
+    print("| spread (px) | " + " | ".join(f"N={n}" for n in points) + " |")
+    print("|---:|" + "---:|" * len(points))
+    for sp in spreads:
+        cells = []
+        for n in points:
+            ps = [metrics.psnr(nc.colorize(m, grey_of(t), reference=r, hints=sample_points(t, n, 1000 + i),
+                                           hint_spread=sp).rgb, t) for i, (t, r) in enumerate(zip(imgs, refs))]
+            cells.append(f"{np.mean(ps):.2f}")
+        print(f"| {'unbounded' if sp >= 1e4 else f'{sp:g}'} | " + " | ".join(cells) + " |", flush=True)
 
 
 def speed(repeats: int = 7) -> None:
@@ -123,10 +177,17 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=60)
     ap.add_argument("--points", type=int, nargs="+", default=[0, 1, 5, 20])
     ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--figure", default=None, help="also draw the curve to this PNG (docs/images/hints_curve.png)")
+    ap.add_argument("--tune-spread", action="store_true",
+                    help="the spread's grid on training views, other-source and self references")
     a = ap.parse_args(argv)
+    if a.tune_spread:
+        for protocol in ("other-source", "self"):
+            tune_spread(a.data, protocol)
+        return 0
     speed()
     if not a.speed_only:
-        quality(a.data, a.limit, a.points)
+        quality(a.data, a.limit, a.points, a.figure)
     return 0
 
 

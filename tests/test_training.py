@@ -424,3 +424,26 @@ def test_harm_rows_are_paired_differences_to_grey_and_reinhard():
     assert h["m"]["agree-grey"][0] == pytest.approx(-1 / 3)
     assert h["m"]["ssim-reinhard"][0] == pytest.approx(0.05)
     assert "ssim-grey" not in h["grey"]  # nothing against itself
+
+
+def test_training_pairs_with_references_of_another_series(corpus_dir):
+    """--other-source: a share of the pairs take a reference of another source series (issue 18, the
+    references users have), and their histogram loss holds the output to the truth, not to it."""
+    from training.pairs import build_other_source, source_series
+    from training.train_exemplar import make_batch
+
+    c = Corpus(load_items(corpus_dir / "manifest.csv", "train"))
+    other = build_other_source(c, top=3)["other_top"]
+    for i, cand in enumerate(other):
+        assert cand and all(source_series(c.items[j].label) != source_series(c.items[i].label) for j in cand)
+    pairs = build_pairs(c)
+    plain = make_batch(c, pairs, 3, 0, 6, 32, 0.5, 0, "cpu")
+    assert not make_batch.last_other.any()
+    same = make_batch(c, pairs, 3, 0, 6, 32, 0.5, 0, "cpu", other=0.0, other_pairs={"other_top": other})
+    assert torch.equal(plain[0], same[0]) and torch.equal(plain[2], same[2])  # (off: the draws of before)
+    make_batch(c, pairs, 3, 0, 8, 32, 0.0, 0, "cpu", other=1.0, other_pairs={"other_top": other})
+    assert make_batch.last_other.all()
+    mask = torch.tensor([True, False])
+    truth, ref = torch.full((2, 2, 4, 4), 0.3), torch.full((2, 2, 4, 4), -0.5)
+    t = histogram_target("reference", truth, ref, mask)
+    assert torch.equal(t[0], truth[0]) and torch.equal(t[1], ref[1])

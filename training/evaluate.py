@@ -42,7 +42,6 @@ ground truth), and seconds per image. Histogram models get the ground truth's ow
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -63,9 +62,10 @@ SIZE = 256
 
 
 def source_family(source: str) -> str:
-    """The series a source belongs to: the versions of one wallpaper package are one series
-    (``lomiri-wallpapers-16.04`` and ``-20.04``)."""
-    return re.sub(r"-[0-9][0-9.]*$", "", source)
+    """The series a source belongs to (:func:`training.pairs.source_series`)."""
+    from .pairs import source_series
+
+    return source_series(source)
 
 
 def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray]:

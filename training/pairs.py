@@ -92,3 +92,41 @@ def sample_reference(pairs: dict, i: int, rng: np.random.Generator, weights=WEIG
         return pairs["top1"][i], 0
     pool = pairs["top5"][i] if cat == 1 else pairs["class"][i]
     return int(pool[int(rng.integers(len(pool)))]), cat
+
+
+def source_series(source: str) -> str:
+    """The series a source belongs to: the versions of one package are one series
+    (``lomiri-wallpapers-16.04`` and ``-20.04``)."""
+    import re
+
+    return re.sub(r"-[0-9][0-9.]*$", "", source)
+
+
+def build_other_source(corpus, top: int = 5) -> dict:
+    """For every item, the ``top`` most similar items (PCA of the pooled backbone features, as
+    :func:`build_pairs`) of *another source series*: the references users have (issue 18's
+    'other-source' protocol), for training."""
+    g, _ = image_features(corpus)
+    z = pca(g, 128)
+    fam = np.asarray([source_series(it.label) for it in corpus.items])
+    d = ((z[:, None] - z[None]) ** 2).sum(-1)
+    d[fam[:, None] == fam[None, :]] = np.inf
+    out = []
+    for i in range(len(z)):
+        order = np.argsort(d[i])[:top]
+        out.append([int(j) for j in order if np.isfinite(d[i, j])])
+    return {"other_top": out}
+
+
+def load_or_build_other_source(corpus, cache: Path) -> dict:
+    """:func:`build_other_source`, cached as JSON beside the manifest (rebuilt when the items change)."""
+    key = [it.path for it in corpus.items]
+    if cache.exists():
+        data = json.loads(cache.read_text())
+        if data.get("items") == key:
+            return data
+    data = {"items": key, **build_other_source(corpus)}
+    tmp = cache.with_name(cache.name + ".part")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(cache)
+    return data

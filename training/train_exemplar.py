@@ -34,7 +34,7 @@ from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything,
                      train_loop, training_parser)
 from .losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,
                     pool_to)
-from .pairs import load_or_build_pairs, sample_reference
+from .pairs import load_or_build_other_source, load_or_build_pairs, sample_reference
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True, self_ref=0.3),
@@ -80,16 +80,25 @@ class Discriminators(nn.Module):
 
 
 def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_ref: float, seed: int, device,
-               hue: float = 0.0, strong: bool = False):
+               hue: float = 0.0, strong: bool = False, other: float = 0.0, other_pairs: dict | None = None):
     """One batch drawn from ``(seed, step, rank)``. ``hue``: the share of pairs whose target and
-    reference are hue-rotated together; ``strong``: stronger self-reference distortions."""
+    reference are hue-rotated together; ``strong``: stronger self-reference distortions; ``other``: the
+    share whose reference is one of the most similar images of *another source series*
+    (``other_pairs``, :func:`~training.pairs.build_other_source`) - the references users have. Returns
+    ``(L, ab, ref_rgb, ref_ab, targets, refs)``; the batch's ``other_mask`` (bool per pair) is
+    ``make_batch.last_other`` (with ``other=0``: all False, and the draws are those of before)."""
     rng = np.random.default_rng([seed, step, rank])
-    targets, refs = [], []
+    targets, refs, mask = [], [], []
     for _ in range(batch):
         i = int(rng.integers(len(corpus)))
         t = corpus.render(i, size, rng)
+        is_other = False
         if rng.random() < self_ref:
             r = self_reference(t, rng, strong=strong)
+        elif other and other_pairs and other_pairs["other_top"][i] and rng.random() < other / (1 - self_ref):
+            cand = other_pairs["other_top"][i]
+            r = corpus.render(int(cand[int(rng.integers(len(cand)))]), size, rng)
+            is_other = True
         else:
             j, _ = sample_reference(pairs, i, rng)
             r = corpus.render(j, size, rng)
@@ -97,16 +106,23 @@ def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_
             t, r = rotate_hue([t, r], float(rng.uniform(0.3, 2 * np.pi - 0.3)))
         targets.append(t)
         refs.append(r)
+        mask.append(is_other)
     L, ab, _ = to_lab_batch(targets, device)
     _, ref_ab, ref_rgb = to_lab_batch(refs, device)
+    make_batch.last_other = torch.tensor(mask, device=device)
     return L, ab, ref_rgb, ref_ab, targets, refs
 
 
-def histogram_target(choice: str, truth_ab: torch.Tensor, ref_ab: torch.Tensor) -> torch.Tensor:
+def histogram_target(choice: str, truth_ab: torch.Tensor, ref_ab: torch.Tensor,
+                     other: torch.Tensor | None = None) -> torch.Tensor:
     """The ab whose histogram the histogram loss holds the output to: ``--hist-target`` 'reference'
     (paper A) or 'truth' (paper B's choice; on a pair whose reference holds other colours it does not pull
-    the output towards them)."""
-    return truth_ab if choice == "truth" else ref_ab
+    the output towards them). ``other`` (bool per pair): pairs whose reference is from another source
+    series always take the truth's - the output should not copy an unrelated reference's palette."""
+    target = truth_ab if choice == "truth" else ref_ab
+    if other is not None and bool(other.any()) and target is not truth_ab:  # (make_batch: both at one size)
+        target = torch.where(other[:, None, None, None], truth_ab, target)
+    return target
 
 
 def parse(argv=None):
@@ -120,6 +136,9 @@ def parse(argv=None):
                     help="share of pairs hue-rotated together (target and reference, one angle)")
     ap.add_argument("--lr-gain", type=float, default=20.0,
                     help="the chroma gains' learning rate as a multiple of --lr (architectures with prior_gain)")
+    ap.add_argument("--other-source", type=float, default=0.0, metavar="SHARE",
+                    help="share of pairs whose reference is a similar image of another source series (the "
+                         "references users have; their histogram loss is against the truth)")
     ap.add_argument("--hist-target", choices=("reference", "truth"), default="reference",
                     help="the histogram loss against the reference's ab histogram (paper A) or the truth's (ours)")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
@@ -147,6 +166,11 @@ def main(argv=None) -> int:
     # classes) k-means clusters of the global features
     labels = None if str(args.data).endswith(".csv") else [it.label for it in train.items]
     pairs = load_or_build_pairs(train, data_dir / "pairs_train.json", labels)
+    if not 0.0 <= args.other_source <= 1.0 - args.self_ref:
+        raise SystemExit(f"--other-source {args.other_source}: a share between 0 and 1 - --self-ref "
+                         f"({1.0 - args.self_ref:g})")
+    other_pairs = load_or_build_other_source(train, data_dir / "pairs_train_other.json") \
+        if args.other_source else None
 
     seed_everything(args.seed)  # after the (possibly cached) pairs: initial weights depend on the seed only
     model = ExemplarColorizer(cfg).to(device)
@@ -166,7 +190,8 @@ def main(argv=None) -> int:
         for g in opt_g.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, k, rank, args.batch, args.size, args.self_ref,
-                                                  args.seed, device, hue, strong)
+                                                  args.seed, device, hue, strong, args.other_source, other_pairs)
+        other = make_batch.last_other
         preds = nets["model"](L, ref_rgb)
         d_loss = torch.tensor(0.0)
         if disc is not None:  # discriminator step (LS-GAN), on detached predictions
@@ -176,7 +201,7 @@ def main(argv=None) -> int:
             opt_d.step()
             for p in disc.parameters():
                 p.requires_grad_(False)
-        terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab), L,
+        terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab, other), L,
                                 disc.d if disc is not None else None, weights,
                                 getattr(model, "last_gates", None), getattr(model, "last_heads", None))
         opt_g.zero_grad(set_to_none=True)
@@ -199,6 +224,7 @@ def main(argv=None) -> int:
                training={"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
                          **({"lr_gain": args.lr_gain} if gains else {}),
                          "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
+                         **({"other_source": args.other_source} if args.other_source else {}),
                          "hist_target": args.hist_target, "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))
                if args.init_from else None, migrate=migrate_state_dict)

@@ -783,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(-m levin)")
     c.add_argument("--hint-spread", type=float, default=None, metavar="PX",
                    help="with --hints and a reference: how far a point's colour reaches, in working pixels "
-                        "(default 32)")
+                        "(default 64)")
     c.add_argument("--blend", choices=["linear", "nearest"], default="linear",
                    help="with --keyframe: mix the neighbouring keyframes' colours by distance (linear, default) or "
                         "take the nearer keyframe's (nearest)")

@@ -29,7 +29,7 @@ from .color import AB_SCALE, rgb_to_lab
 __all__ = ["check_hints", "HintSolver", "hints_to_working", "hint_ab", "DEFAULT_SPREAD", "LEVIN_SPREAD"]
 
 #: how far (in pixels at the working size, where lightness is flat) a hint's change reaches with a reference
-DEFAULT_SPREAD = 32.0
+DEFAULT_SPREAD = 64.0
 #: hints alone (Levin): effectively unbounded - many times the largest working image
 LEVIN_SPREAD = 1e4
 

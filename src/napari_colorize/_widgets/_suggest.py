@@ -6,6 +6,8 @@ library's (:func:`napari_colorize.suggest.suggest_references`); this module move
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,8 @@ class SuggestPanel(Container):
         self._folder = FileEdit(label="also from folder", mode="d", value="")
         self._go = PushButton(text="Suggest references")
         self._status = Label(value="ranks the viewer's colour layers (and the folder's images)")
-        self._status.native.setWordWrap(True)  # (a long ranking must not widen the dock)
+        # (a long ranking must not widen the dock: lines broken here; a word-wrapped label's height-for-width
+        # made the section inside the scrolling dock keep a stale, too small height)
         super().__init__(widgets=[self._folder, self._go, self._status])
         self.row = QWidget()
         self.row_layout = QHBoxLayout(self.row)
@@ -89,6 +92,7 @@ class SuggestPanel(Container):
             b = QToolButton()
             b.setIcon(QIcon(QPixmap.fromImage(img)))
             b.setIconSize(QSize(72, 72))
+            b.setMinimumSize(QSize(76, 76))  # (a crowded dock squeezes a row to its minimum: keep the pictures)
             label = s.name.split(":", 1)[1]
             b.setToolTip(f"{Path(label).name if s.name.startswith('file:') else label}\nscore {s.score:.3f}")
             b.clicked.connect(lambda _=False, s=s: self.pick(s))
@@ -96,7 +100,8 @@ class SuggestPanel(Container):
             self.buttons.append(b)
         self.row_layout.addStretch(1)
         names = [Path(s.name.split(":", 1)[1]).name for s in res.ranking]
-        self._status.value = "best first: " + ", ".join(names) + " (click one to use it)"
+        self._status.value = "\n".join(textwrap.wrap("best first: " + ", ".join(names) + " (click one to use it)",
+                                                    48))
         for e in res.errors:
             show_info(f"skipped {e}")
 
