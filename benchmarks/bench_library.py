@@ -57,11 +57,8 @@ def forward() -> None:
 
 def call(extra: tuple[str, ...] = ()) -> None:
     print("\n### The whole colorize() call against the network forward, one 224 x 224 pair, same process\n")
-    print("colorize(): again with the same reference (its prepared features reused: the widgets' re-runs); "
-          "first: a new reference each time (the engine's guide cache cleared before the call)\n")
-    print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) | "
-          "colorize(), first with this reference, ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) |")
+    print("|---|---:|---:|---:|")
     for name in ["exemplar", "histogram", *extra]:
         r = _run(f"""
             import napari_colorize as nc
@@ -82,22 +79,18 @@ def call(extra: tuple[str, ...] = ()) -> None:
                         m.network(L, torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None])
             guide = {{"reference": ref}} if kind == "exemplar" else {{"histogram": nc.histogram_from_rgb(ref)}}
             call = lambda: nc.colorize(m, grey, **guide)
-            from napari_colorize.inference import GUIDE_CACHE
             for f in (net, call, net, call):
                 f()
-            tn, tc, tf = [], [], []
-            for _ in range(25):  # interleaved, so that all see the same machine state
+            tn, tc = [], []
+            for _ in range(25):  # interleaved, so that both see the same machine state
                 t = time.perf_counter(); net(); tn.append(time.perf_counter() - t)
                 t = time.perf_counter(); call(); tc.append(time.perf_counter() - t)
-                GUIDE_CACHE.clear()
-                t = time.perf_counter(); call(); tf.append(time.perf_counter() - t)
-            print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc)),
-                               "first": 1000 * float(np.median(tf))}}))
+            print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc))}}))
         """)
         if "error" in r:
-            print(f"| {name} | error: {r['error']} | | | |")
+            print(f"| {name} | error: {r['error']} | | |")
         else:
-            print(f"| {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} | {r['first']:.1f} |")
+            print(f"| {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} |")
 
 
 def cli() -> None:

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import warnings
@@ -52,7 +51,7 @@ from .transfer import MatchedColorizer, match_strength
 __all__ = ["colorize", "iter_colorize", "lazy_colorize", "unmasked", "ColorizeResult", "ColorizeWarning", "Cancelled",
            "NonFiniteError", "prepare_reference", "prepare_histogram", "working_shape", "target_layout", "intensity_range",
            "Plan", "TargetView", "colorized_slices", "resolve_model", "check_memory", "confidence_map", "StackAssembler",
-           "reference_list", "reference_names", "reference_histogram", "prepare_guide", "GuideCache", "GUIDE_CACHE"]
+           "reference_list", "reference_names", "reference_histogram", "prepare_guide"]
 
 
 class Cancelled(RuntimeError):
@@ -658,79 +657,10 @@ def prepare_guide(model: Colorizer, wshape: tuple[int, int], reference=None, his
         ref_t = torch.cat([_resize(torch.from_numpy(prepare_reference(r, sink, wshape, prefix + which))
                                    .permute(2, 0, 1)[None], wshape).clamp(0, 1)
                            for r, which in zip(refs, reference_names(refs))])
-    key = (tuple(wshape), _digest(ref_t), _digest(hist_t))
-    state = GUIDE_CACHE.get(model, key)
-    if state is None:
-        # the guide's features once: for every slice of a stack, for the union of several references,
-        # and for the next call with the same reference (the result is bit for bit the same either way)
-        state = model.precompute(model.prepare(reference=ref_t, histogram=hist_t))
-        GUIDE_CACHE.put(model, key, state)
+    state = model.prepare(reference=ref_t, histogram=hist_t)
+    if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
+        state = model.precompute(state)
     return state, n_refs
-
-
-def _digest(t: torch.Tensor | None) -> str | None:
-    if t is None:
-        return None
-    a = np.ascontiguousarray(t.detach().cpu().numpy())
-    return hashlib.sha1(f"{a.dtype}{a.shape}".encode() + memoryview(a).cast("B")).hexdigest()
-
-
-def _state_bytes(state) -> int:
-    if isinstance(state, torch.Tensor):
-        return state.numel() * state.element_size()
-    if isinstance(state, np.ndarray):
-        return state.nbytes
-    if isinstance(state, dict):
-        return sum(_state_bytes(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(_state_bytes(v) for v in state)
-    return 0
-
-
-class GuideCache:
-    """The prepared guides (a reference's features and keys at a working shape, a histogram's encoding)
-    of the last few calls, per model: a call with the same reference pixels at the same working shape
-    skips the reference's backbone pass (the widgets re-run with one reference all the time). Keyed by
-    the model object and a hash of the guide's pixels as the model receives them, so a changed array is
-    a new entry; at most ``entries`` per model and none larger than ``max_bytes``. ``clear()`` empties it."""
-
-    def __init__(self, entries: int = 2, max_bytes: int = 256 * 2**20) -> None:
-        import threading
-        import weakref
-
-        self.entries, self.max_bytes = int(entries), int(max_bytes)
-        self._by_model: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def get(self, model, key):
-        with self._lock:
-            states = self._by_model.get(model)
-            if states is None or key not in states:
-                return None
-            states.move_to_end(key)
-            return states[key]
-
-    def put(self, model, key, state) -> None:
-        if self.entries <= 0 or _state_bytes(state) > self.max_bytes:
-            return
-        from collections import OrderedDict
-
-        with self._lock:
-            try:
-                states = self._by_model.setdefault(model, OrderedDict())
-            except TypeError:  # (a model that cannot be weakly referenced: not cached)
-                return
-            states[key] = state
-            while len(states) > self.entries:
-                states.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._by_model.clear()
-
-
-#: the engine's cache of prepared guides (:class:`GuideCache`); ``GUIDE_CACHE.clear()`` frees it
-GUIDE_CACHE = GuideCache()
 
 
 class Plan:
