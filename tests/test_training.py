@@ -51,6 +51,42 @@ def corpus_dir(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------- data
+def test_series_balanced_sampling(corpus_dir):
+    """--balance-series: 0 draws items exactly as before; 1 makes every source series equally likely
+    (here 4 red, 4 blue, 2 cut-outs: uniform items give the cut-outs 1/5, balanced 1/3)."""
+    from training.data import source_series
+
+    c = Corpus(load_items(corpus_dir / "manifest.csv", "train"))
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [c.sample(a) for _ in range(20)] == [int(b.integers(len(c))) for _ in range(20)]
+    series = [source_series(it.label) for it in c.items]
+    for balance, want in ((0.0, 0.2), (1.0, 1 / 3)):
+        w = c.series_weights(balance)
+        assert w.sum() == pytest.approx(1.0)
+        assert sum(w[i] for i, s in enumerate(series) if s == "cutouts") == pytest.approx(want)
+        rng = np.random.default_rng(5)
+        draws = [series[c.sample(rng, balance)] for _ in range(6000)]
+        assert draws.count("cutouts") / len(draws) == pytest.approx(want, abs=0.025)
+    assert source_series("lomiri-wallpapers-20.04") == source_series("lomiri-wallpapers-16.04")
+    with pytest.raises(ValueError, match="balance"):
+        c.series_weights(1.5)
+
+
+def test_series_rows_average_each_series_once():
+    """training.evaluate --by-series: per-series means minus a baseline, and the mean over series
+    that a large series cannot dominate."""
+    from training.evaluate import series_rows
+
+    class Views(list):
+        families = [{"a"}, {"a"}, {"a"}, {"b"}]
+    rows = [{"model": "base", "per_image": {"psnr": [20.0, 20.0, 20.0, 20.0]}},
+            {"model": "m", "per_image": {"psnr": [22.0, 22.0, 22.0, 19.0]}}]
+    t = {d["series"]: d for d in series_rows(rows, Views([0, 1, 2, 3]), "psnr", "base")}
+    assert t["a"]["n"] == 3 and t["a"]["m"] == pytest.approx(2.0) and t["b"]["m"] == pytest.approx(-1.0)
+    assert t["all series"]["m"] == pytest.approx(0.5)  # not the mean over views (1.25)
+    assert t["all series"]["base"] == pytest.approx(0.0)
+
+
 def test_render_is_deterministic_and_sized(corpus_dir):
     c = Corpus(load_items(corpus_dir / "manifest.csv", "train"))
     a = c.render(0, 64, np.random.default_rng(1))

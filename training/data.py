@@ -15,6 +15,10 @@ Samples (:meth:`Corpus.render`):
   pasted at a random place on a random crop of a random photo;
 * horizontal flips.
 
+Which item a sample shows (:meth:`Corpus.sample`): every item equally likely, or with ``balance`` > 0
+every *source series* more equally likely (the corpus is dominated by one package's photos, and a
+network trained on it learns that package's palettes: docs/MODELS.md, issue 18 item 6).
+
 Everything is driven by an explicit ``numpy.random.Generator``, so a step's batch depends only on
 (seed, step, rank): training resumes exactly without saving any sampler state.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,12 @@ class Item:
     path: str
     kind: str  # "photo" or "cutout"
     label: str  # class (sub-folder or source); "" when unknown
+
+
+def source_series(source: str) -> str:
+    """The series a source belongs to: the versions of one package are one series
+    (``lomiri-wallpapers-16.04`` and ``-20.04``)."""
+    return re.sub(r"-[0-9][0-9.]*$", "", source)
 
 
 def manifest_items(manifest: str | Path, split: str) -> list[Item]:
@@ -85,11 +96,32 @@ class Corpus:
                 im = im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
             self.images.append(np.asarray(im))
         self.photos = [i for i, it in enumerate(items) if it.kind == "photo"]
+        self._cumulative: tuple[float, np.ndarray] | None = None  # (balance, cumulative series weights)
         if not self.photos:
             raise ValueError("the corpus has no photos (needed as backgrounds for cut-outs)")
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def series_weights(self, balance: float) -> np.ndarray:
+        """Each item's sampling probability: proportional to ``n ** -balance``, ``n`` the number of items
+        of its source series (:func:`source_series`); 0: every item equally likely, 1: every series."""
+        if not 0.0 <= balance <= 1.0:
+            raise ValueError(f"balance must be in [0, 1], not {balance!r}")
+        series = [source_series(it.label) for it in self.items]
+        count = {s: series.count(s) for s in set(series)}
+        w = np.asarray([count[s] ** -float(balance) for s in series])
+        return w / w.sum()
+
+    def sample(self, rng: np.random.Generator, balance: float = 0.0) -> int:
+        """A random item's index (``balance``: :meth:`series_weights`; 0 draws exactly as
+        ``rng.integers(len(self))``, so runs without it are unchanged)."""
+        if not balance:
+            return int(rng.integers(len(self)))
+        cache = self._cumulative
+        if cache is None or cache[0] != balance:
+            self._cumulative = cache = (balance, np.cumsum(self.series_weights(balance)))
+        return int(min(np.searchsorted(cache[1], rng.random(), side="right"), len(self) - 1))
 
     # ------------------------------------------------------------------ crops
     @staticmethod

@@ -373,6 +373,10 @@ def training_parser(doc: str, configs: dict) -> argparse.ArgumentParser:
     ap.add_argument("--keep-temperature", action="store_true",
                     help="with --init-from: keep the file's learned temperature (default: start from the "
                          "architecture's), to continue a run of the same architecture")
+    ap.add_argument("--balance-series", type=float, default=0.0, metavar="B",
+                    help="sample each training item with probability proportional to n**-B, n the number of items "
+                         "of its source series: 0 (default) every item equally likely, 1 every series (the corpus "
+                         "is dominated by one package's photos)")
     return ap
 
 

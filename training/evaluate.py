@@ -229,6 +229,32 @@ def mean_ab_fill(grey: np.ndarray, hint_rgb: np.ndarray) -> np.ndarray:
     return lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
 
 
+def load_with_output(spec: str):
+    """A model by name or file, or ``NAME+key=value[+key=value...]``: an exemplar network with these
+    output-stage settings over its config (``exemplar+dark_chroma=20``; validated like any config), to
+    choose them on training views without a new file."""
+    from napari_colorize.models.configs import ExemplarConfig
+
+    if "+" not in spec or Path(spec).exists():
+        return nc.load_model(spec, device="cpu")
+    base, *pairs = spec.split("+")
+    model = nc.load_model(base, device="cpu")
+    net = getattr(model, "network", None)
+    if net is None or not isinstance(getattr(net, "config", None), ExemplarConfig):
+        raise SystemExit(f"{spec}: output-stage settings apply to exemplar networks only")
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in ExemplarConfig.__dataclass_fields__:
+            raise SystemExit(f"{spec}: {pair!r} is not KEY=VALUE of an exemplar config")
+        import json
+
+        changes[key] = json.loads(value)
+    net.config = ExemplarConfig.from_dict({**net.config.to_dict(), **changes})
+    model.name = spec
+    return model
+
+
 def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | None, refs=None) -> list[dict]:
     """One row per model (a name, a checkpoint file, or a loaded model: ``training.tune_output`` passes
     tuned ones), with each image's metrics; ``refs``: the protocol's references when already computed."""
@@ -238,7 +264,7 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
     rows = []
     for name in models:
         if isinstance(name, str):
-            model = None if name in ("grey", "mean-ab") else nc.load_model(name, device="cpu")
+            model = None if name in ("grey", "mean-ab") else load_with_output(name)
         else:
             model, name = name, name.name
         acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "sec")}
@@ -332,6 +358,48 @@ def harm_rows(rows, baselines=("grey", "reinhard")) -> list[dict]:
     return out
 
 
+def series_key(families) -> str:
+    """A view's series as one name (a cut-out pasted on a photo: both series, joined by '+')."""
+    return "+".join(sorted(families))
+
+
+def series_rows(rows, images, metric: str = "psnr", baseline: str | None = None) -> list[dict]:
+    """Each model's mean ``metric`` per source series of the views (``images.families``), minus the
+    ``baseline`` model's on the same views when it is among ``rows``; the last row, ``"all series"``,
+    is the mean over series (each series once, however many views it has): the figure that does not
+    let the corpus' largest package decide. Returns ``[{"series", "n", model: value, ...}]``."""
+    keys = [series_key(f) for f in images.families]
+    order = sorted(set(keys), key=lambda k: (-keys.count(k), k))
+    base = next((r for r in rows if r["model"] == baseline), None)
+    out = []
+    for k in order:
+        idx = [i for i, kk in enumerate(keys) if kk == k]
+        d = {"series": k, "n": len(idx)}
+        for r in rows:
+            v = np.array(r["per_image"][metric], float)
+            if len(v) != len(keys):
+                continue
+            d[r["model"]] = float(np.mean(v[idx]) - (np.mean(np.array(base["per_image"][metric], float)[idx])
+                                                     if base is not None else 0.0))
+        out.append(d)
+    models = [r["model"] for r in rows if any(r["model"] in d for d in out)]
+    out.append({"series": "all series", "n": len(keys),
+                **{m: float(np.mean([d[m] for d in out if m in d])) for m in models}})
+    return out
+
+
+def print_series(rows, images, metric: str = "psnr", baseline: str | None = None) -> None:
+    table = series_rows(rows, images, metric, baseline)
+    models = [r["model"] for r in rows if r["model"] in table[-1] and r["model"] != baseline]
+    what = f"{metric} minus {baseline}'s" if baseline else metric
+    print(f"\nby source series: {what} (mean over the series' views; 'all series': the mean over series)\n")
+    print("| series | views | " + " | ".join(models) + " |")
+    print("|---|---:|" + "---:|" * len(models))
+    for d in table:
+        print(f"| {d['series']} | {d['n']} | " + " | ".join(f"{d[m]:+.3f}" if baseline else f"{d[m]:.3f}"
+                                                      for m in models) + " |")
+
+
 def print_harm(rows) -> None:
     h = harm_rows(rows)
     cols = [c for c in ("ssim-grey", "agree-grey", "ssim-reinhard", "agree-reinhard") if any(c in d for d in h)]
@@ -360,6 +428,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-semantic", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--per-image", type=Path, default=None, help="append every image's metrics to this CSV")
+    ap.add_argument("--by-series", default=None, metavar="BASELINE",
+                    help="also print PSNR and SSIM per source series of the views, minus this model's "
+                         "(e.g. mean-ab for histogram runs, grey for exemplar runs; it must be among the models)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     images = eval_images(a.data, a.split)[: a.limit]
@@ -387,6 +458,9 @@ def main(argv=None) -> int:
             print_overlap(images, refs)
         if a.kind == "exemplar" and p != "self":  # (histogram runs: each image's own histogram, no harm view)
             print_harm(rows)
+        if a.by_series:
+            for metric in ("psnr", "ssim"):
+                print_series(rows, images, metric, a.by_series)
         if a.per_image:
             write_per_image(rows, p, a.per_image)
     return 0

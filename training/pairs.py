@@ -24,6 +24,8 @@ import numpy as np
 from napari_colorize.suggest import image_features as image_features_of
 from napari_colorize.suggest import local_score, pca  # noqa: F401  (one implementation with the user feature)
 
+from .data import source_series  # noqa: F401  (the series of a source: data's, used here and by evaluate)
+
 WEIGHTS = (0.6, 0.3, 0.1)
 
 
@@ -92,14 +94,6 @@ def sample_reference(pairs: dict, i: int, rng: np.random.Generator, weights=WEIG
         return pairs["top1"][i], 0
     pool = pairs["top5"][i] if cat == 1 else pairs["class"][i]
     return int(pool[int(rng.integers(len(pool)))]), cat
-
-
-def source_series(source: str) -> str:
-    """The series a source belongs to: the versions of one package are one series
-    (``lomiri-wallpapers-16.04`` and ``-20.04``)."""
-    import re
-
-    return re.sub(r"-[0-9][0-9.]*$", "", source)
 
 
 def build_other_source(corpus, top: int = 5) -> dict:

@@ -80,17 +80,19 @@ class Discriminators(nn.Module):
 
 
 def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_ref: float, seed: int, device,
-               hue: float = 0.0, strong: bool = False, other: float = 0.0, other_pairs: dict | None = None):
+               hue: float = 0.0, strong: bool = False, other: float = 0.0, other_pairs: dict | None = None,
+               balance: float = 0.0):
     """One batch drawn from ``(seed, step, rank)``. ``hue``: the share of pairs whose target and
     reference are hue-rotated together; ``strong``: stronger self-reference distortions; ``other``: the
     share whose reference is one of the most similar images of *another source series*
     (``other_pairs``, :func:`~training.pairs.build_other_source`) - the references users have. Returns
     ``(L, ab, ref_rgb, ref_ab, targets, refs)``; the batch's ``other_mask`` (bool per pair) is
-    ``make_batch.last_other`` (with ``other=0``: all False, and the draws are those of before)."""
+    ``make_batch.last_other`` (with ``other=0``: all False, and the draws are those of before);
+    ``balance``: how the targets are drawn (:meth:`~training.data.Corpus.sample`)."""
     rng = np.random.default_rng([seed, step, rank])
     targets, refs, mask = [], [], []
     for _ in range(batch):
-        i = int(rng.integers(len(corpus)))
+        i = corpus.sample(rng, balance)
         t = corpus.render(i, size, rng)
         is_other = False
         if rng.random() < self_ref:
@@ -190,7 +192,8 @@ def main(argv=None) -> int:
         for g in opt_g.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         L, ab, ref_rgb, ref_ab, _, _ = make_batch(train, pairs, k, rank, args.batch, args.size, args.self_ref,
-                                                  args.seed, device, hue, strong, args.other_source, other_pairs)
+                                                  args.seed, device, hue, strong, args.other_source, other_pairs,
+                                                  args.balance_series)
         other = make_batch.last_other
         preds = nets["model"](L, ref_rgb)
         d_loss = torch.tensor(0.0)
@@ -225,6 +228,7 @@ def main(argv=None) -> int:
                          **({"lr_gain": args.lr_gain} if gains else {}),
                          "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
                          **({"other_source": args.other_source} if args.other_source else {}),
+                         **({"balance_series": args.balance_series} if args.balance_series else {}),
                          "hist_target": args.hist_target, "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))
                if args.init_from else None, migrate=migrate_state_dict)

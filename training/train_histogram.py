@@ -50,9 +50,10 @@ def phase_at(step: int, args) -> tuple[int, float]:
     return args.size, 1.0
 
 
-def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, device):
+def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, device, balance: float = 0.0):
+    """One batch drawn from ``(seed, step, rank)``; ``balance``: :meth:`~training.data.Corpus.sample`."""
     rng = np.random.default_rng([seed, step, rank])
-    imgs = [corpus.render(int(rng.integers(len(corpus))), size, rng) for _ in range(batch)]
+    imgs = [corpus.render(corpus.sample(rng, balance), size, rng) for _ in range(batch)]
     L, ab, _ = to_lab_batch(imgs, device)
     return L, ab, soft_histogram(ab).detach(), imgs
 
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
         lr = lr_at(k, args) * factor
         for g in opt.param_groups:
             g["lr"] = lr
-        L, ab, hist, _ = make_batch(train, k, rank, args.batch, size, args.seed, device)
+        L, ab, hist, _ = make_batch(train, k, rank, args.batch, size, args.seed, device, args.balance_series)
         terms = histogram_model_losses(nets["model"](L, hist), ab, hist, weights)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
     train_loop(args, model, {"main": opt}, step, check, rank=rank, world=world, log_fields=LOG_FIELDS,
                curves=["total", "gt", "grad", "hist", "val_gt"], desc="histogram", architecture="histogram",
                training={"script": "training.train_histogram", "config": args.config,
-                         "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
+                         "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights),
+                         "balance_series": args.balance_series},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature, widen=True))
                if args.init_from else None)
     return 0
