@@ -3,6 +3,7 @@
     python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
     python benchmarks/bench_library.py call       # one section: call | cli | forward | large | reference | attention | stack | temporal | warp
     python benchmarks/bench_library.py call --with runs/I.safetensors   # more models (or checkpoints) in 'call'
+    python benchmarks/bench_library.py call --paper-code ../xcnet       # + paper A's public code, same run
 
 Every measurement that needs its own peak memory runs in a fresh subprocess
 (peak resident set size from ``resource.getrusage``). Threads: 2.
@@ -55,14 +56,44 @@ def forward() -> None:
         print(f"| {name} | {cfg} | {r.get('median_ms', float('nan')):.1f} | {r.get('min_ms', float('nan')):.1f} |")
 
 
-def call(extra: tuple[str, ...] = ()) -> None:
+PAPER_CODE = """
+    import torchvision.models as tvm
+    _vgg19 = tvm.vgg19
+    tvm.vgg19 = lambda pretrained=False, progress=True, **kw: _vgg19(weights=None)  # (random weights: no download)
+    sys.path.insert(0, os.path.join({path!r}, "src"))
+    from models.xcnet import xcnet
+    net = xcnet().eval()
+    g = torch.Generator().manual_seed(0)
+    tgt, ref = torch.rand(1, 3, 224, 224, generator=g), torch.rand(1, 3, 224, 224, generator=g)
+    with torch.inference_mode():
+        print(json.dumps({{"paper": _median_ms(lambda: net(tgt, ref), 5)}}))
+"""
+
+
+def paper_forward_ms(path: str) -> float:
+    """Paper A's public network (a work tree of https://github.com/bbc/xcnet at ``path``: GPL-3.0, read and
+    run beside ours, never copied into this repository), one 224 x 224 pair with random weights of the
+    same shapes (its VGG-19 weights are downloaded at run time, which these machines cannot), median ms."""
+    r = _run(PAPER_CODE.format(path=os.path.abspath(path)))
+    if "error" in r:
+        raise SystemExit(f"paper A's code at {path}: {r['error']}")
+    return r["paper"]
+
+
+def call(extra: tuple[str, ...] = (), paper_code: str | None = None) -> None:
     print("\n### The whole colorize() call against the network forward, one 224 x 224 pair, same process\n")
-    print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) |")
-    print("|---|---:|---:|---:|")
+    print("colorize(): again with the same reference (its features kept by the engine's guide cache: the "
+          "widgets' re-runs, a batch with one reference); first: a new reference each time (the cache emptied "
+          "before the call). The network forward encodes target and reference in one pass.\n")
+    print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) | "
+          "colorize(), first with this reference, ms |")
+    print("|---|---:|---:|---:|---:|")
+    calls = {}
     for name in ["exemplar", "histogram", *extra]:
         r = _run(f"""
             import napari_colorize as nc
             from napari_colorize._sample_data import sample_pair
+            from napari_colorize.guide_cache import GUIDE_CACHE
             from skimage.transform import resize
             grey, ref, _ = sample_pair()
             grey = (resize(grey, (224, 224)) * 255).astype(np.uint8)
@@ -79,18 +110,34 @@ def call(extra: tuple[str, ...] = ()) -> None:
                         m.network(L, torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None])
             guide = {{"reference": ref}} if kind == "exemplar" else {{"histogram": nc.histogram_from_rgb(ref)}}
             call = lambda: nc.colorize(m, grey, **guide)
-            for f in (net, call, net, call):
+            def first():
+                GUIDE_CACHE.clear()
+                return call()
+            for f in (net, call, first, net, call, first):
                 f()
-            tn, tc = [], []
-            for _ in range(25):  # interleaved, so that both see the same machine state
+            tn, tc, tf = [], [], []
+            for _ in range(25):  # interleaved, so that all see the same machine state
                 t = time.perf_counter(); net(); tn.append(time.perf_counter() - t)
                 t = time.perf_counter(); call(); tc.append(time.perf_counter() - t)
-            print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc))}}))
+                GUIDE_CACHE.clear()
+                t = time.perf_counter(); call(); tf.append(time.perf_counter() - t)
+            print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc)),
+                               "first": 1000 * float(np.median(tf))}}))
         """)
         if "error" in r:
-            print(f"| {name} | error: {r['error']} | | |")
+            print(f"| {name} | error: {r['error']} | | | |")
         else:
-            print(f"| {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} |")
+            print(f"| {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} | {r['first']:.1f} |")
+            calls[name] = (r["call"], r["first"])
+    if paper_code:
+        paper = paper_forward_ms(paper_code)  # (after ours, in the same run)
+        print(f"\nPaper A's public code (bbc/xcnet, VGG-19, random weights), its network forward in the same run: "
+              f"{paper:.0f} ms per pair.\n")
+        print("| model | paper A's forward / our call again with the reference (target >= 33) | "
+              "... / our first call with a new reference |")
+        print("|---|---:|---:|")
+        for name, (again, first) in calls.items():
+            print(f"| {name} | {paper / again:.1f}x | {paper / first:.1f}x |")
 
 
 def cli() -> None:
@@ -278,6 +325,19 @@ def warp() -> None:
             print(json.dumps({{"plain": _median_ms(plain), "fast": _median_ms(fast)}}))
         """)
         print(f"| {tau} | {r.get('plain', float('nan')):.1f} | {r.get('fast', float('nan')):.1f} |")
+    print("\n### The best similarity of every stride-4 position (3136 x 3136, 224 px), median ms\n")
+    r = _run("""
+        from napari_colorize.models.coherence import best_similarities, centre_normalise, query_block
+        g = torch.Generator().manual_seed(0)
+        taps = [None, torch.randn(1, 24, 56, 56, generator=g)]
+        keys = {2: centre_normalise(torch.randn(1, 24, 56, 56, generator=g))}
+        whole = lambda: best_similarities(taps, keys, (2,), block=4096)
+        blocks = lambda: best_similarities(taps, keys, (2,))
+        print(json.dumps({"whole": _median_ms(whole), "blocks": _median_ms(blocks), "rows": query_block(3136)}))
+    """)
+    print("| the whole matrix at once | in blocks of query rows (`coherence.query_block`) |")
+    print("|---:|---:|")
+    print(f"| {r.get('whole', float('nan')):.1f} | {r.get('blocks', float('nan')):.1f} ({r.get('rows', '?')} rows) |")
     print("\n### The exemplar output's guided filter (window 5), one 224 x 224 image, median ms\n")
     r = _run("""
         from kornia.filters import guided_blur
@@ -285,12 +345,20 @@ def warp() -> None:
         g = torch.Generator().manual_seed(0)
         L, ab = torch.rand(1, 1, 224, 224, generator=g) * 2 - 1, torch.rand(1, 2, 224, 224, generator=g) - 0.5
         with torch.inference_mode():
-            print(json.dumps({"ours": _median_ms(lambda: guided_filter(L, ab, 5, 1e-3), 30),
+            import napari_colorize.models.exemplar as ex
+            ours = _median_ms(lambda: guided_filter(L, ab, 5, 1e-3), 30)
+            box = ex.box_mean
+            ex.box_mean = lambda t, r: torch.nn.functional.avg_pool2d(
+                torch.nn.functional.pad(t, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
+            pool = _median_ms(lambda: guided_filter(L, ab, 5, 1e-3), 30)
+            ex.box_mean = box
+            print(json.dumps({"ours": ours, "pool": pool,
                               "kornia": _median_ms(lambda: guided_blur(L, ab, 5, 1e-3), 30)}))
     """)
-    print("| `models/exemplar.py: guided_filter` | kornia `guided_blur` (the same output) |")
-    print("|---:|---:|")
-    print(f"| {r.get('ours', float('nan')):.1f} | {r.get('kornia', float('nan')):.1f} |")
+    print("| `models/exemplar.py: guided_filter` (box means by shifted sums) | the same with torch's `avg_pool2d` "
+          "| kornia `guided_blur` (the same output) |")
+    print("|---:|---:|---:|")
+    print(f"| {r.get('ours', float('nan')):.1f} | {r.get('pool', float('nan')):.1f} | {r.get('kornia', float('nan')):.1f} |")
 
 
 SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack,
@@ -302,11 +370,16 @@ if __name__ == "__main__":
     import torch
 
     args = sys.argv[1:]
+    paper_code = None
+    if "--paper-code" in args:
+        i = args.index("--paper-code")
+        paper_code = args[i + 1]
+        args = args[:i] + args[i + 2:]
     extra = tuple(args[args.index("--with") + 1:]) if "--with" in args else ()
     chosen = args[:args.index("--with")] if "--with" in args else args
     chosen = chosen or list(SECTIONS)
-    print(f"<!-- python benchmarks/bench_library.py {' '.join(args)} -->")
+    print(f"<!-- python benchmarks/bench_library.py {' '.join(sys.argv[1:])} -->")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{THREADS} threads.")
     for c in chosen:
-        SECTIONS[c](extra) if c == "call" else SECTIONS[c]()
+        SECTIONS[c](extra, paper_code) if c == "call" else SECTIONS[c]()

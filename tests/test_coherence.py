@@ -112,7 +112,8 @@ def test_global_methods_have_no_confidence():
 
 @pytest.mark.parametrize("bad", [{"confidence": {"best9": 1.0}}, {"confidence": {"bias": float("nan")}},
                                  {"confidence": [1, 2]}, {"fallback": 1.5}, {"coherence": -1},
-                                 {"coherence": 65}, {"palette_chroma": 2.0}])
+                                 {"coherence": 65}, {"palette_chroma": 2.0}, {"dark_chroma": -1.0},
+                                 {"dark_chroma": 60.0}, {"dark_chroma": "dark"}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
         ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), **bad})
@@ -120,3 +121,76 @@ def test_output_stage_options_are_validated(bad):
 
 def test_default_confidence_names_known_features():
     ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), "confidence": DEFAULT_CONFIDENCE})
+
+
+@pytest.mark.parametrize("r", [1, 2, 4, 5, 16])
+def test_box_mean_equals_reflect_padded_average_pooling(r):
+    """Both ways of box_mean (shifted sums for small windows, running sums for large ones) are torch's
+    average pooling of the reflect-padded image."""
+    import torch.nn.functional as F
+
+    from napari_colorize.models.coherence import box_mean
+
+    x = torch.rand(2, 3, 40, 37, generator=torch.Generator().manual_seed(r))
+    want = F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
+    got = box_mean(x, r)
+    assert got.shape == x.shape
+    assert torch.allclose(got, want, atol=2e-6)
+
+
+def test_best_similarities_do_not_depend_on_the_block():
+    """The maxima computed in blocks of query rows (sized to stay in the cache) are those of the whole
+    similarity matrix, batch and a shared reference alike."""
+    from napari_colorize.models.coherence import best_similarities, centre_normalise, query_block
+
+    g = torch.Generator().manual_seed(3)
+    taps = [torch.randn(2, 8, 30, 26, generator=g)]
+    keys = {1: centre_normalise(torch.randn(1, 8, 21, 17, generator=g))}
+    whole = best_similarities(taps, keys, (1,), block=10**6)["best1"]
+    q, k = centre_normalise(taps[0]), keys[1][0]
+    naive = (q @ k.T).amax(-1).reshape(2, 1, 30, 26)
+    assert torch.allclose(whole, naive, atol=1e-6)
+    for block in (1, 7, 64, None):
+        assert torch.allclose(best_similarities(taps, keys, (1,), block=block)["best1"], whole, atol=1e-6)
+    assert query_block(3136) == 2**21 // 3136 and query_block(10**7) == 64
+
+
+def test_fade_dark_takes_colour_from_unsure_dark_pixels_only():
+    """Below the lightness a pixel keeps its confidence's share of chroma at black, all of it from that
+    lightness up; a sure match keeps its colour at any lightness; off (0) changes nothing."""
+    from napari_colorize.models.coherence import fade_dark
+
+    Lstar = torch.tensor([0.0, 10.0, 20.0, 60.0]).reshape(1, 1, 1, 4)
+    L = Lstar / 50 - 1
+    ab = torch.full((1, 2, 1, 4), 0.3)
+    unsure, sure = torch.zeros(1, 1, 1, 4), torch.ones(1, 1, 1, 4)
+    out = fade_dark(L, ab, unsure, 20.0)
+    assert torch.allclose(out[0, 0, 0], torch.tensor([0.0, 0.15, 0.3, 0.3]))
+    assert torch.equal(fade_dark(L, ab, sure, 20.0), ab)
+    half = fade_dark(L, ab, torch.full((1, 1, 1, 4), 0.5), 20.0)
+    assert torch.allclose(half[0, 1, 0, 0], torch.tensor(0.15))  # black keeps c = 0.5 of its chroma
+    assert torch.equal(fade_dark(L, ab, unsure, 0.0), ab)
+
+
+def test_the_models_output_fades_dark_colour_where_the_match_is_unsure():
+    """dark_chroma in an exemplar network's config: the dark half of a target loses chroma against the
+    same network without it, in proportion to 1 - confidence; the bright half is unchanged."""
+    torch.manual_seed(0)
+    model = nc.load_model("exemplar-direct", device="cpu")
+    rng = np.random.default_rng(4)
+    grey = np.concatenate([np.full((64, 32), 0.03), np.full((64, 32), 0.7)], 1) + rng.normal(0, 0.01, (64, 64))
+    ref = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    before = nc.colorize(model, grey, reference=ref, size=64)
+    model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(), "dark_chroma": 30.0})
+    after = nc.colorize(model, grey, reference=ref, size=64)
+
+    def chroma(rgb):
+        from skimage.color import rgb2lab
+
+        lab = rgb2lab(rgb)
+        return np.hypot(lab[..., 1], lab[..., 2])
+
+    np.testing.assert_allclose(before.confidence, after.confidence, atol=1e-5)
+    dark_b, dark_a = chroma(before.rgb)[:, 4:28].mean(), chroma(after.rgb)[:, 4:28].mean()
+    assert dark_a < dark_b
+    assert np.allclose(chroma(before.rgb)[:, 36:60], chroma(after.rgb)[:, 36:60], atol=1e-3)

@@ -365,3 +365,68 @@ def test_the_lightness_of_a_large_slice_is_computed_in_bands_as_before():
     assert np.array_equal(L.numpy(), grey_to_L(torch.from_numpy(x.astype(np.float32))).numpy())
     assert any("1 NaN/Inf" in w for w in sink)
 
+
+
+def test_a_reference_is_encoded_once_and_the_result_is_the_same():
+    """The first call encodes target and reference together and keeps the reference's features; a second
+    call with the same reference skips its encoding and gives the same output; another reference (or
+    the same array changed) is encoded anew; with the cache off, every call encodes."""
+    from napari_colorize.guide_cache import GUIDE_CACHE
+
+    torch.manual_seed(0)
+    model = nc.load_model("exemplar", device="cpu", pretrained=False)
+    rng = np.random.default_rng(0)
+    grey = rng.random((48, 64)).astype(np.float32)
+    ref = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    GUIDE_CACHE.clear()
+    passes = []
+    real = model.network.backbone.forward
+    model.network.backbone.forward = lambda x: passes.append(x.shape[0]) or real(x)
+    try:
+        first = nc.colorize(model, grey, reference=ref, size=64)
+        assert passes == [3]  # target, reference, the reference's grey view: one batch
+        again = nc.colorize(model, grey, reference=ref, size=64)
+        assert passes == [3, 1]  # the target only
+        np.testing.assert_allclose(again.rgb, first.rgb, atol=1e-5)
+        np.testing.assert_allclose(again.confidence, first.confidence, atol=1e-5)
+        ref2 = ref.copy()
+        ref2[0, 0] += 1  # the same array changed: encoded anew
+        nc.colorize(model, grey, reference=ref2, size=64)
+        assert passes == [3, 1, 3]
+        entries = GUIDE_CACHE.entries
+        GUIDE_CACHE.entries = 0
+        try:
+            GUIDE_CACHE.clear()
+            nc.colorize(model, grey, reference=ref, size=64)
+            nc.colorize(model, grey, reference=ref, size=64)
+            assert passes == [3, 1, 3, 3, 3]
+        finally:
+            GUIDE_CACHE.entries = entries
+    finally:
+        model.network.backbone.forward = real
+
+
+def test_the_guide_cache_is_bounded():
+    """At most `entries` states a model (least recently used out first), none over max_bytes, none kept
+    for a model once it is gone."""
+    import gc
+
+    from napari_colorize.guide_cache import GuideCache
+
+    class M:
+        pass
+
+    cache, m = GuideCache(entries=2, max_bytes=1000), M()
+    small = {"x": np.zeros(10, np.float32)}
+    for k in "abc":
+        cache.put(m, k, small)
+    assert cache.get(m, "a") is None and cache.get(m, "b") is small and len(cache) == 2
+    cache.put(m, "big", {"x": np.zeros(1000, np.float32)})
+    assert cache.get(m, "big") is None
+    grown = {"x": np.zeros(10, np.float32)}
+    cache.put(m, "d", grown)
+    grown["features"] = np.zeros(1000, np.float32)  # a state that grew past the bound after it was kept
+    assert cache.get(m, "d") is None
+    del m
+    gc.collect()
+    assert len(cache) == 0

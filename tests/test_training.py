@@ -483,3 +483,19 @@ def test_training_pairs_with_references_of_another_series(corpus_dir):
     truth, ref = torch.full((2, 2, 4, 4), 0.3), torch.full((2, 2, 4, 4), -0.5)
     t = histogram_target("reference", truth, ref, mask)
     assert torch.equal(t[0], truth[0]) and torch.equal(t[1], ref[1])
+
+
+def test_evaluate_takes_output_stage_settings_over_a_model():
+    """NAME+key=value: the model with those settings over its config, validated; the row is named by
+    the whole spec; a key that is not an exemplar config's, a bad value or a non-network model: exit."""
+    from training.evaluate import load_with_output
+
+    m = load_with_output("exemplar+dark_chroma=20+coherence=8")
+    assert m.name == "exemplar+dark_chroma=20+coherence=8"
+    assert m.network.config.dark_chroma == 20 and m.network.config.coherence == 8
+    assert load_with_output("exemplar").network.config.dark_chroma != 20  # (a fresh model each time)
+    for bad in ("exemplar+nonsense=1", "exemplar+dark_chroma", "reinhard+dark_chroma=20"):
+        with pytest.raises(SystemExit):
+            load_with_output(bad)
+    with pytest.raises(ValueError, match="dark_chroma"):
+        load_with_output("exemplar+dark_chroma=99")

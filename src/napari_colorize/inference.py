@@ -42,6 +42,7 @@ from .color import (AB_SCALE, L_SCALE, L_SHIFT, NBINS, ColorizeWarning, grey_to_
                     rgb_value_scale)
 from .provenance import record as record_provenance
 from .hints import DEFAULT_SPREAD, LEVIN_SPREAD, HintSolver, check_hints, hint_ab, hints_to_working
+from .guide_cache import GUIDE_CACHE, guide_key
 from .io import is_image_like
 from .models.base import Colorizer, Prediction
 from .models.lazy import LazyList
@@ -657,8 +658,16 @@ def prepare_guide(model: Colorizer, wshape: tuple[int, int], reference=None, his
         ref_t = torch.cat([_resize(torch.from_numpy(prepare_reference(r, sink, wshape, prefix + which))
                                    .permute(2, 0, 1)[None], wshape).clamp(0, 1)
                            for r, which in zip(refs, reference_names(refs))])
-    state = model.prepare(reference=ref_t, histogram=hist_t)
-    if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
+    key = guide_key(wshape, ref_t, hist_t)
+    state = GUIDE_CACHE.get(model, key)
+    if state is None:
+        state = model.prepare(reference=ref_t, histogram=hist_t)
+        if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
+            state = model.precompute(state)
+        # (a model that encodes the reference on the fly adds its features to this state on first use:
+        # the next call with the same reference skips the encoding; GUIDE_CACHE's docs)
+        GUIDE_CACHE.put(model, key, state)
+    elif stack or n_refs > 1:
         state = model.precompute(state)
     return state, n_refs
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
-from .coherence import DEFAULT_CONFIDENCE, coherent_ab, image_gate, match_confidence
+from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_dark, image_gate, match_confidence
 from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
@@ -125,6 +125,7 @@ class ExemplarNetwork(NetworkColorizer):
         if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[0] == 1 \
                 and state["rgb"].shape[-2:] == L.shape[-2:]:
             out = net(L, reference_rgb=state["rgb"], return_attention=return_attention, aux=aux)
+            state["features"] = aux["reference"]  # (encoded with this target: kept for the next one)
         else:  # many slices: reference features once
             state.update(self.precompute(state))
             out = net(L, reference_features=state["features"], return_attention=return_attention, aux=aux)
@@ -142,6 +143,7 @@ class ExemplarNetwork(NetworkColorizer):
                                    palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma)
                 w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
                 ab = ab + w * (safe - ab)
+            ab = fade_dark(L, ab, conf, cfg.dark_chroma)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
                           confidence=None if conf is None else conf.float())

@@ -22,6 +22,9 @@ Three steps, each a pure function on working-size tensors (normalised Lab, ``L/5
    changes at its lightness edges; confident pixels dominate their region.
 
 :func:`coherent_ab` chains them: ``ab = spread(c * ab_pred + (1 - c) * palette)``.
+
+4. :func:`fade_dark` - near-black pixels of photographs carry little colour, and SSIM is most sensitive
+   there (small means): where the match is unsure, chroma fades towards black.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
-__all__ = ["centre_normalise", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab",
+__all__ = ["centre_normalise", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab", "fade_dark",
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
@@ -48,11 +51,24 @@ def centre_normalise(f: torch.Tensor) -> torch.Tensor:
     return F.normalize(f, dim=1).transpose(1, 2)
 
 
+#: floats of one block of similarities (query rows x reference positions), so that a block is written
+#: and read again while it is still in the processor's cache (a whole stride-4 matrix at once is several
+#: times slower: ``benchmarks/bench_library.py warp``, docs/BENCHMARKS.md)
+BLOCK_FLOATS = 2**21
+
+
+def query_block(keys: int, batch: int = 1, floats: int = BLOCK_FLOATS) -> int:
+    """Query rows per block of a ``(batch, rows, keys)`` similarity matrix of about ``floats`` floats
+    (at least 64 rows)."""
+    return max(64, int(floats) // max(1, int(keys) * int(batch)))
+
+
 def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int, torch.Tensor],
-                      levels: tuple[int, ...] = CONFIDENCE_LEVELS, block: int = 4096) -> dict[str, torch.Tensor]:
+                      levels: tuple[int, ...] = CONFIDENCE_LEVELS, block: int | None = None) -> dict[str, torch.Tensor]:
     """The best cosine similarity of each target position to any reference position, per backbone tap
     (1-based ``levels``), as ``{"best{l}": (B, 1, h_l, w_l)}``. ``reference_keys``: level -> the
-    reference's features through :func:`centre_normalise` ``(B or 1, N, C)``."""
+    reference's features through :func:`centre_normalise` ``(B or 1, N, C)``. ``block``: query rows
+    per block (default :func:`query_block`)."""
     out = {}
     for lv in levels:
         t, k = target_taps[lv - 1], reference_keys[lv]
@@ -60,8 +76,9 @@ def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int,
         q = centre_normalise(t)
         if k.shape[0] != B:
             k = k.expand(B, -1, -1)
-        best = torch.cat([torch.bmm(q[:, s:s + block], k.transpose(1, 2)).amax(-1)
-                          for s in range(0, q.shape[1], block)], 1)
+        n = block or query_block(k.shape[1], B)
+        kt = k.transpose(1, 2)
+        best = torch.cat([torch.bmm(q[:, s:s + n], kt).amax(-1) for s in range(0, q.shape[1], n)], 1)
         out[f"best{lv}"] = best.reshape(B, 1, h, w)
     return out
 
@@ -125,11 +142,22 @@ def lightness_palette(target_L: torch.Tensor, reference_lab: torch.Tensor, bins:
     return torch.stack(out)
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window (reflected at the border) in O(1) per pixel: running sums along
-    each axis (a pooling kernel of 33 x 33 costs 1089 additions per pixel)."""
+def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window of ``(B, C, H, W)``, reflected at the border. Small windows
+    (``r`` <= 4) by shifted sums, larger ones by running sums along each axis (O(1) per pixel; a
+    pooling kernel of 33 x 33 costs 1089 additions per pixel). Both are far faster than torch's
+    ``avg_pool2d`` on the CPU (``benchmarks/bench_library.py warp``)."""
     x = F.pad(x, (r, r, r, r), mode="reflect")
     k = 2 * r + 1
+    H, W = x.shape[-2] - 2 * r, x.shape[-1] - 2 * r
+    if r <= 4:
+        rows = x[..., :, 0:W]
+        for i in range(1, k):
+            rows = rows + x[..., :, i:i + W]
+        out = rows[..., 0:H, :]
+        for i in range(1, k):
+            out = out + rows[..., i:i + H, :]
+        return out / (k * k)
     c = F.pad(x.cumsum(-1), (1, 0))
     x = c[..., k:] - c[..., :-k]
     c = F.pad(x.cumsum(-2), (0, 0, 1, 0))
@@ -150,11 +178,11 @@ def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radi
     I = guide.float()
     c = confidence.float().clamp(1e-4, 1.0)
     p = torch.cat([c * ab.float(), c], 1)
-    means = _box(torch.cat([I, I * I, p, I * p], 1), r)  # every window mean in one pass
+    means = box_mean(torch.cat([I, I * I, p, I * p], 1), r)  # every window mean in one pass
     mI, mII, mp, mIp = means[:, :1], means[:, 1:2], means[:, 2:5], means[:, 5:]
     a = (mIp - mI * mp) / (mII - mI * mI + eps)
     b = mp - a * mI
-    mab = _box(torch.cat([a, b], 1), r)
+    mab = box_mean(torch.cat([a, b], 1), r)
     q = mab[:, :3] * I + mab[:, 3:]
     return q[:, :2] / q[:, 2:].clamp_min(1e-4)
 
@@ -183,3 +211,14 @@ def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.T
         after = out.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True)
         out = out * (before / after.clamp_min(1e-6)).clamp(1.0, 1.5)
     return out.clamp(-1, 1)
+
+
+def fade_dark(target_L: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, lightness: float) -> torch.Tensor:
+    """Chroma faded in the dark where the match is unsure: ``ab (1 - (1 - c) (1 - min(1, L* / lightness)))``
+    with ``L*`` the target's lightness (0-100; ``target_L`` normalised, ``L/50 - 1``) and ``c`` the match
+    confidence. A pixel at ``L* = 0`` keeps ``c`` of its chroma, one at ``lightness`` or above all of
+    it. ``lightness`` 0: ``ab`` unchanged."""
+    if lightness <= 0:
+        return ab
+    dark = 1.0 - ((target_L.float() + 1.0) * 50.0 / float(lightness)).clamp(0.0, 1.0)
+    return ab * (1.0 - (1.0 - confidence.float().clamp(0.0, 1.0)) * dark)

@@ -110,6 +110,10 @@ class ExemplarConfig:
         at most ``lo`` (a reference that is only related), not at all from ``hi`` on (a reference of the
         same scene, whose per-pixel matches are right), linearly between
         (:func:`~napari_colorize.models.coherence.image_gate`); None: in full always.
+    dark_chroma : float
+        Lightness ``L*`` (0: off, up to 50) below which the chroma fades, in proportion to how unsure the
+        match is (:func:`~napari_colorize.models.coherence.fade_dark`): near-black pixels of a photo
+        carry little colour, and a tint on them is what most harms the picture with a related reference.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -135,6 +139,7 @@ class ExemplarConfig:
     palette_chroma: float = 1.0
     keep_chroma: bool = False
     coherence_gate: tuple[float, float] | None = None
+    dark_chroma: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -190,6 +195,7 @@ class ExemplarConfig:
         check_int("coherence", self.coherence, 0, 64)
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
         check_choice("keep_chroma", self.keep_chroma, (False, True))
+        check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
         if self.coherence_gate is not None:
             g = self.coherence_gate
             if not isinstance(g, (list, tuple)) or len(g) != 2:
@@ -238,7 +244,7 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
 
 #: the shipped default's output stage (``exemplar``; ``exemplar-direct`` is the same weights without it):
 #: chosen on training views with references from other sources (docs/MODELS.md, issue 18)
-EXEMPLAR_OUTPUT = {"coherence": 16, "coherence_gate": [0.50, 0.62]}
+EXEMPLAR_OUTPUT = {"coherence": 16, "coherence_gate": [0.50, 0.62], "dark_chroma": 30.0}
 
 
 @dataclass

@@ -33,7 +33,7 @@ from .attention import CrossAttentionModule
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .maps import AttentionMaps
-from .coherence import CONFIDENCE_LEVELS, best_similarities, centre_normalise
+from .coherence import CONFIDENCE_LEVELS, best_similarities, box_mean, centre_normalise
 from .union import union_reference_side
 from .warp import feature_warp, reference_grey, reference_side
 
@@ -64,11 +64,12 @@ def guided_filter(guide: torch.Tensor, x: torch.Tensor, window: int, eps: float)
     ``(B, 1, H, W)``: in each ``window`` x ``window`` box, ``x ~ a guide + b`` by least squares
     (``eps`` regularises ``a``), and the output averages the boxes' ``a`` and ``b``; borders reflect.
     The same as kornia's ``guided_blur`` (tested to 1e-5) in less than half its time on the CPU (all
-    box means in two pooling calls; ``benchmarks/bench_library.py warp``)."""
+    box means in two calls of :func:`~napari_colorize.models.coherence.box_mean`;
+    ``benchmarks/bench_library.py warp``)."""
     r = window // 2
 
     def box(t: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(F.pad(t, (r, r, r, r), mode="reflect"), window, stride=1)
+        return box_mean(t, r)
 
     c = x.shape[1]
     m = box(torch.cat([guide, x, guide * x, guide * guide], 1))
@@ -291,7 +292,9 @@ class ExemplarColorizer(nn.Module):
                 aux: dict | None = None):
         """Colourise. Returns ``[P1, P2, P3, P4]`` (and a dict of attention maps when asked). ``aux``: a
         dict that receives ``"match"``, the match similarities (:meth:`match_similarities`), when the
-        reference side has its keys (always with ``reference_rgb`` and ``aux`` given)."""
+        reference side has its keys (always with ``reference_rgb`` and ``aux`` given), and ``"reference"``,
+        the reference side used (what :meth:`encode_reference` gives, with the match keys when ``aux`` is
+        given), so that a caller can keep it for the next target."""
         match = aux is not None
         if reference_features is None:
             if reference_rgb is None:
@@ -312,8 +315,10 @@ class ExemplarColorizer(nn.Module):
                 taps, bott = self.backbone(grey_rgb(target_L))
         else:
             taps, bott = self.backbone(grey_rgb(target_L))
-        if match and "match" in reference_features:
-            aux["match"] = self.match_similarities(taps, reference_features)
+        if match:
+            aux["reference"] = reference_features
+            if "match" in reference_features:
+                aux["match"] = self.match_similarities(taps, reference_features)
         ft = [p(t) for p, t in zip(self.proj_t, taps)]
         warp = None
         if self.prior:

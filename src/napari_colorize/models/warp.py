@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
-from .coherence import CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise, match_confidence
+from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise, match_confidence,
+                        query_block)
 from .union import stacked, union_keys
 
 __all__ = ["feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
@@ -67,7 +68,7 @@ def softmax_rows(sim: torch.Tensor, best: torch.Tensor, tau: float | torch.Tenso
 
 
 def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: float | torch.Tensor = 0.05,
-                 block: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+                 block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp the reference's ab onto the target's lattice.
 
     Parameters
@@ -77,7 +78,7 @@ def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: 
         :func:`centre_normalise` (computed once for a stack); B may be 1.
     ab_ref : ``(B, 2, h', w')`` the reference's normalised ab on its feature lattice.
     tau : softmax temperature (a tensor keeps it learnable).
-    block : query positions per block (bounds memory).
+    block : query positions per block (bounds memory; default :func:`~.coherence.query_block`).
 
     Returns
     -------
@@ -92,6 +93,7 @@ def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: 
         kr, v = kr.expand(B, -1, -1), v.expand(B, -1, -1)
     assert kr.shape[1] == v.shape[1], (kr.shape, v.shape)
     outs, confs = [], []
+    block = block or query_block(kr.shape[1], B)
     for s in range(0, qt.shape[1], block):
         sim = torch.bmm(qt[:, s:s + block], kr.transpose(1, 2))  # (B, n, N')
         best = sim.amax(-1, keepdim=True)

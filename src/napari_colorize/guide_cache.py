@@ -1,0 +1,95 @@
+"""The prepared guides of recent calls, kept so that a call with the same reference skips its encoding.
+
+A widget re-runs with one reference all the time, a batch of targets shares one reference: the
+reference's backbone features and keys at a working shape (a histogram's state) need computing once.
+:data:`GUIDE_CACHE` keeps the last few prepared guides of each loaded model, keyed by the model object
+(weakly: a model that is dropped takes its entries with it), the working shape and a hash of the guide's
+pixels *as the model receives them*, so a changed array is a new entry and the result of a call never
+depends on what was cached. ``GUIDE_CACHE.clear()`` frees it; ``GUIDE_CACHE.entries = 0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+__all__ = ["GuideCache", "GUIDE_CACHE", "guide_key", "state_bytes"]
+
+
+def _digest(t: torch.Tensor | np.ndarray | None) -> str | None:
+    if t is None:
+        return None
+    a = np.ascontiguousarray(t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t)
+    return hashlib.blake2b(f"{a.dtype}{a.shape}".encode() + memoryview(a).cast("B"), digest_size=20).hexdigest()
+
+
+def guide_key(wshape: tuple[int, int], reference: torch.Tensor | None, histogram: torch.Tensor | None) -> tuple:
+    """The cache key of a guide at a working shape: the shape and hashes of the pixels (or bins)."""
+    return (tuple(int(s) for s in wshape), _digest(reference), _digest(histogram))
+
+
+def state_bytes(state) -> int:
+    """Bytes held by the arrays of a prepared guide (nested dicts, lists and tuples)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, np.ndarray):
+        return state.nbytes
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 0
+
+
+class GuideCache:
+    """At most ``entries`` prepared guides per model (the least recently used goes first), none larger
+    than ``max_bytes`` (checked when stored and again by :meth:`get`: a state grows when a model adds
+    its features on first use). Thread-safe."""
+
+    def __init__(self, entries: int = 2, max_bytes: int = 256 * 2**20) -> None:
+        self.entries, self.max_bytes = int(entries), int(max_bytes)
+        self._by_model: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, model, key):
+        """The state stored for ``(model, key)``, or None."""
+        with self._lock:
+            states = self._by_model.get(model)
+            if states is None or key not in states:
+                return None
+            if state_bytes(states[key]) > self.max_bytes:
+                del states[key]
+                return None
+            states.move_to_end(key)
+            return states[key]
+
+    def put(self, model, key, state) -> None:
+        """Keep ``state`` for ``(model, key)`` (nothing when the cache is off or the state too large)."""
+        if self.entries <= 0 or state_bytes(state) > self.max_bytes:
+            return
+        with self._lock:
+            try:
+                states = self._by_model.setdefault(model, OrderedDict())
+            except TypeError:  # (an object that cannot be weakly referenced is not cached)
+                return
+            states[key] = state
+            states.move_to_end(key)
+            while len(states) > self.entries:
+                states.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_model.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._by_model.values())
+
+
+#: the engine's cache of prepared guides (:class:`GuideCache`)
+GUIDE_CACHE = GuideCache()
