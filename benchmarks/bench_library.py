@@ -84,7 +84,8 @@ def call(extra: tuple[str, ...] = (), paper_code: str | None = None) -> None:
     print("\n### The whole colorize() call against the network forward, one 224 x 224 pair, same process\n")
     print("colorize(): again with the same reference (its features kept by the engine's guide cache: the "
           "widgets' re-runs, a batch with one reference); first: a new reference each time (the cache emptied "
-          "before the call). The network forward encodes target and reference in one pass.\n")
+          "before the call). The network forward encodes target and reference in one pass. The C allocator keeps "
+          "freed memory (`nc.keep_freed_memory()`, as the command line and the widgets set it).\n")
     print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) | "
           "colorize(), first with this reference, ms |")
     print("|---|---:|---:|---:|---:|")
@@ -98,6 +99,7 @@ def call(extra: tuple[str, ...] = (), paper_code: str | None = None) -> None:
             grey, ref, _ = sample_pair()
             grey = (resize(grey, (224, 224)) * 255).astype(np.uint8)
             ref = (resize(ref, (224, 224)) * 255).astype(np.uint8)
+            nc.keep_freed_memory()  # (as the command line and the widgets run it: allocator.py)
             m = nc.load_model({name!r}, device="cpu")
             L = torch.from_numpy(grey.astype(np.float32) / 127.5 - 1)[None, None]
             R = torch.from_numpy(ref.astype(np.float32) / 255).permute(2, 0, 1)[None]

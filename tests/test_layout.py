@@ -25,7 +25,7 @@ LAYERS = [
     ("colour maths, metrics, disk space and image files", ["color", "metrics", "disk", "io", "models.configs",
                                                            "models.lazy", "models.maps", "models.checks"]),
     ("models", ["models", "models.*"]),
-    ("the engine", ["inference", "guide_cache", "transfer", "threads", "keyframes", "provenance", "hints"]),
+    ("the engine", ["inference", "guide_cache", "transfer", "threads", "allocator", "keyframes", "provenance", "hints"]),
     ("tools on the engine", ["compare", "suggest", "histogram_edit", "bench", "_sample_data", "preview"]),
     ("volumes and the command line", ["volume", "cli", ""]),
     ("the napari widgets", ["_widgets", "_widgets.*"]),

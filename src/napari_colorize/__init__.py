@@ -22,7 +22,7 @@ _LAZY = {
     "colorize": ".inference", "iter_colorize": ".inference", "lazy_colorize": ".inference",
     "CheckpointError": ".models.registry", "list_models": ".models.registry", "load_model": ".models.registry",
     "resolve_device": ".models.registry", "save_checkpoint": ".models.registry",
-    "set_threads": ".threads",
+    "set_threads": ".threads", "keep_freed_memory": ".allocator",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
                             iter_colorize, lazy_colorize)
     from .models.registry import (CheckpointError, list_models, load_model, resolve_device,  # noqa: F401
                                   save_checkpoint)
+    from .allocator import keep_freed_memory  # noqa: F401
     from .threads import set_threads  # noqa: F401
 
 
@@ -70,5 +71,6 @@ __all__ = [
     "histogram_from_rgb",
     "histogram_intersection",
     "set_threads",
+    "keep_freed_memory",
     "__version__",
 ]

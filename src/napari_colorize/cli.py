@@ -960,9 +960,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     try:
         if args.command in ("colorize", "demo", "suggest"):
+            from .allocator import keep_freed_memory
             from .threads import set_threads
 
             set_threads(args.threads)
+            keep_freed_memory()
         return args.func(args)
     except _Refused as e:
         for line in e.lines:

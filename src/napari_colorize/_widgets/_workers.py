@@ -22,6 +22,7 @@ from ..inference import StackAssembler, iter_colorize, lazy_colorize
 from ..models import registry
 from ..models.registry import load_model, model_info
 from ..provenance import record
+from ..allocator import keep_freed_memory
 from ..threads import set_threads
 
 CHECKPOINT = "checkpoint file..."
@@ -174,6 +175,7 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
                  blend: str = "linear", hints=None, hint_spread: float | None = None):
     """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`."""
     set_threads()  # torch's threads in this worker: the idle cores (or NAPARI_COLORIZE_THREADS)
+    keep_freed_memory()  # (freed tensors reused by the next run: allocator.py)
     model = get_model(model_name, device)
     yield Progress(0, 1, "colourising...")
     warnings: list[str] = []
@@ -211,6 +213,7 @@ def save_job(lazy, path, provenance: dict | None = None):
     from ..provenance import dumps
 
     set_threads()
+    keep_freed_memory()
     n_stack = lazy.shape[:-3]
     flat = lazy.reshape((-1,) + lazy.shape[-3:])
     out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb",
@@ -228,6 +231,7 @@ def save_job(lazy, path, provenance: dict | None = None):
 def compare_job(names: list[str], target, reference, truth, rgb: bool, device: str = "auto"):
     """Run each model on the pair; yields a :class:`CompareRow` per model."""
     set_threads()
+    keep_freed_memory()
     models = [get_model(n, device) for n in names]
     n = len(names)
     for k, (row, image) in enumerate(iter_compare(models, np.asarray(target), reference, truth=truth, rgb=rgb), 1):
@@ -251,6 +255,7 @@ def suggest_job(target, layer_images: list, layer_names: list, files: list, top:
     from ..suggest import suggest_references, thumbnail
 
     set_threads()
+    keep_freed_memory()
     yield Progress(0, 1, "ranking references...")
     errors: list[str] = []
     ranking = []

@@ -138,10 +138,11 @@ class ExemplarNetwork(NetworkColorizer):
         if "match" in aux:
             cfg = net.config
             conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
-            if cfg.fallback or cfg.coherence:
+            w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
+            if (cfg.fallback or cfg.coherence) and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
+                # (a gate of 0 everywhere - a reference of the same scene - leaves ab as it is: not computed)
                 safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
                                    palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma)
-                w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
                 ab = ab + w * (safe - ab)
             ab = fade_dark(L, ab, conf, cfg.dark_chroma)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
