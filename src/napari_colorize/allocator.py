@@ -27,7 +27,7 @@ _lock = threading.Lock()
 _done: list[bool] = []
 
 
-def keep_freed_memory(mmap_bytes: int = 64 * 2**20, trim_bytes: int = 256 * 2**20) -> bool:
+def keep_freed_memory(mmap_bytes: int = 16 * 2**20, trim_bytes: int = 64 * 2**20) -> bool:
     """Set glibc's mmap and trim thresholds once per process; True when they are set (now or before),
     False where there is no glibc or ``NAPARI_COLORIZE_MALLOC=0``."""
     if os.environ.get(ENV, "").strip() == "0" or not sys.platform.startswith("linux"):
