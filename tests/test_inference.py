@@ -430,3 +430,24 @@ def test_the_guide_cache_is_bounded():
     del m
     gc.collect()
     assert len(cache) == 0
+
+
+def test_a_changed_network_never_reuses_a_cached_reference():
+    """Weights loaded into the same model object (in place) or another config: the reference is encoded
+    anew, and the output is that of a model that never saw the first weights."""
+    from napari_colorize.guide_cache import GUIDE_CACHE
+
+    torch.manual_seed(0)
+    model = nc.load_model("exemplar", device="cpu", pretrained=False)
+    rng = np.random.default_rng(1)
+    grey = rng.random((48, 64)).astype(np.float32)
+    ref = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    GUIDE_CACHE.clear()
+    nc.colorize(model, grey, reference=ref, size=64)
+    torch.manual_seed(5)
+    other = nc.load_model("exemplar", device="cpu", pretrained=False)
+    model.network.load_state_dict(other.network.state_dict())  # (in place: same tensors, new values)
+    got = nc.colorize(model, grey, reference=ref, size=64).rgb
+    GUIDE_CACHE.clear()
+    want = nc.colorize(other, grey, reference=ref, size=64).rgb
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -3,9 +3,10 @@
 A widget re-runs with one reference all the time, a batch of targets shares one reference: the
 reference's backbone features and keys at a working shape (a histogram's state) need computing once.
 :data:`GUIDE_CACHE` keeps the last few prepared guides of each loaded model, keyed by the model object
-(weakly: a model that is dropped takes its entries with it), the working shape and a hash of the guide's
-pixels *as the model receives them*, so a changed array is a new entry and the result of a call never
-depends on what was cached. ``GUIDE_CACHE.clear()`` frees it; ``GUIDE_CACHE.entries = 0`` turns it off.
+(weakly: a model that is dropped takes its entries with it), the working shape, a hash of the guide's
+pixels *as the model receives them* and the state of the model's network (every parameter's version
+counter, which any in-place change such as ``load_state_dict`` advances, and its config), so a changed
+array or a changed network is a new entry and the result of a call never depends on what was cached. ``GUIDE_CACHE.clear()`` frees it; ``GUIDE_CACHE.entries = 0`` turns it off.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-__all__ = ["GuideCache", "GUIDE_CACHE", "guide_key", "state_bytes"]
+__all__ = ["GuideCache", "GUIDE_CACHE", "guide_key", "network_state", "state_bytes"]
 
 
 def _digest(t: torch.Tensor | np.ndarray | None) -> str | None:
@@ -28,9 +29,24 @@ def _digest(t: torch.Tensor | np.ndarray | None) -> str | None:
     return hashlib.blake2b(f"{a.dtype}{a.shape}".encode() + memoryview(a).cast("B"), digest_size=20).hexdigest()
 
 
-def guide_key(wshape: tuple[int, int], reference: torch.Tensor | None, histogram: torch.Tensor | None) -> tuple:
-    """The cache key of a guide at a working shape: the shape and hashes of the pixels (or bins)."""
-    return (tuple(int(s) for s in wshape), _digest(reference), _digest(histogram))
+def network_state(model) -> tuple:
+    """What a model's prepared guide depends on besides the guide: its network's parameters (their
+    version counters and storage) and config; ``()`` for a model without a network."""
+    net = getattr(model, "network", None)
+    if not isinstance(net, torch.nn.Module):
+        return ()
+    params = tuple((p.data_ptr(), p._version) for p in net.parameters())
+    config = getattr(net, "config", None)
+    cfg = config.to_dict() if hasattr(config, "to_dict") else config
+    return (hashlib.blake2b(repr((params, cfg)).encode(), digest_size=16).hexdigest(),)
+
+
+def guide_key(wshape: tuple[int, int], reference: torch.Tensor | None, histogram: torch.Tensor | None,
+              model=None) -> tuple:
+    """The cache key of a guide at a working shape: the shape, hashes of the pixels (or bins) and, with
+    ``model``, :func:`network_state`."""
+    return (tuple(int(s) for s in wshape), _digest(reference), _digest(histogram)) + \
+        (network_state(model) if model is not None else ())
 
 
 def state_bytes(state) -> int:

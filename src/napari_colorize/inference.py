@@ -658,7 +658,7 @@ def prepare_guide(model: Colorizer, wshape: tuple[int, int], reference=None, his
         ref_t = torch.cat([_resize(torch.from_numpy(prepare_reference(r, sink, wshape, prefix + which))
                                    .permute(2, 0, 1)[None], wshape).clamp(0, 1)
                            for r, which in zip(refs, reference_names(refs))])
-    key = guide_key(wshape, ref_t, hist_t)
+    key = guide_key(wshape, ref_t, hist_t, model)
     state = GUIDE_CACHE.get(model, key)
     if state is None:
         state = model.prepare(reference=ref_t, histogram=hist_t)
