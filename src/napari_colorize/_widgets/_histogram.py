@@ -23,7 +23,7 @@ from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, current
 from ._sections import Collapsible, ask_path, make_scrollable, wrap_label
 from ._workers import CHECKPOINT, Colourised, Progress, colorize_job, default_model
 
-PREVIEW_SIZE = 96  # default preview size: ~100 ms per stroke on 2 CPU cores with the CPU model
+PREVIEW_SIZE = 96  # default preview size (its time per stroke: docs/PLUGIN.md, "Live preview")
 AB_TICKS = (-100, -50, 0, 50, 100)  # a*, b* values marked on the chart's axes
 
 

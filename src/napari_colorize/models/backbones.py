@@ -205,7 +205,7 @@ class EfficientNetLite0Backbone(Backbone):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, rgb):
-        # channels-last is about 2x faster for depthwise convolutions on CPU (oneDNN)
+        # channels-last is faster for depthwise convolutions on the CPU (oneDNN; docs/LIBRARY.md)
         outs = self.net(self.normalise(rgb).contiguous(memory_format=torch.channels_last))
         return [outs[s] for s in self._tap_stages], outs[-1]
 

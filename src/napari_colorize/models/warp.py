@@ -59,8 +59,7 @@ def softmax_rows(sim: torch.Tensor, best: torch.Tensor, tau: float | torch.Tenso
     """``softmax(sim / tau)`` over the last axis (``best``: its maximum). Without gradients, in place
     and with the logits floored at ``max - 30`` (a weight below e^-30 = 1e-13 of the best match's
     becomes that: nothing a colour can show): a sharp softmax (tau ~ 0.005) drives exp deep into
-    underflow, where the CPU's exp is slow (``benchmarks/bench_library.py warp``: 2048 x 3136 logits at
-    tau 0.0048, 19.5 ms with ``softmax``, 5.7 in place)."""
+    underflow, where the CPU's exp is slow (``benchmarks/bench_library.py warp``, docs/BENCHMARKS.md)."""
     if sim.requires_grad or (isinstance(tau, torch.Tensor) and tau.requires_grad):
         return (sim / tau).softmax(-1)
     z = sim.sub_(best).div_(tau).clamp_min_(-30.0).exp_()
