@@ -9,8 +9,9 @@ Three steps, each a pure function on working-size tensors (normalised Lab, ``L/5
    the reference: a logistic function of the best cosine similarity of the frozen backbone's features
    (target and reference both seen by their lightness, like the correspondence prior) at a fine level
    (stride 4: *where*) and at coarse levels (strides 16 and 32: *what* - bright rock and bright sky
-   look alike at stride 4, not at stride 32). Its coefficients are fitted by ``training.fit_confidence`` to predict where the prediction's
-   colour is close to the truth, with references from other sources; they live in the model's config.
+   look alike at stride 4, not at stride 32). Its coefficients were fitted (a logistic regression on
+   training views) to predict where the prediction's colour is close to the truth, with references
+   from other sources; they live in the model's config.
 2. :func:`lightness_palette` - the fallback: the reference's palette conditioned on lightness
    (Reinhard-like, global): the target's lightness is matched to the reference's by quantiles, and
    each pixel gets the reference's mean ab at that lightness. Colour that is a smooth function of
@@ -38,8 +39,8 @@ __all__ = ["centre_normalise", "query_block", "box_mean", "best_similarities", "
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
-#: the match confidence's coefficients fitted by ``training.fit_confidence`` (logistic regression of
-#: "the shipped exemplar's colour is within 11 ab units of the truth" on training views, references
+#: the match confidence's coefficients, fitted once by a logistic regression (not kept as a script) of
+#: "the shipped exemplar's colour is within 11 ab units of the truth" on training views (references
 #: from the photo itself and from other sources); what they measured: docs/MODELS.md
 DEFAULT_CONFIDENCE = {"bias": -7.44, "best2": 7.07, "best4": 1.04, "best5": 2.77}
 
