@@ -367,18 +367,26 @@ def test_the_lightness_of_a_large_slice_is_computed_in_bands_as_before():
 
 
 
+def _random_exemplar_pair(seed: int):
+    """A random-weight exemplar model, a grey target and a reference, with the guide cache emptied."""
+    from napari_colorize.guide_cache import GUIDE_CACHE
+
+    torch.manual_seed(0)
+    model = nc.load_model("exemplar", device="cpu", pretrained=False)
+    rng = np.random.default_rng(seed)
+    grey = rng.random((48, 64)).astype(np.float32)
+    ref = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    GUIDE_CACHE.clear()
+    return model, grey, ref
+
+
 def test_a_reference_is_encoded_once_and_the_result_is_the_same():
     """The first call encodes target and reference together and keeps the reference's features; a second
     call with the same reference skips its encoding and gives the same output; another reference (or
     the same array changed) is encoded anew; with the cache off, every call encodes."""
     from napari_colorize.guide_cache import GUIDE_CACHE
 
-    torch.manual_seed(0)
-    model = nc.load_model("exemplar", device="cpu", pretrained=False)
-    rng = np.random.default_rng(0)
-    grey = rng.random((48, 64)).astype(np.float32)
-    ref = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
-    GUIDE_CACHE.clear()
+    model, grey, ref = _random_exemplar_pair(0)
     passes = []
     real = model.network.backbone.forward
     model.network.backbone.forward = lambda x: passes.append(x.shape[0]) or real(x)
@@ -437,12 +445,7 @@ def test_a_changed_network_never_reuses_a_cached_reference():
     anew, and the output is that of a model that never saw the first weights."""
     from napari_colorize.guide_cache import GUIDE_CACHE
 
-    torch.manual_seed(0)
-    model = nc.load_model("exemplar", device="cpu", pretrained=False)
-    rng = np.random.default_rng(1)
-    grey = rng.random((48, 64)).astype(np.float32)
-    ref = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
-    GUIDE_CACHE.clear()
+    model, grey, ref = _random_exemplar_pair(1)
     nc.colorize(model, grey, reference=ref, size=64)
     torch.manual_seed(5)
     other = nc.load_model("exemplar", device="cpu", pretrained=False)

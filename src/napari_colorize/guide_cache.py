@@ -19,14 +19,9 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from .provenance import pixels_digest
+
 __all__ = ["GuideCache", "GUIDE_CACHE", "guide_key", "network_state", "state_bytes"]
-
-
-def _digest(t: torch.Tensor | np.ndarray | None) -> str | None:
-    if t is None:
-        return None
-    a = np.ascontiguousarray(t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t)
-    return hashlib.blake2b(f"{a.dtype}{a.shape}".encode() + memoryview(a).cast("B"), digest_size=20).hexdigest()
 
 
 def network_state(model) -> tuple:
@@ -45,7 +40,8 @@ def guide_key(wshape: tuple[int, int], reference: torch.Tensor | None, histogram
               model=None) -> tuple:
     """The cache key of a guide at a working shape: the shape, hashes of the pixels (or bins) and, with
     ``model``, :func:`network_state`."""
-    return (tuple(int(s) for s in wshape), _digest(reference), _digest(histogram)) + \
+    digest = [None if t is None else pixels_digest(t) for t in (reference, histogram)]
+    return (tuple(int(s) for s in wshape), *digest) + \
         (network_state(model) if model is not None else ())
 
 

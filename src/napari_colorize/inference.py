@@ -661,13 +661,11 @@ def prepare_guide(model: Colorizer, wshape: tuple[int, int], reference=None, his
     state = GUIDE_CACHE.get(model, key)
     if state is None:
         state = model.prepare(reference=ref_t, histogram=hist_t)
-        if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
-            state = model.precompute(state)
-        # (a model that encodes the reference on the fly adds its features to this state on first use:
-        # the next call with the same reference skips the encoding; GUIDE_CACHE's docs)
-        GUIDE_CACHE.put(model, key, state)
-    elif stack or n_refs > 1:
+    if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
         state = model.precompute(state)
+    # (a model that encodes the reference on the fly adds its features to this state on first use:
+    # the next call with the same reference skips the encoding; GUIDE_CACHE's docs)
+    GUIDE_CACHE.put(model, key, state)
     return state, n_refs
 
 
