@@ -499,3 +499,27 @@ def test_evaluate_takes_output_stage_settings_over_a_model():
             load_with_output(bad)
     with pytest.raises(ValueError, match="dark_chroma"):
         load_with_output("exemplar+dark_chroma=99")
+
+
+def test_where_harm_diagnoses_an_output_against_the_grey_input():
+    """training.where_harm: the grey input's SSIM is the metric's, the lightness bands count every pixel
+    once, a row per border band, and the truth's chroma put into a global transfer's output does not
+    make it worse than itself by more than noise."""
+    from napari_colorize import metrics
+    from training.where_harm import BANDS, diagnose
+
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:64, 0:64]
+    imgs = [np.clip(np.stack([100 + 80 * np.sin(x / 7 + k), 120 + 60 * np.cos(y / 9), 90 + 0 * x], -1)
+                    + rng.normal(0, 5, (64, 64, 3)), 0, 255).astype(np.uint8) for k in range(2)]
+    refs = imgs[::-1]
+    import napari_colorize as nc
+
+    d = diagnose(nc.load_model("reinhard"), imgs, refs)
+    assert d["count"].sum() == 2 * 64 * 64
+    assert d["border"].shape == (len(BANDS), 3)
+    from training.evaluate import grey_of
+
+    grey = np.mean([metrics.ssim(np.repeat(grey_of(i)[..., None], 3, -1), i) for i in imgs])
+    assert d["swaps"]["grey input"] == pytest.approx(grey, abs=2e-3)
+    assert d["swaps"]["truth's chroma"] >= d["swaps"]["output"] - 0.02
