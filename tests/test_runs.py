@@ -39,10 +39,22 @@ def test_sigterm_mid_batch_leaves_no_part_file(tmp_path, rng, ref):
         np.save(tmp_path / f"s{k}.npy", rng.random((6, 128, 128)).astype(np.float32))
     Image.fromarray(ref).save(tmp_path / "ref.png")
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "napari_colorize.cli", "colorize",
-                          *[str(tmp_path / f"s{k}.npy") for k in range(3)], "-r", str(tmp_path / "ref.png"),
-                          "-m", "reinhard", "--temporal", "0", "-o", str(out) + "/", "-q"],
-                         env=_env(), stderr=subprocess.PIPE, text=True)
+    args = ["colorize", *[str(tmp_path / f"s{k}.npy") for k in range(3)], "-r", str(tmp_path / "ref.png"),
+            "-m", "reinhard", "--temporal", "0", "-o", str(out) + "/", "-q"]
+    # each slice's write is followed by a pause, so the run is surely mid-file when the signal comes
+    # (on a fast machine the whole run took less than one poll of the loop below)
+    code = textwrap.dedent(f"""
+        import sys, time
+        from napari_colorize import io
+        from napari_colorize.cli import main
+        real = io.StackWriter.__setitem__
+        def slow(self, index, rgb):
+            real(self, index, rgb)
+            time.sleep(0.5)
+        io.StackWriter.__setitem__ = slow
+        sys.exit(main({args!r}))
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], env=_env(), stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (out.exists() and any(f.name.startswith(".") for f in out.iterdir())):  # a .part file: mid-write
         assert p.poll() is None and time.time() - t0 < 120, "the run ended before it could be stopped"
@@ -155,3 +167,31 @@ def test_two_runs_at_once_one_writes_the_other_is_refused(tmp_path, rng, ref, ca
     assert first.returncode == 0, err
     assert second == 2 and f"another run (pid {first.pid}) is writing" in second_err, second_err
     assert zarr.open_group(str(out), mode="r").attrs[volume.RECORD_KEY]["complete"]
+
+
+def test_a_lock_file_is_never_seen_empty(tmp_path):
+    """A second run reading the lock while the first creates it must find its process id: an empty lock
+    would be taken for a stale one and taken over, and both runs would write the store."""
+    import threading
+
+    lock = volume.RunLock(tmp_path / "o.zarr")
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                seen.append(lock.path.read_text())
+            except FileNotFoundError:
+                pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(300):
+            lock.acquire()
+            lock.release()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and all(text.startswith(f"{os.getpid()} ") for text in seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no lock, no temporary file left

@@ -100,13 +100,29 @@ class RunLock:
         except (OSError, ValueError):
             return None, ""
 
+    def _create(self, me: str) -> None:
+        """Create the lock file holding ``me`` at once (FileExistsError if it exists): written beside it
+        and hard-linked into place, so no other run ever reads it empty (and takes it for a stale one)."""
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(me + "\n")
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: created exclusively, then written
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def acquire(self) -> "RunLock":
         import socket
 
         me = f"{os.getpid()} {socket.gethostname()}"
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create(me)
             except FileExistsError:
                 pid, host = self._holder()
                 here = host in ("", socket.gethostname())
@@ -120,8 +136,6 @@ class RunLock:
                 where = "" if here else f" on {host}"
                 raise BusyError(f"another run (pid {pid}{where}) is writing {self.out}: wait until it ends, or "
                                 f"stop it (if no run is writing it, remove {self.path})") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me + "\n")
             self.held = True
             _HELD_LOCKS.add(str(self.path))
             return self
