@@ -18,7 +18,7 @@ def main() -> None:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    import napari_colorize._widgets._exemplar as ex
+    from napari_colorize._widgets._workers import MODELS
     from napari_colorize import histogram_edit as he
     from napari_colorize._sample_data import sample_pair
     from napari_colorize._widgets import ExemplarWidget, HistogramWidget
@@ -40,7 +40,7 @@ def main() -> None:
     print("| widget run | image | longest event-loop stall (ms) |")
     print("|---|---|---:|")
     for name, pretrained in [("exemplar", False), ("welsh", True)]:
-        ex._MODEL_CACHE[(f"{name}-bench", "auto")] = nc.load_model(name, device="cpu", pretrained=pretrained)
+        MODELS.put(f"{name}-bench", nc.load_model(name, device="cpu", pretrained=pretrained))
         w = ExemplarWidget(viewer)
         w._model_override = f"{name}-bench"
         w._target.value, w._reference.value = t, r
@@ -55,7 +55,7 @@ def main() -> None:
         timer.stop()
         print(f"| exemplar widget, {name} | {big.shape[1]} x {big.shape[0]} uint8 | {1000 * np.diff(ticks).max():.0f} |")
 
-    ex._MODEL_CACHE[("hist-bench", "auto")] = nc.load_model("histogram", device="cpu", pretrained=False)
+    MODELS.put("hist-bench", nc.load_model("histogram", device="cpu", pretrained=False))
     hw = HistogramWidget(viewer)
     hw._model_override = "hist-bench"
     hw._target.value = t

@@ -96,15 +96,15 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, models
         # each scale overlays the target: same world extent
         assert np.allclose(np.asarray(p.data.shape[:2]) * p.scale, np.asarray(t.data.shape) * t.scale, rtol=0.05)
     q = viewer.layers["attention point"]
-    keys = sorted(w._attention_maps)
+    keys = sorted(w.attention_view.maps)
     assert len(keys) >= 2
     # one heatmap by default, short-named, of the finest level's last module, drawn smoothly
     att = _attention_layers(viewer)
     assert [l.name for l in att] == ["attention"] and att[0].visible
-    finest = min(w._attention_maps[k].stride for k in keys)
+    finest = min(w.attention_view.maps[k].stride for k in keys)
     level = att[0].metadata[OURS]["level"]
-    assert w._attention_maps[level].stride == finest
-    assert level == max(k for k in keys if w._attention_maps[k].stride == finest)  # the last module
+    assert w.attention_view.maps[level].stride == finest
+    assert level == max(k for k in keys if w.attention_view.maps[k].stride == finest)  # the last module
     assert str(att[0].interpolation2d) == "linear"
     assert [l.name for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "concentration"] == \
         ["concentration"]

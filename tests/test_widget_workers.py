@@ -66,3 +66,62 @@ def test_colorize_job_returns_a_typed_result(qtbot, small_pair):
     res = blocker.args[0]
     assert isinstance(res, Colourised) and res.is_stack and res.rgb.shape == (2, 32, 32, 3)
     assert res.model == "welsh" and res.attention == {} and seen[-1] == Progress(2, 2, "slice 2 of 2")
+
+
+def test_job_runner_holds_the_buttons_and_shows_progress_until_the_end(qtbot):
+    from magicgui.widgets import Label, ProgressBar, PushButton
+    from napari.qt.threading import thread_worker
+
+    from napari_colorize._widgets._jobs import JobRunner
+
+    @thread_worker
+    def job():
+        yield Progress(1, 2, "half")
+        yield Progress(2, 2, "all")
+        return 5
+
+    run, cancel = PushButton(text="Run"), PushButton(text="Cancel", enabled=False)
+    bar, status = ProgressBar(value=0, min=0, max=1), Label(value="")
+    runner = JobRunner([run], cancel, bar, status)
+    got, ended = [], []
+    runner.start(job(), "job failed", text="running...", returned=got.append,
+                 finished=lambda: ended.append(run.enabled))
+    assert runner.busy and not run.enabled and cancel.enabled and status.value == "running..."
+    qtbot.waitUntil(lambda: runner.worker is None, timeout=60000)
+    assert got == [5] and ended == [True]  # the widget's own end runs after the buttons are given back
+    assert run.enabled and not cancel.enabled and (bar.value, bar.max) == (2, 2) and status.value == "all"
+
+
+def test_job_runner_reports_a_failure(qtbot, monkeypatch):
+    from magicgui.widgets import Label
+    from napari.qt.threading import thread_worker
+
+    from napari_colorize._widgets import _jobs
+
+    @thread_worker
+    def job():
+        yield Progress(0, 1, "")
+        raise ValueError("boom")  # (a RuntimeError is taken by superqt for a deleted worker)
+
+    said = []
+    monkeypatch.setattr(_jobs, "show_error", said.append)
+    runner = _jobs.JobRunner(status=Label(value=""))
+    with qtbot.capture_exceptions():  # (napari's worker also raises the error in the event loop)
+        runner.start(job(), "job failed", error_status=True)
+        qtbot.waitUntil(lambda: runner.worker is None, timeout=60000)
+    assert said == ["job failed: boom"] and runner.status.value == "error: boom"
+
+
+def test_model_picker_offers_the_registry_models_and_a_checkpoint(tmp_path):
+    from napari_colorize._widgets._picker import CHECKPOINT, WORKING_SIZE, ModelPicker, default_model, model_names
+
+    p = ModelPicker(("exemplar", "hints"))
+    assert list(p.model.choices) == model_names("exemplar", "hints") + [CHECKPOINT]
+    assert p.model.value == default_model("exemplar") and p.name() == p.model.value
+    assert p.size.value == WORKING_SIZE and p.device.value == "auto"
+    p.model.value = CHECKPOINT
+    assert p.name() is None  # no file chosen yet
+    p.set(str(tmp_path / "mine.safetensors"))
+    assert p.model.value == CHECKPOINT and p.name() == str(tmp_path / "mine.safetensors")
+    p.set("welsh")
+    assert p.name() == "welsh"

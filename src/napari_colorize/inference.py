@@ -75,8 +75,8 @@ class ColorizeResult:
         targets, or the last slice of a stack), each at its own resolution. A list
         computed on first access (the conversion costs more than the network's output).
     attention : dict (computed on first access, like ``scales``)
-        ``"level{l}.module{m}"`` -> :class:`~napari_colorize.models.attention.AttentionMaps`
-        (exemplar networks), ``"pixel_to_bin"`` -> :class:`~napari_colorize.models.histogram.BinAttention` over ``(h/4, w/4, 21, 21)`` (histogram network).
+        ``"level{l}.module{m}"`` -> :class:`~napari_colorize.models.maps.AttentionMaps`
+        (exemplar networks), ``"pixel_to_bin"`` -> :class:`~napari_colorize.models.maps.BinAttention` over ``(h/4, w/4, 21, 21)`` (histogram network).
     working_shape : (h, w) the size the network saw.
     model : the model's name.
     intensity_range : the (low, high) input values mapped to black and white.

@@ -13,9 +13,11 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from ..compare import COLUMNS, sheet_layout, write_csv
-from ..models.registry import comparison_models, list_models
+from ..models.registry import comparison_models
 from ._layers import (OURS, DefaultPicks, add_or_update_image, colour_layers, find_ours, free_name, is_ours, layer_picker,
                       score_colour, score_grey, score_truth, spatial_shape)
+from ._jobs import JobRunner, RunsJobs
+from ._picker import model_names
 from ._sections import cap_height, make_scrollable, wrap_label
 from ._workers import CompareRow, compare_job
 
@@ -46,7 +48,7 @@ def _is_compare_layer(layer) -> bool:
     return is_ours(layer) and layer.metadata[OURS].get("kind") in ("compare", "labels")
 
 
-class CompareWidget(Container):
+class CompareWidget(RunsJobs, Container):
     """Run several models on one target/reference pair; lay their outputs out side by side, labelled, with a
     score table."""
 
@@ -58,7 +60,7 @@ class CompareWidget(Container):
         self._more = Select(label="more references", choices=lambda _w: colour_layers(
             napari_viewer, exclude=(self._target.value, self._reference.value, self._truth.value)), value=[])
         self._more.tooltip = "more colour references (ctrl-click): each pixel may take colour from any of them"
-        self._models = Select(label="models", choices=self._model_choices)
+        self._models = Select(label="models", choices=lambda _w: model_names("exemplar", "histogram"))
         self._models.value = self.default_models()
         self._models.native.setMaximumHeight(140)
         self._run = PushButton(text="Compare")
@@ -81,7 +83,8 @@ class CompareWidget(Container):
             picker.changed.connect(lambda _: self._more.reset_choices())
         self._export.clicked.connect(self.export)
         self.rows: list[dict] = []
-        self.worker = None
+        self._tiles: list[tuple[float, float]] = []  # where each output of the comparison goes (world y, x)
+        self.jobs = JobRunner([self._run], progress=self._progress, status=self._status)
         self._picks = DefaultPicks()
         self._picks.add(self._target, score_grey)
         self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
@@ -98,9 +101,6 @@ class CompareWidget(Container):
             super().reset_choices()
         else:
             picks.reset(super().reset_choices)
-
-    def _model_choices(self, _=None):
-        return list_models(kind="exemplar") + list_models(kind="histogram")
 
     def default_models(self) -> list[str]:
         """A sensible first comparison: the shipped networks and the classic baselines (the registry's
@@ -127,21 +127,14 @@ class CompareWidget(Container):
             if layer.metadata[OURS].get("model") not in names:  # a new comparison replaces the last one
                 self._viewer.layers.remove(layer)
         self._plan_sheet(len(names), target)
-        self._run.enabled = False
-        self._status.value = f"comparing {len(names)} model(s)..."
         guide = np.asarray(ref.data) if len(refs) == 1 else [np.asarray(r.data) for r in refs]
         worker = compare_job(names, target.data, guide,
                              None if truth is None else np.asarray(truth.data), bool(target.rgb))
-        worker.yielded.connect(lambda msg: self._on_row(msg, target))
-        worker.errored.connect(lambda e: show_error(f"comparison failed: {e}"))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
+        self.jobs.start(worker, "comparison failed", text=f"comparing {len(names)} model(s)...",
+                        yielded=lambda msg: self._on_row(msg, target), finished=self._on_finished)
 
     def _on_row(self, msg: CompareRow, target) -> None:
         row = msg.row
-        self._progress.max, self._progress.value = msg.total, msg.done
-        self._status.value = msg.text
         self.rows.append(row)
         r = self.table.rowCount()
         self.table.insertRow(r)
@@ -178,8 +171,6 @@ class CompareWidget(Container):
                                 metadata={OURS: {"kind": "labels", "slot": LABELS}})
 
     def _on_finished(self) -> None:
-        self.worker = None
-        self._run.enabled = True
         if self.rows:
             self._viewer.reset_view()  # fit the sheet of outputs
         self._status.value = f"{len(self.rows)} model(s) compared"

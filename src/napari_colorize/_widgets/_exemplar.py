@@ -7,19 +7,19 @@ between layers and a worker thread.
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select, SpinBox
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton, Select
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..inference import Cancelled
 from ..models.registry import list_models
 from ..provenance import named
 from ._layers import (PROVENANCE, DefaultPicks, add_or_update_image, colour_layers, find_ours, layer_picker, overlay_transform,
                       query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
+from ._jobs import JobRunner, RunsJobs
+from ._picker import ModelPicker
 from ._sections import Collapsible, cap_height, make_scrollable, wrap_label
-from ._workers import CHECKPOINT, MODELS, Colourised, LazyResult, Progress, colorize_job, default_model, lazy_job, \
-    save_job
+from ._state import AttentionView
+from ._workers import MODELS, Colourised, LazyResult, colorize_job, lazy_job, save_job
 
-_MODEL_CACHE = MODELS  # older name (benchmarks/bench_widgets.py sets entries on it)
 
 
 def is_lazy(data) -> bool:
@@ -33,7 +33,6 @@ def short_key(key: str) -> str:
     return "L" + ".".join(parts) if all(parts) else key
 
 
-
 def layer_provenance(made: dict, settings: dict) -> dict:
     """A run's provenance with its guides and target named by their layers."""
     if not made:
@@ -45,7 +44,7 @@ def layer_provenance(made: dict, settings: dict) -> dict:
     return out
 
 
-class ExemplarWidget(Container):
+class ExemplarWidget(RunsJobs, Container):
     """Colourise a greyscale layer guided by a colour reference layer (and, optionally, more of them:
     each pixel may then take colour from any of them)."""
 
@@ -57,10 +56,9 @@ class ExemplarWidget(Container):
             napari_viewer, exclude=(self._target.value, self._reference.value)), value=[])
         self._more.tooltip = ("more colour references (ctrl-click to choose several): every pixel may take colour "
                               "from any of the references")
-        self._model = ComboBox(label="model", choices=self._model_choices)
-        self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
-        self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
-        self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
+        self.picker = ModelPicker(("exemplar", "hints"))
+        p = self.picker
+        self._model, self._checkpoint, self._device, self._size = p.model, p.checkpoint, p.device, p.size
         self._scales = CheckBox(text="add multi-scale outputs P1-P4")
         self._confidence = CheckBox(text="add match confidence (where the reference matched)")
         self._attention = CheckBox(text="add attention (where a point looks)")
@@ -98,22 +96,18 @@ class ExemplarWidget(Container):
         self.sections["hints"] = Collapsible("Colour points (fix a colour by hand)", self.hints)
         self.native.layout().addWidget(self.sections["hints"])
         self.native.layout().addStretch(1)  # (room left over goes below the sections, not between the rows)
-        best = default_model("exemplar")
-        if best in self._model.choices:
-            self._model.value = best
         self._save.clicked.connect(self.save_all)
         for picker in (self._target, self._reference):  # (the more-references list leaves those out)
             picker.changed.connect(lambda _: self._more.reset_choices())
-        self._model.changed.connect(self._on_model)
         self._attention.changed.connect(lambda v: setattr(self._all_levels, "visible", bool(v)))
         self._all_levels.changed.connect(lambda _: self._show_levels())
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
-        self.worker = None
+        self.jobs = JobRunner([self._run], self._cancel, self._progress, self._status)
         self.last_result: Colourised | LazyResult | None = None
-        self._query = None
-        self._attention_maps: dict = {}
-        self._model_override: str | None = None
+        self.lazy_layer = None  # the last lazy result's layer (Compute and save all)
+        self.attention_view = AttentionView()
+        self._model_override: str | None = None  # a loaded model registered in the cache (tests, scripts)
         self._picks = DefaultPicks()
         self._picks.add(self._target, score_grey)
         self._picks.add(self._reference, lambda l: score_colour(l, self._target.value))
@@ -130,31 +124,17 @@ class ExemplarWidget(Container):
         else:
             picks.reset(super().reset_choices)
 
-    # ---------------------------------------------------------------- choices
-    def _model_choices(self, _=None):
-        return list_models(kind="exemplar") + list_models(kind="hints") + [CHECKPOINT]
-
+    # ------------------------------------------------------------------ model
     def hints_only(self) -> bool:
         """The model colours from colour points alone (levin): no reference is used."""
         return self._model.value in list_models(kind="hints") and not self._model_override
 
-    def _on_model(self, value) -> None:
-        self._checkpoint.visible = value == CHECKPOINT
-
     def set_model(self, name: str) -> None:
         """Choose a model by name (one of the list) or a checkpoint file."""
-        if name in self._model.choices:
-            self._model.value = name
-        else:
-            self._model.value = CHECKPOINT
-            self._checkpoint.value = name
+        self.picker.set(name)
 
     def model_name(self) -> str:
-        if self._model_override:  # a loaded model registered in the cache (tests, scripts)
-            return self._model_override
-        if self._model.value == CHECKPOINT:
-            return str(self._checkpoint.value)
-        return self._model.value
+        return self._model_override or self.picker.name() or str(self._checkpoint.value)
 
     # -------------------------------------------------------------------- run
     def references(self) -> list:
@@ -185,16 +165,13 @@ class ExemplarWidget(Container):
         return target, refs
 
     def run(self) -> None:
-        if self.worker is not None:
+        if self.jobs.busy:
             return
         try:
             target, refs = self._check_inputs()
         except ValueError as e:
             show_error(str(e))
             return
-        self._status.value = "running..."
-        self._progress.value = 0
-        self._run.enabled, self._cancel.enabled = False, True
         settings = {"model": self.model_name(), "device": self._device.value, "size": int(self._size.value),
                     "reference": refs[0].name if refs else None, "target": target.name}
         if len(refs) > 1:
@@ -220,34 +197,8 @@ class ExemplarWidget(Container):
                                   reference=guide, size=settings["size"],
                                   attention=bool(self._attention.value) and bool(refs), rgb=bool(target.rgb),
                                   references=keyframes, blend=blend, hints=hints, hint_spread=spread)
-        worker.yielded.connect(self._on_yield)
-        worker.returned.connect(lambda res: self._on_result(res, target, refs, settings))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-
-    def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()
-            self._status.value = "cancelling..."
-
-    def _on_yield(self, msg: Progress) -> None:
-        self._progress.max = max(1, msg.total)
-        self._progress.value = msg.done
-        self._status.value = msg.text
-
-    def _on_error(self, exc) -> None:
-        if isinstance(exc, Cancelled):
-            return
-        show_error(f"colourisation failed: {exc}")
-        self._status.value = f"error: {exc}"
-
-    def _on_finished(self) -> None:
-        if self.worker is not None and self.worker.abort_requested:
-            self._status.value = "cancelled"
-        self.worker = None
-        self._run.enabled, self._cancel.enabled = True, False
+        self.jobs.start(worker, "colourisation failed", error_status=True, text="running...",
+                        returned=lambda res: self._on_result(res, target, refs, settings))
 
     # ----------------------------------------------------------------- layers
     def _on_result(self, res, target, refs, settings: dict) -> None:
@@ -319,7 +270,7 @@ class ExemplarWidget(Container):
 
     def save_all(self) -> None:
         """Compute every slice of the lazy result and save it as an RGB TIFF (in a worker, with progress)."""
-        layer = getattr(self, "lazy_layer", None)
+        layer = self.lazy_layer
         path = str(self._save_path.value)
         if layer is None or layer not in self._viewer.layers:
             show_error("there is no lazy result to save")
@@ -327,25 +278,19 @@ class ExemplarWidget(Container):
         if path in ("", "."):
             show_error("choose a file to save to")
             return
-        worker = save_job(layer.data, path, layer.metadata.get(PROVENANCE))
-        worker.yielded.connect(self._on_yield)
-        worker.returned.connect(lambda r: r and show_info(f"saved {r.shape} to {r.path}"))
-        worker.errored.connect(lambda e: show_error(f"saving failed: {e}"))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self._run.enabled, self._cancel.enabled = False, True
-        worker.start()
+        self.jobs.start(save_job(layer.data, path, layer.metadata.get(PROVENANCE)), "saving failed",
+                        returned=lambda r: r and show_info(f"saved {r.shape} to {r.path}"))
 
     # -------------------------------------------------------------- attention
     def shown_key(self) -> str | None:
         """The attention module shown by default: the finest level's last module."""
-        maps = self._attention_maps
-        return min(maps, key=lambda k: (maps[k].stride, [-ord(c) for c in k])) if maps else None
+        return self.attention_view.shown_key()
 
     def _drop_stale_attention(self, target) -> None:
         """Remove our attention layers of earlier runs: all of them when this run has none, those of
         another target (or of levels this run has not) when it has; ours only, found by their metadata."""
-        keys = set(self._attention_maps) if target is not None else set()
+        view = self.attention_view
+        keys = set(view.maps) if target is not None else set()
 
         def stale(meta: dict) -> bool:
             if meta.get("widget") != "exemplar" or meta.get("kind") not in ("attention", "concentration", "query"):
@@ -353,30 +298,23 @@ class ExemplarWidget(Container):
             over = meta.get("over")  # (the map over a reference this run did not use)
             return target is None or meta.get("target") != target.name or \
                 (meta.get("level") is not None and meta["level"] not in keys) or \
-                (over is not None and over not in [r.name for r in getattr(self, "_attention_refs", [])])
+                (over is not None and over not in [r.name for r in view.refs])
 
         remove_ours(self._viewer, stale)
         if target is None:
-            self._attention_maps, self._query = {}, None
+            view.clear()
 
     def _add_attention_layers(self, res: Colourised, target, refs, meta) -> None:
-        meta = {**meta, "widget": "exemplar"}
-        if getattr(self, "_attention_target", None) is not target:  # another target: its own point
+        meta, view = {**meta, "widget": "exemplar"}, self.attention_view
+        if view.target is not target:  # another target: its own point
             remove_ours(self._viewer, lambda m: m.get("widget") == "exemplar" and m.get("kind") == "query")
-        self._attention_maps = res.attention
-        self._attention_target, self._attention_refs = target, list(refs)
-        self._attention_meta = meta
-        self._concentrations_of_run: set[str] = set()
-        self._query = query_points(self._viewer, target, "attention point", "cyan", {**meta, "kind": "query"},
-                                   self.update_attention_map)
+        view.maps, view.target, view.refs, view.meta, view.drawn = res.attention, target, list(refs), meta, set()
+        view.query = query_points(self._viewer, target, "attention point", "cyan", {**meta, "kind": "query"},
+                                  self.update_attention_map)
         self._show_levels()
-        layers, q = self._viewer.layers, self._query
+        layers, q = self._viewer.layers, view.query
         if q in layers and layers.index(q) < len(layers) - 1:  # the point on top, where it can be dragged
             layers.move(layers.index(q), len(layers))
-
-    def _attention_keys(self) -> list[str]:
-        """The modules whose layers are shown: the default one, or all with *all attention levels*."""
-        return sorted(self._attention_maps) if self._all_levels.value else [self.shown_key()]
 
     def _names(self, key: str) -> tuple[str, str]:
         """Layer names (heatmap, concentration) of attention module ``key``: short enough for the layer list."""
@@ -387,43 +325,44 @@ class ExemplarWidget(Container):
     def _show_levels(self) -> None:
         """Concentration layers of the modules on view (once per run), then their heatmaps; with *all attention
         levels* unticked, our layers of the other modules are removed."""
-        maps, target = self._attention_maps, getattr(self, "_attention_target", None)
+        view = self.attention_view
+        maps, target = view.maps, view.target
         if not maps or target not in self._viewer.layers:
             return
-        keys = self._attention_keys()
+        keys = view.keys(self._all_levels.value)
         for key in sorted(maps):
             if key in keys:
                 continue
-            extra = [f"{self._names(key)[0]} {k + 1}" for k in range(1, len(getattr(self, "_attention_refs", [])))]
+            extra = [f"{self._names(key)[0]} {k + 1}" for k in range(1, len(view.refs))]
             for slot in [*self._names(key), *extra]:
                 layer = find_ours(self._viewer, slot)
                 if layer is not None:
                     self._viewer.layers.remove(layer)
-            self._concentrations_of_run.discard(key)
+            view.drawn.discard(key)
         for key in keys:
-            if key in self._concentrations_of_run:
+            if key in view.drawn:
                 continue
             conc = maps[key].concentration()
             sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
             add_or_update_image(self._viewer, conc, self._names(key)[1],
-                                {**self._attention_meta, "kind": "concentration", "level": key},
+                                {**view.meta, "kind": "concentration", "level": key},
                                 scale=sc, translate=tr, colormap="magma", opacity=0.6, visible=False,
                                 contrast_limits=(0, 1), interpolation2d="linear")
-            self._concentrations_of_run.add(key)
+            view.drawn.add(key)
         self.update_attention_map()
 
     def update_attention_map(self) -> None:
         """Heatmaps over the reference of where the query point looks: the effective 2-D map of the finest level's
         last module ("attention"; with *all attention levels*, one "att L4.2" layer per module), drawn with linear
         interpolation over the reference. They follow the point."""
-        q, maps = self._query, self._attention_maps
+        view = self.attention_view
+        q, maps, target, refs = view.query, view.maps, view.target, view.refs
         if q is None or not maps or len(q.data) == 0:
             return
-        target, refs = self._attention_target, self._attention_refs
         if any(r not in self._viewer.layers for r in refs) or target not in self._viewer.layers:
             return
         default = self.shown_key()
-        for key in self._attention_keys():
+        for key in view.keys(self._all_levels.value):
             m = maps[key]
             i, j = query_cell(target, q, m.shape)
             eff = m.effective(i, j)  # (h, K w): over the references side by side (one softmax over all)
@@ -432,7 +371,7 @@ class ExemplarWidget(Container):
             for k, ref in enumerate(refs):  # each reference's part of the map, over that reference
                 part = np.ascontiguousarray(eff[:, k * w:(k + 1) * w])
                 sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape)
-                meta = {**self._attention_meta, "kind": "attention", "query": [i, j], "level": key,
+                meta = {**view.meta, "kind": "attention", "query": [i, j], "level": key,
                         "over": ref.name}
                 name = self._names(key)[0] + ("" if k == 0 else f" {k + 1}")
                 # visible applies when the layer is created; later updates keep the user's choice

@@ -14,6 +14,7 @@ from qtpy.QtCore import QTimer
 
 from ..hints import DEFAULT_SPREAD
 from ..preview import HintPreview
+from ._jobs import JobRunner, RunsJobs
 from ._layers import OURS, add_or_update_image, bring_to_front, current_slice, overlay_transform, remove_ours
 from ._workers import get_model
 
@@ -40,7 +41,7 @@ def points_as_hints(points, target) -> list:
     return [(float(y), float(x), tuple(float(c) for c in col)) for (y, x), col in zip(yx, colours)]
 
 
-class HintPanel(Container):
+class HintPanel(RunsJobs, Container):
     """Colour points: *add a colour points layer*, a palette (or *pick from the reference*: click on
     it), a live preview at the working size while points are added, moved or recoloured, and how far
     each point's colour spreads. The widget's Run uses the points too."""
@@ -73,7 +74,7 @@ class HintPanel(Container):
         self._key = None
         self._watched = None
         self.generation = self.shown = 0
-        self.worker = None
+        self.jobs = JobRunner(status=self._status)  # one preview at a time
         viewer.mouse_drag_callbacks.append(self._on_click)
 
     # ------------------------------------------------------------ the points layer
@@ -176,7 +177,7 @@ class HintPanel(Container):
         name = self._model_name()
         key = (id(target), tuple(id(r) for r in refs), name, int(self._size_of()), self.spread,
                tuple(self._viewer.dims.current_step))
-        if self.worker is not None:  # one at a time: the newest edit is previewed when this one is done
+        if self.jobs.busy:  # one at a time: the newest edit is previewed when this one is done
             self._timer.start()
             return
         grey = current_slice(self._viewer, target)
@@ -194,15 +195,8 @@ class HintPanel(Container):
                                 hint_spread=spread if model.kind != "hints" else None)
             return p, p.render(hints), gen
 
-        worker = job(self.generation)
-        worker.returned.connect(lambda res: self._show(res, target, key))
-        worker.errored.connect(lambda e: setattr(self._status, "value", f"preview: {e}"))
-        worker.finished.connect(self._done)
-        self.worker = worker
-        worker.start()
-
-    def _done(self) -> None:
-        self.worker = None
+        self.jobs.start(job(self.generation), lambda e: setattr(self._status, "value", f"preview: {e}"),
+                        returned=lambda res: self._show(res, target, key))
 
     def _show(self, res, target, key) -> None:
         p, rgb, gen = res

@@ -6,8 +6,7 @@ The editing maths is in :mod:`napari_colorize.histogram_edit`; this module draws
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, ProgressBar, PushButton,
-                              SpinBox)
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, ProgressBar, PushButton, SpinBox
 from napari.layers import Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -16,12 +15,13 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from .. import histogram_edit as he
 from ..color import AB_SCALE, NBINS
-from ..models.registry import list_models
 from ..provenance import named
 from ._layers import (DefaultPicks, add_or_update_image, bring_to_front, current_slice, layer_picker,
                       overlay_transform, query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
+from ._jobs import JobRunner, RunsJobs
+from ._picker import ModelPicker
 from ._sections import Collapsible, ask_path, make_scrollable, wrap_label
-from ._workers import CHECKPOINT, Colourised, Progress, colorize_job, default_model
+from ._workers import Colourised, colorize_job
 
 PREVIEW_SIZE = 96  # default preview size (its time per stroke: docs/PLUGIN.md, "Live preview")
 AB_TICKS = (-100, -50, 0, 50, 100)  # a*, b* values marked on the chart's axes
@@ -44,6 +44,7 @@ class HistogramCanvas(QWidget):
         self.pick_mode = False  # clicks pick a bin (for the attention view) instead of painting
         self.overlay: np.ndarray | None = None  # (21, 21) weights drawn over the chart (attention of a pixel)
         self._chart = None
+        self._chart_bytes: np.ndarray | None = None  # the chart's pixels (the QImage reads them)
         left, top, right, bottom = self.MARGINS
         self.setMinimumSize(190 + left + right, 190 + top + bottom)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -167,7 +168,7 @@ class HistogramCanvas(QWidget):
                         self.erase or bool(e.buttons() & Qt.MouseButton.RightButton))
 
 
-class HistogramWidget(Container):
+class HistogramWidget(RunsJobs, Container):
     """Paint or pick an ab histogram and colourise a greyscale layer with a histogram model.
 
     The essentials stay on view (target, model, chart, brush, presets, Run); the colour source, the file
@@ -177,9 +178,9 @@ class HistogramWidget(Container):
         self._viewer = napari_viewer
         self.canvas = HistogramCanvas()
         self._target = layer_picker(napari_viewer, "grey target")
-        self._model = ComboBox(label="model", choices=self._model_choices)
-        self._checkpoint = FileEdit(label="checkpoint", filter="*.safetensors", visible=False)
-        self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.picker = ModelPicker(("histogram",))
+        p = self.picker
+        self._model, self._checkpoint, self._device, self._size = p.model, p.checkpoint, p.device, p.size
         self._lightness = FloatSlider(label="chart L", value=60, min=5, max=95)
         self._brush = SpinBox(label="brush", value=1, min=1, max=6, tooltip="brush size, in bins")
         self._erase = CheckBox(text="erase")
@@ -194,7 +195,6 @@ class HistogramWidget(Container):
         self._load = PushButton(text="Load...")
         self._preview = CheckBox(text="live preview", value=True)
         self._preview_size = SpinBox(label="preview size", value=PREVIEW_SIZE, min=32, max=512, step=16)
-        self._size = SpinBox(label="working size", value=224, min=32, max=4096, step=32)
         self._attention = CheckBox(text="add attention views (pixel -> bins, bin -> image)")
         self._pick = CheckBox(text="click the chart to pick a bin (instead of painting)")
         self._run = PushButton(text="Run")
@@ -221,9 +221,6 @@ class HistogramWidget(Container):
             # one section open at a time (an accordion): the widget stays about 600 px tall
             sec.button.toggled.connect(lambda on, opened=sec: on and [
                 other.set_expanded(False) for other in self.sections.values() if other is not opened])
-        best = default_model("histogram")
-        if best in self._model.choices:
-            self._model.value = best
         self._timer = QTimer(self.native)  # dies with the widget
         self._timer.setSingleShot(True)
         self._timer.setInterval(80)
@@ -239,20 +236,21 @@ class HistogramWidget(Container):
         self._apply_preset.clicked.connect(lambda: self.canvas.set_histogram(he.preset(self._preset.value)))
         self._save.clicked.connect(lambda: self.save_histogram())
         self._load.clicked.connect(lambda: self.load_histogram())
-        self._model.changed.connect(lambda v: setattr(self._checkpoint, "visible", v == CHECKPOINT))
         self._run.clicked.connect(self.run)
         self._pick.changed.connect(lambda v: setattr(self.canvas, "pick_mode", bool(v)))
         self.canvas.bin_picked.connect(self.show_bin)
         self.bin_attention = None  # BinAttention of the last full run (2-D targets)
         self._attention_target = None
+        self._attention_name: str | None = None  # the result layer the attention views belong to
         self._bin_query = None
+        self.pixel_bins: np.ndarray | None = None  # the bins the query point's pixel draws from
         self._marks_stale = False
         self.generation = 0
         self.shown_generation = -1
         self.run_generation = -1  # the preview generation current when the last full run started
         self.preview_worker = None
-        self.worker = None
-        self._model_override = None
+        self.jobs = JobRunner([self._run], progress=self._progress, status=self._status)
+        self._model_override = None  # a loaded model registered in the cache (tests, scripts)
         self.last_result = None
         self._picks = DefaultPicks()
         self._picks.add(self._target, score_grey)
@@ -275,15 +273,8 @@ class HistogramWidget(Container):
             picks.reset(reset)
 
     # ------------------------------------------------------------------ model
-    def _model_choices(self, _=None):
-        return list_models(kind="histogram") + [CHECKPOINT]
-
     def model_name(self) -> str | None:
-        if self._model_override:
-            return self._model_override
-        if self._model.value == CHECKPOINT:
-            return str(self._checkpoint.value) if str(self._checkpoint.value) not in ("", ".") else None
-        return self._model.value
+        return self._model_override or self.picker.name()
 
     # ---------------------------------------------------------------- editing
     def _on_normalise(self) -> None:
@@ -385,35 +376,21 @@ class HistogramWidget(Container):
             bring_to_front(self._viewer, layer)
 
     def run(self) -> None:
-        if self.worker is not None:
+        if self.jobs.busy:
             return
         try:
             target, name, hist = self._inputs()
         except ValueError as e:
             show_error(str(e))
             return
-        self._run.enabled = False
-        self._status.value = "running..."
         self.canvas.set_overlay(None)
         self._timer.stop()  # the full run supersedes a pending preview
         self.run_generation = self.generation
         worker = colorize_job(name, self._device.value, np.asarray(target.data), histogram=hist,
                               size=int(self._size.value), attention=bool(self._attention.value),
                               rgb=bool(target.rgb))
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda res: self._on_result(res, target, hist))
-        worker.errored.connect(lambda e: show_error(f"colourisation failed: {e}"))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-
-    def _on_progress(self, msg: Progress) -> None:
-        self._progress.max, self._progress.value = max(1, msg.total), msg.done
-        self._status.value = msg.text
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._run.enabled = True
+        self.jobs.start(worker, "colourisation failed", text="running...",
+                        returned=lambda res: self._on_result(res, target, hist))
 
     def _on_result(self, res: Colourised, target, hist) -> None:
         if res is None or target not in self._viewer.layers:

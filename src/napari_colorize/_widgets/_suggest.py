@@ -17,11 +17,12 @@ from qtpy.QtCore import QSize
 from qtpy.QtGui import QIcon, QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QToolButton, QWidget
 
+from ._jobs import JobRunner, RunsJobs
 from ._layers import current_slice, is_ours
-from ._workers import Progress, Suggested, suggest_job
+from ._workers import Suggested, suggest_job
 
 
-class SuggestPanel(Container):
+class SuggestPanel(RunsJobs, Container):
     """Folder (optional), a Suggest button, and a row of clickable thumbnails."""
 
     def __init__(self, viewer, target_picker, reference_picker, top: int = 4) -> None:
@@ -37,8 +38,9 @@ class SuggestPanel(Container):
         self.row_layout.setContentsMargins(0, 0, 0, 0)
         self.native.layout().addWidget(self.row)
         self.buttons: list[QToolButton] = []
-        self.worker = None
+        self.jobs = JobRunner([self._go], status=self._status)
         self.last: Suggested | None = None
+        self._layers: list = []  # the colour layers ranked by the last suggestion (a pick selects one)
         self._go.clicked.connect(self.suggest)
 
     def _candidates(self):
@@ -54,7 +56,7 @@ class SuggestPanel(Container):
         return target, layers, files
 
     def suggest(self) -> None:
-        if self.worker is not None:
+        if self.jobs.busy:
             return
         target, layers, files = self._candidates()
         if target is None:
@@ -64,20 +66,10 @@ class SuggestPanel(Container):
             show_error("no candidates: add colour image layers, or choose a folder of images")
             return
         self._layers = layers
-        self._status.value = f"ranking {len(layers) + len(files)} candidate(s)..."
-        self._go.enabled = False
         worker = suggest_job(current_slice(self._viewer, target), [np.asarray(l.data) for l in layers],
                              [l.name for l in layers], files, self.top)
-        worker.yielded.connect(lambda m: isinstance(m, Progress) and setattr(self._status, "value", m.text))
-        worker.returned.connect(self._show)
-        worker.errored.connect(lambda e: show_error(f"suggestions failed: {e}"))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._go.enabled = True
+        self.jobs.start(worker, "suggestions failed", text=f"ranking {len(layers) + len(files)} candidate(s)...",
+                        returned=self._show)
 
     def _show(self, res: Suggested) -> None:
         self.last = res

@@ -2,7 +2,7 @@
 
 Every job is a generator run in a worker thread: it ``yield``s :class:`Progress` (or :class:`CompareRow`)
 messages, at which napari's ``quit()`` takes effect (Cancel), and returns a typed result. The widgets
-connect ``yielded`` / ``returned`` and never see a bare tuple. All maths is in the library
+run them through their :class:`~._jobs.JobRunner` and never see a bare tuple. All maths is in the library
 (:func:`napari_colorize.inference.iter_colorize`, :func:`napari_colorize.compare.iter_compare`).
 """
 
@@ -19,17 +19,13 @@ from napari.qt.threading import thread_worker
 
 from ..compare import iter_compare
 from ..inference import StackAssembler, iter_colorize, lazy_colorize
-from ..models import registry
 from ..models.registry import load_model, model_info
 from ..provenance import record
 from ..allocator import keep_freed_memory
 from ..threads import set_threads
 
-CHECKPOINT = "checkpoint file..."
-
-__all__ = ["CHECKPOINT", "Progress", "CompareRow", "Colourised", "LazyResult", "Saved", "ModelCache", "MODELS",
-           "get_model", "default_model", "collect_slices", "colorize_job", "lazy_job", "save_job", "compare_job",
-           "Suggested", "suggest_job"]
+__all__ = ["Progress", "CompareRow", "Colourised", "LazyResult", "Saved", "ModelCache", "MODELS", "get_model",
+           "collect_slices", "colorize_job", "lazy_job", "save_job", "compare_job", "Suggested", "suggest_job"]
 
 
 # ------------------------------------------------------------------ messages
@@ -129,10 +125,6 @@ class ModelCache:
         with self._lock:
             self._models[self.key(name, device)] = model
 
-    def __setitem__(self, name_device: tuple[str, str], model) -> None:
-        """``cache[(name, device)] = model``: the older dict interface (benchmarks/bench_widgets.py)."""
-        self.put(name_device[0], model, name_device[1])
-
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
@@ -146,14 +138,6 @@ MODELS = ModelCache()
 
 def get_model(name: str, device: str = "auto"):
     return MODELS.get(name, device)
-
-
-def default_model(kind: str) -> str | None:
-    """The registry's default model of ``kind`` ("exemplar" or "histogram"), None when none is installed."""
-    try:
-        return registry.default_model(kind)
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------- jobs
@@ -170,10 +154,11 @@ def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
 
 
 @thread_worker
-def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int = 224,
+def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int | None = None,
                  attention: bool = False, rgb: bool = False, generation: int = -1, references=None,
                  blend: str = "linear", hints=None, hint_spread: float | None = None):
-    """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`."""
+    """Colourise ``target`` (2-D or a stack) with a reference or a histogram; returns :class:`Colourised`.
+    ``size``: the working long side (None: the model's ``default_size``)."""
     set_threads()  # torch's threads in this worker: the idle cores (or NAPARI_COLORIZE_THREADS)
     keep_freed_memory()  # (freed tensors reused by the next run: allocator.py)
     model = get_model(model_name, device)

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .maps import AttentionMaps  # noqa: F401  (defined in maps.py; importable from here as before)
+from .maps import AttentionMaps
 
-__all__ = ["AxialAttention", "StandardAttention", "CrossAttentionModule", "AttentionMaps", "relative_index",
+__all__ = ["AxialAttention", "StandardAttention", "CrossAttentionModule", "relative_index",
            "reference_count"]
 
 

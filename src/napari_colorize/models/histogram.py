@@ -28,9 +28,9 @@ from torch import nn
 from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
 from .configs import HISTOGRAM_CONFIGS, HistogramConfig
-from .maps import BinAttention  # noqa: F401  (defined in maps.py; importable from here as before)
+from .maps import BinAttention
 
-__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "BinAttention", "ColourSemanticAttention",
+__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "ColourSemanticAttention",
            "colour_semantic_attention"]
 
 
