@@ -372,6 +372,13 @@ if __name__ == "__main__":
     import torch
 
     args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        raise SystemExit(0)
+    named = args[:args.index("--with")] if "--with" in args else args
+    unknown = [a for a in named if a not in SECTIONS and a != "--paper-code" and not os.path.exists(a)]
+    if unknown:
+        raise SystemExit(f"unknown section(s) {unknown}: choose from {', '.join(SECTIONS)} (see --help)")
     paper_code = None
     if "--paper-code" in args:
         i = args.index("--paper-code")

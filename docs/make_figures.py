@@ -58,6 +58,19 @@ def stack_rows(rows: list[Image.Image], name: str) -> None:
 
 
 def main() -> None:
+    sample()
+    self_references()
+    fringes()
+    histograms()
+    flicker()
+    volume_cluster()
+    hints()
+    two_references()
+    keyframes()
+
+
+def sample() -> None:
+    """The bundled pair by every exemplar method (docs/images/sample_pair.png)."""
     OUT.mkdir(parents=True, exist_ok=True)
     grey, ref, truth = sample_pair()
     tiles = [_tile(grey, "grey target"), _tile(ref, "colour reference")]
@@ -67,14 +80,6 @@ def main() -> None:
     tiles.append(_tile(truth, "ground truth"))
     strip(tiles).save(OUT / "sample_pair.png")
     print("wrote", OUT / "sample_pair.png")
-    self_references()
-    fringes()
-    histograms()
-    flicker()
-    volume_cluster()
-    hints()
-    two_references()
-    keyframes()
 
 
 def volume_cluster() -> None:
@@ -368,7 +373,7 @@ if __name__ == "__main__":
 
     import napari_colorize.metrics  # noqa: F401
 
-    figures = {"volume": volume_cluster, "self": self_references, "other": other_source, "flicker": flicker,
+    figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source, "flicker": flicker,
                "histograms": histograms, "fringes": fringes, "hints": hints, "references": two_references,
                "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

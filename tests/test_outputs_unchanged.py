@@ -12,7 +12,11 @@ to the saved ``exemplar`` arrays (at most 0.49996 of a step on the image and the
 default lives on, bit for bit, under that name. Issue 18's second step changed it again (``dark_chroma``:
 colour fades in the dark where the match is unsure); before regenerating, the saved arrays were checked
 equal to ``exemplar`` with that option off (at most 0.53 of a step, the float noise of the blocked
-similarities and the box filter by shifted sums), and every other model unchanged.
+similarities and the box filter by shifted sums), and every other model unchanged. Its third step
+changed it again (new weights, run P, and the warp matched coarse to fine for a reference of the same
+scene); ``exemplar-direct`` got its own file, the earlier weights' tensors copied bit for bit, and was
+checked equal to its saved arrays (at most 0.49999 of a step) before regenerating; only ``exemplar``
+and the volume run (which uses it) changed.
 """
 
 from __future__ import annotations

@@ -222,3 +222,122 @@ def test_warm_start_takes_the_architectures_temperature(tmp_path):
     assert math.isclose(float(net.log_tau.exp()), 0.03, rel_tol=1e-5)
     init_from(net, weights_dir() / "exemplar.safetensors", keep_temperature=True)
     assert not math.isclose(float(net.log_tau.exp()), 0.03, rel_tol=1e-2)
+
+
+def _naive_coarse_to_fine(ft, fr, ab, ct, cr, cells, tau):
+    """Coarse to fine by the letter: each target position's coarse cell picks the ``cells`` most similar
+    reference cells; the position's softmax runs over the fine reference positions inside them."""
+    from napari_colorize.models.coherence import centre_normalise
+
+    C, h, w = ft.shape[1:]
+    hc, wc = ct.shape[-2:]
+    qt, kr = centre_normalise(ft.double())[0], centre_normalise(fr.double())[0]
+    qc, kc = centre_normalise(ct.double())[0], centre_normalise(cr.double())[0]
+    v = ab.double()[0].reshape(2, -1)
+
+    def cell(y, x):
+        return min(y * hc // h, hc - 1) * wc + min(x * wc // w, wc - 1)
+
+    ref_cell = torch.tensor([cell(p // w, p % w) for p in range(h * w)])
+    out = torch.zeros(2, h, w, dtype=torch.float64)
+    for o in range(h * w):
+        chosen = (qc[cell(o // w, o % w)] @ kc.T).topk(cells).indices
+        inside = torch.isin(ref_cell, chosen)
+        sims = kr[inside] @ qt[o]
+        out[:, o // w, o % w] = (v[:, inside] * torch.softmax(sims / tau, 0)).sum(1)
+    return out[None]
+
+
+@pytest.mark.parametrize("shape, coarse", [((8, 12), (2, 3)), ((7, 5), (2, 2))])
+def test_the_coarse_to_fine_warp_equals_the_naive_loop(shape, coarse):
+    """Also on a lattice that the coarse one does not divide (cells of unequal size, padded)."""
+    from napari_colorize.models.coherence import centre_normalise
+    from napari_colorize.models.warp import coarse_to_fine_warp
+
+    g = torch.Generator().manual_seed(1)
+    ft, fr = torch.randn(1, 6, *shape, generator=g), torch.randn(1, 6, *shape, generator=g)
+    ct, cr = torch.randn(1, 5, *coarse, generator=g), torch.randn(1, 5, *coarse, generator=g)
+    ab = torch.rand(1, 2, *shape, generator=g) * 2 - 1
+    v = ab.flatten(2).transpose(1, 2)
+    got, conf = coarse_to_fine_warp(centre_normalise(ft), centre_normalise(fr), v, shape, centre_normalise(ct),
+                                    centre_normalise(cr), coarse, 2, 0.3)
+    assert torch.allclose(got.double(), _naive_coarse_to_fine(ft, fr, ab, ct, cr, 2, 0.3), atol=1e-5)
+    dense, dense_conf = feature_warp(ft, fr, ab, 0.3)
+    assert (conf <= dense_conf + 1e-6).all() and not torch.allclose(got, dense, atol=1e-3)
+    every, every_conf = coarse_to_fine_warp(centre_normalise(ft), centre_normalise(fr), v, shape, centre_normalise(ct),
+                                            centre_normalise(cr), coarse, coarse[0] * coarse[1], 0.3)
+    assert torch.allclose(every, dense, atol=1e-5) and torch.allclose(every_conf, dense_conf, atol=1e-6)
+
+
+def test_the_coarse_to_fine_warp_over_two_references_and_with_gradients():
+    """Two references (the union: stacked along the height) are two sets of cells; the temperature and
+    the features get gradients (the network can train with it)."""
+    from napari_colorize.models.coherence import centre_normalise
+    from napari_colorize.models.union import stacked, union_keys
+    from napari_colorize.models.warp import coarse_to_fine_warp
+
+    g = torch.Generator().manual_seed(2)
+    ft = torch.randn(1, 6, 8, 8, generator=g, requires_grad=True)
+    fr, ct, cr = torch.randn(2, 6, 8, 8, generator=g), torch.randn(1, 5, 2, 2, generator=g), torch.randn(2, 5, 2, 2, generator=g)
+    ab = torch.rand(2, 2, 8, 8, generator=g) * 2 - 1
+    tau = torch.tensor(0.3, requires_grad=True)
+    got, _ = coarse_to_fine_warp(centre_normalise(ft), union_keys(centre_normalise(fr)),
+                                 stacked(ab).flatten(2).transpose(1, 2), (8, 8), centre_normalise(ct),
+                                 union_keys(centre_normalise(cr)), (2, 2), 8, tau)
+    dense, _ = feature_warp(ft, union_keys(centre_normalise(fr)), stacked(ab), tau)  # every cell: the union's warp
+    assert torch.allclose(got, dense, atol=1e-5)
+    got.sum().backward()
+    assert tau.grad is not None and ft.grad is not None and float(ft.grad.abs().sum()) > 0
+
+
+def test_a_network_with_coarse_to_fine_cells_warps_so_and_checks_its_config():
+    """The same warp whether the reference is encoded once or with the target; not the dense one."""
+    from napari_colorize.models.configs import ExemplarConfig
+
+    torch.manual_seed(0)
+    cfg = ExemplarConfig.from_dict({**EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict(), "prior_cells": 3})
+    net = ExemplarColorizer(cfg).eval()
+    L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        _, raw = net(L, R, return_attention=True)
+        _, raw_once = net(L, reference_features=net.encode_reference(R), return_attention=True)
+    assert torch.allclose(raw[("warp", 0)], raw_once[("warp", 0)], atol=1e-5)
+    dense = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
+    dense.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        _, raw_dense = dense(L, R, return_attention=True)
+    assert not torch.allclose(raw[("warp", 0)], raw_dense[("warp", 0)], atol=1e-4)
+    for bad in ({"prior_cells": 3, "prior_reference": "colour"}, {"prior_cells": 3, "prior_cells_level": 2},
+                {"prior_cells": -1}):
+        with pytest.raises(ValueError, match="prior_cells"):
+            ExemplarConfig.from_dict({**EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict(), **bad})
+
+
+def test_the_cells_gate_blends_coarse_to_fine_and_dense_by_the_images_confidence():
+    """``prior_cells_gate``: an image whose mean match confidence is high takes the coarse-to-fine warp, a low
+    one the dense warp, one between a blend; each image of a batch its own."""
+    from napari_colorize.models.configs import ExemplarConfig
+
+    torch.manual_seed(0)
+    base = EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict()
+    gated = ExemplarColorizer(ExemplarConfig.from_dict({**base, "prior_cells": 3, "prior_cells_gate": [0.4, 0.6]})).eval()
+    cells = ExemplarColorizer(ExemplarConfig.from_dict({**base, "prior_cells": 3})).eval()
+    dense = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
+    for other in (cells, dense):
+        other.load_state_dict(gated.state_dict())
+    L, R = torch.rand(2, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        taps, _ = gated.backbone(torch.cat([L, L, L], 1) * 0.5 + 0.5)
+        side = gated.encode_reference(R)
+        sure = {"best2": torch.ones(2, 1, 4, 4), "best4": torch.ones(2, 1, 2, 2), "best5": torch.ones(2, 1, 1, 1)}
+        unsure = {k: -v for k, v in sure.items()}
+        assert float(gated.cells_share(sure, 2).min()) == 1.0 and float(gated.cells_share(unsure, 2).max()) == 0.0
+        assert cells.cells_share(None, 2) == 1.0 and dense.cells_share(None, 2) == 0.0
+        share = torch.tensor([1.0, 0.25]).reshape(2, 1, 1, 1)
+        got, _ = gated.warp(taps, side, share)
+        want_cells, _ = cells.warp(taps, side)
+        want_dense, _ = dense.warp(taps, side)
+    assert torch.allclose(got[0], want_cells[0], atol=1e-6)
+    assert torch.allclose(got[1], want_dense[1] + 0.25 * (want_cells[1] - want_dense[1]), atol=1e-6)
+    with pytest.raises(ValueError, match="prior_cells_gate"):
+        ExemplarConfig.from_dict({**base, "prior_cells": 3, "prior_cells_gate": [0.6, 0.4]})

@@ -144,6 +144,9 @@ def parse(argv=None):
     ap.add_argument("--hist-target", choices=("reference", "truth"), default="reference",
                     help="the histogram loss against the reference's ab histogram (paper A) or the truth's (ours)")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
+    ap.add_argument("--prior-cells", type=int, default=None, metavar="K",
+                    help="match the warp coarse to fine among the K most similar reference cells (the config's "
+                         "prior_cells; the shipped exemplar runs with 16); default: the architecture's (dense)")
     for k in LOSS_NAMES:
         ap.add_argument(f"--w-{k}", type=float, default=None, help=f"weight of the {k} loss (default: the recipe's)")
     return apply_config(ap.parse_args(argv), CONFIGS)
@@ -157,7 +160,8 @@ def main(argv=None) -> int:
     seed_everything(args.seed)
     arch_over, loss_over = ABLATIONS[args.ablation]
     cfg = EXEMPLAR_CONFIGS[args.arch]
-    cfg = type(cfg).from_dict({**cfg.to_dict(), **arch_over, "train_size": args.size})
+    cells = {} if args.prior_cells is None else {"prior_cells": args.prior_cells}
+    cfg = type(cfg).from_dict({**cfg.to_dict(), **arch_over, **cells, "train_size": args.size})
     recipe = {k: getattr(args, f"w_{k}") for k in LOSS_NAMES if getattr(args, f"w_{k}", None) is not None}
     weights = ExemplarLossWeights(**{**recipe, **loss_over})
 

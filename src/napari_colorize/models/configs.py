@@ -79,6 +79,17 @@ class ExemplarConfig:
         ``a_s`` in [-0.5, 0.5] (zero at the start): it can restore the saturation that the warp's
         softmax average mutes without ever changing a hue (issue 10's fringes were hues the heads
         made up).
+    prior_cells : int
+        0 (every reference position, the dense warp) or the number of reference cells at the coarse
+        level ``prior_cells_level`` among which each coarse cell of the target looks for its fine
+        matches (:func:`~napari_colorize.models.warp.coarse_to_fine_warp`: *what* decided coarse,
+        *where* fine). Needs ``prior_reference="grey"`` (the coarse keys are the grey view's).
+    prior_cells_level : int
+        Backbone tap of the coarse level (4: stride 16 for EfficientNet-Lite0).
+    prior_cells_gate : pair of floats or None
+        ``(lo, hi)``: the coarse-to-fine warp in full for an image whose mean match confidence is at least
+        ``hi`` (a reference of the same scene), the dense warp at ``lo`` or below (a reference that is only
+        related), linearly blended between (``ExemplarColorizer.cells_share``); None: coarse to fine always.
     refine : int
         Window (odd, 3-31 pixels) of a guided filter (He, Sun & Tang 2010; ``exemplar.guided_filter``)
         that re-aligns the predicted chroma with the grey target's own edges once P1 is upsampled to
@@ -131,6 +142,9 @@ class ExemplarConfig:
     prior_reference: str = "colour"
     prior_adapt: bool = False
     prior_gain: bool = False
+    prior_cells: int = 0
+    prior_cells_level: int = 4
+    prior_cells_gate: tuple[float, float] | None = None
     refine: int = 0
     refine_eps: float = 1e-3
     confidence: dict | None = None
@@ -152,7 +166,7 @@ class ExemplarConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("hidden", "head_dim", "coherence_gate"):
+        for k in ("hidden", "head_dim", "coherence_gate", "prior_cells_gate"):
             if isinstance(d[k], tuple):
                 d[k] = list(d[k])
         return d
@@ -160,7 +174,7 @@ class ExemplarConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ExemplarConfig":
         d = dict(d)
-        for k in ("hidden", "head_dim", "coherence_gate"):
+        for k in ("hidden", "head_dim", "coherence_gate", "prior_cells_gate"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return _checked(cls, d, "exemplar")
@@ -186,6 +200,12 @@ class ExemplarConfig:
         check_choice("prior_gain", self.prior_gain, (False, True))
         if self.prior_gain and self.prior != "warp":
             raise ValueError("config: prior_gain needs prior='warp'")
+        check_int("prior_cells", self.prior_cells, 0, 4096)
+        check_int("prior_cells_level", self.prior_cells_level, 1, LEVELS)
+        if self.prior_cells and (self.prior != "warp" or self.prior_reference != "grey"
+                                 or self.prior_cells_level <= self.prior_level):
+            raise ValueError("config: prior_cells needs prior='warp', prior_reference='grey' and a "
+                             "prior_cells_level coarser than prior_level")
         check_int("refine", self.refine, 0, 31)
         if self.refine and (self.refine < 3 or self.refine % 2 == 0):
             raise ValueError(f"config: refine must be 0 (off) or an odd window of 3-31 pixels, not {self.refine}")
@@ -196,14 +216,8 @@ class ExemplarConfig:
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
         check_choice("keep_chroma", self.keep_chroma, (False, True))
         check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
-        if self.coherence_gate is not None:
-            g = self.coherence_gate
-            if not isinstance(g, (list, tuple)) or len(g) != 2:
-                raise ValueError(f"config 'coherence_gate' must be null or two numbers [lo, hi], not {g!r}")
-            check_float("coherence_gate[0]", g[0], 0.0, 1.0)
-            check_float("coherence_gate[1]", g[1], 0.0, 1.0)
-            if not g[0] < g[1]:
-                raise ValueError(f"config 'coherence_gate': lo must be below hi, not {list(g)}")
+        check_gate("coherence_gate", self.coherence_gate)
+        check_gate("prior_cells_gate", self.prior_cells_gate)
         if not isinstance(self.extra, dict):
             raise ValueError("config 'extra' must be an object")
         for level in range(LEVELS - self.attention_levels + 1, LEVELS + 1):
@@ -231,6 +245,9 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
     # ... whose output's chroma follows the target's edges (a guided filter, no parameters)
     "cpu-warp-grey-gain-refine": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
                                                 prior_adapt=True, prior_gain=True, train_size=160, refine=5),
+    # ... whose warp is matched coarse to fine (the shipped default since issue 18's third step)
+    "cpu-warp-grey-cells": ExemplarConfig(prior="warp", prior_reference="grey", prior_temperature=0.03,
+                                          prior_adapt=True, prior_gain=True, train_size=160, refine=5, prior_cells=16),
     # paper A, Sec. 4.1: VGG-19, h=256, e=64, 8 heads, attention from block 3, two modules, 224 px
     "paper": ExemplarConfig(backbone="vgg19", hidden=256, head_dim=64, heads=8, attention="axial",
                             attention_levels=3, modules_per_level=2, span=None, train_size=224),
@@ -242,9 +259,23 @@ EXEMPLAR_CONFIGS: dict[str, ExemplarConfig] = {
 
 
 
-#: the shipped default's output stage (``exemplar``; ``exemplar-direct`` is the same weights without it):
-#: chosen on training views with references from other sources (docs/MODELS.md, issue 18)
-EXEMPLAR_OUTPUT = {"coherence": 16, "coherence_gate": [0.50, 0.62], "dark_chroma": 30.0}
+def check_gate(name: str, g) -> None:
+    """None, or ``[lo, hi]`` with ``0 <= lo < hi <= 1`` (a gate on an image's mean match confidence)."""
+    if g is None:
+        return
+    if not isinstance(g, (list, tuple)) or len(g) != 2:
+        raise ValueError(f"config {name!r} must be null or two numbers [lo, hi], not {g!r}")
+    check_float(f"{name}[0]", g[0], 0.0, 1.0)
+    check_float(f"{name}[1]", g[1], 0.0, 1.0)
+    if not g[0] < g[1]:
+        raise ValueError(f"config {name!r}: lo must be below hi, not {list(g)}")
+
+
+#: the shipped default's settings over its weights' config (``exemplar``): its warp matched coarse to fine (as
+#: it was trained) for a reference of the same scene, densely for a related one (``prior_cells_gate``), and its
+#: output stage; chosen on training views with references from other sources (docs/MODELS.md, issue 18)
+EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.50, 0.62], "coherence": 16, "coherence_gate": [0.50, 0.62],
+                   "dark_chroma": 30.0}
 
 
 @dataclass

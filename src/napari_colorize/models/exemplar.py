@@ -33,9 +33,10 @@ from .attention import CrossAttentionModule
 from .backbones import Backbone, build_backbone
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .maps import AttentionMaps
-from .coherence import CONFIDENCE_LEVELS, best_similarities, box_mean, centre_normalise
+from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, box_mean, centre_normalise, image_gate,
+                        match_confidence)
 from .union import union_reference_side
-from .warp import feature_warp, reference_grey, reference_side
+from .warp import coarse_to_fine_warp, feature_warp, reference_grey, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
 
@@ -253,7 +254,8 @@ class ExemplarColorizer(nn.Module):
             tap = grey_taps[lp - 1] if self._grey_keys else taps[lp - 1]
             out["prior"] = reference_side(self._match_features(tap), reference_rgb)
         if grey_taps is not None:
-            out["match"] = {lv: centre_normalise(grey_taps[lv - 1]) for lv in CONFIDENCE_LEVELS}
+            levels = set(CONFIDENCE_LEVELS) | ({self.config.prior_cells_level} if self.config.prior_cells else set())
+            out["match"] = {lv: centre_normalise(grey_taps[lv - 1]) for lv in sorted(levels)}
         return out
 
     def encode_reference(self, reference_rgb: torch.Tensor, match: bool = False) -> dict:
@@ -275,17 +277,52 @@ class ExemplarColorizer(nn.Module):
         :func:`~napari_colorize.models.coherence.best_similarities` of the grey target's taps against the
         reference's grey view (``reference_features["match"]``, from ``encode_reference(match=True)``)."""
         keys = reference_features["match"]
-        return best_similarities(target_taps, keys, tuple(keys))
+        return best_similarities(target_taps, keys, tuple(lv for lv in CONFIDENCE_LEVELS if lv in keys))
 
     def _match_features(self, tap: torch.Tensor) -> torch.Tensor:
         """The backbone features the prior matches (through ``prior_match`` with ``prior_adapt``)."""
         match = getattr(self, "prior_match", None)
         return tap if match is None else match(tap)
 
-    def warp(self, target_tap: torch.Tensor, reference_features: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prior on the target's lattice at ``prior_level``: ``(ab, confidence)``."""
+    def cells_share(self, sims: dict[str, torch.Tensor] | None, batch: int) -> torch.Tensor | float:
+        """How much of each image's warp is matched coarse to fine (``prior_cells``), the rest dense: 1
+        without ``prior_cells_gate``; with it, 0 for an image whose mean match confidence (from ``sims``,
+        :meth:`match_similarities`) is at most ``lo`` (a reference that is only related: the dense warp's
+        average over every position hedges), 1 from ``hi`` on (the same scene: its coarse matches are
+        right), linearly between, ``(B, 1, 1, 1)``."""
+        cfg = self.config
+        if not cfg.prior_cells:
+            return 0.0
+        if cfg.prior_cells_gate is None:
+            return 1.0
+        first = sims[next(iter(sims))]
+        conf = match_confidence(sims, cfg.confidence or DEFAULT_CONFIDENCE, tuple(first.shape[-2:]))
+        return 1.0 - image_gate(conf, *cfg.prior_cells_gate).expand(batch, -1, -1, -1)
+
+    def warp(self, target_taps: list[torch.Tensor], reference_features: dict,
+             share: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior on the target's lattice at ``prior_level``: ``(ab, confidence)``; with
+        ``prior_cells``, ``share`` of it matched coarse to fine
+        (:func:`~napari_colorize.models.warp.coarse_to_fine_warp`, :meth:`cells_share`), the rest dense."""
         keys, ab_ref = reference_features["prior"]
-        return feature_warp(self._match_features(target_tap), keys, ab_ref, self.log_tau.exp())
+        cfg = self.config
+        fine = self._match_features(target_taps[cfg.prior_level - 1])
+        tau = self.log_tau.exp()
+        if not cfg.prior_cells:
+            return feature_warp(fine, keys, ab_ref, tau)
+        shares = share if isinstance(share, torch.Tensor) else torch.tensor(float(share))
+        cells = dense = None
+        if bool((shares > 0).any()):
+            coarse = target_taps[cfg.prior_cells_level - 1]
+            cells = coarse_to_fine_warp(centre_normalise(fine), keys, ab_ref.float().flatten(2).transpose(1, 2),
+                                        tuple(fine.shape[-2:]), centre_normalise(coarse),
+                                        reference_features["match"][cfg.prior_cells_level], tuple(coarse.shape[-2:]),
+                                        cfg.prior_cells, tau)
+        if bool((shares < 1).any()):
+            dense = feature_warp(fine, keys, ab_ref, tau)
+        if cells is None or dense is None:
+            return dense if cells is None else cells
+        return tuple(d + shares.to(d.dtype) * (c - d) for d, c in zip(dense, cells))
 
     def forward(self, target_L: torch.Tensor, reference_rgb: torch.Tensor | None = None,
                 reference_features: dict[int, torch.Tensor] | None = None, return_attention: bool = False,
@@ -315,15 +352,19 @@ class ExemplarColorizer(nn.Module):
                 taps, bott = self.backbone(grey_rgb(target_L))
         else:
             taps, bott = self.backbone(grey_rgb(target_L))
+        gated = self.prior and self.config.prior_cells and self.config.prior_cells_gate is not None
+        sims = None
+        if (match or gated) and "match" in reference_features:
+            sims = self.match_similarities(taps, reference_features)
         if match:
             aux["reference"] = reference_features
-            if "match" in reference_features:
-                aux["match"] = self.match_similarities(taps, reference_features)
+            if sims is not None:
+                aux["match"] = sims
         ft = [p(t) for p, t in zip(self.proj_t, taps)]
         warp = None
         if self.prior:
             lp = self.config.prior_level
-            warp, conf = self.warp(taps[lp - 1], reference_features)
+            warp, conf = self.warp(taps, reference_features, self.cells_share(sims, target_L.shape[0]))
             ft[lp - 1] = ft[lp - 1] + self.prior_in(torch.cat([warp, conf], 1))
         fused, raw_maps = {}, {}
         for l in self.attention_at:

@@ -124,9 +124,10 @@ def _register_defaults() -> None:
                               "from its own lightness, temperature 0.03 (no trained weights)",
                               "baseline", factory=_warp_grey))
     ex = [
-        ("exemplar", "cpu-warp-grey-gain-refine", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) "
-                                                  "with our correspondence prior (the warp matched grey to grey, gated per "
-                                                  "pixel, a hue-keeping chroma gain), a guided filter on its output, and "
+        ("exemplar", "cpu-warp-grey-cells", "Default: paper A's CPU network (EfficientNet-Lite0, axial attention) "
+                                                  "with our correspondence prior (the warp matched grey to grey and coarse "
+                                                  "to fine, gated per pixel, a hue-keeping chroma gain), a guided filter "
+                                                  "on its output, and "
                                                   "colour made coherent per region where the reference is only related"),
         ("exemplar-plain", "cpu", "Paper A's CPU network without the prior (the earlier recipe): axial attention, "
                                   "two modules, all losses"),
@@ -140,9 +141,10 @@ def _register_defaults() -> None:
     for name, cfg, desc in ex:
         register_model(ModelEntry(name, "exemplar", desc, "exemplar", EXEMPLAR_CONFIGS[cfg].to_dict(),
                                   weights=f"{name}.safetensors", output=EXEMPLAR_OUTPUT if name == "exemplar" else None))
-    register_model(ModelEntry("exemplar-direct", "exemplar", "The default's weights without its output stage: every "
-                              "pixel takes its own best match (the default until issue 18)", "exemplar",
-                              EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"].to_dict(), weights="exemplar.safetensors"))
+    register_model(ModelEntry("exemplar-direct", "exemplar", "The default until issue 18: the earlier default's weights "
+                              "(run N, tuned) without the output stage, the warp dense: every pixel takes its own "
+                              "best match", "exemplar",
+                              EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"].to_dict(), weights="exemplar-direct.safetensors"))
     register_model(ModelEntry("histogram", "histogram", "Default: paper B's CPU network (EfficientNet-Lite0, F_U projected to "
                               "16 channels, U-Net width 16) with our histogram prior (each bin's mass in the "
                               "attention, its colour in the values; the U-Net refines the expected colour)",

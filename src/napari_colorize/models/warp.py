@@ -20,6 +20,8 @@ query rows, so a large working size needs ``block * positions`` floats, never
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +31,7 @@ from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities
                         query_block)
 from .union import stacked, union_keys
 
-__all__ = ["feature_warp", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
+__all__ = ["feature_warp", "coarse_to_fine_warp", "cell_members", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
            "softmax_rows"]
 
 REFERENCE_VIEWS = ("colour", "grey")
@@ -101,6 +103,79 @@ def feature_warp(ft: torch.Tensor, fr: torch.Tensor, ab_ref: torch.Tensor, tau: 
     ab = torch.cat(outs, 1).transpose(1, 2).reshape(B, 2, h, w)
     conf = torch.cat(confs, 1).reshape(B, 1, h, w)
     return ab, conf
+
+
+@functools.lru_cache(maxsize=32)
+def cell_members(shape: tuple[int, int], coarse: tuple[int, int]) -> torch.Tensor:
+    """The positions of a fine lattice ``shape`` in each cell of a coarser one ``coarse`` (cell of
+    ``(y, x)``: ``(y hc // h, x wc // w)``), as ``(hc * wc, m)`` flat indices, row-major, padded with
+    -1 where a cell holds fewer than the most, ``m``."""
+    (h, w), (hc, wc) = shape, coarse
+    cy = (torch.arange(h) * hc // h).clamp_max(hc - 1)
+    cx = (torch.arange(w) * wc // w).clamp_max(wc - 1)
+    cell = (cy[:, None] * wc + cx[None, :]).flatten()
+    order = torch.argsort(cell, stable=True)
+    counts = torch.bincount(cell, minlength=hc * wc)
+    m = int(counts.max())
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(h * w) - start[cell[order]]
+    out = torch.full((hc * wc, m), -1, dtype=torch.long)
+    out[cell[order], slot] = order
+    return out
+
+
+def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, shape: tuple[int, int],
+                        qc: torch.Tensor, kc: torch.Tensor, coarse: tuple[int, int], cells: int,
+                        tau: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The warp matched coarse to fine: *what* a region is decided at a coarse level, *where* its
+    colour comes from at the fine one.
+
+    Each coarse cell of the target takes the ``cells`` reference cells (``cells * K`` of ``K`` references)
+    most similar to it at the coarse level (a stride of 16 carries semantics: bright rock and bright sky differ there, not at stride 4);
+    its fine positions are then matched, by the softmax of :func:`feature_warp`, to the fine positions of
+    those cells only. ``qt`` ``(B, N, C)`` / ``kr`` ``(B', K N, C)`` / ``v`` ``(B', K N, 2)``: the fine
+    queries, keys and colours (centred, ``K`` references of the target's lattice ``shape`` stacked
+    along the height, :mod:`~.union`); ``qc`` / ``kc``: the same at the coarse lattice ``coarse``.
+    Returns ``ab`` ``(B, 2, h, w)`` and the best cosine similarity among the candidates ``(B, 1, h, w)``.
+    Cost: ``cells * m`` similarities per fine position (``m`` fine positions per cell, 16 at strides
+    4 / 16) instead of ``K N``.
+    """
+    B, N, C = qt.shape
+    h, w = shape
+    K = kr.shape[1] // N
+    members = cell_members(tuple(shape), tuple(coarse)).to(qt.device)  # (Nc, m)
+    Nc, m = members.shape
+    # the reference cells of all K lattices: cell j of reference r holds members[j] + r N
+    ref_members = (members[None] + torch.arange(K, device=qt.device)[:, None, None] * N).reshape(K * Nc, m)
+    ref_members[members.repeat(K, 1) < 0] = -1
+    if kr.shape[0] != B:
+        kr, v, kc = kr.expand(B, -1, -1), v.expand(B, -1, -1), kc.expand(B, -1, -1)
+    # (K references: K times as many cells, so that a reference given twice is that reference)
+    top = torch.bmm(qc, kc.transpose(1, 2)).topk(min(int(cells) * K, kc.shape[1]), -1).indices  # (B, Nc, k K)
+    cand = ref_members[top].flatten(2)  # (B, Nc, k m) fine reference positions, -1: none
+    valid = cand >= 0
+    cand = cand.clamp_min(0)
+    batch = torch.arange(B, device=qt.device)[:, None, None]
+    keys, colours = kr[batch, cand], v[batch, cand]  # (B, Nc, k m, C), (B, Nc, k m, 2)
+    own = members.clamp_min(0)
+    queries = qt[:, own]  # (B, Nc, m, C)
+    sim = torch.matmul(queries, keys.transpose(-1, -2))  # (B, Nc, m, k m)
+    padded = not bool(valid.all())
+    if padded:
+        sim = sim.masked_fill(~valid[:, :, None, :], -2.0)  # (below any cosine)
+    best = sim.amax(-1, keepdim=True)
+    weights = softmax_rows(sim, best, tau)
+    if padded:  # the padding's weights exactly zero
+        weights = weights * valid[:, :, None, :]
+        weights = weights / weights.sum(-1, keepdim=True)
+    ab_cells = torch.matmul(weights, colours)  # (B, Nc, m, 2)
+    keep = (members >= 0).flatten()
+    where = members.flatten()[keep]
+    ab = torch.zeros(B, N, 2, dtype=ab_cells.dtype, device=qt.device)
+    conf = torch.zeros(B, N, dtype=best.dtype, device=qt.device)
+    ab = ab.index_copy(1, where, ab_cells.reshape(B, Nc * m, 2)[:, keep])
+    conf = conf.index_copy(1, where, best.reshape(B, Nc * m)[:, keep])
+    return ab.transpose(1, 2).reshape(B, 2, h, w), conf.reshape(B, 1, h, w)
 
 
 class WarpColorizer(Colorizer):
