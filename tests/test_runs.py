@@ -195,3 +195,20 @@ def test_a_lock_file_is_never_seen_empty(tmp_path):
         reader.join()
     assert seen and all(text.startswith(f"{os.getpid()} ") for text in seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no lock, no temporary file left
+
+
+def test_a_store_another_run_is_creating_is_busy_not_foreign(tmp_path, rng, ref):
+    """Another live run holds the lock and its store is not a zarr store yet (being created): the answer is
+    "busy", not "exists and is not a zarr store" (which a second run gave when it came at that moment)."""
+    import socket
+
+    np.save(tmp_path / "in.npy", (rng.random((2, 16, 16)) * 255).astype(np.uint8))
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    out = tmp_path / "o.zarr"
+    out.mkdir()  # (what a store is for a moment while it is created)
+    lock = volume.RunLock(out)
+    lock.path.write_text(f"{os.getppid()} {socket.gethostname()}\n")  # (a live process that is not this one)
+    with pytest.raises(BusyError, match=f"another run \\(pid {os.getppid()}\\) is writing"):
+        colorize_volume(str(tmp_path / "in.npy"), out, "reinhard", reference=str(tmp_path / "ref.png"),
+                        scheduler="synchronous", temporal=0)
+    assert lock.path.exists() and out.is_dir()  # neither the other run's lock nor its store touched

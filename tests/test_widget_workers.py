@@ -92,6 +92,31 @@ def test_job_runner_holds_the_buttons_and_shows_progress_until_the_end(qtbot):
     assert run.enabled and not cancel.enabled and (bar.value, bar.max) == (2, 2) and status.value == "all"
 
 
+def test_a_job_that_ends_after_its_widget_was_closed_is_quiet(qtbot):
+    """The widget closed (Qt deleted its controls) while its job ran: the job's end, cancelled, shows nothing
+    and raises nothing (it was a teardown error of the colour-points preview)."""
+    import time
+
+    from magicgui.widgets import Label, PushButton
+    from napari.qt.threading import thread_worker
+
+    from napari_colorize._widgets._jobs import JobRunner
+
+    @thread_worker
+    def job():
+        for _ in range(50):
+            time.sleep(0.02)
+            yield Progress(0, 1, "working")
+
+    run, status = PushButton(text="Run"), Label(value="")
+    runner = JobRunner([run], status=status)
+    runner.start(job(), "job failed")
+    run.native.deleteLater(), status.native.deleteLater()
+    qtbot.wait(50)  # (the Qt objects are gone now; their Python wrappers remain)
+    runner.cancel()
+    qtbot.waitUntil(lambda: runner.worker is None, timeout=60000)
+
+
 def test_job_runner_reports_a_failure(qtbot, monkeypatch):
     from magicgui.widgets import Label
     from napari.qt.threading import thread_worker

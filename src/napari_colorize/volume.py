@@ -116,6 +116,26 @@ class RunLock:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def check_free(self) -> None:
+        """:class:`BusyError` when another live run (on this host, or on another one) holds the lock; a
+        stale lock is left for :meth:`acquire` to take over."""
+        import socket
+
+        if not self.path.exists():
+            return
+        pid, host = self._holder()
+        if pid is None or pid == os.getpid():
+            return
+        here = host in ("", socket.gethostname())
+        if here and not pid_alive(pid):
+            return
+        self._busy(pid, here, host)
+
+    def _busy(self, pid: int, here: bool, host: str):
+        where = "" if here else f" on {host}"
+        raise BusyError(f"another run (pid {pid}{where}) is writing {self.out}: wait until it ends, or "
+                        f"stop it (if no run is writing it, remove {self.path})") from None
+
     def acquire(self) -> "RunLock":
         import socket
 
@@ -133,9 +153,7 @@ class RunLock:
                     except FileNotFoundError:
                         pass
                     continue
-                where = "" if here else f" on {host}"
-                raise BusyError(f"another run (pid {pid}{where}) is writing {self.out}: wait until it ends, or "
-                                f"stop it (if no run is writing it, remove {self.path})") from None
+                self._busy(pid, here, host)
             self.held = True
             _HELD_LOCKS.add(str(self.path))
             return self
@@ -728,6 +746,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         kf_items = None
         ref_paths = [Path(r) for r in refs or [] if isinstance(r, (str, os.PathLike))]
     inputs = [p for p in (vol.path,) if p is not None] + ref_paths + [Path(p) for p in protect]
+    RunLock(out).check_free()  # (a store another run is creating is that run's: "busy", not "not a store")
     record = first = _check_output(out, inputs, overwrite)
     # before reading any slice (sizes come from the file); on a cluster its workers are checked below
     _check_memory(vol, temporal, dtype, pyramid, None,

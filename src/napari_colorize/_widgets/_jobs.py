@@ -45,10 +45,9 @@ class JobRunner:
         ``error_status`` also "error: <error>" in the status line) or a handler of the exception;
         ``yielded`` is called after the progress is shown, ``returned`` with the result, ``finished``
         after the runner has given the buttons back."""
-        if text is not None and self.status is not None:
-            self.status.value = text
-        if self.progress is not None:
-            self.progress.value = 0
+        if text is not None:
+            _show(self.status, "value", text)
+        _show(self.progress, "value", 0)
         self._set_busy(True)
         if hasattr(worker, "yielded"):  # (a generator's worker; a plain function's yields nothing)
             worker.yielded.connect(self.show_progress)
@@ -66,39 +65,46 @@ class JobRunner:
         """Ask the running job to stop (at its next message)."""
         if self.worker is not None:
             self.worker.quit()
-            if self.status is not None:
-                self.status.value = "cancelling..."
+            _show(self.status, "value", "cancelling...")
 
     def show_progress(self, msg) -> None:
         """A :class:`~._workers.Progress` message on the progress bar and in the status line."""
         if not isinstance(msg, Progress):
             return
-        if self.progress is not None:
-            self.progress.max = max(1, msg.total)
-            self.progress.value = msg.done
-        if self.status is not None:
-            self.status.value = msg.text
+        _show(self.progress, "max", max(1, msg.total))
+        _show(self.progress, "value", msg.done)
+        _show(self.status, "value", msg.text)
 
     def _report(self, exc, what: str, error_status: bool) -> None:
         if isinstance(exc, Cancelled):
             return
         show_error(f"{what}: {exc}")
-        if error_status and self.status is not None:
-            self.status.value = f"error: {exc}"
+        if error_status:
+            _show(self.status, "value", f"error: {exc}")
 
     def _set_busy(self, busy: bool) -> None:
         for button in self.buttons:
-            button.enabled = not busy
-        if self.cancel_button is not None:
-            self.cancel_button.enabled = busy
+            _show(button, "enabled", not busy)
+        _show(self.cancel_button, "enabled", busy)
 
     def _on_finished(self) -> None:
-        if self.worker is not None and self.worker.abort_requested and self.status is not None:
-            self.status.value = "cancelled"
+        if self.worker is not None and self.worker.abort_requested:
+            _show(self.status, "value", "cancelled")
         then, self.worker, self._then = self._then, None, None
         self._set_busy(False)
         if then is not None:
             then()
+
+
+def _show(control, attr: str, value) -> None:
+    """Set a control's ``attr``, unless there is no control or its widget was closed while the job ran
+    (Qt has deleted it: the job's end has nothing left to show)."""
+    if control is None:
+        return
+    try:
+        setattr(control, attr, value)
+    except RuntimeError:
+        pass
 
 
 class RunsJobs:
