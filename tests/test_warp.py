@@ -262,6 +262,10 @@ def test_the_coarse_to_fine_warp_equals_the_naive_loop(shape, coarse):
     got, conf = coarse_to_fine_warp(centre_normalise(ft), centre_normalise(fr), v, shape, centre_normalise(ct),
                                     centre_normalise(cr), coarse, 2, 0.3)
     assert torch.allclose(got.double(), _naive_coarse_to_fine(ft, fr, ab, ct, cr, 2, 0.3), atol=1e-5)
+    for block in (1, 3):  # target cells in blocks (bounded memory): the same warp
+        blocked, blocked_conf = coarse_to_fine_warp(centre_normalise(ft), centre_normalise(fr), v, shape,
+                                                    centre_normalise(ct), centre_normalise(cr), coarse, 2, 0.3, block)
+        assert torch.allclose(blocked, got, atol=1e-6) and torch.equal(blocked_conf, conf)
     dense, dense_conf = feature_warp(ft, fr, ab, 0.3)
     assert (conf <= dense_conf + 1e-6).all() and not torch.allclose(got, dense, atol=1e-3)
     every, every_conf = coarse_to_fine_warp(centre_normalise(ft), centre_normalise(fr), v, shape, centre_normalise(ct),

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction
-from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise, match_confidence,
-                        query_block)
+from .coherence import (BLOCK_FLOATS, CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise,
+                        match_confidence, query_block)
 from .union import stacked, union_keys
 
 __all__ = ["feature_warp", "coarse_to_fine_warp", "cell_members", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
@@ -126,7 +126,7 @@ def cell_members(shape: tuple[int, int], coarse: tuple[int, int]) -> torch.Tenso
 
 def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, shape: tuple[int, int],
                         qc: torch.Tensor, kc: torch.Tensor, coarse: tuple[int, int], cells: int,
-                        tau: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                        tau: float | torch.Tensor, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The warp matched coarse to fine: *what* a region is decided at a coarse level, *where* its
     colour comes from at the fine one.
 
@@ -138,7 +138,8 @@ def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, sha
     along the height, :mod:`~.union`); ``qc`` / ``kc``: the same at the coarse lattice ``coarse``.
     Returns ``ab`` ``(B, 2, h, w)`` and the best cosine similarity among the candidates ``(B, 1, h, w)``.
     Cost: ``cells * m`` similarities per fine position (``m`` fine positions per cell, 16 at strides
-    4 / 16) instead of ``K N``.
+    4 / 16) instead of ``K N``. Target cells go in blocks (``block`` cells; default: about
+    :data:`~.coherence.BLOCK_FLOATS` floats of work each), so memory is bounded at any working size.
     """
     B, N, C = qt.shape
     h, w = shape
@@ -150,25 +151,33 @@ def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, sha
     ref_members[members.repeat(K, 1) < 0] = -1
     if kr.shape[0] != B:
         kr, v, kc = kr.expand(B, -1, -1), v.expand(B, -1, -1), kc.expand(B, -1, -1)
-    # (K references: K times as many cells, so that a reference given twice is that reference)
-    top = torch.bmm(qc, kc.transpose(1, 2)).topk(min(int(cells) * K, kc.shape[1]), -1).indices  # (B, Nc, k K)
-    cand = ref_members[top].flatten(2)  # (B, Nc, k m) fine reference positions, -1: none
-    valid = cand >= 0
-    cand = cand.clamp_min(0)
+    kk = min(int(cells) * K, kc.shape[1])  # (K references: K times as many cells: a reference given twice is it)
+    C = qt.shape[-1]
+    # target cells per block: the block's coarse similarities, gathered keys and fine similarities stay
+    # about a block of the dense warp's size (memory bounded at any working size)
+    rows = block or max(1, BLOCK_FLOATS // max(1, B * max(kc.shape[1], kk * m * (C + m + 2))))
     batch = torch.arange(B, device=qt.device)[:, None, None]
-    keys, colours = kr[batch, cand], v[batch, cand]  # (B, Nc, k m, C), (B, Nc, k m, 2)
-    own = members.clamp_min(0)
-    queries = qt[:, own]  # (B, Nc, m, C)
-    sim = torch.matmul(queries, keys.transpose(-1, -2))  # (B, Nc, m, k m)
-    padded = not bool(valid.all())
-    if padded:
-        sim = sim.masked_fill(~valid[:, :, None, :], -2.0)  # (below any cosine)
-    best = sim.amax(-1, keepdim=True)
-    weights = softmax_rows(sim, best, tau)
-    if padded:  # the padding's weights exactly zero
-        weights = weights * valid[:, :, None, :]
-        weights = weights / weights.sum(-1, keepdim=True)
-    ab_cells = torch.matmul(weights, colours)  # (B, Nc, m, 2)
+    kct = kc.transpose(1, 2)
+    outs, bests = [], []
+    for s in range(0, Nc, rows):
+        top = torch.bmm(qc[:, s:s + rows], kct).topk(kk, -1).indices  # (B, n, k K) reference cells
+        cand = ref_members[top].flatten(2)  # (B, n, k m) fine reference positions, -1: none
+        valid = cand >= 0
+        cand = cand.clamp_min(0)
+        keys, colours = kr[batch, cand], v[batch, cand]  # (B, n, k m, C), (B, n, k m, 2)
+        queries = qt[:, members[s:s + rows].clamp_min(0)]  # (B, n, m, C)
+        sim = torch.matmul(queries, keys.transpose(-1, -2))  # (B, n, m, k m)
+        padded = not bool(valid.all())
+        if padded:
+            sim = sim.masked_fill(~valid[:, :, None, :], -2.0)  # (below any cosine)
+        best = sim.amax(-1, keepdim=True)
+        weights = softmax_rows(sim, best, tau)
+        if padded:  # the padding's weights exactly zero
+            weights = weights * valid[:, :, None, :]
+            weights = weights / weights.sum(-1, keepdim=True)
+        outs.append(torch.matmul(weights, colours))  # (B, n, m, 2)
+        bests.append(best)
+    ab_cells, best = torch.cat(outs, 1), torch.cat(bests, 1)
     keep = (members >= 0).flatten()
     where = members.flatten()[keep]
     ab = torch.zeros(B, N, 2, dtype=ab_cells.dtype, device=qt.device)
