@@ -375,10 +375,6 @@ if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         raise SystemExit(0)
-    named = args[:args.index("--with")] if "--with" in args else args
-    unknown = [a for a in named if a not in SECTIONS and a != "--paper-code" and not os.path.exists(a)]
-    if unknown:
-        raise SystemExit(f"unknown section(s) {unknown}: choose from {', '.join(SECTIONS)} (see --help)")
     paper_code = None
     if "--paper-code" in args:
         i = args.index("--paper-code")
@@ -386,6 +382,9 @@ if __name__ == "__main__":
         args = args[:i] + args[i + 2:]
     extra = tuple(args[args.index("--with") + 1:]) if "--with" in args else ()
     chosen = args[:args.index("--with")] if "--with" in args else args
+    unknown = [a for a in chosen if a not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"unknown section(s) {unknown}: choose from {', '.join(SECTIONS)} (see --help)")
     chosen = chosen or list(SECTIONS)
     print(f"<!-- python benchmarks/bench_library.py {' '.join(sys.argv[1:])} -->")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

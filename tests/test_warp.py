@@ -320,6 +320,7 @@ def test_a_network_with_coarse_to_fine_cells_warps_so_and_checks_its_config():
 def test_the_cells_gate_blends_coarse_to_fine_and_dense_by_the_images_confidence():
     """``prior_cells_gate``: an image whose mean match confidence is high takes the coarse-to-fine warp, a low
     one the dense warp, one between a blend; each image of a batch its own."""
+    from napari_colorize.color import grey_rgb
     from napari_colorize.models.configs import ExemplarConfig
 
     torch.manual_seed(0)
@@ -331,7 +332,7 @@ def test_the_cells_gate_blends_coarse_to_fine_and_dense_by_the_images_confidence
         other.load_state_dict(gated.state_dict())
     L, R = torch.rand(2, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
     with torch.no_grad():
-        taps, _ = gated.backbone(torch.cat([L, L, L], 1) * 0.5 + 0.5)
+        taps, _ = gated.backbone(grey_rgb(L))
         side = gated.encode_reference(R)
         sure = {"best2": torch.ones(2, 1, 4, 4), "best4": torch.ones(2, 1, 2, 2), "best5": torch.ones(2, 1, 1, 1)}
         unsure = {k: -v for k, v in sure.items()}

@@ -37,6 +37,7 @@ import importlib
 import json
 import os
 import shutil
+import socket
 import threading
 import warnings
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ _HELD_LOCKS: set = set()  # lock files this process holds
 
 
 class RunLock:
-    """``.OUT.napari-colorize.lock`` beside the output store, created exclusively (``O_EXCL``) with
-    this process's id and host: a second run writing the same store is refused
+    """``.OUT.napari-colorize.lock`` beside the output store, created exclusively (never there half
+    written) with this process's id and host: a second run writing the same store is refused
     (:class:`BusyError`: "another run (pid N) is writing OUT"); the lock of a process that no longer
     runs (on this host) is taken over."""
 
@@ -116,44 +117,43 @@ class RunLock:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def check_free(self) -> None:
-        """:class:`BusyError` when another live run (on this host, or on another one) holds the lock; a
-        stale lock is left for :meth:`acquire` to take over."""
-        import socket
+    def _stale(self, pid: int | None, host: str) -> bool:
+        """A lock that may be taken over: unreadable (or gone), or of a process on this host that no longer
+        runs, or this process's own that it does not hold (left by an earlier run in it)."""
+        if pid is None:
+            return True
+        if host not in ("", socket.gethostname()):
+            return False
+        if pid == os.getpid():
+            return str(self.path) not in _HELD_LOCKS
+        return not pid_alive(pid)
 
-        if not self.path.exists():
-            return
-        pid, host = self._holder()
-        if pid is None or pid == os.getpid():
-            return
-        here = host in ("", socket.gethostname())
-        if here and not pid_alive(pid):
-            return
-        self._busy(pid, here, host)
-
-    def _busy(self, pid: int, here: bool, host: str):
-        where = "" if here else f" on {host}"
+    def _busy(self, pid: int, host: str):
+        where = "" if host in ("", socket.gethostname()) else f" on {host}"
         raise BusyError(f"another run (pid {pid}{where}) is writing {self.out}: wait until it ends, or "
                         f"stop it (if no run is writing it, remove {self.path})") from None
 
-    def acquire(self) -> "RunLock":
-        import socket
+    def check_free(self) -> None:
+        """:class:`BusyError` when a live run holds the lock (what :meth:`acquire` would say); a stale
+        lock is left for :meth:`acquire` to take over."""
+        pid, host = self._holder()
+        if not self._stale(pid, host):
+            self._busy(pid, host)
 
+    def acquire(self) -> "RunLock":
         me = f"{os.getpid()} {socket.gethostname()}"
         for _ in range(3):
             try:
                 self._create(me)
             except FileExistsError:
                 pid, host = self._holder()
-                here = host in ("", socket.gethostname())
-                ours_stale = pid == os.getpid() and str(self.path) not in _HELD_LOCKS
-                if pid is None or (here and (ours_stale or (pid != os.getpid() and not pid_alive(pid)))):
+                if self._stale(pid, host):
                     try:  # a stale lock (its process is gone, or an unreadable one): taken over
                         self.path.unlink()
                     except FileNotFoundError:
                         pass
                     continue
-                self._busy(pid, here, host)
+                self._busy(pid, host)
             self.held = True
             _HELD_LOCKS.add(str(self.path))
             return self
@@ -229,8 +229,6 @@ class StoreReader:
 
     def __getitem__(self, key):
         if not _is_store(self.folder):
-            import socket
-
             raise FileNotFoundError(f"{self.folder}: the input volume is not there on {socket.gethostname()} "
                                     f"(working folder {os.getcwd()}); every dask worker must reach the input at "
                                     "this path (a shared file system)")

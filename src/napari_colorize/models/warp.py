@@ -152,7 +152,6 @@ def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, sha
     if kr.shape[0] != B:
         kr, v, kc = kr.expand(B, -1, -1), v.expand(B, -1, -1), kc.expand(B, -1, -1)
     kk = min(int(cells) * K, kc.shape[1])  # (K references: K times as many cells: a reference given twice is it)
-    C = qt.shape[-1]
     # target cells per block: the block's coarse similarities, gathered keys and fine similarities stay
     # about a block of the dense warp's size (memory bounded at any working size)
     rows = block or max(1, BLOCK_FLOATS // max(1, B * max(kc.shape[1], kk * m * (C + m + 2))))
