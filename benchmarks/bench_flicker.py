@@ -79,9 +79,9 @@ def slice_change(rgb: np.ndarray) -> float:
 def alignment(on: bool, sigma_t: float | None = None):
     """The temporal option with (the default) or without its motion compensation; ``sigma_t``:
     another width of its weights along the stack than the default."""
-    from napari_colorize import inference
+    from napari_colorize import inference, temporal
 
-    original = inference.temporal_smooth
+    original = temporal.temporal_smooth  # (patched where the stack loop, inference.colorized_slices, looks it up)
     kw = ({} if on else {"align": False}) | ({} if sigma_t is None else {"sigma_t": sigma_t})
     if kw:
         inference.temporal_smooth = functools.partial(original, **kw)

@@ -311,13 +311,13 @@ def standard_random():
 
 
 def test_standard_attention_too_big_is_refused_before_allocating(grey, ref, standard_random, monkeypatch):
-    from napari_colorize import inference
+    from napari_colorize import plan
 
-    need = inference.attention_memory(standard_random, (2048, 2048))
+    need = plan.attention_memory(standard_random, (2048, 2048))
     assert need > 4 * 2**30  # (128 x 128)^2 logits x 4 heads x 4 bytes, about 4x at the peak
-    assert inference.attention_memory(standard_random, (2048, 2048)) > 50 * inference.attention_memory(
+    assert plan.attention_memory(standard_random, (2048, 2048)) > 50 * plan.attention_memory(
         nc.load_model("exemplar", device="cpu", pretrained=False), (2048, 2048))
-    monkeypatch.setattr(inference, "available_memory", lambda device: 2 * 2**30)
+    monkeypatch.setattr(plan, "available_memory", lambda device: 2 * 2**30)
     big = np.zeros((2048, 2048), np.uint8)
     calls = []
     monkeypatch.setattr(standard_random, "predict", lambda *a, **k: calls.append(1))

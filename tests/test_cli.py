@@ -245,7 +245,7 @@ def test_stacks_need_a_stack_format_and_are_written_slice_by_slice(files, capsys
 
 def test_messages_use_cli_flags_not_python_keywords(files):
     from napari_colorize.cli import cli_words
-    from napari_colorize.inference import target_layout
+    from napari_colorize.inputs import target_layout
 
     notes = target_layout((3, 40, 50))[2] + target_layout((40, 50, 3))[2] + target_layout((40, 50, 2))[2]
     for shape in [(2, 3, 20, 20)]:

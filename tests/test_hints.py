@@ -167,7 +167,7 @@ def test_cli_hints(tmp_path):
 
 
 def test_preview_is_the_plans_working_size_result():
-    from napari_colorize.inference import Plan
+    from napari_colorize.plan import Plan
     from napari_colorize.preview import HintPreview
 
     L = two_regions(48, 64)

@@ -5,7 +5,8 @@ from skimage import color
 
 import napari_colorize as nc
 from napari_colorize.color import grey_to_L
-from napari_colorize.inference import recombine, working_shape
+from napari_colorize.inputs import working_shape
+from napari_colorize.upsample import recombine
 
 
 def _L_of_grey_uint8(grey):
@@ -90,7 +91,7 @@ def test_stack_is_colourised_slice_by_slice_with_progress(exemplar_random, small
     # stacks are smoothed along the stack by default (DEFAULT_TEMPORAL neighbours)
     default = nc.colorize(exemplar_random, stack, reference=ref, return_attention=False).rgb
     assert np.array_equal(default, nc.colorize(exemplar_random, stack, reference=ref, return_attention=False,
-                                               temporal=nc.inference.DEFAULT_TEMPORAL).rgb)
+                                               temporal=nc.temporal.DEFAULT_TEMPORAL).rgb)
     assert not np.allclose(default, res.rgb, atol=1e-3)
     # temporal=0, cached reference features: each slice equals colourising it alone
     for i in range(3):
@@ -227,7 +228,7 @@ def test_temporal_smoothing_follows_a_pan():
     moves keeps its own colour (without the alignment it is smeared with the background's)."""
     import torch
 
-    from napari_colorize.inference import global_shift, translate, temporal_smooth
+    from napari_colorize.temporal import global_shift, temporal_smooth, translate
 
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     texture = 40 + 10 * torch.sin(yy / 3) * torch.cos(xx / 4)
@@ -259,7 +260,7 @@ def _old_temporal_smooth(abs_, Ls, centre, sigma_t=2.0, sigma_L=6.0):
     import torch
     from skimage.registration import phase_cross_correlation
 
-    from napari_colorize.inference import translate
+    from napari_colorize.temporal import translate
 
     num, den = torch.zeros_like(abs_[centre]), torch.zeros_like(Ls[centre])
     for k, (ab, L) in enumerate(zip(abs_, Ls)):
@@ -285,7 +286,7 @@ def test_composed_shifts_match_direct_ones_and_the_smoothing_is_kept():
     import torch
     from scipy.ndimage import shift as nd_shift
 
-    from napari_colorize.inference import StackMotion, global_shift, temporal_smooth
+    from napari_colorize.temporal import StackMotion, global_shift, temporal_smooth
 
     from skimage import data
 
@@ -323,7 +324,7 @@ def test_a_large_reference_is_reduced_before_it_becomes_float():
 
     import torch.nn.functional as F
 
-    from napari_colorize.inference import prepare_reference
+    from napari_colorize.inputs import prepare_reference
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:1200, 0:1000]
@@ -347,7 +348,7 @@ def test_the_lightness_of_a_large_slice_is_computed_in_bands_as_before():
     """TargetView.L works in bands of rows (no float64 copy of the slice) and gives what the whole
     slice at once gave: uint16 stretched, and float data with non-finite values replaced."""
     from napari_colorize.color import grey_to_L
-    from napari_colorize.inference import TargetView
+    from napari_colorize.inputs import TargetView
 
     rng = np.random.default_rng(4)
     img = rng.integers(800, 4000, (700, 1600)).astype(np.uint16)  # > 1 band (1M values per band)

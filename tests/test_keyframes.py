@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import napari_colorize as nc
-from napari_colorize.inference import Plan
 from napari_colorize.keyframes import check_keyframes, keyframe_weights
+from napari_colorize.plan import Plan
 from test_references import two_textures
 
 

@@ -192,7 +192,7 @@ def test_memory_is_checked_for_the_union():
     model = nc.load_model("exemplar-standard", pretrained=False)
     one, three = model.attention_memory((224, 224)), model.attention_memory((224, 224), 3)
     assert three > 2.5 * one
-    from napari_colorize.inference import check_memory
+    from napari_colorize.plan import check_memory
 
     with pytest.raises(MemoryError, match="with 40 references.*fewer references"):
         check_memory(model, (1024, 1024), 40)

@@ -433,11 +433,11 @@ def test_the_memory_check_counts_every_task_that_runs_at_once(tmp_path, stack_an
     time (synchronous) it runs."""
     import dask
 
-    from napari_colorize import inference
+    from napari_colorize import plan
 
     vol, ref = stack_and_ref
     one = volume.task_memory(volume.open_volume(vol), 0, "uint8", 0)
-    monkeypatch.setattr(inference, "available_memory", lambda device: int(one * 3))  # room for 2 tasks (80 %)
+    monkeypatch.setattr(plan, "available_memory", lambda device: int(one * 3))  # room for 2 tasks (80 %)
     with dask.config.set(num_workers=4):
         assert volume.concurrent_tasks() == 4
         with pytest.raises(MemoryError, match=r"4 x .* GB .*4 task\(s\) at once.*synchronous"):

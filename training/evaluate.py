@@ -71,7 +71,7 @@ def source_family(source: str) -> str:
 def eval_images(source, split: str = "val", size: int = SIZE) -> list[np.ndarray]:
     """Deterministic evaluation views; views with no colour (fog, night) are left out: there is
     nothing to colourise or to transfer."""
-    from napari_colorize.inference import prepare_reference
+    from napari_colorize.inputs import prepare_reference
 
     corpus = Corpus(load_items(source, split))
     out = ViewList()
@@ -187,7 +187,7 @@ def references(images: list[np.ndarray], protocol: str, pool: "ViewList | None" 
             return [pool[int(j)] for j in second]
         return [[pool[int(i)], pool[int(j)]] for i, j in zip(first, second)]
     if protocol == "self":
-        from napari_colorize.inference import prepare_reference
+        from napari_colorize.inputs import prepare_reference
 
         out = []
         for i, img in enumerate(images):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 # import torch.
 _LAZY = {
     "histogram_from_rgb": ".color", "histogram_intersection": ".color",
-    "Cancelled": ".inference", "NonFiniteError": ".inference", "ColorizeResult": ".inference", "ColorizeWarning": ".inference",
+    "Cancelled": ".inference", "NonFiniteError": ".plan", "ColorizeResult": ".inference", "ColorizeWarning": ".inference",
     "colorize": ".inference", "iter_colorize": ".inference", "lazy_colorize": ".inference",
     "CheckpointError": ".models.registry", "list_models": ".models.registry", "load_model": ".models.registry",
     "resolve_device": ".models.registry", "save_checkpoint": ".models.registry",
@@ -27,8 +27,9 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from .color import histogram_from_rgb, histogram_intersection  # noqa: F401
-    from .inference import (Cancelled, ColorizeResult, ColorizeWarning, NonFiniteError, colorize,  # noqa: F401
-                            iter_colorize, lazy_colorize)
+    from .inference import (Cancelled, ColorizeResult, ColorizeWarning, colorize, iter_colorize,  # noqa: F401
+                            lazy_colorize)
+    from .plan import NonFiniteError  # noqa: F401
     from .models.registry import (CheckpointError, list_models, load_model, resolve_device,  # noqa: F401
                                   save_checkpoint)
     from .allocator import keep_freed_memory  # noqa: F401

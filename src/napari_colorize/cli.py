@@ -113,7 +113,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     Returns ``(jobs, failed, folder)``: jobs ``[(target, dest, stack)]``, ``failed`` {target: reason}
     for targets that cannot be read, and the output folder to create (or None).
     """
-    from .inference import target_layout
+    from .inputs import target_layout
     from .io import (STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, can_embed, check_output_format,
                      probe_image)
     from .provenance import check_sidecar, sidecar_path
@@ -298,7 +298,7 @@ def read_hints_csv(path) -> list:
 
 def _load_guide(args, model, sink: list) -> dict:
     """The reference (validated) or histogram, read once for every target; the colour points."""
-    from .inference import prepare_histogram, prepare_reference
+    from .inputs import prepare_histogram, prepare_reference
     from .io import read_image
 
     if args.hints and not (args.reference or args.keyframe or args.histogram or args.histogram_from):
@@ -525,7 +525,7 @@ def _cmd_colorize(args) -> int:
     from tqdm import tqdm
 
     from . import provenance
-    from .inference import confidence_map
+    from .upsample import confidence_map
     from .io import PLAIN_SUFFIXES, StackWriter, read_image
 
     total = len(jobs) + len(failed)  # (counted now: a job that fails below joins `failed`)

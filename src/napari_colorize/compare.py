@@ -10,7 +10,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import metrics
-from .inference import colorize, reference_list
+from .inference import colorize
+from .inputs import reference_list
 from .models.registry import load_model
 
 __all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout", "his_to_references"]

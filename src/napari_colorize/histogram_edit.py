@@ -112,6 +112,6 @@ def save(path: str | Path, hist: np.ndarray) -> Path:
 
 
 def load(path: str | Path) -> np.ndarray:
-    from .inference import prepare_histogram
+    from .inputs import prepare_histogram
 
     return prepare_histogram(np.load(path, allow_pickle=False))

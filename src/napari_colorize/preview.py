@@ -15,7 +15,7 @@ import torch
 
 from .color import AB_SCALE, lab_to_rgb_in_gamut
 from .hints import check_hints, hint_ab, hints_to_working
-from .inference import Plan, resolve_model
+from .plan import Plan, resolve_model
 
 __all__ = ["HintPreview"]
 

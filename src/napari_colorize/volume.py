@@ -9,7 +9,7 @@ lower resolutions (each halving y and x).
 How the work is split, and why the result equals :func:`~napari_colorize.colorize` on the whole:
 
 * Everything that depends on the whole volume is computed once, before the split, in the calling
-  process: the intensity mapping (:func:`~napari_colorize.inference.intensity_range`, the same up to
+  process: the intensity mapping (:func:`~napari_colorize.inputs.intensity_range`, the same up to
   16 slices as ``colorize``), the working shape and the guide's prepared state (reference features).
 * One task per output chunk along the stack axes (every y/x chunk of those slices): it reads its
   slices, plus ``temporal`` neighbours on either side along the last stack axis, colourises them
@@ -379,7 +379,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
             data = data[..., 0]
         elif rgb is None and data.ndim in (3, 4):  # the layout colorize() reads, or a refusal saying how to choose
-            from .inference import target_layout  # (here: torch on use)
+            from .inputs import target_layout  # (here: torch on use)
 
             try:
                 is_rgb, how, _ = target_layout(tuple(data.shape)) if data.ndim == 3 else (data.shape[-1] in (3, 4),
@@ -524,7 +524,8 @@ def _colorize_block(part: np.ndarray, ctx: _Context, block: int, own: tuple, off
     ``part``: those slices plus up to ``temporal`` neighbours on either side along the last stack
     axis, the first own slice at ``offset`` there. Writes whole chunks of every level, then the flag."""
     zarr = _need("zarr")
-    from .inference import Plan, colorized_slices  # (here: torch is imported by the tasks, not by this module)
+    from .inference import colorized_slices  # (here: torch is imported by the tasks, not by this module)
+    from .plan import Plan
 
     model = worker_model(ctx.model, ctx.device)
     origin = own[-1].start - offset if own else 0  # (the part's first slice along the last stack axis: keyframes)
@@ -714,7 +715,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     """
     import dask
 
-    from .inference import NonFiniteError, Plan, resolve_model, resolve_temporal  # (here: torch on use)
+    from .plan import NonFiniteError, Plan, resolve_model  # (here: torch on use)
+    from .temporal import resolve_temporal
 
     if dtype not in OUT_DTYPES:
         raise ValueError(f"dtype must be 'uint8' or 'uint16' for OME-Zarr output, not {dtype!r}")
@@ -978,7 +980,7 @@ def _check_memory(vol: Volume, temporal: int, dtype: str, levels: int, client, s
         fix = "give the workers fewer threads (dask worker --nthreads) or more memory, or store the volume " \
               "with fewer slices per chunk"
     else:
-        from .inference import available_memory
+        from .plan import available_memory
 
         have, n = available_memory("cpu"), concurrent_tasks(scheduler)
         where = f"the free memory ({n} task(s) at once, one per thread)" if n > 1 else "the free memory"
