@@ -205,8 +205,7 @@ def test_the_head_loss_holds_each_head_to_the_truth_through_a_closed_gate():
     torch.manual_seed(0)
     net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False).train()
     Lt, R = torch.rand(2, 1, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64)
-    preds = net(Lt, R)
-    heads, gates = net.last_heads, net.last_gates
+    preds, gates, heads = net(Lt, R, return_gates=True)
     assert [h.shape for h in heads] == [p.shape for p in preds] and len(gates) == 4
     truth = torch.nn.functional.interpolate(preds[0].detach(), scale_factor=2, mode="nearest")  # P1 is right
     assert float((heads[0] - preds[0]).abs().mean()) > 0.05  # yet its head is not

@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                                                   args.seed, device, hue, strong, args.other_source, other_pairs,
                                                   args.balance_series)
         other = make_batch.last_other
-        preds = nets["model"](L, ref_rgb)
+        preds, gates, heads = nets["model"](L, ref_rgb, return_gates=True)
         d_loss = torch.tensor(0.0)
         if disc is not None:  # discriminator step (LS-GAN), on detached predictions
             opt_d.zero_grad(set_to_none=True)
@@ -209,8 +209,7 @@ def main(argv=None) -> int:
             for p in disc.parameters():
                 p.requires_grad_(False)
         terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab, other), L,
-                                disc.d if disc is not None else None, weights,
-                                getattr(model, "last_gates", None), getattr(model, "last_heads", None))
+                                disc.d if disc is not None else None, weights, gates, heads)
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()

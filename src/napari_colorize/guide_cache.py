@@ -60,8 +60,8 @@ def state_bytes(state) -> int:
 
 class GuideCache:
     """At most ``entries`` prepared guides per model (the least recently used goes first), none larger
-    than ``max_bytes`` (checked when stored and again by :meth:`get`: a state grows when a model adds
-    its features on first use). Thread-safe."""
+    than ``max_bytes`` (checked when stored and again by :meth:`get`: a state grows when the engine adds
+    the features a model computed on first use, :func:`~napari_colorize.plan.keep_guide`). Thread-safe."""
 
     def __init__(self, entries: int = 2, max_bytes: int = 256 * 2**20) -> None:
         self.entries, self.max_bytes = int(entries), int(max_bytes)

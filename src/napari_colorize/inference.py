@@ -243,7 +243,11 @@ def lazy_colorize(model, target, reference=None, histogram=None, *, size: int | 
                       f"smoothing); colorize() and iter_colorize() smooth a stack with {DEFAULT_TEMPORAL} neighbours "
                       "by default: use them (or colorize_volume) for that result", ColorizeWarning, stacklevel=2)
     H, W = plan.target.spatial
-    lock = __import__("threading").Lock()  # one slice at a time through the model
+    # One slice at a time through the model (dask's threads would run several): the attention's memory
+    # was checked for one slice (plan.check_memory), each slice's torch ops already use every thread
+    # (threads.set_threads), and the plan keeps the last slice's hint solver (Plan.hint_solver). The
+    # model's predict changes nothing shared: what it adds to the guide is kept by Plan.predict (keep_guide).
+    lock = __import__("threading").Lock()
 
     def one(i):
         with lock:

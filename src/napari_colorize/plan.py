@@ -24,7 +24,7 @@ from .models.registry import load_model
 from .upsample import recombine, resize
 
 __all__ = ["NonFiniteError", "resolve_model", "attention_memory", "available_memory", "check_memory",
-           "prepare_guide", "Plan"]
+           "prepare_guide", "keep_guide", "Plan"]
 
 
 class NonFiniteError(ValueError):
@@ -126,10 +126,20 @@ def prepare_guide(model: Colorizer, wshape: tuple[int, int], reference=None, his
         state = model.prepare(reference=ref_t, histogram=hist_t)
     if stack or n_refs > 1:  # the guide's features once (for every slice; for their union)
         state = model.precompute(state)
-    # (a model that encodes the reference on the fly adds its features to this state on first use:
-    # the next call with the same reference skips the encoding; GUIDE_CACHE's docs)
+    # (a model that encodes the reference on the fly returns its features with the first prediction and
+    # Plan.predict adds them to this state, keep_guide: the next call with the same reference skips the
+    # encoding; GUIDE_CACHE's docs)
     GUIDE_CACHE.put(model, key, state)
     return state, n_refs
+
+
+def keep_guide(state, pred: Prediction) -> None:
+    """What a prediction computed of its guide (:attr:`Prediction.state`: an exemplar network's reference
+    features, encoded along with the first target) added to the guide ``state`` the engine holds - the
+    one :data:`~napari_colorize.guide_cache.GUIDE_CACHE` keeps - so that the next slice or call with this
+    guide skips the encoding. Adding the same features twice (two threads) leaves the state as it is."""
+    if pred.state is not None and isinstance(state, dict):
+        state.update(pred.state)
 
 
 class Plan:
@@ -263,10 +273,13 @@ class Plan:
                 from .keyframes import blend_predictions
 
                 parts = self.state.weights(self.position(i))
-                pred = blend_predictions([self.model.predict(L_in, s, return_attention=return_attention)
-                                          for s, _ in parts], [w for _, w in parts])
+                preds = [self.model.predict(L_in, s, return_attention=return_attention) for s, _ in parts]
+                for (s, _), p in zip(parts, preds):
+                    keep_guide(s, p)
+                pred = blend_predictions(preds, [w for _, w in parts])
             else:
                 pred = self.model.predict(L_in, self.state, return_attention=return_attention)
+                keep_guide(self.state, pred)
         except (RuntimeError, MemoryError) as e:
             if not _out_of_memory(e):
                 raise

@@ -103,4 +103,5 @@ class MatchedColorizer(Colorizer):
         pred = self.base.predict(L, state["base"], return_attention=return_attention)
         ab = torch.stack([sliced_transfer(a.float().cpu(), state["target"], self.strength) for a in pred.ab])
         return Prediction(ab=ab.to(pred.ab.device), scales=pred.scales, attention=pred.attention,
-                          confidence=pred.confidence)
+                          confidence=pred.confidence,
+                          state=None if pred.state is None else {**state, "base": pred.state})

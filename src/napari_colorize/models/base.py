@@ -21,7 +21,15 @@ from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
 
-__all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer"]
+__all__ = ["Colorizer", "Prediction", "NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer",
+           "require_reference"]
+
+
+def require_reference(name: str, reference, argument: str = "reference=...") -> None:
+    """The one check that an exemplar model (``name``) was given its guide: a ValueError when
+    ``reference`` is None. ``argument``: how the caller passes the reference (for the message)."""
+    if reference is None:
+        raise ValueError(f"{name!r} is an exemplar model: it needs a reference image ({argument})")
 
 
 @dataclass
@@ -32,6 +40,9 @@ class Prediction:
     scales: list[torch.Tensor] = field(default_factory=list)  # P1..P4, each (B, 2, h_i, w_i)
     attention: dict = field(default_factory=dict)
     confidence: torch.Tensor | None = None  # (B, 1, h, w) in [0, 1] at the working size: how well each pixel matched
+    # the guide state this call completed (a new dict; the one given is left as it was): the reference's
+    # features, encoded along with the target, for the next call with the same guide. None: nothing to keep
+    state: dict | None = None
 
 
 class Colorizer:
@@ -65,7 +76,9 @@ class Colorizer:
         raise NotImplementedError
 
     def predict(self, L: torch.Tensor, state, return_attention: bool = False) -> Prediction:
-        """``L``: ``(B, 1, h, w)`` normalised lightness (``L/50 - 1``)."""
+        """``L``: ``(B, 1, h, w)`` normalised lightness (``L/50 - 1``). ``state`` is not changed: what a
+        model computes of the guide on the way (an exemplar network's reference features) comes back
+        in :attr:`Prediction.state`."""
         raise NotImplementedError
 
     def attention_memory(self, wshape: tuple[int, int], references: int = 1) -> int:
@@ -106,8 +119,7 @@ class ExemplarNetwork(NetworkColorizer):
     gives_confidence = True
 
     def prepare(self, reference=None, histogram=None):
-        if reference is None:
-            raise ValueError(f"{self.name!r} is an exemplar model: it needs a reference image (reference=...)")
+        require_reference(self.name, reference)
         rgb = reference.to(self.device)
         return {"rgb": rgb, "features": None, "lab": side_by_side(normalize_lab(rgb_to_lab(rgb.float())))}
 
@@ -125,10 +137,10 @@ class ExemplarNetwork(NetworkColorizer):
         if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[0] == 1 \
                 and state["rgb"].shape[-2:] == L.shape[-2:]:
             out = net(L, reference_rgb=state["rgb"], return_attention=return_attention, aux=aux)
-            state["features"] = aux["reference"]  # (encoded with this target: kept for the next one)
+            done = {**state, "features": aux["reference"]}  # (encoded with this target: for the next one)
         else:  # many slices: reference features once
-            state.update(self.precompute(state))
-            out = net(L, reference_features=state["features"], return_attention=return_attention, aux=aux)
+            done = self.precompute(state)
+            out = net(L, reference_features=done["features"], return_attention=return_attention, aux=aux)
         preds, raw = (out if return_attention else (out, None))
         ab = preds[0]
         if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
@@ -147,7 +159,7 @@ class ExemplarNetwork(NetworkColorizer):
             ab = fade_dark(L, ab, conf, cfg.dark_chroma)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
-                          confidence=None if conf is None else conf.float())
+                          confidence=None if conf is None else conf.float(), state=None if done is state else done)
 
 
 class HistogramNetwork(NetworkColorizer):
@@ -184,8 +196,7 @@ class BaselineColorizer(Colorizer):
         self.fn = fn
 
     def prepare(self, reference=None, histogram=None):
-        if reference is None:
-            raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
+        require_reference(self.name, reference)
         lab = rgb_to_lab(side_by_side(reference.float().cpu())[0])  # several: the union of their pixels
         return {"lab": lab.permute(1, 2, 0).numpy()}
 

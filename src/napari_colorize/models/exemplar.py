@@ -31,6 +31,7 @@ from torch import nn
 from ..color import grey_rgb
 from .attention import CrossAttentionModule
 from .backbones import Backbone, build_backbone
+from .base import require_reference
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .maps import AttentionMaps
 from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, box_mean, centre_normalise, image_gate,
@@ -326,16 +327,18 @@ class ExemplarColorizer(nn.Module):
 
     def forward(self, target_L: torch.Tensor, reference_rgb: torch.Tensor | None = None,
                 reference_features: dict[int, torch.Tensor] | None = None, return_attention: bool = False,
-                aux: dict | None = None):
+                aux: dict | None = None, return_gates: bool = False):
         """Colourise. Returns ``[P1, P2, P3, P4]`` (and a dict of attention maps when asked). ``aux``: a
         dict that receives ``"match"``, the match similarities (:meth:`match_similarities`), when the
         reference side has its keys (always with ``reference_rgb`` and ``aux`` given), and ``"reference"``,
         the reference side used (what :meth:`encode_reference` gives, with the match keys when ``aux`` is
-        given), so that a caller can keep it for the next target."""
+        given), so that a caller can keep it for the next target. ``return_gates`` (for the training
+        losses on them, training/losses.py): the decoder's gates and its heads' own predictions before the
+        gates (each finest first; empty lists without the prior) are returned too, after the rest:
+        ``(preds, gates, heads)``, or ``(preds, maps, gates, heads)`` with ``return_attention``."""
         match = aux is not None
         if reference_features is None:
-            if reference_rgb is None:
-                raise ValueError("an exemplar model needs a reference")
+            require_reference(type(self).__name__, reference_rgb, "reference_rgb=... or reference_features=...")
             if reference_rgb.shape[-2:] != target_L.shape[-2:]:
                 raise ValueError("target and reference must have the same working size")
             grey_view = self._grey_keys or match
@@ -378,13 +381,12 @@ class ExemplarColorizer(nn.Module):
             fused[l] = x
         levels = [fused.get(l, ft[l - 1]) for l in range(1, LEVELS + 1)]
         preds, gates, heads = self.decoder(bott, levels, ft, warp, raw_maps if return_attention else None)
-        if self.training:  # for the training losses on the gates and the heads (training/losses.py)
-            self.last_gates, self.last_heads = gates, heads
         if warp is not None and return_attention:
             raw_maps[("warp", 0)] = warp
-        if not return_attention:
-            return preds
-        return preds, raw_maps
+        out = (preds, raw_maps) if return_attention else (preds,)
+        if return_gates:
+            out += (gates, heads)
+        return out if len(out) > 1 else preds
 
     def refine(self, target_L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """The config's guided filter (``refine``; off when 0): ``ab`` (at ``target_L``'s size)

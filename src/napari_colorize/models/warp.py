@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..color import grey_rgb, normalize_lab, rgb_to_lab
-from .base import Colorizer, Prediction
+from .base import Colorizer, Prediction, require_reference
 from .coherence import (BLOCK_FLOATS, CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, centre_normalise,
                         match_confidence, query_block)
 from .union import stacked, union_keys
@@ -216,8 +216,7 @@ class WarpColorizer(Colorizer):
 
     @torch.inference_mode()
     def prepare(self, reference=None, histogram=None):
-        if reference is None:
-            raise ValueError(f"{self.name!r} is an exemplar method: it needs a reference image (reference=...)")
+        require_reference(self.name, reference)
         rgb = reference.to(self.device).float()
         grey_taps, _ = self.backbone(reference_grey(rgb))
         taps = grey_taps if self.reference == "grey" else self.backbone(rgb)[0]
