@@ -116,6 +116,7 @@ class ExemplarNetwork(NetworkColorizer):
     :mod:`napari_colorize.models.coherence`."""
 
     kind = "exemplar"
+    architecture = "exemplar"  # (the networks it wraps: ExemplarColorizer.architecture)
     gives_confidence = True
 
     def prepare(self, reference=None, histogram=None):
@@ -164,6 +165,7 @@ class ExemplarNetwork(NetworkColorizer):
 
 class HistogramNetwork(NetworkColorizer):
     kind = "histogram"
+    architecture = "histogram"  # (the networks it wraps: HistogramColorizer.architecture)
 
     def prepare(self, reference=None, histogram=None):
         if histogram is None:

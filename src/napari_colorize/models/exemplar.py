@@ -177,6 +177,10 @@ class ExemplarColorizer(nn.Module):
     reference side once for many targets (stacks).
     """
 
+    #: the name its checkpoints carry (``"architecture"`` in their metadata) and its config's class
+    architecture = "exemplar"
+    config_class = ExemplarConfig
+
     def __init__(self, config: ExemplarConfig | None = None, pretrained_backbone: bool = True,
                  backbone: Backbone | None = None) -> None:
         super().__init__()

@@ -28,7 +28,6 @@ from torch import nn
 from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
 from .configs import HISTOGRAM_CONFIGS, HistogramConfig
-from .maps import BinAttention
 
 __all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "ColourSemanticAttention",
            "colour_semantic_attention"]
@@ -162,10 +161,15 @@ class HistogramColorizer(nn.Module):
     ``target_L``: ``L/50 - 1``, ``(B, 1, H, W)``; ``hist``: ``(B, 21, 21)`` summing to 1.
     """
 
+    #: the name its checkpoints carry (``"architecture"`` in their metadata) and its config's class
+    architecture = "histogram"
+    config_class = HistogramConfig
+
     def __init__(self, config: HistogramConfig | None = None, pretrained_backbone: bool = True,
                  backbone: Backbone | None = None) -> None:
         super().__init__()
         self.config = cfg = config or HistogramConfig()
+        cfg.validate()  # (types and ranges, before anything is built)
         self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone, pretrained_backbone)
         spec = self.backbone.spec
         C = cfg.channels

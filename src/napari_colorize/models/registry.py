@@ -23,7 +23,7 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from ..disk import DiskFullError, disk_full_message, is_disk_full
-from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS, ExemplarConfig, HistogramConfig
+from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS
 
 # torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
 # command line's help stay fast): every import inside a function below is there for that reason.
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info",
-           "weights_dir", "default_model", "comparison_models", "DEFAULTS", "COMPARISON", "load_into", "build_network"]
+           "weights_dir", "default_model", "comparison_models", "DEFAULTS", "COMPARISON", "load_into", "build_network",
+           "architectures"]
 
 
 class CheckpointError(ValueError):
@@ -246,15 +247,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 # -------------------------------------------------------------------- checkpoints
-def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
+def architectures() -> dict[str, tuple[type, type]]:
+    """Each network architecture's name -> ``(network class, wrapper class)``: the one dispatch on
+    architecture (each class says its own in ``architecture``)."""
+    from .base import ExemplarNetwork, HistogramNetwork  # (delays torch)
     from .exemplar import ExemplarColorizer  # (delays torch)
     from .histogram import HistogramColorizer  # (delays torch)
 
-    if architecture == "exemplar":
-        return ExemplarColorizer(ExemplarConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
-    if architecture == "histogram":
-        return HistogramColorizer(HistogramConfig.from_dict(config), pretrained_backbone=pretrained_backbone)
-    raise CheckpointError(f"unknown architecture {architecture!r} (expected 'exemplar' or 'histogram')")
+    wrappers = {w.architecture: w for w in (ExemplarNetwork, HistogramNetwork)}
+    return {n.architecture: (n, wrappers[n.architecture]) for n in (ExemplarColorizer, HistogramColorizer)}
+
+
+def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
+    known = architectures()
+    if architecture not in known:
+        raise CheckpointError(f"unknown architecture {architecture!r} (expected one of {sorted(known)})")
+    cls = known[architecture][0]
+    return cls(cls.config_class.from_dict(config), pretrained_backbone=pretrained_backbone)
 
 
 def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
@@ -283,14 +292,12 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
     import torch
     from safetensors.torch import save_file
 
-    from .exemplar import ExemplarColorizer  # (delays torch)
-
     dtype = torch.float16 if dtype is None else dtype
     if not overwrite:
         refuse_existing_checkpoint(path)
     path = checkpoint_files(path)[0]
     meta = dict(meta)
-    meta.setdefault("architecture", "exemplar" if isinstance(network, ExemplarColorizer) else "histogram")
+    meta.setdefault("architecture", type(network).architecture)
     meta.setdefault("config", network.config.to_dict())
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
           for k, v in network.trainable_state_dict().items()}
@@ -408,11 +415,7 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
 
 def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
-    from .base import ExemplarNetwork, HistogramNetwork  # (delays torch)
-    from .exemplar import ExemplarColorizer  # (delays torch)
-
-    cls = ExemplarNetwork if isinstance(network, ExemplarColorizer) else HistogramNetwork
-    return cls(name, network, meta, device)
+    return architectures()[type(network).architecture][1](name, network, meta, device)
 
 
 def _check_fits(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
