@@ -162,7 +162,7 @@ def test_prior_network_starts_at_the_histograms_mean_colour_and_only_uses_its_bi
 def test_prior_network_needs_the_histogram_and_its_colorizer_passes_it():
     import numpy as np
 
-    from napari_colorize.models.base import HistogramNetwork
+    from napari_colorize.models.adapters import HistogramNetwork
 
     net = _prior_net()
     with pytest.raises(ValueError, match="histogram itself"):

@@ -63,7 +63,7 @@ def test_refine_settings_are_checked(bad):
 def test_the_models_prediction_applies_the_filter(tmp_path):
     """The filter is where the output is made (``predict``, which ``colorize`` calls for single images
     and stacks alike): a model with ``refine`` gives exactly the unrefined model's ab through the filter."""
-    from napari_colorize.models.base import ExemplarNetwork
+    from napari_colorize.models.adapters import ExemplarNetwork
 
     torch.manual_seed(0)
     cfg = EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"]

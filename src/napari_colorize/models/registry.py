@@ -80,20 +80,20 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def _welsh(device):
-    from .base import BaselineColorizer  # (delays torch)
+    from .adapters import BaselineColorizer  # (delays torch)
     from .baselines import welsh_ab  # (delays torch)
 
     return BaselineColorizer("welsh", welsh_ab, "Welsh et al. 2002")
 
 
 def _levin(device):
-    from .base import HintsOnlyColorizer  # (delays torch)
+    from .adapters import HintsOnlyColorizer  # (delays torch)
 
     return HintsOnlyColorizer("levin")
 
 
 def _reinhard(device):
-    from .base import BaselineColorizer  # (delays torch)
+    from .adapters import BaselineColorizer  # (delays torch)
     from .baselines import reinhard_ab  # (delays torch)
 
     return BaselineColorizer("reinhard", reinhard_ab, "Reinhard et al. 2001")
@@ -250,7 +250,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def architectures() -> dict[str, tuple[type, type]]:
     """Each network architecture's name -> ``(network class, wrapper class)``: the one dispatch on
     architecture (each class says its own in ``architecture``)."""
-    from .base import ExemplarNetwork, HistogramNetwork  # (delays torch)
+    from .adapters import ExemplarNetwork, HistogramNetwork  # (delays torch)
     from .exemplar import ExemplarColorizer  # (delays torch)
     from .histogram import HistogramColorizer  # (delays torch)
 

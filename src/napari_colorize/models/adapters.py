@@ -1,0 +1,157 @@
+"""The concrete colorizers that adapt the learned networks and the classic baselines to the Colorizer interface.
+
+:class:`NetworkColorizer` wraps a torch network with a frozen backbone; :class:`ExemplarNetwork` and
+:class:`HistogramNetwork` add each architecture's guide preparation and output stage;
+:class:`BaselineColorizer` wraps a classic numpy method and :class:`HintsOnlyColorizer` colours from
+colour points alone. The interface itself (:class:`~napari_colorize.models.base.Colorizer`,
+:class:`~napari_colorize.models.base.Prediction`) is in :mod:`napari_colorize.models.base`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
+from .base import Colorizer, Prediction, require_reference
+from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_dark, image_gate, match_confidence
+from .lazy import LazyDict
+from .maps import BinAttention
+from .union import side_by_side
+
+__all__ = ["NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer", "HintsOnlyColorizer"]
+
+
+class NetworkColorizer(Colorizer):
+    """A torch network with a frozen backbone."""
+
+    default_size = 224
+    min_size = 32
+
+    def __init__(self, name, network: torch.nn.Module, config: dict | None = None, device="cpu") -> None:
+        super().__init__(name, config, device)
+        self.network = network.to(self.device).eval()
+        self.multiple = int(network.multiple)
+        self.min_size = self.multiple
+        self.default_size = int(self.config.get("working_size", self.default_size))
+
+    def attention_memory(self, wshape: tuple[int, int], references: int = 1) -> int:
+        size = getattr(self.network, "attention_bytes", None)
+        return int(size(wshape, references)) if size is not None else 0
+
+
+class ExemplarNetwork(NetworkColorizer):
+    """An exemplar network with its output stage: the config's guided filter (``refine``), the match
+    confidence and, where configured, the fallback and region coherence of
+    :mod:`napari_colorize.models.coherence`."""
+
+    kind = "exemplar"
+    architecture = "exemplar"  # (the networks it wraps: ExemplarColorizer.architecture)
+    gives_confidence = True
+
+    def prepare(self, reference=None, histogram=None):
+        require_reference(self.name, reference)
+        rgb = reference.to(self.device)
+        return {"rgb": rgb, "features": None, "lab": side_by_side(normalize_lab(rgb_to_lab(rgb.float())))}
+
+    def precompute(self, state):
+        if state["features"] is None:
+            with torch.inference_mode():
+                state = {**state, "features": self.network.encode_references(state["rgb"], match=True)}
+        return state
+
+    @torch.inference_mode()
+    def predict(self, L, state, return_attention=False):
+        net = self.network
+        L = L.to(self.device)
+        aux: dict = {}
+        if state["features"] is None and L.shape[0] == 1 and state["rgb"].shape[0] == 1 \
+                and state["rgb"].shape[-2:] == L.shape[-2:]:
+            out = net(L, reference_rgb=state["rgb"], return_attention=return_attention, aux=aux)
+            done = {**state, "features": aux["reference"]}  # (encoded with this target: for the next one)
+        else:  # many slices: reference features once
+            done = self.precompute(state)
+            out = net(L, reference_features=done["features"], return_attention=return_attention, aux=aux)
+        preds, raw = (out if return_attention else (out, None))
+        ab = preds[0]
+        if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
+            ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        ab = net.refine(L, ab)  # the config's guided filter (off unless configured)
+        conf = None
+        if "match" in aux:
+            cfg = net.config
+            conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
+            w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
+            if (cfg.fallback or cfg.coherence) and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
+                # (a gate of 0 everywhere - a reference of the same scene - leaves ab as it is: not computed)
+                safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
+                                   palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma)
+                ab = ab + w * (safe - ab)
+            ab = fade_dark(L, ab, conf, cfg.dark_chroma)
+        maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
+        return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
+                          confidence=None if conf is None else conf.float(), state=None if done is state else done)
+
+
+class HistogramNetwork(NetworkColorizer):
+    kind = "histogram"
+    architecture = "histogram"  # (the networks it wraps: HistogramColorizer.architecture)
+
+    def prepare(self, reference=None, histogram=None):
+        if histogram is None:
+            if reference is None:
+                raise ValueError(f"{self.name!r} is a histogram model: give histogram=... or reference=...")
+            # several references: the union of their colours, each reference weighing the same
+            histogram = torch.from_numpy(np.mean([histogram_from_rgb(r.permute(1, 2, 0).cpu().numpy())
+                                                  for r in reference], 0).astype(np.float32))
+        h = histogram.to(self.device, torch.float32)[None]
+        with torch.inference_mode():
+            return {"hist": h, "features": self.network.encode_histogram(h)}
+
+    @torch.inference_mode()
+    def predict(self, L, state, return_attention=False):
+        L = L.to(self.device)
+        out = self.network(L, hist=state["hist"], hist_features=state["features"], return_attention=return_attention)
+        if return_attention:
+            ab, attn = out
+            return Prediction(ab=ab.float(), attention={"pixel_to_bin": BinAttention(attn[0].float().cpu().numpy())})
+        return Prediction(ab=out.float())
+
+
+class BaselineColorizer(Colorizer):
+    """A classic method (numpy), wrapped in the same interface. Works on the CPU."""
+
+    kind = "exemplar"
+
+    def __init__(self, name: str, fn, description: str = "") -> None:
+        super().__init__(name, {"architecture": "baseline", "method": name, "description": description}, "cpu")
+        self.fn = fn
+
+    def prepare(self, reference=None, histogram=None):
+        require_reference(self.name, reference)
+        lab = rgb_to_lab(side_by_side(reference.float().cpu())[0])  # several: the union of their pixels
+        return {"lab": lab.permute(1, 2, 0).numpy()}
+
+    def predict(self, L, state, return_attention=False):
+        L_lab = denormalize_lab(torch.cat([L.float().cpu(), torch.zeros_like(L).repeat(1, 2, 1, 1).float().cpu()], 1))
+        abs_ = [torch.from_numpy(np.ascontiguousarray(self.fn(l[0].numpy(), state["lab"]))) for l in L_lab]
+        return Prediction(ab=torch.stack(abs_))
+
+
+
+class HintsOnlyColorizer(Colorizer):
+    """Colour from colour points alone (``kind = "hints"``): a grey prediction that the hints then
+    colour, each over the region it is best connected to (Levin et al. 2004's scribble
+    colourisation, :mod:`napari_colorize.hints`). Needs ``hints=``; takes no reference."""
+
+    kind = "hints"
+
+    def __init__(self, name: str = "levin") -> None:
+        super().__init__(name, {"architecture": "baseline", "method": name,
+                                "description": "Levin, Lischinski and Weiss 2004"}, "cpu")
+
+    def prepare(self, reference=None, histogram=None):
+        return {}
+
+    def predict(self, L, state, return_attention=False):
+        return Prediction(ab=torch.zeros(L.shape[0], 2, *L.shape[-2:]))
