@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, ExemplarConfig
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet, ExemplarConfig
 
 
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return ExemplarColorizer(EXEMPLAR_CONFIGS["cpu"], pretrained_backbone=False).eval()
+    return ExemplarNet(EXEMPLAR_CONFIGS["cpu"], pretrained_backbone=False).eval()
 
 
 def _inputs(B=1, H=64, W=96):
@@ -68,7 +68,7 @@ def test_stacked_modules_do_not_share_weights(net):
 @pytest.mark.parametrize("name", ["cpu-standard", "cpu-single"])
 def test_ablation_variants_run(name):
     torch.manual_seed(0)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS[name], pretrained_backbone=False).eval()
+    net = ExemplarNet(EXEMPLAR_CONFIGS[name], pretrained_backbone=False).eval()
     L, R = _inputs(1)
     with torch.no_grad():
         preds, raw = net(L, R, return_attention=True)
@@ -86,7 +86,7 @@ def test_paper_configuration_builds_and_runs():
     assert (cfg.backbone, cfg.hidden, cfg.head_dim, cfg.heads, cfg.attention_levels, cfg.modules_per_level,
             cfg.train_size) == ("vgg19", 256, 64, 8, 3, 2, 224)
     torch.manual_seed(0)
-    net = ExemplarColorizer(cfg, pretrained_backbone=False).eval()
+    net = ExemplarNet(cfg, pretrained_backbone=False).eval()
     assert net.attention_at == [3, 4, 5]
     L, R = _inputs(1, 64, 64)
     with torch.no_grad():
@@ -99,7 +99,7 @@ def test_paper_configuration_builds_and_runs():
 
 def test_training_gradients_reach_every_trainable_part():
     torch.manual_seed(0)
-    net = ExemplarColorizer(ExemplarConfig(), pretrained_backbone=False).train()
+    net = ExemplarNet(ExemplarConfig(), pretrained_backbone=False).train()
     L, R = _inputs(2)
     preds = net(L, R)
     sum(p.mean() for p in preds).backward()
@@ -115,9 +115,9 @@ def test_config_round_trip_and_validation():
     with pytest.raises(ValueError, match="unknown"):
         ExemplarConfig.from_dict({"hiddden": 3})
     with pytest.raises(ValueError):
-        ExemplarColorizer(ExemplarConfig(attention_levels=0), pretrained_backbone=False)
+        ExemplarNet(ExemplarConfig(attention_levels=0), pretrained_backbone=False)
     with pytest.raises(ValueError):
-        ExemplarColorizer(ExemplarConfig(modules_per_level=3), pretrained_backbone=False)
+        ExemplarNet(ExemplarConfig(modules_per_level=3), pretrained_backbone=False)
 
 
 def test_weights_saved_before_the_pyramid_decoder_module_still_load(tmp_path):
@@ -125,11 +125,11 @@ def test_weights_saved_before_the_pyramid_decoder_module_still_load(tmp_path):
     at the network's top level) load under today's names and compute the same."""
     import torch
 
-    from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, PyramidDecoder
+    from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet, PyramidDecoder
     from napari_colorize.models.registry import load_model, save_checkpoint
 
     torch.manual_seed(0)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"]).eval()  # (the backbone is not saved)
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"]).eval()  # (the backbone is not saved)
     with torch.no_grad():  # (random gates: make the heads count)
         for g in net.decoder.gates:
             g.bias.fill_(0.0)

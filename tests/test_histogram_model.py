@@ -2,13 +2,13 @@ import pytest
 import torch
 
 from napari_colorize.color import NBINS
-from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer
+from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramNet
 
 
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return HistogramColorizer(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
+    return HistogramNet(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
 
 
 def _hist(B=1, seed=0):
@@ -46,7 +46,7 @@ def test_encoded_histogram_is_reusable(net):
 
 def test_instance_norm_unet_and_gradients():
     torch.manual_seed(0)
-    net = HistogramColorizer(pretrained_backbone=False).train()
+    net = HistogramNet(pretrained_backbone=False).train()
     assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in net.unet.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.unet.modules())
     ab = net(torch.rand(2, 1, 64, 64) * 2 - 1, _hist(2))
@@ -57,7 +57,7 @@ def test_instance_norm_unet_and_gradients():
 
 def test_paper_configuration_builds_and_runs():
     torch.manual_seed(0)
-    net = HistogramColorizer(HISTOGRAM_CONFIGS["paper"], pretrained_backbone=False).eval()
+    net = HistogramNet(HISTOGRAM_CONFIGS["paper"], pretrained_backbone=False).eval()
     with torch.no_grad():
         ab = net(torch.rand(1, 1, 64, 64) * 2 - 1, _hist(1))
     assert ab.shape == (1, 2, 64, 64)
@@ -85,7 +85,7 @@ def test_bin_attention_views():
 
 
 def test_cpu_config_projects_fu_and_paper_config_does_not():
-    cpu = HistogramColorizer(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False)
+    cpu = HistogramNet(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False)
     assert cpu.fu_proj.out_channels == HISTOGRAM_CONFIGS["cpu"].fu_channels
     assert cpu.unet.down[0][0].in_channels == 1 + HISTOGRAM_CONFIGS["cpu"].fu_channels
     assert HISTOGRAM_CONFIGS["paper"].fu_channels is None
@@ -135,7 +135,7 @@ def test_histogram_prior_attention_against_a_naive_loop():
 
 def _prior_net():
     torch.manual_seed(0)
-    return HistogramColorizer(HISTOGRAM_CONFIGS["cpu-prior"], pretrained_backbone=False).eval()
+    return HistogramNet(HISTOGRAM_CONFIGS["cpu-prior"], pretrained_backbone=False).eval()
 
 
 def test_prior_network_starts_at_the_histograms_mean_colour_and_only_uses_its_bins():
@@ -162,12 +162,12 @@ def test_prior_network_starts_at_the_histograms_mean_colour_and_only_uses_its_bi
 def test_prior_network_needs_the_histogram_and_its_colorizer_passes_it():
     import numpy as np
 
-    from napari_colorize.models.adapters import HistogramNetwork
+    from napari_colorize.models.adapters import HistogramNetColorizer
 
     net = _prior_net()
     with pytest.raises(ValueError, match="histogram itself"):
         net(torch.zeros(1, 1, 32, 32), hist_features=net.encode_histogram(_hist(1)))
-    col = HistogramNetwork("h", net, {"architecture": "histogram", "config": net.config.to_dict()}, "cpu")
+    col = HistogramNetColorizer("h", net, {"architecture": "histogram", "config": net.config.to_dict()}, "cpu")
     h = np.zeros((NBINS, NBINS), np.float32)
     h[3, 17] = 1.0  # one colour
     state = col.prepare(histogram=torch.from_numpy(h))
@@ -185,7 +185,7 @@ def test_warm_start_widens_the_unet_input_with_zeros(tmp_path):
     from napari_colorize.models.registry import save_checkpoint
 
     torch.manual_seed(0)
-    old = HistogramColorizer(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
+    old = HistogramNet(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
     path = tmp_path / "old.safetensors"
     save_checkpoint(old, path, {"name": "old"}, dtype=torch.float32)
     new = _prior_net()

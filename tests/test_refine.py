@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_colorize.models.configs import ExemplarConfig
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet
 
 
 def _step_scene(seed=0):
@@ -21,7 +21,7 @@ def _step_scene(seed=0):
 
 
 def test_the_guided_filter_smooths_chroma_within_edges_and_keeps_them():
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"], pretrained_backbone=False)
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"], pretrained_backbone=False)
     L, clean, noisy = _step_scene()
     out = net.refine(L, noisy)
     inner = (slice(None), slice(None), slice(None), list(range(3, 13)) + list(range(19, 29)))
@@ -47,7 +47,7 @@ def test_our_guided_filter_equals_kornias(window, eps, shape):
 
 
 def test_without_refine_the_output_is_untouched():
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False)
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False)
     L, _, noisy = _step_scene()
     assert net.refine(L, noisy) is noisy
 
@@ -63,15 +63,15 @@ def test_refine_settings_are_checked(bad):
 def test_the_models_prediction_applies_the_filter(tmp_path):
     """The filter is where the output is made (``predict``, which ``colorize`` calls for single images
     and stacks alike): a model with ``refine`` gives exactly the unrefined model's ab through the filter."""
-    from napari_colorize.models.adapters import ExemplarNetwork
+    from napari_colorize.models.adapters import ExemplarNetColorizer
 
     torch.manual_seed(0)
     cfg = EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"]
-    net = ExemplarColorizer(cfg, pretrained_backbone=False).eval()
+    net = ExemplarNet(cfg, pretrained_backbone=False).eval()
     with torch.no_grad():  # open the gates, so that the heads' colour (and its noise) shows
         for g in net.decoder.gates:
             g.bias.fill_(0.0)
-    plain = ExemplarNetwork("plain", net)
+    plain = ExemplarNetColorizer("plain", net)
     L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
     refined = plain.predict(L, plain.prepare(R)).ab
     net.config = ExemplarConfig.from_dict({**cfg.to_dict(), "refine": 0})
@@ -94,7 +94,7 @@ def _checkpoint(tmp_path, config="cpu-warp-grey-gain"):
     from napari_colorize.models.registry import save_checkpoint
 
     torch.manual_seed(0)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS[config], pretrained_backbone=False)
+    net = ExemplarNet(EXEMPLAR_CONFIGS[config], pretrained_backbone=False)
     if net.prior:
         with torch.no_grad():
             net.log_tau.fill_(math.log(0.025))
@@ -177,7 +177,7 @@ def test_tune_output_never_replaces_a_file_without_overwrite(tmp_path, capsys):
 def test_save_checkpoint_refuses_existing_files_when_asked(tmp_path):
     from napari_colorize.models.registry import save_checkpoint
 
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False)
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False)
     (tmp_path / "a.json").write_text("user's")
     with pytest.raises(FileExistsError, match="a.json exists.*overwrite=True"):
         save_checkpoint(net, tmp_path / "a", {"name": "a"}, overwrite=False)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet
 from training import losses as L
 from training.data import Corpus, folder_items, load_items, self_reference
 from training.pairs import build_pairs, sample_reference
@@ -203,7 +203,7 @@ def test_the_head_loss_holds_each_head_to_the_truth_through_a_closed_gate():
     is right, the pixel loss is content whatever colour the head makes up (the cause of the fringes).
     The head loss scores the heads' own predictions."""
     torch.manual_seed(0)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False).train()
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False).train()
     Lt, R = torch.rand(2, 1, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64)
     preds, gates, heads = net(Lt, R, return_gates=True)
     assert [h.shape for h in heads] == [p.shape for p in preds] and len(gates) == 4

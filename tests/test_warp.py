@@ -6,7 +6,7 @@ import torch
 
 import napari_colorize as nc
 from napari_colorize import metrics
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet
 from napari_colorize.models.warp import feature_warp
 
 
@@ -104,7 +104,7 @@ def test_a_prior_network_starts_as_the_warp():
     """Warm start: with the prior, a fresh network's heads give the warp (the gates start near 0),
     whatever its other weights are, so training only has to improve on the warp."""
     torch.manual_seed(0)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"]).eval()
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp"]).eval()
     L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         preds, raw = net(L, R, return_attention=True)
@@ -123,7 +123,7 @@ def test_warm_start_from_the_shipped_weights_keeps_them(tmp_path):
 
     src = weights_dir() / "exemplar-no-adv.safetensors"  # an earlier-recipe network without the prior
     sd, _ = load_checkpoint(src)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False)
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp"], pretrained_backbone=False)
     init_from(net, src)
     own = net.trainable_state_dict()
     assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in sd.items())
@@ -139,12 +139,12 @@ def test_the_chroma_gain_starts_at_one_and_never_changes_a_hue(tmp_path):
     from napari_colorize.models.registry import save_checkpoint
 
     torch.manual_seed(0)
-    base = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"], pretrained_backbone=False).eval()
+    base = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey-adapt"], pretrained_backbone=False).eval()
     with torch.no_grad():  # a trained network without the gain (its gates open, so that the heads count)
         for g in base.decoder.gates:
             g.bias.fill_(0.0)
     src = save_checkpoint(base, tmp_path / "no_gain.safetensors", {"name": "no-gain"}, dtype=torch.float32)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False).eval()
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey-gain"], pretrained_backbone=False).eval()
     net.backbone.load_state_dict(base.backbone.state_dict())
     init_from(net, src, keep_temperature=True)
     L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
@@ -193,7 +193,7 @@ def test_a_grey_prior_network_warps_with_the_grey_keys():
     from napari_colorize.models.warp import WarpColorizer
 
     torch.manual_seed(0)
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
     L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         _, raw = net(L, R, return_attention=True)
@@ -204,7 +204,7 @@ def test_a_grey_prior_network_warps_with_the_grey_keys():
     want = torch.nn.functional.interpolate(raw[("warp", 0)], size=(64, 96), mode="bilinear", align_corners=False)
     got = warp.predict(L, warp.prepare(R)).ab
     assert torch.allclose(got, want, atol=1e-4)
-    colour = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp"]).eval()
+    colour = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp"]).eval()
     colour.backbone = net.backbone
     with torch.no_grad():
         _, raw_c = colour(L, R, return_attention=True)
@@ -217,7 +217,7 @@ def test_warm_start_takes_the_architectures_temperature(tmp_path):
 
     from napari_colorize.models.registry import weights_dir
 
-    net = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"], pretrained_backbone=False)
+    net = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey"], pretrained_backbone=False)
     init_from(net, weights_dir() / "exemplar.safetensors")
     assert math.isclose(float(net.log_tau.exp()), 0.03, rel_tol=1e-5)
     init_from(net, weights_dir() / "exemplar.safetensors", keep_temperature=True)
@@ -300,13 +300,13 @@ def test_a_network_with_coarse_to_fine_cells_warps_so_and_checks_its_config():
 
     torch.manual_seed(0)
     cfg = ExemplarConfig.from_dict({**EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict(), "prior_cells": 3})
-    net = ExemplarColorizer(cfg).eval()
+    net = ExemplarNet(cfg).eval()
     L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         _, raw = net(L, R, return_attention=True)
         _, raw_once = net(L, reference_features=net.encode_reference(R), return_attention=True)
     assert torch.allclose(raw[("warp", 0)], raw_once[("warp", 0)], atol=1e-5)
-    dense = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
+    dense = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
     dense.load_state_dict(net.state_dict())
     with torch.no_grad():
         _, raw_dense = dense(L, R, return_attention=True)
@@ -325,9 +325,9 @@ def test_the_cells_gate_blends_coarse_to_fine_and_dense_by_the_images_confidence
 
     torch.manual_seed(0)
     base = EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict()
-    gated = ExemplarColorizer(ExemplarConfig.from_dict({**base, "prior_cells": 3, "prior_cells_gate": [0.4, 0.6]})).eval()
-    cells = ExemplarColorizer(ExemplarConfig.from_dict({**base, "prior_cells": 3})).eval()
-    dense = ExemplarColorizer(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
+    gated = ExemplarNet(ExemplarConfig.from_dict({**base, "prior_cells": 3, "prior_cells_gate": [0.4, 0.6]})).eval()
+    cells = ExemplarNet(ExemplarConfig.from_dict({**base, "prior_cells": 3})).eval()
+    dense = ExemplarNet(EXEMPLAR_CONFIGS["cpu-warp-grey"]).eval()
     for other in (cells, dense):
         other.load_state_dict(gated.state_dict())
     L, R = torch.rand(2, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from napari_colorize.color import denormalize_lab, lab_to_rgb
-from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarColorizer, migrate_state_dict
+from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet, migrate_state_dict
 
 if not __package__:  # run as a file: the package-relative imports below need the package
     raise SystemExit("run it from the repository root as a module: python -m training.train_exemplar ...")
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         if args.other_source else None
 
     seed_everything(args.seed)  # after the (possibly cached) pairs: initial weights depend on the seed only
-    model = ExemplarColorizer(cfg).to(device)
+    model = ExemplarNet(cfg).to(device)
     disc = Discriminators().to(device) if weights.adv else None
     # the chroma gains (prior_gain) start at zero and must travel further than a warm-started network's
     # other weights: their own learning rate, --lr-gain times the schedule's

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram
-from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramColorizer
+from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramNet
 
 if not __package__:  # run as a file: the package-relative imports below need the package
     raise SystemExit("run it from the repository root as a module: python -m training.train_histogram ...")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     train = Corpus(load_items(args.data, "train"))
     val = Corpus(load_items(args.data, "val"))
     seed_everything(args.seed)
-    model = HistogramColorizer(cfg).to(device)
+    model = HistogramNet(cfg).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     val_batch = []  # (made at the first validation, on rank 0)
 

@@ -1,7 +1,7 @@
 """The concrete colorizers that adapt the learned networks and the classic baselines to the Colorizer interface.
 
-:class:`NetworkColorizer` wraps a torch network with a frozen backbone; :class:`ExemplarNetwork` and
-:class:`HistogramNetwork` add each architecture's guide preparation and output stage;
+:class:`NetworkColorizer` wraps a torch network with a frozen backbone; :class:`ExemplarNetColorizer` and
+:class:`HistogramNetColorizer` add each architecture's guide preparation and output stage;
 :class:`BaselineColorizer` wraps a classic numpy method and :class:`HintsOnlyColorizer` colours from
 colour points alone. The interface itself (:class:`~napari_colorize.models.base.Colorizer`,
 :class:`~napari_colorize.models.base.Prediction`) is in :mod:`napari_colorize.models.base`.
@@ -19,7 +19,13 @@ from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
 
-__all__ = ["NetworkColorizer", "ExemplarNetwork", "HistogramNetwork", "BaselineColorizer", "HintsOnlyColorizer"]
+__all__ = [
+    "NetworkColorizer",
+    "ExemplarNetColorizer",
+    "HistogramNetColorizer",
+    "BaselineColorizer",
+    "HintsOnlyColorizer",
+]
 
 
 class NetworkColorizer(Colorizer):
@@ -40,13 +46,13 @@ class NetworkColorizer(Colorizer):
         return int(size(wshape, references)) if size is not None else 0
 
 
-class ExemplarNetwork(NetworkColorizer):
+class ExemplarNetColorizer(NetworkColorizer):
     """An exemplar network with its output stage: the config's guided filter (``refine``), the match
     confidence and, where configured, the fallback and region coherence of
     :mod:`napari_colorize.models.coherence`."""
 
     kind = "exemplar"
-    architecture = "exemplar"  # (the networks it wraps: ExemplarColorizer.architecture)
+    architecture = "exemplar"  # (the networks it wraps: ExemplarNet.architecture)
     gives_confidence = True
 
     def prepare(self, reference=None, histogram=None):
@@ -93,9 +99,9 @@ class ExemplarNetwork(NetworkColorizer):
                           confidence=None if conf is None else conf.float(), state=None if done is state else done)
 
 
-class HistogramNetwork(NetworkColorizer):
+class HistogramNetColorizer(NetworkColorizer):
     kind = "histogram"
-    architecture = "histogram"  # (the networks it wraps: HistogramColorizer.architecture)
+    architecture = "histogram"  # (the networks it wraps: HistogramNet.architecture)
 
     def prepare(self, reference=None, histogram=None):
         if histogram is None:

@@ -89,7 +89,7 @@ class ExemplarConfig:
     prior_cells_gate : pair of floats or None
         ``(lo, hi)``: the coarse-to-fine warp in full for an image whose mean match confidence is at least
         ``hi`` (a reference of the same scene), the dense warp at ``lo`` or below (a reference that is only
-        related), linearly blended between (``ExemplarColorizer.cells_share``); None: coarse to fine always.
+        related), linearly blended between (``ExemplarNet.cells_share``); None: coarse to fine always.
     refine : int
         Window (odd, 3-31 pixels) of a guided filter (He, Sun & Tang 2010; ``exemplar.guided_filter``)
         that re-aligns the predicted chroma with the grey target's own edges once P1 is upsampled to

@@ -39,7 +39,7 @@ from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities
 from .union import union_reference_side
 from .warp import coarse_to_fine_warp, feature_warp, reference_grey, reference_side
 
-__all__ = ["ExemplarConfig", "ExemplarColorizer", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
+__all__ = ["ExemplarConfig", "ExemplarNet", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
 
 def _conv_relu(cin: int, cout: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True))
@@ -167,7 +167,7 @@ def migrate_state_dict(sd: dict) -> dict:
     return out
 
 
-class ExemplarColorizer(nn.Module):
+class ExemplarNet(nn.Module):
     """Paper A's end-to-end exemplar colourisation network.
 
     ``forward(target_L, reference_rgb)`` with ``target_L`` the normalised L

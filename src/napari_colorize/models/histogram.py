@@ -29,7 +29,7 @@ from ..color import NBINS, grey_rgb, palette
 from .backbones import Backbone, build_backbone
 from .configs import HISTOGRAM_CONFIGS, HistogramConfig
 
-__all__ = ["HistogramConfig", "HistogramColorizer", "HISTOGRAM_CONFIGS", "ColourSemanticAttention",
+__all__ = ["HistogramConfig", "HistogramNet", "HISTOGRAM_CONFIGS", "ColourSemanticAttention",
            "colour_semantic_attention"]
 
 
@@ -78,7 +78,7 @@ class ColourSemanticAttention(nn.Module):
 
     ``prior=False`` is the paper's; ``prior=True`` is our histogram prior (the given histogram in
     the logits, the bins' ab among the values; :func:`colour_semantic_attention`). The temperature
-    ``tau`` is the network's learned parameter (``HistogramColorizer.log_tau``), passed in.
+    ``tau`` is the network's learned parameter (``HistogramNet.log_tau``), passed in.
     """
 
     def __init__(self, prior: bool = False) -> None:
@@ -155,7 +155,7 @@ class UNet(nn.Module):
         return self.out(x)
 
 
-class HistogramColorizer(nn.Module):
+class HistogramNet(nn.Module):
     """Paper B's network. ``forward(target_L, hist)`` -> normalised ab ``(B, 2, H, W)``.
 
     ``target_L``: ``L/50 - 1``, ``(B, 1, H, W)``; ``hist``: ``(B, 21, 21)`` summing to 1.

@@ -250,12 +250,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def architectures() -> dict[str, tuple[type, type]]:
     """Each network architecture's name -> ``(network class, wrapper class)``: the one dispatch on
     architecture (each class says its own in ``architecture``)."""
-    from .adapters import ExemplarNetwork, HistogramNetwork  # (delays torch)
-    from .exemplar import ExemplarColorizer  # (delays torch)
-    from .histogram import HistogramColorizer  # (delays torch)
+    from .adapters import ExemplarNetColorizer, HistogramNetColorizer  # (delays torch)
+    from .exemplar import ExemplarNet  # (delays torch)
+    from .histogram import HistogramNet  # (delays torch)
 
-    wrappers = {w.architecture: w for w in (ExemplarNetwork, HistogramNetwork)}
-    return {n.architecture: (n, wrappers[n.architecture]) for n in (ExemplarColorizer, HistogramColorizer)}
+    wrappers = {w.architecture: w for w in (ExemplarNetColorizer, HistogramNetColorizer)}
+    return {n.architecture: (n, wrappers[n.architecture]) for n in (ExemplarNet, HistogramNet)}
 
 
 def build_network(architecture: str, config: dict, pretrained_backbone: bool = True) -> torch.nn.Module:
