@@ -455,3 +455,26 @@ def test_a_changed_network_never_reuses_a_cached_reference():
     GUIDE_CACHE.clear()
     want = nc.colorize(other, grey, reference=ref, size=64).rgb
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_predict_leaves_the_guide_state_it_is_given_as_it_was():
+    """A model's predict returns what it encodes of the guide (Prediction.state) instead of writing it into
+    the caller's state (two threads with one state, or a cached one, would see it change under them); the
+    engine adds it (plan.keep_guide), after which a second prediction computes nothing more."""
+    from napari_colorize.plan import keep_guide
+
+    model, _, _ = _random_exemplar_pair(3)
+    ref = torch.rand(1, 3, 48, 64)
+    L = torch.rand(1, 1, 48, 64) * 2 - 1
+    state = model.prepare(reference=ref)
+    before = dict(state)
+    with torch.inference_mode():
+        pred = model.predict(L, state)
+    assert state.keys() == before.keys() and all(state[k] is before[k] for k in before)
+    assert state["features"] is None and pred.state is not None and pred.state["features"] is not None
+    keep_guide(state, pred)
+    assert state["features"] is pred.state["features"]
+    with torch.inference_mode():
+        again = model.predict(L, state)
+    assert again.state is None  # (nothing left to encode)
+    torch.testing.assert_close(again.ab, pred.ab, atol=1e-5, rtol=0)

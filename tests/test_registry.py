@@ -161,3 +161,21 @@ def test_the_registry_is_the_one_place_that_names_the_defaults():
     assert comparison_models() == list(COMPARISON)
     with pytest.raises(ValueError, match="kind"):
         default_model("paint")
+
+
+def test_one_dispatch_from_an_architecture_to_its_network_and_wrapper(tmp_path, histogram_random):
+    """registry.architectures() is the one map from the name a checkpoint carries to its network and wrapper
+    classes; each class names its own architecture, and a saved network comes back as its own wrapper."""
+    from napari_colorize.models.registry import architectures, build_network, save_checkpoint
+
+    known = architectures()
+    assert set(known) == {"exemplar", "histogram"}
+    for name, (net_cls, wrapper) in known.items():
+        assert net_cls.architecture == name == wrapper.architecture
+    net = build_network("histogram", histogram_random.network.config.to_dict(), pretrained_backbone=False)
+    assert type(net) is known["histogram"][0]
+    path = save_checkpoint(net, tmp_path / "h.safetensors", {"name": "h"})
+    assert json.loads(path.with_suffix(".json").read_text())["architecture"] == "histogram"
+    assert type(nc.load_model(path, device="cpu")) is known["histogram"][1]
+    with pytest.raises(nc.models.registry.CheckpointError, match="unknown architecture"):
+        build_network("resnet", {})
