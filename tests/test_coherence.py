@@ -113,7 +113,8 @@ def test_global_methods_have_no_confidence():
 @pytest.mark.parametrize("bad", [{"confidence": {"best9": 1.0}}, {"confidence": {"bias": float("nan")}},
                                  {"confidence": [1, 2]}, {"fallback": 1.5}, {"coherence": -1},
                                  {"coherence": 65}, {"palette_chroma": 2.0}, {"dark_chroma": -1.0},
-                                 {"dark_chroma": 60.0}, {"dark_chroma": "dark"}])
+                                 {"dark_chroma": 60.0}, {"dark_chroma": "dark"}, {"confidence_ring": 3},
+                                 {"confidence_ring": -1}, {"confidence_ring": 1.5}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
         ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), **bad})
@@ -194,3 +195,72 @@ def test_the_models_output_fades_dark_colour_where_the_match_is_unsure():
     dark_b, dark_a = chroma(before.rgb)[:, 4:28].mean(), chroma(after.rgb)[:, 4:28].mean()
     assert dark_a < dark_b
     assert np.allclose(chroma(before.rgb)[:, 36:60], chroma(after.rgb)[:, 36:60], atol=1e-3)
+
+
+def test_inner_positions_leave_out_the_border_cells():
+    from napari_colorize.models.coherence import inner_positions
+
+    idx = inner_positions((6, 5), 1)
+    grid = torch.zeros(6 * 5, dtype=torch.bool)
+    grid[idx] = True
+    want = torch.zeros(6, 5, dtype=torch.bool)
+    want[1:5, 1:4] = True
+    assert torch.equal(grid.reshape(6, 5), want)
+    assert torch.equal(inner_positions((6, 5), 0), torch.arange(30))
+    assert torch.equal(inner_positions((3, 9), 1), torch.arange(27))  # (too small: one row inside)
+
+
+def _ring_model(ring):
+    torch.manual_seed(0)
+    model = nc.load_model("exemplar", device="cpu", pretrained=False)
+    net = model.network
+    net.config = ExemplarConfig.from_dict({**net.config.to_dict(), "confidence_ring": ring})
+    return net
+
+
+def test_the_confidence_ring_leaves_the_references_border_out_of_the_confidences_search_only():
+    """With ``confidence_ring`` the match confidence's best similarities are taken over the reference's
+    positions away from its border (the naive maximum over them), at every level; the warp's keys keep
+    every position. A target that is its own reference finds itself inside, not on the border."""
+    from napari_colorize.models.coherence import CONFIDENCE_LEVELS, centre_normalise
+    from napari_colorize.models.warp import reference_grey
+
+    g = torch.Generator().manual_seed(4)
+    R = torch.rand(1, 3, 96, 128, generator=g)
+    net = _ring_model(1)
+    with torch.no_grad():
+        feats = net.encode_reference(R, match=True)
+        grey_taps = net.backbone(reference_grey(R))[0]
+        taps = grey_taps  # (the target: the reference's own grey view)
+        sims = net.match_similarities(taps, feats)
+    assert feats["match"][2].shape[1] == 24 * 32  # (the warp and the cells: every position)
+    for lv in CONFIDENCE_LEVELS:
+        f = grey_taps[lv - 1]
+        h, w = f.shape[-2:]
+        k = centre_normalise(f).reshape(1, h, w, -1)
+        if h >= 4 and w >= 4:  # (a lattice without two rows and columns inside keeps every cell)
+            k = k[:, 1:h - 1, 1:w - 1]
+        k = k.reshape(1, -1, f.shape[1])
+        naive = (centre_normalise(taps[lv - 1]) @ k[0].T).amax(-1).reshape(1, 1, h, w)
+        assert torch.allclose(sims[f"best{lv}"], naive, atol=1e-5)
+    with torch.no_grad():
+        full = _ring_model(0).match_similarities(taps, _ring_model(0).encode_reference(R, match=True))
+    best = sims["best2"][0, 0]
+    assert torch.allclose(full["best2"], torch.ones_like(full["best2"]), atol=1e-4)  # every cell finds itself
+    assert torch.allclose(best[1:-1, 1:-1], torch.ones_like(best[1:-1, 1:-1]), atol=1e-4)
+    assert float(best[0].max()) < 0.999 and float(best[:, 0].max()) < 0.999  # the border can't
+
+
+def test_the_confidence_ring_holds_for_each_of_several_references():
+    """Several references: each one's border is left out (the union of their inner positions), so a
+    reference given twice gives the confidence of it given once."""
+    rng = np.random.default_rng(5)
+    grey = rng.random((64, 80)).astype(np.float32)
+    ref = (rng.random((64, 80, 3)) * 255).astype(np.uint8)
+    model = nc.load_model("exemplar", device="cpu", pretrained=False)
+    model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(), "confidence_ring": 1})
+    once = nc.colorize(model, grey, reference=ref, size=64).confidence
+    twice = nc.colorize(model, grey, reference=[ref, ref], size=64).confidence
+    np.testing.assert_allclose(twice, once, atol=1e-5)
+    model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(), "confidence_ring": 0})
+    assert not np.allclose(nc.colorize(model, grey, reference=ref, size=64).confidence, once, atol=1e-3)

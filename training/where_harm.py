@@ -10,6 +10,9 @@
    grey input's, by the output's lightness L* (bands of 10): where the loss sits.
 3. The output's chroma over the truth's by distance to the image border, and the match confidence there:
    a frame along the edges shows as a lower ratio near the border.
+4. The percentiles of each view's mean match confidence: the gates of the output stage
+   (``coherence_gate``, ``prior_cells_gate``) are the 90th percentile of 'other-source' and the 10th of
+   'self' on training views (docs/MODELS.md).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def diagnose(model, images, refs) -> dict:
     swaps = {k: [] for k in ("output", "truth's hue", "truth's chroma", "chroma halved", "grey input")}
     loss, count = np.zeros(10), np.zeros(10)
     border = np.zeros((len(BANDS), 3))
+    means = []
     for img, ref in zip(images, refs):
         truth = img.astype(np.float32) / 255
         res = nc.colorize(model, grey_of(img), reference=ref, size=SIZE, return_attention=False)
@@ -70,11 +74,12 @@ def diagnose(model, images, refs) -> dict:
         yy, xx = np.mgrid[0:H, 0:W]
         dist = np.minimum.reduce([yy, H - 1 - yy, xx, W - 1 - xx])
         conf = res.confidence if res.confidence is not None else np.full((H, W), np.nan)
+        means.append(float(np.mean(conf)))
         for j, (a, b) in enumerate(BANDS):
             m = (dist >= a) & (dist < b)
             border[j] += (float(co[0][m].mean()), float(ct[0][m].mean()), float(np.mean(conf[m])))
     return {"swaps": {k: float(np.mean(v)) for k, v in swaps.items()}, "loss": loss, "count": count,
-            "border": border / len(images)}
+            "border": border / len(images), "confidence": np.array(means)}
 
 
 def main(argv=None) -> int:
@@ -106,6 +111,8 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|---:|")
         for (lo, hi), (co, ct, cf) in zip(BANDS, d["border"]):
             print(f"| {lo}-{'' if hi > 10**5 else hi} | {co:.2f} | {ct:.2f} | {co / max(ct, 1e-6):.2f} | {cf:.3f} |")
+        q = np.percentile(d["confidence"], [10, 50, 90])
+        print(f"\neach view's mean match confidence, percentiles 10 / 50 / 90: {q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}")
     return 0
 
 

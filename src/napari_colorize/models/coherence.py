@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
-__all__ = ["centre_normalise", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab", "fade_dark",
+__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab", "fade_dark",
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
@@ -62,6 +62,16 @@ def query_block(keys: int, batch: int = 1, floats: int = BLOCK_FLOATS) -> int:
     """Query rows per block of a ``(batch, rows, keys)`` similarity matrix of about ``floats`` floats
     (at least 64 rows)."""
     return max(64, int(floats) // max(1, int(keys) * int(batch)))
+
+
+def inner_positions(shape: tuple[int, int], ring: int) -> torch.Tensor:
+    """Flat (row-major) indices of the positions of an ``(h, w)`` lattice at least ``ring`` cells from
+    its border; every position when the lattice is too small to keep two rows and columns inside."""
+    h, w = shape
+    if not ring or h - 2 * ring < 2 or w - 2 * ring < 2:
+        return torch.arange(h * w)
+    rows = torch.arange(ring, h - ring)
+    return (rows[:, None] * w + torch.arange(ring, w - ring)[None, :]).flatten()
 
 
 def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int, torch.Tensor],

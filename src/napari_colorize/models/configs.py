@@ -99,6 +99,11 @@ class ExemplarConfig:
     refine_eps : float
         The filter's regulariser, in squared units of the normalised L (``L/50 - 1``): smaller keeps
         more of the chroma's own edges.
+    confidence_ring : int
+        Cells (0: none, up to 2) of the reference's border, at each level, that the match confidence
+        does not search: with the backbone's zero padding, the border cells of any two images are alike,
+        so a target's border would find its "best match" there and show a frame of false confidence.
+        The warp and the attention still use every cell.
     confidence : dict or None
         Coefficients of the per-pixel match confidence
         (:func:`~napari_colorize.models.coherence.match_confidence`: ``bias`` and any of
@@ -148,6 +153,7 @@ class ExemplarConfig:
     refine: int = 0
     refine_eps: float = 1e-3
     confidence: dict | None = None
+    confidence_ring: int = 0
     fallback: float = 0.0
     coherence: int = 0
     palette_chroma: float = 1.0
@@ -211,6 +217,7 @@ class ExemplarConfig:
             raise ValueError(f"config: refine must be 0 (off) or an odd window of 3-31 pixels, not {self.refine}")
         check_float("refine_eps", self.refine_eps, 1e-6, 1.0)
         check_coefficients("confidence", self.confidence, ("bias",) + CONFIDENCE_FEATURES)
+        check_int("confidence_ring", self.confidence_ring, 0, 2)
         check_float("fallback", self.fallback, 0.0, 1.0)
         check_int("coherence", self.coherence, 0, 64)
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)

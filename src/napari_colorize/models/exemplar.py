@@ -35,7 +35,7 @@ from .base import require_reference
 from .configs import EXEMPLAR_CONFIGS, LEVELS, ExemplarConfig
 from .maps import AttentionMaps
 from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, box_mean, centre_normalise, image_gate,
-                        match_confidence)
+                        inner_positions, match_confidence)
 from .union import union_reference_side
 from .warp import coarse_to_fine_warp, feature_warp, reference_grey, reference_side
 
@@ -261,6 +261,10 @@ class ExemplarNet(nn.Module):
         if grey_taps is not None:
             levels = set(CONFIDENCE_LEVELS) | ({self.config.prior_cells_level} if self.config.prior_cells else set())
             out["match"] = {lv: centre_normalise(grey_taps[lv - 1]) for lv in sorted(levels)}
+            if self.config.confidence_ring:  # the keys the confidence searches: without the border's cells
+                out["match_inner"] = {lv: out["match"][lv][:, inner_positions(tuple(grey_taps[lv - 1].shape[-2:]),
+                                                                              self.config.confidence_ring)]
+                                      for lv in CONFIDENCE_LEVELS}
         return out
 
     def encode_reference(self, reference_rgb: torch.Tensor, match: bool = False) -> dict:
@@ -281,7 +285,7 @@ class ExemplarNet(nn.Module):
         """How well each target position finds its match in the reference, per backbone level:
         :func:`~napari_colorize.models.coherence.best_similarities` of the grey target's taps against the
         reference's grey view (``reference_features["match"]``, from ``encode_reference(match=True)``)."""
-        keys = reference_features["match"]
+        keys = reference_features.get("match_inner") or reference_features["match"]  # (confidence_ring)
         return best_similarities(target_taps, keys, tuple(lv for lv in CONFIDENCE_LEVELS if lv in keys))
 
     def _match_features(self, tap: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ def union_reference_side(features: dict) -> dict:
         if key == "prior":
             keys, ab = value
             out[key] = (union_keys(keys), stacked(ab))
-        elif key == "match":
+        elif key in ("match", "match_inner"):
             out[key] = {lv: union_keys(k) for lv, k in value.items()}
         else:
             out[key] = side_by_side(value)
