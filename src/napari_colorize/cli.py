@@ -266,8 +266,9 @@ def _rgb_flag(args) -> bool | None:
 
 
 def read_hints_csv(path) -> list:
-    """Colour points from a CSV file: rows ``y,x,r,g,b`` (a first line of names is skipped; blank lines
-    and ``#`` comments too). Raises _Refused naming the line that is wrong."""
+    """Colour points from a CSV file: rows ``y,x,r,g,b`` (every slice of a stack) or ``z,y,x,r,g,b`` (slice
+    z only), the two mixed as needed (a first line of names is skipped; blank lines and ``#`` comments too).
+    Raises _Refused naming the line that is wrong."""
     import csv
 
     p = Path(path)
@@ -282,17 +283,22 @@ def read_hints_csv(path) -> list:
             cells = [c.strip() for c in row]
             if not cells or not any(cells) or cells[0].startswith("#"):
                 continue
+            while cells and not cells[-1]:  # (trailing empty cells)
+                cells.pop()
             try:
-                y, x, r, g, b = (float(c) for c in cells[:5])
-                if len(cells) > 5 and any(cells[5:]):
+                *pos, r, g, b = (float(c) for c in cells)
+                if len(cells) not in (5, 6) or (len(pos) == 3 and not (pos[0] >= 0 and pos[0].is_integer())):
                     raise ValueError
+                if len(pos) == 3:
+                    pos[0] = int(pos[0])
             except ValueError:
                 if k == 1 and not out:  # (a header)
                     continue
-                raise _Refused([f"--hints {path}, line {k}: expected y,x,r,g,b numbers, got {','.join(cells)!r}"])
-            out.append((y, x, (r, g, b)))
+                raise _Refused([f"--hints {path}, line {k}: expected y,x,r,g,b or z,y,x,r,g,b numbers (z a slice "
+                                f"index, 0 or more), got {','.join(cells)!r}"])
+            out.append((*pos, (r, g, b)))
     if not out:
-        raise _Refused([f"--hints {path}: it holds no colour point (rows y,x,r,g,b)"])
+        raise _Refused([f"--hints {path}: it holds no colour point (rows y,x,r,g,b or z,y,x,r,g,b)"])
     return out
 
 
@@ -432,8 +438,9 @@ def _cmd_colorize_volume(args) -> int:
     if problems:
         raise _Refused(problems)
     histogram_guide = bool(args.histogram or args.histogram_from)
+    hints_only = bool(args.hints) and not (args.reference or args.keyframe or histogram_guide)
     guide_notes: list[str] = []
-    name = args.model or best_default_model("histogram" if histogram_guide else "exemplar")
+    name = args.model or best_default_model("histogram" if histogram_guide else "hints" if hints_only else "exemplar")
     guide = None
     if args.reference:
         guide = {"reference": args.reference[0] if len(args.reference) == 1 else list(args.reference)}
@@ -443,7 +450,7 @@ def _cmd_colorize_volume(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             guide = _load_guide(args, None, guide_notes)
-    protect = [p for p in (args.histogram_from, args.histogram) if p]
+    protect = [p for p in (args.histogram_from, args.histogram, args.hints) if p]
     notes: list = []
     try:
         with warnings.catch_warnings(record=True) as notes:
@@ -453,7 +460,8 @@ def _cmd_colorize_volume(args) -> int:
                                    dtype=args.dtype or "uint8", pyramid=args.pyramid, temporal=args.temporal,
                                    normalize=args.normalize, progress=None if args.quiet else "bar",
                                    overwrite=args.overwrite, device=args.device, channel=args.channel,
-                                   protect=protect, rgb=False if args.grey else None)
+                                   protect=protect, rgb=False if args.grey else None, hints=args.hint_list,
+                                   hint_spread=args.hint_spread)
     except (MissingExtraError, ResumeError) as e:
         raise _Refused([str(e)]) from None
     except KeyboardInterrupt:
@@ -477,8 +485,6 @@ def _cmd_colorize(args) -> int:
                         "IMAGE / --histogram FILE (histogram models), or --hints POINTS.csv (colour points)"])
     args.hint_list = read_hints_csv(args.hints) if args.hints else None
     if _is_volume_run(args):
-        if args.hints:
-            raise _Refused(["--hints are for images and stacks, not yet for volumes (.zarr)"])
         return _cmd_colorize_volume(args)
     volume_only = [f for f, v in (("--scheduler", args.scheduler), ("--pyramid", args.pyramid),
                                   ("--channel", args.channel)) if v]
@@ -780,7 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour points: a CSV file of y,x,r,g,b rows (target pixels; colour 0-1 or 0-255; a header "
                         "line is allowed): each sets the colour at its pixel and spreads over its region; with a "
                         "reference they win where they are; alone (no -r) they are Levin's scribble colourisation "
-                        "(-m levin)")
+                        "(-m levin). On a stack or volume a y,x,r,g,b row colours every slice, a z,y,x,r,g,b row "
+                        "slice z only (its index along the stack axes flattened: t*Z+z for T,Z,Y,X); rows of both "
+                        "kinds may be mixed"),
     c.add_argument("--hint-spread", type=float, default=None, metavar="PX",
                    help="with --hints and a reference: how far a point's colour reaches, in working pixels "
                         "(default 64)")

@@ -1,8 +1,9 @@
 """Colour points (hints): a colour set at a pixel, spread edge-aware over its region (Levin et al. 2004's affinity).
 
 ``hints=[(y, x, (r, g, b)), ...]`` (target pixels; colour as floats in [0, 1] or 0-255 numbers) fix the
-chroma at those pixels; the lightness stays the target's. The change each hint makes to the model's
-colours, ``delta = hint - prediction`` at the hint, spreads to the other pixels of the working image by
+chroma at those pixels; the lightness stays the target's (on a stack such a point colours every slice, a
+point ``(z, y, x, (r, g, b))`` slice ``z`` only: :func:`check_hints`). The change each hint makes to the
+model's colours, ``delta = hint - prediction`` at the hint, spreads to the other pixels of the working image by
 the affinity of Levin, Lischinski and Weiss (*Colorization using optimization*, SIGGRAPH 2004): each
 pixel's value is the weighted mean of its 3x3 neighbours', weights ``exp(-(Y_r - Y_s)^2 / (2 s_r^2))``
 (``s_r^2`` the local variance of lightness, so weights fall across lightness edges), normalised to sum 1.
@@ -26,7 +27,8 @@ import torch
 
 from .color import AB_SCALE, rgb_to_lab
 
-__all__ = ["check_hints", "HintSolver", "hints_to_working", "hint_ab", "DEFAULT_SPREAD", "LEVIN_SPREAD"]
+__all__ = ["check_hints", "slice_hints", "hints_of_part", "HintSolver", "hints_to_working", "hint_ab", "DEFAULT_SPREAD",
+           "LEVIN_SPREAD"]
 
 #: how far (in pixels at the working size, where lightness is flat) a hint's change reaches with a reference
 DEFAULT_SPREAD = 64.0
@@ -34,39 +36,88 @@ DEFAULT_SPREAD = 64.0
 LEVIN_SPREAD = 1e4
 
 
-def check_hints(hints, shape: tuple[int, int]) -> list[tuple[float, float, tuple[float, float, float]]]:
-    """``hints`` validated for a target of ``shape`` (H, W): ``[(y, x, (r, g, b)), ...]`` with the
-    position inside the image and three finite colour values; colours given as 0-255 numbers (any
-    above 1) are scaled to [0, 1]. Also accepts an ``(N, 5)`` array ``y, x, r, g, b``. Raises
-    ValueError/TypeError saying which hint is wrong."""
+def check_hints(hints, shape: tuple[int, int], stack_shape: tuple = ()) -> list[tuple]:
+    """``hints`` validated for a target of ``shape`` (H, W) and ``stack_shape`` (its stack axes; ``()``
+    for a 2-D image): ``(y, x, (r, g, b))`` colours every slice, ``(z, y, x, (r, g, b))`` slice ``z``
+    only. ``z`` is the slice's index as the engine counts slices: along the stack's axes flattened in
+    C order (a 3-D stack: its first axis; ``(T, Z, Y, X)``: ``t * Z + z``), or a tuple of one index per
+    stack axis (``((t, z), y, x, (r, g, b))``). Positions inside the image, three finite colour values;
+    colours given as 0-255 numbers (any above 1) are scaled to [0, 1]. Also accepts an ``(N, 5)`` array
+    ``y, x, r, g, b`` or ``(N, 6)`` ``z, y, x, r, g, b``. Returns ``(y, x, colour)`` and ``(z, y, x,
+    colour)`` tuples (``z`` the flat index). Raises ValueError/TypeError saying which hint is wrong."""
     if hints is None:
         return []
     if isinstance(hints, np.ndarray):
-        if hints.ndim != 2 or hints.shape[1] != 5:
-            raise ValueError(f"hints as an array are (N, 5): y, x, r, g, b per row; got shape {hints.shape}")
-        hints = [(r[0], r[1], tuple(r[2:])) for r in hints.tolist()]
+        if hints.ndim != 2 or hints.shape[1] not in (5, 6):
+            raise ValueError("hints as an array are (N, 5): y, x, r, g, b per row, or (N, 6): z, y, x, r, g, b; "
+                             f"got shape {hints.shape}")
+        hints = [(*r[:-3], tuple(r[-3:])) for r in hints.tolist()]
     if not isinstance(hints, (list, tuple)):
-        raise TypeError("hints must be a list of (y, x, (r, g, b)), e.g. [(10, 20, (1.0, 0.2, 0.1))]")
+        raise TypeError("hints must be a list of (y, x, (r, g, b)) or (z, y, x, (r, g, b)), e.g. [(10, 20, (1.0, 0.2, "
+                        "0.1))]")
     H, W = int(shape[0]), int(shape[1])
+    stack_shape = tuple(int(s) for s in stack_shape)
     out = []
     for k, h in enumerate(hints):
         try:
-            y, x, colour = h
+            *z, y, x, colour = h
+            if len(z) > 1:
+                raise ValueError
             y, x = float(y), float(x)
             colour = tuple(float(c) for c in colour)
         except (TypeError, ValueError):
-            raise ValueError(f"hint {k + 1} ({h!r}) is not (y, x, (r, g, b))") from None
+            raise ValueError(f"hint {k + 1} ({h!r}) is not (y, x, (r, g, b)) nor (z, y, x, (r, g, b))") from None
         if len(colour) != 3 or not np.isfinite([y, x, *colour]).all():
             raise ValueError(f"hint {k + 1}: give a finite position and three colour values (r, g, b), not {h!r}")
         if not (-0.5 <= y < H - 0.5 and -0.5 <= x < W - 0.5):
             raise ValueError(f"hint {k + 1} at (y={y:g}, x={x:g}) lies outside the {H} x {W} image")
-        out.append((y, x, colour))
-    if any(c > 1.0 for _, _, col in out for c in col):  # 0-255 colours
-        if any(c > 255.0 for _, _, col in out for c in col):
+        out.append((y, x, colour) if not z else (_slice_of(z[0], stack_shape, k, h), y, x, colour))
+    if any(c > 1.0 for *_, col in out for c in col):  # 0-255 colours
+        if any(c > 255.0 for *_, col in out for c in col):
             raise ValueError("hint colours are r, g, b in [0, 1] or 0-255 numbers; some are above 255")
-        out = [(y, x, tuple(c / 255.0 for c in col)) for y, x, col in out]
-    if any(c < 0.0 for _, _, col in out for c in col):
+        out = [(*pos, tuple(c / 255.0 for c in col)) for *pos, col in out]
+    if any(c < 0.0 for *_, col in out for c in col):
         raise ValueError("hint colours are r, g, b in [0, 1] (or 0-255); some are negative")
+    return out
+
+
+def _slice_of(z, stack_shape: tuple, k: int, h) -> int:
+    """The flat slice index of hint k's ``z`` (one index, or one per stack axis), checked against the stack."""
+    if not stack_shape:
+        raise ValueError(f"hint {k + 1} ({h!r}) names a slice, but the target is one 2-D image: give (y, x, (r, g, b))")
+    idx = tuple(z) if isinstance(z, (tuple, list, np.ndarray)) else (z,)
+    if len(idx) not in (1, len(stack_shape)) or not all(
+            isinstance(i, (int, float, np.number)) and not isinstance(i, (bool, np.bool_)) and float(i).is_integer()
+            for i in idx):
+        raise ValueError(f"hint {k + 1} ({h!r}): its slice is a whole number (the flat index) or one per stack axis "
+                         f"({len(stack_shape)})")
+    shape = stack_shape if len(idx) == len(stack_shape) else (int(np.prod(stack_shape)),)
+    idx = tuple(int(i) for i in idx)
+    if not all(0 <= i < s for i, s in zip(idx, shape)):
+        n = int(np.prod(stack_shape))
+        raise ValueError(f"hint {k + 1} ({h!r}): slice {z!r} is outside the stack "
+                         f"({' x '.join(map(str, stack_shape))}: slices 0..{n - 1})")
+    return int(np.ravel_multi_index(idx, shape))
+
+
+def slice_hints(hints: list, i: int) -> list[tuple[float, float, tuple]]:
+    """The checked hints that colour slice ``i``: those of every slice and those of slice ``i``, in
+    their order (on one pixel the later wins), as ``(y, x, colour)``."""
+    return [h[-3:] for h in hints if len(h) == 3 or h[0] == i]
+
+
+def hints_of_part(hints: list, stack_shape: tuple, start: tuple, part_shape: tuple) -> list[tuple]:
+    """The checked hints of a stack ``stack_shape`` for a part of it (``part_shape``, its first slice
+    at ``start`` along each stack axis): every-slice hints as they are, a slice's hints with its flat
+    index in the part (those of slices outside it left out)."""
+    out = []
+    for h in hints:
+        if len(h) == 3:
+            out.append(h)
+            continue
+        at = np.subtract(np.unravel_index(h[0], stack_shape), start)
+        if ((at >= 0) & (at < part_shape)).all():
+            out.append((int(np.ravel_multi_index(tuple(at), part_shape)), *h[1:]))
     return out
 
 

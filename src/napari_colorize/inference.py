@@ -315,11 +315,17 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
     blend : {"linear", "nearest"}
         With keyframes: mix the two neighbouring keyframes' colours by distance (default), or take
         the nearer one's.
-    hints : list of ``(y, x, (r, g, b))``, optional
+    hints : list of ``(y, x, (r, g, b))`` or ``(z, y, x, (r, g, b))``, optional
         Colour points in target pixels (colour in [0, 1] or 0-255): each sets the chroma at its pixel
         (the lightness stays the target's) and spreads over its region, stopping at lightness edges
         (:mod:`napari_colorize.hints`); the guide colours the rest. With the model ``"levin"``
-        hints alone colour the image (no reference). Stacks: the same points on every slice.
+        hints alone colour the image (no reference). Stacks: a point ``(y, x, ...)`` colours every
+        slice, a point ``(z, y, x, ...)`` slice ``z`` only - the slice's index along the stack axes
+        flattened in C order (``(Z, Y, X)``: z; ``(T, Z, Y, X)``: ``t * Z + z``, or the tuple ``(t, z)``;
+        :func:`~napari_colorize.hints.check_hints`). An ``(N, 5)`` or ``(N, 6)`` array of rows ``y, x,
+        r, g, b`` / ``z, y, x, r, g, b`` too. The points are set in each slice's prediction, before
+        the ``temporal`` smoothing: with ``temporal`` > 0 a slice's point is shared, weakened, with
+        its neighbours (``temporal=0``: that slice alone).
     hint_spread : float, optional
         How far a hint's change reaches, in working pixels where lightness is flat (default
         :data:`~napari_colorize.hints.DEFAULT_SPREAD`; with ``"levin"``: unbounded).

@@ -16,7 +16,7 @@ import torch
 
 from .color import L_SCALE, L_SHIFT
 from .guide_cache import GUIDE_CACHE, guide_key
-from .hints import DEFAULT_SPREAD, LEVIN_SPREAD, HintSolver, check_hints, hint_ab, hints_to_working
+from .hints import DEFAULT_SPREAD, LEVIN_SPREAD, HintSolver, check_hints, hint_ab, hints_to_working, slice_hints
 from .inputs import (TargetView, prepare_histogram, prepare_reference, reference_histogram, reference_list,
                      reference_names, working_shape)
 from .models.base import Colorizer, Prediction
@@ -159,6 +159,8 @@ class Plan:
     state : the model's prepared guide state (:meth:`Colorizer.prepare`; precomputed for a stack), or
         a :class:`~napari_colorize.keyframes.Keyframes` of such states (a guide per keyframe).
     sink : list of str, where warnings are collected.
+    hints : the checked colour points (:func:`~napari_colorize.hints.check_hints`): ``(y, x, colour)``
+        for every slice, ``(z, y, x, colour)`` for slice ``z`` of this target (flat index) only.
     origin : the position along the last stack axis of this target's first slice (0; a part of a
         volume: where the part begins), for the keyframes.
 
@@ -172,12 +174,15 @@ class Plan:
         self.model, self.target, self.wshape, self.state = model, target, tuple(wshape), state
         self.sink = [] if sink is None else sink
         self.references, self.origin = int(references), int(origin)
-        self.hints = list(hints or [])  # checked (y, x, (r, g, b)) in target pixels
+        self.hints = list(hints or [])  # checked (y, x, (r, g, b)) / (z, y, x, (r, g, b)) in target pixels
         self.hint_spread = float(hint_spread if hint_spread is not None else
                                  LEVIN_SPREAD if model.kind == "hints" else DEFAULT_SPREAD)
-        self.hint_pixels = hints_to_working(self.hints, target.spatial, self.wshape)
-        self.hint_values = hint_ab(self.hints)
         self._solver: tuple | None = None  # (slice, HintSolver): the last slice's factored system
+
+    def hints_of(self, i: int) -> tuple[list, np.ndarray]:
+        """The colour points of slice i (every slice's and its own): their working pixels and chroma."""
+        hints = slice_hints(self.hints, i)
+        return hints_to_working(hints, self.target.spatial, self.wshape), hint_ab(hints)
 
     def hint_solver(self, i: int, L_work: torch.Tensor) -> HintSolver:
         """The hints' solver of slice i (factored once per slice; the last one kept)."""
@@ -217,7 +222,7 @@ class Plan:
         sink = [] if sink is None else sink
         model = resolve_model(model)
         view = TargetView(target, rgb, normalize, percentiles, sink, channel_axis)
-        hints = check_hints(hints, view.spatial)
+        hints = check_hints(hints, view.spatial, view.stack_shape)
         if model.kind == "hints":
             if reference is not None or histogram is not None or references is not None:
                 raise ValueError(f"{model.name!r} colours from colour points alone: give hints=[(y, x, (r, g, b)), "
@@ -255,13 +260,17 @@ class Plan:
 
     @classmethod
     def for_part(cls, model, part, intensity: tuple, wshape: tuple[int, int], state,
-                 sink: list | None = None, origin: int = 0) -> "Plan":
+                 sink: list | None = None, origin: int = 0, hints: list | None = None,
+                 hint_spread: float | None = None) -> "Plan":
         """The plan of ``part`` (greyscale slices) of a volume whose plan was made for the whole:
-        its intensity range ``(low, high, mode)``, working shape, (precomputed) guide state and the
-        position of its first slice along the last stack axis (``origin``, for keyframes)."""
+        its intensity range ``(low, high, mode)``, working shape, (precomputed) guide state, the
+        position of its first slice along the last stack axis (``origin``, for keyframes) and the
+        whole's checked colour points with their slices counted in the part
+        (:func:`~napari_colorize.hints.hints_of_part`) and their spread."""
         sink = [] if sink is None else sink
         view = TargetView(np.asarray(part), False, "none", (0, 100), sink, intensity=tuple(intensity))
-        return cls(resolve_model(model), view, wshape, state, sink, origin=origin)
+        return cls(resolve_model(model), view, wshape, state, sink, origin=origin, hints=hints,
+                   hint_spread=hint_spread)
 
     def predict(self, i: int, return_attention: bool = False) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
         """The prediction of slice i at the working size, its working-size L and full-size L."""
@@ -289,8 +298,9 @@ class Plan:
         if not bool(torch.isfinite(pred.ab).all()):  # (NaN would be written as black, and the run called a success)
             raise NonFiniteError(f"model {self.model.source or self.model.name!r} produced non-finite colours (NaN/inf): "
                                  "its weights may be corrupt or overflow; use another model or checkpoint")
-        if self.hints:  # the colour points win where they are and spread over their regions
-            ab = self.hint_solver(i, L_work).apply(pred.ab[0], self.hint_pixels, self.hint_values)
+        pixels, values = self.hints_of(i)
+        if pixels:  # the colour points win where they are and spread over their regions
+            ab = self.hint_solver(i, L_work).apply(pred.ab[0], pixels, values)
             pred = Prediction(ab=ab[None].to(pred.ab.dtype), scales=pred.scales, attention=pred.attention,
                               confidence=pred.confidence)
         return pred, L_work, L_full

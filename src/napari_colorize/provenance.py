@@ -11,7 +11,7 @@ OME-Zarr attributes, napari into the result layer's metadata; ``napari-colorize 
      "references": [{"name": "ref.jpg", "path": "/abs/ref.jpg", "sha256": "...", "shape": [h, w, 3],
                      "dtype": "uint8"}],
      "keyframes": {"0": [...], "40": [...]}, "blend": "linear",
-     "histogram": {"sha256": ..., "shape": [21, 21]}, "hints": [[y, x, [r, g, b]], ...],
+     "histogram": {"sha256": ..., "shape": [21, 21]}, "hints": [[y, x, [r, g, b]], [z, y, x, [r, g, b]], ...],
      "settings": {"size": ..., "working_shape": ..., "intensity_range": ..., "temporal": ..., ...},
      "target": {"name": ..., "shape": [...], "dtype": ...}}
 
@@ -138,7 +138,8 @@ def record(model, *, reference=None, references: dict | None = None, blend: str 
     """The provenance of one colourisation (see the module docs).
 
     ``reference``: one image or a list (arrays or files; files are named by their path);
-    ``references``: keyframes ``{slice: image or [images]}``; ``hints``: ``[(y, x, (r, g, b)), ...]``;
+    ``references``: keyframes ``{slice: image or [images]}``; ``hints``: ``[(y, x, (r, g, b)), ...]``
+    (``(z, y, x, (r, g, b))``: slice z's alone, z recorded as given);
     ``settings``: JSON-able options (size, normalize, temporal, ...); ``target``: the array coloured
     (its shape and dtype recorded, not its pixels: a volume may be terabytes) or a file.
     """
@@ -162,7 +163,8 @@ def record(model, *, reference=None, references: dict | None = None, blend: str 
         h = np.asarray(histogram, dtype=np.float64)
         rec["histogram"] = {"sha256": pixels_digest(h), "shape": list(h.shape)}
     if hints is not None:
-        rec["hints"] = [[float(y), float(x), [float(c) for c in colour]] for y, x, colour in hints]
+        rec["hints"] = [[*(_jsonable(z) for z in h[:-3]), float(h[-3]), float(h[-2]), [float(c) for c in h[-1]]]
+                        for h in hints]
     if target is not None:
         if isinstance(target, (str, os.PathLike)):
             rec["target"] = {"name": Path(target).name, "path": str(Path(target).resolve())}
@@ -302,8 +304,9 @@ def describe(rec: dict) -> str:
         lines.append(f"histogram: sha256 {rec['histogram'].get('sha256', '')[:16]}...")
     if rec.get("hints"):
         lines.append(f"hints: {len(rec['hints'])} colour point(s): " +
-                     "; ".join(f"({y:g}, {x:g}) rgb{tuple(round(c, 3) for c in col)}"
-                               for y, x, col in rec["hints"][:8]) + (" ..." if len(rec["hints"]) > 8 else ""))
+                     "; ".join(("" if len(h) == 3 else f"slice {h[0]} ") + f"({h[-3]:g}, {h[-2]:g}) "
+                               f"rgb{tuple(round(c, 3) for c in h[-1])}"
+                               for h in rec["hints"][:8]) + (" ..." if len(rec["hints"]) > 8 else ""))
     t = rec.get("target")
     if t:
         lines.append("target: " + ", ".join(f"{k} {v}" for k, v in t.items()))

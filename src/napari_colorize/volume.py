@@ -10,7 +10,8 @@ How the work is split, and why the result equals :func:`~napari_colorize.coloriz
 
 * Everything that depends on the whole volume is computed once, before the split, in the calling
   process: the intensity mapping (:func:`~napari_colorize.inputs.intensity_range`, the same up to
-  16 slices as ``colorize``), the working shape and the guide's prepared state (reference features).
+  16 slices as ``colorize``), the working shape, the guide's prepared state (reference features) and
+  the checked colour points (each task takes the every-slice ones and those of the slices it reads).
 * One task per output chunk along the stack axes (every y/x chunk of those slices): it reads its
   slices, plus ``temporal`` neighbours on either side along the last stack axis, colourises them
   exactly as ``colorize`` does, keeps its own slices and writes whole output chunks, of every
@@ -492,6 +493,9 @@ class _Context:
     levels: int
     out: str
     c_axis: int
+    hints: list  # the checked colour points of the whole volume (slices: flat indices over its stack axes)
+    hint_spread: float
+    stack_shape: tuple
 
 
 _MODELS: dict = {}
@@ -524,12 +528,16 @@ def _colorize_block(part: np.ndarray, ctx: _Context, block: int, own: tuple, off
     ``part``: those slices plus up to ``temporal`` neighbours on either side along the last stack
     axis, the first own slice at ``offset`` there. Writes whole chunks of every level, then the flag."""
     zarr = _need("zarr")
+    from .hints import hints_of_part
     from .inference import colorized_slices  # (here: torch is imported by the tasks, not by this module)
     from .plan import Plan
 
     model = worker_model(ctx.model, ctx.device)
     origin = own[-1].start - offset if own else 0  # (the part's first slice along the last stack axis: keyframes)
-    plan = Plan.for_part(model, part, ctx.intensity, ctx.wshape, _to_device(ctx.state, model.device), origin=origin)
+    start = tuple(s.start for s in own[:-1]) + (origin,) if own else ()
+    hints = hints_of_part(ctx.hints, ctx.stack_shape, start, np.shape(part)[:len(own)]) if own else ctx.hints
+    plan = Plan.for_part(model, part, ctx.intensity, ctx.wshape, _to_device(ctx.state, model.device), origin=origin,
+                         hints=hints, hint_spread=ctx.hint_spread)
     stack = plan.target.stack_shape
     n_own = [s.stop - s.start for s in own]
     if stack:  # flat indices in the part of the own slices
@@ -677,7 +685,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                     progress: Callable[[int, int], None] | str | None = None, overwrite: bool = False,
                     device: str = "auto", chunks: tuple | None = None, channel: int | str | None = None,
                     protect=(), rgb: bool | None = None, references: dict | None = None,
-                    blend: str = "linear") -> Path:
+                    blend: str = "linear", hints=None, hint_spread: float | None = None) -> Path:
     """Colourise a greyscale volume into an OME-Zarr image; returns the output path.
 
     Parameters
@@ -695,6 +703,11 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         each of several in a list, may also be an image file's path).
     references, blend : keyframes along the last stack axis instead of one guide, as for
         :func:`~napari_colorize.colorize` (``{0: r0, 40: "r1.png"}``; files allowed).
+    hints, hint_spread : colour points, as for :func:`~napari_colorize.colorize` on the same array:
+        ``(y, x, (r, g, b))`` on every slice, ``(z, y, x, (r, g, b))`` on slice ``z`` only (its index
+        along the stack axes flattened in C order, or one index per stack axis); with the model
+        ``"levin"`` they are the only guide. Recorded in the run's arguments (a resumed run with
+        other points is refused) and in the provenance.
     client : dask.distributed.Client, optional; scheduler : ``"tcp://host:port"`` (a cluster),
         ``"threads"`` (default without a client) or ``"synchronous"``.
     size, normalize, percentiles, temporal : as for :func:`~napari_colorize.colorize`; the
@@ -763,7 +776,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plan = Plan.for_target(model, vol.data, reference, histogram, size, normalize, percentiles, False, sink,
-                               references=references, blend=blend)
+                               references=references, blend=blend, hints=hints, hint_spread=hint_spread)
     for w in dict.fromkeys(sink):
         warnings.warn(w, stacklevel=2)
     made = _provenance(model, plan, vol, given, histogram, blend, size, normalize, percentiles, temporal, dtype,
@@ -789,6 +802,9 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
             "intensity": [float(plan.target.lo), float(plan.target.hi), plan.target.scale_mode],
             "working_shape": list(plan.wshape), **input_fingerprint(vol, blocks)}
+    if plan.hints:  # (absent without points: the fingerprint of a run without them is as before)
+        args.update(hints=hashlib.sha256(json.dumps(plan.hints).encode()).hexdigest()[:16],
+                    hint_spread=plan.hint_spread)
     fingerprint = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()
     if record is not None and record.get("fingerprint") != fingerprint:
         if not overwrite:
@@ -832,7 +848,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                        device=str(device) if model.source else str(model.device),
                        state=_to_device(plan.state, "cpu"), wshape=plan.wshape,
                        intensity=plan.intensity_range, temporal=temporal, dtype=dtype,
-                       levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis)
+                       levels=int(pyramid), out=str(out.resolve()), c_axis=c_axis, hints=plan.hints,
+                       hint_spread=plan.hint_spread, stack_shape=tuple(vol.data.shape[:stack_nd]))
         try:
             _run(vol, blocks, [b for b in range(len(blocks)) if b not in done], ctx, client, scheduler, progress)
         except (NonFiniteError, ImageWriteError):  # no colours to keep: a new output is not left behind
@@ -874,13 +891,13 @@ def _provenance(model, plan, vol: Volume, given: dict, histogram, blend: str, si
         kf = check_keyframes(kf, int(vol.data.shape[-3]) if vol.data.ndim > 2 else 1, blend)
     rec = record(model, reference=given["reference"], references=kf, blend=blend if kf is not None else None,
                  histogram=histogram if given["reference"] is None and kf is None else None,
-                 target=vol.path if vol.path is not None else vol.data,
+                 target=vol.path if vol.path is not None else vol.data, hints=plan.hints or None,
                  settings={"size": size, "working_shape": list(plan.wshape), "normalize": normalize,
                            "percentiles": list(percentiles), "intensity_range": [float(plan.target.lo),
                                                                                  float(plan.target.hi)],
                            "intensity_mode": plan.target.scale_mode, "temporal": int(temporal), "dtype": dtype,
                            "pyramid": int(pyramid), "channel": vol.channel, "scheduler": scheduler,
-                           "device": str(model.device)})
+                           "device": str(model.device), **({"hint_spread": plan.hint_spread} if plan.hints else {})})
     if vol.path is not None:
         rec["target"].update(shape=[int(s) for s in vol.data.shape], dtype=str(vol.data.dtype))
     return rec

@@ -12,10 +12,11 @@ from napari.layers import Points
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
 
-from ..hints import DEFAULT_SPREAD
+from ..hints import DEFAULT_SPREAD, check_hints, slice_hints
 from ..preview import HintPreview
 from ._jobs import JobRunner, RunsJobs
-from ._layers import OURS, add_or_update_image, bring_to_front, current_slice, overlay_transform, remove_ours
+from ._layers import (OURS, add_or_update_image, bring_to_front, current_index, current_slice, overlay_transform,
+                      remove_ours)
 from ._workers import get_model
 
 __all__ = ["HintPanel", "PALETTE", "points_as_hints"]
@@ -27,18 +28,30 @@ PALETTE = {"sky blue": "#6fa8dc", "deep blue": "#1f4e9a", "grass green": "#5c9a3
 
 
 def points_as_hints(points, target) -> list:
-    """The points of a Points layer as hints ``[(y, x, (r, g, b))]`` in ``target``'s pixels (through world
-    coordinates: any scale and translate; on a stack the last two axes)."""
+    """The points of a Points layer as hints in ``target``'s pixels (through world coordinates: any scale and
+    translate). A 2-D layer, or a 2-D target: ``(y, x, (r, g, b))``, on every slice. A layer with stack axes
+    over a stack: ``(z, y, x, (r, g, b))`` on the point's slice alone, ``z`` its index along the target's
+    stack axes (a tuple for several; checked by the library); stack axes the layer lacks (a 3-D layer over
+    a (T, Z, Y, X) target): the point on each slice along them, as napari shows it."""
     if points is None or len(points.data) == 0:
         return []
     world = np.asarray([points.data_to_world(p) for p in np.asarray(points.data)])
     nd = target.ndim
+    m = min(nd, world.shape[1])  # the target's axes the points have coordinates on
     full = np.zeros((len(world), nd))
-    full[:, -min(nd, world.shape[1]):] = world[:, -min(nd, world.shape[1]):]
+    full[:, -m:] = world[:, -m:]
     data = np.asarray([target.world_to_data(w) for w in full])
     yx = data[:, -2:]  # (an RGB layer's data coordinates have no colour axis)
-    colours = np.asarray(points.face_color)[:, :3]
-    return [(float(y), float(x), tuple(float(c) for c in col)) for (y, x), col in zip(yx, colours)]
+    colours = [tuple(float(c) for c in col) for col in np.asarray(points.face_color)[:, :3]]
+    if m <= 2:
+        return [(float(y), float(x), col) for (y, x), col in zip(yx, colours)]
+    at = np.rint(data[:, nd - m:nd - 2]).astype(int)  # the slice's index along the stack axes the points have
+    out = []
+    for (y, x), col, z in zip(yx, colours, at):
+        for lead in np.ndindex(*target.data.shape[:nd - m]):
+            idx = lead + tuple(int(i) for i in z)
+            out.append((idx[0] if len(idx) == 1 else idx, float(y), float(x), col))
+    return out
 
 
 class HintPanel(RunsJobs, Container):
@@ -76,6 +89,7 @@ class HintPanel(RunsJobs, Container):
         self.generation = self.shown = 0
         self.jobs = JobRunner(status=self._status)  # one preview at a time
         viewer.mouse_drag_callbacks.append(self._on_click)
+        viewer.dims.events.current_step.connect(self._on_step)  # (another slice on view: its points)
 
     # ------------------------------------------------------------ the points layer
     @property
@@ -161,6 +175,13 @@ class HintPanel(RunsJobs, Container):
             self.generation += 1
             self._timer.start()
 
+    def _on_step(self, *_) -> None:
+        try:
+            if self.points is not None:
+                self.schedule()
+        except RuntimeError:  # (the widget was closed: its Qt objects are gone)
+            self._viewer.dims.events.current_step.disconnect(self._on_step)
+
     def _forget(self) -> None:
         self._preview, self._key = None, None
 
@@ -168,9 +189,18 @@ class HintPanel(RunsJobs, Container):
         remove_ours(self._viewer, lambda m: m.get("kind") == "colour points preview")
 
     def preview(self) -> None:
-        """Colour the slice on view with the points, at the working size, in a worker."""
+        """Colour the slice on view with its points (every slice's and its own), at the working size, in a worker."""
         target, refs = self._target.value, self._references()
         hints = self.hints(target)
+        if target is not None and hints:
+            idx = current_index(self._viewer, target)
+            stack = target.data.shape[:len(idx)]
+            spatial = target.data.shape[len(idx):len(idx) + 2]
+            try:
+                hints = slice_hints(check_hints(hints, spatial, stack), int(np.ravel_multi_index(idx, stack)))
+            except ValueError as e:
+                self._status.value = f"preview: {e}"
+                hints = []
         if target is None or not hints or self.points is None:
             self.drop_preview()
             return
@@ -196,9 +226,9 @@ class HintPanel(RunsJobs, Container):
             return p, p.render(hints), gen
 
         self.jobs.start(job(self.generation), lambda e: setattr(self._status, "value", f"preview: {e}"),
-                        returned=lambda res: self._show(res, target, key))
+                        returned=lambda res: self._show(res, target, key, len(hints)))
 
-    def _show(self, res, target, key) -> None:
+    def _show(self, res, target, key, n: int) -> None:
         p, rgb, gen = res
         self._preview, self._key = p, key
         if target not in self._viewer.layers or gen < self.shown:
@@ -206,10 +236,10 @@ class HintPanel(RunsJobs, Container):
         self.shown = gen
         sc, tr = overlay_transform(target, p.shape, p.wshape)
         layer = add_or_update_image(self._viewer, rgb, f"{target.name} [colour points preview]",
-                                    {"kind": "colour points preview", "hints": len(self.hints(target))}, rgb=True,
+                                    {"kind": "colour points preview", "hints": n}, rgb=True,
                                     scale=sc, translate=tr, interpolation2d="linear")
         bring_to_front(self._viewer, layer)
         if self.points is not None:
             bring_to_front(self._viewer, self.points)  # (the points stay on top, to be moved)
             self._viewer.layers.selection.active = self.points
-        self._status.value = f"preview: {len(self.hints(target))} colour point(s); Run for the full size"
+        self._status.value = f"preview: {n} colour point(s) on this slice; Run for the full size"

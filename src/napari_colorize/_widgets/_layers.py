@@ -256,12 +256,16 @@ class DefaultPicks:
         combo.value = layers[scores.index(best)]
 
 
-def current_slice(viewer, layer) -> np.ndarray:
-    """The 2-D image of ``layer`` the viewer shows now (the current slice of a stack)."""
+def current_index(viewer, layer) -> tuple:
+    """The index along ``layer``'s stack axes of the slice the viewer shows now (``()``: a 2-D image)."""
     data = layer.data
     nd = data.ndim - (1 if layer.rgb else 0)
     if nd <= 2:
-        return np.asarray(data)
+        return ()
     step = viewer.dims.current_step[-nd:][:nd - 2]
-    idx = tuple(min(max(int(s), 0), n - 1) for s, n in zip(step, data.shape[:nd - 2]))
-    return np.asarray(data[idx])
+    return tuple(min(max(int(s), 0), n - 1) for s, n in zip(step, data.shape[:nd - 2]))
+
+
+def current_slice(viewer, layer) -> np.ndarray:
+    """The 2-D image of ``layer`` the viewer shows now (the current slice of a stack)."""
+    return np.asarray(layer.data[current_index(viewer, layer)])
