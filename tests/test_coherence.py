@@ -264,3 +264,74 @@ def test_the_confidence_ring_holds_for_each_of_several_references():
     np.testing.assert_allclose(twice, once, atol=1e-5)
     model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(), "confidence_ring": 0})
     assert not np.allclose(nc.colorize(model, grey, reference=ref, size=64).confidence, once, atol=1e-3)
+
+
+def _naive_cells_best(qt, kr, shape, qc, kc, coarse, cells):
+    """The best similarity by the letter: each fine target position's coarse cell picks the ``cells`` most
+    similar reference cells; the maximum runs over the fine reference positions inside them."""
+    (h, w), (hc, wc) = shape, coarse
+
+    def cell(p):
+        return min((p // w) * hc // h, hc - 1) * wc + min((p % w) * wc // w, wc - 1)
+
+    K = kr.shape[1] // (h * w)
+    ref_cell = torch.tensor([cell(p % (h * w)) + (p // (h * w)) * hc * wc for p in range(K * h * w)])
+    out = torch.zeros(h * w, dtype=torch.float64)
+    for o in range(h * w):
+        chosen = (qc[0, cell(o)].double() @ kc[0].double().T).topk(min(cells * K, kc.shape[1])).indices
+        out[o] = (kr[0, torch.isin(ref_cell, chosen)].double() @ qt[0, o].double()).max()
+    return out.reshape(1, 1, h, w)
+
+
+@pytest.mark.parametrize("shape, coarse, refs", [((8, 12), (2, 3), 1), ((7, 5), (2, 2), 1), ((8, 8), (2, 2), 2)])
+def test_the_cells_best_similarity_equals_the_naive_search(shape, coarse, refs):
+    """``coarse_to_fine_best``: the naive maximum over the chosen cells (also on a lattice the coarse one does
+    not divide, and over the union of two references); the same as the coarse-to-fine warp's own best; never
+    above the dense search's and equal to it with every cell."""
+    from napari_colorize.models.coherence import best_similarities, centre_normalise
+    from napari_colorize.models.union import union_keys
+    from napari_colorize.models.warp import coarse_to_fine_best, coarse_to_fine_warp
+
+    g = torch.Generator().manual_seed(7)
+    ft, fr = torch.randn(1, 6, *shape, generator=g), torch.randn(refs, 6, *shape, generator=g)
+    ct, cr = torch.randn(1, 5, *coarse, generator=g), torch.randn(refs, 5, *coarse, generator=g)
+    qt, kr = centre_normalise(ft), union_keys(centre_normalise(fr))
+    qc, kc = centre_normalise(ct), union_keys(centre_normalise(cr))
+    got = coarse_to_fine_best(qt, kr, shape, qc, kc, coarse, 2)
+    assert torch.allclose(got.double(), _naive_cells_best(qt, kr, shape, qc, kc, coarse, 2), atol=1e-6)
+    for block in (1, 3):
+        assert torch.equal(coarse_to_fine_best(qt, kr, shape, qc, kc, coarse, 2, block), got)
+    v = torch.zeros(1, kr.shape[1], 2)
+    assert torch.equal(coarse_to_fine_warp(qt, kr, v, shape, qc, kc, coarse, 2, 0.3)[1], got)
+    dense = best_similarities([None, ft], {2: kr}, (2,))["best2"]
+    assert (got <= dense + 1e-6).all() and not torch.allclose(got, dense, atol=1e-3)
+    every = coarse_to_fine_best(qt, kr, shape, qc, kc, coarse, coarse[0] * coarse[1])
+    assert torch.allclose(every, dense, atol=1e-6)
+
+
+def test_confidence_cells_search_the_finest_level_in_the_warps_cells_only():
+    """A network with ``confidence_cells`` takes its stride-4 best similarities from the cells' search (the
+    coarse levels stay dense); with every cell it is the dense confidence; the setting is validated."""
+    from napari_colorize.models.coherence import centre_normalise
+    from napari_colorize.models.warp import coarse_to_fine_best
+
+    g = torch.Generator().manual_seed(8)
+    R, L = torch.rand(1, 3, 96, 128, generator=g), torch.rand(1, 1, 96, 128, generator=g) * 2 - 1
+    net = _ring_model(0)
+    with torch.no_grad():
+        feats = net.encode_reference(R, match=True)
+        taps = net.backbone(torch.cat([L, L, L], 1) * 0.5 + 0.5)[0]
+        dense = net.match_similarities(taps, feats)
+        net.config = ExemplarConfig.from_dict({**net.config.to_dict(), "confidence_cells": 4})
+        cells = net.match_similarities(taps, feats)
+        lv, c = 2, net.config.prior_cells_level
+        want = coarse_to_fine_best(centre_normalise(taps[lv - 1]), feats["match"][lv], tuple(taps[lv - 1].shape[-2:]),
+                                   centre_normalise(taps[c - 1]), feats["match"][c], tuple(taps[c - 1].shape[-2:]), 4)
+        net.config = ExemplarConfig.from_dict({**net.config.to_dict(), "confidence_cells": 4096})
+        every = net.match_similarities(taps, feats)
+    assert sorted(cells) == sorted(dense)
+    assert torch.equal(cells["best2"], want) and not torch.allclose(cells["best2"], dense["best2"], atol=1e-3)
+    assert torch.equal(cells["best4"], dense["best4"]) and torch.equal(cells["best5"], dense["best5"])
+    assert torch.allclose(every["best2"], dense["best2"], atol=1e-6)
+    with pytest.raises(ValueError, match="confidence_cells"):
+        ExemplarConfig.from_dict({**net.config.to_dict(), "confidence_cells": -1})

@@ -104,6 +104,11 @@ class ExemplarConfig:
         does not search: with the backbone's zero padding, the border cells of any two images are alike,
         so a target's border would find its "best match" there and show a frame of false confidence.
         The warp and the attention still use every cell.
+    confidence_cells : int
+        0 (the match confidence's finest level searches every reference position) or the number of
+        reference cells at ``prior_cells_level`` it searches instead, chosen for each target cell as the
+        coarse-to-fine warp chooses them (:func:`~napari_colorize.models.warp.coarse_to_fine_best`): the
+        dense search at stride 4 costs as much as the rest of the confidence; off with ``confidence_ring``.
     confidence : dict or None
         Coefficients of the per-pixel match confidence
         (:func:`~napari_colorize.models.coherence.match_confidence`: ``bias`` and any of
@@ -154,6 +159,7 @@ class ExemplarConfig:
     refine_eps: float = 1e-3
     confidence: dict | None = None
     confidence_ring: int = 0
+    confidence_cells: int = 0
     fallback: float = 0.0
     coherence: int = 0
     palette_chroma: float = 1.0
@@ -218,6 +224,7 @@ class ExemplarConfig:
         check_float("refine_eps", self.refine_eps, 1e-6, 1.0)
         check_coefficients("confidence", self.confidence, ("bias",) + CONFIDENCE_FEATURES)
         check_int("confidence_ring", self.confidence_ring, 0, 2)
+        check_int("confidence_cells", self.confidence_cells, 0, 4096)
         check_float("fallback", self.fallback, 0.0, 1.0)
         check_int("coherence", self.coherence, 0, 64)
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)

@@ -37,7 +37,7 @@ from .maps import AttentionMaps
 from .coherence import (CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, best_similarities, box_mean, centre_normalise, image_gate,
                         inner_positions, match_confidence)
 from .union import union_reference_side
-from .warp import coarse_to_fine_warp, feature_warp, reference_grey, reference_side
+from .warp import coarse_to_fine_best, coarse_to_fine_warp, feature_warp, reference_grey, reference_side
 
 __all__ = ["ExemplarConfig", "ExemplarNet", "EXEMPLAR_CONFIGS", "PyramidDecoder", "migrate_state_dict"]
 
@@ -280,13 +280,25 @@ class ExemplarNet(nn.Module):
         every target position may take colour from any of them."""
         return union_reference_side(self.encode_reference(references_rgb, match))
 
-    @staticmethod
-    def match_similarities(target_taps: list[torch.Tensor], reference_features: dict) -> dict[str, torch.Tensor]:
+    def match_similarities(self, target_taps: list[torch.Tensor], reference_features: dict) -> dict[str, torch.Tensor]:
         """How well each target position finds its match in the reference, per backbone level:
         :func:`~napari_colorize.models.coherence.best_similarities` of the grey target's taps against the
-        reference's grey view (``reference_features["match"]``, from ``encode_reference(match=True)``)."""
+        reference's grey view (``reference_features["match"]``, from ``encode_reference(match=True)``);
+        with ``confidence_cells``, the levels finer than ``prior_cells_level`` search only the reference
+        cells the warp's coarse-to-fine search gives each target cell
+        (:func:`~napari_colorize.models.warp.coarse_to_fine_best`)."""
         keys = reference_features.get("match_inner") or reference_features["match"]  # (confidence_ring)
-        return best_similarities(target_taps, keys, tuple(lv for lv in CONFIDENCE_LEVELS if lv in keys))
+        levels = tuple(lv for lv in CONFIDENCE_LEVELS if lv in keys)
+        cfg, coarse = self.config, self.config.prior_cells_level
+        if not cfg.confidence_cells or "match_inner" in reference_features or coarse not in keys:
+            return best_similarities(target_taps, keys, levels)
+        out = best_similarities(target_taps, keys, tuple(lv for lv in levels if lv >= coarse))
+        qc = centre_normalise(target_taps[coarse - 1])
+        for lv in (lv for lv in levels if lv < coarse):
+            t = target_taps[lv - 1]
+            out[f"best{lv}"] = coarse_to_fine_best(centre_normalise(t), keys[lv], tuple(t.shape[-2:]), qc, keys[coarse],
+                                                   tuple(target_taps[coarse - 1].shape[-2:]), cfg.confidence_cells)
+        return {f"best{lv}": out[f"best{lv}"] for lv in levels}
 
     def _match_features(self, tap: torch.Tensor) -> torch.Tensor:
         """The backbone features the prior matches (through ``prior_match`` with ``prior_adapt``)."""

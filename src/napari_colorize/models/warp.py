@@ -31,7 +31,7 @@ from .coherence import (BLOCK_FLOATS, CONFIDENCE_LEVELS, DEFAULT_CONFIDENCE, bes
                         match_confidence, query_block)
 from .union import stacked, union_keys
 
-__all__ = ["feature_warp", "coarse_to_fine_warp", "cell_members", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
+__all__ = ["feature_warp", "coarse_to_fine_warp", "coarse_to_fine_best", "cell_members", "reference_side", "reference_grey", "WarpColorizer", "pool_ab",
            "softmax_rows"]
 
 REFERENCE_VIEWS = ("colour", "grey")
@@ -124,6 +124,49 @@ def cell_members(shape: tuple[int, int], coarse: tuple[int, int]) -> torch.Tenso
     return out
 
 
+def _cell_blocks(qt: torch.Tensor, kr: torch.Tensor, shape: tuple[int, int], qc: torch.Tensor, kc: torch.Tensor,
+                 coarse: tuple[int, int], cells: int, block: int | None, extra: int):
+    """The coarse-to-fine search shared by :func:`coarse_to_fine_warp` and :func:`coarse_to_fine_best`:
+    for each block of target cells, ``(members, sim, cand, valid)`` - the block's fine target positions
+    ``(n, m)`` (-1: padding), their similarities to the fine positions of their ``cells * K`` most similar
+    reference cells ``(B, n, m, k m)`` (padding's at -2, below any cosine), those reference positions
+    ``(B, n, k m)`` and which are real. ``extra``: floats of further work per candidate (for the block size)."""
+    B, N, C = qt.shape
+    K = kr.shape[1] // N
+    members = cell_members(tuple(shape), tuple(coarse)).to(qt.device)  # (Nc, m)
+    Nc, m = members.shape
+    # the reference cells of all K lattices: cell j of reference r holds members[j] + r N
+    ref_members = (members[None] + torch.arange(K, device=qt.device)[:, None, None] * N).reshape(K * Nc, m)
+    ref_members[members.repeat(K, 1) < 0] = -1
+    if kr.shape[0] != B:
+        kr, kc = kr.expand(B, -1, -1), kc.expand(B, -1, -1)
+    kk = min(int(cells) * K, kc.shape[1])  # (K references: K times as many cells: a reference given twice is it)
+    # target cells per block: the block's coarse similarities, gathered keys and fine similarities stay
+    # about a block of the dense warp's size (memory bounded at any working size)
+    rows = block or max(1, BLOCK_FLOATS // max(1, B * max(kc.shape[1], kk * m * (C + m + extra))))
+    batch = torch.arange(B, device=qt.device)[:, None, None]
+    kct = kc.transpose(1, 2)
+    for s in range(0, Nc, rows):
+        top = torch.bmm(qc[:, s:s + rows], kct).topk(kk, -1).indices  # (B, n, k K) reference cells
+        cand = ref_members[top].flatten(2)  # (B, n, k m) fine reference positions, -1: none
+        valid = cand >= 0
+        cand = cand.clamp_min(0)
+        queries = qt[:, members[s:s + rows].clamp_min(0)]  # (B, n, m, C)
+        sim = torch.matmul(queries, kr[batch, cand].transpose(-1, -2))  # (B, n, m, k m)
+        if not bool(valid.all()):
+            sim = sim.masked_fill(~valid[:, :, None, :], -2.0)  # (below any cosine)
+        yield members[s:s + rows], sim, cand, valid
+
+
+def _scatter_cells(values: torch.Tensor, members: torch.Tensor, N: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Per-cell values ``(B, Nc, m, c)`` back onto the fine lattice ``(B, c, h, w)`` (padding dropped)."""
+    B, c = values.shape[0], values.shape[-1]
+    keep = (members >= 0).flatten()
+    out = torch.zeros(B, N, c, dtype=values.dtype, device=values.device)
+    out = out.index_copy(1, members.flatten()[keep], values.reshape(B, -1, c)[:, keep])
+    return out.transpose(1, 2).reshape(B, c, *shape)
+
+
 def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, shape: tuple[int, int],
                         qc: torch.Tensor, kc: torch.Tensor, coarse: tuple[int, int], cells: int,
                         tau: float | torch.Tensor, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,49 +184,37 @@ def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, sha
     4 / 16) instead of ``K N``. Target cells go in blocks (``block`` cells; default: about
     :data:`~.coherence.BLOCK_FLOATS` floats of work each), so memory is bounded at any working size.
     """
-    B, N, C = qt.shape
-    h, w = shape
-    K = kr.shape[1] // N
-    members = cell_members(tuple(shape), tuple(coarse)).to(qt.device)  # (Nc, m)
-    Nc, m = members.shape
-    # the reference cells of all K lattices: cell j of reference r holds members[j] + r N
-    ref_members = (members[None] + torch.arange(K, device=qt.device)[:, None, None] * N).reshape(K * Nc, m)
-    ref_members[members.repeat(K, 1) < 0] = -1
-    if kr.shape[0] != B:
-        kr, v, kc = kr.expand(B, -1, -1), v.expand(B, -1, -1), kc.expand(B, -1, -1)
-    kk = min(int(cells) * K, kc.shape[1])  # (K references: K times as many cells: a reference given twice is it)
-    # target cells per block: the block's coarse similarities, gathered keys and fine similarities stay
-    # about a block of the dense warp's size (memory bounded at any working size)
-    rows = block or max(1, BLOCK_FLOATS // max(1, B * max(kc.shape[1], kk * m * (C + m + 2))))
+    B, N = qt.shape[:2]
+    if v.shape[0] != B:
+        v = v.expand(B, -1, -1)
     batch = torch.arange(B, device=qt.device)[:, None, None]
-    kct = kc.transpose(1, 2)
-    outs, bests = [], []
-    for s in range(0, Nc, rows):
-        top = torch.bmm(qc[:, s:s + rows], kct).topk(kk, -1).indices  # (B, n, k K) reference cells
-        cand = ref_members[top].flatten(2)  # (B, n, k m) fine reference positions, -1: none
-        valid = cand >= 0
-        cand = cand.clamp_min(0)
-        keys, colours = kr[batch, cand], v[batch, cand]  # (B, n, k m, C), (B, n, k m, 2)
-        queries = qt[:, members[s:s + rows].clamp_min(0)]  # (B, n, m, C)
-        sim = torch.matmul(queries, keys.transpose(-1, -2))  # (B, n, m, k m)
-        padded = not bool(valid.all())
-        if padded:
-            sim = sim.masked_fill(~valid[:, :, None, :], -2.0)  # (below any cosine)
+    outs, bests, members = [], [], []
+    for mem, sim, cand, valid in _cell_blocks(qt, kr, shape, qc, kc, coarse, cells, block, 2):
         best = sim.amax(-1, keepdim=True)
         weights = softmax_rows(sim, best, tau)
-        if padded:  # the padding's weights exactly zero
+        if not bool(valid.all()):  # the padding's weights exactly zero
             weights = weights * valid[:, :, None, :]
             weights = weights / weights.sum(-1, keepdim=True)
-        outs.append(torch.matmul(weights, colours))  # (B, n, m, 2)
+        outs.append(torch.matmul(weights, v[batch, cand]))  # (B, n, m, 2)
         bests.append(best)
-    ab_cells, best = torch.cat(outs, 1), torch.cat(bests, 1)
-    keep = (members >= 0).flatten()
-    where = members.flatten()[keep]
-    ab = torch.zeros(B, N, 2, dtype=ab_cells.dtype, device=qt.device)
-    conf = torch.zeros(B, N, dtype=best.dtype, device=qt.device)
-    ab = ab.index_copy(1, where, ab_cells.reshape(B, Nc * m, 2)[:, keep])
-    conf = conf.index_copy(1, where, best.reshape(B, Nc * m)[:, keep])
-    return ab.transpose(1, 2).reshape(B, 2, h, w), conf.reshape(B, 1, h, w)
+        members.append(mem)
+    members = torch.cat(members)
+    return (_scatter_cells(torch.cat(outs, 1), members, N, shape),
+            _scatter_cells(torch.cat(bests, 1), members, N, shape))
+
+
+def coarse_to_fine_best(qt: torch.Tensor, kr: torch.Tensor, shape: tuple[int, int], qc: torch.Tensor,
+                        kc: torch.Tensor, coarse: tuple[int, int], cells: int,
+                        block: int | None = None) -> torch.Tensor:
+    """The best cosine similarity of each fine target position among the fine positions of the ``cells``
+    reference cells most similar to its coarse cell (the search of :func:`coarse_to_fine_warp`, same
+    arguments, without the colours): ``(B, 1, h, w)``, at most the dense search's best
+    (:func:`~.coherence.best_similarities`), equal to it with every cell."""
+    bests, members = [], []
+    for mem, sim, _, _ in _cell_blocks(qt, kr, shape, qc, kc, coarse, cells, block, 0):
+        bests.append(sim.amax(-1, keepdim=True))
+        members.append(mem)
+    return _scatter_cells(torch.cat(bests, 1), torch.cat(members), qt.shape[1], shape)
 
 
 class WarpColorizer(Colorizer):
