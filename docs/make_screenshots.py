@@ -176,7 +176,35 @@ def hints() -> None:
     _shot(v, "napari_hints.png")
 
 
-SHOTS = {"hints": hints, "exemplar": exemplar, "attention": attention, "histogram": histogram, "compare": compare,
+def hints_stack() -> None:
+    """Open Sample (the uint16 z-stack), *Colour points* unfolded, *add a colour points layer* (3-D over the
+    stack: each point belongs to the slice it was placed on), two points on the middle slice: its preview;
+    Run colours the stack, the points on that slice only."""
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_colorize._widgets._hints import PALETTE
+
+    v, w = _open("napari-colorize: colour points on a stack", "exemplar", "zstack")
+    grey = w._target.value.data
+    z = grey.shape[0] // 2
+    v.dims.set_current_step(0, z)
+    w.sections["hints"].set_expanded(True)
+    w.hints.add_layer()
+    pts = v.layers["colour points"]
+    h, wd = grey.shape[1:]
+    pts.data = np.array([[z, h * 0.5, wd * 0.5], [z, h * 0.5, wd * 0.77]])  # (the background; the bead)
+    pts.face_color = [PALETTE["red"], PALETTE["sky blue"]]
+    w.run()
+    _wait(w)
+    for _ in range(10):
+        QApplication.processEvents()
+    v.layers.selection.active = pts
+    v.reset_view()
+    _shot(v, "napari_hints_stack.png")
+
+
+SHOTS = {"hints": hints, "hints_stack": hints_stack, "exemplar": exemplar, "attention": attention, "histogram": histogram, "compare": compare,
          "microscopy": microscopy, "suggest": suggest}
 
 if __name__ == "__main__":

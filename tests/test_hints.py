@@ -82,6 +82,25 @@ def test_a_hint_colours_its_region_and_stops_at_the_edge():
     assert np.allclose(solver.delta([(5, 5), (5, 5)], np.array([[0.1, 0.1], [0.4, -0.2]]))[:, 5, 5], [0.4, -0.2])
 
 
+def test_a_strong_edge_holds_a_long_spread():
+    """Levin's weights alone let a point's change through a long strong edge at spread 256; the
+    absolute edge term holds it while the change still crosses texture, and hints alone still colour a
+    region without a point."""
+    L = two_regions()
+    yy, xx = np.mgrid[0:40, 0:30]
+    L[:, :30] += 6 * np.sin(xx / 2.0) * np.sin(yy / 3.0)  # the point's region textured
+    hint = ([(20, 10)], np.array([[0.5, 0.3]]))
+    d = HintSolver(L, 256.0).delta(*hint)
+    across, far = np.abs(d[0, :, 32:]).mean(), np.abs(d[0, :, 24:29]).mean()
+    assert across < 0.005 and far > 0.4
+    assert np.abs(HintSolver(L, 256.0, edge=None).delta(*hint)[0, :, 32:]).mean() > 0.1  # Levin's weights leak
+    assert np.abs(HintSolver(L, LEVIN_SPREAD).delta(*hint)[0, :, 32:]).mean() > 0.45  # hints alone: as Levin
+    for flat in (np.full((1, 1), 50.0), np.full((2, 3), 50.0), np.full((40, 60), 0.0)):  # flat and tiny images
+        for spread in (1.0, LEVIN_SPREAD):
+            got = HintSolver(flat, spread).delta([(0, 0)], np.array([[0.3, -0.2]]))
+            assert np.isfinite(got).all() and np.allclose(got[:, 0, 0], [0.3, -0.2])
+
+
 def test_levin_alone_colours_each_region_from_its_hint():
     L = two_regions()
     red, blue = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9)

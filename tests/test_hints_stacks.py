@@ -77,6 +77,10 @@ def test_a_slice_point_changes_its_slice_only(ref, temporal):
         assert (diff > 0.1) if z == 3 else (diff > 0) if z in near else (diff == 0), (z, diff)
     assert got[3, 12, 4, 0] > got[3, 12, 4, 1]  # red where the point is, the reference's green elsewhere
     assert base[3, 12, 4, 1] > base[3, 12, 4, 0]
+    if temporal:  # the smoothing shares the point with the neighbours but does not weaken it where it is
+        alone = run(stack, ref, temporal=0, hints=[(3, 12, 4, RED)])
+        assert np.allclose(got[3, 12, 4], alone[3, 12, 4], atol=0.03), (got[3, 12, 4], alone[3, 12, 4])
+        assert np.abs(got[2] - base[2]).max() < np.abs(got[3] - base[3]).max()
 
 
 def test_an_every_slice_point_is_as_before_and_as_one_per_slice(ref):

@@ -106,6 +106,18 @@ def test_library_on_a_cluster_with_a_model_object(tmp_path, stack_and_ref, clien
     assert zarr.open_group(str(out), mode="r")["0"].chunks == (3, 3, 64, 64)
 
 
+def test_colour_points_on_a_cluster_equal_colorize(tmp_path, stack_and_ref, client):
+    """Colour points of one slice and of every slice, temporal smoothing across the tasks' borders, two worker
+    processes: the volume equals colorize() of the whole with the same points."""
+    vol, ref = stack_and_ref
+    hints = [(20, 30, (0.9, 0.1, 0.1)), (3, 40, 12, (0.1, 0.2, 0.9))]
+    out = colorize_volume(vol, tmp_path / "h.zarr", "reinhard", reference=ref, client=client, chunks=(2, 64, 64),
+                          temporal=1, hints=hints)
+    want = _expected("reinhard", vol, ref, temporal=1, hints=hints)
+    np.testing.assert_array_equal(_level(out), want)
+    assert not np.array_equal(want, _expected("reinhard", vol, ref, temporal=1, hints=hints[:1]))
+
+
 class DieOnce(Colorizer):
     """Reinhard's transfer, except that the first ``deaths`` slices anywhere each kill their worker
     process (a flag file per death, created atomically, so that no two slices take the same one)."""

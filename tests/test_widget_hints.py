@@ -62,6 +62,7 @@ def test_points_layer_preview_and_run(make_napari_viewer, qtbot, wait_idle):
     assert res.metadata["provenance"]["hints_from"] == "layer 'colour points'"
     assert all(np.array_equal(l.data, b) for l, b in zip((t, r), before))  # the user's layers untouched
     assert "colour points" in viewer.layers  # the points are the user's: kept
+    assert viewer.layers[-1] is pts  # and back over the result, to be seen and moved again
 
 
 def test_levin_needs_points_not_a_reference(make_napari_viewer, qtbot, wait_idle):

@@ -13,6 +13,14 @@ colours stay elsewhere. Hints alone (the model ``levin``: no reference, a grey p
 scribble colourisation: ``spread`` is then effectively infinite (``lam`` tiny), every pixel takes the
 colours of the hints it is best connected to.
 
+Levin's weight is relative to the local contrast: across a strong edge it is small but finite whatever
+the edge's height, and summed along a long edge it wins against a small ``lam``, carrying a point's
+change into the next region. So each weight also has an absolute term, ``exp(-(Y_r - Y_s)^2 / s_e^2)``
+(``Y`` scaled to [0, 1] over the image, ``s_e`` = :data:`EDGE_SCALE`): steps of lightness well above
+``s_e`` are cut whatever the local variance, texture and soft ramps (steps below ``s_e``) pass. No weight
+falls below a floor (``1e-6`` before the rows are normalised), far above the ``lam`` of hints alone: there a
+region without a point still takes colour from the regions around it, as in Levin's method.
+
 The sparse system ``M = (1 + lam) I - W`` is factored once per image (SuperLU, :mod:`scipy.sparse`); the
 hint-constrained solution is a sum of its Green's functions, ``d = sum_k c_k M^-1 e_k`` with the ``c``
 that give every hint its value (a system the size of the number of hints). Adding or moving a hint
@@ -28,12 +36,16 @@ import torch
 from .color import AB_SCALE, rgb_to_lab
 
 __all__ = ["check_hints", "slice_hints", "hints_of_part", "HintSolver", "hints_to_working", "hint_ab", "DEFAULT_SPREAD",
-           "LEVIN_SPREAD"]
+           "LEVIN_SPREAD", "EDGE_SCALE"]
 
 #: how far (in pixels at the working size, where lightness is flat) a hint's change reaches with a reference
 DEFAULT_SPREAD = 64.0
-#: hints alone (Levin): effectively unbounded - many times the largest working image
-LEVIN_SPREAD = 1e4
+#: hints alone (Levin): effectively unbounded - its ``lam`` far below the weights' floor (see the module docs)
+LEVIN_SPREAD = 1e5
+#: the affinity's absolute edge scale: a fraction of the image's lightness range (see the module docs)
+EDGE_SCALE = 0.1
+#: the least weight of a neighbour (before the rows are normalised) with the absolute term
+_WEIGHT_FLOOR = 1e-6
 
 
 def check_hints(hints, shape: tuple[int, int], stack_shape: tuple = ()) -> list[tuple]:
@@ -100,10 +112,10 @@ def _slice_of(z, stack_shape: tuple, k: int, h) -> int:
     return int(np.ravel_multi_index(idx, shape))
 
 
-def slice_hints(hints: list, i: int) -> list[tuple[float, float, tuple]]:
-    """The checked hints that colour slice ``i``: those of every slice and those of slice ``i``, in
-    their order (on one pixel the later wins), as ``(y, x, colour)``."""
-    return [h[-3:] for h in hints if len(h) == 3 or h[0] == i]
+def slice_hints(hints: list, i: int, every: bool = True) -> list[tuple[float, float, tuple]]:
+    """The checked hints that colour slice ``i``: those of every slice (unless ``every`` is False) and
+    those of slice ``i``, in their order (on one pixel the later wins), as ``(y, x, colour)``."""
+    return [h[-3:] for h in hints if (every and len(h) == 3) or (len(h) == 4 and h[0] == i)]
 
 
 def hints_of_part(hints: list, stack_shape: tuple, start: tuple, part_shape: tuple) -> list[tuple]:
@@ -138,9 +150,10 @@ def hints_to_working(hints: list, shape: tuple[int, int], wshape: tuple[int, int
             for y, x, _ in hints]
 
 
-def levin_affinity(L: np.ndarray):
+def levin_affinity(L: np.ndarray, edge: float | None = EDGE_SCALE):
     """Levin et al.'s row-normalised 3x3 affinity of a lightness image ``(h, w)`` (any scale): a sparse
-    ``(h w, h w)`` matrix ``W`` whose rows sum to 1."""
+    ``(h w, h w)`` matrix ``W`` whose rows sum to 1. ``edge``: the absolute term's scale (a fraction of
+    the lightness range; the module docs), ``None`` for Levin et al.'s weights alone."""
     import scipy.sparse as sp
 
     Y = np.asarray(L, np.float64)
@@ -160,7 +173,10 @@ def levin_affinity(L: np.ndarray):
     d2 = (nb - Y[None]) ** 2
     closest = np.where(valid, d2, np.inf).min(0)
     var = np.maximum(np.maximum(var, closest / np.log(100.0)), 2e-6)  # (the nearest neighbour keeps weight 0.01)
-    wts = np.exp(-d2 / var[None]) * valid
+    e = d2 / var[None]
+    if edge:  # (strong edges cut whatever the local variance; the floor keeps every region reachable)
+        e = np.minimum(e + d2 / edge ** 2, -np.log(_WEIGHT_FLOOR))
+    wts = np.exp(-e) * valid
     wts /= wts.sum(0, keepdims=True)
     idx = np.arange(n).reshape(h, w)
     rows = np.broadcast_to(idx, (8, h, w))[valid]
@@ -173,7 +189,8 @@ class HintSolver:
     each hint pixel's Green's function ``M^-1 e_k`` cached; :meth:`delta` gives the change of
     colour ``(2, h, w)`` that sets every hint's chroma exactly and fades away from it."""
 
-    def __init__(self, L: np.ndarray | torch.Tensor, spread: float = DEFAULT_SPREAD) -> None:
+    def __init__(self, L: np.ndarray | torch.Tensor, spread: float = DEFAULT_SPREAD,
+                 edge: float | None = EDGE_SCALE) -> None:
         import scipy.sparse as sp
         import scipy.sparse.linalg as spl
 
@@ -184,8 +201,10 @@ class HintSolver:
         self.spread = float(spread)
         n = self.shape[0] * self.shape[1]
         # (the 3x3 mean diffuses 0.375 px^2 per step: this lam makes ``spread`` the fall-off length)
-        M = sp.identity(n, format="csr") * (1.0 + 0.375 / self.spread ** 2) - levin_affinity(L)
-        self._lu = spl.splu(M.tocsc(), permc_spec="MMD_AT_PLUS_A")
+        M = sp.identity(n, format="csr") * (1.0 + 0.375 / self.spread ** 2) - levin_affinity(L, edge)
+        # (M's rows are diagonally dominant, also after a symmetric reordering: elimination needs no pivoting,
+        # and row swaps would only add fill)
+        self._lu = spl.splu(M.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
         self._green: dict[int, np.ndarray] = {}
 
     def _g(self, k: int) -> np.ndarray:

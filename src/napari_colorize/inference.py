@@ -188,6 +188,7 @@ def colorized_slices(plan: Plan, temporal: int, wanted, attention_at: int | None
         ab = temporal_smooth([window[j][0].ab[0].detach().float().cpu() for j in js],
                              [window[j][1] for j in js], js.index(i),
                              shifts=lambda k, i=i, js=js: motion.between(i, js[k]))
+        ab = plan.own_hints(i, ab, L_work)  # (a slice's own points hold on it; its neighbours keep a share)
         yield i, recombine(L_full, ab, L_work), Prediction(ab=ab[None], scales=pred.scales,
                                                            attention=pred.attention,
                                                            confidence=pred.confidence), L_work
@@ -323,9 +324,9 @@ def colorize(model, target, reference=None, histogram=None, *, size: int | None 
         slice, a point ``(z, y, x, ...)`` slice ``z`` only - the slice's index along the stack axes
         flattened in C order (``(Z, Y, X)``: z; ``(T, Z, Y, X)``: ``t * Z + z``, or the tuple ``(t, z)``;
         :func:`~napari_colorize.hints.check_hints`). An ``(N, 5)`` or ``(N, 6)`` array of rows ``y, x,
-        r, g, b`` / ``z, y, x, r, g, b`` too. The points are set in each slice's prediction, before
-        the ``temporal`` smoothing: with ``temporal`` > 0 a slice's point is shared, weakened, with
-        its neighbours (``temporal=0``: that slice alone).
+        r, g, b`` / ``z, y, x, r, g, b`` too. A slice's points hold exactly on it; with ``temporal`` > 0
+        its ``temporal`` neighbours on either side take a share of them (they are set before the
+        smoothing too, so that the colour does not jump at that slice; ``temporal=0``: that slice alone).
     hint_spread : float, optional
         How far a hint's change reaches, in working pixels where lightness is flat (default
         :data:`~napari_colorize.hints.DEFAULT_SPREAD`; with ``"levin"``: unbounded).

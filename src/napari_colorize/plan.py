@@ -177,18 +177,28 @@ class Plan:
         self.hints = list(hints or [])  # checked (y, x, (r, g, b)) / (z, y, x, (r, g, b)) in target pixels
         self.hint_spread = float(hint_spread if hint_spread is not None else
                                  LEVIN_SPREAD if model.kind == "hints" else DEFAULT_SPREAD)
-        self._solver: tuple | None = None  # (slice, HintSolver): the last slice's factored system
+        self._solvers: dict[int, HintSolver] = {}  # the last slices' factored systems
 
-    def hints_of(self, i: int) -> tuple[list, np.ndarray]:
-        """The colour points of slice i (every slice's and its own): their working pixels and chroma."""
-        hints = slice_hints(self.hints, i)
+    def hints_of(self, i: int, every: bool = True) -> tuple[list, np.ndarray]:
+        """The colour points of slice i (every slice's, unless ``every`` is False, and its own): their
+        working pixels and chroma."""
+        hints = slice_hints(self.hints, i, every)
         return hints_to_working(hints, self.target.spatial, self.wshape), hint_ab(hints)
 
     def hint_solver(self, i: int, L_work: torch.Tensor) -> HintSolver:
-        """The hints' solver of slice i (factored once per slice; the last one kept)."""
-        if self._solver is None or self._solver[0] != i:
-            self._solver = (i, HintSolver(L_work, self.hint_spread))
-        return self._solver[1]
+        """The hints' solver of slice i (factored once per slice; the last few kept: a slice's own points
+        are set again after the temporal smoothing, :meth:`own_hints`)."""
+        if i not in self._solvers:
+            if len(self._solvers) >= 4:
+                self._solvers.pop(next(iter(self._solvers)))
+            self._solvers[i] = HintSolver(L_work, self.hint_spread)
+        return self._solvers[i]
+
+    def own_hints(self, i: int, ab: torch.Tensor, L_work: torch.Tensor) -> torch.Tensor:
+        """``ab`` ``(2, h, w)`` of slice i with the points of that slice alone set again: after the temporal
+        smoothing, which shares them with the neighbouring slices, they hold exactly where they are."""
+        pixels, values = self.hints_of(i, every=False)
+        return self.hint_solver(i, L_work).apply(ab, pixels, values) if pixels else ab
 
     def position(self, i: int) -> int:
         """Slice i's position along the last stack axis of the whole target (for keyframes)."""

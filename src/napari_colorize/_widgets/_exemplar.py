@@ -12,8 +12,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..models.registry import list_models
 from ..provenance import named
-from ._layers import (PROVENANCE, DefaultPicks, add_or_update_image, colour_layers, find_ours, layer_picker, overlay_transform,
-                      query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
+from ._layers import (PROVENANCE, DefaultPicks, add_or_update_image, bring_to_front, colour_layers, find_ours,
+                      layer_picker, overlay_transform, query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
 from ._jobs import JobRunner, RunsJobs
 from ._picker import ModelPicker
 from ._sections import Collapsible, cap_height, make_scrollable, wrap_label
@@ -243,6 +243,8 @@ class ExemplarWidget(RunsJobs, Container):
             else:
                 missing.append("attention")
         self._drop_stale_attention(target if self._attention.value and res.attention and not res.is_stack else None)
+        if settings.get("colour points") and self.hints.points is not None:
+            bring_to_front(self._viewer, self.hints.points)  # (the points stay visible over the result, to be moved)
         self._status.value = f"done: {layer.name}"
         if missing:
             why = "a stack (they are made for 2-D images)" if res.is_stack and "the match confidence" not in missing \

@@ -15,6 +15,7 @@ from qtpy.QtCore import QTimer
 from ..hints import DEFAULT_SPREAD, check_hints, slice_hints
 from ..preview import HintPreview
 from ._jobs import JobRunner, RunsJobs
+from ._sections import wrap_label
 from ._layers import (OURS, add_or_update_image, bring_to_front, current_index, current_slice, overlay_transform,
                       remove_ours)
 from ._workers import get_model
@@ -72,6 +73,7 @@ class HintPanel(RunsJobs, Container):
                                 "reaches; it stops at lightness edges. The levin model spreads without bound")
         self._live = CheckBox(text="live preview", value=True)
         self._status = Label(value="no colour points")
+        wrap_label(self._status, lines=2)  # (a long status must not widen the dock)
         super().__init__(widgets=[self._layer, self._add, self._palette, self._pick, self._spread, self._live,
                                   self._status])
         self._add.clicked.connect(self.add_layer)
@@ -242,4 +244,5 @@ class HintPanel(RunsJobs, Container):
         if self.points is not None:
             bring_to_front(self._viewer, self.points)  # (the points stay on top, to be moved)
             self._viewer.layers.selection.active = self.points
-        self._status.value = f"preview: {n} colour point(s) on this slice; Run for the full size"
+        where = " on this slice" if target.data.ndim > 2 + bool(target.rgb) else ""
+        self._status.value = f"preview: {n} colour point(s){where};\nRun for the full size"  # (two short lines)

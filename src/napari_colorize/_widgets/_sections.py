@@ -51,12 +51,15 @@ def ask_path(mode: str, caption: str, filter: str = "", parent=None) -> str | No
     return path or None
 
 
-def wrap_label(label) -> None:
-    """A label (magicgui or Qt) whose long text wraps onto more lines instead of widening the dock."""
+def wrap_label(label, lines: int = 1) -> None:
+    """A label (magicgui or Qt) whose long text wraps onto more lines instead of widening the dock; ``lines``:
+    the height it keeps (a label inside a folding section is not given more when its text grows)."""
     q = getattr(label, "native", label)
     q.setWordWrap(True)
     q.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # its text asks for no width
     q.setMinimumWidth(0)
+    if lines > 1:
+        q.setMinimumHeight(lines * q.fontMetrics().lineSpacing() + 2 * q.margin() + 4)
 
 
 class _DockScroll(QScrollArea):
