@@ -116,6 +116,18 @@ def test_levin_alone_colours_each_region_from_its_hint():
     assert res.provenance["hints"][0][:2] == [20.0, 5.0]
 
 
+def test_levin_paper_keeps_the_papers_affinity():
+    """``levin-paper``: Levin et al.'s weights alone (no absolute edge term), named and available; across the
+    strong edge its red point's colour reaches into the blue point's region more than ``levin``'s does."""
+    L = two_regions()
+    grey = (L / 100.0).astype(np.float32)
+    hints = [(20, 5, (0.9, 0.1, 0.1)), (20, 55, (0.1, 0.2, 0.9))]
+    assert "levin-paper" in nc.list_models(kind="hints")
+    a = {m: lab_ab(nc.colorize(m, grey, hints=hints, normalize="none").rgb).reshape(*L.shape, 2)[:, 31:, 0].mean()
+         for m in ("levin", "levin-paper")}
+    assert a["levin-paper"] > a["levin"] + 1.0, a  # (a*: red's is high, blue's low)
+
+
 def test_hints_over_a_reference_win_where_they_are():
     rng = np.random.default_rng(2)
     L = two_regions(48, 64)

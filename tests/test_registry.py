@@ -136,8 +136,8 @@ def test_list_models_by_kind():
     ex, hist = nc.list_models(kind="exemplar"), nc.list_models(kind="histogram")
     assert "exemplar" in ex and "welsh" in ex and "histogram" not in ex
     assert hist == ["histogram", "histogram-plain"]
-    assert nc.list_models(kind="hints") == ["levin"]  # colour points alone
-    assert sorted(ex + hist + ["levin"]) == sorted(nc.list_models())
+    assert nc.list_models(kind="hints") == ["levin", "levin-paper"]  # colour points alone
+    assert sorted(ex + hist + ["levin", "levin-paper"]) == sorted(nc.list_models())
     with pytest.raises(ValueError, match="kind"):
         nc.list_models(kind="video")
 

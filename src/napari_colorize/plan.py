@@ -16,7 +16,8 @@ import torch
 
 from .color import L_SCALE, L_SHIFT
 from .guide_cache import GUIDE_CACHE, guide_key
-from .hints import DEFAULT_SPREAD, LEVIN_SPREAD, HintSolver, check_hints, hint_ab, hints_to_working, slice_hints
+from .hints import (DEFAULT_SPREAD, EDGE_SCALE, LEVIN_SPREAD, HintSolver, check_hints, hint_ab, hints_to_working,
+                    slice_hints)
 from .inputs import (TargetView, prepare_histogram, prepare_reference, reference_histogram, reference_list,
                      reference_names, working_shape)
 from .models.base import Colorizer, Prediction
@@ -191,7 +192,8 @@ class Plan:
         if i not in self._solvers:
             if len(self._solvers) >= 4:
                 self._solvers.pop(next(iter(self._solvers)))
-            self._solvers[i] = HintSolver(L_work, self.hint_spread)
+            edge = None if getattr(self.model, "paper_affinity", False) else EDGE_SCALE  # (levin-paper)
+            self._solvers[i] = HintSolver(L_work, self.hint_spread, edge)
         return self._solvers[i]
 
     def own_hints(self, i: int, ab: torch.Tensor, L_work: torch.Tensor) -> torch.Tensor:

@@ -152,9 +152,11 @@ class HintsOnlyColorizer(Colorizer):
 
     kind = "hints"
 
-    def __init__(self, name: str = "levin") -> None:
+    def __init__(self, name: str = "levin", paper_affinity: bool = False) -> None:
         super().__init__(name, {"architecture": "baseline", "method": name,
                                 "description": "Levin, Lischinski and Weiss 2004"}, "cpu")
+        #: the paper's affinity alone, without our absolute edge term (:mod:`napari_colorize.hints`)
+        self.paper_affinity = bool(paper_affinity)
 
     def prepare(self, reference=None, histogram=None):
         return {}

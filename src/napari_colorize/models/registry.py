@@ -92,6 +92,12 @@ def _levin(device):
     return HintsOnlyColorizer("levin")
 
 
+def _levin_paper(device):
+    from .adapters import HintsOnlyColorizer  # (delays torch)
+
+    return HintsOnlyColorizer("levin-paper", paper_affinity=True)
+
+
 def _reinhard(device):
     from .adapters import BaselineColorizer  # (delays torch)
     from .baselines import reinhard_ab  # (delays torch)
@@ -118,6 +124,9 @@ def _register_defaults() -> None:
                               "baseline", factory=_reinhard))
     register_model(ModelEntry("levin", "hints", "Levin et al. 2004, colour points alone, spread edge-aware (hints=, "
                               "no reference; no weights)", "baseline", factory=_levin))
+    register_model(ModelEntry("levin-paper", "hints", "Levin et al. 2004 with the paper's affinity alone (no absolute "
+                              "edge term: a long spread leaks through strong edges; docs/MODELS.md)", "baseline",
+                              factory=_levin_paper))
     register_model(ModelEntry("warp", "exemplar", "Parameter-free warp: reference colour moved by the cosine similarity "
                               "of frozen EfficientNet-Lite0 features (stride 4, no trained weights)",
                               "baseline", factory=_warp))
