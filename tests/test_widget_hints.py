@@ -10,14 +10,17 @@ from napari_colorize._widgets._hints import PALETTE, points_as_hints
 from napari_colorize._widgets._layers import OURS
 
 
-def _scene(make_napari_viewer):
+def _scene(make_napari_viewer, slices: int | None = None):
+    """A two-halves grey image (or a stack of ``slices`` of it, each its own noise) and a green reference,
+    the exemplar widget docked with both chosen."""
     L = np.full((64, 96), 0.3, np.float32)
     L[:, 48:] = 0.7
-    L += np.random.default_rng(0).normal(0, 0.003, L.shape).astype(np.float32)
+    rng = np.random.default_rng(0)
+    noisy = [L + rng.normal(0, 0.003, L.shape).astype(np.float32) for _ in range(slices or 1)]
     ref = np.zeros((40, 40, 3), np.uint8)
     ref[..., 1] = 160  # a green reference
     viewer = make_napari_viewer()
-    t = viewer.add_image(L, name="grey")
+    t = viewer.add_image(noisy[0] if slices is None else np.stack(noisy), name="grey")
     r = viewer.add_image(ref, name="green", rgb=True)
     w = ExemplarWidget(viewer)
     viewer.window.add_dock_widget(w)
@@ -119,18 +122,8 @@ def test_points_layers_over_a_stack_give_per_slice_or_every_slice_hints():
 
 def test_a_3d_points_layer_colours_its_slice_and_the_preview_follows_the_slice(make_napari_viewer, qtbot,
                                                                                  wait_idle):
-    L = np.full((64, 96), 0.3, np.float32)
-    L[:, 48:] = 0.7
-    rng = np.random.default_rng(0)
-    stack = np.stack([L + rng.normal(0, 0.003, L.shape).astype(np.float32) for _ in range(3)])
-    ref = np.zeros((40, 40, 3), np.uint8)
-    ref[..., 1] = 160
-    viewer = make_napari_viewer()
-    t = viewer.add_image(stack, name="grey")
-    r = viewer.add_image(ref, name="green", rgb=True)
-    w = ExemplarWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w._target.value, w._reference.value = t, r
+    viewer, w, t, r = _scene(make_napari_viewer, slices=3)
+    stack, ref = t.data, r.data
     w._model.value = "reinhard"
     w.hints.add_layer()
     pts = viewer.layers["colour points"]

@@ -130,7 +130,8 @@ def _cell_blocks(qt: torch.Tensor, kr: torch.Tensor, shape: tuple[int, int], qc:
     for each block of target cells, ``(members, sim, cand, valid)`` - the block's fine target positions
     ``(n, m)`` (-1: padding), their similarities to the fine positions of their ``cells * K`` most similar
     reference cells ``(B, n, m, k m)`` (padding's at -2, below any cosine), those reference positions
-    ``(B, n, k m)`` and which are real. ``extra``: floats of further work per candidate (for the block size)."""
+    ``(B, n, k m)`` and which are real (None: all of them). ``extra``: floats of further work per candidate
+    (for the block size)."""
     B, N, C = qt.shape
     K = kr.shape[1] // N
     members = cell_members(tuple(shape), tuple(coarse)).to(qt.device)  # (Nc, m)
@@ -153,7 +154,9 @@ def _cell_blocks(qt: torch.Tensor, kr: torch.Tensor, shape: tuple[int, int], qc:
         cand = cand.clamp_min(0)
         queries = qt[:, members[s:s + rows].clamp_min(0)]  # (B, n, m, C)
         sim = torch.matmul(queries, kr[batch, cand].transpose(-1, -2))  # (B, n, m, k m)
-        if not bool(valid.all()):
+        if bool(valid.all()):
+            valid = None
+        else:
             sim = sim.masked_fill(~valid[:, :, None, :], -2.0)  # (below any cosine)
         yield members[s:s + rows], sim, cand, valid
 
@@ -192,7 +195,7 @@ def coarse_to_fine_warp(qt: torch.Tensor, kr: torch.Tensor, v: torch.Tensor, sha
     for mem, sim, cand, valid in _cell_blocks(qt, kr, shape, qc, kc, coarse, cells, block, 2):
         best = sim.amax(-1, keepdim=True)
         weights = softmax_rows(sim, best, tau)
-        if not bool(valid.all()):  # the padding's weights exactly zero
+        if valid is not None:  # the padding's weights exactly zero
             weights = weights * valid[:, :, None, :]
             weights = weights / weights.sum(-1, keepdim=True)
         outs.append(torch.matmul(weights, v[batch, cand]))  # (B, n, m, 2)
