@@ -4,6 +4,7 @@
     python benchmarks/bench_library.py call       # one section: call | cli | forward | large | reference | attention | stack | temporal | warp
     python benchmarks/bench_library.py call --with runs/I.safetensors   # more models (or checkpoints) in 'call'
     python benchmarks/bench_library.py call --paper-code ../xcnet       # + paper A's public code, same run
+                                               # (3 rounds, ours then paper A's in each; --rounds N)
 
 Every measurement that needs its own peak memory runs in a fresh subprocess
 (peak resident set size from ``resource.getrusage``). Threads: 2.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -80,66 +82,81 @@ def paper_forward_ms(path: str) -> float:
     return r["paper"]
 
 
-def call(extra: tuple[str, ...] = (), paper_code: str | None = None) -> None:
+CALL_CODE = """
+    import napari_colorize as nc
+    from napari_colorize._sample_data import sample_pair
+    from napari_colorize.guide_cache import GUIDE_CACHE
+    from skimage.transform import resize
+    grey, ref, _ = sample_pair()
+    grey = (resize(grey, (224, 224)) * 255).astype(np.uint8)
+    ref = (resize(ref, (224, 224)) * 255).astype(np.uint8)
+    nc.keep_freed_memory()  # (as the command line and the widgets run it: allocator.py)
+    m = nc.load_model({name!r}, device="cpu")
+    L = torch.from_numpy(grey.astype(np.float32) / 127.5 - 1)[None, None]
+    R = torch.from_numpy(ref.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    kind = m.kind
+    def net():
+        with torch.inference_mode():
+            if kind == "exemplar":
+                m.network(L, R)
+            else:
+                m.network(L, torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None])
+    guide = {{"reference": ref}} if kind == "exemplar" else {{"histogram": nc.histogram_from_rgb(ref)}}
+    call = lambda: nc.colorize(m, grey, **guide)
+    def first():
+        GUIDE_CACHE.clear()
+        return call()
+    for f in (net, call, first, net, call, first):
+        f()
+    tn, tc, tf = [], [], []
+    for _ in range(25):  # interleaved, so that all see the same machine state
+        t = time.perf_counter(); net(); tn.append(time.perf_counter() - t)
+        t = time.perf_counter(); call(); tc.append(time.perf_counter() - t)
+        GUIDE_CACHE.clear()
+        t = time.perf_counter(); call(); tf.append(time.perf_counter() - t)
+    print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc)),
+                       "first": 1000 * float(np.median(tf))}}))
+"""
+
+
+def call(extra: tuple[str, ...] = (), paper_code: str | None = None, rounds: int | None = None) -> None:
+    """Our call and forward (each model in a fresh process), and with ``paper_code`` paper A's forward, in
+    ``rounds`` rounds (default 3 with paper A's code, else 1): ours then paper A's in each, so that a ratio
+    compares the two at the same minute (this machine's speed drifts by up to half from one minute to the
+    next, docs/BENCHMARKS.md) and the median over the rounds is reported."""
+    rounds = rounds or (3 if paper_code else 1)
     print("\n### The whole colorize() call against the network forward, one 224 x 224 pair, same process\n")
     print("colorize(): again with the same reference (its features kept by the engine's guide cache: the "
           "widgets' re-runs, a batch with one reference); first: a new reference each time (the cache emptied "
           "before the call). The network forward encodes target and reference in one pass. The C allocator keeps "
-          "freed memory (`nc.keep_freed_memory()`, as the command line and the widgets set it).\n")
-    print("| model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) | "
-          "colorize(), first with this reference, ms |")
-    print("|---|---:|---:|---:|---:|")
-    calls = {}
-    for name in ["exemplar", "histogram", *extra]:
-        r = _run(f"""
-            import napari_colorize as nc
-            from napari_colorize._sample_data import sample_pair
-            from napari_colorize.guide_cache import GUIDE_CACHE
-            from skimage.transform import resize
-            grey, ref, _ = sample_pair()
-            grey = (resize(grey, (224, 224)) * 255).astype(np.uint8)
-            ref = (resize(ref, (224, 224)) * 255).astype(np.uint8)
-            nc.keep_freed_memory()  # (as the command line and the widgets run it: allocator.py)
-            m = nc.load_model({name!r}, device="cpu")
-            L = torch.from_numpy(grey.astype(np.float32) / 127.5 - 1)[None, None]
-            R = torch.from_numpy(ref.astype(np.float32) / 255).permute(2, 0, 1)[None]
-            kind = m.kind
-            def net():
-                with torch.inference_mode():
-                    if kind == "exemplar":
-                        m.network(L, R)
-                    else:
-                        m.network(L, torch.from_numpy(nc.histogram_from_rgb(ref)).float()[None])
-            guide = {{"reference": ref}} if kind == "exemplar" else {{"histogram": nc.histogram_from_rgb(ref)}}
-            call = lambda: nc.colorize(m, grey, **guide)
-            def first():
-                GUIDE_CACHE.clear()
-                return call()
-            for f in (net, call, first, net, call, first):
-                f()
-            tn, tc, tf = [], [], []
-            for _ in range(25):  # interleaved, so that all see the same machine state
-                t = time.perf_counter(); net(); tn.append(time.perf_counter() - t)
-                t = time.perf_counter(); call(); tc.append(time.perf_counter() - t)
-                GUIDE_CACHE.clear()
-                t = time.perf_counter(); call(); tf.append(time.perf_counter() - t)
-            print(json.dumps({{"net": 1000 * float(np.median(tn)), "call": 1000 * float(np.median(tc)),
-                               "first": 1000 * float(np.median(tf))}}))
-        """)
-        if "error" in r:
-            print(f"| {name} | error: {r['error']} | | | |")
-        else:
-            print(f"| {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} | {r['first']:.1f} |")
-            calls[name] = (r["call"], r["first"])
-    if paper_code:
-        paper = paper_forward_ms(paper_code)  # (after ours, in the same run)
-        print(f"\nPaper A's public code (bbc/xcnet, VGG-19, random weights), its network forward in the same run: "
-              f"{paper:.0f} ms per pair.\n")
+          "freed memory (`nc.keep_freed_memory()`, as the command line and the widgets set it)."
+          + (f" {rounds} rounds, each ours then paper A's public code, every one in a fresh process." if paper_code
+             else "") + "\n")
+    print("| round | model | network forward ms (median) | colorize() ms (median) | ratio (target <= 1.3) | "
+          "colorize(), first with this reference, ms |" + (" paper A's forward, ms | paper A / our call again "
+                                                            "(target >= 33) | paper A / our first call |" if paper_code else ""))
+    print("|---:|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if paper_code else ""))
+    ratios: dict[str, list[tuple[float, float]]] = {}
+    for k in range(1, rounds + 1):
+        ours = {name: _run(CALL_CODE.format(name=name)) for name in ["exemplar", "histogram", *extra]}
+        paper = paper_forward_ms(paper_code) if paper_code else None  # (after ours, in the same round)
+        for name, r in ours.items():
+            if "error" in r:
+                print(f"| {k} | {name} | error: {r['error']} | | | |" + (" | | |" if paper_code else ""))
+                continue
+            row = f"| {k} | {name} | {r['net']:.1f} | {r['call']:.1f} | {r['call'] / r['net']:.2f} | {r['first']:.1f} |"
+            if paper:
+                ratios.setdefault(name, []).append((paper / r["call"], paper / r["first"]))
+                row += f" {paper:.0f} | {paper / r['call']:.1f}x | {paper / r['first']:.1f}x |"
+            print(row)
+    if ratios:
+        print(f"\nPaper A's public code (bbc/xcnet, VGG-19, random weights): its network forward per pair, timed "
+              f"in each round after ours. Median over the {rounds} rounds of each round's ratio:\n")
         print("| model | paper A's forward / our call again with the reference (target >= 33) | "
               "... / our first call with a new reference |")
         print("|---|---:|---:|")
-        for name, (again, first) in calls.items():
-            print(f"| {name} | {paper / again:.1f}x | {paper / first:.1f}x |")
+        for name, rs in ratios.items():
+            print(f"| {name} | {statistics.median(r[0] for r in rs):.1f}x | {statistics.median(r[1] for r in rs):.1f}x |")
 
 
 def cli() -> None:
@@ -380,6 +397,11 @@ if __name__ == "__main__":
         i = args.index("--paper-code")
         paper_code = args[i + 1]
         args = args[:i] + args[i + 2:]
+    rounds = None
+    if "--rounds" in args:
+        i = args.index("--rounds")
+        rounds = int(args[i + 1])
+        args = args[:i] + args[i + 2:]
     extra = tuple(args[args.index("--with") + 1:]) if "--with" in args else ()
     chosen = args[:args.index("--with")] if "--with" in args else args
     unknown = [a for a in chosen if a not in SECTIONS]
@@ -390,4 +412,4 @@ if __name__ == "__main__":
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{THREADS} threads.")
     for c in chosen:
-        SECTIONS[c](extra, paper_code) if c == "call" else SECTIONS[c]()
+        SECTIONS[c](extra, paper_code, rounds) if c == "call" else SECTIONS[c]()

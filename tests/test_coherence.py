@@ -318,6 +318,7 @@ def test_confidence_cells_search_the_finest_level_in_the_warps_cells_only():
     g = torch.Generator().manual_seed(8)
     R, L = torch.rand(1, 3, 96, 128, generator=g), torch.rand(1, 1, 96, 128, generator=g) * 2 - 1
     net = _ring_model(0)
+    net.config = ExemplarConfig.from_dict({**net.config.to_dict(), "confidence_cells": 0})  # (the shipped one: 16)
     with torch.no_grad():
         feats = net.encode_reference(R, match=True)
         taps = net.backbone(torch.cat([L, L, L], 1) * 0.5 + 0.5)[0]

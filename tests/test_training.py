@@ -522,3 +522,31 @@ def test_where_harm_diagnoses_an_output_against_the_grey_input():
     grey = np.mean([metrics.ssim(np.repeat(grey_of(i)[..., None], 3, -1), i) for i in imgs])
     assert d["swaps"]["grey input"] == pytest.approx(grey, abs=2e-3)
     assert d["swaps"]["truth's chroma"] >= d["swaps"]["output"] - 0.02
+
+
+def test_fit_confidence_recovers_a_logistic_model_and_labels_a_view():
+    """training.fit_confidence: the regression finds the coefficients that made synthetic labels (and a
+    lower cross-entropy than a constant); a view's samples: one row of the three levels' similarities per
+    grid pixel, the labels 1 exactly where the network's colour is within the tolerance (the photo's own
+    copy as reference: everything within a huge tolerance, nothing within zero)."""
+    from training.fit_confidence import FEATURES, fit_logistic, view_samples
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (20000, 3))
+    true = np.array([-3.0, 4.0, 1.0, 2.0])
+    y = (rng.uniform(size=len(X)) < 1 / (1 + np.exp(-(true[0] + X @ true[1:])))).astype(float)
+    w, ce = fit_logistic(X, y)
+    assert np.allclose(w, true, atol=0.35)
+    p = y.mean()
+    assert ce < -(p * np.log(p) + (1 - p) * np.log(1 - p)) - 0.05
+
+    import napari_colorize as nc
+    from training.evaluate import grey_of
+
+    net = nc.load_model("exemplar", device="cpu").network
+    yy, xx = np.mgrid[0:64, 0:64]
+    img = np.clip(np.stack([120 + 90 * np.sin(xx / 6), 100 + 70 * np.cos(yy / 8), 60 + 0 * xx], -1), 0, 255).astype(np.uint8)
+    Xv, yv, sims = view_samples(net, grey_of(img), img[:, ::-1], img, 1e6, 8)
+    assert Xv.shape == (64, len(FEATURES)) and set(sims) == set(FEATURES)
+    assert np.all((Xv > -1.01) & (Xv < 1.01)) and yv.all()
+    assert not view_samples(net, grey_of(img), img[:, ::-1], img, 0.0, 8)[1].any()

@@ -346,3 +346,18 @@ def test_the_cells_gate_blends_coarse_to_fine_and_dense_by_the_images_confidence
     assert torch.allclose(got[1], want_dense[1] + 0.25 * (want_cells[1] - want_dense[1]), atol=1e-6)
     with pytest.raises(ValueError, match="prior_cells_gate"):
         ExemplarConfig.from_dict({**base, "prior_cells": 3, "prior_cells_gate": [0.6, 0.4]})
+
+
+def test_gather_rows_is_advanced_indexing():
+    """The warp's gathers by ``index_select`` give exactly what ``x[batch, index]`` gives: one batch item,
+    several, and one item expanded over several (not copied)."""
+    from napari_colorize.models.warp import gather_rows
+
+    g = torch.Generator().manual_seed(3)
+    for B, Bx in ((1, 1), (3, 3), (3, 1)):
+        x = torch.randn(Bx, 50, 7, generator=g)
+        idx = torch.randint(0, 50, (B, 4, 6), generator=g)
+        xb = x.expand(B, -1, -1)
+        want = xb[torch.arange(B)[:, None, None], idx]
+        assert torch.equal(gather_rows(x, idx), want)
+        assert torch.equal(gather_rows(xb, idx), want)

@@ -39,9 +39,10 @@ __all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "be
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
-#: the match confidence's coefficients, fitted once by a logistic regression (not kept as a script) of
-#: "the shipped exemplar's colour is within 11 ab units of the truth" on training views (references
-#: from the photo itself and from other sources); what they measured: docs/MODELS.md
+#: the match confidence's coefficients for a dense search, fitted by a logistic regression of "the
+#: exemplar network's colour is within 11 ab units of the truth" on training views (references from the
+#: photo itself and from other sources; ``python -m training.fit_confidence``) for the network of issue
+#: 18's first step; the shipped ``exemplar`` has its own (``configs.EXEMPLAR_OUTPUT``); docs/MODELS.md
 DEFAULT_CONFIDENCE = {"bias": -7.44, "best2": 7.07, "best4": 1.04, "best5": 2.77}
 
 
