@@ -361,3 +361,33 @@ def test_gather_rows_is_advanced_indexing():
         want = xb[torch.arange(B)[:, None, None], idx]
         assert torch.equal(gather_rows(x, idx), want)
         assert torch.equal(gather_rows(xb, idx), want)
+
+
+def test_a_related_reference_can_be_warped_in_more_cells_instead_of_densely():
+    """``prior_cells_related``: the gate's low end (a related reference) takes the coarse-to-fine warp with
+    that many cells instead of the dense one - with every cell it is the dense warp; it needs ``prior_cells``."""
+    from napari_colorize.color import grey_rgb
+    from napari_colorize.models.configs import ExemplarConfig
+
+    torch.manual_seed(0)
+    base = {**EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict(), "prior_cells": 2, "prior_cells_gate": [0.4, 0.6]}
+    nets = {n: ExemplarNet(ExemplarConfig.from_dict({**base, "prior_cells_related": n})).eval() for n in (0, 4)}
+    wide = ExemplarNet(ExemplarConfig.from_dict({**EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict(), "prior_cells": 4})).eval()
+    for net in (*nets.values(), wide):
+        net.load_state_dict(nets[0].state_dict())
+    L, R = torch.rand(1, 1, 64, 96) * 2 - 1, torch.rand(1, 3, 64, 96)  # (stride 16: 4 x 6 cells)
+    with torch.no_grad():
+        taps, _ = nets[0].backbone(grey_rgb(L))
+        side = nets[0].encode_reference(R)
+        dense, _ = nets[0].warp(taps, side, 0.0)
+        four, _ = nets[4].warp(taps, side, 0.0)
+        want_four, _ = wide.warp(taps, side)
+        same_scene = [net.warp(taps, side, 1.0)[0] for net in (nets[0], nets[4])]
+    assert torch.allclose(four, want_four, atol=1e-6) and not torch.allclose(four, dense, atol=1e-4)
+    assert torch.equal(same_scene[0], same_scene[1])  # (a reference of the same scene: prior_cells as before)
+    everything = ExemplarNet(ExemplarConfig.from_dict({**base, "prior_cells_related": 24})).eval()
+    everything.load_state_dict(nets[0].state_dict())
+    with torch.no_grad():
+        assert torch.allclose(everything.warp(taps, side, 0.0)[0], dense, atol=1e-5)
+    with pytest.raises(ValueError, match="prior_cells_related"):
+        ExemplarConfig.from_dict({**EXEMPLAR_CONFIGS["cpu-warp-grey"].to_dict(), "prior_cells_related": 8})

@@ -90,6 +90,10 @@ class ExemplarConfig:
         ``(lo, hi)``: the coarse-to-fine warp in full for an image whose mean match confidence is at least
         ``hi`` (a reference of the same scene), the dense warp at ``lo`` or below (a reference that is only
         related), linearly blended between (``ExemplarNet.cells_share``); None: coarse to fine always.
+    prior_cells_related : int
+        0 (the dense warp at the gate's low end, for a reference that is only related) or the number of
+        reference cells the coarse-to-fine warp searches there instead: a wider search than
+        ``prior_cells``, which still leaves out the reference cells least like each target cell.
     refine : int
         Window (odd, 3-31 pixels) of a guided filter (He, Sun & Tang 2010; ``exemplar.guided_filter``)
         that re-aligns the predicted chroma with the grey target's own edges once P1 is upsampled to
@@ -155,6 +159,7 @@ class ExemplarConfig:
     prior_cells: int = 0
     prior_cells_level: int = 4
     prior_cells_gate: tuple[float, float] | None = None
+    prior_cells_related: int = 0
     refine: int = 0
     refine_eps: float = 1e-3
     confidence: dict | None = None
@@ -214,6 +219,9 @@ class ExemplarConfig:
             raise ValueError("config: prior_gain needs prior='warp'")
         check_int("prior_cells", self.prior_cells, 0, 4096)
         check_int("prior_cells_level", self.prior_cells_level, 1, LEVELS)
+        check_int("prior_cells_related", self.prior_cells_related, 0, 4096)
+        if self.prior_cells_related and not self.prior_cells:
+            raise ValueError("config: prior_cells_related needs prior_cells (the coarse-to-fine warp)")
         if self.prior_cells and (self.prior != "warp" or self.prior_reference != "grey"
                                  or self.prior_cells_level <= self.prior_level):
             raise ValueError("config: prior_cells needs prior='warp', prior_reference='grey' and a "

@@ -324,7 +324,8 @@ class ExemplarNet(nn.Module):
              share: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """The prior on the target's lattice at ``prior_level``: ``(ab, confidence)``; with
         ``prior_cells``, ``share`` of it matched coarse to fine
-        (:func:`~napari_colorize.models.warp.coarse_to_fine_warp`, :meth:`cells_share`), the rest dense."""
+        (:func:`~napari_colorize.models.warp.coarse_to_fine_warp`, :meth:`cells_share`), the rest dense
+        (or in ``prior_cells_related`` cells)."""
         keys, ab_ref = reference_features["prior"]
         cfg = self.config
         fine = self._match_features(target_taps[cfg.prior_level - 1])
@@ -332,15 +333,19 @@ class ExemplarNet(nn.Module):
         if not cfg.prior_cells:
             return feature_warp(fine, keys, ab_ref, tau)
         shares = share if isinstance(share, torch.Tensor) else torch.tensor(float(share))
+        coarse = target_taps[cfg.prior_cells_level - 1]
+
+        def in_cells(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return coarse_to_fine_warp(centre_normalise(fine), keys, ab_ref.float().flatten(2).transpose(1, 2),
+                                       tuple(fine.shape[-2:]), centre_normalise(coarse),
+                                       reference_features["match"][cfg.prior_cells_level], tuple(coarse.shape[-2:]),
+                                       n, tau)
+
         cells = dense = None
         if bool((shares > 0).any()):
-            coarse = target_taps[cfg.prior_cells_level - 1]
-            cells = coarse_to_fine_warp(centre_normalise(fine), keys, ab_ref.float().flatten(2).transpose(1, 2),
-                                        tuple(fine.shape[-2:]), centre_normalise(coarse),
-                                        reference_features["match"][cfg.prior_cells_level], tuple(coarse.shape[-2:]),
-                                        cfg.prior_cells, tau)
-        if bool((shares < 1).any()):
-            dense = feature_warp(fine, keys, ab_ref, tau)
+            cells = in_cells(cfg.prior_cells)
+        if bool((shares < 1).any()):  # (a related reference: the dense warp, or a wider search in cells)
+            dense = in_cells(cfg.prior_cells_related) if cfg.prior_cells_related else feature_warp(fine, keys, ab_ref, tau)
         if cells is None or dense is None:
             return dense if cells is None else cells
         return tuple(d + shares.to(d.dtype) * (c - d) for d, c in zip(dense, cells))
