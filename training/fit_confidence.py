@@ -10,7 +10,8 @@ another source, 'other-source')::
     python -m training.fit_confidence --data data/manifest.csv --split train --limit 120 exemplar+confidence_cells=16
 
 The network's colour is its P1 through the config's guided filter (``refine``), before the output stage
-that the confidence steers (spreading, fading in the dark). Pixels are sampled every ``--step`` pixels of
+that the confidence steers (spreading, fading in the dark). (With ``prior_cells_gate`` the network's own warp
+is chosen by the confidence under the model's current coefficients, ``NAME+confidence=...`` to give others.) Pixels are sampled every ``--step`` pixels of
 each view. Prints the cross-entropy of the fit, of a constant, and of each level alone, and the
 coefficients as a config's ``confidence`` (JSON), then the percentiles of each view's mean confidence
 under the new coefficients (the output stage's gates are the 90th of 'other-source' and the 10th of

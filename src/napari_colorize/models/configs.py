@@ -296,8 +296,8 @@ def check_gate(name: str, g) -> None:
 #: the shipped default's settings over its weights' config (``exemplar``): its warp matched coarse to fine (as
 #: it was trained) for a reference of the same scene, densely for a related one (``prior_cells_gate``), and its
 #: output stage; chosen on training views with references from other sources (docs/MODELS.md, issue 18). Its
-#: match confidence searches the finest level only in the cells the warp chooses (``confidence_cells``: a tenth
-#: of the call, issue 21), with coefficients fitted for that search (``python -m training.fit_confidence``) and
+#: match confidence searches the finest level only in the cells the warp chooses (``confidence_cells``: the
+#: dense stride-4 search was the confidence's costliest part, issue 21; docs/BENCHMARKS.md), with coefficients fitted for that search (``python -m training.fit_confidence``) and
 #: the gates taken again from them by the same rule (the 90th percentile of other-source views' mean
 #: confidence, the 10th of self)
 EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
