@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 
-from napari_colorize.color import AB_SCALE, grey_to_L, normalize_lab, rgb_to_lab
+from napari_colorize.color import AB_SCALE, L_SCALE, L_SHIFT, grey_to_L, normalize_lab, rgb_to_lab
 from napari_colorize.models.coherence import CONFIDENCE_LEVELS, match_confidence
 
 from .evaluate import SIZE, eval_images, grey_of, load_with_output, reference_pool, references
@@ -49,15 +49,11 @@ def view_samples(net, grey: np.ndarray, reference: np.ndarray, truth: np.ndarray
     """One view's features ``(n, len(FEATURES))`` and labels ``(n,)`` on a grid of every ``step`` pixels,
     and its similarities (for the view's mean confidence)."""
     reference, truth = _unit(reference), _unit(truth)
-    L = (grey_to_L(torch.from_numpy(np.asarray(grey, np.float32))) / 50.0 - 1.0)[None, None]
+    L = (grey_to_L(torch.from_numpy(np.asarray(grey, np.float32))) / L_SCALE - L_SHIFT)[None, None]
     R = torch.from_numpy(np.ascontiguousarray(reference, np.float32)).permute(2, 0, 1)[None]
     aux: dict = {}
     with torch.inference_mode():
-        preds = net(L, reference_rgb=R, aux=aux)
-        ab = preds[0]
-        if ab.shape[-2:] != L.shape[-2:]:
-            ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        ab = net.refine(L, ab)
+        ab = net.refine(L, net(L, reference_rgb=R, aux=aux)[0])  # (P1 at L's size, as the engine takes it)
     truth_ab = normalize_lab(rgb_to_lab(torch.from_numpy(np.ascontiguousarray(truth, np.float32)).permute(2, 0, 1)[None]))[:, 1:]
     err = ((ab - truth_ab) * AB_SCALE).norm(dim=1)[0]  # ab units
     sims = aux["match"]

@@ -79,10 +79,7 @@ class ExemplarNetColorizer(NetworkColorizer):
             done = self.precompute(state)
             out = net(L, reference_features=done["features"], return_attention=return_attention, aux=aux)
         preds, raw = (out if return_attention else (out, None))
-        ab = preds[0]
-        if ab.shape[-2:] != L.shape[-2:]:  # P1 of a stride-2 backbone: bilinear to the working size
-            ab = torch.nn.functional.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        ab = net.refine(L, ab)  # the config's guided filter (off unless configured)
+        ab = net.refine(L, preds[0])  # P1 at the working size, through the config's guided filter (if any)
         conf = None
         if "match" in aux:
             cfg = net.config

@@ -414,8 +414,11 @@ class ExemplarNet(nn.Module):
         return out if len(out) > 1 else preds
 
     def refine(self, target_L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        """The config's guided filter (``refine``; off when 0): ``ab`` (at ``target_L``'s size)
+        """The network's colour at ``target_L``'s size: ``ab`` (P1; bilinearly resampled to that size when a
+        stride-2 backbone gives it smaller) through the config's guided filter (``refine``; off when 0),
         smoothed within the target's lightness edges and kept across them."""
+        if ab.shape[-2:] != target_L.shape[-2:]:
+            ab = F.interpolate(ab, size=target_L.shape[-2:], mode="bilinear", align_corners=False)
         if not self.config.refine:
             return ab
         # (in float32: the local variances of a half-precision output would lose the regulariser)

@@ -153,8 +153,8 @@ def _cell_blocks(qt: torch.Tensor, kr: torch.Tensor, shape: tuple[int, int], qc:
     # the reference cells of all K lattices: cell j of reference r holds members[j] + r N
     ref_members = (members[None] + torch.arange(K, device=qt.device)[:, None, None] * N).reshape(K * Nc, m)
     ref_members[members.repeat(K, 1) < 0] = -1
-    if kr.shape[0] != B:
-        kr, kc = kr.expand(B, -1, -1), kc.expand(B, -1, -1)
+    if kc.shape[0] != B:  # (the fine keys are gathered from one reference's rows: gather_rows)
+        kc = kc.expand(B, -1, -1)
     kk = min(int(cells) * K, kc.shape[1])  # (K references: K times as many cells: a reference given twice is it)
     # target cells per block: the block's coarse similarities, gathered keys and fine similarities stay
     # about a block of the dense warp's size (memory bounded at any working size)
