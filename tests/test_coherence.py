@@ -113,7 +113,8 @@ def test_global_methods_have_no_confidence():
 @pytest.mark.parametrize("bad", [{"confidence": {"best9": 1.0}}, {"confidence": {"bias": float("nan")}},
                                  {"confidence": [1, 2]}, {"fallback": 1.5}, {"coherence": -1},
                                  {"coherence": 65}, {"palette_chroma": 2.0}, {"dark_chroma": -1.0},
-                                 {"dark_chroma": 60.0}, {"dark_chroma": "dark"}, {"confidence_ring": 3},
+                                 {"dark_chroma": 60.0}, {"dark_chroma": "dark"}, {"black_chroma": -1.0},
+                                 {"black_chroma": 25.0}, {"black_chroma": None}, {"confidence_ring": 3},
                                  {"confidence_ring": -1}, {"confidence_ring": 1.5}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
@@ -171,6 +172,45 @@ def test_fade_dark_takes_colour_from_unsure_dark_pixels_only():
     half = fade_dark(L, ab, torch.full((1, 1, 1, 4), 0.5), 20.0)
     assert torch.allclose(half[0, 1, 0, 0], torch.tensor(0.15))  # black keeps c = 0.5 of its chroma
     assert torch.equal(fade_dark(L, ab, unsure, 0.0), ab)
+
+
+def test_fade_black_takes_colour_from_near_black_pixels_as_much_as_the_gate_says():
+    """Below the lightness chroma fades linearly to none at black whatever the pixel's confidence, scaled
+    by the image's gate (1: in full, 0: a reference of the same scene keeps its dark colours); off (0)
+    changes nothing."""
+    from napari_colorize.models.coherence import fade_black
+
+    Lstar = torch.tensor([0.0, 5.0, 10.0, 60.0]).reshape(1, 1, 1, 4)
+    L = Lstar / 50 - 1
+    ab = torch.full((2, 2, 1, 4), 0.3)
+    L2 = L.expand(2, -1, -1, -1)
+    gate = torch.tensor([1.0, 0.0]).reshape(2, 1, 1, 1)
+    out = fade_black(L2, ab, 10.0, gate)
+    assert torch.allclose(out[0, 1, 0], torch.tensor([0.0, 0.15, 0.3, 0.3]))
+    assert torch.equal(out[1], ab[1])  # (gate 0)
+    half = fade_black(L, ab[:1], 10.0, 0.5)
+    assert torch.allclose(half[0, 0, 0], torch.tensor([0.15, 0.225, 0.3, 0.3]))
+    assert torch.equal(fade_black(L, ab[:1], 0.0), ab[:1])
+
+
+def test_the_models_output_is_neutral_at_black_with_a_related_reference():
+    """black_chroma in an exemplar network's config with a gate that applies in full: near-black pixels
+    of the target (L* below 1.5) keep at most about L*/10 of their colour (the spread of their three RGB
+    values falls below a fifth of what it was), brighter ones keep all of it."""
+    torch.manual_seed(0)
+    model = nc.load_model("exemplar", device="cpu")
+    rng = np.random.default_rng(5)
+    grey = np.concatenate([np.full((64, 32), 0.004), np.full((64, 32), 0.6)], 1) + rng.normal(0, 0.002, (64, 64))
+    ref = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    cfg = {**model.network.config.to_dict(), "coherence_gate": [0.98, 0.99], "dark_chroma": 0.0, "black_chroma": 0.0}
+    model.network.config = ExemplarConfig.from_dict(cfg)
+    before = nc.colorize(model, grey, reference=ref, size=64).rgb
+    model.network.config = ExemplarConfig.from_dict({**cfg, "black_chroma": 10.0})
+    after = nc.colorize(model, grey, reference=ref, size=64).rgb
+    spread_b, spread_a = (np.ptp(x[:, 4:28], axis=-1) for x in (before, after))
+    assert spread_b.max() > 1e-3  # (the reference's colour reached the dark half without it)
+    assert spread_a.max() < 0.3 * spread_b.max() and spread_a.mean() < 0.2 * spread_b.mean()
+    np.testing.assert_allclose(before[:, 40:60], after[:, 40:60], atol=1e-6)
 
 
 def test_the_models_output_fades_dark_colour_where_the_match_is_unsure():

@@ -19,7 +19,9 @@ checked equal to its saved arrays (at most 0.49999 of a step) before regeneratin
 and the volume run (which uses it) changed. Issue 21 changed it again (its match confidence searched coarse
 to fine, ``confidence_cells``, with coefficients and gates fitted for it); before regenerating, ``exemplar``
 with the earlier settings was checked equal to the saved arrays (at most 0.500 of a step), and every other
-model unchanged (at most 0.500 of a step).
+model unchanged (at most 0.500 of a step). Issue 18's fifth step changed it again (``black_chroma``: chroma
+fades to none at black in images whose reference is only related); before regenerating, ``exemplar`` with it
+off was checked equal to the saved arrays, and with it on only ``exemplar``'s stack changed.
 """
 
 from __future__ import annotations

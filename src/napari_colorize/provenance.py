@@ -23,6 +23,7 @@ parsed as JSON of bounded size and checked to be one of ours, nothing in it is r
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -45,8 +46,10 @@ class ProvenanceError(ValueError):
     """A provenance record that cannot be read, or a sidecar that would replace a file of the user's."""
 
 
+@functools.lru_cache(maxsize=1)
 def package_version() -> str:
-    """The installed napari-colorize's version (its package metadata; "unknown" when not installed)."""
+    """The installed napari-colorize's version (its package metadata; "unknown" when not installed),
+    read once per process (reading the metadata takes longer than the rest of a call's record)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -14,7 +14,7 @@ import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction, require_reference
-from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_dark, image_gate, match_confidence
+from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence
 from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
@@ -90,7 +90,7 @@ class ExemplarNetColorizer(NetworkColorizer):
                 safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
                                    palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma)
                 ab = ab + w * (safe - ab)
-            ab = fade_dark(L, ab, conf, cfg.dark_chroma)
+            ab = fade_black(L, fade_dark(L, ab, conf, cfg.dark_chroma), cfg.black_chroma, w)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
                           confidence=None if conf is None else conf.float(), state=None if done is state else done)

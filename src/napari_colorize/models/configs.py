@@ -139,6 +139,11 @@ class ExemplarConfig:
         Lightness ``L*`` (0: off, up to 50) below which the chroma fades, in proportion to how unsure the
         match is (:func:`~napari_colorize.models.coherence.fade_dark`): near-black pixels of a photo
         carry little colour, and a tint on them is what most harms the picture with a related reference.
+    black_chroma : float
+        Lightness ``L*`` (0: off, up to 20) below which the chroma fades to none at black whatever the
+        pixel's confidence, as much as ``coherence_gate`` applies to the image
+        (:func:`~napari_colorize.models.coherence.fade_black`): a chroma too small to see there still
+        changes the ratios of the near-zero RGB values a lot.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -171,6 +176,7 @@ class ExemplarConfig:
     keep_chroma: bool = False
     coherence_gate: tuple[float, float] | None = None
     dark_chroma: float = 0.0
+    black_chroma: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -238,6 +244,7 @@ class ExemplarConfig:
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
         check_choice("keep_chroma", self.keep_chroma, (False, True))
         check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
+        check_float("black_chroma", self.black_chroma, 0.0, 20.0)
         check_gate("coherence_gate", self.coherence_gate)
         check_gate("prior_cells_gate", self.prior_cells_gate)
         if not isinstance(self.extra, dict):
@@ -297,11 +304,12 @@ def check_gate(name: str, g) -> None:
 #: it was trained) for a reference of the same scene, densely for a related one (``prior_cells_gate``), and its
 #: output stage; chosen on training views with references from other sources (docs/MODELS.md, issue 18). Its
 #: match confidence searches the finest level only in the cells the warp chooses (``confidence_cells``: the
-#: dense stride-4 search was the confidence's costliest part, issue 21; docs/BENCHMARKS.md), with coefficients fitted for that search (``python -m training.fit_confidence``) and
-#: the gates taken again from them by the same rule (the 90th percentile of other-source views' mean
-#: confidence, the 10th of self)
+#: dense stride-4 search was the confidence's costliest part, issue 21; docs/BENCHMARKS.md), with coefficients
+#: fitted for that search (``python -m training.fit_confidence``) and the gates taken again from them by the
+#: same rule (the 90th percentile of other-source views' mean confidence, the 10th of self). ``black_chroma``:
+#: near-black pixels neutral in images whose reference is only related (issue 18's fifth step)
 EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
-                   "dark_chroma": 30.0, "confidence_cells": 16,
+                   "dark_chroma": 30.0, "black_chroma": 5.0, "confidence_cells": 16,
                    "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35}}
 
 
