@@ -196,7 +196,8 @@ def test_fade_black_takes_colour_from_near_black_pixels_as_much_as_the_gate_says
 def test_the_models_output_is_neutral_at_black_with_a_related_reference():
     """black_chroma in an exemplar network's config with a gate that applies in full: near-black pixels
     of the target (L* below 1.5) keep at most about L*/10 of their colour (the spread of their three RGB
-    values falls below a fifth of what it was), brighter ones keep all of it."""
+    values falls, on average, below a fifth of what it was), brighter ones keep all of it; with a gate that
+    does not apply (a reference of the same scene) the dark pixels keep their colour too."""
     torch.manual_seed(0)
     model = nc.load_model("exemplar", device="cpu")
     rng = np.random.default_rng(5)
@@ -211,6 +212,12 @@ def test_the_models_output_is_neutral_at_black_with_a_related_reference():
     assert spread_b.max() > 1e-3  # (the reference's colour reached the dark half without it)
     assert spread_a.max() < 0.3 * spread_b.max() and spread_a.mean() < 0.2 * spread_b.mean()
     np.testing.assert_allclose(before[:, 40:60], after[:, 40:60], atol=1e-6)
+    shut = {**cfg, "coherence_gate": [0.0, 0.01]}  # (every image above it: the gate's weight 0)
+    model.network.config = ExemplarConfig.from_dict(shut)
+    kept = nc.colorize(model, grey, reference=ref, size=64).rgb
+    model.network.config = ExemplarConfig.from_dict({**shut, "black_chroma": 10.0})
+    np.testing.assert_array_equal(nc.colorize(model, grey, reference=ref, size=64).rgb, kept)
+    assert np.ptp(kept[:, 4:28], axis=-1).max() > 1e-3
 
 
 def test_the_models_output_fades_dark_colour_where_the_match_is_unsure():

@@ -21,7 +21,7 @@ to fine, ``confidence_cells``, with coefficients and gates fitted for it); befor
 with the earlier settings was checked equal to the saved arrays (at most 0.500 of a step), and every other
 model unchanged (at most 0.500 of a step). Issue 18's fifth step changed it again (``black_chroma``: chroma
 fades to none at black in images whose reference is only related); before regenerating, ``exemplar`` with it
-off was checked equal to the saved arrays, and with it on only ``exemplar``'s stack changed.
+off was checked equal to the saved arrays, and with it on only ``exemplar``'s stack and the volume run changed.
 """
 
 from __future__ import annotations

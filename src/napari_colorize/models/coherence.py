@@ -26,6 +26,8 @@ Three steps, each a pure function on working-size tensors (normalised Lab, ``L/5
 
 4. :func:`fade_dark` - near-black pixels of photographs carry little colour, and SSIM is most sensitive
    there (small means): where the match is unsure, chroma fades towards black.
+5. :func:`fade_black` - below a lower lightness, chroma fades to none at black whatever the match, as much
+   as the image's gate says (a related reference: in full; one of the same scene: not at all).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
-__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab", "fade_dark",
+__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab", "fade_dark", "fade_black",
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
