@@ -400,6 +400,9 @@ def test_csv_log_keeps_rows_up_to_the_resumed_step_and_never_loses_another_runs_
     with pytest.raises(ValueError, match="other columns"):
         CSVLog(path, ["step", "loss"])  # another run's fields: refused, file untouched
     assert path.read_text() == before and not list(tmp_path.glob("*.tmp"))
+    # a run started before a loss was added (its log has fewer columns) resumes: rows kept, the new one empty
+    grown = CSVLog(path, ["step", "total", "pixel", "ssim"], truncate_after=20)
+    assert [(r["step"], r["pixel"], r["ssim"]) for r in grown.read()] == [("10", "0", ""), ("20", "0", "")]
     plot_curves(log, ["total", "pixel"], tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert not [w for w in recwarn if "log-scaled" in str(w.message)]
@@ -482,6 +485,32 @@ def test_training_pairs_with_references_of_another_series(corpus_dir):
     truth, ref = torch.full((2, 2, 4, 4), 0.3), torch.full((2, 2, 4, 4), -0.5)
     t = histogram_target("reference", truth, ref, mask)
     assert torch.equal(t[0], truth[0]) and torch.equal(t[1], ref[1])
+    # --other-hist reference: the other-source pairs follow their reference's palette too
+    assert torch.equal(histogram_target("reference", truth, ref, mask, "reference"), ref)
+    t = histogram_target("truth", truth, ref, mask, "reference")
+    assert torch.equal(t[0], ref[0]) and torch.equal(t[1], truth[1])
+    with pytest.raises(ValueError, match="histogram targets"):
+        histogram_target("truth", truth, ref, mask, "palette")
+
+
+def test_the_ssim_loss_is_zero_for_the_truth_and_grows_with_a_tint_near_black():
+    """ssim_loss: (1 - SSIM) / 2 in sRGB; the truth itself costs nothing, a tint costs more on a dark image
+    than on a bright one (SSIM's small local means), gradients reach the prediction; its weight 0 leaves
+    the total as it was."""
+    torch.manual_seed(0)
+    truth = torch.zeros(2, 2, 32, 32)
+    Ls = [torch.full((2, 1, 64, 64), v) + 0.05 * torch.randn(2, 1, 64, 64) for v in (-0.9, 0.6)]
+    tint = torch.full((2, 2, 32, 32), 0.04, requires_grad=True)
+    assert float(L.ssim_loss(truth, truth, Ls[0])) == pytest.approx(0.0, abs=1e-6)
+    dark, bright = (L.ssim_loss(tint, truth, x) for x in Ls)
+    assert float(dark) > 2 * float(bright) > 0
+    dark.backward()
+    assert tint.grad is not None and float(tint.grad.abs().sum()) > 0
+    preds = [tint.detach(), torch.zeros(2, 2, 16, 16)]
+    w0 = L.ExemplarLossWeights(pixel=1.0, hist=0.0, tv=0.0, adv=0.0)
+    w1 = L.ExemplarLossWeights(pixel=1.0, hist=0.0, tv=0.0, adv=0.0, ssim=10.0)
+    t0, t1 = (L.exemplar_losses(preds, truth, truth, Ls[0], None, w) for w in (w0, w1))
+    assert float(t0["ssim"]) == 0.0 and float(t1["total"]) == pytest.approx(float(t0["total"]) + 10 * float(t1["ssim"]))
 
 
 def test_evaluate_takes_output_stage_settings_over_a_model():

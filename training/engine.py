@@ -116,7 +116,9 @@ class CSVLog:
             with open(self.path, newline="") as fh:
                 reader = csv.DictReader(fh)
                 rows = [r for r in reader if truncate_after is None or int(r["step"]) <= truncate_after]
-                if reader.fieldnames and list(reader.fieldnames) != list(fields):
+                # a log of an earlier version of the same script (fewer columns: a loss added since) is
+                # rewritten with today's columns, the new ones empty in its rows; other columns: another run
+                if reader.fieldnames and not set(reader.fieldnames) <= set(fields):
                     raise ValueError(f"{self.path} was written with other columns ({', '.join(reader.fieldnames)}): "
                                      "another run's log? Use another --out folder; the file is left as it is.")
         # drop rows past the resumed step; written aside and swapped in, so a failure never loses the log

@@ -8,6 +8,10 @@ Paper A (Sec. 3.3), per scale l = 1..4, Eq. 4 with weights 100 / 2 / 50 / 1:
                         **reference** ab at the same scale;
 * ``tv_loss``          total variation: mean squared difference of horizontally and vertically
                         neighbouring ab values ("low variance along neighbouring pixels");
+* ``ssim_loss``        (ours, off in paper A's recipe) ``(1 - SSIM) / 2`` of P1 in sRGB against the truth
+                        (kornia, a Gaussian window of 7 px): a related reference's colour where it costs the
+                        picture's structure, near black above all, is what the realistic protocol's harm
+                        measure sees (docs/MODELS.md, issue 18);
 * LS-GAN with one ``PatchDiscriminator`` per scale (input: L and ab at that scale, real = ground
   truth): ``generator_loss = mean (D(fake) - 1)^2 / 2``,
   ``discriminator_loss = mean (D(real) - 1)^2 / 2 + mean D(fake)^2 / 2``.
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_colorize.color import soft_histogram
+from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram
 
 EPS_HIST = 1e-5
 
@@ -105,6 +109,17 @@ class ExemplarLossWeights:
     gate: float = 0.0  # ours (warp prior): the mean gate, so that heads replace the warp only where it pays
     head: float = 0.0  # ours (warp prior): each head's own (ungated) prediction against the truth, so that
     #                    a gate never opens onto a colour the head made up (issue 10's fringes)
+    ssim: float = 0.0  # ours: (1 - SSIM) / 2 of P1 in sRGB against the truth (ssim_loss)
+
+
+def ssim_loss(pred_ab: torch.Tensor, truth_ab: torch.Tensor, L: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """``(1 - SSIM) / 2`` between the sRGB images of ``(L, pred_ab)`` and ``(L, truth_ab)`` (normalised Lab,
+    the truth's ab and ``L`` pooled to the prediction's size), kornia's SSIM with a Gaussian window."""
+    from kornia.losses import ssim_loss as kornia_ssim_loss
+
+    Lp, truth = pool_to(L, pred_ab.shape), pool_to(truth_ab, pred_ab.shape)
+    rgb = [lab_to_rgb(denormalize_lab(torch.cat([Lp, ab], 1))) for ab in (pred_ab, truth)]
+    return kornia_ssim_loss(rgb[0], rgb[1], window)
 
 
 def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference_ab: torch.Tensor,
@@ -114,12 +129,13 @@ def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference
     ``reference_ab``: the ab whose histogram the histogram loss holds the output to (its only use): the
     reference's in paper A; ``train_exemplar --hist-target truth`` passes the truth's (paper B's choice);
     ``gates``: the prior network's per-pixel gates (P1..P4), penalised by their mean when ``w.gate``;
-    ``heads``: its heads' predictions before the gates, held to the truth by the pixel loss when ``w.head``.
+    ``heads``: its heads' predictions before the gates, held to the truth by the pixel loss when ``w.head``;
+    ``w.ssim``: :func:`ssim_loss` of P1 against the truth, at P1's size.
 
     Why both: with the gate penalty alone, a head can make up any colour and its gate open a crack onto
     it (the product is what the pixel loss sees); the heads then saturate (tanh at +-1) and the output
     shows their colour as faint fringes. The head loss makes each head a colourisation in its own right."""
-    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0, "head": 0.0}
+    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0, "head": 0.0, "ssim": 0.0}
     for s, p in enumerate(preds):
         if w.pixel:
             terms["pixel"] = terms["pixel"] + pixel_loss(p, truth_ab)
@@ -133,8 +149,10 @@ def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference
         terms["gate"] = sum(g.mean() for g in gates)
     if w.head and heads:
         terms["head"] = sum(pixel_loss(h, truth_ab) for h in heads)
+    if w.ssim:
+        terms["ssim"] = ssim_loss(preds[0], truth_ab, L)
     total = (w.pixel * terms["pixel"] + w.hist * terms["hist"] + w.tv * terms["tv"] + w.adv * terms["adv"]
-             + w.gate * terms["gate"] + w.head * terms["head"])
+             + w.gate * terms["gate"] + w.head * terms["head"] + w.ssim * terms["ssim"])
     return {"total": total, **{k: (v.detach() if torch.is_tensor(v) else torch.tensor(v)) for k, v in terms.items()}}
 
 

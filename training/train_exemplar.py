@@ -116,14 +116,18 @@ def make_batch(corpus, pairs, step: int, rank: int, batch: int, size: int, self_
 
 
 def histogram_target(choice: str, truth_ab: torch.Tensor, ref_ab: torch.Tensor,
-                     other: torch.Tensor | None = None) -> torch.Tensor:
+                     other: torch.Tensor | None = None, other_choice: str = "truth") -> torch.Tensor:
     """The ab whose histogram the histogram loss holds the output to: ``--hist-target`` 'reference'
     (paper A) or 'truth' (paper B's choice; on a pair whose reference holds other colours it does not pull
     the output towards them). ``other`` (bool per pair): pairs whose reference is from another source
-    series always take the truth's - the output should not copy an unrelated reference's palette."""
+    series take ``other_choice``'s: the truth's by default (the output should not copy an unrelated
+    reference's palette), or the reference's (``--other-hist reference``: follow its palette, the pixel and
+    SSIM losses holding *where* each colour goes to the truth)."""
+    if choice not in ("reference", "truth") or other_choice not in ("reference", "truth"):
+        raise ValueError(f"histogram targets are 'reference' or 'truth', not {choice!r} / {other_choice!r}")
     target = truth_ab if choice == "truth" else ref_ab
-    if other is not None and bool(other.any()) and target is not truth_ab:  # (make_batch: both at one size)
-        target = torch.where(other[:, None, None, None], truth_ab, target)
+    if other is not None and bool(other.any()) and choice != other_choice:  # (make_batch: both at one size)
+        target = torch.where(other[:, None, None, None], truth_ab if other_choice == "truth" else ref_ab, target)
     return target
 
 
@@ -143,6 +147,9 @@ def parse(argv=None):
                          "references users have; their histogram loss is against the truth)")
     ap.add_argument("--hist-target", choices=("reference", "truth"), default="reference",
                     help="the histogram loss against the reference's ab histogram (paper A) or the truth's (ours)")
+    ap.add_argument("--other-hist", choices=("reference", "truth"), default="truth",
+                    help="the histogram loss of --other-source pairs against the truth's histogram (default) or "
+                         "their reference's")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
     ap.add_argument("--prior-cells", type=int, default=None, metavar="K",
                     help="match the warp coarse to fine among the K most similar reference cells (the config's "
@@ -208,7 +215,7 @@ def main(argv=None) -> int:
             opt_d.step()
             for p in disc.parameters():
                 p.requires_grad_(False)
-        terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab, other), L,
+        terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab, other, args.other_hist), L,
                                 disc.d if disc is not None else None, weights, gates, heads)
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -230,7 +237,7 @@ def main(argv=None) -> int:
                training={"script": "training.train_exemplar", "config": args.config, "ablation": args.ablation,
                          **({"lr_gain": args.lr_gain} if gains else {}),
                          "self_ref": args.self_ref, "strong_self_ref": strong, "hue_aug": hue,
-                         **({"other_source": args.other_source} if args.other_source else {}),
+                         **({"other_source": args.other_source, "other_hist": args.other_hist} if args.other_source else {}),
                          **({"balance_series": args.balance_series} if args.balance_series else {}),
                          "hist_target": args.hist_target, "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights)},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature))
