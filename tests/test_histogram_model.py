@@ -197,3 +197,37 @@ def test_warm_start_widens_the_unet_input_with_zeros(tmp_path):
     assert float(new.log_tau.detach()) == 0.0  # the architecture's temperature, not the file's
     with pytest.raises(SystemExit, match="another shape"):
         init_from(new, path)  # without widen, a changed shape is refused
+
+
+def test_region_coherence_of_the_histogram_output_spreads_its_colour_within_lightness_regions():
+    """HistogramConfig.coherence (the shipped ``histogram``'s output stage; paper B's ``histogram-plain`` has
+    none): the network's ab through the edge-aware spreading with the target's lightness as the guide, every
+    pixel weighing the same - a colour that varies inside a flat region becomes one colour there and keeps
+    the step at a lightness edge; 0 gives the network's own output; out-of-range radii are refused."""
+    import numpy as np
+
+    import napari_colorize as nc
+    from napari_colorize.models.adapters import HistogramNetColorizer
+    from napari_colorize.models.coherence import spread
+    from napari_colorize.models.configs import HistogramConfig
+
+    torch.manual_seed(0)
+    net = HistogramNet(HISTOGRAM_CONFIGS["cpu"], pretrained_backbone=False).eval()
+    L = torch.full((1, 1, 64, 64), -0.6)
+    L[..., 32:] = 0.6  # two flat regions, one edge
+    L = L + 0.01 * torch.randn_like(L)
+    col = HistogramNetColorizer("h", net, {"architecture": "histogram", "config": net.config.to_dict()}, "cpu")
+    state = col.prepare(histogram=_hist(1)[0])
+    raw = col.predict(L, state).ab
+    net.config = HistogramConfig.from_dict({**net.config.to_dict(), "coherence": 6})
+    out = col.predict(L, state).ab
+    assert torch.allclose(out, spread(L, raw, torch.ones_like(L), 6), atol=1e-6)
+    assert out[..., 4:28].std((-2, -1)).max() < 0.5 * raw[..., 4:28].std((-2, -1)).max()  # one colour inside
+    edge = (out[..., 36:60].mean((-2, -1)) - out[..., 4:28].mean((-2, -1))).abs()
+    assert torch.allclose(edge, (raw[..., 36:60].mean((-2, -1)) - raw[..., 4:28].mean((-2, -1))).abs(), atol=0.02)
+    for bad in (-1, 65, 2.5):
+        with pytest.raises(ValueError, match="coherence"):
+            HistogramConfig.from_dict({**net.config.to_dict(), "coherence": bad})
+    assert nc.load_model("histogram", pretrained=False).network.config.coherence == 4
+    assert nc.load_model("histogram-plain", pretrained=False).network.config.coherence == 0
+    assert np.isfinite(out.numpy()).all()

@@ -21,7 +21,10 @@ to fine, ``confidence_cells``, with coefficients and gates fitted for it); befor
 with the earlier settings was checked equal to the saved arrays (at most 0.500 of a step), and every other
 model unchanged (at most 0.500 of a step). Issue 18's fifth step changed it again (``black_chroma``: chroma
 fades to none at black in images whose reference is only related); before regenerating, ``exemplar`` with it
-off was checked equal to the saved arrays, and with it on only ``exemplar``'s stack and the volume run changed.
+off was checked equal to the saved arrays, and with it on only ``exemplar``'s stack and the volume run changed. Issue 18 item 6 changed
+``histogram`` (its output stage: region coherence, ``HISTOGRAM_OUTPUT``); before regenerating, ``histogram``
+with ``coherence`` 0 and every other model were checked equal to the saved arrays (at most 0.500 of a step), and
+with it on only ``histogram``'s three arrays changed.
 """
 
 from __future__ import annotations

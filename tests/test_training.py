@@ -527,6 +527,10 @@ def test_evaluate_takes_output_stage_settings_over_a_model():
             load_with_output(bad)
     with pytest.raises(ValueError, match="dark_chroma"):
         load_with_output("exemplar+dark_chroma=99")
+    h = load_with_output("histogram+coherence=0")  # (the histogram network's output stage)
+    assert h.network.config.coherence == 0 and load_with_output("histogram").network.config.coherence > 0
+    with pytest.raises(SystemExit, match="histogram config"):
+        load_with_output("histogram+dark_chroma=20")
 
 
 def test_where_harm_diagnoses_an_output_against_the_grey_input():

@@ -230,27 +230,28 @@ def mean_ab_fill(grey: np.ndarray, hint_rgb: np.ndarray) -> np.ndarray:
 
 
 def load_with_output(spec: str):
-    """A model by name or file, or ``NAME+key=value[+key=value...]``: an exemplar network with these
-    output-stage settings over its config (``exemplar+dark_chroma=20``; validated like any config), to
-    choose them on training views without a new file."""
-    from napari_colorize.models.configs import ExemplarConfig
+    """A model by name or file, or ``NAME+key=value[+key=value...]``: an exemplar or histogram network with
+    these output-stage settings over its config (``exemplar+dark_chroma=20``, ``histogram+coherence=0``;
+    validated like any config), to choose them on training views without a new file."""
+    from napari_colorize.models.configs import ExemplarConfig, HistogramConfig
 
     if "+" not in spec or Path(spec).exists():
         return nc.load_model(spec, device="cpu")
     base, *pairs = spec.split("+")
     model = nc.load_model(base, device="cpu")
     net = getattr(model, "network", None)
-    if net is None or not isinstance(getattr(net, "config", None), ExemplarConfig):
-        raise SystemExit(f"{spec}: output-stage settings apply to exemplar networks only")
+    kind = type(getattr(net, "config", None))
+    if kind not in (ExemplarConfig, HistogramConfig):
+        raise SystemExit(f"{spec}: output-stage settings apply to exemplar and histogram networks only")
     changes = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or key not in ExemplarConfig.__dataclass_fields__:
-            raise SystemExit(f"{spec}: {pair!r} is not KEY=VALUE of an exemplar config")
+        if not sep or key not in kind.__dataclass_fields__:
+            raise SystemExit(f"{spec}: {pair!r} is not KEY=VALUE of {'an exemplar' if kind is ExemplarConfig else 'a histogram'} config")
         import json
 
         changes[key] = json.loads(value)
-    net.config = ExemplarConfig.from_dict({**net.config.to_dict(), **changes})
+    net.config = kind.from_dict({**net.config.to_dict(), **changes})
     model.name = spec
     return model
 

@@ -14,7 +14,7 @@ import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction, require_reference
-from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence
+from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence, spread
 from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
@@ -115,10 +115,12 @@ class HistogramNetColorizer(NetworkColorizer):
     def predict(self, L, state, return_attention=False):
         L = L.to(self.device)
         out = self.network(L, hist=state["hist"], hist_features=state["features"], return_attention=return_attention)
+        ab, attn = out if return_attention else (out, None)
+        radius = self.network.config.coherence  # (region coherence: every pixel weighs the same)
+        ab = spread(L.float(), ab.float(), torch.ones_like(L, dtype=torch.float32), radius) if radius else ab.float()
         if return_attention:
-            ab, attn = out
-            return Prediction(ab=ab.float(), attention={"pixel_to_bin": BinAttention(attn[0].float().cpu().numpy())})
-        return Prediction(ab=out.float())
+            return Prediction(ab=ab, attention={"pixel_to_bin": BinAttention(attn[0].float().cpu().numpy())})
+        return Prediction(ab=ab)
 
 
 class BaselineColorizer(Colorizer):

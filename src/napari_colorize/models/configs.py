@@ -328,6 +328,10 @@ class HistogramConfig:
     bins' ab - so the attention gives every position an expected colour drawn from the given
     histogram; the U-Net sees it and predicts a change to it (zero at the start, when the
     output is close to the histogram's mean colour everywhere).
+    ``coherence`` (output stage, ours; 0: off, up to 64): the radius, at the working size, of an
+    edge-aware spreading of the output's colour with the target's lightness as the guide
+    (:func:`~napari_colorize.models.coherence.spread`, every pixel weighing the same): colour agrees
+    within regions of the grey image and changes at its edges, as the exemplar's region coherence.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -337,6 +341,7 @@ class HistogramConfig:
     use_palette: bool = True
     fu_channels: int | None = None
     prior: bool = False
+    coherence: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -354,7 +359,13 @@ class HistogramConfig:
         check_choice("use_palette", self.use_palette, (True, False))
         check_int("fu_channels", self.fu_channels, 1, 512, allow_none=True)
         check_choice("prior", self.prior, (True, False))
+        check_int("coherence", self.coherence, 0, 64)
 
+
+#: the output stage of the shipped ``histogram`` (set over its weights' config by the registry, like
+#: ``EXEMPLAR_OUTPUT``): region coherence of radius 4, chosen on training views (docs/MODELS.md, issue 18 item 6);
+#: ``histogram-plain`` (paper B's network) has none
+HISTOGRAM_OUTPUT = {"coherence": 4}
 
 HISTOGRAM_CONFIGS = {
     "cpu": HistogramConfig(unet_width=16, fu_channels=16),

@@ -23,7 +23,7 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from ..disk import DiskFullError, disk_full_message, is_disk_full
-from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS
+from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS, HISTOGRAM_OUTPUT
 
 # torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
 # command line's help stay fast): every import inside a function below is there for that reason.
@@ -55,7 +55,7 @@ class ModelEntry:
     config: dict | None = None  # architecture config for networks
     weights: str | None = None  # file name in weights_dir()
     factory: Callable[[torch.device], Colorizer] | None = None  # baselines: factory(device)
-    # output-stage options (ExemplarConfig's confidence, fallback, coherence, palette_chroma) set over the
+    # output-stage options (ExemplarConfig's confidence, fallback, coherence, ...; HistogramConfig's coherence) set over the
     # weights' own config: two names can share one weights file with different output stages
     output: dict | None = None
 
@@ -157,8 +157,10 @@ def _register_defaults() -> None:
                               EXEMPLAR_CONFIGS["cpu-warp-grey-gain-refine"].to_dict(), weights="exemplar-direct.safetensors"))
     register_model(ModelEntry("histogram", "histogram", "Default: paper B's CPU network (EfficientNet-Lite0, F_U projected to "
                               "16 channels, U-Net width 16) with our histogram prior (each bin's mass in the "
-                              "attention, its colour in the values; the U-Net refines the expected colour)",
-                              "histogram", HISTOGRAM_CONFIGS["cpu-prior"].to_dict(), weights="histogram.safetensors"))
+                              "attention, its colour in the values; the U-Net refines the expected colour), its colour made "
+                              "coherent within regions of the grey image",
+                              "histogram", HISTOGRAM_CONFIGS["cpu-prior"].to_dict(), weights="histogram.safetensors",
+                              output=HISTOGRAM_OUTPUT))
     register_model(ModelEntry("histogram-plain", "histogram", "Paper B's CPU network without the prior (the earlier "
                               "recipe): EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16",
                               "histogram", HISTOGRAM_CONFIGS["cpu"].to_dict(), weights="histogram-plain.safetensors"))
