@@ -232,18 +232,17 @@ def fade_dark(target_L: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor
     with ``L*`` the target's lightness (0-100; ``target_L`` normalised, ``L/50 - 1``) and ``c`` the match
     confidence. A pixel at ``L* = 0`` keeps ``c`` of its chroma, one at ``lightness`` or above all of
     it. ``lightness`` 0: ``ab`` unchanged."""
-    if lightness <= 0:
+    if lightness <= 0:  # (off: the weight not computed)
         return ab
-    dark = 1.0 - ((target_L.float() + 1.0) * 50.0 / float(lightness)).clamp(0.0, 1.0)
-    return ab * (1.0 - (1.0 - confidence.float().clamp(0.0, 1.0)) * dark)
+    return fade_black(target_L, ab, lightness, 1.0 - confidence.float().clamp(0.0, 1.0))
 
 
 def fade_black(target_L: torch.Tensor, ab: torch.Tensor, lightness: float,
                weight: torch.Tensor | float = 1.0) -> torch.Tensor:
     """Chroma faded to none at black whatever the pixel's confidence: ``ab (1 - w (1 - min(1, L* / lightness)))``
     with ``L*`` the target's lightness (0-100; ``target_L`` normalised, ``L/50 - 1``) and ``w`` the
-    ``weight`` (an image's :func:`image_gate`: 0 leaves a reference of the same scene its dark colours).
-    ``lightness`` 0: ``ab`` unchanged."""
+    ``weight`` (an image's :func:`image_gate`: 0 leaves a reference of the same scene its dark colours; per
+    pixel, ``1 - c``: :func:`fade_dark`). ``lightness`` 0: ``ab`` unchanged."""
     if lightness <= 0:
         return ab
     dark = 1.0 - ((target_L.float() + 1.0) * 50.0 / float(lightness)).clamp(0.0, 1.0)
