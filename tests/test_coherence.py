@@ -6,7 +6,7 @@ import torch
 
 import napari_colorize as nc
 from napari_colorize.models.coherence import (DEFAULT_CONFIDENCE, coherent_ab, lightness_palette, match_confidence,
-                                              spread)
+                                              palette_modes, palette_vote, spread)
 from napari_colorize.models.configs import ExemplarConfig
 
 
@@ -115,7 +115,9 @@ def test_global_methods_have_no_confidence():
                                  {"coherence": 65}, {"palette_chroma": 2.0}, {"dark_chroma": -1.0},
                                  {"dark_chroma": 60.0}, {"dark_chroma": "dark"}, {"black_chroma": -1.0},
                                  {"black_chroma": 25.0}, {"black_chroma": None}, {"confidence_ring": 3},
-                                 {"confidence_ring": -1}, {"confidence_ring": 1.5}])
+                                 {"confidence_ring": -1}, {"confidence_ring": 1.5}, {"palette_modes": 1},
+                                 {"palette_modes": 33}, {"palette_modes": 8.0}, {"palette_radius": 0},
+                                 {"palette_share": 0.0}, {"palette_share": 1.5}, {"palette_smooth": -1}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
         ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), **bad})
@@ -203,7 +205,8 @@ def test_the_models_output_is_neutral_at_black_with_a_related_reference():
     rng = np.random.default_rng(5)
     grey = np.concatenate([np.full((64, 32), 0.004), np.full((64, 32), 0.6)], 1) + rng.normal(0, 0.002, (64, 64))
     ref = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
-    cfg = {**model.network.config.to_dict(), "coherence_gate": [0.98, 0.99], "dark_chroma": 0.0, "black_chroma": 0.0}
+    cfg = {**model.network.config.to_dict(), "coherence_gate": [0.98, 0.99], "dark_chroma": 0.0, "black_chroma": 0.0,
+           "palette_modes": 0}
     model.network.config = ExemplarConfig.from_dict(cfg)
     before = nc.colorize(model, grey, reference=ref, size=64).rgb
     model.network.config = ExemplarConfig.from_dict({**cfg, "black_chroma": 10.0})
@@ -383,3 +386,58 @@ def test_confidence_cells_search_the_finest_level_in_the_warps_cells_only():
     assert torch.allclose(every["best2"], dense["best2"], atol=1e-6)
     with pytest.raises(ValueError, match="confidence_cells"):
         ExemplarConfig.from_dict({**net.config.to_dict(), "confidence_cells": -1})
+
+
+def test_spread_takes_any_number_of_channels_and_keeps_two_as_before():
+    torch.manual_seed(1)
+    L, ab, c = torch.rand(1, 1, 24, 24), torch.rand(1, 2, 24, 24) - 0.5, torch.rand(1, 1, 24, 24)
+    five = torch.cat([ab, torch.rand(1, 3, 24, 24)], 1)
+    torch.testing.assert_close(spread(L, five, c, 5)[:, :2], spread(L, ab, c, 5))  # channels do not mix
+
+
+def test_palette_modes_are_the_references_main_colours_and_repeatable():
+    ref = _two_tone_reference()[0]
+    modes = palette_modes(ref, 2)
+    assert modes.shape == (2, 2)
+    got = sorted(map(tuple, modes.numpy().round(3)))
+    assert np.allclose(got, [(0.0, 0.5), (0.1, -0.4)], atol=1e-3)  # the yellow and the blue
+    torch.testing.assert_close(palette_modes(ref, 2), modes)       # the same reference, the same palette
+
+
+def test_palette_vote_gives_a_region_the_reference_colour_most_of_its_pixels_chose():
+    """Left region: most pixels a dull blue-ish colour, a few confetti of yellow -> the whole region takes the
+    reference's blue (not the duller mean); right region: an even split -> no winner, it keeps the spread mean."""
+    ref = _two_tone_reference()
+    L = torch.full((1, 1, 32, 32), -0.5)
+    L[..., 16:] = 0.5
+    ab = torch.zeros(1, 2, 32, 32)
+    ab[:, :, :, :16] = torch.tensor([0.03, -0.15])[:, None, None]  # nearer the blue than the yellow
+    ab[:, :, ::5, :16:5] = torch.tensor([0.0, 0.4])[:, None, None]  # confetti
+    ab[:, 1, :, 16:] = torch.where(torch.arange(16) % 2 == 0, -0.3, 0.4)  # columns: half blue-ish, half yellow-ish
+    w = torch.ones(1, 1, 32, 32)
+    mean = spread(L, ab, w, 8)
+    out = palette_vote(L, ab, mean, ref, w, modes=2, radius=8, share=0.7, smooth=0)
+    left = out[0, :, 4:28, 2:12]
+    torch.testing.assert_close(left, torch.tensor([0.1, -0.4])[:, None, None].expand_as(left), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[0, :, 4:28, 20:30], mean[0, :, 4:28, 20:30])  # (no colour above 0.7)
+    smooth = palette_vote(L, ab, mean, ref, w, modes=2, radius=8, share=0.7, smooth=4)
+    assert (smooth[0, :, 4:28, 2:10] - left[:, :, :8]).abs().max() < 0.02  # inside a region the smoothing changes nothing
+
+
+def test_the_models_palette_vote_keeps_colours_the_reference_has(pair):
+    """With palette_modes on (and a gate that applies in full) the output's colour histogram meets the
+    reference's more; off, the other palette settings change nothing."""
+    from napari_colorize.metrics import his
+
+    model = nc.load_model("exemplar", device="cpu")
+    grey, ref, _ = pair
+    cfg = {**model.network.config.to_dict(), "coherence_gate": [0.98, 0.99], "palette_modes": 0}
+    model.network.config = ExemplarConfig.from_dict(cfg)
+    before = nc.colorize(model, grey, reference=ref, size=96).rgb
+    model.network.config = ExemplarConfig.from_dict({**cfg, "palette_share": 0.3, "palette_smooth": 2})
+    np.testing.assert_array_equal(nc.colorize(model, grey, reference=ref, size=96).rgb, before)  # off: unchanged
+    model.network.config = ExemplarConfig.from_dict({**cfg, "palette_modes": 8, "palette_share": 0.4, "palette_smooth": 0})
+    after = nc.colorize(model, grey, reference=ref, size=96).rgb
+    assert np.isfinite(after).all() and not np.array_equal(after, before)
+    small = np.asarray(ref, np.float32)[::4, ::4] / 255.0
+    assert his(after, small) > his(before, small)

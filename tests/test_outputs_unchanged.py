@@ -24,7 +24,11 @@ fades to none at black in images whose reference is only related); before regene
 off was checked equal to the saved arrays, and with it on only ``exemplar``'s stack and the volume run changed. Issue 18 item 6 changed
 ``histogram`` (its output stage: region coherence, ``HISTOGRAM_OUTPUT``); before regenerating, ``histogram``
 with ``coherence`` 0 and every other model were checked equal to the saved arrays (at most 0.500 of a step), and
-with it on only ``histogram``'s three arrays changed.
+with it on only ``histogram``'s three arrays changed. Issue 18's sixth step changed ``exemplar`` again
+(``palette_modes``: each region of an image whose reference is only related takes the reference's main
+colour its pixels vote for); before regenerating, every model with it off was checked equal to the saved
+arrays (the channel-general ``spread`` included), and with it on only ``exemplar``'s stack and the volume
+run changed.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction, require_reference
-from .coherence import DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence, spread
+from .coherence import (DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence,
+                        palette_modes, spread)
 from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
@@ -87,8 +88,15 @@ class ExemplarNetColorizer(NetworkColorizer):
             w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
             if (cfg.fallback or cfg.coherence) and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
                 # (a gate of 0 everywhere - a reference of the same scene - leaves ab as it is: not computed)
+                palette = {"modes": cfg.palette_modes, "radius": cfg.palette_radius, "share": cfg.palette_share,
+                           "smooth": cfg.palette_smooth, "centres": None}
+                if cfg.palette_modes:  # (the reference's palette: once per reference and number of colours)
+                    key = ("palette", cfg.palette_modes)
+                    if key not in done:
+                        done = {**done, key: [palette_modes(r.float(), cfg.palette_modes) for r in state["lab"]]}
+                    palette["centres"] = done[key]
                 safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
-                                   palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma)
+                                   palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma, palette=palette)
                 ab = ab + w * (safe - ab)
             ab = fade_black(L, fade_dark(L, ab, conf, cfg.dark_chroma), cfg.black_chroma, w)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read

@@ -22,7 +22,10 @@ Three steps, each a pure function on working-size tensors (normalised Lab, ``L/5
    2013, with the target's lightness as the guide): colour agrees within regions of the target and
    changes at its lightness edges; confident pixels dominate their region.
 
-:func:`coherent_ab` chains them: ``ab = spread(c * ab_pred + (1 - c) * palette)``.
+:func:`coherent_ab` chains them: ``ab = spread(c * ab_pred + (1 - c) * palette)``, and, where configured,
+:func:`palette_vote` then gives each region the main colour of the reference its pixels vote for
+(when one has a clear majority) instead of the mean of their colours: a region's colour is one the
+reference has, not the duller average of what its pixels matched.
 
 4. :func:`fade_dark` - near-black pixels of photographs carry little colour, and SSIM is most sensitive
    there (small means): where the match is unsure, chroma fades towards black.
@@ -32,12 +35,14 @@ Three steps, each a pure function on working-size tensors (normalised Lab, ``L/5
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
-__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "coherent_ab", "fade_dark", "fade_black",
+__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "palette_modes", "palette_vote", "coherent_ab", "fade_dark", "fade_black",
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
@@ -180,7 +185,8 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
 
 def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radius: int,
            eps: float = 1e-3) -> torch.Tensor:
-    """Confidence-weighted guided filtering of ``ab`` ``(B, 2, H, W)`` with the lightness ``guide``
+    """Confidence-weighted guided filtering of ``ab`` ``(B, C, H, W)`` (colour: ``C = 2``; any number of
+    channels, :func:`palette_vote` spreads one per palette colour) with the lightness ``guide``
     ``(B, 1, H, W)``: the guided filter of ``c * ab`` divided by that of ``c`` (normalised
     convolution), so confident colour fills its region and stops at lightness edges. ``radius`` 0:
     ``ab`` unchanged."""
@@ -189,16 +195,61 @@ def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radi
     r = int(min(radius, (min(ab.shape[-2:]) - 1) // 2))
     if r < 1:
         return ab
+    C = ab.shape[1]
     I = guide.float()
     c = confidence.float().clamp(1e-4, 1.0)
     p = torch.cat([c * ab.float(), c], 1)
     means = box_mean(torch.cat([I, I * I, p, I * p], 1), r)  # every window mean in one pass
-    mI, mII, mp, mIp = means[:, :1], means[:, 1:2], means[:, 2:5], means[:, 5:]
+    mI, mII, mp, mIp = means[:, :1], means[:, 1:2], means[:, 2:C + 3], means[:, C + 3:]
     a = (mIp - mI * mp) / (mII - mI * mI + eps)
     b = mp - a * mI
     mab = box_mean(torch.cat([a, b], 1), r)
-    q = mab[:, :3] * I + mab[:, 3:]
-    return q[:, :2] / q[:, 2:].clamp_min(1e-4)
+    q = mab[:, :C + 1] * I + mab[:, C + 1:]
+    return q[:, :C] / q[:, C:].clamp_min(1e-4)
+
+
+def palette_modes(reference_lab: torch.Tensor, modes: int, step: int = 5) -> torch.Tensor:
+    """The reference's ``modes`` main colours, ``(modes, 2)`` normalised ab: k-means (scipy's
+    ``kmeans2``, k-means++ seeding, a fixed seed: the same reference gives the same palette) over every
+    ``step``-th pixel of ``reference_lab`` ``(3, h, w)``. Fewer distinct colours than ``modes`` (a flat
+    reference): the duplicates are harmless, they take no votes from each other's pixels."""
+    from scipy.cluster.vq import kmeans2
+
+    ab = reference_lab[1:].reshape(2, -1)[:, ::step].T.double().cpu().numpy()
+    with warnings.catch_warnings():  # ("One of the clusters is empty": a reference with fewer colours)
+        warnings.simplefilter("ignore")
+        centres, _ = kmeans2(ab, int(modes), minit="++", seed=0)
+    return torch.from_numpy(centres).to(reference_lab.device, torch.float32)
+
+
+def palette_vote(target_L: torch.Tensor, ab: torch.Tensor, spread_ab: torch.Tensor, reference_lab: torch.Tensor,
+                 weights: torch.Tensor, modes: int, radius: int, share: float, smooth: int,
+                 centres: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Colour chosen per region among the reference's main colours, ``(B, 2, H, W)``.
+
+    Each pixel of ``ab`` (the network's colour) votes, with its ``weights``, for the nearest of the
+    reference's :func:`palette_modes`; the votes are spread edge-aware (:func:`spread`, ``radius``, the
+    target's lightness as the guide), so a region of the target counts the votes of its own pixels.
+    Where one colour holds more than ``share`` of them the region takes that colour of the reference;
+    elsewhere (no clear winner) it keeps ``spread_ab``, the spread mean (:func:`coherent_ab`). A final
+    spread of radius ``smooth`` (every pixel weighing the same) softens the steps between regions.
+    Averaging votes, not colours, keeps a region's colour one the reference has, instead of the
+    duller mean of the colours its pixels matched. ``centres``: the palettes already computed, one per
+    image of ``reference_lab`` (a cache: the same reference, the same palette)."""
+    if centres is None:
+        centres = [palette_modes(r.float(), modes) for r in reference_lab]
+    out = []
+    for b in range(ab.shape[0]):
+        centres_b = centres[min(b, len(centres) - 1)]
+        pix = ab[b].float().flatten(1).T  # (HW, 2)
+        near = torch.cdist(pix, centres_b).argmin(1)
+        onehot = F.one_hot(near, centres_b.shape[0]).T.reshape(1, centres_b.shape[0], *ab.shape[-2:]).float()
+        votes = spread(target_L[b:b + 1], onehot, weights[b:b + 1], radius)
+        top, best = votes.max(1, keepdim=True)
+        chosen = centres_b[best[0, 0]].permute(2, 0, 1)[None]
+        out.append(torch.where(top > share, chosen, spread_ab[b:b + 1].float()))
+    out = torch.cat(out)
+    return spread(target_L, out, torch.ones_like(out[:, :1]), smooth).clamp(-1, 1)
 
 
 def image_gate(confidence: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -210,20 +261,26 @@ def image_gate(confidence: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.Tensor,
                 confidence: torch.Tensor, radius: int, eps: float = 1e-3, fallback: float = 1.0,
-                palette_chroma: float = 1.0, keep_chroma: bool = False) -> torch.Tensor:
+                palette_chroma: float = 1.0, keep_chroma: bool = False, palette: dict | None = None) -> torch.Tensor:
     """``spread(c' ab + (1 - c') palette_chroma lightness_palette)`` with ``c' = 1 - fallback (1 - c)``,
     each spread pixel weighted by ``c'``; ``(B, 2, H, W)``. ``keep_chroma``: the spread colour's chroma
     scaled (one factor per image, 1 to 1.5) back to the mean chroma it had before spreading (averaging
-    colour vectors over a region mutes them)."""
+    colour vectors over a region mutes them). ``palette``: ``{"modes", "radius", "share", "smooth"}``
+    of :func:`palette_vote` (regions with a clear winner among the reference's main colours take it),
+    and optionally ``"centres"`` (its cache); None or ``modes`` 0: off."""
     c = 1.0 - float(fallback) * (1.0 - confidence.float())
     mixed = ab.float()
     if fallback:
         mixed = c * mixed + (1 - c) * lightness_palette(target_L, reference_lab) * float(palette_chroma)
-    out = spread(target_L, mixed, c.clamp_min(0.05), radius, eps)
+    weights = c.clamp_min(0.05)
+    out = spread(target_L, mixed, weights, radius, eps)
     if keep_chroma and radius > 0:
         before = mixed.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True)
         after = out.norm(dim=1, keepdim=True).mean((1, 2, 3), keepdim=True)
         out = out * (before / after.clamp_min(1e-6)).clamp(1.0, 1.5)
+    if palette and palette.get("modes"):
+        out = palette_vote(target_L, mixed, out, reference_lab, weights, palette["modes"], palette["radius"],
+                           palette["share"], palette["smooth"], palette.get("centres"))
     return out.clamp(-1, 1)
 
 

@@ -144,6 +144,16 @@ class ExemplarConfig:
         pixel's confidence, as much as ``coherence_gate`` applies to the image
         (:func:`~napari_colorize.models.coherence.fade_black`): a chroma too small to see there still
         changes the ratios of the near-zero RGB values a lot.
+    palette_modes : int
+        0 (off) or the number (2-32) of the reference's main colours (k-means of its ab) among which
+        each region of the target chooses, after ``coherence``
+        (:func:`~napari_colorize.models.coherence.palette_vote`): every pixel votes for the colour
+        nearest its own, the votes are spread edge-aware over ``palette_radius`` (1-64), and where one
+        colour holds more than ``palette_share`` (0.05-1) of them the region takes it; a final spread
+        of ``palette_smooth`` (0-64) softens the steps between regions. Applies as much as
+        ``coherence_gate`` says, with ``coherence`` on.
+    palette_radius, palette_share, palette_smooth
+        See ``palette_modes``.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -177,6 +187,10 @@ class ExemplarConfig:
     coherence_gate: tuple[float, float] | None = None
     dark_chroma: float = 0.0
     black_chroma: float = 0.0
+    palette_modes: int = 0
+    palette_radius: int = 16
+    palette_share: float = 0.5
+    palette_smooth: int = 8
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -245,6 +259,11 @@ class ExemplarConfig:
         check_choice("keep_chroma", self.keep_chroma, (False, True))
         check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
         check_float("black_chroma", self.black_chroma, 0.0, 20.0)
+        if self.palette_modes != 0:
+            check_int("palette_modes", self.palette_modes, 2, 32)
+        check_int("palette_radius", self.palette_radius, 1, 64)
+        check_float("palette_share", self.palette_share, 0.05, 1.0)
+        check_int("palette_smooth", self.palette_smooth, 0, 64)
         check_gate("coherence_gate", self.coherence_gate)
         check_gate("prior_cells_gate", self.prior_cells_gate)
         if not isinstance(self.extra, dict):
@@ -307,10 +326,12 @@ def check_gate(name: str, g) -> None:
 #: dense stride-4 search was the confidence's costliest part, issue 21; docs/BENCHMARKS.md), with coefficients
 #: fitted for that search (``python -m training.fit_confidence``) and the gates taken again from them by the
 #: same rule (the 90th percentile of other-source views' mean confidence, the 10th of self). ``black_chroma``:
-#: near-black pixels neutral in images whose reference is only related (issue 18's fifth step)
+#: near-black pixels neutral in images whose reference is only related (issue 18's fifth step). ``palette_*``:
+#: each region of such an image takes the reference's main colour its pixels vote for (issue 18's sixth step)
 EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
                    "dark_chroma": 30.0, "black_chroma": 5.0, "confidence_cells": 16,
-                   "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35}}
+                   "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35},
+                   "palette_modes": 8, "palette_radius": 16, "palette_share": 0.5, "palette_smooth": 8}
 
 
 @dataclass
