@@ -117,7 +117,8 @@ def test_global_methods_have_no_confidence():
                                  {"black_chroma": 25.0}, {"black_chroma": None}, {"confidence_ring": 3},
                                  {"confidence_ring": -1}, {"confidence_ring": 1.5}, {"palette_modes": 1},
                                  {"palette_modes": 33}, {"palette_modes": 8.0}, {"palette_radius": 0},
-                                 {"palette_share": 0.0}, {"palette_share": 1.5}, {"palette_smooth": -1}])
+                                 {"palette_share": 0.0}, {"palette_share": 1.5}, {"palette_smooth": -1},
+                                 {"palette_blur": -0.5}, {"palette_blur": 9.0}, {"palette_blur": "soft"}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
         ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), **bad})
@@ -441,3 +442,17 @@ def test_the_models_palette_vote_keeps_colours_the_reference_has(pair):
     assert np.isfinite(after).all() and not np.array_equal(after, before)
     small = np.asarray(ref, np.float32)[::4, ::4] / 255.0
     assert his(after, small) > his(before, small)
+
+
+def test_palette_blur_softens_a_chroma_step_and_keeps_flat_regions():
+    ref = _two_tone_reference()
+    L = torch.full((1, 1, 32, 32), -0.5)
+    L[..., 16:] = 0.5
+    ab = torch.zeros(1, 2, 32, 32)
+    ab[:, 1, :, :16], ab[:, 1, :, 16:] = -0.35, 0.45  # blue-ish left, yellow-ish right: each side one vote
+    w = torch.ones(1, 1, 32, 32)
+    sharp = palette_vote(L, ab, spread(L, ab, w, 8), ref, w, modes=2, radius=8, share=0.5, smooth=0)
+    soft = palette_vote(L, ab, spread(L, ab, w, 8), ref, w, modes=2, radius=8, share=0.5, smooth=0, blur=2.0)
+    assert (sharp[0, 1, :, 15] - sharp[0, 1, :, 16]).abs().min() > 0.8  # the step between the two colours
+    assert (soft[0, 1, :, 15] - soft[0, 1, :, 16]).abs().max() < 0.5    # softened
+    torch.testing.assert_close(soft[..., 2:6], sharp[..., 2:6], atol=1e-5, rtol=0)  # far from it: unchanged

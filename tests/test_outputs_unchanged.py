@@ -28,7 +28,8 @@ with it on only ``histogram``'s three arrays changed. Issue 18's sixth step chan
 (``palette_modes``: each region of an image whose reference is only related takes the reference's main
 colour its pixels vote for); before regenerating, every model with it off was checked equal to the saved
 arrays (the channel-general ``spread`` included), and with it on only ``exemplar``'s stack and the volume
-run changed.
+run changed. Then again (6 colours and ``palette_blur`` 2): with ``palette_blur`` 0 and 8 colours the
+saved arrays held; with the new settings only ``exemplar``'s stack and the volume run changed.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class ExemplarNetColorizer(NetworkColorizer):
             if (cfg.fallback or cfg.coherence) and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
                 # (a gate of 0 everywhere - a reference of the same scene - leaves ab as it is: not computed)
                 palette = {"modes": cfg.palette_modes, "radius": cfg.palette_radius, "share": cfg.palette_share,
-                           "smooth": cfg.palette_smooth, "centres": None}
+                           "smooth": cfg.palette_smooth, "blur": cfg.palette_blur, "centres": None}
                 if cfg.palette_modes:  # (the reference's palette: once per reference and number of colours)
                     key = ("palette", cfg.palette_modes)
                     if key not in done:

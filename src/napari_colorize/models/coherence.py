@@ -224,7 +224,7 @@ def palette_modes(reference_lab: torch.Tensor, modes: int, step: int = 5) -> tor
 
 def palette_vote(target_L: torch.Tensor, ab: torch.Tensor, spread_ab: torch.Tensor, reference_lab: torch.Tensor,
                  weights: torch.Tensor, modes: int, radius: int, share: float, smooth: int,
-                 centres: list[torch.Tensor] | None = None) -> torch.Tensor:
+                 centres: list[torch.Tensor] | None = None, blur: float = 0.0) -> torch.Tensor:
     """Colour chosen per region among the reference's main colours, ``(B, 2, H, W)``.
 
     Each pixel of ``ab`` (the network's colour) votes, with its ``weights``, for the nearest of the
@@ -232,7 +232,8 @@ def palette_vote(target_L: torch.Tensor, ab: torch.Tensor, spread_ab: torch.Tens
     target's lightness as the guide), so a region of the target counts the votes of its own pixels.
     Where one colour holds more than ``share`` of them the region takes that colour of the reference;
     elsewhere (no clear winner) it keeps ``spread_ab``, the spread mean (:func:`coherent_ab`). A final
-    spread of radius ``smooth`` (every pixel weighing the same) softens the steps between regions.
+    spread of radius ``smooth`` (every pixel weighing the same) softens the steps between regions, and a
+    Gaussian of ``blur`` pixels (kornia's; 0: none) the chroma edges themselves.
     Averaging votes, not colours, keeps a region's colour one the reference has, instead of the
     duller mean of the colours its pixels matched. ``centres``: the palettes already computed, one per
     image of ``reference_lab`` (a cache: the same reference, the same palette)."""
@@ -248,8 +249,13 @@ def palette_vote(target_L: torch.Tensor, ab: torch.Tensor, spread_ab: torch.Tens
         top, best = votes.max(1, keepdim=True)
         chosen = centres_b[best[0, 0]].permute(2, 0, 1)[None]
         out.append(torch.where(top > share, chosen, spread_ab[b:b + 1].float()))
-    out = torch.cat(out)
-    return spread(target_L, out, torch.ones_like(out[:, :1]), smooth).clamp(-1, 1)
+    out = spread(target_L, torch.cat(out), torch.ones_like(ab[:, :1], dtype=torch.float32), smooth)
+    if blur > 0:
+        from kornia.filters import gaussian_blur2d
+
+        k = 2 * int(3 * blur) + 1
+        out = gaussian_blur2d(out, (k, k), (float(blur), float(blur)), border_type="reflect")
+    return out.clamp(-1, 1)
 
 
 def image_gate(confidence: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -267,7 +273,7 @@ def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.T
     scaled (one factor per image, 1 to 1.5) back to the mean chroma it had before spreading (averaging
     colour vectors over a region mutes them). ``palette``: ``{"modes", "radius", "share", "smooth"}``
     of :func:`palette_vote` (regions with a clear winner among the reference's main colours take it),
-    and optionally ``"centres"`` (its cache); None or ``modes`` 0: off."""
+    and optionally ``"blur"`` and ``"centres"`` (its cache); None or ``modes`` 0: off."""
     c = 1.0 - float(fallback) * (1.0 - confidence.float())
     mixed = ab.float()
     if fallback:
@@ -280,7 +286,7 @@ def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.T
         out = out * (before / after.clamp_min(1e-6)).clamp(1.0, 1.5)
     if palette and palette.get("modes"):
         out = palette_vote(target_L, mixed, out, reference_lab, weights, palette["modes"], palette["radius"],
-                           palette["share"], palette["smooth"], palette.get("centres"))
+                           palette["share"], palette["smooth"], palette.get("centres"), palette.get("blur", 0.0))
     return out.clamp(-1, 1)
 
 

@@ -150,9 +150,10 @@ class ExemplarConfig:
         (:func:`~napari_colorize.models.coherence.palette_vote`): every pixel votes for the colour
         nearest its own, the votes are spread edge-aware over ``palette_radius`` (1-64), and where one
         colour holds more than ``palette_share`` (0.05-1) of them the region takes it; a final spread
-        of ``palette_smooth`` (0-64) softens the steps between regions. Applies as much as
+        of ``palette_smooth`` (0-64) softens the steps between regions, and a Gaussian of
+        ``palette_blur`` pixels (0-8; 0: none) the chroma edges. Applies as much as
         ``coherence_gate`` says, with ``coherence`` on.
-    palette_radius, palette_share, palette_smooth
+    palette_radius, palette_share, palette_smooth, palette_blur
         See ``palette_modes``.
     """
 
@@ -191,6 +192,7 @@ class ExemplarConfig:
     palette_radius: int = 16
     palette_share: float = 0.5
     palette_smooth: int = 8
+    palette_blur: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -264,6 +266,7 @@ class ExemplarConfig:
         check_int("palette_radius", self.palette_radius, 1, 64)
         check_float("palette_share", self.palette_share, 0.05, 1.0)
         check_int("palette_smooth", self.palette_smooth, 0, 64)
+        check_float("palette_blur", self.palette_blur, 0.0, 8.0)
         check_gate("coherence_gate", self.coherence_gate)
         check_gate("prior_cells_gate", self.prior_cells_gate)
         if not isinstance(self.extra, dict):
@@ -331,7 +334,8 @@ def check_gate(name: str, g) -> None:
 EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
                    "dark_chroma": 30.0, "black_chroma": 5.0, "confidence_cells": 16,
                    "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35},
-                   "palette_modes": 8, "palette_radius": 16, "palette_share": 0.5, "palette_smooth": 8}
+                   "palette_modes": 6, "palette_radius": 16, "palette_share": 0.5, "palette_smooth": 8,
+                   "palette_blur": 2.0}
 
 
 @dataclass
