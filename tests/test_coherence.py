@@ -118,7 +118,8 @@ def test_global_methods_have_no_confidence():
                                  {"confidence_ring": -1}, {"confidence_ring": 1.5}, {"palette_modes": 1},
                                  {"palette_modes": 33}, {"palette_modes": 8.0}, {"palette_radius": 0},
                                  {"palette_share": 0.0}, {"palette_share": 1.5}, {"palette_smooth": -1},
-                                 {"palette_blur": -0.5}, {"palette_blur": 9.0}, {"palette_blur": "soft"}])
+                                 {"palette_blur": -0.5}, {"palette_blur": 9.0}, {"palette_blur": "soft"},
+                                 {"palette_modes": False}, {"palette_modes": 0.0}, {"palette_share": 0.99}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
         ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), **bad})
@@ -456,3 +457,38 @@ def test_palette_blur_softens_a_chroma_step_and_keeps_flat_regions():
     assert (sharp[0, 1, :, 15] - sharp[0, 1, :, 16]).abs().min() > 0.8  # the step between the two colours
     assert (soft[0, 1, :, 15] - soft[0, 1, :, 16]).abs().max() < 0.5    # softened
     torch.testing.assert_close(soft[..., 2:6], sharp[..., 2:6], atol=1e-5, rtol=0)  # far from it: unchanged
+
+
+def test_a_flat_or_tiny_reference_gives_its_own_colours_without_warnings():
+    import warnings
+
+    flat = torch.zeros(3, 8, 8)
+    flat[1], flat[2] = 0.2, -0.1
+    tiny = torch.tensor([[[0.0, 0.5]], [[0.3, -0.2]], [[0.1, 0.4]]])  # (3, 1, 2): two colours
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = palette_modes(flat, 6)
+        two = palette_modes(tiny, 6, step=1)
+    assert torch.allclose(one, torch.tensor([0.2, -0.1]).expand(6, 2))
+    assert {(round(a, 4), round(b, 4)) for a, b in two.tolist()} == {(0.3, 0.1), (-0.2, 0.4)}
+
+
+def test_the_palette_is_computed_once_per_reference_and_not_for_a_reference_of_the_same_scene(pair, monkeypatch):
+    from napari_colorize.models import adapters
+
+    calls = []
+    real = adapters.palette_modes
+    monkeypatch.setattr(adapters, "palette_modes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    grey, ref, _ = pair
+    model = nc.load_model("exemplar", device="cpu")
+    cfg = model.network.config.to_dict()
+    model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.98, 0.99]})  # (applies in full)
+    stack = np.stack([grey[::4, ::4], grey[::4, ::4][::-1], grey[::4, ::4][:, ::-1]])
+    nc.colorize(model, stack, reference=ref[::4, ::4], temporal=0)
+    assert len(calls) == 1  # three slices, one reference: one palette
+    model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.0, 0.01]})  # (gate 0 for all)
+    calls.clear()
+    shut = nc.colorize(model, grey[::4, ::4], reference=ref[::4, ::4]).rgb
+    assert not calls
+    model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.0, 0.01], "palette_modes": 0})
+    np.testing.assert_array_equal(nc.colorize(model, grey[::4, ::4], reference=ref[::4, ::4]).rgb, shut)

@@ -35,8 +35,6 @@ reference has, not the duller average of what its pixels matched.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 
@@ -211,15 +209,20 @@ def spread(guide: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radi
 def palette_modes(reference_lab: torch.Tensor, modes: int, step: int = 5) -> torch.Tensor:
     """The reference's ``modes`` main colours, ``(modes, 2)`` normalised ab: k-means (scipy's
     ``kmeans2``, k-means++ seeding, a fixed seed: the same reference gives the same palette) over every
-    ``step``-th pixel of ``reference_lab`` ``(3, h, w)``. Fewer distinct colours than ``modes`` (a flat
-    reference): the duplicates are harmless, they take no votes from each other's pixels."""
+    ``step``-th pixel of ``reference_lab`` ``(3, h, w)``. A reference with at most ``modes`` distinct
+    colours there (a flat or tiny one) gives those colours, repeated: a repeated colour takes no votes
+    from its copy's pixels."""
+    import numpy as np
     from scipy.cluster.vq import kmeans2
 
     ab = reference_lab[1:].reshape(2, -1)[:, ::step].T.double().cpu().numpy()
-    with warnings.catch_warnings():  # ("One of the clusters is empty": a reference with fewer colours)
-        warnings.simplefilter("ignore")
-        centres, _ = kmeans2(ab, int(modes), minit="++", seed=0)
-    return torch.from_numpy(centres).to(reference_lab.device, torch.float32)
+    distinct = np.unique(ab, axis=0)
+    if len(distinct) <= int(modes):
+        centres = distinct[np.arange(int(modes)) % len(distinct)]
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):  # (k-means++ on many equal pixels)
+            centres, _ = kmeans2(ab, int(modes), minit="++", seed=0)
+    return torch.from_numpy(np.ascontiguousarray(centres)).to(reference_lab.device, torch.float32)
 
 
 def palette_vote(target_L: torch.Tensor, ab: torch.Tensor, spread_ab: torch.Tensor, reference_lab: torch.Tensor,
@@ -250,10 +253,11 @@ def palette_vote(target_L: torch.Tensor, ab: torch.Tensor, spread_ab: torch.Tens
         chosen = centres_b[best[0, 0]].permute(2, 0, 1)[None]
         out.append(torch.where(top > share, chosen, spread_ab[b:b + 1].float()))
     out = spread(target_L, torch.cat(out), torch.ones_like(ab[:, :1], dtype=torch.float32), smooth)
-    if blur > 0:
+    # (the kernel at most the image's side: reflect padding needs a pad below it)
+    k = min(2 * int(3 * blur) + 1, 2 * ((min(out.shape[-2:]) - 1) // 2) + 1) if blur > 0 else 0
+    if k >= 3:
         from kornia.filters import gaussian_blur2d
 
-        k = 2 * int(3 * blur) + 1
         out = gaussian_blur2d(out, (k, k), (float(blur), float(blur)), border_type="reflect")
     return out.clamp(-1, 1)
 

@@ -149,10 +149,10 @@ class ExemplarConfig:
         each region of the target chooses, after ``coherence``
         (:func:`~napari_colorize.models.coherence.palette_vote`): every pixel votes for the colour
         nearest its own, the votes are spread edge-aware over ``palette_radius`` (1-64), and where one
-        colour holds more than ``palette_share`` (0.05-1) of them the region takes it; a final spread
+        colour holds more than ``palette_share`` (0.05-0.95) of them the region takes it; a final spread
         of ``palette_smooth`` (0-64) softens the steps between regions, and a Gaussian of
         ``palette_blur`` pixels (0-8; 0: none) the chroma edges. Applies as much as
-        ``coherence_gate`` says, with ``coherence`` on.
+        ``coherence_gate`` says, after ``fallback`` and ``coherence`` (with either of them on).
     palette_radius, palette_share, palette_smooth, palette_blur
         See ``palette_modes``.
     """
@@ -261,10 +261,11 @@ class ExemplarConfig:
         check_choice("keep_chroma", self.keep_chroma, (False, True))
         check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
         check_float("black_chroma", self.black_chroma, 0.0, 20.0)
-        if self.palette_modes != 0:
-            check_int("palette_modes", self.palette_modes, 2, 32)
+        check_int("palette_modes", self.palette_modes, 0, 32)
+        if self.palette_modes == 1:
+            raise ValueError("config 'palette_modes' must be 0 (off) or 2 to 32 colours, not 1")
         check_int("palette_radius", self.palette_radius, 1, 64)
-        check_float("palette_share", self.palette_share, 0.05, 1.0)
+        check_float("palette_share", self.palette_share, 0.05, 0.95)
         check_int("palette_smooth", self.palette_smooth, 0, 64)
         check_float("palette_blur", self.palette_blur, 0.0, 8.0)
         check_gate("coherence_gate", self.coherence_gate)
