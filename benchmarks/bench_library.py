@@ -1,7 +1,7 @@
 """Library benchmarks: prints Markdown tables (copied into docs/BENCHMARKS.md).
 
     python benchmarks/bench_library.py            # everything (about 10 minutes on 2 cores)
-    python benchmarks/bench_library.py call       # one section: call | cli | forward | large | reference | attention | stack | temporal | warp
+    python benchmarks/bench_library.py call       # one section: call | related | cli | forward | large | reference | attention | stack | temporal | warp
     python benchmarks/bench_library.py call --with runs/I.safetensors   # more models (or checkpoints) in 'call'
     python benchmarks/bench_library.py call --paper-code ../xcnet       # + paper A's public code, same run
                                                # (3 rounds, ours then paper A's in each; --rounds N)
@@ -157,6 +157,48 @@ def call(extra: tuple[str, ...] = (), paper_code: str | None = None, rounds: int
         print("|---|---:|---:|")
         for name, rs in ratios.items():
             print(f"| {name} | {statistics.median(r[0] for r in rs):.1f}x | {statistics.median(r[1] for r in rs):.1f}x |")
+
+
+RELATED_CODE = """
+    import napari_colorize as nc
+    from napari_colorize._sample_data import sample_pair
+    from napari_colorize.models.configs import ExemplarConfig
+    from skimage import data
+    from skimage.transform import resize
+    grey = (resize(sample_pair()[0], (224, 224)) * 255).astype(np.uint8)
+    ref = (resize(data.coffee(), (224, 224)) * 255).astype(np.uint8)  # (another photo: the gate opens)
+    nc.keep_freed_memory()
+    m = nc.load_model("exemplar", device="cpu")
+    shipped = m.network.config
+    off = ExemplarConfig.from_dict({**shipped.to_dict(), "palette_modes": 0})
+    def call(cfg):
+        m.network.config = cfg
+        return nc.colorize(m, grey, reference=ref)
+    conf = float(call(shipped).confidence.mean())
+    for cfg in (off, shipped, off, shipped):
+        call(cfg)
+    t_on, t_off = [], []
+    for _ in range(30):  # interleaved, so that both see the same machine state
+        t = time.perf_counter(); call(off); t_off.append(time.perf_counter() - t)
+        t = time.perf_counter(); call(shipped); t_on.append(time.perf_counter() - t)
+    print(json.dumps({"conf": conf, "off": 1000 * float(np.median(t_off)), "on": 1000 * float(np.median(t_on))}))
+"""
+
+
+def related() -> None:
+    """The shipped exemplar's output stage with a reference that is only related (the call benchmark's
+    bundled pair is of the same scene, where the stage is not computed): the call again with the reference,
+    with and without the palette vote (issue 18's sixth step)."""
+    print("\n### colorize() with a related reference: the palette vote's cost (224 x 224, call again with the "
+          "reference)\n")
+    r = _run(RELATED_CODE)
+    if "error" in r:
+        print(f"error: {r['error']}")
+        return
+    print("| mean match confidence (the stage applies in full below 0.48) | palette_modes 0, ms (median of 30) | "
+          "shipped (palette_modes 6), ms | difference, ms |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {r['conf']:.2f} | {r['off']:.1f} | {r['on']:.1f} | {r['on'] - r['off']:+.1f} |")
 
 
 def cli() -> None:
@@ -380,7 +422,7 @@ def warp() -> None:
     print(f"| {r.get('ours', float('nan')):.1f} | {r.get('pool', float('nan')):.1f} | {r.get('kornia', float('nan')):.1f} |")
 
 
-SECTIONS = {"call": call, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack,
+SECTIONS = {"call": call, "related": related, "cli": cli, "forward": forward, "large": large, "attention": attention, "stack": stack,
             "temporal": temporal, "reference": reference, "warp": warp}
 
 if __name__ == "__main__":
