@@ -236,23 +236,30 @@ def self_references() -> None:
     stack_rows(rows, "self_reference.png")
 
 
-def other_source(picks=(3, 17, 30, 44, 58, 71, 85, 99)) -> None:
-    """Eight held-out views coloured from a related but different photo: the most similar one by
-    pooled backbone features among the photos of *other* sources (``training.evaluate``'s
-    'other-source' protocol), by every exemplar model side by side, with the truth. Uses the
-    prepared corpus (``$NAPARI_COLORIZE_DATA``, default ``data/manifest.csv``)."""
+def validation_with_other_source():
+    """The validation views of the prepared corpus (``$NAPARI_COLORIZE_DATA``, default ``data/manifest.csv``)
+    and their 'other-source' references (``training.evaluate``'s realistic protocol)."""
     import os
-
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's training package
-    from training.evaluate import eval_images, grey_of, reference_pool, references
+    from training.evaluate import eval_images, reference_pool, references
 
     manifest = os.environ.get("NAPARI_COLORIZE_DATA", "data/manifest.csv")
     if not Path(manifest).exists():
         raise SystemExit(f"{manifest}: no prepared corpus; run `python -m training.prepare_data data/` first")
     images = eval_images(manifest, "val")
-    refs = references(images, "other-source", reference_pool(manifest, images))
+    return images, references(images, "other-source", reference_pool(manifest, images))
+
+
+def other_source(picks=(3, 17, 30, 44, 58, 71, 85, 99)) -> None:
+    """Eight held-out views coloured from a related but different photo: the most similar one by
+    pooled backbone features among the photos of *other* sources (``training.evaluate``'s
+    'other-source' protocol), by every exemplar model side by side, with the truth. Uses the
+    prepared corpus (``$NAPARI_COLORIZE_DATA``, default ``data/manifest.csv``)."""
+    images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)
+    from training.evaluate import grey_of
+
     models = ("exemplar", "exemplar-direct", "warp-grey", "reinhard", "welsh")
     rows = []
     for i in picks:
@@ -267,6 +274,29 @@ def other_source(picks=(3, 17, 30, 44, 58, 71, 85, 99)) -> None:
         tiles.append(_tile(img, "truth"))
         rows.append(strip(tiles))
     stack_rows(rows, "other_source.png")
+
+
+def histogram_mix(picks=(36, 33, 57, 105, 24, 46, 0)) -> None:
+    """docs/images/histogram_mix.png: validation views with a related reference of another source (as in
+    :func:`other_source`; the views where the mix changed PSNR most either way, and the first) by the sixth
+    step's default (``histogram_mix`` 0), the shipped ``exemplar`` (half from the histogram network) and the
+    histogram network's colour alone (``histogram_mix`` 1), with the truth."""
+    images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)
+    from training.evaluate import grey_of, load_with_output
+
+    models = [("exemplar+histogram_mix=0", "mix 0 (sixth step)"), ("exemplar", "exemplar (shipped, mix 0.5)"),
+              ("exemplar+histogram_mix=1", "histogram network alone")]
+    loaded = [(load_with_output(spec), label) for spec, label in models]
+    rows = []
+    for i in picks:
+        img, ref = images[i], refs[i]
+        grey = grey_of(img)
+        tiles = [_tile(ref, f"view {i}: reference"), _tile(img, "truth")]
+        for m, label in loaded:
+            out = nc.colorize(m, grey, reference=ref, size=256).rgb
+            tiles.append(_tile(out, f"{label}  PSNR {nc.metrics.psnr(out, img):.1f}"))
+        rows.append(strip(tiles))
+    stack_rows(rows, "histogram_mix.png")
 
 
 def fringes(*others: str) -> None:
@@ -373,7 +403,7 @@ if __name__ == "__main__":
 
     import napari_colorize.metrics  # noqa: F401
 
-    figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source, "flicker": flicker,
-               "histograms": histograms, "fringes": fringes, "hints": hints, "references": two_references,
+    figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source,
+               "histogram_mix": histogram_mix, "flicker": flicker, "histograms": histograms, "fringes": fringes, "hints": hints, "references": two_references,
                "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

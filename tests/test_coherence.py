@@ -119,7 +119,9 @@ def test_global_methods_have_no_confidence():
                                  {"palette_modes": 33}, {"palette_modes": 8.0}, {"palette_radius": 0},
                                  {"palette_share": 0.0}, {"palette_share": 1.5}, {"palette_smooth": -1},
                                  {"palette_blur": -0.5}, {"palette_blur": 9.0}, {"palette_blur": "soft"},
-                                 {"palette_modes": False}, {"palette_modes": 0.0}, {"palette_share": 0.99}])
+                                 {"palette_modes": False}, {"palette_modes": 0.0}, {"palette_share": 0.99},
+                                 {"histogram_mix": -0.1}, {"histogram_mix": 1.5}, {"histogram_mix": True},
+                                 {"histogram_scale": 0.1}, {"histogram_scale": 2.0}, {"histogram_scale": "half"}])
 def test_output_stage_options_are_validated(bad):
     with pytest.raises(ValueError):
         ExemplarConfig.from_dict({**ExemplarConfig().to_dict(), **bad})
@@ -492,3 +494,74 @@ def test_the_palette_is_computed_once_per_reference_and_not_for_a_reference_of_t
     assert not calls
     model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.0, 0.01], "palette_modes": 0})
     np.testing.assert_array_equal(nc.colorize(model, grey[::4, ::4], reference=ref[::4, ::4]).rgb, shut)
+
+
+def test_the_histogram_mix_is_that_share_of_the_histogram_networks_colour_where_the_gate_is_open(pair, monkeypatch):
+    """histogram_mix m with a gate that applies in full: the output's ab (before the dark fades, switched
+    off here) is (1 - m) of the exemplar network's own plus m of the histogram network's given the
+    reference's histogram; the histogram network is prepared once per reference (a stack: once), and not
+    run at all for a reference of the same scene (gate 0), whose output equals the mix switched off."""
+    from napari_colorize.models import adapters
+
+    grey, ref, _ = pair
+    g, r = grey[::4, ::4], ref[::4, ::4]
+    model = nc.load_model("exemplar", device="cpu")
+    assert model.companion is not None and model.companion.kind == "histogram"  # (the default mixes it in)
+    cfg = {**model.network.config.to_dict(), "coherence_gate": [0.98, 0.99], "dark_chroma": 0.0,
+           "black_chroma": 0.0, "histogram_scale": 1.0}
+    seen = []
+    real = adapters.ExemplarNetColorizer.companion_ab
+
+    def spy(self, L, state):
+        ab, state = real(self, L, state)
+        seen.append(ab)
+        return ab, state
+
+    monkeypatch.setattr(adapters.ExemplarNetColorizer, "companion_ab", spy)
+    L = torch.from_numpy(np.ascontiguousarray(grey[:256:4, :256:4], np.float32) / 127.5 - 1.0)[None, None]
+    rt = torch.from_numpy(np.ascontiguousarray(ref[:256:4, :256:4], np.float32) / 255.0).permute(2, 0, 1)[None]
+    abs_ = {}
+    for m in (0.0, 0.3, 1.0):
+        model.network.config = ExemplarConfig.from_dict({**cfg, "histogram_mix": m})
+        abs_[m] = model.predict(L, model.prepare(reference=rt)).ab
+    assert len(seen) == 2  # (not run with the mix off)
+    assert torch.allclose(abs_[1.0], seen[-1], atol=1e-5)
+    assert torch.allclose(abs_[0.3], 0.7 * abs_[0.0] + 0.3 * abs_[1.0], atol=1e-5)
+    assert (abs_[1.0] - abs_[0.0]).abs().mean() > 0.01  # (the two networks' colours differ: the test can fail)
+    seen.clear()
+    stack = np.stack([g, g[::-1], g[:, ::-1]])
+    prepared = []
+    real_prepare = model.companion.prepare
+    monkeypatch.setattr(model.companion, "prepare", lambda **k: prepared.append(1) or real_prepare(**k))
+    nc.colorize(model, stack, reference=r, temporal=0, rgb=False)
+    assert len(seen) == 3 and len(prepared) == 1  # three slices, one reference: one histogram
+    model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.0, 0.01]})  # (gate 0 for all)
+    seen.clear()
+    shut = nc.colorize(model, g, reference=r).rgb
+    assert not seen
+    model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.0, 0.01], "histogram_mix": 0.0})
+    np.testing.assert_array_equal(nc.colorize(model, g, reference=r).rgb, shut)
+
+
+def test_the_histogram_network_runs_at_the_configs_scale_and_its_colour_comes_back_at_full_size(pair):
+    """histogram_scale 0.5: the histogram network sees the target at half the working size (a multiple of
+    its stride) and its colour is resized back; a model whose config mixes the histogram network in but
+    has none attached says so, and attach_companion gives it one."""
+    from napari_colorize.models.registry import attach_companion
+
+    grey, ref, _ = pair
+    model = nc.load_model("exemplar", device="cpu")
+    sizes = []
+    real = model.companion.predict
+    model.companion.predict = lambda L, state, **k: sizes.append(tuple(L.shape[-2:])) or real(L, state, **k)
+    cfg = {**model.network.config.to_dict(), "coherence_gate": [0.98, 0.99], "histogram_scale": 0.5}
+    model.network.config = ExemplarConfig.from_dict(cfg)
+    res = nc.colorize(model, grey[::4, ::4], reference=ref[::4, ::4], size=128)
+    assert sizes == [(64, 64)] and np.isfinite(res.rgb).all()
+    plain = nc.load_model("exemplar-plain", device="cpu")
+    plain.network.config = ExemplarConfig.from_dict({**plain.network.config.to_dict(), "histogram_mix": 0.5,
+                                                     "coherence": 4})
+    with pytest.raises(RuntimeError, match="attach_companion"):
+        nc.colorize(plain, grey[::4, ::4], reference=ref[::4, ::4], size=64)
+    attach_companion(plain)
+    assert np.isfinite(nc.colorize(plain, grey[::4, ::4], reference=ref[::4, ::4], size=64).rgb).all()

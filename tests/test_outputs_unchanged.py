@@ -29,7 +29,9 @@ with it on only ``histogram``'s three arrays changed. Issue 18's sixth step chan
 colour its pixels vote for); before regenerating, every model with it off was checked equal to the saved
 arrays (the channel-general ``spread`` included), and with it on only ``exemplar``'s stack and the volume
 run changed. Then again (6 colours and ``palette_blur`` 2): with ``palette_blur`` 0 and 8 colours the
-saved arrays held; with the new settings only ``exemplar``'s stack and the volume run changed.
+saved arrays held; with the new settings only ``exemplar``'s stack and the volume run changed. Issue 18's
+seventh step changed it again (``histogram_mix``: half of such an image's colour from the histogram network);
+with it off the saved arrays held, with it on only ``exemplar``'s stack and the volume run changed.
 """
 
 from __future__ import annotations

@@ -367,9 +367,14 @@ def test_paired_differences(tmp_path):
     p.write_text("model,protocol,image,his_ref,his_gt,ssim,psnr,colourful,agree\n"
                  "runs/x/m.safetensors,other,1,0.5,0.5,0.9,20,30,1\n"
                  "runs/x/m.safetensors,other,0,0.4,0.5,0.8,20,30,0\n"
-                 "welsh,self,0,0.9,0.9,0.7,20,30,1\n")
+                 "welsh,self,0,0.9,0.9,0.7,20,30,1\n"
+                 "exemplar+histogram_mix=0.5,other,0,0.1,0.5,0.8,20,30,0\n"
+                 "exemplar+histogram_mix=0.3,other,0,0.2,0.5,0.8,20,30,0\n")
     d = load(p, "other")
-    assert set(d) == {"m"} and list(d["m"]["his_ref"]) == [0.4, 0.5]  # by stem, in image order
+    assert list(d["m"]["his_ref"]) == [0.4, 0.5]  # a checkpoint by its stem, in image order
+    # (specs whose values have a dot stay apart: they were once cut at it and merged)
+    assert set(d) == {"m", "exemplar+histogram_mix=0.5", "exemplar+histogram_mix=0.3"}
+    assert d["exemplar+histogram_mix=0.5"]["his_ref"][0] == 0.1
 
 
 def test_paired_counts_images_that_got_worse(tmp_path, capsys):

@@ -234,6 +234,7 @@ def load_with_output(spec: str):
     these output-stage settings over its config (``exemplar+dark_chroma=20``, ``histogram+coherence=0``;
     validated like any config), to choose them on training views without a new file."""
     from napari_colorize.models.configs import ExemplarConfig, HistogramConfig
+    from napari_colorize.models.registry import attach_companion
 
     if "+" not in spec or Path(spec).exists():
         return nc.load_model(spec, device="cpu")
@@ -252,6 +253,7 @@ def load_with_output(spec: str):
 
         changes[key] = json.loads(value)
     net.config = kind.from_dict({**net.config.to_dict(), **changes})
+    attach_companion(model)  # (histogram_mix set here: the histogram network it mixes in)
     model.name = spec
     return model
 

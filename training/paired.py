@@ -22,12 +22,19 @@ METRICS = ["his_ref", "ssim", "agree"]
 ALL_METRICS = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree"]
 
 
+def model_name(model: str) -> str:
+    """A checkpoint file's stem (``runs/HB.safetensors`` -> ``HB``); any other name as it is (a spec such
+    as ``exemplar+histogram_mix=0.5`` keeps its digits after the dot)."""
+    p = Path(model)
+    return p.stem if p.suffix in (".safetensors", ".pt", ".pth", ".ckpt") else model
+
+
 def load(path: Path, protocol: str) -> dict[str, dict[str, np.ndarray]]:
     per: dict[str, dict[int, dict]] = {}
     with open(path) as fh:
         for r in csv.DictReader(fh):
             if r["protocol"] == protocol:
-                per.setdefault(Path(r["model"]).stem, {})[int(r["image"])] = r
+                per.setdefault(model_name(r["model"]), {})[int(r["image"])] = r
     return {m: {k: np.array([float(rows[i][k] or "nan") for i in sorted(rows)]) for k in ALL_METRICS}
             for m, rows in per.items()}
 

@@ -55,6 +55,9 @@ class ExemplarNetColorizer(NetworkColorizer):
     kind = "exemplar"
     architecture = "exemplar"  # (the networks it wraps: ExemplarNet.architecture)
     gives_confidence = True
+    #: the histogram colouriser whose colour the config's ``histogram_mix`` mixes in (given by
+    #: :func:`~napari_colorize.models.registry.attach_companion`; None: no mixing possible)
+    companion: Colorizer | None = None
 
     def prepare(self, reference=None, histogram=None):
         require_reference(self.name, reference)
@@ -98,10 +101,34 @@ class ExemplarNetColorizer(NetworkColorizer):
                 safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
                                    palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma, palette=palette)
                 ab = ab + w * (safe - ab)
+            if cfg.histogram_mix and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
+                ab_hist, done = self.companion_ab(L, done)
+                ab = ab + (w * float(cfg.histogram_mix)) * (ab_hist - ab)
             ab = fade_black(L, fade_dark(L, ab, conf, cfg.dark_chroma), cfg.black_chroma, w)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
                           confidence=None if conf is None else conf.float(), state=None if done is state else done)
+
+    def companion_ab(self, L: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """The histogram network's ab for target lightness ``L`` given the reference's colour histogram
+        (computed once per reference and kept in the returned state), at ``L``'s size (the network runs at
+        the config's ``histogram_scale`` of it, a multiple of its coarsest stride)."""
+        if self.companion is None:
+            raise RuntimeError(f"{self.name!r}: its config mixes in the histogram network (histogram_mix) but none "
+                               "is attached; load the model with load_model(), or call "
+                               "napari_colorize.models.registry.attach_companion(model)")
+        if "companion" not in state:
+            state = {**state, "companion": self.companion.prepare(reference=state["rgb"])}
+        size = L.shape[-2:]
+        m = int(getattr(self.companion, "multiple", 1))
+        scale = float(self.network.config.histogram_scale)
+        fit = tuple(max(m, round(s * scale / m) * m) for s in size)
+        Lc = L if fit == tuple(size) else torch.nn.functional.interpolate(L.float(), fit, mode="bilinear",
+                                                                           align_corners=False)
+        ab = self.companion.predict(Lc, state["companion"]).ab.to(L.device, torch.float32)
+        if ab.shape[-2:] != size:
+            ab = torch.nn.functional.interpolate(ab, size, mode="bilinear", align_corners=False)
+        return ab, state
 
 
 class HistogramNetColorizer(NetworkColorizer):

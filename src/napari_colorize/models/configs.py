@@ -155,6 +155,16 @@ class ExemplarConfig:
         ``coherence_gate`` says, after ``fallback`` and ``coherence`` (with either of them on).
     palette_radius, palette_share, palette_smooth, palette_blur
         See ``palette_modes``.
+    histogram_mix : float
+        0 (off) to 1: the share of the colour that comes from the shipped histogram network (paper B),
+        given the reference's colour histogram, as much as ``coherence_gate`` applies, after the
+        palette and before ``dark_chroma``: ``ab + g m (ab_hist - ab)``. The two networks place colour
+        differently (one by matching positions, one by what a region is), and where they disagree the
+        mixture is duller, where they agree it keeps the colour. :func:`~napari_colorize.load_model`
+        loads the histogram network beside the exemplar one (``ExemplarNetColorizer.companion``).
+    histogram_scale : float
+        The histogram network's working size as a fraction (0.25-1) of the exemplar network's (its colour
+        is resized back): chroma varies slowly, and a smaller size costs less.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -193,6 +203,8 @@ class ExemplarConfig:
     palette_share: float = 0.5
     palette_smooth: int = 8
     palette_blur: float = 0.0
+    histogram_mix: float = 0.0
+    histogram_scale: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -268,6 +280,8 @@ class ExemplarConfig:
         check_float("palette_share", self.palette_share, 0.05, 0.95)
         check_int("palette_smooth", self.palette_smooth, 0, 64)
         check_float("palette_blur", self.palette_blur, 0.0, 8.0)
+        check_float("histogram_mix", self.histogram_mix, 0.0, 1.0)
+        check_float("histogram_scale", self.histogram_scale, 0.25, 1.0)
         check_gate("coherence_gate", self.coherence_gate)
         check_gate("prior_cells_gate", self.prior_cells_gate)
         if not isinstance(self.extra, dict):
@@ -331,12 +345,14 @@ def check_gate(name: str, g) -> None:
 #: fitted for that search (``python -m training.fit_confidence``) and the gates taken again from them by the
 #: same rule (the 90th percentile of other-source views' mean confidence, the 10th of self). ``black_chroma``:
 #: near-black pixels neutral in images whose reference is only related (issue 18's fifth step). ``palette_*``:
-#: each region of such an image takes the reference's main colour its pixels vote for (issue 18's sixth step)
+#: each region of such an image takes the reference's main colour its pixels vote for (issue 18's sixth step).
+#: ``histogram_mix``: half of such an image's colour from the histogram network given the reference's histogram,
+#: run at half the size (issue 18's seventh step)
 EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
                    "dark_chroma": 30.0, "black_chroma": 5.0, "confidence_cells": 16,
                    "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35},
                    "palette_modes": 6, "palette_radius": 16, "palette_share": 0.5, "palette_smooth": 8,
-                   "palette_blur": 2.0}
+                   "palette_blur": 2.0, "histogram_mix": 0.5, "histogram_scale": 0.5}
 
 
 @dataclass

@@ -425,8 +425,20 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device) -> Colorizer:
-    return architectures()[type(network).architecture][1](name, network, meta, device)
+def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device, pretrained: bool = True) -> Colorizer:
+    model = architectures()[type(network).architecture][1](name, network, meta, device)
+    attach_companion(model, device, pretrained)
+    return model
+
+
+def attach_companion(model: Colorizer, device="cpu", pretrained: bool = True) -> Colorizer:
+    """Give an exemplar colouriser whose config mixes in the histogram network (``histogram_mix``) that
+    network: the shipped ``histogram`` model (random weights with ``pretrained=False``), loaded once per
+    colouriser. Any other model is returned as it is."""
+    config = getattr(getattr(model, "network", None), "config", None)
+    if getattr(config, "histogram_mix", 0) and getattr(model, "companion", None) is None:
+        model.companion = _load_model("histogram", resolve_device(device), pretrained)
+    return model
 
 
 def _check_fits(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
@@ -488,7 +500,7 @@ def _load_model(key: str, dev, pretrained: bool) -> Colorizer:
             config = {**entry.config, **(entry.output or {})}
             net = build_network(entry.architecture, config, pretrained_backbone=False)
             meta = {"architecture": entry.architecture, "config": config, "name": key, "pretrained": False}
-            return _network_colorizer(key, net, meta, dev)
+            return _network_colorizer(key, net, meta, dev, pretrained=False)
         if not entry.available:
             raise FileNotFoundError(
                 f"no trained weights are installed for {key!r} (expected {entry.weights_path}). "
