@@ -278,8 +278,9 @@ def other_source(picks=(3, 17, 30, 44, 58, 71, 85, 99)) -> None:
 
 def histogram_mix(picks=(36, 33, 57, 105, 24, 46, 0)) -> None:
     """docs/images/histogram_mix.png: validation views with a related reference of another source (as in
-    :func:`other_source`; the views where the mix changed PSNR most either way, and the first) by the sixth
-    step's default (``histogram_mix`` 0), the shipped ``exemplar`` (half from the histogram network) and the
+    :func:`other_source`): the two that lost most with the mix (swans; view 34, the third, is a third photo
+    of them), a leaf that lost 0.7 dB, the three that gained most, and the first view; by the sixth step's
+    default (``histogram_mix`` 0), the shipped ``exemplar`` (half from the histogram network) and the
     histogram network's colour alone (``histogram_mix`` 1), with the truth."""
     images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)
     from training.evaluate import grey_of, load_with_output
@@ -404,6 +405,6 @@ if __name__ == "__main__":
     import napari_colorize.metrics  # noqa: F401
 
     figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source,
-               "histogram_mix": histogram_mix, "flicker": flicker, "histograms": histograms, "fringes": fringes, "hints": hints, "references": two_references,
-               "keyframes": keyframes}
+               "histogram_mix": histogram_mix, "flicker": flicker, "histograms": histograms, "fringes": fringes,
+               "hints": hints, "references": two_references, "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

@@ -535,6 +535,8 @@ def test_the_histogram_mix_is_that_share_of_the_histogram_networks_colour_where_
     monkeypatch.setattr(model.companion, "prepare", lambda **k: prepared.append(1) or real_prepare(**k))
     nc.colorize(model, stack, reference=r, temporal=0, rgb=False)
     assert len(seen) == 3 and len(prepared) == 1  # three slices, one reference: one histogram
+    sent = model.precompute(model.prepare(reference=rt))  # (what a cluster's workers get: computed once, here)
+    assert "companion" in sent and len(prepared) == 2
     model.network.config = ExemplarConfig.from_dict({**cfg, "coherence_gate": [0.0, 0.01]})  # (gate 0 for all)
     seen.clear()
     shut = nc.colorize(model, g, reference=r).rgb
@@ -558,6 +560,10 @@ def test_the_histogram_network_runs_at_the_configs_scale_and_its_colour_comes_ba
     model.network.config = ExemplarConfig.from_dict(cfg)
     res = nc.colorize(model, grey[::4, ::4], reference=ref[::4, ::4], size=128)
     assert sizes == [(64, 64)] and np.isfinite(res.rgb).all()
+    sizes.clear()  # (each side to the nearest multiple of the stride, 32, halves up: 112 -> 128, 96 -> 96)
+    nc.colorize(model, grey[:224, :224], reference=ref[::4, ::4], size=224)
+    nc.colorize(model, grey[:192, :192], reference=ref[::4, ::4], size=192)
+    assert sizes == [(128, 128), (96, 96)]
     plain = nc.load_model("exemplar-plain", device="cpu")
     plain.network.config = ExemplarConfig.from_dict({**plain.network.config.to_dict(), "histogram_mix": 0.5,
                                                      "coherence": 4})
@@ -565,3 +571,32 @@ def test_the_histogram_network_runs_at_the_configs_scale_and_its_colour_comes_ba
         nc.colorize(plain, grey[::4, ::4], reference=ref[::4, ::4], size=64)
     attach_companion(plain)
     assert np.isfinite(nc.colorize(plain, grey[::4, ::4], reference=ref[::4, ::4], size=64).rgb).all()
+
+
+def test_a_checkpoint_that_mixes_in_the_histogram_network_gets_it_with_its_provenance_and_cache_key(pair, tmp_path):
+    """A checkpoint file whose config has histogram_mix loads with the shipped histogram network beside it
+    (on the model's device), the provenance record names that network's weights, and the guide cache does
+    not hand one histogram network's features to another: after the companion is swapped, the output
+    equals a run with an empty cache."""
+    from napari_colorize.guide_cache import GUIDE_CACHE
+    from napari_colorize.models.registry import load_model, save_checkpoint
+    from napari_colorize.provenance import describe, record
+
+    shipped = load_model("exemplar", device="cpu")
+    path = save_checkpoint(shipped.network, tmp_path / "mix.safetensors", {"name": "mix"})
+    model = load_model(path, device="cpu")
+    assert model.network.config.histogram_mix == 0.5 and model.companion is not None
+    assert model.companion.device == model.device and model.companion.name == "histogram"
+    entry = record(model)["model"]["mixes_in"]
+    assert entry["source"] == "histogram" and len(entry["weights_sha256"]) == 64
+    assert f"mixes in: histogram (histogram), weights sha256 {entry['weights_sha256'][:16]}" in describe(record(model))
+    grey, ref, _ = pair
+    g, r = grey[::4, ::4], ref[::4, ::4]
+    model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(),
+                                                     "coherence_gate": [0.98, 0.99], "histogram_mix": 1.0})
+    first = nc.colorize(model, g, reference=r).rgb
+    model.companion = load_model("histogram-plain", device="cpu")
+    swapped = nc.colorize(model, g, reference=r).rgb
+    GUIDE_CACHE.clear()
+    np.testing.assert_array_equal(nc.colorize(model, g, reference=r).rgb, swapped)
+    assert np.abs(swapped - first).max() > 0.01  # (the two histogram networks differ: the test can fail)

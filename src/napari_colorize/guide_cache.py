@@ -26,14 +26,17 @@ __all__ = ["GuideCache", "GUIDE_CACHE", "guide_key", "network_state", "state_byt
 
 def network_state(model) -> tuple:
     """What a model's prepared guide depends on besides the guide: its network's parameters (their
-    version counters and storage) and config; ``()`` for a model without a network."""
+    version counters and storage) and config, and those of a network it mixes in (an exemplar's
+    ``companion``, whose features the guide keeps too); ``()`` for a model without a network."""
     net = getattr(model, "network", None)
     if not isinstance(net, torch.nn.Module):
         return ()
     params = tuple((p.data_ptr(), p._version) for p in net.parameters())
     config = getattr(net, "config", None)
     cfg = config.to_dict() if hasattr(config, "to_dict") else config
-    return (hashlib.blake2b(repr((params, cfg)).encode(), digest_size=16).hexdigest(),)
+    companion = getattr(model, "companion", None)
+    other = network_state(companion) if companion is not None else ()
+    return (hashlib.blake2b(repr((params, cfg, other)).encode(), digest_size=16).hexdigest(),)
 
 
 def guide_key(wshape: tuple[int, int], reference: torch.Tensor | None, histogram: torch.Tensor | None,

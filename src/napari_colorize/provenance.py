@@ -7,7 +7,8 @@ OME-Zarr attributes, napari into the result layer's metadata; ``napari-colorize 
 
     {"format": "napari-colorize provenance", "version": 1, "created": "2026-12-04T20:00:00Z",
      "software": {"napari-colorize": "0.1.0", "torch": "...", "python": "..."},
-     "model": {"name": "exemplar", "kind": "exemplar", "source": "exemplar", "weights_sha256": "..."},
+     "model": {"name": "exemplar", "kind": "exemplar", "source": "exemplar", "weights_sha256": "...",
+               "mixes_in": {"name": "histogram", "kind": "histogram", "source": "histogram", "weights_sha256": "..."}},
      "references": [{"name": "ref.jpg", "path": "/abs/ref.jpg", "sha256": "...", "shape": [h, w, 3],
                      "dtype": "uint8"}],
      "keyframes": {"0": [...], "40": [...]}, "blend": "linear",
@@ -117,6 +118,9 @@ def _model_entry(model) -> dict:
     out["weights_sha256"] = file_digest(weights) if weights else None
     if hasattr(model, "strength"):
         out["match"] = float(model.strength)
+    companion = getattr(base, "companion", None)
+    if companion is not None:  # (the histogram network an exemplar mixes in: its weights shape the output too)
+        out["mixes_in"] = _model_entry(companion)
     return out
 
 
@@ -290,6 +294,11 @@ def describe(rec: dict) -> str:
     w = m.get("weights_sha256")
     lines.append(f"model: {m.get('name', '?')} ({m.get('kind', '?')})" +
                  (f", weights sha256 {w[:16]}..." if w else ", no weights file (a method without weights)"))
+    mix = m.get("mixes_in")
+    if isinstance(mix, dict):
+        wm = mix.get("weights_sha256")
+        lines.append(f"mixes in: {mix.get('name', '?')} ({mix.get('kind', '?')})" +
+                     (f", weights sha256 {str(wm)[:16]}..." if wm else ""))
 
     def guide(e):
         where = e.get("path") or e.get("name", "?")

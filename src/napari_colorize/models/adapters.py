@@ -65,6 +65,14 @@ class ExemplarNetColorizer(NetworkColorizer):
         return {"rgb": rgb, "features": None, "lab": side_by_side(normalize_lab(rgb_to_lab(rgb.float())))}
 
     def precompute(self, state):
+        state = self.with_features(state)
+        if self.network.config.histogram_mix and self.companion is not None and "companion" not in state:
+            # (the histogram network's features too, so that a cluster's blocks do not each compute them)
+            state = {**state, "companion": self.companion.prepare(reference=state["rgb"])}
+        return state
+
+    def with_features(self, state):
+        """The state with the reference's features encoded (once; for many slices or references)."""
         if state["features"] is None:
             with torch.inference_mode():
                 state = {**state, "features": self.network.encode_references(state["rgb"], match=True)}
@@ -80,7 +88,7 @@ class ExemplarNetColorizer(NetworkColorizer):
             out = net(L, reference_rgb=state["rgb"], return_attention=return_attention, aux=aux)
             done = {**state, "features": aux["reference"]}  # (encoded with this target: for the next one)
         else:  # many slices: reference features once
-            done = self.precompute(state)
+            done = self.with_features(state)
             out = net(L, reference_features=done["features"], return_attention=return_attention, aux=aux)
         preds, raw = (out if return_attention else (out, None))
         ab = net.refine(L, preds[0])  # P1 at the working size, through the config's guided filter (if any)
@@ -111,8 +119,9 @@ class ExemplarNetColorizer(NetworkColorizer):
 
     def companion_ab(self, L: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """The histogram network's ab for target lightness ``L`` given the reference's colour histogram
-        (computed once per reference and kept in the returned state), at ``L``'s size (the network runs at
-        the config's ``histogram_scale`` of it, a multiple of its coarsest stride)."""
+        (computed once per reference and kept in the returned state), at ``L``'s size. The network runs at
+        the config's ``histogram_scale`` of it, each side rounded to the nearest multiple of its coarsest
+        stride (halves up; at least one stride)."""
         if self.companion is None:
             raise RuntimeError(f"{self.name!r}: its config mixes in the histogram network (histogram_mix) but none "
                                "is attached; load the model with load_model(), or call "
@@ -122,7 +131,7 @@ class ExemplarNetColorizer(NetworkColorizer):
         size = L.shape[-2:]
         m = int(getattr(self.companion, "multiple", 1))
         scale = float(self.network.config.histogram_scale)
-        fit = tuple(max(m, round(s * scale / m) * m) for s in size)
+        fit = tuple(max(m, int(s * scale / m + 0.5) * m) for s in size)
         Lc = L if fit == tuple(size) else torch.nn.functional.interpolate(L.float(), fit, mode="bilinear",
                                                                            align_corners=False)
         ab = self.companion.predict(Lc, state["companion"]).ab.to(L.device, torch.float32)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info",
            "weights_dir", "default_model", "comparison_models", "DEFAULTS", "COMPARISON", "load_into", "build_network",
-           "architectures"]
+           "architectures", "attach_companion"]
 
 
 class CheckpointError(ValueError):
@@ -138,7 +138,8 @@ def _register_defaults() -> None:
                                                   "with our correspondence prior (the warp matched grey to grey and coarse "
                                                   "to fine, gated per pixel, a hue-keeping chroma gain), a guided filter "
                                                   "on its output, and "
-                                                  "colour made coherent per region where the reference is only related"),
+                                                  "colour made coherent per region where the reference is only related, "
+                                                  "half of it from the histogram network given the reference's histogram"),
         ("exemplar-plain", "cpu", "Paper A's CPU network without the prior (the earlier recipe): axial attention, "
                                   "two modules, all losses"),
         ("exemplar-standard", "cpu-standard", "Ablation (earlier recipe): standard (full 2-D) attention"),
@@ -427,17 +428,21 @@ def _checked_tensors(sd, source: str) -> dict[str, torch.Tensor]:
 
 def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device, pretrained: bool = True) -> Colorizer:
     model = architectures()[type(network).architecture][1](name, network, meta, device)
-    attach_companion(model, device, pretrained)
-    return model
+    return attach_companion(model, device, pretrained)
 
 
-def attach_companion(model: Colorizer, device="cpu", pretrained: bool = True) -> Colorizer:
+def attach_companion(model: Colorizer, device=None, pretrained: bool = True) -> Colorizer:
     """Give an exemplar colouriser whose config mixes in the histogram network (``histogram_mix``) that
-    network: the shipped ``histogram`` model (random weights with ``pretrained=False``), loaded once per
-    colouriser. Any other model is returned as it is."""
+    network: the shipped ``histogram`` model (random weights with ``pretrained=False``) on the model's own
+    device unless ``device`` says otherwise, loaded once per colouriser. Any other model is returned as
+    it is."""
     config = getattr(getattr(model, "network", None), "config", None)
     if getattr(config, "histogram_mix", 0) and getattr(model, "companion", None) is None:
-        model.companion = _load_model("histogram", resolve_device(device), pretrained)
+        try:
+            model.companion = load_model("histogram", device if device is not None else model.device, pretrained)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{model.name!r} mixes in the histogram network (histogram_mix "
+                                    f"{config.histogram_mix}), whose weights are missing: {e}") from e
     return model
 
 
