@@ -66,9 +66,9 @@ class ExemplarNetColorizer(NetworkColorizer):
 
     def precompute(self, state):
         state = self.with_features(state)
-        if self.network.config.histogram_mix and self.companion is not None and "companion" not in state:
+        if self.network.config.histogram_mix and self.companion is not None:
             # (the histogram network's features too, so that a cluster's blocks do not each compute them)
-            state = {**state, "companion": self.companion.prepare(reference=state["rgb"])}
+            state = self.with_companion(state)
         return state
 
     def with_features(self, state):
@@ -97,8 +97,9 @@ class ExemplarNetColorizer(NetworkColorizer):
             cfg = net.config
             conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
             w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
-            if (cfg.fallback or cfg.coherence) and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
-                # (a gate of 0 everywhere - a reference of the same scene - leaves ab as it is: not computed)
+            # (a gate of 0 everywhere - a reference of the same scene: the coherence and the mix are not computed)
+            shut = isinstance(w, torch.Tensor) and bool((w == 0).all())
+            if (cfg.fallback or cfg.coherence) and not shut:
                 palette = {"modes": cfg.palette_modes, "radius": cfg.palette_radius, "share": cfg.palette_share,
                            "smooth": cfg.palette_smooth, "blur": cfg.palette_blur, "centres": None}
                 if cfg.palette_modes:  # (the reference's palette: once per reference and number of colours)
@@ -109,7 +110,7 @@ class ExemplarNetColorizer(NetworkColorizer):
                 safe = coherent_ab(L, ab, state["lab"], conf, cfg.coherence, fallback=cfg.fallback,
                                    palette_chroma=cfg.palette_chroma, keep_chroma=cfg.keep_chroma, palette=palette)
                 ab = ab + w * (safe - ab)
-            if cfg.histogram_mix and not (isinstance(w, torch.Tensor) and bool((w == 0).all())):
+            if cfg.histogram_mix and not shut:
                 ab_hist, done = self.companion_ab(L, done)
                 ab = ab + (w * float(cfg.histogram_mix)) * (ab_hist - ab)
             ab = fade_black(L, fade_dark(L, ab, conf, cfg.dark_chroma), cfg.black_chroma, w)
@@ -117,17 +118,23 @@ class ExemplarNetColorizer(NetworkColorizer):
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,
                           confidence=None if conf is None else conf.float(), state=None if done is state else done)
 
-    def companion_ab(self, L: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        """The histogram network's ab for target lightness ``L`` given the reference's colour histogram
-        (computed once per reference and kept in the returned state), at ``L``'s size. The network runs at
-        the config's ``histogram_scale`` of it, each side rounded to the nearest multiple of its coarsest
-        stride (halves up; at least one stride)."""
+    def with_companion(self, state: dict) -> dict:
+        """The state with the histogram network's guide for the reference (its colour histogram and their
+        features), computed once and kept under ``"companion"``."""
         if self.companion is None:
             raise RuntimeError(f"{self.name!r}: its config mixes in the histogram network (histogram_mix) but none "
                                "is attached; load the model with load_model(), or call "
                                "napari_colorize.models.registry.attach_companion(model)")
         if "companion" not in state:
             state = {**state, "companion": self.companion.prepare(reference=state["rgb"])}
+        return state
+
+    def companion_ab(self, L: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """The histogram network's ab for target lightness ``L`` given the reference's colour histogram
+        (:meth:`with_companion`: the returned state keeps it), at ``L``'s size. The network runs at the
+        config's ``histogram_scale`` of it, each side rounded to the nearest multiple of its coarsest
+        stride (halves up; at least one stride)."""
+        state = self.with_companion(state)
         size = L.shape[-2:]
         m = int(getattr(self.companion, "multiple", 1))
         scale = float(self.network.config.histogram_scale)
