@@ -280,13 +280,28 @@ def histogram_mix(picks=(36, 33, 57, 105, 24, 46, 0)) -> None:
     """docs/images/histogram_mix.png: validation views with a related reference of another source (as in
     :func:`other_source`): the two that lost most with the mix (swans; view 34, the third, is a third photo
     of them), a leaf that lost 0.7 dB, the three that gained most, and the first view; by the sixth step's
-    default (``histogram_mix`` 0), the shipped ``exemplar`` (half from the histogram network) and the
-    histogram network's colour alone (``histogram_mix`` 1), with the truth."""
+    default (``histogram_mix`` 0), the seventh step's default (half from the ``histogram`` network) and that
+    network's colour alone (``histogram_mix`` 1), with the truth."""
+    _mix_figure(picks, [("exemplar+histogram_mix=0", "mix 0 (sixth step)"),
+                        ('exemplar+histogram_model="histogram"', "seventh step (mix 0.5)"),
+                        ('exemplar+histogram_model="histogram"+histogram_mix=1', "histogram network alone")],
+                "histogram_mix.png")
+
+
+def companion(picks=(35, 83, 105, 78, 57, 61, 0)) -> None:
+    """docs/images/companion.png (issue 18's eighth step): validation views with a related reference of
+    another source: the four that gained most from mixing in ``histogram-companion`` instead of ``histogram``,
+    the two that lost most, and the first view; by the seventh step's default, the shipped ``exemplar`` and
+    ``histogram-companion``'s colour alone, with the truth."""
+    _mix_figure(picks, [('exemplar+histogram_model="histogram"', "seventh step"),
+                        ("exemplar", "exemplar (shipped)"),
+                        ("exemplar+histogram_mix=1", "histogram-companion alone")], "companion.png")
+
+
+def _mix_figure(picks, models, name: str) -> None:
     images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)
     from training.evaluate import grey_of, load_with_output
 
-    models = [("exemplar+histogram_mix=0", "mix 0 (sixth step)"), ("exemplar", "exemplar (shipped, mix 0.5)"),
-              ("exemplar+histogram_mix=1", "histogram network alone")]
     loaded = [(load_with_output(spec), label) for spec, label in models]
     rows = []
     for i in picks:
@@ -297,7 +312,7 @@ def histogram_mix(picks=(36, 33, 57, 105, 24, 46, 0)) -> None:
             out = nc.colorize(m, grey, reference=ref, size=256).rgb
             tiles.append(_tile(out, f"{label}  PSNR {nc.metrics.psnr(out, img):.1f}"))
         rows.append(strip(tiles))
-    stack_rows(rows, "histogram_mix.png")
+    stack_rows(rows, name)
 
 
 def fringes(*others: str) -> None:
@@ -405,6 +420,6 @@ if __name__ == "__main__":
     import napari_colorize.metrics  # noqa: F401
 
     figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source,
-               "histogram_mix": histogram_mix, "flicker": flicker, "histograms": histograms, "fringes": fringes,
+               "histogram_mix": histogram_mix, "companion": companion, "flicker": flicker, "histograms": histograms, "fringes": fringes,
                "hints": hints, "references": two_references, "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

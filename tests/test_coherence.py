@@ -574,7 +574,7 @@ def test_the_histogram_network_runs_at_the_configs_scale_and_its_colour_comes_ba
 
 
 def test_a_checkpoint_that_mixes_in_the_histogram_network_gets_it_with_its_provenance_and_cache_key(pair, tmp_path):
-    """A checkpoint file whose config has histogram_mix loads with the shipped histogram network beside it
+    """A checkpoint file whose config has histogram_mix loads with the histogram network it names beside it
     (on the model's device), the provenance record names that network's weights, and the guide cache does
     not hand one histogram network's features to another: after the companion is swapped, the output
     equals a run with an empty cache."""
@@ -586,17 +586,81 @@ def test_a_checkpoint_that_mixes_in_the_histogram_network_gets_it_with_its_prove
     path = save_checkpoint(shipped.network, tmp_path / "mix.safetensors", {"name": "mix"})
     model = load_model(path, device="cpu")
     assert model.network.config.histogram_mix == 0.5 and model.companion is not None
-    assert model.companion.device == model.device and model.companion.name == "histogram"
+    assert model.companion.device == model.device and model.companion.name == "histogram-companion"
     entry = record(model)["model"]["mixes_in"]
-    assert entry["source"] == "histogram" and len(entry["weights_sha256"]) == 64
-    assert f"mixes in: histogram (histogram), weights sha256 {entry['weights_sha256'][:16]}" in describe(record(model))
+    assert entry["source"] == "histogram-companion" and len(entry["weights_sha256"]) == 64
+    assert f"mixes in: histogram-companion (histogram), weights sha256 {entry['weights_sha256'][:16]}" in describe(record(model))
     grey, ref, _ = pair
     g, r = grey[::4, ::4], ref[::4, ::4]
     model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(),
                                                      "coherence_gate": [0.98, 0.99], "histogram_mix": 1.0})
     first = nc.colorize(model, g, reference=r).rgb
     model.companion = load_model("histogram-plain", device="cpu")
+    model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(),
+                                                     "histogram_model": "histogram-plain"})
     swapped = nc.colorize(model, g, reference=r).rgb
     GUIDE_CACHE.clear()
     np.testing.assert_array_equal(nc.colorize(model, g, reference=r).rgb, swapped)
     assert np.abs(swapped - first).max() > 0.01  # (the two histogram networks differ: the test can fail)
+
+
+def test_the_config_names_the_histogram_network_it_mixes_in():
+    """histogram_model names the registered histogram network attach_companion loads; a name of another
+    kind says which are known, and a path is refused by the config's validation (a file's config never
+    names a file to load)."""
+    from napari_colorize.models.registry import attach_companion
+
+    def plain_with(**over):
+        model = nc.load_model("exemplar-plain", device="cpu")
+        model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(), "histogram_mix": 0.5,
+                                                         **over})
+        return model
+
+    assert attach_companion(plain_with()).companion.name == "histogram"
+    assert attach_companion(plain_with(histogram_model="histogram-plain")).companion.name == "histogram-plain"
+    with pytest.raises(ValueError, match="not a registered histogram network.*histogram-plain"):
+        attach_companion(plain_with(histogram_model="exemplar"))
+    for bad in ("../weights/histogram.safetensors", "/tmp/x", "Histogram", "", 3):
+        with pytest.raises(ValueError, match="histogram_model"):
+            plain_with(histogram_model=bad)
+    # the config names another network than the attached one: predicting says so, attach_companion swaps it
+    model = attach_companion(plain_with())
+    model.network.config = ExemplarConfig.from_dict({**model.network.config.to_dict(), "coherence": 4,
+                                                     "histogram_model": "histogram-plain"})
+    g, r = np.full((48, 48), 120, np.uint8), np.random.default_rng(0).integers(0, 255, (48, 48, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="'histogram-plain'.*'histogram' is attached.*attach_companion"):
+        nc.colorize(model, g, reference=r, size=64)
+    assert attach_companion(model).companion.name == "histogram-plain"
+    assert np.isfinite(nc.colorize(model, g, reference=r, size=64).rgb).all()
+
+
+def test_a_checkpoint_naming_an_unknown_histogram_network_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """A checkpoint whose config mixes in a network that is not a registered histogram network: a
+    CheckpointError naming the file, before any network is built; one written before histogram_model
+    existed (no such key) mixes in ``histogram``."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from napari_colorize.models import registry
+    from napari_colorize.models.registry import CheckpointError, load_model, save_checkpoint
+
+    path = save_checkpoint(load_model("exemplar", device="cpu").network, tmp_path / "mix.safetensors", {"name": "mix"})
+
+    def with_config(name, **over):
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata()["napari_colorize"])
+        cfg = {k: v for k, v in {**meta["config"], **over}.items() if v is not None}
+        out = tmp_path / name
+        save_file(load_file(str(path)), str(out), metadata={"napari_colorize": json.dumps({**meta, "config": cfg})})
+        return out
+
+    built = []
+    real = registry.build_network
+    monkeypatch.setattr(registry, "build_network", lambda *a, **k: built.append(1) or real(*a, **k))
+    with pytest.raises(CheckpointError, match="odd.safetensors.*'exemplar'.*not a registered histogram network"):
+        load_model(with_config("odd.safetensors", histogram_model="exemplar"), device="cpu")
+    assert not built
+    old = load_model(with_config("old.safetensors", histogram_model=None), device="cpu")
+    assert old.network.config.histogram_model == "histogram" and old.companion.name == "histogram"

@@ -135,7 +135,7 @@ def test_devices():
 def test_list_models_by_kind():
     ex, hist = nc.list_models(kind="exemplar"), nc.list_models(kind="histogram")
     assert "exemplar" in ex and "welsh" in ex and "histogram" not in ex
-    assert hist == ["histogram", "histogram-plain"]
+    assert hist == ["histogram", "histogram-companion", "histogram-plain"]
     assert nc.list_models(kind="hints") == ["levin", "levin-paper"]  # colour points alone
     assert sorted(ex + hist + ["levin", "levin-paper"]) == sorted(nc.list_models())
     with pytest.raises(ValueError, match="kind"):

@@ -498,6 +498,54 @@ def test_training_pairs_with_references_of_another_series(corpus_dir):
         histogram_target("truth", truth, ref, mask, "palette")
 
 
+def test_histogram_training_batches_with_histograms_of_another_series(corpus_dir):
+    """train_histogram --other-source: that share of the input histograms is a similar image's of another
+    source series; the pixels stay the target's; the histogram loss's target is that histogram or, with
+    --other-hist truth, the target's own; off: the batch of before."""
+    from napari_colorize.color import soft_histogram
+    from training.pairs import build_other_source
+    from training.train_histogram import make_batch as hist_batch
+
+    c = Corpus(load_items(corpus_dir / "manifest.csv", "train"))
+    other = {"other_top": build_other_source(c, top=3)["other_top"]}
+    L0, ab0, h0, t0, _ = hist_batch(c, 2, 0, 4, 32, 0, "cpu")
+    assert torch.equal(h0, soft_histogram(ab0)) and torch.equal(t0, h0)
+    L1, ab1, h1, t1, _ = hist_batch(c, 2, 0, 4, 32, 0, "cpu", other=0.0, other_pairs=other)
+    assert torch.equal(L0, L1) and torch.equal(h0, h1)
+    L2, ab2, h2, t2, _ = hist_batch(c, 2, 0, 4, 32, 0, "cpu", other=1.0, other_pairs=other)
+    own = soft_histogram(ab2)
+    assert torch.equal(t2, h2) and all(not torch.allclose(h2[i], own[i]) for i in range(4))
+    _, ab3, h3, t3, _ = hist_batch(c, 2, 0, 4, 32, 0, "cpu", other=1.0, other_pairs=other, other_hist="truth")
+    assert torch.equal(h3, h2) and torch.equal(t3, soft_histogram(ab3))
+    with pytest.raises(ValueError, match="other_hist"):
+        hist_batch(c, 2, 0, 4, 32, 0, "cpu", other=1.0, other_pairs=other, other_hist="palette")
+    from training.train_histogram import parse
+
+    base = ["--data", str(corpus_dir / "manifest.csv"), "--out", "x"]
+    assert parse(base + ["--other-source", "0.7"]).other_hist == "reference"
+    with pytest.raises(SystemExit):
+        parse(base + ["--other-source", "1.5"])
+
+
+def test_evaluate_mixes_in_a_histogram_network_from_a_file(tmp_path):
+    """exemplar+companion=FILE: the exemplar mixes in that checkpoint's histogram network (a candidate
+    before it is registered); a file of another architecture: exit."""
+    from napari_colorize.models.registry import load_model, save_checkpoint
+    from training.evaluate import load_with_output
+
+    path = save_checkpoint(load_model("histogram-plain", device="cpu").network, tmp_path / "c.safetensors",
+                           {"name": "candidate"})
+    m = load_with_output(f"exemplar+companion={path}+histogram_mix=1")
+    assert m.companion.name == "candidate" and m.network.config.histogram_mix == 1
+    # histogram_model=NAME: that registered network, not the one the exemplar was loaded with
+    assert load_with_output("exemplar").companion.name == "histogram-companion"
+    assert load_with_output('exemplar+histogram_model="histogram"').companion.name == "histogram"
+    assert load_with_output("exemplar+histogram_mix=0").companion is None
+    ex = save_checkpoint(load_model("exemplar-plain", device="cpu").network, tmp_path / "e.safetensors", {})
+    with pytest.raises(SystemExit, match="not a histogram network"):
+        load_with_output(f"exemplar+companion={ex}")
+
+
 def test_the_ssim_loss_is_zero_for_the_truth_and_grows_with_a_tint_near_black():
     """ssim_loss: (1 - SSIM) / 2 in sRGB; the truth itself costs nothing, a tint costs more on a dark image
     than on a bright one (SSIM's small local means), gradients reach the prediction; its weight 0 leaves

@@ -253,6 +253,34 @@ def test_a_resumed_run_refuses_an_input_that_changed(tmp_path, stack_and_ref, ca
     np.testing.assert_array_equal(_level(arr_out), _expected("reinhard", vol, ref, temporal=0))
 
 
+def test_a_resumed_run_refuses_a_model_whose_settings_changed(tmp_path, stack_and_ref):
+    """Stopped part-way, then the model of the same name changed (its config's output stage here; a new
+    version of the package, or new weights or a mixed-in network under that name, alike): resuming would
+    keep the old model's colours in the slices already written; it is refused, saying so. The same model
+    again: resumed."""
+    import napari_colorize as nc
+    from napari_colorize.models.configs import HistogramConfig
+
+    vol, ref = stack_and_ref
+    out = tmp_path / "m.zarr"
+    model = nc.load_model("histogram", device="cpu")
+    kw = dict(reference=ref, temporal=0, scheduler="synchronous")
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        colorize_volume(vol.copy(), out, model, progress=stop_after_two, **kw)
+    shipped = model.network.config
+    model.network.config = HistogramConfig.from_dict({**shipped.to_dict(), "coherence": 1})
+    with pytest.raises(ResumeError, match="weights or settings have changed.*overwrite=True"):
+        colorize_volume(vol.copy(), out, model, **kw)
+    model.network.config = shipped
+    colorize_volume(vol.copy(), out, model, **kw)  # (resumed)
+    assert zarr.open_group(str(out), mode="r").attrs[volume.RECORD_KEY]["complete"]
+
+
 def test_ome_zarr_input_axes_units_pyramid_and_uint16(tmp_path, stack_and_ref):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader

@@ -232,7 +232,9 @@ def mean_ab_fill(grey: np.ndarray, hint_rgb: np.ndarray) -> np.ndarray:
 def load_with_output(spec: str):
     """A model by name or file, or ``NAME+key=value[+key=value...]``: an exemplar or histogram network with
     these output-stage settings over its config (``exemplar+dark_chroma=20``, ``histogram+coherence=0``;
-    validated like any config), to choose them on training views without a new file."""
+    validated like any config), to choose them on training views without a new file. ``companion=FILE``
+    (not a config key): the histogram network an exemplar mixes in, from a checkpoint file (a candidate
+    before it is registered: ``exemplar+companion=runs/h.safetensors``)."""
     from napari_colorize.models.configs import ExemplarConfig, HistogramConfig
     from napari_colorize.models.registry import attach_companion
 
@@ -244,15 +246,27 @@ def load_with_output(spec: str):
     kind = type(getattr(net, "config", None))
     if kind not in (ExemplarConfig, HistogramConfig):
         raise SystemExit(f"{spec}: output-stage settings apply to exemplar and histogram networks only")
-    changes = {}
+    changes, companion = {}, None
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        if key == "companion" and sep and kind is ExemplarConfig:
+            companion = nc.load_model(value, device="cpu")
+            if getattr(getattr(companion, "network", None), "architecture", None) != "histogram":
+                raise SystemExit(f"{spec}: {value} is not a histogram network")
+            continue
         if not sep or key not in kind.__dataclass_fields__:
             raise SystemExit(f"{spec}: {pair!r} is not KEY=VALUE of {'an exemplar' if kind is ExemplarConfig else 'a histogram'} config")
         import json
 
-        changes[key] = json.loads(value)
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:  # (a bare word: a string, histogram_model=histogram)
+            changes[key] = value
     net.config = kind.from_dict({**net.config.to_dict(), **changes})
+    if companion is not None:
+        model.companion = companion
+    elif "histogram_model" in changes or not net.config.to_dict().get("histogram_mix"):
+        model.companion = None  # (the one load_model attached is another network's, or not mixed in)
     attach_companion(model)  # (histogram_mix set here: the histogram network it mixes in)
     model.name = spec
     return model

@@ -24,9 +24,10 @@ ALL_METRICS = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree"]
 
 def model_name(model: str) -> str:
     """A checkpoint file's stem (``runs/HB.safetensors`` -> ``HB``); any other name as it is (a spec such
-    as ``exemplar+histogram_mix=0.5`` keeps its digits after the dot)."""
+    as ``exemplar+histogram_mix=0.5`` keeps its digits after the dot, and one naming a file,
+    ``exemplar+companion=runs/h.safetensors``, is not cut to the file's stem)."""
     p = Path(model)
-    return p.stem if p.suffix in (".safetensors", ".pt", ".pth", ".ckpt") else model
+    return p.stem if "+" not in model and p.suffix in (".safetensors", ".pt", ".pth", ".ckpt") else model
 
 
 def load(path: Path, protocol: str) -> dict[str, dict[str, np.ndarray]]:

@@ -149,7 +149,7 @@ def parse(argv=None):
                     help="the histogram loss against the reference's ab histogram (paper A) or the truth's (ours)")
     ap.add_argument("--other-hist", choices=("reference", "truth"), default="truth",
                     help="the histogram loss of --other-source pairs against the truth's histogram (default) or "
-                         "their reference's")
+                         "their reference's (train_histogram's --other-hist defaults to reference)")
     ap.add_argument("--arch", choices=sorted(EXEMPLAR_CONFIGS), default=None, help="architecture (default: the config's)")
     ap.add_argument("--prior-cells", type=int, default=None, metavar="K",
                     help="match the warp coarse to fine among the K most similar reference cells (the config's "

@@ -6,7 +6,11 @@
 
 As in paper B, the input histogram R_H is the ground truth's own ab histogram during training
 (at test time the user gives any histogram). Loss: Huber (delta 0.01) + Sobel-gradient Huber +
-10 x histogram Huber. Configs: ``cpu`` (EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16, 128 px, batch 8,
+10 x histogram Huber. ``--other-source SHARE``: that share of a batch's input histograms is instead a similar
+image's of *another source series* (:func:`~training.pairs.build_other_source`, the references users have, as
+``ExemplarConfig.histogram_mix`` gives it one); the pixel and gradient losses still hold the output to the truth and
+the histogram loss to the input histogram (``--other-hist reference``, default: follow the reference's palette) or to
+the truth's (``truth``). Configs: ``cpu`` (EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16, 128 px, batch 8,
 Adam 2e-4 with cosine decay) and ``paper`` (VGG-19, U-Net width 64, Adam 1e-4: 128 px, then 256 px
 with the learning rate decaying by 0.1 per epoch - given here as steps).
 """
@@ -29,6 +33,7 @@ from .data import Corpus, load_items
 from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
                      train_loop, training_parser)
 from .losses import HistogramLossWeights, histogram_model_losses
+from .pairs import load_or_build_other_source
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=3000, cosine=True, phases=None),
@@ -50,16 +55,45 @@ def phase_at(step: int, args) -> tuple[int, float]:
     return args.size, 1.0
 
 
-def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, device, balance: float = 0.0):
-    """One batch drawn from ``(seed, step, rank)``; ``balance``: :meth:`~training.data.Corpus.sample`."""
+def make_batch(corpus, step: int, rank: int, batch: int, size: int, seed: int, device, balance: float = 0.0,
+               other: float = 0.0, other_pairs: dict | None = None, other_hist: str = "reference"):
+    """One batch drawn from ``(seed, step, rank)``: ``(L, ab, input histogram, histogram-loss target, images)``;
+    ``balance``: :meth:`~training.data.Corpus.sample`. ``other``: the share of items whose input histogram is a
+    similar image's of another source series (``other_pairs``); their histogram-loss target is that histogram
+    (``other_hist`` 'reference') or the truth's ('truth'). With ``other=0`` the draws are those of before."""
+    if other_hist not in ("reference", "truth"):
+        raise ValueError(f"other_hist is 'reference' or 'truth', not {other_hist!r}")
     rng = np.random.default_rng([seed, step, rank])
-    imgs = [corpus.render(corpus.sample(rng, balance), size, rng) for _ in range(batch)]
+    imgs, refs = [], []
+    for _ in range(batch):
+        i = corpus.sample(rng, balance)
+        imgs.append(corpus.render(i, size, rng))
+        cand = other_pairs["other_top"][i] if other and other_pairs else []
+        refs.append(corpus.render(int(cand[int(rng.integers(len(cand)))]), size, rng)
+                    if cand and rng.random() < other else None)
     L, ab, _ = to_lab_batch(imgs, device)
-    return L, ab, soft_histogram(ab).detach(), imgs
+    own = soft_histogram(ab).detach()
+    if not any(r is not None for r in refs):
+        return L, ab, own, own, imgs
+    picked = [j for j, r in enumerate(refs) if r is not None]
+    _, ref_ab, _ = to_lab_batch([refs[j] for j in picked], device)
+    given = own.clone()
+    given[picked] = soft_histogram(ref_ab).detach()
+    return L, ab, given, (given if other_hist == "reference" else own), imgs
 
 
 def parse(argv=None):
-    return apply_config(training_parser(__doc__, CONFIGS).parse_args(argv), CONFIGS)
+    ap = training_parser(__doc__, CONFIGS)
+    ap.add_argument("--other-source", type=float, default=0.0, metavar="SHARE",
+                    help="share of items whose input histogram is a similar image's of another source series")
+    ap.add_argument("--other-hist", choices=["reference", "truth"], default="reference",
+                    help="the histogram loss of --other-source items against their input histogram (default: "
+                         "follow the related photo's palette) or the truth's (train_exemplar's --other-hist "
+                         "defaults to truth)")
+    args = apply_config(ap.parse_args(argv), CONFIGS)
+    if not 0.0 <= args.other_source <= 1.0:
+        ap.error(f"--other-source {args.other_source}: a share between 0 and 1")
+    return args
 
 
 def main(argv=None) -> int:
@@ -71,6 +105,9 @@ def main(argv=None) -> int:
     weights = HistogramLossWeights()
     train = Corpus(load_items(args.data, "train"))
     val = Corpus(load_items(args.data, "val"))
+    data_dir = Path(args.data).parent if str(args.data).endswith(".csv") else args.out  # (as train_exemplar's)
+    other_pairs = load_or_build_other_source(train, data_dir / "pairs_train_other.json") \
+        if args.other_source else None
     seed_everything(args.seed)
     model = HistogramNet(cfg).to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
@@ -81,8 +118,9 @@ def main(argv=None) -> int:
         lr = lr_at(k, args) * factor
         for g in opt.param_groups:
             g["lr"] = lr
-        L, ab, hist, _ = make_batch(train, k, rank, args.batch, size, args.seed, device, args.balance_series)
-        terms = histogram_model_losses(nets["model"](L, hist), ab, hist, weights)
+        L, ab, hist, target, _ = make_batch(train, k, rank, args.batch, size, args.seed, device, args.balance_series,
+                                            args.other_source, other_pairs, args.other_hist)
+        terms = histogram_model_losses(nets["model"](L, hist), ab, target, weights)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
@@ -97,7 +135,9 @@ def main(argv=None) -> int:
                curves=["total", "gt", "grad", "hist", "val_gt"], desc="histogram", architecture="histogram",
                training={"script": "training.train_histogram", "config": args.config,
                          "init_from": str(args.init_from) if args.init_from else None, "losses": vars(weights),
-                         "balance_series": args.balance_series},
+                         "balance_series": args.balance_series,
+                         **({"other_source": args.other_source, "other_hist": args.other_hist}
+                            if args.other_source else {})},
                init=(lambda: init_from(model, args.init_from, keep_temperature=args.keep_temperature, widen=True))
                if args.init_from else None)
     return 0
@@ -105,7 +145,7 @@ def main(argv=None) -> int:
 
 @torch.no_grad()
 def validate(model, batch, png: Path, weights) -> dict:
-    L, ab, hist, imgs = batch
+    L, ab, hist, _, imgs = batch
     model.eval()
     pred = model(L, hist)
     model.train()

@@ -41,7 +41,9 @@ def sliced_transfer(ab: torch.Tensor, target: torch.Tensor, strength: float = 1.
                     seed: int = 0) -> torch.Tensor:
     """Move the ab values ``(2, ...)`` so that their distribution matches ``target`` samples ``(2, M)``.
 
-    Returns the same shape as ``ab``; ``strength`` in [0, 1] blends with the input.
+    Returns the same shape as ``ab``; ``strength`` in [0, 1] blends with the input. Pixels of equal
+    projected colour take their ranks in pixel order (a stable sort), so the result does not depend on
+    the machine's sorting kernel.
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be between 0 and 1, got {strength}")
@@ -59,7 +61,7 @@ def sliced_transfer(ab: torch.Tensor, target: torch.Tensor, strength: float = 1.
         th = offset + math.pi * k / iterations
         d = torch.tensor([math.cos(th), math.sin(th)], dtype=torch.float64)
         px, py = d @ x, torch.sort(d @ y).values
-        order = torch.argsort(px)
+        order = torch.argsort(px, stable=True)  # (equal colours in index order: the same result on every CPU)
         moved = torch.empty_like(px)
         moved[order] = py[yi]
         x = x + d[:, None] * (moved - px)[None]

@@ -801,7 +801,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             "guide": guide_digest, "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
             "intensity": [float(plan.target.lo), float(plan.target.hi), plan.target.scale_mode],
-            "working_shape": list(plan.wshape), **input_fingerprint(vol, blocks)}
+            "working_shape": list(plan.wshape), "model_state": _model_state(model, made), **input_fingerprint(vol, blocks)}
     if plan.hints:  # (absent without points: the fingerprint of a run without them is as before)
         args.update(hints=hashlib.sha256(json.dumps(plan.hints).encode()).hexdigest()[:16],
                     hint_spread=plan.hint_spread)
@@ -816,6 +816,11 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
                 raise ResumeError(f"{out} holds an unfinished run of {vol.path or 'the array given'}, which changed since "
                                   f"the run began ({' and '.join(changed)} differ): the slices already written are "
                                   "of the old input, so it is not resumed; pass overwrite=True to start again")
+            if "model_state" in diff and "model_state" in old:
+                raise ResumeError(f"{out} holds an unfinished run of model {args['model']!r} whose weights or settings "
+                                  "have changed since the run began (another version of napari-colorize, or another "
+                                  "file of that name): the slices already written are of the old model, so it is "
+                                  "not resumed; pass overwrite=True to start again")
             what = (f"other arguments (differing: {', '.join(diff)})" if diff else
                     "the same arguments as recorded by an earlier version of napari-colorize")
             raise ResumeError(f"{out} holds an unfinished run with {what}: it is not resumed; run with the same "
@@ -878,6 +883,16 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         if lock is not None:
             lock.release()
     return out
+
+
+def _model_state(model, made: dict) -> str:
+    """A digest of what the model's output depends on besides its name: the weights files' digests (its
+    own and a mixed-in network's, from the provenance record ``made``) and the network's config (output-stage
+    settings change with a version of the package while the weights stay)."""
+    base = getattr(model, "base", model)
+    config = getattr(getattr(base, "network", None), "config", None)
+    state = {"model": made.get("model"), "config": config.to_dict() if hasattr(config, "to_dict") else None}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _provenance(model, plan, vol: Volume, given: dict, histogram, blend: str, size, normalize: str, percentiles,

@@ -14,6 +14,7 @@ import torch
 
 from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_lab
 from .base import Colorizer, Prediction, require_reference
+from .checks import is_model_name
 from .coherence import (DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence,
                         palette_modes, spread)
 from .lazy import LazyDict
@@ -125,6 +126,11 @@ class ExemplarNetColorizer(NetworkColorizer):
             raise RuntimeError(f"{self.name!r}: its config mixes in the histogram network (histogram_mix) but none "
                                "is attached; load the model with load_model(), or call "
                                "napari_colorize.models.registry.attach_companion(model)")
+        named = getattr(self.companion, "source", None)  # (a registered network's name; a file's path: given so)
+        wanted = self.network.config.histogram_model
+        if is_model_name(named) and named != wanted:
+            raise RuntimeError(f"{self.name!r}: its config mixes in {wanted!r} (histogram_model) but {named!r} is "
+                               "attached; call napari_colorize.models.registry.attach_companion(model)")
         if "companion" not in state:
             state = {**state, "companion": self.companion.prepare(reference=state["rgb"])}
         return state

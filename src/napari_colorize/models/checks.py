@@ -5,7 +5,11 @@ bound nor fail later with an obscure error."""
 
 from __future__ import annotations
 
-__all__ = ["check_int", "check_float", "check_choice", "check_ints"]
+import re
+
+__all__ = ["check_int", "check_float", "check_choice", "check_ints", "check_coefficients", "check_name", "is_model_name"]
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 def check_int(name: str, value, lo: int, hi: int, allow_none: bool = False) -> None:
@@ -48,3 +52,16 @@ def check_coefficients(name: str, value, keys, bound: float = 100.0) -> None:
         raise ValueError(f"config '{name}': unknown coefficients {sorted(unknown)} (known: {sorted(keys)})")
     for k, v in value.items():
         check_float(f"{name}.{k}", v, -bound, bound)
+
+
+def is_model_name(value) -> bool:
+    """Whether ``value`` has the form of a model's registry name (lower-case letters, digits, ``.``, ``_``,
+    ``-``; at most 64), not of a path."""
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
+def check_name(name: str, value) -> None:
+    """A model's registry name (:func:`is_model_name`): never a path."""
+    if not is_model_name(value):
+        raise ValueError(f"config '{name}' must be a model name (lower-case letters, digits, '.', '_' or '-', at "
+                         f"most 64), not {value!r}")

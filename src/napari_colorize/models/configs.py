@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .checks import check_choice, check_coefficients, check_float, check_int, check_ints
+from .checks import check_choice, check_coefficients, check_float, check_int, check_ints, check_name
 
 __all__ = ["ExemplarConfig", "HistogramConfig", "EXEMPLAR_CONFIGS", "HISTOGRAM_CONFIGS", "LEVELS", "BACKBONE_NAMES"]
 
@@ -156,8 +156,8 @@ class ExemplarConfig:
     palette_radius, palette_share, palette_smooth, palette_blur
         See ``palette_modes``.
     histogram_mix : float
-        0 (off) to 1: the share of the colour that comes from the shipped histogram network (paper B),
-        given the reference's colour histogram, as much as ``coherence_gate`` applies, after the
+        0 (off) to 1: the share of the colour that comes from a histogram network (paper B; the
+        registered model ``histogram_model``), given the reference's colour histogram, as much as ``coherence_gate`` applies, after the
         palette and before ``dark_chroma``: ``ab + g m (ab_hist - ab)``. The two networks place colour
         differently (one by matching positions, one by what a region is), and where they disagree the
         mixture is duller, where they agree it keeps the colour. :func:`~napari_colorize.load_model`
@@ -165,6 +165,9 @@ class ExemplarConfig:
     histogram_scale : float
         The histogram network's working size as a fraction (0.25-1) of the exemplar network's (its colour
         is resized back): chroma varies slowly, and a smaller size costs less.
+    histogram_model : str
+        The registered histogram model that ``histogram_mix`` mixes in (a name, never a path; default the
+        shipped ``histogram``).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -205,6 +208,7 @@ class ExemplarConfig:
     palette_blur: float = 0.0
     histogram_mix: float = 0.0
     histogram_scale: float = 1.0
+    histogram_model: str = "histogram"
     extra: dict = field(default_factory=dict)
 
     def hidden_at(self, level: int) -> int:
@@ -282,6 +286,7 @@ class ExemplarConfig:
         check_float("palette_blur", self.palette_blur, 0.0, 8.0)
         check_float("histogram_mix", self.histogram_mix, 0.0, 1.0)
         check_float("histogram_scale", self.histogram_scale, 0.25, 1.0)
+        check_name("histogram_model", self.histogram_model)
         check_gate("coherence_gate", self.coherence_gate)
         check_gate("prior_cells_gate", self.prior_cells_gate)
         if not isinstance(self.extra, dict):
@@ -347,12 +352,14 @@ def check_gate(name: str, g) -> None:
 #: near-black pixels neutral in images whose reference is only related (issue 18's fifth step). ``palette_*``:
 #: each region of such an image takes the reference's main colour its pixels vote for (issue 18's sixth step).
 #: ``histogram_mix``: half of such an image's colour from the histogram network given the reference's histogram,
-#: run at half the size (issue 18's seventh step)
+#: run at half the size (issue 18's seventh step); that network is ``histogram-companion``, fine-tuned for
+#: the histograms of related photos (the eighth step)
 EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
                    "dark_chroma": 30.0, "black_chroma": 5.0, "confidence_cells": 16,
                    "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35},
                    "palette_modes": 6, "palette_radius": 16, "palette_share": 0.5, "palette_smooth": 8,
-                   "palette_blur": 2.0, "histogram_mix": 0.5, "histogram_scale": 0.5}
+                   "palette_blur": 2.0, "histogram_mix": 0.5, "histogram_scale": 0.5,
+                   "histogram_model": "histogram-companion"}
 
 
 @dataclass

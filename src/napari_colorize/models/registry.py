@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info",
            "weights_dir", "default_model", "comparison_models", "DEFAULTS", "COMPARISON", "load_into", "build_network",
-           "architectures", "attach_companion"]
+           "architectures", "attach_companion", "check_companion"]
 
 
 class CheckpointError(ValueError):
@@ -139,7 +139,8 @@ def _register_defaults() -> None:
                                                   "to fine, gated per pixel, a hue-keeping chroma gain), a guided filter "
                                                   "on its output, and "
                                                   "colour made coherent per region where the reference is only related, "
-                                                  "half of it from the histogram network given the reference's histogram"),
+                                                  "half of it from a histogram network (histogram-companion) given "
+                                                  "the reference's histogram"),
         ("exemplar-plain", "cpu", "Paper A's CPU network without the prior (the earlier recipe): axial attention, "
                                   "two modules, all losses"),
         ("exemplar-standard", "cpu-standard", "Ablation (earlier recipe): standard (full 2-D) attention"),
@@ -162,6 +163,11 @@ def _register_defaults() -> None:
                               "coherent within regions of the grey image",
                               "histogram", HISTOGRAM_CONFIGS["cpu-prior"].to_dict(), weights="histogram.safetensors",
                               output=HISTOGRAM_OUTPUT))
+    register_model(ModelEntry("histogram-companion", "histogram", "The histogram network `exemplar` mixes in: "
+                              "`histogram` fine-tuned with the histograms of related photos from other sources (the "
+                              "colour of the photo itself kept as the truth), without region coherence",
+                              "histogram", HISTOGRAM_CONFIGS["cpu-prior"].to_dict(),
+                              weights="histogram-companion.safetensors"))
     register_model(ModelEntry("histogram-plain", "histogram", "Paper B's CPU network without the prior (the earlier "
                               "recipe): EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16",
                               "histogram", HISTOGRAM_CONFIGS["cpu"].to_dict(), weights="histogram-plain.safetensors"))
@@ -432,18 +438,32 @@ def _network_colorizer(name: str, network: torch.nn.Module, meta: dict, device, 
 
 
 def attach_companion(model: Colorizer, device=None, pretrained: bool = True) -> Colorizer:
-    """Give an exemplar colouriser whose config mixes in the histogram network (``histogram_mix``) that
-    network: the shipped ``histogram`` model (random weights with ``pretrained=False``) on the model's own
-    device unless ``device`` says otherwise, loaded once per colouriser. Any other model is returned as
-    it is."""
+    """Give an exemplar colouriser whose config mixes in a histogram network (``histogram_mix``) that
+    network: the registered histogram model its config's ``histogram_model`` names (random weights with
+    ``pretrained=False``) on the model's own device unless ``device`` says otherwise, loaded once per
+    colouriser, and again when the config names another registered network than the one attached (a
+    network given from a file is kept). Any other model is returned as it is."""
     config = getattr(getattr(model, "network", None), "config", None)
-    if getattr(config, "histogram_mix", 0) and getattr(model, "companion", None) is None:
+    name = getattr(config, "histogram_model", "histogram")
+    attached = getattr(getattr(model, "companion", None), "source", None)
+    stale = attached in _REGISTRY and attached != name
+    if getattr(config, "histogram_mix", 0) and (getattr(model, "companion", None) is None or stale):
+        check_companion(name, repr(model.name))
         try:
-            model.companion = load_model("histogram", device if device is not None else model.device, pretrained)
+            model.companion = load_model(name, device if device is not None else model.device, pretrained)
         except FileNotFoundError as e:
-            raise FileNotFoundError(f"{model.name!r} mixes in the histogram network (histogram_mix "
+            raise FileNotFoundError(f"{model.name!r} mixes in the histogram network {name!r} (histogram_mix "
                                     f"{config.histogram_mix}), whose weights are missing: {e}") from e
     return model
+
+
+def check_companion(name: str, who: str) -> None:
+    """ValueError unless ``name`` is a registered histogram network (what ``histogram_model`` may name)."""
+    entry = _REGISTRY.get(name)
+    if entry is None or entry.kind != "histogram" or entry.architecture != "histogram":
+        known = sorted(n for n, e in _REGISTRY.items() if e.architecture == "histogram")
+        raise ValueError(f"{who} mixes in histogram_model {name!r}, which is not a registered histogram network "
+                         f"(known: {', '.join(known)})")
 
 
 def _check_fits(network: torch.nn.Module, sd: dict, meta: dict, source: str) -> None:
@@ -530,6 +550,8 @@ def _load_checkpoint_model(path: Path, dev: torch.device, name: str | None = Non
     # builds anything; then the shapes are compared. (Not on PyTorch's meta device: its initialisers
     # load torch._dynamo, which crashes napari.)
     try:
+        if arch == "exemplar" and meta["config"].get("histogram_mix"):  # (the network it mixes in: before building)
+            check_companion(meta["config"].get("histogram_model", "histogram"), path.name)
         net = build_network(arch, meta["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name}: its config does not describe a valid network ({e})") from e
