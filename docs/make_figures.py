@@ -420,6 +420,7 @@ if __name__ == "__main__":
     import napari_colorize.metrics  # noqa: F401
 
     figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source,
-               "histogram_mix": histogram_mix, "companion": companion, "flicker": flicker, "histograms": histograms, "fringes": fringes,
+               "histogram_mix": histogram_mix, "companion": companion, "flicker": flicker, "histograms": histograms,
+               "fringes": fringes,
                "hints": hints, "references": two_references, "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

@@ -6,12 +6,12 @@
 
 As in paper B, the input histogram R_H is the ground truth's own ab histogram during training
 (at test time the user gives any histogram). Loss: Huber (delta 0.01) + Sobel-gradient Huber +
-10 x histogram Huber. ``--other-source SHARE``: that share of a batch's input histograms is instead a similar
-image's of *another source series* (:func:`~training.pairs.build_other_source`, the references users have, as
-``ExemplarConfig.histogram_mix`` gives it one); the pixel and gradient losses still hold the output to the truth and
-the histogram loss to the input histogram (``--other-hist reference``, default: follow the reference's palette) or to
-the truth's (``truth``). Configs: ``cpu`` (EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16, 128 px, batch 8,
-Adam 2e-4 with cosine decay) and ``paper`` (VGG-19, U-Net width 64, Adam 1e-4: 128 px, then 256 px
+10 x histogram Huber. ``--other-source SHARE``: that share of a batch's input histograms is instead a
+similar image's of *another source series* (:func:`~training.pairs.build_other_source`, the references
+users have, as ``ExemplarConfig.histogram_mix`` gives it one); the pixel and gradient losses still hold
+the output to the truth and the histogram loss to the input histogram (``--other-hist reference``, the
+default: follow the reference's palette) or to the truth's (``truth``). Configs: ``cpu``
+(EfficientNet-Lite0, F_U projected to 16 channels, U-Net width 16, 128 px, batch 8, Adam 2e-4 with cosine decay) and ``paper`` (VGG-19, U-Net width 64, Adam 1e-4: 128 px, then 256 px
 with the learning rate decaying by 0.1 per epoch - given here as steps).
 """
 

@@ -801,7 +801,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
             "guide": guide_digest, "size": size, "dtype": dtype, "pyramid": int(pyramid),
             "temporal": int(temporal), "normalize": normalize, "percentiles": [float(p) for p in percentiles],
             "intensity": [float(plan.target.lo), float(plan.target.hi), plan.target.scale_mode],
-            "working_shape": list(plan.wshape), "model_state": _model_state(model, made), **input_fingerprint(vol, blocks)}
+            "working_shape": list(plan.wshape), "model_state": _model_state(model, made),
+            **input_fingerprint(vol, blocks)}
     if plan.hints:  # (absent without points: the fingerprint of a run without them is as before)
         args.update(hints=hashlib.sha256(json.dumps(plan.hints).encode()).hexdigest()[:16],
                     hint_spread=plan.hint_spread)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["check_int", "check_float", "check_choice", "check_ints", "check_coefficients", "check_name", "is_model_name"]
+__all__ = ["check_int", "check_float", "check_choice", "check_ints", "check_coefficients", "check_name",
+           "is_model_name"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 

@@ -157,8 +157,8 @@ class ExemplarConfig:
         See ``palette_modes``.
     histogram_mix : float
         0 (off) to 1: the share of the colour that comes from a histogram network (paper B; the
-        registered model ``histogram_model``), given the reference's colour histogram, as much as ``coherence_gate`` applies, after the
-        palette and before ``dark_chroma``: ``ab + g m (ab_hist - ab)``. The two networks place colour
+        registered model ``histogram_model``), given the reference's colour histogram, as much as
+        ``coherence_gate`` applies, after the palette and before ``dark_chroma``: ``ab + g m (ab_hist - ab)``. The two networks place colour
         differently (one by matching positions, one by what a region is), and where they disagree the
         mixture is duller, where they agree it keeps the colour. :func:`~napari_colorize.load_model`
         loads the histogram network beside the exemplar one (``ExemplarNetColorizer.companion``).
