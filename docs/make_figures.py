@@ -290,8 +290,8 @@ def histogram_mix(picks=(36, 33, 57, 105, 24, 46, 0)) -> None:
 
 def companion(picks=(35, 83, 105, 78, 57, 61, 0)) -> None:
     """docs/images/companion.png (issue 18's eighth step): validation views with a related reference of
-    another source: the four that gained most from mixing in ``histogram-companion`` instead of ``histogram``,
-    the two that lost most, and the first view; by the seventh step's default, the shipped ``exemplar`` and
+    another source: the four that gained most from mixing in ``histogram-companion``'s first stretch (HC1)
+    instead of ``histogram``, the two that lost most, and the first view; by the seventh step's default, the shipped ``exemplar`` and
     ``histogram-companion``'s colour alone, with the truth."""
     _mix_figure(picks, [('exemplar+histogram_model="histogram"', "seventh step"),
                         ("exemplar", "exemplar (shipped)"),

@@ -38,7 +38,9 @@ with it off the saved arrays held, with it on only ``exemplar``'s stack and the 
 eighth step changed it again (the histogram network it mixes in is ``histogram-companion``, a new model);
 before regenerating, with ``histogram_model`` ``histogram`` every saved array held within two steps but
 ``welsh/image-match``: the distribution matching sorted equal colours with an unstable sort, whose order of
-ties differs between machines (half of that output's pixels moved); it sorts stably now.
+ties differs between machines (half of that output's pixels moved); it sorts stably now. Then
+``histogram-companion`` got its second stretch of training: only its three arrays, ``exemplar``'s stack and the
+volume run changed.
 """
 
 from __future__ import annotations
