@@ -636,3 +636,34 @@ def test_fit_confidence_recovers_a_logistic_model_and_labels_a_view():
     assert Xv.shape == (64, len(FEATURES)) and set(sims) == set(FEATURES)
     assert np.all((Xv > -1.01) & (Xv < 1.01)) and yv.all()
     assert not view_samples(net, grey_of(img), img[:, ::-1], img, 0.0, 8)[1].any()
+
+
+def test_the_pairs_cache_is_written_atomically_by_writers_at_once(tmp_path):
+    """The ranks of a distributed run build the same pairs cache at once: each writer writes its own temporary
+    file and renames it, so no writer fails on another's rename and the file is always whole JSON, nothing
+    left over (four threads here, writing at once)."""
+    import json
+    import threading
+
+    from training.pairs import write_cache
+
+    path = tmp_path / "pairs_train_other.json"
+    start, errors = threading.Barrier(4), []
+
+    def many(rank):
+        start.wait()
+        try:
+            for k in range(100):
+                write_cache(path, {"rank": rank, "k": k, "items": list(range(3000))})
+                json.loads(path.read_text())
+        except Exception as e:  # (collected: a thread's exception would not fail the test)
+            errors.append(e)
+
+    threads = [threading.Thread(target=many, args=(r,)) for r in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert json.loads(path.read_text())["k"] == 99
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -17,6 +17,8 @@ local score are :mod:`napari_colorize.suggest`'s, which ranks references for use
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +84,7 @@ def load_or_build_pairs(corpus, cache: Path, labels=None) -> dict:
             return data
     data = build_pairs(corpus, labels)
     data["items"] = key
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(data))
+    write_cache(cache, data)
     return data
 
 
@@ -120,7 +121,19 @@ def load_or_build_other_source(corpus, cache: Path) -> dict:
         if data.get("items") == key:
             return data
     data = {"items": key, **build_other_source(corpus)}
-    tmp = cache.with_name(cache.name + ".part")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(cache)
+    write_cache(cache, data)
     return data
+
+
+def write_cache(cache: Path, data: dict) -> None:
+    """``data`` as JSON at ``cache``, atomically: each writer writes its own temporary file and renames it
+    (the ranks of a distributed run build the same cache at once; a reader never sees half a file)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=cache.name + ".", suffix=".part", dir=cache.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(data))
+        os.replace(tmp, cache)
+    finally:
+        tmp.unlink(missing_ok=True)
