@@ -291,8 +291,8 @@ def histogram_mix(picks=(36, 33, 57, 105, 24, 46, 0)) -> None:
 def companion(picks=(35, 83, 105, 78, 57, 61, 0)) -> None:
     """docs/images/companion.png (issue 18's eighth step): validation views with a related reference of
     another source: the four that gained most from mixing in ``histogram-companion``'s first stretch (HC1)
-    instead of ``histogram``, the two that lost most, and the first view; by the seventh step's default, the shipped ``exemplar`` and
-    ``histogram-companion``'s colour alone, with the truth."""
+    instead of ``histogram``, the two that lost most, and the first view; by the seventh step's default, the
+    shipped ``exemplar`` and ``histogram-companion``'s colour alone, with the truth."""
     _mix_figure(picks, [('exemplar+histogram_model="histogram"', "seventh step"),
                         ("exemplar", "exemplar (shipped)"),
                         ("exemplar+histogram_mix=1", "histogram-companion alone")], "companion.png")
@@ -421,6 +421,5 @@ if __name__ == "__main__":
 
     figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source,
                "histogram_mix": histogram_mix, "companion": companion, "flicker": flicker, "histograms": histograms,
-               "fringes": fringes,
-               "hints": hints, "references": two_references, "keyframes": keyframes}
+               "fringes": fringes, "hints": hints, "references": two_references, "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)

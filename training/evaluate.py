@@ -265,9 +265,9 @@ def load_with_output(spec: str):
     net.config = kind.from_dict({**net.config.to_dict(), **changes})
     if companion is not None:
         model.companion = companion
-    elif "histogram_model" in changes or not net.config.to_dict().get("histogram_mix"):
-        model.companion = None  # (the one load_model attached is another network's, or not mixed in)
-    attach_companion(model)  # (histogram_mix set here: the histogram network it mixes in)
+    elif kind is ExemplarConfig and not net.config.histogram_mix:
+        model.companion = None  # (not mixed in)
+    attach_companion(model)  # (the network histogram_model names, when it is not the one attached)
     model.name = spec
     return model
 

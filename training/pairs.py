@@ -113,6 +113,12 @@ def build_other_source(corpus, top: int = 5) -> dict:
     return {"other_top": out}
 
 
+def cache_dir(data, out: Path) -> Path:
+    """Where the pairs caches of a training run go: beside a manifest (``data`` a ``.csv``), else in the
+    run's ``out`` folder (a folder of images is not ours to write into)."""
+    return Path(data).parent if str(data).endswith(".csv") else Path(out)
+
+
 def load_or_build_other_source(corpus, cache: Path) -> dict:
     """:func:`build_other_source`, cached as JSON beside the manifest (rebuilt when the items change)."""
     key = [it.path for it in corpus.items]

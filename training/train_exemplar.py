@@ -34,7 +34,7 @@ from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything,
                      train_loop, training_parser)
 from .losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,
                     pool_to)
-from .pairs import load_or_build_other_source, load_or_build_pairs, sample_reference
+from .pairs import cache_dir, load_or_build_other_source, load_or_build_pairs, sample_reference
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=160, batch=8, lr=2e-4, lr_d=2e-4, steps=8000, cosine=True, self_ref=0.3),
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
 
     train = Corpus(load_items(args.data, "train"))
     val = Corpus(load_items(args.data, "val"))
-    data_dir = Path(args.data).parent if str(args.data).endswith(".csv") else args.out
+    data_dir = cache_dir(args.data, args.out)
     # classes: the sub-folders of an image folder; for our manifest (whose sources are not semantic
     # classes) k-means clusters of the global features
     labels = None if str(args.data).endswith(".csv") else [it.label for it in train.items]

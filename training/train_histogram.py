@@ -33,7 +33,7 @@ from .data import Corpus, load_items
 from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
                      train_loop, training_parser)
 from .losses import HistogramLossWeights, histogram_model_losses
-from .pairs import load_or_build_other_source
+from .pairs import cache_dir, load_or_build_other_source
 
 CONFIGS = {
     "cpu": dict(arch="cpu", size=128, batch=8, lr=2e-4, steps=3000, cosine=True, phases=None),
@@ -105,8 +105,7 @@ def main(argv=None) -> int:
     weights = HistogramLossWeights()
     train = Corpus(load_items(args.data, "train"))
     val = Corpus(load_items(args.data, "val"))
-    data_dir = Path(args.data).parent if str(args.data).endswith(".csv") else args.out  # (as train_exemplar's)
-    other_pairs = load_or_build_other_source(train, data_dir / "pairs_train_other.json") \
+    other_pairs = load_or_build_other_source(train, cache_dir(args.data, args.out) / "pairs_train_other.json") \
         if args.other_source else None
     seed_everything(args.seed)
     model = HistogramNet(cfg).to(device)
