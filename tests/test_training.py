@@ -467,6 +467,11 @@ def test_harm_rows_are_paired_differences_to_grey_and_reinhard():
     assert h["m"]["agree-grey"][0] == pytest.approx(-1 / 3)
     assert h["m"]["ssim-reinhard"][0] == pytest.approx(0.05)
     assert "ssim-grey" not in h["grey"]  # nothing against itself
+    assert "agree_p-grey" not in h["m"]  # rows without the soft agreement: no column for it
+    for r, p in zip(rows, ([0.5, 0.1, 0.4], [0.5, 0.5, 0.5], [0.6, 0.3, 0.4])):
+        r["per_image"]["agree_p"] = p
+    h = {d["model"]: d for d in harm_rows(rows)}
+    assert h["m"]["agree_p-grey"][0] == pytest.approx(0.1) and h["m"]["agree_p-reinhard"][0] == pytest.approx(-0.2 / 3)
 
 
 def test_training_pairs_with_references_of_another_series(corpus_dir):
@@ -667,3 +672,36 @@ def test_the_pairs_cache_is_written_atomically_by_writers_at_once(tmp_path):
     assert not errors, errors[:3]
     assert json.loads(path.read_text())["k"] == 99
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_per_image_file_has_the_soft_agreement_and_appends_to_an_older_file_in_its_columns(tmp_path):
+    from training.evaluate import write_per_image
+    from training.paired import load
+
+    row = {"model": "m", "per_image": {"his_ref": [0.5, 0.6], "his_gt": [0.4, 0.4], "ssim": [0.9, 0.8],
+                                       "psnr": [20.0, 21.0], "colourful": [10.0, 11.0], "agree": [1.0, 0.0],
+                                       "agree_p": [0.7, 0.2], "sec": [0.1, 0.1]}}
+    p = tmp_path / "new.csv"
+    write_per_image([row], "other-source", p)
+    assert p.read_text().splitlines()[0].endswith(",agree,agree_p")
+    assert list(load(p, "other-source")["m"]["agree_p"]) == [0.7, 0.2]
+    old = tmp_path / "old.csv"  # a file written before agree_p: appended rows keep its columns
+    old.write_text("model,protocol,image,his_ref,his_gt,ssim,psnr,colourful,agree\n"
+                   "g,other-source,0,0.1,0.1,0.9,20,0,1\ng,other-source,1,0.1,0.1,0.9,20,0,0\n")
+    write_per_image([row], "other-source", old)
+    lines = old.read_text().splitlines()
+    assert all(len(ln.split(",")) == 9 for ln in lines)
+    d = load(old, "other-source")
+    assert list(d["m"]["agree"]) == [1.0, 0.0] and np.isnan(d["g"]["agree_p"]).all()
+
+
+def test_semantic_judge_probabilities_give_its_top1():
+    from training.evaluate import SemanticJudge
+    from skimage import data
+
+    judge = SemanticJudge()
+    p = judge.probs(data.chelsea())
+    assert p.shape == (1000,) and p.sum() == pytest.approx(1.0) and (p >= 0).all()
+    assert judge.top1(data.chelsea()) == int(p.argmax())
+    grey = np.repeat(data.chelsea().mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+    assert not np.allclose(judge.probs(grey), p)  # the colour changes what it sees

@@ -35,7 +35,9 @@ method's SSIM and semantic agreement minus the grey input's, with 95 % paired bo
 Metrics: HIS against the reference and against the ground truth, SSIM and PSNR against the ground
 truth, colourfulness (Hasler & Suesstrunk), semantic agreement (the top-1 ImageNet class of
 EfficientNet-Lite2 - a different network from our backbone - on the output equals its top-1 on the
-ground truth), and seconds per image. Histogram models get the ground truth's own histogram
+ground truth; ``agree_p`` in the per-image file: the probability the judge gives the ground truth's
+top-1 class on the output - the same question answered without the 0/1 step, far less noisy over a
+hundred views), and seconds per image. Histogram models get the ground truth's own histogram
 (paper B's Table 2 protocol) and are scored by PSNR and SSIM (plus HIS to the ground truth).
 """
 
@@ -135,11 +137,15 @@ class SemanticJudge:
         self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
     @torch.inference_mode()
-    def top1(self, rgb: np.ndarray) -> int:
+    def probs(self, rgb: np.ndarray) -> np.ndarray:
+        """The judge's 1000 ImageNet class probabilities for an RGB image (uint8 or 0..1 float)."""
         x = torch.from_numpy(np.asarray(rgb, np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0))
         x = x.permute(2, 0, 1)[None]
         x = torch.nn.functional.interpolate(x, size=(260, 260), mode="bilinear", antialias=True)
-        return int(self.net((x - self.mean) / self.std).argmax())
+        return torch.softmax(self.net((x - self.mean) / self.std)[0].double(), 0).numpy()
+
+    def top1(self, rgb: np.ndarray) -> int:
+        return int(self.probs(rgb).argmax())
 
 
 PROTOCOLS = ("self", "other-source", "other", "other-source-second", "other-source-two")
@@ -284,7 +290,7 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
             model = None if name in ("grey", "mean-ab") else load_with_output(name)
         else:
             model, name = name, name.name
-        acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "sec")}
+        acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "agree_p", "sec")}
         for i, (img, ref) in enumerate(zip(images, refs)):
             grey = grey_of(img)
             t = time.perf_counter()
@@ -306,7 +312,9 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
             acc["psnr"].append(metrics.psnr(out, img))
             acc["colourful"].append(metrics.colourfulness(out))
             if judge:
-                acc["agree"].append(float(judge.top1(out) == truth_cls[i]))
+                p = judge.probs(out)
+                acc["agree"].append(float(int(p.argmax()) == truth_cls[i]))
+                acc["agree_p"].append(float(p[truth_cls[i]]))
         rows.append({"model": str(name), **{k: (float(np.mean(v)) if v else float("nan")) for k, v in acc.items()},
                      "per_image": acc})
     return rows
@@ -316,17 +324,20 @@ def write_per_image(rows, protocol: str, path: Path) -> None:
     """One CSV line per (model, image): the metrics behind each table row, for paired comparisons."""
     import csv
 
-    new = not path.exists()
+    new = not path.exists() or path.stat().st_size == 0
+    keys = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "agree_p"]
+    if not new:  # appending to an earlier run's file: its columns (a file from before agree_p has none)
+        with open(path, newline="") as fh:
+            keys = next(csv.reader(fh))[3:]
     with open(path, "a", newline="") as fh:
         w = csv.writer(fh)
-        keys = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree"]
         if new:
             w.writerow(["model", "protocol", "image"] + keys)
         for r in rows:
             n = len(r["per_image"]["his_gt"])
             for i in range(n):
-                w.writerow([r["model"], protocol, i] + [r["per_image"][k][i] if len(r["per_image"][k]) == n else ""
-                                                          for k in keys])
+                w.writerow([r["model"], protocol, i] + [r["per_image"][k][i] if len(r["per_image"].get(k, ())) == n
+                                                          else "" for k in keys])
 
 
 def print_table(rows, protocol, kind, n) -> None:
@@ -356,8 +367,8 @@ def print_overlap(images, refs) -> None:
 
 
 def harm_rows(rows, baselines=("grey", "reinhard")) -> list[dict]:
-    """Each model's SSIM and agreement minus each baseline's on the same images, with 95 % paired
-    bootstrap intervals (``training.paired.paired``)."""
+    """Each model's SSIM, agreement and ``agree_p`` minus each baseline's on the same images, with 95 %
+    paired bootstrap intervals (``training.paired.paired``)."""
     from .paired import paired
 
     by = {r["model"]: r["per_image"] for r in rows}
@@ -367,8 +378,8 @@ def harm_rows(rows, baselines=("grey", "reinhard")) -> list[dict]:
         for b in baselines:
             if b not in by or b == r["model"]:
                 continue
-            for k in ("ssim", "agree"):
-                x, y = np.array(r["per_image"][k], float), np.array(by[b][k], float)
+            for k in ("ssim", "agree", "agree_p"):
+                x, y = np.array(r["per_image"].get(k, ()), float), np.array(by[b].get(k, ()), float)
                 if len(x) and len(x) == len(y):
                     d[f"{k}-{b}"] = paired(x, y, n_boot=2000)
         out.append(d)
@@ -419,10 +430,12 @@ def print_series(rows, images, metric: str = "psnr", baseline: str | None = None
 
 def print_harm(rows) -> None:
     h = harm_rows(rows)
-    cols = [c for c in ("ssim-grey", "agree-grey", "ssim-reinhard", "agree-reinhard") if any(c in d for d in h)]
+    cols = [c for c in ("ssim-grey", "agree-grey", "agree_p-grey", "ssim-reinhard", "agree-reinhard", "agree_p-reinhard")
+            if any(c in d for d in h)]
     if not cols:
         return
-    print("\nharm: SSIM and semantic agreement minus the grey input's and Reinhard's (mean [95 % interval])\n")
+    print("\nharm: SSIM, semantic agreement and the judge's probability of the truth's class (agree_p) minus the "
+          "grey input's and Reinhard's (mean [95 % interval])\n")
     print("| model | " + " | ".join(c.replace("-", " - ") for c in cols) + " |")
     print("|---|" + "---:|" * len(cols))
     for d in h:

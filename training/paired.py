@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ["his_ref", "ssim", "agree"]
-ALL_METRICS = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree"]
+ALL_METRICS = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "agree_p"]
 
 
 def model_name(model: str) -> str:
@@ -36,7 +36,7 @@ def load(path: Path, protocol: str) -> dict[str, dict[str, np.ndarray]]:
         for r in csv.DictReader(fh):
             if r["protocol"] == protocol:
                 per.setdefault(model_name(r["model"]), {})[int(r["image"])] = r
-    return {m: {k: np.array([float(rows[i][k] or "nan") for i in sorted(rows)]) for k in ALL_METRICS}
+    return {m: {k: np.array([float(rows[i].get(k) or "nan") for i in sorted(rows)]) for k in ALL_METRICS}
             for m, rows in per.items()}
 
 
