@@ -5,6 +5,7 @@
     python docs/make_figures.py histograms # only docs/images/histograms.png (also: self, flicker)
     python docs/make_figures.py fringes runs/K.safetensors   # docs/images/fringes.png, other networks beside
     python docs/make_figures.py hints      # also: references, keyframes (issue 20's pictures)
+    python docs/make_figures.py harm       # also: other, histogram_mix, companion (issue 18's validation views)
 
 ``self`` and ``histograms`` use held-out photos of the prepared corpus (``HELD_OUT``):
 ``python -m training.prepare_data data_all/`` first, or NAPARI_COLORIZE_DATA=path/to/manifest.csv.
@@ -298,6 +299,28 @@ def companion(picks=(35, 83, 105, 78, 57, 61, 0)) -> None:
                         ("exemplar+histogram_mix=1", "histogram-companion alone")], "companion.png")
 
 
+def harm(picks=(43, 90, 102, 94, 91, 81, 14, 18)) -> None:
+    """docs/images/harm.png (issue 18's ninth step): the eight validation views where the shipped ``exemplar``
+    loses most SSIM against the grey input with a related reference of another source (``runs/final9.csv``),
+    worst first: reference, truth, the grey input, ``exemplar`` and its match confidence, Reinhard's global
+    transfer, each with its SSIM."""
+    images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)
+    from training.evaluate import grey_of
+
+    rows = []
+    for i in picks:
+        img, ref = images[i], refs[i]
+        grey = grey_of(img)
+        res = nc.colorize("exemplar", grey, reference=ref, size=256)
+        rh = nc.colorize("reinhard", grey, reference=ref, size=256).rgb
+        rows.append(strip([_tile(ref, f"view {i}: reference"), _tile(img, "truth"),
+                           _tile(grey, f"grey  SSIM {nc.metrics.ssim(np.repeat(grey[..., None], 3, -1), img):.3f}"),
+                           _tile(res.rgb, f"exemplar  SSIM {nc.metrics.ssim(res.rgb, img):.3f}"),
+                           _tile(res.confidence, "exemplar's match confidence"),
+                           _tile(rh, f"reinhard  SSIM {nc.metrics.ssim(rh, img):.3f}")]))
+    stack_rows(rows, "harm.png")
+
+
 def _mix_figure(picks, models, name: str) -> None:
     images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)
     from training.evaluate import grey_of, load_with_output
@@ -420,6 +443,6 @@ if __name__ == "__main__":
     import napari_colorize.metrics  # noqa: F401
 
     figures = {"sample": sample, "volume": volume_cluster, "self": self_references, "other": other_source,
-               "histogram_mix": histogram_mix, "companion": companion, "flicker": flicker, "histograms": histograms,
+               "histogram_mix": histogram_mix, "companion": companion, "harm": harm, "flicker": flicker, "histograms": histograms,
                "fringes": fringes, "hints": hints, "references": two_references, "keyframes": keyframes}
     figures.get(sys.argv[1] if sys.argv[1:] else "", main)(*sys.argv[2:])  # (fringes: the weights files)
