@@ -346,3 +346,22 @@ def test_confidence_files_beside_the_results(files, tmp_path):
     assert (d / "one-conf.tif").read_bytes() == before and not (d / "two.png").exists()
     assert _run(t1, "-r", r, "-m", "reinhard", "-o", d / "three.png", "--confidence", d / "c3.png") == 2
     assert not (d / "three.png").exists() and not (d / "c3.png").exists()
+
+
+def test_confidence_files_never_collide(files, tmp_path, monkeypatch):
+    """Two targets of the same name get two confidence files (as their colours do); the confidence named
+    as the output under another spelling (absolute against relative) is refused, not written over."""
+    d, t1, t2, r = files
+    for sub in ("x", "y"):
+        (d / sub).mkdir()
+    (d / "x" / "img.png").write_bytes(t1.read_bytes())
+    (d / "y" / "img.png").write_bytes(t2.read_bytes())
+    assert _run(d / "x" / "img.png", d / "y" / "img.png", "-r", r, "-m", "warp-grey", "-o", d / "res",
+                "--confidence", d / "conf", "-q") == 0
+    assert sorted(p.name for p in (d / "conf").iterdir()) == ["img_confidence-2.png", "img_confidence.png"]
+    a = np.asarray(Image.open(d / "conf" / "img_confidence.png"))
+    b = np.asarray(Image.open(d / "conf" / "img_confidence-2.png"))
+    assert not np.array_equal(a, b)  # each target's own (b's image is a's upside down)
+    monkeypatch.chdir(d)
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", "out.png", "--confidence", d / "out.png") == 2
+    assert not (d / "out.png").exists()

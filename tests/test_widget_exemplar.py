@@ -128,6 +128,10 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, models
     # and off again: only the default heatmap is left
     w._all_levels.value = False
     assert [l.name for l in _attention_layers(viewer)] == ["attention"]
+    # a run without P1-P4: the earlier run's scales go with it (they would show the old result's)
+    w._scales.value = False
+    _run(w, wait_idle, 120000)
+    assert not [l for l in viewer.layers if l.name.startswith(f"{name} P")] and name in viewer.layers
 
 
 def test_bad_layers_are_refused_with_a_notification(viewer_pair, qtbot, monkeypatch):
@@ -259,3 +263,9 @@ def test_match_confidence_layer(viewer_pair, qtbot, exemplar_random, models, wai
     assert c.data.shape == t.data.shape and 0.0 <= c.data.min() and c.data.max() <= 1.0
     assert tuple(c.scale) == tuple(t.scale) and tuple(c.translate) == tuple(t.translate)
     assert c.metadata[OURS]["kind"] == "confidence" and not c.rgb
+    # run again without the option: the earlier run's confidence layer goes (it would sit beside the new
+    # result showing the old one's); the user's layers stay
+    w._confidence.value = False
+    _run(w, wait_idle, 120000)
+    assert "grey [exemplar] confidence" not in viewer.layers and "grey [exemplar]" in viewer.layers
+    assert t in viewer.layers and r in viewer.layers

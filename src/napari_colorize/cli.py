@@ -224,7 +224,8 @@ def _plan(args) -> tuple[list, dict, Path | None]:
 
 def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: list) -> dict:
     """``--confidence``: the file of each target's match confidence (one target: the path given; several:
-    ``STEM_confidence.png`` / ``.tif`` for stacks in the folder given), checked like the outputs."""
+    ``STEM_confidence.png`` / ``.tif`` for stacks in the folder given, ``STEM_confidence-2.png`` for a second
+    target of the same name), checked like the outputs (the same file under another spelling included)."""
     if not args.confidence:
         return {}
     from .io import ImageWriteError, check_output_format
@@ -236,15 +237,22 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
                         f"not {base}")
         return {}
     out = {}
-    dests = {d for _, d, _ in jobs}
+    dests = [d for _, d, _ in jobs]
+    taken: set[str] = set()
     for t, _, stack in jobs:
-        c = base / f"{t.stem}_confidence{'.tif' if stack else '.png'}" if to_folder else base
+        c = base
+        if to_folder:  # a/img.png and b/img.png: img_confidence.png, img_confidence-2.png (as their colours)
+            suf = ".tif" if stack else ".png"
+            c, k = base / f"{t.stem}_confidence{suf}", 2
+            while c.name.casefold() in taken:
+                c, k = base / f"{t.stem}_confidence-{k}{suf}", k + 1
+            taken.add(c.name.casefold())
         try:
             check_output_format(c, stack, "float32" if c.suffix.lower() in (".tif", ".tiff", ".npy") else None)
         except ImageWriteError as e:
             problems.append(f"--confidence: {e}")
             continue
-        if c in dests or any(_same_file(c, i) for i in inputs):
+        if any(_same_file(c, d) for d in dests) or any(_same_file(c, i) for i in inputs):
             problems.append(f"--confidence {c} is an input or an output: choose another file")
         elif c.exists() and not args.overwrite:
             problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")

@@ -220,13 +220,14 @@ class ExemplarWidget(RunsJobs, Container):
         layer = add_or_update_image(self._viewer, res.rgb, name, meta, keep=bool(self._keep.value), rgb=True,
                                     scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]),
                                     provenance=layer_provenance(res.provenance, settings))
-        missing = []
+        missing, made = [], set()
         if self._scales.value:
             if res.scales and not res.is_stack:
                 for k, s in enumerate(res.scales, 1):
                     sc, tr = overlay_transform(target, res.rgb.shape[:2], s.shape[:2])
                     add_or_update_image(self._viewer, s, f"{name} P{k}", {**meta, "kind": f"P{k}"}, rgb=True,
                                         scale=sc, translate=tr, visible=False, interpolation2d="linear")
+                    made.add(f"{name} P{k}")
             else:
                 missing.append("P1-P4")
         if self._confidence.value:
@@ -235,8 +236,10 @@ class ExemplarWidget(RunsJobs, Container):
                                     keep=bool(self._keep.value), colormap="magma", contrast_limits=(0.0, 1.0),
                                     scale=tuple(target.scale[-nd:]), translate=tuple(target.translate[-nd:]),
                                     opacity=0.7, blending="translucent")
+                made.add(f"{name} confidence")
             else:
                 missing.append("the match confidence")
+        self._drop_stale_extras(name, made)
         if self._attention.value:
             if res.attention and not res.is_stack and all(r in layers for r in refs):
                 self._add_attention_layers(res, target, refs, meta)
@@ -287,6 +290,15 @@ class ExemplarWidget(RunsJobs, Container):
     def shown_key(self) -> str | None:
         """The attention module shown by default: the finest level's last module."""
         return self.attention_view.shown_key()
+
+    def _drop_stale_extras(self, name: str, made: set[str]) -> None:
+        """Remove our P1-P4 and match-confidence layers of an earlier run into the result layer ``name`` that
+        this run did not remake (its option off, or a model without them): beside the new result they
+        would show the earlier run's. A kept result (``keep``) keeps its own confidence layer."""
+        slots = {f"{name} P{k}" for k in range(1, 5)} | (set() if self._keep.value else {f"{name} confidence"})
+        stale = slots - made
+        remove_ours(self._viewer, lambda meta: meta.get("kind") in ("P1", "P2", "P3", "P4", "confidence")
+                    and meta.get("slot") in stale)
 
     def _drop_stale_attention(self, target) -> None:
         """Remove our attention layers of earlier runs: all of them when this run has none, those of
