@@ -301,7 +301,7 @@ def companion(picks=(35, 83, 105, 78, 57, 61, 0)) -> None:
 
 def harm(picks=(43, 90, 102, 94, 91, 81, 14, 18)) -> None:
     """docs/images/harm.png (issue 18's ninth step): the eight validation views where the shipped ``exemplar``
-    loses most SSIM against the grey input with a related reference of another source (``runs/final9.csv``),
+    loses most SSIM against the grey input with a related reference of another source (``runs/final9b.csv``),
     worst first: reference, truth, the grey input, ``exemplar`` and its match confidence, Reinhard's global
     transfer, each with its SSIM."""
     images, refs = validation_with_other_source()  # (first: it puts the repository's training package on the path)

@@ -37,6 +37,19 @@ def test_nan_and_inf_are_replaced_with_a_warning(grey, ref):
         nc.colorize("welsh", np.full((8, 8), np.nan), reference=ref)
 
 
+def test_normalize_none_says_when_a_float_target_is_not_0_to_1(grey, ref):
+    """normalize='none' reads floats as 0..1 as asked; a target in 0..65535 would come out white without a
+    word: the warning names the share clipped and the way out. In range: no warning."""
+    import warnings
+
+    with pytest.warns(nc.ColorizeWarning, match=r"outside .* clipped; use 'auto'"):
+        res = nc.colorize("reinhard", grey.astype(np.float32) * 257, reference=ref, normalize="none")
+    assert any("clipped" in w for w in res.warnings)  # (kept with the result too)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nc.ColorizeWarning)
+        nc.colorize("reinhard", grey.astype(np.float32) / 255, reference=ref, normalize="none")
+
+
 def test_constant_image(ref):
     with pytest.warns(nc.ColorizeWarning, match="constant"):
         res = nc.colorize("welsh", np.full((40, 40), 1234, np.uint16), reference=ref)

@@ -78,6 +78,27 @@ def test_match_confidence_is_a_logistic_of_the_features():
         match_confidence(sims, {"best4": 1.0}, (8, 8))
 
 
+@pytest.mark.parametrize("stride", [4, 16, 32])
+def test_lattice_maps_are_placed_where_the_backbone_centres_its_cells(stride):
+    """Cell i of a stride-s lattice is centred on pixel s * i (the backbone pads its stride-2
+    convolutions symmetrically): one hot cell peaks there after resampling, not (s - 1) / 2 pixels down and
+    right (F.interpolate's align_corners=False, which put the confidence out of place)."""
+    from napari_colorize.models.backbones import EfficientNetLite
+    from napari_colorize.models.coherence import lattice_to_pixels
+
+    size = 128
+    x = torch.zeros(1, 1, size // stride, size // stride)
+    x[0, 0, 2, 1] = 1.0
+    y = lattice_to_pixels(x, (size, size))[0, 0]
+    assert y.shape == (size, size)
+    assert divmod(int(y.argmax()), size) == (2 * stride, stride) and float(y.max()) == pytest.approx(1.0)
+    # a constant lattice stays that constant everywhere, the border included
+    assert torch.allclose(lattice_to_pixels(torch.full((2, 1, 4, 4), 0.3), (128, 96)), torch.tensor(0.3))
+    # the geometry assumed: every stride-2 convolution of the backbone pads symmetrically (k // 2 each side)
+    downs = [m for m in EfficientNetLite().modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(downs) == 5 and all(m.padding == (m.kernel_size[0] // 2,) * 2 for m in downs)
+
+
 def test_confidence_is_higher_for_the_photo_itself_than_for_an_unrelated_reference():
     from skimage import data
 

@@ -40,7 +40,10 @@ before regenerating, with ``histogram_model`` ``histogram`` every saved array he
 ``welsh/image-match``: the distribution matching sorted equal colours with an unstable sort, whose order of
 ties differs between machines (half of that output's pixels moved); it sorts stably now. Then
 ``histogram-companion`` got its second stretch of training: only its three arrays, ``exemplar``'s stack and the
-volume run changed.
+volume run changed. Issue 18's ninth step placed the match confidence where the backbone's cells are
+(``coherence.lattice_to_pixels``: a stride-s cell is centred on pixel s * i; the maps had been 1.5 to 15.5
+pixels down and right) and refitted ``exemplar``'s coefficients and gates for it; with the code before,
+every saved array held; with it, only ``exemplar``'s image and stack and the volume run changed.
 """
 
 from __future__ import annotations

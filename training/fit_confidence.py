@@ -25,11 +25,10 @@ import json
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import minimize
 
 from napari_colorize.color import AB_SCALE, L_SCALE, L_SHIFT, grey_to_L, normalize_lab, rgb_to_lab
-from napari_colorize.models.coherence import CONFIDENCE_LEVELS, match_confidence
+from napari_colorize.models.coherence import CONFIDENCE_LEVELS, lattice_to_pixels, match_confidence
 
 from .evaluate import SIZE, eval_images, grey_of, load_with_output, reference_pool, references
 
@@ -57,8 +56,7 @@ def view_samples(net, grey: np.ndarray, reference: np.ndarray, truth: np.ndarray
     truth_ab = normalize_lab(rgb_to_lab(torch.from_numpy(np.ascontiguousarray(truth, np.float32)).permute(2, 0, 1)[None]))[:, 1:]
     err = ((ab - truth_ab) * AB_SCALE).norm(dim=1)[0]  # ab units
     sims = aux["match"]
-    cols = [F.interpolate(sims[k].float(), size=L.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-            for k in FEATURES]
+    cols = [lattice_to_pixels(sims[k], tuple(L.shape[-2:]))[0, 0] for k in FEATURES]  # (as match_confidence)
     sl = (slice(step // 2, None, step),) * 2
     X = np.stack([c[sl].flatten().numpy() for c in cols], 1)
     y = (err[sl].flatten() < tolerance).numpy().astype(np.float64)

@@ -100,17 +100,36 @@ def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int,
     return out
 
 
+def lattice_to_pixels(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resampling of a backbone lattice map ``(B, C, h, w)`` to ``shape`` ``(H, W)`` (pixels, or a
+    finer lattice of the same backbone). The backbone's stride-2 convolutions pad symmetrically
+    (``k // 2``), so cell ``i`` of a stride-``s`` lattice is centred on pixel ``s * i``, not on
+    ``s * i + (s - 1) / 2`` as ``F.interpolate(align_corners=False)`` assumes (that put a stride-32 map
+    15.5 pixels down and right of the image); beyond the last cell, the last cell's value."""
+    h, w = x.shape[-2:]
+    H, W = int(shape[0]), int(shape[1])
+
+    def axis(n_out: int, n_in: int) -> torch.Tensor:
+        u = torch.arange(n_out, dtype=torch.float32, device=x.device) * (n_in / n_out)  # pixel -> cell
+        return u / (n_in - 1) * 2 - 1 if n_in > 1 else torch.zeros_like(u)
+
+    gy, gx = torch.meshgrid(axis(H, h), axis(W, w), indexing="ij")
+    grid = torch.stack((gx, gy), -1)[None].expand(x.shape[0], -1, -1, -1)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
 def match_confidence(sims: dict[str, torch.Tensor], coefficients: dict[str, float],
                      shape: tuple[int, int]) -> torch.Tensor:
-    """``sigmoid(bias + sum_k coefficient_k * feature_k)`` at ``shape`` (features bilinearly resampled),
-    ``(B, 1, H, W)`` in [0, 1]. ``coefficients``: ``bias`` and any of :data:`CONFIDENCE_FEATURES`."""
+    """``sigmoid(bias + sum_k coefficient_k * feature_k)`` at ``shape`` (features resampled by
+    :func:`lattice_to_pixels`), ``(B, 1, H, W)`` in [0, 1]. ``coefficients``: ``bias`` and any of
+    :data:`CONFIDENCE_FEATURES`."""
     z = None
     for name, c in coefficients.items():
         if name == "bias" or not c:
             continue
         if name not in sims:
             raise KeyError(f"confidence feature {name!r} not computed (have {sorted(sims)})")
-        f = F.interpolate(sims[name].float(), size=shape, mode="bilinear", align_corners=False)
+        f = lattice_to_pixels(sims[name], shape)
         z = f * float(c) if z is None else z + f * float(c)
     if z is None:
         z = torch.zeros((next(iter(sims.values())).shape[0], 1) + tuple(shape))

@@ -354,9 +354,9 @@ def check_gate(name: str, g) -> None:
 #: ``histogram_mix``: half of such an image's colour from the histogram network given the reference's histogram,
 #: run at half the size (issue 18's seventh step); that network is ``histogram-companion``, fine-tuned for
 #: the histograms of related photos (the eighth step)
-EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.48, 0.63], "coherence": 16, "coherence_gate": [0.48, 0.63],
+EXEMPLAR_OUTPUT = {"prior_cells_gate": [0.47, 0.64], "coherence": 16, "coherence_gate": [0.47, 0.64],
                    "dark_chroma": 30.0, "black_chroma": 5.0, "confidence_cells": 16,
-                   "confidence": {"bias": -4.67, "best2": 3.83, "best4": 1.01, "best5": 3.35},
+                   "confidence": {"bias": -5.28, "best2": 4.33, "best4": 1.69, "best5": 3.42},
                    "palette_modes": 6, "palette_radius": 16, "palette_share": 0.5, "palette_smooth": 8,
                    "palette_blur": 2.0, "histogram_mix": 0.5, "histogram_scale": 0.5,
                    "histogram_model": "histogram-companion"}
