@@ -186,10 +186,13 @@ def test_a_lock_file_is_never_seen_empty(tmp_path):
 
     reader = threading.Thread(target=read)
     reader.start()
-    try:
-        for _ in range(300):
+    try:  # 300 rounds, and more until the reader has seen the lock at least once (a busy machine may not
+        # give the reader a turn in 300: an empty `seen` proves nothing)
+        deadline, rounds = time.monotonic() + 30, 0
+        while rounds < 300 or (not seen and time.monotonic() < deadline):
             lock.acquire()
             lock.release()
+            rounds += 1
     finally:
         stop.set()
         reader.join()
