@@ -45,6 +45,8 @@ def test_normalize_none_says_when_a_float_target_is_not_0_to_1(grey, ref):
     with pytest.warns(nc.ColorizeWarning, match=r"outside .* clipped; use 'auto'"):
         res = nc.colorize("reinhard", grey.astype(np.float32) * 257, reference=ref, normalize="none")
     assert any("clipped" in w for w in res.warnings)  # (kept with the result too)
+    with pytest.warns(nc.ColorizeWarning, match=r"int32 target as 0..1"):  # integers other than uint8 / uint16 too
+        nc.colorize("reinhard", grey.astype(np.int32), reference=ref, normalize="none")
     with warnings.catch_warnings():
         warnings.simplefilter("error", nc.ColorizeWarning)
         nc.colorize("reinhard", grey.astype(np.float32) / 255, reference=ref, normalize="none")

@@ -97,6 +97,28 @@ def test_lattice_maps_are_placed_where_the_backbone_centres_its_cells(stride):
     # the geometry assumed: every stride-2 convolution of the backbone pads symmetrically (k // 2 each side)
     downs = [m for m in EfficientNetLite().modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
     assert len(downs) == 5 and all(m.padding == (m.kernel_size[0] // 2,) * 2 for m in downs)
+    # a size that is not a multiple of the stride: ceil(H / s) cells, the last on pixel s * (h - 1)
+    odd = torch.zeros(1, 1, 9, 9)
+    odd[0, 0, 8, 4] = 1.0
+    assert divmod(int(lattice_to_pixels(odd, (257, 257))[0, 0].argmax()), 257) == (256, 128)
+
+
+def test_pooling_backbones_keep_their_cells_in_the_middle_of_their_blocks():
+    """VGG halves with 2 x 2 pooling: its cell i is centred in its block, s * i + (s - 1) / 2 - there the
+    confidence keeps F.interpolate's placement; EfficientNet's on s * i."""
+    import torch.nn.functional as F
+
+    from napari_colorize.models.backbones import build_backbone
+    from napari_colorize.models.coherence import lattice_to_pixels
+
+    assert build_backbone("vgg19", pretrained=False).spec.block_centred
+    assert not build_backbone("efficientnet_lite0", pretrained=False).spec.block_centred
+    x = torch.rand(2, 1, 7, 5)
+    assert torch.equal(lattice_to_pixels(x, (56, 40), block_centred=True),
+                       F.interpolate(x, size=(56, 40), mode="bilinear", align_corners=False))
+    sims = {"best2": x}
+    assert torch.allclose(match_confidence(sims, {"bias": 0.0, "best2": 1.0}, (56, 40), block_centred=True),
+                          torch.sigmoid(F.interpolate(x, size=(56, 40), mode="bilinear", align_corners=False)))
 
 
 def test_confidence_is_higher_for_the_photo_itself_than_for_an_unrelated_reference():

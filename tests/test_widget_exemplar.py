@@ -269,3 +269,10 @@ def test_match_confidence_layer(viewer_pair, qtbot, exemplar_random, models, wai
     _run(w, wait_idle, 120000)
     assert "grey [exemplar] confidence" not in viewer.layers and "grey [exemplar]" in viewer.layers
     assert t in viewer.layers and r in viewer.layers
+    # with "keep" on, an earlier result stays, and its confidence layer with it
+    w._confidence.value = True
+    _run(w, wait_idle, 120000)
+    w._keep.value, w._confidence.value = True, False
+    n = len(viewer.layers)
+    _run(w, wait_idle, 120000)
+    assert "grey [exemplar] confidence" in viewer.layers and len(viewer.layers) == n + 1  # (the new result)

@@ -328,7 +328,13 @@ def write_per_image(rows, protocol: str, path: Path) -> None:
     keys = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "agree_p"]
     if not new:  # appending to an earlier run's file: its columns (a file from before agree_p has none)
         with open(path, newline="") as fh:
-            keys = next(csv.reader(fh))[3:]
+            head = next(csv.reader(fh), [])
+        if head[:3] != ["model", "protocol", "image"]:
+            raise ValueError(f"{path} is not a per-image file of training.evaluate (its header: {head[:4]}...)")
+        left = [k for k in keys if k not in head]
+        if left:
+            print(f"note: {path} has no column for {', '.join(left)}: appended without it", file=sys.stderr)
+        keys = head[3:]
     with open(path, "a", newline="") as fh:
         w = csv.writer(fh)
         if new:

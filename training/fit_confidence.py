@@ -56,7 +56,8 @@ def view_samples(net, grey: np.ndarray, reference: np.ndarray, truth: np.ndarray
     truth_ab = normalize_lab(rgb_to_lab(torch.from_numpy(np.ascontiguousarray(truth, np.float32)).permute(2, 0, 1)[None]))[:, 1:]
     err = ((ab - truth_ab) * AB_SCALE).norm(dim=1)[0]  # ab units
     sims = aux["match"]
-    cols = [lattice_to_pixels(sims[k], tuple(L.shape[-2:]))[0, 0] for k in FEATURES]  # (as match_confidence)
+    centred = net.backbone.spec.block_centred  # (as match_confidence)
+    cols = [lattice_to_pixels(sims[k], tuple(L.shape[-2:]), centred)[0, 0] for k in FEATURES]
     sl = (slice(step // 2, None, step),) * 2
     X = np.stack([c[sl].flatten().numpy() for c in cols], 1)
     y = (err[sl].flatten() < tolerance).numpy().astype(np.float64)
@@ -116,7 +117,8 @@ def main(argv=None) -> int:
     coefficients = {"bias": round(float(w[0]), 2), **{k: round(float(c), 2) for k, c in zip(FEATURES, w[1:])}}
     print(f"\nconfidence = {json.dumps(coefficients)}\n")
     for protocol, all_sims in sims_by.items():
-        means = [float(match_confidence(s, coefficients, (SIZE, SIZE)).mean()) for s in all_sims]
+        means = [float(match_confidence(s, coefficients, (SIZE, SIZE), net.backbone.spec.block_centred).mean())
+                 for s in all_sims]
         q = np.percentile(means, [10, 50, 90])
         print(f"'{protocol}': each view's mean confidence, percentiles 10 / 50 / 90: "
               f"{q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}")

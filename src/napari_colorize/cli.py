@@ -224,8 +224,9 @@ def _plan(args) -> tuple[list, dict, Path | None]:
 
 def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: list) -> dict:
     """``--confidence``: the file of each target's match confidence (one target: the path given; several:
-    ``STEM_confidence.png`` / ``.tif`` for stacks in the folder given, ``STEM_confidence-2.png`` for a second
-    target of the same name), checked like the outputs (the same file under another spelling included)."""
+    ``STEM_confidence.png`` / ``.tif`` for stacks in the folder given, numbered as the colour files are:
+    ``STEM_confidence-2.png`` beside ``STEM_colour-2.png``), checked like the outputs (the same file under
+    another spelling included)."""
     if not args.confidence:
         return {}
     from .io import ImageWriteError, check_output_format
@@ -238,15 +239,11 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
         return {}
     out = {}
     dests = [d for _, d, _ in jobs]
-    taken: set[str] = set()
-    for t, _, stack in jobs:
+    for t, dest, stack in jobs:
         c = base
-        if to_folder:  # a/img.png and b/img.png: img_confidence.png, img_confidence-2.png (as their colours)
-            suf = ".tif" if stack else ".png"
-            c, k = base / f"{t.stem}_confidence{suf}", 2
-            while c.name.casefold() in taken:
-                c, k = base / f"{t.stem}_confidence-{k}{suf}", k + 1
-            taken.add(c.name.casefold())
+        if to_folder:  # named after the colour: img_colour-2.png -> img_confidence-2.png (a/img.png and b/img.png)
+            tail = dest.stem[len(f"{t.stem}_colour"):] if dest.stem.startswith(f"{t.stem}_colour") else ""
+            c = base / f"{t.stem}_confidence{tail}{'.tif' if stack else '.png'}"
         try:
             check_output_format(c, stack, "float32" if c.suffix.lower() in (".tif", ".tiff", ".npy") else None)
         except ImageWriteError as e:

@@ -178,12 +178,12 @@ class TargetView:
         if dt == bool:
             return 0.0, 1.0, "fixed"
         if normalize == "none" or (normalize == "auto" and dt == np.uint8):
-            if np.issubdtype(dt, np.floating):  # read as 0..1: say so when much of it is not (it is clipped)
+            if dt not in (np.uint8, np.uint16):  # read as 0..1: say so when much of it is not (it is clipped)
                 v = np.asarray(self._sample(), np.float64)
                 v = v[np.isfinite(v)]
                 out = float(((v < 0.0) | (v > 1.0)).mean()) if v.size else 0.0
                 if out > 0.01:
-                    _warn(f"normalize='none' reads a float target as 0..1, but {100 * out:.0f} % of its values lie "
+                    _warn(f"normalize='none' reads a {dt} target as 0..1, but {100 * out:.0f} % of its values lie "
                           f"outside (from {v.min():.4g} to {v.max():.4g}) and are clipped; use 'auto' or "
                           "'percentile' to scale it", sink)
             return 0.0, (255.0 if dt == np.uint8 else 65535.0 if dt == np.uint16 else 1.0), "fixed"

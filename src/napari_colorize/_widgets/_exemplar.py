@@ -294,9 +294,10 @@ class ExemplarWidget(RunsJobs, Container):
     def _drop_stale_extras(self, name: str, made: set[str]) -> None:
         """Remove our P1-P4 and match-confidence layers of an earlier run into the result layer ``name`` that
         this run did not remake (its option off, or a model without them): beside the new result they
-        would show the earlier run's. A kept result (``keep``) keeps its own confidence layer."""
-        slots = {f"{name} P{k}" for k in range(1, 5)} | (set() if self._keep.value else {f"{name} confidence"})
-        stale = slots - made
+        would show the earlier run's. With ``keep`` on, the earlier result stays, and its layers with it."""
+        if self._keep.value:
+            return
+        stale = ({f"{name} P{k}" for k in range(1, 5)} | {f"{name} confidence"}) - made
         remove_ours(self._viewer, lambda meta: meta.get("kind") in ("P1", "P2", "P3", "P4", "confidence")
                     and meta.get("slot") in stale)
 

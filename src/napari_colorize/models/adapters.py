@@ -96,7 +96,8 @@ class ExemplarNetColorizer(NetworkColorizer):
         conf = None
         if "match" in aux:
             cfg = net.config
-            conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
+            conf = match_confidence(aux["match"], cfg.confidence or DEFAULT_CONFIDENCE, tuple(L.shape[-2:]),
+                                    net.backbone.spec.block_centred)
             w = 1.0 if cfg.coherence_gate is None else image_gate(conf, *cfg.coherence_gate)
             # (a gate of 0 everywhere - a reference of the same scene: the coherence and the mix are not computed)
             shut = isinstance(w, torch.Tensor) and bool((w == 0).all())

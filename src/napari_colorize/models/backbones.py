@@ -47,6 +47,9 @@ class BackboneSpec:
     channels: tuple[int, ...]  # of the five taps
     strides: tuple[int, ...]
     bottleneck_channels: int
+    #: where cell i of a stride-s tap is centred: False - on pixel s * i (strided convolutions padded k // 2);
+    #: True - in the middle of its s x s block, s * i + (s - 1) / 2 (2 x 2 pooling)
+    block_centred: bool = False
 
 
 class Backbone(nn.Module):
@@ -241,7 +244,8 @@ def vgg19_features() -> nn.Sequential:
 class VGG19Backbone(Backbone):
     """Paper A's backbone: taps ``relu{1..5}_1`` and bottleneck ``relu5_3``."""
 
-    spec = BackboneSpec(channels=(64, 128, 256, 512, 512), strides=(1, 2, 4, 8, 16), bottleneck_channels=512)
+    spec = BackboneSpec(channels=(64, 128, 256, 512, 512), strides=(1, 2, 4, 8, 16), bottleneck_channels=512,
+                        block_centred=True)
     _taps = (1, 6, 11, 20, 29)  # indices of relu1_1 .. relu5_1 in vgg19().features
     _bottleneck = 33  # relu5_3
 

@@ -35,12 +35,14 @@ reference has, not the duller average of what its pixels matched.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
-__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "match_confidence", "lightness_palette", "spread", "palette_modes", "palette_vote", "coherent_ab", "fade_dark", "fade_black",
+__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "lattice_to_pixels", "match_confidence", "lightness_palette", "spread", "palette_modes", "palette_vote", "coherent_ab", "fade_dark", "fade_black",
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
@@ -100,17 +102,23 @@ def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int,
     return out
 
 
-def lattice_to_pixels(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def lattice_to_pixels(x: torch.Tensor, shape: tuple[int, int], block_centred: bool = False) -> torch.Tensor:
     """Bilinear resampling of a backbone lattice map ``(B, C, h, w)`` to ``shape`` ``(H, W)`` (pixels, or a
-    finer lattice of the same backbone). The backbone's stride-2 convolutions pad symmetrically
-    (``k // 2``), so cell ``i`` of a stride-``s`` lattice is centred on pixel ``s * i``, not on
-    ``s * i + (s - 1) / 2`` as ``F.interpolate(align_corners=False)`` assumes (that put a stride-32 map
-    15.5 pixels down and right of the image); beyond the last cell, the last cell's value."""
+    finer lattice of the same backbone), each cell where the backbone centres it. EfficientNet's stride-2
+    convolutions pad symmetrically (``k // 2``): cell ``i`` of a stride-``s`` lattice is centred on pixel
+    ``s * i`` (``F.interpolate(align_corners=False)`` would put it ``(s - 1) / 2`` pixels down and right);
+    beyond the last cell, the last cell's value. ``block_centred`` (VGG's 2 x 2 pooling,
+    ``BackboneSpec.block_centred``): in the middle of its ``s x s`` block, ``F.interpolate``'s placement. The
+    stride is the power of two nearest ``H / h`` (a lattice of ``ceil(H / s)`` cells when ``H`` is not a
+    multiple of ``s``)."""
     h, w = x.shape[-2:]
     H, W = int(shape[0]), int(shape[1])
+    if block_centred:
+        return F.interpolate(x.float(), size=(H, W), mode="bilinear", align_corners=False)
 
     def axis(n_out: int, n_in: int) -> torch.Tensor:
-        u = torch.arange(n_out, dtype=torch.float32, device=x.device) * (n_in / n_out)  # pixel -> cell
+        s = 2.0 ** round(math.log2(n_out / n_in))  # (the lattice's stride relative to the output's grid)
+        u = torch.arange(n_out, dtype=torch.float32, device=x.device) / s  # pixel -> cell
         return u / (n_in - 1) * 2 - 1 if n_in > 1 else torch.zeros_like(u)
 
     gy, gx = torch.meshgrid(axis(H, h), axis(W, w), indexing="ij")
@@ -119,17 +127,17 @@ def lattice_to_pixels(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def match_confidence(sims: dict[str, torch.Tensor], coefficients: dict[str, float],
-                     shape: tuple[int, int]) -> torch.Tensor:
+                     shape: tuple[int, int], block_centred: bool = False) -> torch.Tensor:
     """``sigmoid(bias + sum_k coefficient_k * feature_k)`` at ``shape`` (features resampled by
-    :func:`lattice_to_pixels`), ``(B, 1, H, W)`` in [0, 1]. ``coefficients``: ``bias`` and any of
-    :data:`CONFIDENCE_FEATURES`."""
+    :func:`lattice_to_pixels`; ``block_centred``: the backbone's, ``BackboneSpec.block_centred``),
+    ``(B, 1, H, W)`` in [0, 1]. ``coefficients``: ``bias`` and any of :data:`CONFIDENCE_FEATURES`."""
     z = None
     for name, c in coefficients.items():
         if name == "bias" or not c:
             continue
         if name not in sims:
             raise KeyError(f"confidence feature {name!r} not computed (have {sorted(sims)})")
-        f = lattice_to_pixels(sims[name], shape)
+        f = lattice_to_pixels(sims[name], shape, block_centred)
         z = f * float(c) if z is None else z + f * float(c)
     if z is None:
         z = torch.zeros((next(iter(sims.values())).shape[0], 1) + tuple(shape))

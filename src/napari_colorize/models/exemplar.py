@@ -317,7 +317,8 @@ class ExemplarNet(nn.Module):
         if cfg.prior_cells_gate is None:
             return 1.0
         first = sims[next(iter(sims))]
-        conf = match_confidence(sims, cfg.confidence or DEFAULT_CONFIDENCE, tuple(first.shape[-2:]))
+        conf = match_confidence(sims, cfg.confidence or DEFAULT_CONFIDENCE, tuple(first.shape[-2:]),
+                                self.backbone.spec.block_centred)
         return 1.0 - image_gate(conf, *cfg.prior_cells_gate).expand(batch, -1, -1, -1)
 
     def warp(self, target_taps: list[torch.Tensor], reference_features: dict,

@@ -275,5 +275,6 @@ class WarpColorizer(Colorizer):
         taps, _ = self.backbone(grey_rgb(L))
         ab, _ = feature_warp(taps[self.level - 1], state["keys"], state["ab"], self.tau)
         ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        conf = match_confidence(best_similarities(taps, state["match"]), DEFAULT_CONFIDENCE, tuple(L.shape[-2:]))
+        conf = match_confidence(best_similarities(taps, state["match"]), DEFAULT_CONFIDENCE, tuple(L.shape[-2:]),
+                                self.backbone.spec.block_centred)
         return Prediction(ab=ab, confidence=conf)
