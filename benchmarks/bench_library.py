@@ -201,7 +201,10 @@ def related() -> None:
     if "error" in r:
         print(f"error: {r['error']}")
         return
-    print("| mean match confidence (the stage applies in full below 0.48) | palette_modes 0, histogram_mix 0, ms "
+    from napari_colorize.models.configs import EXEMPLAR_OUTPUT
+
+    lo = EXEMPLAR_OUTPUT["coherence_gate"][0]
+    print(f"| mean match confidence (the stage applies in full below {lo:g}) | palette_modes 0, histogram_mix 0, ms "
           "(median of 30) | histogram_mix 0, ms | mixing in histogram (the seventh step), ms | shipped "
           "(histogram-companion), ms | the mix's cost, ms |")
     print("|---:|---:|---:|---:|---:|---:|")
