@@ -365,3 +365,6 @@ def test_confidence_files_never_collide(files, tmp_path, monkeypatch):
     monkeypatch.chdir(d)
     assert _run(t1, "-r", r, "-m", "warp-grey", "-o", "out.png", "--confidence", d / "out.png") == 2
     assert not (d / "out.png").exists()
+    # a lossy file would change the values: refused before any work
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", "out.png", "--confidence", "c.jpg") == 2
+    assert not (d / "out.png").exists() and not (d / "c.jpg").exists()

@@ -244,6 +244,10 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
         if to_folder:  # named after the colour: img_colour-2.png -> img_confidence-2.png (a/img.png and b/img.png)
             tail = dest.stem[len(f"{t.stem}_colour"):] if dest.stem.startswith(f"{t.stem}_colour") else ""
             c = base / f"{t.stem}_confidence{tail}{'.tif' if stack else '.png'}"
+        if c.suffix.lower() in (".jpg", ".jpeg"):
+            problems.append(f"--confidence {c}: a JPEG would change the confidence's values (lossy); "
+                            "use .png (8-bit), .tif or .npy (float32)")
+            continue
         try:
             check_output_format(c, stack, "float32" if c.suffix.lower() in (".tif", ".tiff", ".npy") else None)
         except ImageWriteError as e:
