@@ -59,6 +59,7 @@ if not __package__:  # run as a file: the package-relative imports below need th
     raise SystemExit("run it from the repository root as a module: python -m training.evaluate ...")
 
 from .data import Corpus, load_items, self_reference
+from .paired import ALL_METRICS, paired
 
 SIZE = 256
 
@@ -290,7 +291,7 @@ def evaluate(models, images, protocol: str, kind: str, judge: SemanticJudge | No
             model = None if name in ("grey", "mean-ab") else load_with_output(name)
         else:
             model, name = name, name.name
-        acc = {k: [] for k in ("his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "agree_p", "sec")}
+        acc = {k: [] for k in (*ALL_METRICS, "sec")}
         for i, (img, ref) in enumerate(zip(images, refs)):
             grey = grey_of(img)
             t = time.perf_counter()
@@ -325,7 +326,7 @@ def write_per_image(rows, protocol: str, path: Path) -> None:
     import csv
 
     new = not path.exists() or path.stat().st_size == 0
-    keys = ["his_ref", "his_gt", "ssim", "psnr", "colourful", "agree", "agree_p"]
+    keys = list(ALL_METRICS)  # (the columns training.paired reads)
     if not new:  # appending to an earlier run's file: its columns (a file from before agree_p has none)
         with open(path, newline="") as fh:
             head = next(csv.reader(fh), [])
@@ -375,8 +376,6 @@ def print_overlap(images, refs) -> None:
 def harm_rows(rows, baselines=("grey", "reinhard")) -> list[dict]:
     """Each model's SSIM, agreement and ``agree_p`` minus each baseline's on the same images, with 95 %
     paired bootstrap intervals (``training.paired.paired``)."""
-    from .paired import paired
-
     by = {r["model"]: r["per_image"] for r in rows}
     out = []
     for r in rows:
