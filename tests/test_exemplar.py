@@ -56,6 +56,8 @@ def test_attention_maps_are_named_and_sum_to_one(net):
     assert m.kind == "axial" and m.stride == 16 and m.shape == (4, 6)
     assert m.effective(1, 2).shape == (4, 6)
     assert m.effective(1, 2).sum() == pytest.approx(1.0, abs=1e-4)
+    # EfficientNet centres cell i of a stride-16 lattice on pixel 16 i: 1/32 of its block (as the confidence)
+    assert not m.block_centred and m.cell_centre == pytest.approx(1 / 32)
 
 
 def test_stacked_modules_do_not_share_weights(net):
@@ -90,7 +92,9 @@ def test_paper_configuration_builds_and_runs():
     assert net.attention_at == [3, 4, 5]
     L, R = _inputs(1, 64, 64)
     with torch.no_grad():
-        preds = net(L, R)
+        preds, raw = net(L, R, return_attention=True)
+    # VGG's pooled cells sit in the middle of their blocks
+    assert all(m.block_centred and m.cell_centre == 0.5 for m in net.attention_maps(raw).values())
     # VGG-19 taps at strides 1..16: P1 at full resolution (224/112/56/28 px for a 224 input)
     assert [tuple(p.shape[-2:]) for p in preds] == [(64, 64), (32, 32), (16, 16), (8, 8)]
     assert net.attention["3"][0].width.to_q.weight.shape == (256, 256, 1, 1)

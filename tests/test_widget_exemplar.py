@@ -276,3 +276,27 @@ def test_match_confidence_layer(viewer_pair, qtbot, exemplar_random, models, wai
     n = len(viewer.layers)
     _run(w, wait_idle, 120000)
     assert "grey [exemplar] confidence" in viewer.layers and len(viewer.layers) == n + 1  # (the new result)
+
+
+def test_attention_cells_are_laid_where_the_backbone_centres_them():
+    """A stride-16 cell of EfficientNet is centred on working pixel 16 i (``AttentionMaps.cell_centre``): the
+    heatmap's cell lies there over the layer, and the query point picks the cell whose centre is nearest."""
+    from napari.layers import Image, Points
+
+    from napari_colorize._widgets._layers import overlay_transform, query_cell
+
+    layer = Image(np.zeros((100, 150), np.float32), scale=(2.0, 2.0), translate=(10.0, 5.0))
+    lattice, stride = (4, 6), 16
+    working = np.array(lattice) * stride  # (64, 96): the working image the lattice was computed on
+    sc, tr = overlay_transform(layer, (100, 150), lattice, 0.5 / stride)
+    cell = np.array([2, 3])
+    data = (stride * cell + 0.5) * np.array([100, 150]) / working - 0.5  # working pixel 16 i in data pixels
+    world = np.array([10.0, 5.0]) + 2.0 * data
+    assert np.allclose(np.array(tr) + np.array(sc) * cell, world)
+    assert query_cell(layer, Points([world]), lattice, 0.5 / stride) == (2, 3)
+    f = np.array([100, 150]) / np.array(lattice)  # (data pixels per cell)
+    assert query_cell(layer, Points([world + 2.0 * (0.45 * f)]), lattice, 0.5 / stride) == (2, 3)
+    assert query_cell(layer, Points([world + 2.0 * (0.55 * f)]), lattice, 0.5 / stride) == (3, 4)
+    # a cell in the middle of its block (VGG): pixel centres aligned, as before
+    sc, tr = overlay_transform(layer, (100, 150), lattice)
+    assert np.allclose(tr, np.array([10.0, 5.0]) + 2.0 * (f - 1) / 2)

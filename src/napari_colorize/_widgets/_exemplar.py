@@ -358,7 +358,7 @@ class ExemplarWidget(RunsJobs, Container):
             if key in view.drawn:
                 continue
             conc = maps[key].concentration()
-            sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
+            sc, tr = overlay_transform(target, spatial_shape(target), conc.shape, maps[key].cell_centre)
             add_or_update_image(self._viewer, conc, self._names(key)[1],
                                 {**view.meta, "kind": "concentration", "level": key},
                                 scale=sc, translate=tr, colormap="magma", opacity=0.6, visible=False,
@@ -379,13 +379,13 @@ class ExemplarWidget(RunsJobs, Container):
         default = self.shown_key()
         for key in view.keys(self._all_levels.value):
             m = maps[key]
-            i, j = query_cell(target, q, m.shape)
+            i, j = query_cell(target, q, m.shape, m.cell_centre)
             eff = m.effective(i, j)  # (h, K w): over the references side by side (one softmax over all)
             w = eff.shape[1] // len(refs)
             top = float(eff.max()) or 1.0
             for k, ref in enumerate(refs):  # each reference's part of the map, over that reference
                 part = np.ascontiguousarray(eff[:, k * w:(k + 1) * w])
-                sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape)
+                sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape, m.cell_centre)
                 meta = {**view.meta, "kind": "attention", "query": [i, j], "level": key,
                         "over": ref.name}
                 name = self._names(key)[0] + ("" if k == 0 else f" {k + 1}")

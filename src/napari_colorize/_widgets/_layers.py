@@ -98,21 +98,25 @@ def query_points(viewer, target, name: str, color: str, meta: dict, on_move):
     return q
 
 
-def query_cell(target, points, lattice_shape: tuple[int, int]) -> tuple[int, int]:
-    """The cell of a ``lattice_shape`` grid laid over ``target`` under the last point of ``points``."""
+def query_cell(target, points, lattice_shape: tuple[int, int], centre: float = 0.5) -> tuple[int, int]:
+    """The cell of a ``lattice_shape`` grid laid over ``target`` nearest the last point of ``points``;
+    ``centre``: where a cell's centre lies in its block, a fraction of the block (``AttentionMaps.cell_centre``;
+    0.5: the middle)."""
     pos = np.asarray(target.world_to_data(np.r_[np.zeros(target.ndim - 2), points.data[-1][-2:]]))[-2:]
     lat = np.asarray(lattice_shape)
-    i, j = np.clip((pos / np.asarray(spatial_shape(target)) * lat).astype(int), 0, lat - 1)
+    f = np.asarray(spatial_shape(target), float) / lat  # (data pixels per cell)
+    i, j = np.clip(np.floor((pos + 0.5) / f - centre + 0.5).astype(int), 0, lat - 1)
     return int(i), int(j)
 
 
-def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int]):
+def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int], centre: float = 0.5):
     """Scale and translate that lay a ``lattice_shape`` grid over the last two axes of ``layer``,
-    whose data has spatial shape ``src_shape`` (pixel centres aligned)."""
+    whose data has spatial shape ``src_shape``: each cell's centre ``centre`` of its block from the block's
+    outer edge (``AttentionMaps.cell_centre``; 0.5: pixel centres aligned, the middle of the block)."""
     scale = np.asarray(layer.scale[-2:], float)
     translate = np.asarray(layer.translate[-2:], float)
     f = np.asarray(src_shape, float) / np.asarray(lattice_shape, float)
-    return tuple(scale * f), tuple(translate + scale * (f - 1) / 2)
+    return tuple(scale * f), tuple(translate + scale * (f * float(centre) - 0.5))
 
 
 def bring_to_front(viewer, layer) -> None:

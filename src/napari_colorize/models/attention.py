@@ -228,11 +228,12 @@ class CrossAttentionModule(nn.Module):
         out = F.relu(t + self.proj(y))
         return out, (maps if return_attention else None)
 
-    def to_maps(self, raw, stride: int, index: int = 0) -> AttentionMaps:
-        """Convert raw attention tensors (batch element ``index``) to :class:`AttentionMaps`."""
+    def to_maps(self, raw, stride: int, index: int = 0, block_centred: bool = False) -> AttentionMaps:
+        """Convert raw attention tensors (batch element ``index``) to :class:`AttentionMaps` (``block_centred``:
+        the backbone's cell placement, ``BackboneSpec.block_centred``)."""
         np_ = lambda a: a[index].detach().float().cpu().numpy()  # noqa: E731
         if self.kind == "axial":
             aw, ah = np_(raw[0]), np_(raw[1])
-            return AttentionMaps("axial", stride, width=aw, height=ah, shape=aw.shape[1:3])
+            return AttentionMaps("axial", stride, width=aw, height=ah, shape=aw.shape[1:3], block_centred=block_centred)
         a = np_(raw[0])
-        return AttentionMaps("standard", stride, full=a, shape=a.shape[1:3])
+        return AttentionMaps("standard", stride, full=a, shape=a.shape[1:3], block_centred=block_centred)

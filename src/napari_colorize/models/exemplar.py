@@ -432,5 +432,5 @@ class ExemplarNet(nn.Module):
             if l in ("gate", "warp"):
                 continue
             module = self.attention[str(l)][m]
-            out[f"level{l}.module{m + 1}"] = module.to_maps(raw, self.strides[l - 1], index)
+            out[f"level{l}.module{m + 1}"] = module.to_maps(raw, self.strides[l - 1], index, self.backbone.spec.block_centred)
         return out

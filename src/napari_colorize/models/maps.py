@@ -35,7 +35,8 @@ class AttentionMaps:
     ``kind == "axial"``: ``width`` is ``(heads, H, W, W)`` and ``height`` is
     ``(heads, H, W, H)``; ``kind == "standard"``: ``full`` is ``(heads, H, W, H, W)``.
     Coordinates are on the module's feature lattice (``stride`` pixels of the
-    working image per cell); the reference lattice has the same shape.
+    working image per cell); the reference lattice has the same shape. ``block_centred``: where the
+    backbone centres a cell (``BackboneSpec.block_centred``; :attr:`cell_centre`).
     """
 
     kind: str
@@ -44,6 +45,16 @@ class AttentionMaps:
     height: np.ndarray | None = None
     full: np.ndarray | None = None
     shape: tuple[int, int] = field(default=(0, 0))
+    block_centred: bool = False
+
+    @property
+    def cell_centre(self) -> float:
+        """Where a cell's centre lies in its ``stride x stride`` block of the working image, as a fraction of
+        the block from its first pixel's outer edge: ``0.5 / stride`` (cell ``i`` centred on pixel
+        ``stride * i``: EfficientNet's stride-2 convolutions pad ``k // 2``), or ``0.5`` (``block_centred``: in
+        the middle of the block, VGG's pooling) - as :func:`~napari_colorize.models.coherence.lattice_to_pixels`
+        places the match confidence. Used to lay the maps over an image."""
+        return 0.5 if self.block_centred else 0.5 / max(1, int(self.stride))
 
     def effective(self, i: int, j: int) -> np.ndarray:
         """Head-averaged 2-D attention of target cell (i, j) over the reference, ``(H, W)``, sums to 1."""
