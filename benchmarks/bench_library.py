@@ -225,6 +225,35 @@ def cli() -> None:
             subprocess.run([sys.executable, "-m", "napari_colorize.cli", *args], capture_output=True, check=True)
             ts.append(time.perf_counter() - t)
         print(f"| napari-colorize {' '.join(args)} | {sorted(ts)[2]:.2f} |")
+    plan_many()
+
+
+def plan_many(n: int = 2000) -> None:
+    """The command line's checks before any work (every output against every input, the confidence files
+    against both) for ``n`` small targets, timed as a user meets them: a command refused after all the checks
+    (one confidence file exists already), start-up included. A check per pair grew with the square of ``n``."""
+    import tempfile
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    print(f"\n| checks before work, {n} targets, -o and --confidence folders (refused at the end) | seconds |")
+    print("|---|---:|")
+    with tempfile.TemporaryDirectory() as d:
+        grey = Image.fromarray(np.zeros((8, 8), np.uint8))
+        files = [f"{d}/t{i:05d}.png" for i in range(n)]
+        for f in files:
+            grey.save(f)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(f"{d}/ref.png")
+        os.makedirs(f"{d}/conf")
+        grey.save(f"{d}/conf/t{n - 1:05d}_confidence.png")  # (the last one's file exists: refused, nothing run)
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", *files, "-r", f"{d}/ref.png",
+                               "-o", f"{d}/out/", "--confidence", f"{d}/conf/"], capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        assert done.returncode != 0 and "exists" in done.stderr and not os.path.exists(f"{d}/out/t00000_colour.png")
+        print(f"| {n} targets, checked and refused | {seconds:.2f} |")
 
 
 #: code that builds the 4096 x 4096 uint16 target ``img`` (in bands: the peak is colorize()'s, not this loop's)

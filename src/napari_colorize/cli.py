@@ -76,15 +76,20 @@ def _cmd_models(args) -> int:
     return 0
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """True when a and b are the same file: ``./``, ``..``, symlinks, hard links and case-insensitive
-    file systems included."""
+def _file_key(p: Path) -> tuple:
+    """What identifies the file ``p`` names: its device and inode when it exists (``./``, ``..``, symlinks,
+    hard links and case-insensitive file systems included), else its resolved path. Two paths name the same
+    file when their keys are equal; a set of keys answers "is this one of those files?" at once."""
     try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
+        st = os.stat(p)
+        return ("file", st.st_dev, st.st_ino)
     except OSError:
-        pass
-    return a.resolve() == b.resolve()
+        return ("path", str(Path(p).resolve()))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when a and b are the same file (:func:`_file_key`)."""
+    return _file_key(a) == _file_key(b)
 
 
 def _check_folder(folder: Path, create: bool) -> str | None:
@@ -123,11 +128,14 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     guides = [(Path(p), what) for p, what in [(r, "the reference" if len(refs) == 1 else "a reference")
                                                        for r in refs] +
               [(args.histogram_from, "the histogram's image")] if p]
+    seen_keys = set()
     for t in map(Path, args.targets):
-        if any(_same_file(t, u) for u in seen):
+        key = _file_key(t)
+        if key in seen_keys:
             print(f"note: {t} is given twice; it is done once", file=sys.stderr)
             continue
         guide = next((what for g, what in guides if _same_file(t, g)), None)
+        seen_keys.add(key)
         if guide and len(args.targets) > 1:  # (colorize scans/*.png -r scans/ref.png)
             print(f"note: skipping {t}: it is {guide}", file=sys.stderr)
             seen.append(t)
@@ -199,14 +207,17 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     why = _check_folder(out if to_folder else out.parent, create=to_folder)
     if why:
         problems.append(f"-o {out_arg}: {why}")
+    input_of = {}  # (file key -> the input's path as given: one lookup per output)
+    for i in inputs:
+        input_of.setdefault(_file_key(i), i)
     for t, dest, _ in jobs:
-        for i in inputs:
-            if _same_file(dest, i):
-                same = "" if str(dest) == str(i) else f" (the same file as {i})"
-                problems.append(f"{dest} is an input{same}: it would be overwritten; choose another -o")
+        i = input_of.get(_file_key(dest))
+        if i is not None:
+            same = "" if str(dest) == str(i) else f" (the same file as {i})"
+            problems.append(f"{dest} is an input{same}: it would be overwritten; choose another -o")
         if dest.is_dir():
             problems.append(f"{dest} is a folder; give a file name")
-        elif dest.exists() and not args.overwrite and not any(_same_file(dest, i) for i in inputs):
+        elif dest.exists() and not args.overwrite and i is None:
             problems.append(f"{dest} exists: it is not replaced unless you pass --overwrite")
         if not args.no_provenance and not can_embed(dest, ""):  # (.npy: the record goes beside it)
             why = check_sidecar(dest)
@@ -238,7 +249,7 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
                         f"not {base}")
         return {}
     out = {}
-    dests = [d for _, d, _ in jobs]
+    taken = {_file_key(d) for _, d, _ in jobs} | {_file_key(i) for i in inputs}
     for t, dest, stack in jobs:
         c = base
         if to_folder:  # named after the colour: img_colour-2.png -> img_confidence-2.png (a/img.png and b/img.png)
@@ -253,7 +264,7 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
         except ImageWriteError as e:
             problems.append(f"--confidence: {e}")
             continue
-        if any(_same_file(c, d) for d in dests) or any(_same_file(c, i) for i in inputs):
+        if _file_key(c) in taken:
             problems.append(f"--confidence {c} is an input or an output: choose another file")
         elif c.exists() and not args.overwrite:
             problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")
