@@ -42,15 +42,17 @@ import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
 
-__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "lattice_to_pixels", "match_confidence", "lightness_palette", "spread", "palette_modes", "palette_vote", "coherent_ab", "fade_dark", "fade_black",
+__all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "lattice_to_pixels", "match_confidence", "lightness_palette", "spread", "palette_modes", "palette_vote", "coherent_ab", "odd_colours", "fade_dark", "fade_black",
            "image_gate", "CONFIDENCE_FEATURES",
            "CONFIDENCE_LEVELS", "DEFAULT_CONFIDENCE"]
 
 #: the match confidence's coefficients for a dense search, fitted by a logistic regression of "the
 #: exemplar network's colour is within 11 ab units of the truth" on training views (references from the
-#: photo itself and from other sources; ``python -m training.fit_confidence``) for the network of issue
-#: 18's first step; the shipped ``exemplar`` has its own (``configs.EXEMPLAR_OUTPUT``); docs/MODELS.md
-DEFAULT_CONFIDENCE = {"bias": -7.44, "best2": 7.07, "best4": 1.04, "best5": 2.77}
+#: photo itself and from other sources; ``python -m training.fit_confidence --data data/manifest.csv
+#: exemplar-direct``, each lattice where the backbone centres its cells, :func:`lattice_to_pixels`) for
+#: ``exemplar-direct``, the network of issue 18's first step; the shipped ``exemplar`` has its own
+#: (``configs.EXEMPLAR_OUTPUT``); docs/MODELS.md
+DEFAULT_CONFIDENCE = {"bias": -6.73, "best2": 5.5, "best4": 2.15, "best5": 3.01}
 
 
 def centre_normalise(f: torch.Tensor) -> torch.Tensor:
@@ -319,6 +321,18 @@ def coherent_ab(target_L: torch.Tensor, ab: torch.Tensor, reference_lab: torch.T
         out = palette_vote(target_L, mixed, out, reference_lab, weights, palette["modes"], palette["radius"],
                            palette["share"], palette["smooth"], palette.get("centres"), palette.get("blur", 0.0))
     return out.clamp(-1, 1)
+
+
+def odd_colours(target_L: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, radius: int,
+                outlier: float) -> torch.Tensor:
+    """``ab`` with each colour that is odd in its region moved to the region's: the region's colour is
+    :func:`spread` (``radius``, weights the match ``confidence``), and a pixel farther than ``outlier`` ab
+    units from it moves towards it, fully from ``2 outlier``; the others keep their own colour. For a
+    reference of the same scene, whose per-pixel matches are mostly right: an odd one is a blotch."""
+    region = spread(target_L.float(), ab.float(), confidence.float(), radius)
+    t = float(outlier) / 110.0  # (ab units -> normalised ab)
+    move = (((region - ab.float()).norm(dim=1, keepdim=True) - t) / t).clamp(0.0, 1.0)
+    return ab.float() + move * (region - ab.float())
 
 
 def fade_dark(target_L: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor, lightness: float) -> torch.Tensor:
