@@ -707,3 +707,43 @@ def test_a_checkpoint_naming_an_unknown_histogram_network_is_refused_before_it_i
     assert not built
     old = load_model(with_config("old.safetensors", histogram_model=None), device="cpu")
     assert old.network.config.histogram_model == "histogram" and old.companion.name == "histogram"
+
+
+def test_odd_colours_move_to_their_region_and_the_others_keep_theirs():
+    """A red blotch on a green region (an odd match) takes the region's green; a colour a few ab units
+    from its region's keeps itself exactly; a region of its own lightness keeps its own colour."""
+    from napari_colorize.models.coherence import odd_colours
+
+    L = torch.zeros(1, 1, 48, 48)
+    L[..., 24:] = 0.8  # two regions of the grey image
+    ab = torch.zeros(1, 2, 48, 48)
+    ab[:, 1, :, :24] = 30 / 110  # green-ish (b*) on the left
+    ab[:, 0, :, 24:] = 40 / 110  # red on the right: a region of its own
+    ab[:, :, 10:14, 10:14] = torch.tensor([45 / 110, 0.0])[:, None, None]  # a red blotch on the left
+    ab[:, 1, 30, 5] += 4 / 110  # a colour a little off its region's
+    conf = torch.full((1, 1, 48, 48), 0.8)
+    conf[..., 10:14, 10:14] = 0.4
+    out = odd_colours(L, ab, conf, 8, 10.0)
+    assert float((out[0, :, 10:14, 10:14] - ab[0, :, 20, 5, None, None]).norm(dim=0).max()) * 110 < 10
+    assert torch.equal(out[0, :, 30, 5], ab[0, :, 30, 5])
+    assert torch.allclose(out[0, :, 40, 40], ab[0, :, 40, 40], atol=1e-4)
+
+
+def test_scene_coherence_applies_to_a_reference_of_the_same_scene_only():
+    """``scene_coherence`` changes the colour where the gates call the reference the same scene (the photo's own
+    flipped copy) and leaves an unrelated reference's colour exactly as it was."""
+    from skimage import data
+
+    from napari_colorize.models.configs import ExemplarConfig
+
+    photo = data.chelsea()[::2, ::2]
+    grey = photo.mean(-1).astype(np.uint8)
+    flipped = np.ascontiguousarray(photo[:, ::-1])
+    rng = np.random.default_rng(0)
+    unrelated = (rng.random((16, 16, 3)) * 255).astype(np.uint8).repeat(12, 0).repeat(12, 1)
+    plain, odd = nc.load_model("exemplar"), nc.load_model("exemplar")
+    odd.network.config = ExemplarConfig.from_dict({**odd.network.config.to_dict(), "scene_coherence": 8})
+    same = [nc.colorize(m, grey, reference=flipped).rgb for m in (plain, odd)]
+    assert np.isfinite(same[1]).all() and np.abs(same[1] - same[0]).max() > 0.005  # (a few odd colours moved)
+    other = [nc.colorize(m, grey, reference=unrelated).rgb for m in (plain, odd)]
+    assert np.array_equal(other[0], other[1])

@@ -16,7 +16,7 @@ from ..color import denormalize_lab, histogram_from_rgb, normalize_lab, rgb_to_l
 from .base import Colorizer, Prediction, require_reference
 from .checks import is_model_name
 from .coherence import (DEFAULT_CONFIDENCE, coherent_ab, fade_black, fade_dark, image_gate, match_confidence,
-                        palette_modes, spread)
+                        odd_colours, palette_modes, spread)
 from .lazy import LazyDict
 from .maps import BinAttention
 from .union import side_by_side
@@ -115,6 +115,9 @@ class ExemplarNetColorizer(NetworkColorizer):
             if cfg.histogram_mix and not shut:
                 ab_hist, done = self.companion_ab(L, done)
                 ab = ab + (w * float(cfg.histogram_mix)) * (ab_hist - ab)
+            if cfg.scene_coherence and isinstance(w, torch.Tensor) and bool((w < 1).any()):
+                # (a reference of the same scene: each pixel keeps its own match unless it is odd in its region)
+                ab = ab + (1.0 - w) * (odd_colours(L, ab, conf, cfg.scene_coherence, cfg.scene_outlier) - ab)
             ab = fade_black(L, fade_dark(L, ab, conf, cfg.dark_chroma), cfg.black_chroma, w)
         maps = LazyDict(lambda: net.attention_maps(raw)) if raw else {}  # converted for display when read
         return Prediction(ab=ab.float(), scales=[p.float() for p in preds], attention=maps,

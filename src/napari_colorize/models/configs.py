@@ -130,6 +130,15 @@ class ExemplarConfig:
     keep_chroma : bool
         After the spreading, scale the image's chroma back to its mean before it (one factor, 1-1.5):
         averaging colours over a region mutes them.
+    scene_coherence : int
+        0 (off) or the radius in working-size pixels (up to 64) of a region's colour (a confidence-weighted
+        edge-aware spreading, :func:`~napari_colorize.models.coherence.odd_colours`) that a pixel whose colour is
+        far from it takes, as much as ``coherence_gate`` shuts the related-reference stage (a reference of the
+        same scene): an odd match (a bright stem matched to a tomato's highlight) paints no blotch. Not in the
+        shipped default (docs/MODELS.md, issue 18's tenth step: fewer blotches, a little less of the
+        reference's colour).
+    scene_outlier : float
+        How far (ab units, 1-100) a pixel's colour must be from its region's to move: fully from twice this.
     coherence_gate : pair of floats or None
         ``(lo, hi)``: the fallback and spreading apply in full to an image whose mean match confidence is
         at most ``lo`` (a reference that is only related), not at all from ``hi`` on (a reference of the
@@ -199,6 +208,8 @@ class ExemplarConfig:
     palette_chroma: float = 1.0
     keep_chroma: bool = False
     coherence_gate: tuple[float, float] | None = None
+    scene_coherence: int = 0
+    scene_outlier: float = 10.0
     dark_chroma: float = 0.0
     black_chroma: float = 0.0
     palette_modes: int = 0
@@ -273,6 +284,8 @@ class ExemplarConfig:
         check_int("confidence_cells", self.confidence_cells, 0, 4096)
         check_float("fallback", self.fallback, 0.0, 1.0)
         check_int("coherence", self.coherence, 0, 64)
+        check_int("scene_coherence", self.scene_coherence, 0, 64)
+        check_float("scene_outlier", self.scene_outlier, 1.0, 100.0)
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
         check_choice("keep_chroma", self.keep_chroma, (False, True))
         check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
