@@ -57,6 +57,14 @@ import pytest
 
 DATA = Path(__file__).parent / "data" / "outputs_before.npz"
 Q = 65535.0
+#: outputs through the distribution match (``match=``, ``transfer.sliced_transfer``): each pixel takes the target
+#: colour of its rank, so a difference in the last bit of two nearly equal colours (float32 kernels differ with
+#: the number of threads and the CPU) swaps their targets. Measured (issue 18's tenth session, this array): 1
+#: against 2 threads on one machine, mean 2.5e-5, at most 0.0101; against the array saved on another CPU, mean
+#: 6.2e-5 to 7.6e-5, at most 0.0118; a real change, ``match`` 0.45 instead of 0.5, mean 3.1e-3, at most 0.030.
+#: So these are held to a mean and a maximum between the two.
+RANKED = ("welsh/image-match",)
+RANKED_MEAN, RANKED_MAX = 5e-4, 0.02
 
 
 def inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,7 +138,12 @@ def test_every_shipped_model_gives_the_same_output(saved):
     assert sorted(k for k in saved if k != "volume") == sorted(now)
     for key, rgb in now.items():
         assert rgb.dtype == np.float32 and rgb.shape == saved[key].shape, key
-        err = np.abs(rgb.astype(np.float64) - saved[key] / Q).max()
+        diff = np.abs(rgb.astype(np.float64) - saved[key] / Q)
+        if key in RANKED:
+            assert diff.mean() <= RANKED_MEAN and diff.max() <= RANKED_MAX, \
+                f"{key}: output changed by {diff.mean():.2e} on average, up to {diff.max():.4f}"
+            continue
+        err = diff.max()
         assert err <= 2.0 / Q, f"{key}: output changed by up to {err * Q:.2f} quantisation steps"
 
 

@@ -43,7 +43,9 @@ def sliced_transfer(ab: torch.Tensor, target: torch.Tensor, strength: float = 1.
 
     Returns the same shape as ``ab``; ``strength`` in [0, 1] blends with the input. Pixels of equal
     projected colour take their ranks in pixel order (a stable sort), so the result does not depend on
-    the machine's sorting kernel.
+    the machine's sorting kernel. Two nearly equal colours whose last bits differ (float32 kernels differ with
+    the number of threads and the CPU) can swap their targets: the same call with another number of threads
+    or on another CPU can differ slightly at a few pixels (measured in tests/test_outputs_unchanged.py).
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be between 0 and 1, got {strength}")
