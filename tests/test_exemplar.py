@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -58,6 +59,13 @@ def test_attention_maps_are_named_and_sum_to_one(net):
     assert m.effective(1, 2).sum() == pytest.approx(1.0, abs=1e-4)
     # EfficientNet centres cell i of a stride-16 lattice on pixel 16 i: 1/32 of its block (as the confidence)
     assert not m.block_centred and m.cell_centre == pytest.approx(1 / 32)
+    # on the working image's pixels (to lay over an image), as the confidence is placed
+    from napari_colorize.models.coherence import lattice_to_pixels
+
+    eff = m.effective(1, 2)
+    px = m.on_pixels(eff)
+    assert px.shape == (64, 96)
+    assert np.allclose(px, lattice_to_pixels(torch.from_numpy(eff)[None, None], (64, 96))[0, 0].numpy(), atol=1e-6)
 
 
 def test_stacked_modules_do_not_share_weights(net):
@@ -94,7 +102,16 @@ def test_paper_configuration_builds_and_runs():
     with torch.no_grad():
         preds, raw = net(L, R, return_attention=True)
     # VGG's pooled cells sit in the middle of their blocks
-    assert all(m.block_centred and m.cell_centre == 0.5 for m in net.attention_maps(raw).values())
+    maps = net.attention_maps(raw).values()
+    assert all(m.block_centred and m.cell_centre == 0.5 for m in maps)
+    import torch.nn.functional as F
+
+    m = next(iter(maps))
+    eff = m.effective(0, 0)
+    h, w = eff.shape
+    interp = F.interpolate(torch.from_numpy(eff)[None, None].float(), (h * m.stride, w * m.stride), mode="bilinear",
+                           align_corners=False)[0, 0].numpy()
+    assert np.allclose(m.on_pixels(eff), interp, atol=1e-6)
     # VGG-19 taps at strides 1..16: P1 at full resolution (224/112/56/28 px for a 224 input)
     assert [tuple(p.shape[-2:]) for p in preds] == [(64, 64), (32, 32), (16, 16), (8, 8)]
     assert net.attention["3"][0].width.to_q.weight.shape == (256, 256, 1, 1)

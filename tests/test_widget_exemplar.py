@@ -117,9 +117,13 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, models
     assert [l.name for l in att if l.visible] == ["attention"]
     first = [l.data.copy() for l in att]
     for l in att:
-        assert l.data.sum() == pytest.approx(1.0, abs=1e-3)
-        # each heatmap overlays the reference: same world extent
-        assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=0.05)
+        # each heatmap is its module's map of the query cell (a distribution), on the working image's pixels
+        m = w.attention_view.maps[l.metadata[OURS]["level"]]
+        lattice = m.effective(*l.metadata[OURS]["query"])
+        assert lattice.sum() == pytest.approx(1.0, abs=1e-3) and np.allclose(l.data, m.on_pixels(lattice))
+        # and overlays the reference exactly: the same world extent, its first pixel on the reference's
+        assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=1e-6)
+        assert np.allclose(np.asarray(l.translate) - l.scale / 2, np.asarray(r.translate) - r.scale / 2)
     q.data = np.array([[10.0 + 2 * 5, 5.0 + 2 * 5]])  # drag the point to the top-left corner
     assert all(not np.array_equal(l.data, f) for l, f in zip(att, first))
     for l in att:  # the contrast limits follow each updated heatmap
@@ -278,25 +282,21 @@ def test_match_confidence_layer(viewer_pair, qtbot, exemplar_random, models, wai
     assert "grey [exemplar] confidence" in viewer.layers and len(viewer.layers) == n + 1  # (the new result)
 
 
-def test_attention_cells_are_laid_where_the_backbone_centres_them():
-    """A stride-16 cell of EfficientNet is centred on working pixel 16 i (``AttentionMaps.cell_centre``): the
-    heatmap's cell lies there over the layer, and the query point picks the cell whose centre is nearest."""
+def test_the_query_point_picks_the_cell_the_backbone_centres_nearest():
+    """A stride-16 cell of EfficientNet is centred on working pixel 16 i (``AttentionMaps.cell_centre``): a point
+    there picks cell i, and a point picks the cell whose centre is nearest, over a layer with scale and translate."""
     from napari.layers import Image, Points
 
-    from napari_colorize._widgets._layers import overlay_transform, query_cell
+    from napari_colorize._widgets._layers import query_cell
 
     layer = Image(np.zeros((100, 150), np.float32), scale=(2.0, 2.0), translate=(10.0, 5.0))
     lattice, stride = (4, 6), 16
     working = np.array(lattice) * stride  # (64, 96): the working image the lattice was computed on
-    sc, tr = overlay_transform(layer, (100, 150), lattice, 0.5 / stride)
-    cell = np.array([2, 3])
-    data = (stride * cell + 0.5) * np.array([100, 150]) / working - 0.5  # working pixel 16 i in data pixels
+    data = (stride * np.array([2, 3]) + 0.5) * np.array([100, 150]) / working - 0.5  # working pixel 16 i
     world = np.array([10.0, 5.0]) + 2.0 * data
-    assert np.allclose(np.array(tr) + np.array(sc) * cell, world)
     assert query_cell(layer, Points([world]), lattice, 0.5 / stride) == (2, 3)
     f = np.array([100, 150]) / np.array(lattice)  # (data pixels per cell)
     assert query_cell(layer, Points([world + 2.0 * (0.45 * f)]), lattice, 0.5 / stride) == (2, 3)
     assert query_cell(layer, Points([world + 2.0 * (0.55 * f)]), lattice, 0.5 / stride) == (3, 4)
-    # a cell in the middle of its block (VGG): pixel centres aligned, as before
-    sc, tr = overlay_transform(layer, (100, 150), lattice)
-    assert np.allclose(tr, np.array([10.0, 5.0]) + 2.0 * (f - 1) / 2)
+    # cells in the middle of their blocks (VGG): the point in a cell's block picks it
+    assert query_cell(layer, Points([np.array([10.0, 5.0]) + 2.0 * (f * 2.9 - 0.5)]), lattice) == (2, 2)

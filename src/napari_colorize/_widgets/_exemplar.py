@@ -357,8 +357,8 @@ class ExemplarWidget(RunsJobs, Container):
         for key in keys:
             if key in view.drawn:
                 continue
-            conc = maps[key].concentration()
-            sc, tr = overlay_transform(target, spatial_shape(target), conc.shape, maps[key].cell_centre)
+            conc = maps[key].on_pixels(maps[key].concentration())  # (covers the target exactly)
+            sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
             add_or_update_image(self._viewer, conc, self._names(key)[1],
                                 {**view.meta, "kind": "concentration", "level": key},
                                 scale=sc, translate=tr, colormap="magma", opacity=0.6, visible=False,
@@ -384,8 +384,8 @@ class ExemplarWidget(RunsJobs, Container):
             w = eff.shape[1] // len(refs)
             top = float(eff.max()) or 1.0
             for k, ref in enumerate(refs):  # each reference's part of the map, over that reference
-                part = np.ascontiguousarray(eff[:, k * w:(k + 1) * w])
-                sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape, m.cell_centre)
+                part = m.on_pixels(eff[:, k * w:(k + 1) * w])  # (on the pixels: covers the reference exactly)
+                sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape)
                 meta = {**view.meta, "kind": "attention", "query": [i, j], "level": key,
                         "over": ref.name}
                 name = self._names(key)[0] + ("" if k == 0 else f" {k + 1}")

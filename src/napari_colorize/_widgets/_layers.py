@@ -109,14 +109,13 @@ def query_cell(target, points, lattice_shape: tuple[int, int], centre: float = 0
     return int(i), int(j)
 
 
-def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int], centre: float = 0.5):
+def overlay_transform(layer, src_shape: tuple[int, int], lattice_shape: tuple[int, int]):
     """Scale and translate that lay a ``lattice_shape`` grid over the last two axes of ``layer``,
-    whose data has spatial shape ``src_shape``: each cell's centre ``centre`` of its block from the block's
-    outer edge (``AttentionMaps.cell_centre``; 0.5: pixel centres aligned, the middle of the block)."""
+    whose data has spatial shape ``src_shape`` (pixel centres aligned: the grid covers the layer exactly)."""
     scale = np.asarray(layer.scale[-2:], float)
     translate = np.asarray(layer.translate[-2:], float)
     f = np.asarray(src_shape, float) / np.asarray(lattice_shape, float)
-    return tuple(scale * f), tuple(translate + scale * (f * float(centre) - 0.5))
+    return tuple(scale * f), tuple(translate + scale * (f - 1) / 2)
 
 
 def bring_to_front(viewer, layer) -> None:

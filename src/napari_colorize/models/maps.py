@@ -15,7 +15,7 @@ import numpy as np
 
 from ..color import NBINS
 
-__all__ = ["AttentionMaps", "BinAttention", "concentration"]
+__all__ = ["AttentionMaps", "BinAttention", "concentration", "lattice_on_pixels"]
 
 
 def concentration(p: np.ndarray) -> np.ndarray:
@@ -26,6 +26,34 @@ def concentration(p: np.ndarray) -> np.ndarray:
         return np.ones(p.shape[:-1], np.float32)
     ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
     return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
+
+
+def _axis_weights(n_out: int, n_in: int, stride: int, block_centred: bool) -> np.ndarray:
+    """``(n_out, n_in)`` linear interpolation weights from a lattice axis of ``n_in`` cells to ``n_out`` pixels,
+    cell ``i`` on pixel ``stride * i`` (``block_centred``: ``stride * i + (stride - 1) / 2``); beyond the first
+    and last cells, their values."""
+    u = np.arange(n_out, dtype=np.float64)
+    u = (u - (stride - 1) / 2.0) / stride if block_centred else u / stride
+    u = np.clip(u, 0.0, n_in - 1)
+    i0 = np.floor(u).astype(int)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    t = u - i0
+    w = np.zeros((n_out, n_in))
+    np.add.at(w, (np.arange(n_out), i0), 1.0 - t)
+    np.add.at(w, (np.arange(n_out), i1), t)
+    return w
+
+
+def lattice_on_pixels(m: np.ndarray, stride: int, block_centred: bool = False) -> np.ndarray:
+    """A lattice map ``(h, w)`` resampled bilinearly to the pixels of the image it was computed on,
+    ``(h * stride, w * stride)`` float32, each cell where the backbone centres it (as
+    :func:`~napari_colorize.models.coherence.lattice_to_pixels` places the match confidence): laid over an
+    image, it covers the image exactly, neither short of its edges nor beyond them."""
+    m = np.asarray(m, np.float64)
+    h, w = m.shape
+    s = max(1, int(stride))
+    out = _axis_weights(h * s, h, s, block_centred) @ m @ _axis_weights(w * s, w, s, block_centred).T
+    return out.astype(np.float32)
 
 
 @dataclass
@@ -55,6 +83,11 @@ class AttentionMaps:
         the middle of the block, VGG's pooling) - as :func:`~napari_colorize.models.coherence.lattice_to_pixels`
         places the match confidence. Used to lay the maps over an image."""
         return 0.5 if self.block_centred else 0.5 / max(1, int(self.stride))
+
+    def on_pixels(self, m: np.ndarray) -> np.ndarray:
+        """A map on this module's lattice (:meth:`effective`, :meth:`concentration`) on the pixels of the
+        working image (:func:`lattice_on_pixels`), to lay over an image."""
+        return lattice_on_pixels(m, self.stride, self.block_centred)
 
     def effective(self, i: int, j: int) -> np.ndarray:
         """Head-averaged 2-D attention of target cell (i, j) over the reference, ``(H, W)``, sums to 1."""
