@@ -747,3 +747,6 @@ def test_scene_coherence_applies_to_a_reference_of_the_same_scene_only():
     assert np.isfinite(same[1]).all() and np.abs(same[1] - same[0]).max() > 0.005  # (a few odd colours moved)
     other = [nc.colorize(m, grey, reference=unrelated).rgb for m in (plain, odd)]
     assert np.array_equal(other[0], other[1])
+    # without a gate there is no "same scene": refused, not silently ignored
+    with pytest.raises(ValueError, match="scene_coherence needs coherence_gate"):
+        ExemplarConfig.from_dict({**odd.network.config.to_dict(), "coherence_gate": None})

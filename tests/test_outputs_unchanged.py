@@ -58,11 +58,9 @@ import pytest
 DATA = Path(__file__).parent / "data" / "outputs_before.npz"
 Q = 65535.0
 #: outputs through the distribution match (``match=``, ``transfer.sliced_transfer``): each pixel takes the target
-#: colour of its rank, so a difference in the last bit of two nearly equal colours (float32 kernels differ with
-#: the number of threads and the CPU) swaps their targets. Measured (issue 18's tenth session, this array): 1
-#: against 2 threads on one machine, mean 2.5e-5, at most 0.0101; against the array saved on another CPU, mean
-#: 6.2e-5 to 7.6e-5, at most 0.0118; a real change, ``match`` 0.45 instead of 0.5, mean 3.1e-3, at most 0.030.
-#: So these are held to a mean and a maximum between the two.
+#: colour of its rank, so the last bits of two nearly equal colours (float32 kernels differ with the number of
+#: threads and the CPU) can swap their targets; held to a mean and a maximum between that float noise and a real
+#: change (measured: docs/MODELS.md, issue 18's tenth step)
 RANKED = ("welsh/image-match",)
 RANKED_MEAN, RANKED_MAX = 5e-4, 0.02
 

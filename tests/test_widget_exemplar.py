@@ -4,7 +4,7 @@ import pytest
 
 from napari_colorize._widgets import ExemplarWidget
 from napari_colorize._widgets._exemplar import short_key
-from napari_colorize._widgets._layers import OURS
+from napari_colorize._widgets._layers import OURS, query_cell
 from napari_colorize._widgets._workers import Progress
 
 
@@ -119,6 +119,7 @@ def test_scales_and_attention_layers(viewer_pair, qtbot, exemplar_random, models
     for l in att:
         # each heatmap is its module's map of the query cell (a distribution), on the working image's pixels
         m = w.attention_view.maps[l.metadata[OURS]["level"]]
+        assert l.metadata[OURS]["query"] == list(query_cell(t, q, m.shape, m.cell_centre))  # (the point's cell)
         lattice = m.effective(*l.metadata[OURS]["query"])
         assert lattice.sum() == pytest.approx(1.0, abs=1e-3) and np.allclose(l.data, m.on_pixels(lattice))
         # and overlays the reference exactly: the same world extent, its first pixel on the reference's

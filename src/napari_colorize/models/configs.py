@@ -286,6 +286,9 @@ class ExemplarConfig:
         check_int("coherence", self.coherence, 0, 64)
         check_int("scene_coherence", self.scene_coherence, 0, 64)
         check_float("scene_outlier", self.scene_outlier, 1.0, 100.0)
+        if self.scene_coherence and self.coherence_gate is None:
+            raise ValueError("config: scene_coherence needs coherence_gate (it applies as much as the gate calls the "
+                             "reference the same scene)")
         check_float("palette_chroma", self.palette_chroma, 0.0, 1.5)
         check_choice("keep_chroma", self.keep_chroma, (False, True))
         check_float("dark_chroma", self.dark_chroma, 0.0, 50.0)
