@@ -83,10 +83,15 @@ def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_
     assert sorted(att) == ["attention", "attention 2"]
     assert att["attention"].metadata[OURS]["over"] == "red stripes"
     assert att["attention 2"].metadata[OURS]["over"] == "blue dots"
-    # one softmax over both references: the two parts sum to 1 together
-    assert abs(float(att["attention"].data.sum() + att["attention 2"].data.sum()) - 1.0) < 1e-3
-    for l, r in ((att["attention"], r1), (att["attention 2"], r2)):  # each overlays its reference
-        assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=0.05)
+    # one softmax over both references: the two parts of the query cell's map sum to 1 together, and each
+    # layer shows its part on the pixels of its reference
+    m = w.attention_view.maps[att["attention"].metadata[OURS]["level"]]
+    eff = m.effective(*att["attention"].metadata[OURS]["query"])
+    half = eff.shape[1] // 2
+    assert abs(float(eff.sum()) - 1.0) < 1e-3 and eff[:, :half].sum() > 0 and eff[:, half:].sum() > 0
+    for k, (l, r) in enumerate(((att["attention"], r1), (att["attention 2"], r2))):  # each overlays its reference
+        assert np.allclose(l.data, m.on_pixels(eff[:, k * half:(k + 1) * half]))
+        assert np.allclose(np.asarray(l.data.shape) * l.scale, np.asarray(r.data.shape[:2]) * r.scale, rtol=1e-6)
     # a run with one reference leaves no map over the other
     w._more.value = []
     _run(w, wait_idle)
