@@ -148,6 +148,11 @@ def test_bad_layers_are_refused_with_a_notification(viewer_pair, qtbot, monkeypa
     w._reference.value = t  # grey as reference
     w.run()
     assert w.worker is None and "same layer" in errors[-1]
+    stack = viewer.add_image(np.zeros((2, 30, 40, 3), np.uint8), name="colour stack", rgb=True)
+    w._reference.value = stack  # a stack of colour images as the reference: refused before any work
+    w.run()
+    assert w.worker is None and "'colour stack' is a stack" in errors[-1]
+    w._reference.value = r
     g2 = viewer.add_image(np.zeros((20, 20)), name="grey2")
     w._reference.value = g2
     w.run()
@@ -301,3 +306,23 @@ def test_the_query_point_picks_the_cell_the_backbone_centres_nearest():
     assert query_cell(layer, Points([world + 2.0 * (0.55 * f)]), lattice, 0.5 / stride) == (3, 4)
     # cells in the middle of their blocks (VGG): the point in a cell's block picks it
     assert query_cell(layer, Points([np.array([10.0, 5.0]) + 2.0 * (f * 2.9 - 0.5)]), lattice) == (2, 2)
+
+
+def test_a_failed_run_is_reported_once_and_not_raised_again(viewer_pair, qtbot, wait_idle, models, monkeypatch):
+    """A run that fails in its worker: the widget's own message and status line, and nothing raised again in Qt's
+    event loop (pytest-qt fails a test on such an exception; the workers re-raised every error before)."""
+    import napari_colorize._widgets._jobs as jobs
+
+    viewer, w, t, r = viewer_pair
+
+    class Broken:
+        def __getattr__(self, name):
+            raise RuntimeError("broken model for the test")
+
+    models.put("broken", Broken())
+    w._model_override = "broken"
+    errors = []
+    monkeypatch.setattr(jobs, "show_error", errors.append)
+    _run(w, wait_idle)
+    assert len(errors) == 1 and "colourisation failed" in errors[0] and "Broken" in errors[0]
+    assert w._status.value.startswith("error:")

@@ -97,3 +97,50 @@ def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_
     _run(w, wait_idle)
     names = [l.name for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "attention"]
     assert names == ["attention"]
+
+
+def test_a_removed_reference_takes_its_map_and_the_others_follow_the_point(make_napari_viewer, qtbot, wait_idle,
+                                                                          exemplar_random, monkeypatch):
+    """After a run with two references, the second reference layer is removed: its map goes with it, the first
+    keeps following the point (it froze, silently), and the status line says why."""
+    from napari_colorize._widgets import _workers
+
+    cache = _workers.ModelCache()
+    monkeypatch.setattr(_workers, "MODELS", cache)
+    cache.put("exemplar-random", exemplar_random)
+    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
+    w._model_override = "exemplar-random"
+    w._attention.value = True
+    w._more.value = [r2]
+    _run(w, wait_idle)
+    first = viewer.layers["attention"].data.copy()
+    viewer.layers.remove(r2)
+    q = viewer.layers["attention point"]
+    q.data = np.array([[0.0, 0.0]])  # to the top-left corner
+    names = [l.name for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "attention"]
+    assert names == ["attention"] and "blue dots removed" in w._status.value
+    assert viewer.layers["attention"].metadata[OURS]["query"] == [0, 0]
+    assert not np.array_equal(viewer.layers["attention"].data, first)
+    assert r1 in viewer.layers and t in viewer.layers
+
+
+def test_a_run_whose_attention_is_lost_leaves_no_earlier_maps(make_napari_viewer, qtbot, wait_idle, exemplar_random,
+                                                              monkeypatch):
+    """A second run's reference removed while it runs: it has no attention to show, and the first run's maps (over
+    another reference) go too - beside the new result they would follow the point for the old one."""
+    from napari_colorize._widgets import _workers
+
+    cache = _workers.ModelCache()
+    monkeypatch.setattr(_workers, "MODELS", cache)
+    cache.put("exemplar-random", exemplar_random)
+    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
+    w._model_override = "exemplar-random"
+    w._attention.value = True
+    _run(w, wait_idle)
+    assert "attention" in viewer.layers
+    w._reference.value = r2
+    w.run()
+    viewer.layers.remove(r2)
+    wait_idle(w, 120000)
+    assert "not available" in w._status.value
+    assert not [l for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") in ("attention", "concentration")]

@@ -160,6 +160,10 @@ class ExemplarWidget(RunsJobs, Container):
         for r in refs:
             if not r.rgb:
                 raise ValueError(f"the reference layer '{r.name}' has no colour: choose an RGB layer")
+            if r.ndim > 2:
+                raise ValueError(f"the reference layer '{r.name}' is a stack of {r.ndim}-D colour images: choose a "
+                                 "2-D colour image (a slice of it as its own layer, or Keyframes for a reference per "
+                                 "slice)")
         if target.rgb:
             show_warning(f"'{target.name}' is an RGB layer: its lightness is used as the grey target")
         return target, refs
@@ -240,12 +244,15 @@ class ExemplarWidget(RunsJobs, Container):
             else:
                 missing.append("the match confidence")
         self._drop_stale_extras(name, made)
+        added = False
         if self._attention.value:
             if res.attention and not res.is_stack and all(r in layers for r in refs):
                 self._add_attention_layers(res, target, refs, meta)
+                added = True
             else:
                 missing.append("attention")
-        self._drop_stale_attention(target if self._attention.value and res.attention and not res.is_stack else None)
+        # (a run without attention of its own: the earlier run's maps go, they would follow the point for it)
+        self._drop_stale_attention(target if added else None)
         if settings.get("colour points") and self.hints.points is not None:
             bring_to_front(self._viewer, self.hints.points)  # (the points stay visible over the result, to be moved)
         self._status.value = f"done: {layer.name}"
@@ -374,8 +381,15 @@ class ExemplarWidget(RunsJobs, Container):
         q, maps, target, refs = view.query, view.maps, view.target, view.refs
         if q is None or not maps or len(q.data) == 0:
             return
-        if any(r not in self._viewer.layers for r in refs) or target not in self._viewer.layers:
+        if target not in self._viewer.layers:
             return
+        gone = {r.name for r in refs if r not in self._viewer.layers}
+        if gone:  # a reference removed since the run: its maps go, the others keep following the point
+            remove_ours(self._viewer, lambda meta: meta.get("widget") == "exemplar" and meta.get("kind") == "attention"
+                        and meta.get("over") in gone)
+            self._status.value = f"reference layer {', '.join(sorted(gone))} removed: its attention map is gone"
+            if len(gone) == len(refs):
+                return
         default = self.shown_key()
         for key in view.keys(self._all_levels.value):
             m = maps[key]
@@ -384,6 +398,8 @@ class ExemplarWidget(RunsJobs, Container):
             w = eff.shape[1] // len(refs)
             top = float(eff.max()) or 1.0
             for k, ref in enumerate(refs):  # each reference's part of the map, over that reference
+                if ref.name in gone:
+                    continue
                 part = m.on_pixels(eff[:, k * w:(k + 1) * w])  # (on the pixels: covers the reference exactly)
                 sc, tr = overlay_transform(ref, ref.data.shape[:2], part.shape)
                 meta = {**view.meta, "kind": "attention", "query": [i, j], "level": key,

@@ -217,7 +217,7 @@ class HintPanel(RunsJobs, Container):
         guide = [np.asarray(r.data) for r in refs]
         size, spread, rgb = int(self._size_of()), self.spread, bool(target.rgb)
 
-        @thread_worker
+        @thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
         def job(gen):
             p = prev
             if p is None:

@@ -153,7 +153,7 @@ def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
     return stack
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
 def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int | None = None,
                  attention: bool = False, rgb: bool = False, generation: int = -1, references=None,
                  blend: str = "linear", hints=None, hint_spread: float | None = None):
@@ -174,7 +174,7 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
                       info["provenance"])
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
 def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool, references=None,
              blend: str = "linear", hints=None, hint_spread: float | None = None):
     """Set up a lazy colourised stack (intensity range, reference features) without computing it."""
@@ -188,7 +188,7 @@ def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bo
     return LazyResult(rgb_lazy, model.name, made)
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
 def save_job(lazy, path, provenance: dict | None = None):
     """Compute every slice of a lazy result and write them to an RGB TIFF, one slice at a time (with
     ``provenance`` in its description)."""
@@ -212,7 +212,7 @@ def save_job(lazy, path, provenance: dict | None = None):
     return Saved(str(path), tuple(n_stack) + tuple(lazy.shape[-3:]))
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
 def compare_job(names: list[str], target, reference, truth, rgb: bool, device: str = "auto"):
     """Run each model on the pair; yields a :class:`CompareRow` per model."""
     set_threads()
@@ -233,7 +233,7 @@ class Suggested:
     errors: list
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
 def suggest_job(target, layer_images: list, layer_names: list, files: list, top: int = 4):
     """Rank the viewer's colour layers and the image files of a folder as references for ``target``."""
     from ..io import read_image
