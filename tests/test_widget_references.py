@@ -68,7 +68,10 @@ def test_provenance_goes_with_an_ome_zarr_export(make_napari_viewer, qtbot, wait
     assert rec == layer.metadata["provenance"] and rec["references"][0]["name"] == "red stripes"
 
 
-def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_idle, exemplar_random, monkeypatch):
+@pytest.fixture
+def attention_setup(make_napari_viewer, exemplar_random, monkeypatch):
+    """``_setup`` with a random-weight exemplar network (served by name from a fresh model cache) and
+    *add attention* ticked."""
     from napari_colorize._widgets import _workers
 
     cache = _workers.ModelCache()
@@ -77,6 +80,11 @@ def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_
     viewer, w, t, r1, r2 = _setup(make_napari_viewer)
     w._model_override = "exemplar-random"
     w._attention.value = True
+    return viewer, w, t, r1, r2
+
+
+def test_attention_is_shown_over_each_reference(attention_setup, qtbot, wait_idle):
+    viewer, w, t, r1, r2 = attention_setup
     w._more.value = [r2]
     _run(w, wait_idle)
     att = {l.name: l for l in viewer.layers if l.metadata.get(OURS, {}).get("kind") == "attention"}
@@ -99,18 +107,10 @@ def test_attention_is_shown_over_each_reference(make_napari_viewer, qtbot, wait_
     assert names == ["attention"]
 
 
-def test_a_removed_reference_takes_its_map_and_the_others_follow_the_point(make_napari_viewer, qtbot, wait_idle,
-                                                                          exemplar_random, monkeypatch):
+def test_a_removed_reference_takes_its_map_and_the_others_follow_the_point(attention_setup, qtbot, wait_idle):
     """After a run with two references, the second reference layer is removed: its map goes with it, the first
     keeps following the point (it froze, silently), and the status line says why."""
-    from napari_colorize._widgets import _workers
-
-    cache = _workers.ModelCache()
-    monkeypatch.setattr(_workers, "MODELS", cache)
-    cache.put("exemplar-random", exemplar_random)
-    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
-    w._model_override = "exemplar-random"
-    w._attention.value = True
+    viewer, w, t, r1, r2 = attention_setup
     w._more.value = [r2]
     _run(w, wait_idle)
     first = viewer.layers["attention"].data.copy()
@@ -124,18 +124,10 @@ def test_a_removed_reference_takes_its_map_and_the_others_follow_the_point(make_
     assert r1 in viewer.layers and t in viewer.layers
 
 
-def test_a_run_whose_attention_is_lost_leaves_no_earlier_maps(make_napari_viewer, qtbot, wait_idle, exemplar_random,
-                                                              monkeypatch):
+def test_a_run_whose_attention_is_lost_leaves_no_earlier_maps(attention_setup, qtbot, wait_idle):
     """A second run's reference removed while it runs: it has no attention to show, and the first run's maps (over
     another reference) go too - beside the new result they would follow the point for the old one."""
-    from napari_colorize._widgets import _workers
-
-    cache = _workers.ModelCache()
-    monkeypatch.setattr(_workers, "MODELS", cache)
-    cache.put("exemplar-random", exemplar_random)
-    viewer, w, t, r1, r2 = _setup(make_napari_viewer)
-    w._model_override = "exemplar-random"
-    w._attention.value = True
+    viewer, w, t, r1, r2 = attention_setup
     _run(w, wait_idle)
     assert "attention" in viewer.layers
     w._reference.value = r2
