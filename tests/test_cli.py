@@ -368,3 +368,6 @@ def test_confidence_files_never_collide(files, tmp_path, monkeypatch):
     # a lossy file would change the values: refused before any work
     assert _run(t1, "-r", r, "-m", "warp-grey", "-o", "out.png", "--confidence", "c.jpg") == 2
     assert not (d / "out.png").exists() and not (d / "c.jpg").exists()
+    # a name that differs from the output's only in case is one file on a case-insensitive file system
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", "out.png", "--confidence", "OUT.png") == 2
+    assert not (d / "out.png").exists() and not (d / "OUT.png").exists()

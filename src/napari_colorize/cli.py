@@ -250,6 +250,9 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
         return {}
     out = {}
     taken = {_file_key(d) for _, d, _ in jobs} | {_file_key(i) for i in inputs}
+    # (the colour files' paths case-folded: on a case-insensitive file system OUT.png and out.png are one file,
+    # which the keys above cannot tell before either exists)
+    folded = {str(d.resolve()).casefold(): d for _, d, _ in jobs}
     for t, dest, stack in jobs:
         c = base
         if to_folder:  # named after the colour: img_colour-2.png -> img_confidence-2.png (a/img.png and b/img.png)
@@ -266,6 +269,9 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
             continue
         if _file_key(c) in taken:
             problems.append(f"--confidence {c} is an input or an output: choose another file")
+        elif str(c.resolve()).casefold() in folded:
+            problems.append(f"--confidence {c} differs from the output {folded[str(c.resolve()).casefold()]} only in "
+                            "case (one file on a case-insensitive file system): choose another name")
         elif c.exists() and not args.overwrite:
             problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")
         out[t] = c
