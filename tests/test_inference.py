@@ -49,6 +49,8 @@ def test_histogram_model_with_histogram_or_reference(histogram_random, small_pai
     att = a.attention["pixel_to_bin"]
     assert att.shape == np.asarray(att).shape == (h // 4, w // 4, 21, 21)
     assert np.allclose(att.weights.sum((-1, -2)), 1, atol=1e-4)
+    # its cells placed as EfficientNet's stride-4 tap (cell i on working pixel 4 i), to lay over the target
+    assert att.stride == 4 and not att.block_centred and att.on_pixels(att.concentration()).shape == (h, w)
 
 
 def test_working_shape_rules():

@@ -123,9 +123,11 @@ def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot, wait_idle):
     att = w.bin_attention
     assert att is not None and att.weights.shape[2:] == (21, 21)
     conc = viewer.layers["bin concentration"]
-    assert conc.data.shape == att.lattice and conc.metadata[OURS]["kind"] == "concentration"
-    # the concentration lattice overlays the target: same world extent
+    assert np.allclose(conc.data, att.on_pixels(att.concentration())) and conc.metadata[OURS]["kind"] == "concentration"
+    # on the working image's pixels (cell i on pixel 4 i): it overlays the target exactly
+    assert conc.data.shape == tuple(4 * np.asarray(att.lattice)) and att.cell_centre == pytest.approx(1 / 8)
     assert np.allclose(np.asarray(conc.data.shape) * conc.scale, np.asarray(t.data.shape) * t.scale)
+    assert np.allclose(np.asarray(conc.translate) - conc.scale / 2, np.asarray(t.translate) - t.scale / 2)
     # pixel -> bins: the query point's cell's distribution is drawn on the chart, and follows the point
     q = viewer.layers["bin point"]
     first = w.canvas.overlay.copy()
@@ -140,9 +142,9 @@ def test_attention_views_pixel_to_bins_and_bin_to_image(hw, qtbot, wait_idle):
     assert np.array_equal(w.canvas.hist, before)
     layer = viewer.layers["bin attention"]
     assert layer.metadata[OURS]["bin"] == [10, 10]
-    assert np.allclose(layer.data, att.pixels_of_bin(10, 10))
+    assert np.allclose(layer.data, att.on_pixels(att.pixels_of_bin(10, 10)))
     w.show_bin(3, 17)  # another bin updates the same layer, with contrast limits that follow its data
-    assert layer.metadata[OURS]["bin"] == [3, 17] and np.allclose(layer.data, att.pixels_of_bin(3, 17))
+    assert layer.metadata[OURS]["bin"] == [3, 17] and np.allclose(layer.data, att.on_pixels(att.pixels_of_bin(3, 17)))
     assert layer.contrast_limits[1] == pytest.approx(float(layer.data.max()), rel=1e-4)
     assert r.data.shape == viewer.layers["ref"].data.shape  # user layers untouched
 

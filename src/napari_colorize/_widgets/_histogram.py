@@ -426,8 +426,9 @@ class HistogramWidget(RunsJobs, Container):
         when a bin is picked on the chart, a layer of where that bin's colour goes."""
         self.bin_attention, self._attention_target, self._attention_name = att, target, name
         mine = {"widget": "histogram", "target": target.name}
-        sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
-        add_or_update_image(self._viewer, att.concentration(), "bin concentration",
+        conc = att.on_pixels(att.concentration())  # (on the working image's pixels: covers the target exactly)
+        sc, tr = overlay_transform(target, spatial_shape(target), conc.shape)
+        add_or_update_image(self._viewer, conc, "bin concentration",
                             {"kind": "concentration", "result": name, **mine}, scale=sc, translate=tr,
                             colormap="magma", opacity=0.6, visible=False, contrast_limits=(0, 1),
                             interpolation2d="linear")
@@ -443,7 +444,7 @@ class HistogramWidget(RunsJobs, Container):
         if self._marks_stale:
             self._status.value = "the histogram changed since the run: Run again to see a pixel's bins"
             return
-        self.pixel_bins = att.bins_of_pixel(*query_cell(target, q, att.lattice))
+        self.pixel_bins = att.bins_of_pixel(*query_cell(target, q, att.lattice, att.cell_centre))
         self.canvas.set_overlay(self.pixel_bins)
 
     def show_bin(self, ia: int, ib: int) -> None:
@@ -452,8 +453,8 @@ class HistogramWidget(RunsJobs, Container):
         if att is None or target not in self._viewer.layers:
             self._status.value = "run with 'add attention views' first, then pick a bin"
             return
-        where = att.pixels_of_bin(ia, ib)
-        sc, tr = overlay_transform(target, spatial_shape(target), att.lattice)
+        where = att.on_pixels(att.pixels_of_bin(ia, ib))  # (on the working image's pixels, as the concentration)
+        sc, tr = overlay_transform(target, spatial_shape(target), where.shape)
         add_or_update_image(self._viewer, where, "bin attention",
                             {"kind": "bin attention", "bin": [int(ia), int(ib)], "result": self._attention_name,
                              "widget": "histogram", "target": target.name},

@@ -180,7 +180,8 @@ class HistogramNetColorizer(NetworkColorizer):
         radius = self.network.config.coherence  # (region coherence: every pixel weighs the same)
         ab = spread(L.float(), ab.float(), torch.ones_like(L, dtype=torch.float32), radius) if radius else ab.float()
         if return_attention:
-            return Prediction(ab=ab, attention={"pixel_to_bin": BinAttention(attn[0].float().cpu().numpy())})
+            bins = BinAttention(attn[0].float().cpu().numpy(), block_centred=self.network.backbone.spec.block_centred)
+            return Prediction(ab=ab, attention={"pixel_to_bin": bins})
         return Prediction(ab=ab)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..color import NBINS
 
-__all__ = ["AttentionMaps", "BinAttention", "concentration", "lattice_on_pixels"]
+__all__ = ["AttentionMaps", "BinAttention", "OnLattice", "concentration", "lattice_on_pixels"]
 
 
 def concentration(p: np.ndarray) -> np.ndarray:
@@ -56,8 +56,30 @@ def lattice_on_pixels(m: np.ndarray, stride: int, block_centred: bool = False) -
     return out.astype(np.float32)
 
 
+class OnLattice:
+    """Where the cells of a map's lattice lie on the image it was computed on, for maps with ``stride`` (working
+    pixels per cell) and ``block_centred`` (the backbone's cell placement, ``BackboneSpec.block_centred``)."""
+
+    stride: int
+    block_centred: bool
+
+    @property
+    def cell_centre(self) -> float:
+        """Where a cell's centre lies in its ``stride x stride`` block of the working image, as a fraction of
+        the block from its first pixel's outer edge: ``0.5 / stride`` (cell ``i`` centred on pixel
+        ``stride * i``: EfficientNet's stride-2 convolutions pad ``k // 2``), or ``0.5`` (``block_centred``: in
+        the middle of the block, VGG's pooling) - as :func:`~napari_colorize.models.coherence.lattice_to_pixels`
+        places the match confidence. Used to lay the maps over an image."""
+        return 0.5 if self.block_centred else 0.5 / max(1, int(self.stride))
+
+    def on_pixels(self, m: np.ndarray) -> np.ndarray:
+        """A map on this lattice on the pixels of the working image (:func:`lattice_on_pixels`), to lay over
+        an image."""
+        return lattice_on_pixels(m, self.stride, self.block_centred)
+
+
 @dataclass
-class AttentionMaps:
+class AttentionMaps(OnLattice):
     """Attention weights of one cross-attention module, for display and analysis.
 
     ``kind == "axial"``: ``width`` is ``(heads, H, W, W)`` and ``height`` is
@@ -74,20 +96,6 @@ class AttentionMaps:
     full: np.ndarray | None = None
     shape: tuple[int, int] = field(default=(0, 0))
     block_centred: bool = False
-
-    @property
-    def cell_centre(self) -> float:
-        """Where a cell's centre lies in its ``stride x stride`` block of the working image, as a fraction of
-        the block from its first pixel's outer edge: ``0.5 / stride`` (cell ``i`` centred on pixel
-        ``stride * i``: EfficientNet's stride-2 convolutions pad ``k // 2``), or ``0.5`` (``block_centred``: in
-        the middle of the block, VGG's pooling) - as :func:`~napari_colorize.models.coherence.lattice_to_pixels`
-        places the match confidence. Used to lay the maps over an image."""
-        return 0.5 if self.block_centred else 0.5 / max(1, int(self.stride))
-
-    def on_pixels(self, m: np.ndarray) -> np.ndarray:
-        """A map on this module's lattice (:meth:`effective`, :meth:`concentration`) on the pixels of the
-        working image (:func:`lattice_on_pixels`), to lay over an image."""
-        return lattice_on_pixels(m, self.stride, self.block_centred)
 
     def effective(self, i: int, j: int) -> np.ndarray:
         """Head-averaged 2-D attention of target cell (i, j) over the reference, ``(H, W)``, sums to 1."""
@@ -112,15 +120,17 @@ class AttentionMaps:
 
 
 @dataclass
-class BinAttention:
+class BinAttention(OnLattice):
     """The colour-semantic attention of one image, for display and analysis.
 
-    ``weights``: ``(h, w, 21, 21)`` on the ``H/4 x W/4`` lattice of the working image; for each
-    target cell, a distribution over the ab bins (index ``[ia, ib]`` as in
-    :func:`napari_colorize.color.soft_histogram`) that sums to 1.
+    ``weights``: ``(h, w, 21, 21)`` on the ``H/4 x W/4`` lattice of the working image (``stride`` 4, cells placed
+    as the backbone's stride-4 tap, ``block_centred``); for each target cell, a distribution over the ab bins
+    (index ``[ia, ib]`` as in :func:`napari_colorize.color.soft_histogram`) that sums to 1.
     """
 
     weights: np.ndarray
+    stride: int = 4
+    block_centred: bool = False
 
     @property
     def lattice(self) -> tuple[int, int]:
