@@ -125,16 +125,18 @@ def _plan(args) -> tuple[list, dict, Path | None]:
 
     targets, seen = [], []
     refs = reference_files(args)
-    guides = [(Path(p), what) for p, what in [(r, "the reference" if len(refs) == 1 else "a reference")
-                                                       for r in refs] +
-              [(args.histogram_from, "the histogram's image")] if p]
+    guide_of: dict[tuple, str] = {}  # (file key -> what the guide is: the first named wins)
+    for p, what in [(r, "the reference" if len(refs) == 1 else "a reference") for r in refs] + \
+            [(args.histogram_from, "the histogram's image")]:
+        if p:
+            guide_of.setdefault(_file_key(Path(p)), what)
     seen_keys = set()
     for t in map(Path, args.targets):
         key = _file_key(t)
         if key in seen_keys:
             print(f"note: {t} is given twice; it is done once", file=sys.stderr)
             continue
-        guide = next((what for g, what in guides if _same_file(t, g)), None)
+        guide = guide_of.get(key)
         seen_keys.add(key)
         if guide and len(args.targets) > 1:  # (colorize scans/*.png -r scans/ref.png)
             print(f"note: skipping {t}: it is {guide}", file=sys.stderr)
@@ -267,11 +269,12 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
         except ImageWriteError as e:
             problems.append(f"--confidence: {e}")
             continue
+        same_case = folded.get(str(c.resolve()).casefold())
         if _file_key(c) in taken:
             problems.append(f"--confidence {c} is an input or an output: choose another file")
-        elif str(c.resolve()).casefold() in folded:
-            problems.append(f"--confidence {c} differs from the output {folded[str(c.resolve()).casefold()]} only in "
-                            "case (one file on a case-insensitive file system): choose another name")
+        elif same_case is not None:
+            problems.append(f"--confidence {c} differs from the output {same_case} only in case (one file on a "
+                            "case-insensitive file system): choose another name")
         elif c.exists() and not args.overwrite:
             problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")
         out[t] = c
