@@ -54,5 +54,15 @@ def wait_idle(qtbot):
 
 
 @pytest.fixture
+def models(monkeypatch):
+    """A fresh model cache for the widgets' workers (loaded models are served from it by name)."""
+    from napari_colorize._widgets import _workers
+
+    cache = _workers.ModelCache()
+    monkeypatch.setattr(_workers, "MODELS", cache)
+    return cache
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -9,16 +9,6 @@ from napari_colorize._widgets._workers import Progress
 
 
 @pytest.fixture
-def models(monkeypatch):
-    """A fresh model cache for the test (loaded models are served from it by name)."""
-    from napari_colorize._widgets import _workers
-
-    cache = _workers.ModelCache()
-    monkeypatch.setattr(_workers, "MODELS", cache)
-    return cache
-
-
-@pytest.fixture
 def viewer_pair(make_napari_viewer, small_pair):
     grey, ref, _ = small_pair
     viewer = make_napari_viewer()

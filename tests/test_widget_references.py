@@ -69,14 +69,10 @@ def test_provenance_goes_with_an_ome_zarr_export(make_napari_viewer, qtbot, wait
 
 
 @pytest.fixture
-def attention_setup(make_napari_viewer, exemplar_random, monkeypatch):
+def attention_setup(make_napari_viewer, exemplar_random, models):
     """``_setup`` with a random-weight exemplar network (served by name from a fresh model cache) and
     *add attention* ticked."""
-    from napari_colorize._widgets import _workers
-
-    cache = _workers.ModelCache()
-    monkeypatch.setattr(_workers, "MODELS", cache)
-    cache.put("exemplar-random", exemplar_random)
+    models.put("exemplar-random", exemplar_random)
     viewer, w, t, r1, r2 = _setup(make_napari_viewer)
     w._model_override = "exemplar-random"
     w._attention.value = True
