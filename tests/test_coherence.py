@@ -114,8 +114,18 @@ def test_pooling_backbones_keep_their_cells_in_the_middle_of_their_blocks():
     assert build_backbone("vgg19", pretrained=False).spec.block_centred
     assert not build_backbone("efficientnet_lite0", pretrained=False).spec.block_centred
     x = torch.rand(2, 1, 7, 5)
-    assert torch.equal(lattice_to_pixels(x, (56, 40), block_centred=True),
-                       F.interpolate(x, size=(56, 40), mode="bilinear", align_corners=False))
+    assert torch.allclose(lattice_to_pixels(x, (56, 40), block_centred=True),
+                          F.interpolate(x, size=(56, 40), mode="bilinear", align_corners=False), atol=1e-6)
+    # a size that is not a multiple of the stride: VGG's pooling drops the last partial block, so the cells
+    # keep their blocks' middles (F.interpolate would stretch 7 cells over all 60 pixels)
+    hot = torch.zeros(1, 1, 7, 7)
+    hot[0, 0, 6, 3] = 1.0
+    y = lattice_to_pixels(hot, (60, 60), block_centred=True)[0, 0]
+    # cell (6, 3) is centred on pixel (51.5, 27.5): symmetric about column 27.5, and from row 52 on (past the
+    # last cell's centre) the last row's value; F.interpolate would centre it on (55.2, 29.5)
+    assert torch.allclose(y[59, 19:28], y[59, 28:37].flip(0))
+    assert float(y[59, 27]) == pytest.approx(1 - 0.5 / 8) and float(y[52, 28]) == pytest.approx(1 - 0.5 / 8)
+    assert float(y[51, 27]) == pytest.approx((1 - 0.5 / 8) ** 2) and float(y[40, 27]) == 0.0
     sims = {"best2": x}
     assert torch.allclose(match_confidence(sims, {"bias": 0.0, "best2": 1.0}, (56, 40), block_centred=True),
                           torch.sigmoid(F.interpolate(x, size=(56, 40), mode="bilinear", align_corners=False)))

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .configs import CONFIDENCE_FEATURES, CONFIDENCE_LEVELS
+from .maps import lattice_coords
 
 __all__ = ["centre_normalise", "inner_positions", "query_block", "box_mean", "best_similarities", "lattice_to_pixels", "match_confidence", "lightness_palette", "spread", "palette_modes", "palette_vote", "coherent_ab", "odd_colours", "fade_dark", "fade_black",
            "image_gate", "CONFIDENCE_FEATURES",
@@ -106,21 +107,19 @@ def best_similarities(target_taps: list[torch.Tensor], reference_keys: dict[int,
 
 def lattice_to_pixels(x: torch.Tensor, shape: tuple[int, int], block_centred: bool = False) -> torch.Tensor:
     """Bilinear resampling of a backbone lattice map ``(B, C, h, w)`` to ``shape`` ``(H, W)`` (pixels, or a
-    finer lattice of the same backbone), each cell where the backbone centres it. EfficientNet's stride-2
-    convolutions pad symmetrically (``k // 2``): cell ``i`` of a stride-``s`` lattice is centred on pixel
-    ``s * i`` (``F.interpolate(align_corners=False)`` would put it ``(s - 1) / 2`` pixels down and right);
-    beyond the last cell, the last cell's value. ``block_centred`` (VGG's 2 x 2 pooling,
-    ``BackboneSpec.block_centred``): in the middle of its ``s x s`` block, ``F.interpolate``'s placement. The
-    stride is the power of two nearest ``H / h`` (a lattice of ``ceil(H / s)`` cells when ``H`` is not a
-    multiple of ``s``)."""
+    finer lattice of the same backbone), each cell where the backbone centres it
+    (:func:`~napari_colorize.models.maps.lattice_coords`, the placement the widgets' maps share): cell ``i`` of
+    a stride-``s`` lattice on pixel ``s * i`` (EfficientNet's stride-2 convolutions pad ``k // 2``;
+    ``F.interpolate(align_corners=False)`` would put it ``(s - 1) / 2`` pixels down and right), or in the
+    middle of its ``s x s`` block when ``block_centred`` (VGG's 2 x 2 pooling, ``BackboneSpec.block_centred``);
+    beyond the last cell, the last cell's value. The stride is the power of two nearest ``H / h`` (a lattice
+    of ``ceil(H / s)`` cells, or ``floor`` for VGG, when ``H`` is not a multiple of ``s``)."""
     h, w = x.shape[-2:]
     H, W = int(shape[0]), int(shape[1])
-    if block_centred:
-        return F.interpolate(x.float(), size=(H, W), mode="bilinear", align_corners=False)
 
     def axis(n_out: int, n_in: int) -> torch.Tensor:
-        s = 2.0 ** round(math.log2(n_out / n_in))  # (the lattice's stride relative to the output's grid)
-        u = torch.arange(n_out, dtype=torch.float32, device=x.device) / s  # pixel -> cell
+        s = 2 ** round(math.log2(n_out / n_in))  # (the lattice's stride relative to the output's grid)
+        u = torch.from_numpy(lattice_coords(n_out, n_in, s, block_centred)).to(x.device, torch.float32)
         return u / (n_in - 1) * 2 - 1 if n_in > 1 else torch.zeros_like(u)
 
     gy, gx = torch.meshgrid(axis(H, h), axis(W, w), indexing="ij")

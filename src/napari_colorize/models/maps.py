@@ -15,7 +15,7 @@ import numpy as np
 
 from ..color import NBINS
 
-__all__ = ["AttentionMaps", "BinAttention", "OnLattice", "concentration", "lattice_on_pixels"]
+__all__ = ["AttentionMaps", "BinAttention", "OnLattice", "concentration", "lattice_coords", "lattice_on_pixels"]
 
 
 def concentration(p: np.ndarray) -> np.ndarray:
@@ -28,13 +28,25 @@ def concentration(p: np.ndarray) -> np.ndarray:
     return (1.0 - ent / math.log(p.shape[-1])).astype(np.float32)
 
 
+def lattice_coords(n_out: int, n_in: int, stride: int, block_centred: bool = False) -> np.ndarray:
+    """Where each of ``n_out`` pixels lies on a lattice axis of ``n_in`` cells, in cells (float64), as the
+    backbone places its cells: cell ``i`` of stride ``stride`` centred on pixel ``stride * i`` (EfficientNet's
+    stride-2 convolutions pad ``k // 2``), or, ``block_centred`` (VGG's 2 x 2 pooling,
+    ``BackboneSpec.block_centred``), in the middle of its block, pixel ``stride * i + (stride - 1) / 2``;
+    beyond the first and last cells, clipped to them. The one placement rule of the package: the match
+    confidence (:func:`~napari_colorize.models.coherence.lattice_to_pixels`) and the maps laid over images
+    (:func:`lattice_on_pixels`) both resample through it. ``n_out`` may count the cells of a finer lattice
+    (``stride``: the ratio of the two strides)."""
+    s = max(1, int(stride))
+    u = np.arange(int(n_out), dtype=np.float64)
+    u = (u - (s - 1) / 2.0) / s if block_centred else u / s
+    return np.clip(u, 0.0, max(int(n_in) - 1, 0))
+
+
 def _axis_weights(n_out: int, n_in: int, stride: int, block_centred: bool) -> np.ndarray:
-    """``(n_out, n_in)`` linear interpolation weights from a lattice axis of ``n_in`` cells to ``n_out`` pixels,
-    cell ``i`` on pixel ``stride * i`` (``block_centred``: ``stride * i + (stride - 1) / 2``); beyond the first
-    and last cells, their values."""
-    u = np.arange(n_out, dtype=np.float64)
-    u = (u - (stride - 1) / 2.0) / stride if block_centred else u / stride
-    u = np.clip(u, 0.0, n_in - 1)
+    """``(n_out, n_in)`` linear interpolation weights from a lattice axis of ``n_in`` cells to ``n_out`` pixels
+    placed by :func:`lattice_coords`."""
+    u = lattice_coords(n_out, n_in, stride, block_centred)
     i0 = np.floor(u).astype(int)
     i1 = np.minimum(i0 + 1, n_in - 1)
     t = u - i0
@@ -47,8 +59,9 @@ def _axis_weights(n_out: int, n_in: int, stride: int, block_centred: bool) -> np
 def lattice_on_pixels(m: np.ndarray, stride: int, block_centred: bool = False) -> np.ndarray:
     """A lattice map ``(h, w)`` resampled bilinearly to the pixels of the image it was computed on,
     ``(h * stride, w * stride)`` float32, each cell where the backbone centres it (as
-    :func:`~napari_colorize.models.coherence.lattice_to_pixels` places the match confidence): laid over an
-    image, it covers the image exactly, neither short of its edges nor beyond them."""
+    :func:`~napari_colorize.models.coherence.lattice_to_pixels` places the match confidence, both through
+    :func:`lattice_coords`): laid over an image, it covers the image exactly, neither short of its edges nor
+    beyond them."""
     m = np.asarray(m, np.float64)
     h, w = m.shape
     s = max(1, int(stride))
