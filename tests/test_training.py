@@ -615,6 +615,49 @@ def test_where_harm_diagnoses_an_output_against_the_grey_input():
     assert d["swaps"]["truth's chroma"] >= d["swaps"]["output"] - 0.02
 
 
+def test_judge_probe_swaps_exactly_one_part_of_the_colour():
+    """training.judge_probe: a chroma-order swap keeps the model's chroma values and takes the truth's
+    ranks; hue and chroma swaps keep the other part; the truth's rows keep their stated property; and a
+    probe run gives every row one value per view, the truth row agreeing with itself."""
+    from training.judge_probe import MODEL_ROWS, TRUTH_ROWS, model_ab, polar, probe, rank_match, truth_ab
+
+    rng = np.random.default_rng(3)
+    t = rng.normal(0, 20, (16, 12, 2))
+    o = rng.normal(5, 10, (16, 12, 2))
+    r = rng.normal(-3, 15, (16, 12, 2))
+    v = rank_match(polar(t)[0], polar(o)[0])
+    assert np.array_equal(np.sort(v, None), np.sort(polar(o)[0], None))  # the model's values, all of them
+    assert np.array_equal(np.argsort(v, None), np.argsort(polar(t)[0], None))  # in the truth's order
+    swapped = model_ab("{m} hue, truth chroma", o, t)
+    assert np.allclose(polar(swapped)[0], polar(t)[0]) and np.allclose(np.cos(polar(swapped)[1] - polar(o)[1]), 1)
+    swapped = model_ab("{m} chroma, truth hue", o, t)
+    assert np.allclose(polar(swapped)[0], polar(o)[0]) and np.allclose(np.cos(polar(swapped)[1] - polar(t)[1]), 1)
+    assert np.array_equal(model_ab("{m}", o, t), o)
+    for row in TRUTH_ROWS:
+        assert truth_ab(row, t, r).shape == t.shape
+    stats = truth_ab("truth layout, reference's mean and spread", t, r).reshape(-1, 2)
+    assert np.allclose(stats.mean(0), r.reshape(-1, 2).mean(0)) and np.allclose(stats.std(0), r.reshape(-1, 2).std(0))
+    assert np.allclose(polar(truth_ab("truth hue +180 deg", t, r))[0], polar(t)[0])
+    assert np.allclose(truth_ab("truth hue +180 deg", t, r), -t, atol=1e-9)
+
+    import napari_colorize as nc
+
+    class MeanRedJudge:  # class 1 when the image is redder than green, class 0 otherwise
+        def probs(self, rgb):
+            x = np.asarray(rgb, np.float64) / (255.0 if np.asarray(rgb).dtype == np.uint8 else 1.0)
+            p1 = 1 / (1 + np.exp(-40 * (x[..., 0].mean() - x[..., 1].mean())))
+            return np.array([1 - p1, p1])
+
+    y, x = np.mgrid[0:48, 0:48]
+    imgs = [np.stack([150 + 60 * np.sin(x / 5), 80 + 0 * x, 60 + 40 * np.cos(y / 7)], -1).astype(np.uint8),
+            np.stack([70 + 0 * x, 160 + 50 * np.sin(y / 6), 90 + 0 * x], -1).astype(np.uint8)]
+    res = probe(nc.load_model("reinhard"), imgs, imgs[::-1], MeanRedJudge())
+    assert set(res) == {"grey", *TRUTH_ROWS, *(row.format(m="reinhard") for row in MODEL_ROWS)}
+    assert all(len(d["agree"]) == len(d["agree_p"]) == 2 for d in res.values())
+    assert res["truth"]["agree"].tolist() == [1.0, 1.0]
+    assert res["truth hue +180 deg"]["agree"].tolist() == [0.0, 0.0]  # red <-> green turned: the judge flips
+
+
 def test_fit_confidence_recovers_a_logistic_model_and_labels_a_view():
     """training.fit_confidence: the regression finds the coefficients that made synthetic labels (and a
     lower cross-entropy than a constant); a view's samples: one row of the three levels' similarities per
