@@ -113,3 +113,145 @@ def test_probe_reads_headers_not_pixels_and_agrees_with_read(tmp_path):
     raw = (tmp_path / "big.png").read_bytes(); (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ImageReadError, match="corrupt or truncated"):
         probe_image(tmp_path / "cut.png")
+
+
+# --------------------------------------------------------------------------- TIFF series, photometric, codecs (fuzz11)
+def _agree(p):
+    """read_image and probe_image of ``p``: the same shape and dtype; the pixels as numpy."""
+    a = read_image(p)
+    assert probe_image(p) == (tuple(a.shape), np.dtype(a.dtype)), p
+    return a, np.asarray(a)
+
+
+def test_multi_series_tiff_is_read_as_one_stack(tmp_path):
+    """Frames written one by one (``append=True``: one series each) are one stack, read lazily; series of
+    different shapes: the first, with a warning naming the series (it was the first, silently)."""
+    import tifffile
+
+    z = (np.arange(6 * 20 * 30).reshape(6, 20, 30) * 7).astype(np.uint16)
+    for i in range(6):
+        tifffile.imwrite(tmp_path / "frames.tif", z[i], append=True)
+    a, full = _agree(tmp_path / "frames.tif")
+    assert full.shape == (6, 20, 30) and np.array_equal(full, z)
+    assert not isinstance(a, np.ndarray)  # (page by page: nothing decoded before a slice is used)
+    assert np.array_equal(np.asarray(a[4]), z[4])
+    tifffile.imwrite(tmp_path / "two.tif", z[:2], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "two.tif", z[2:, :10], photometric="minisblack", append=True)
+    with pytest.warns(UserWarning, match=r"its 2 series have different shapes.*\(2, 20, 30\).*\(4, 10, 30\).*only "
+                                         r"the first"):
+        a, full = _agree(tmp_path / "two.tif")
+    assert np.array_equal(full, z[:2])
+
+
+def test_tiff_photometric_interpretation_is_applied(tmp_path):
+    """MINISWHITE inverted, PALETTE through its colormap, CMYK and YCbCr to RGB (they were read as stored:
+    negatives, palette indices as grey, CMYK as RGBA), the rest refused by name; probe and read agree."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    g = rng.integers(0, 256, (24, 32), np.uint8)
+    tifffile.imwrite(tmp_path / "mw.tif", 255 - g, photometric="miniswhite")
+    assert np.array_equal(_agree(tmp_path / "mw.tif")[1], g)
+    g16 = rng.integers(0, 65536, (3, 24, 32)).astype(np.uint16)  # a stack: inverted page by page
+    tifffile.imwrite(tmp_path / "mw16.tif", g16, photometric="miniswhite")
+    assert np.array_equal(_agree(tmp_path / "mw16.tif")[1], 65535 - g16)
+    gf = rng.random((24, 32)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "mwf.tif", gf, photometric="miniswhite")
+    assert np.allclose(_agree(tmp_path / "mwf.tif")[1], 1 - gf)  # (floats: 1 - value)
+
+    rgb = rng.integers(0, 256, (24, 32, 3), np.uint8)
+    im = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=32)
+    for name, pil in (("pal.tif", im), ("cmyk.tif", Image.fromarray(rgb).convert("CMYK")),
+                      ("ycc.tif", Image.fromarray(rgb).convert("YCbCr"))):
+        pil.save(tmp_path / name)
+        a, full = _agree(tmp_path / name)
+        want = np.asarray(Image.open(tmp_path / name).convert("RGB")).astype(int)
+        assert full.shape == (24, 32, 3) and full.dtype == np.uint8, name
+        assert np.abs(full.astype(int) - want).max() <= (2 if name == "ycc.tif" else 0), name
+    cmap = rng.integers(0, 65536, (3, 256)).astype(np.uint16)  # a true 16-bit colormap: uint16 colours
+    idx = rng.integers(0, 256, (24, 32), np.uint8)
+    tifffile.imwrite(tmp_path / "pal16.tif", idx, photometric="palette", colormap=cmap)
+    a, full = _agree(tmp_path / "pal16.tif")
+    assert full.dtype == np.uint16 and np.array_equal(full, cmap.T[idx])
+    tifffile.imwrite(tmp_path / "lab.tif", rgb, photometric="cielab")
+    for read in (read_image, probe_image):
+        with pytest.raises(ImageReadError, match="CIELAB"):
+            read(tmp_path / "lab.tif")
+
+
+def test_compressed_tiffs_read_and_missing_codec_named(tmp_path, monkeypatch):
+    """LZW (Photoshop, GIMP, scanners) reads with imagecodecs, a dependency; without the codec the message
+    names it and says how to install it (it said "corrupt or truncated")."""
+    import tifffile
+
+    g = np.random.default_rng(2).integers(0, 256, (24, 32), np.uint8)
+    Image.fromarray(g).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    assert np.array_equal(_agree(tmp_path / "lzw.tif")[1], g)
+    monkeypatch.delitem(tifffile.TIFF.DECOMPRESSORS._codecs, 5, raising=False)
+    monkeypatch.setattr(tifffile.tifffile, "imagecodecs", None)
+    for read in (read_image, probe_image):
+        with pytest.raises(ImageReadError, match=r"LZW.*pip install imagecodecs") as e:
+            read(tmp_path / "lzw.tif")
+        assert "corrupt" not in str(e.value) and "lzw.tif" in str(e.value)
+
+
+def test_compressed_tiff_stack_is_read_page_by_page(tmp_path):
+    import tifffile
+
+    z = np.stack([np.full((16, 24), i, np.uint16) for i in range(5)])
+    tifffile.imwrite(tmp_path / "zlib.tif", z, compression="zlib")
+    a, full = _agree(tmp_path / "zlib.tif")
+    assert not isinstance(a, np.ndarray) and np.array_equal(full, z)
+    assert int(np.asarray(a[3]).max()) == 3
+
+
+def test_multi_frame_bomb_refused_before_decoding(tmp_path):
+    """A 1.4 kB GIF with a 12000 x 12000 logical screen and 60 frames asked for ~26 GB (and the probe decoded
+    every frame): refused from its header."""
+    import struct
+
+    w = h = 12000
+    out = bytearray(b"GIF89a" + struct.pack("<HH", w, h) + bytes([0xF0, 0, 0]) + bytes([0, 0, 0, 255, 255, 255]))
+    out += b"\x21\xFF\x0BNETSCAPE2.0\x03\x01\x00\x00\x00"
+    for i in range(60):
+        out += b"\x21\xF9\x04\x00\x00\x00\x00\x00" + b"\x2C" + struct.pack("<HHHH", i, 0, 1, 1) + b"\x00"
+        out += b"\x02\x02\x44\x01\x00"
+    (tmp_path / "bomb.gif").write_bytes(bytes(out + b"\x3B"))
+    for read in (read_image, probe_image):
+        with pytest.raises(ImageReadError, match=r"60 frames of 12000 x 12000.*decompression bomb"):
+            read(tmp_path / "bomb.gif")
+
+
+def test_out_of_memory_while_reading_is_a_message(tmp_path, monkeypatch, capsys):
+    """A MemoryError (no text of its own) becomes "out of memory reading FILE", never an empty "error: "."""
+    from PIL import ImageFile
+
+    from napari_colorize.cli import main
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(np.full((8, 8, 3), (200, 80, 20), np.uint8)).save(tmp_path / "r.png")
+
+    def no_memory(self, *a, **k):
+        raise MemoryError()
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    for read in (read_image, probe_image):
+        with pytest.raises(ImageReadError, match="g.png: out of memory reading it"):
+            read(tmp_path / "g.png")
+    assert main(["colorize", str(tmp_path / "g.png"), "-r", str(tmp_path / "r.png"), "-m", "reinhard",
+                 "-o", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "out of memory reading" in err and "error: \n" not in err
+
+
+def test_npy_gets_the_pixel_cap(tmp_path):
+    from napari_colorize.io import MAX_PIXELS
+
+    side = int(MAX_PIXELS ** 0.5) + 1
+    a = np.lib.format.open_memmap(tmp_path / "huge.npy", mode="w+", dtype=np.uint8, shape=(side, side))
+    del a  # (a sparse file: nothing written)
+    for read in (read_image, probe_image):
+        with pytest.raises(ImageReadError, match="decompression bomb"):
+            read(tmp_path / "huge.npy")
+    np.save(tmp_path / "ok.npy", np.zeros((3, 40, 50), np.uint8))
+    assert probe_image(tmp_path / "ok.npy") == ((3, 40, 50), np.dtype(np.uint8))

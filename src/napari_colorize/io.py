@@ -2,9 +2,11 @@
 
 Readers (:func:`read_image`, :func:`probe_image`): PNG, JPEG and the other formats Pillow knows
 (first frame, or every frame of a multi-frame file as a stack), TIFF (tifffile; uncompressed files
-are memory-mapped, so a stack is read slice by slice), ``.npy`` (memory-mapped). The dtype is kept.
-Every failure is an :class:`ImageReadError` naming the file: missing, a folder, unreadable,
-not an image, corrupt or truncated.
+are memory-mapped, other stacks read page by page as a dask array, so a stack is read slice by slice;
+series of one shape stacked; the photometric interpretation applied), ``.npy`` (memory-mapped). The
+dtype is kept. Every failure is an :class:`ImageReadError` naming the file: missing, a folder,
+unreadable, not an image, corrupt or truncated, a codec missing, too large (:data:`MAX_PIXELS`,
+:data:`MAX_DECODED`), out of memory.
 
 Writers: :func:`write_image` (a whole array) and :class:`StackWriter` (slice by slice, so a large
 stack never needs its whole float32 RGB result in memory). Output dtypes:
@@ -37,7 +39,7 @@ from .disk import (DiskFullError, ImageWriteError, check_free_space, disk_full_m
 __all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "probe_image", "write_image", "StackWriter",
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
            "to_output_dtype", "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
-           "pid_alive", "MAX_PIXELS", "check_pixels",
+           "pid_alive", "MAX_PIXELS", "MAX_DECODED", "check_pixels", "check_frames", "out_of_memory",
            "frames_as_stack", "is_image_like", "PROVENANCE_KEY", "read_embedded_text", "can_embed"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -50,6 +52,9 @@ DTYPES = ("uint8", "uint16", "float32")
 # (about 179 million pixels, 13377 x 13377; float32 RGB of it is 2.1 GB). A header claiming more is
 # refused before any pixel is decoded.
 MAX_PIXELS = 2 * 89478485
+# the most values decoded at once for one multi-frame file (a GIF's frames, all in memory): those of a 2-D RGB
+# image of MAX_PIXELS. A header claiming more is refused before any frame is decoded.
+MAX_DECODED = 3 * MAX_PIXELS
 
 
 class ImageReadError(ValueError):
@@ -130,6 +135,26 @@ def _pil_array(im) -> np.ndarray:
     return a
 
 
+def check_frames(path, n: int, shape: tuple, channels: int) -> None:
+    """Refuse (:class:`ImageReadError`) a multi-frame file whose ``n`` frames of ``shape`` ``(H, W)`` and
+    ``channels`` decoded values per pixel exceed :data:`MAX_DECODED` (what a 2-D RGB image of
+    :data:`MAX_PIXELS` decodes to), before any frame is decoded: a few kB of GIF can claim a logical screen
+    of 12000 x 12000 pixels and 60 frames, 26 GB once decoded."""
+    h, w = (int(shape[0]), int(shape[1]))
+    total = int(n) * h * w * int(channels)
+    if total > MAX_DECODED:
+        raise ImageReadError(f"{path}: its header claims {n} frames of {w} x {h} pixels x {channels} channels "
+                             f"({total / 1e6:.0f} million values), more than the {MAX_DECODED / 1e6:.0f} million "
+                             "decoded here at once (a damaged header or a decompression bomb?); save the frames "
+                             "as a TIFF stack, or fewer or smaller frames")
+
+
+def _frame_channels(im) -> int:
+    """Values per pixel a frame of ``im`` may be decoded to (at most: palette frames may become RGBA, and
+    later frames of a grey GIF RGB)."""
+    return 1 if im.mode in ("1", "L", "I", "F", "I;16", "I;16B", "I;16L") and im.format != "GIF" else 4
+
+
 def _read_pil(path: Path) -> np.ndarray:
     from PIL import UnidentifiedImageError
 
@@ -138,6 +163,8 @@ def _read_pil(path: Path) -> np.ndarray:
     try:
         with _pil_opened(path) as im:
             n = int(getattr(im, "n_frames", 1))
+            if n > 1:
+                check_frames(path, n, (im.size[1], im.size[0]), _frame_channels(im))
             frames = []
             for i in range(n):
                 im.seek(i)
@@ -200,7 +227,9 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
     try:
         with _pil_opened(path) as im:
-            if int(getattr(im, "n_frames", 1)) > 1:  # multi-frame files: decoded to learn their layout
+            n = int(getattr(im, "n_frames", 1))
+            if n > 1:  # multi-frame files: decoded to learn their layout (bounded first)
+                check_frames(path, n, (im.size[1], im.size[0]), _frame_channels(im))
                 a = _read_pil(path)
                 return tuple(a.shape), a.dtype
             corner = _pil_array(im.crop((0, 0, 1, 1)))
@@ -231,7 +260,245 @@ def quiet_logger(name: str, level: int):
         log.setLevel(before)
 
 
+# TIFF compressions whose decoder gives RGB for YCbCr pixels (the JPEG codecs convert them themselves)
+_JPEG_COMPRESSIONS = (6, 7, 33007, 34892)
+
+
+def _tiff_name(enum, value) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return str(value)
+
+
+def _tiff_codec_check(path: Path, page) -> None:
+    """Refuse a compression that cannot be decoded here before any pixel is read: naming the codec,
+    and saying ``pip install imagecodecs`` when that package would decode it (never "corrupt")."""
+    from tifffile import COMPRESSION, TIFF
+
+    c = int(page.compression)
+    if c == 1:
+        return
+    try:
+        TIFF.DECOMPRESSORS[c]
+    except KeyError as e:
+        raise ImageReadError(_codec_message(path, _tiff_name(COMPRESSION, c), str(e))) from None
+
+
+def _codec_message(path: Path, name: str | None, why: str) -> str:
+    if name is None:  # (tifffile's "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+        import re
+
+        m = re.search(r"COMPRESSION\.(\w+)", why)
+        name = m.group(1) if m else None
+    what = f"{name}-compressed" if name else "compressed"
+    if "imagecodecs" in why:
+        return (f"{path}: this TIFF is {what}; decoding {name or 'it'} needs the package imagecodecs, which is not "
+                "installed: pip install imagecodecs")
+    return f"{path}: this TIFF is {what}, which cannot be decoded here ({why.strip(chr(39))})"
+
+
+def _tiff_rationals(tag, n: int, default: tuple) -> tuple:
+    """A TIFF tag of ``n`` RATIONAL values as floats (tifffile gives numerator, denominator pairs)."""
+    if tag is None:
+        return default
+    v = [float(x) for x in np.ravel(tag.value)]
+    if len(v) == 2 * n:
+        v = [v[i] / v[i + 1] if v[i + 1] else 0.0 for i in range(0, 2 * n, 2)]
+    return tuple(v) if len(v) == n else default
+
+
+def _tiff_photometric(path: Path, page):
+    """How the stored samples of ``page`` (a keyframe) become grey or RGB pixels, from its
+    PhotometricInterpretation: ``(page_shape, dtype, convert)`` of the converted page, ``convert`` None
+    when the samples are used as stored (MINISBLACK, RGB, or no such tag), else a function of an array
+    whose last axes are a page's. Refuses (:class:`ImageReadError`) what is not converted here."""
+    from tifffile import PHOTOMETRIC
+
+    shape, dtype = tuple(int(n) for n in page.shape), np.dtype(page.dtype)
+    pm = int(page.photometric) if 262 in page.tags else 1  # (tifffile says MINISWHITE when the tag is missing)
+    name = _tiff_name(PHOTOMETRIC, pm)
+    extras = len(page.extrasamples or ())
+    colour = int(page.samplesperpixel) - extras
+    planar = int(page.samplesperpixel) > 1 and int(page.planarconfig) == 2
+
+    def refuse(why: str) -> ImageReadError:
+        return ImageReadError(f"{path}: its pixels are stored as {name} (TIFF photometric interpretation {pm}), "
+                              f"{why}: save it as greyscale or RGB")
+
+    if pm in (1, 2):  # MINISBLACK, RGB
+        return shape, dtype, None
+    if pm == 0:  # MINISWHITE: 0 is white; inverted within the dtype's range (its bits per sample, for 12-bit)
+        bits = int(page.bitspersample)
+        if extras and planar:
+            raise refuse("with extra samples in separate planes, which is not read here")
+
+        def invert(v):
+            if v.dtype.kind == "f":  # floats: 1 - value ([0, 1] stays [0, 1]; any range keeps its spread, turned over)
+                return (1 - v).astype(v.dtype, copy=False)
+            if v.dtype == bool:
+                return ~v
+            if v.dtype.kind == "i":
+                return ~v  # (-1 - value: the signed range turned over onto itself)
+            top = (1 << bits) - 1 if bits < 8 * v.dtype.itemsize else np.iinfo(v.dtype).max
+            return (top - np.minimum(v, top)).astype(v.dtype, copy=False)
+
+        def convert(a):
+            a = np.asarray(a)
+            if not extras:
+                return invert(a)
+            out = np.array(a, copy=True)
+            out[..., :colour] = invert(a[..., :colour])
+            return out
+        return shape, dtype, convert
+    if pm == 3:  # PALETTE: each value an index into the colormap (3 x 2**bits, 16-bit)
+        cmap = page.colormap
+        if cmap is None or dtype.kind not in "uib" or page.samplesperpixel != 1:
+            raise refuse("without a colormap that can be applied" if cmap is None else
+                         "with more than one sample per pixel or non-integer indices, which is not read here")
+        cmap = np.asarray(cmap).reshape(3, -1)
+        if int(cmap.max()) <= 255:  # (a writer that stored 8-bit values)
+            lut = cmap.T.astype(np.uint8)
+        elif not (cmap % 257).any():  # 8-bit colours scaled to 16 bits (x 257: libtiff, tifffile)
+            lut = (cmap // 257).T.astype(np.uint8)
+        elif not (cmap % 256).any():  # (x 256: Pillow)
+            lut = (cmap // 256).T.astype(np.uint8)
+        else:
+            lut = cmap.T.astype(np.uint16)
+
+        def convert(a):
+            a = np.asarray(a)
+            return lut[np.clip(a.astype(np.int64, copy=False), 0, len(lut) - 1)]
+        return shape + (3,), lut.dtype, convert
+    if pm in (5, 6) and planar:
+        raise refuse("in separate planes, which is not read here")
+    if pm == 5:  # SEPARATED: CMYK inks (InkSet 1, four inks) -> RGB, R = (1 - C)(1 - K), ...
+        inkset = int(page.tags.valueof(332, 1) or 1)
+        if inkset != 1 or colour != 4 or dtype.kind not in "uf":
+            raise refuse(f"with {colour} inks (only CMYK, four inks, is read here)")
+        top = 1.0 if dtype.kind == "f" else float((1 << int(page.bitspersample)) - 1)
+        alpha = 1 if extras else 0
+
+        def convert(a):
+            a = np.asarray(a)
+            f = np.clip(a[..., :4].astype(np.float64), 0, top)
+            rgb = (top - f[..., :3]) * (top - f[..., 3:4]) / top
+            if dtype.kind != "f":
+                rgb = np.round(rgb)
+            out = rgb.astype(dtype)
+            return np.concatenate([out, a[..., 4:5].astype(dtype)], -1) if alpha else out
+        return shape[:-1] + (3 + alpha,), dtype, convert
+    if pm == 6:  # YCbCr: decoded to RGB by the JPEG codecs; uncompressed (or LZW...) 8-bit converted here
+        if int(page.compression) in _JPEG_COMPRESSIONS:
+            return shape, dtype, None
+        sub = page.tags.valueof(530, (2, 2))
+        if tuple(int(x) for x in np.ravel(sub)) != (1, 1) or colour != 3 or dtype != np.uint8:
+            raise refuse(f"8-bit without chroma subsampling is read here, not {int(page.bitspersample)}-bit with "
+                         f"subsampling {tuple(int(x) for x in np.ravel(sub))}")
+        kr, kg, kb = _tiff_rationals(page.tags.get(529), 3, (0.299, 0.587, 0.114))
+        rbw = _tiff_rationals(page.tags.get(532), 6, (0.0, 255.0, 128.0, 255.0, 128.0, 255.0))
+
+        def convert(a):
+            a = np.asarray(a)
+            f = a[..., :3].astype(np.float64)
+            y = (f[..., 0] - rbw[0]) * 255 / ((rbw[1] - rbw[0]) or 1)
+            cb = (f[..., 1] - rbw[2]) * 127 / ((rbw[3] - rbw[2]) or 1)
+            cr = (f[..., 2] - rbw[4]) * 127 / ((rbw[5] - rbw[4]) or 1)
+            r, b = cr * (2 - 2 * kr) + y, cb * (2 - 2 * kb) + y
+            g = (y - kb * b - kr * r) / kg
+            out = np.clip(np.round(np.stack([r, g, b], -1)), 0, 255).astype(np.uint8)
+            return np.concatenate([out, a[..., 3:4]], -1) if a.shape[-1] > 3 else out
+        return shape, dtype, convert
+    raise refuse("which is not read here")
+
+
+def _tiff_members(path: Path, tf) -> list:
+    """The series read as the image: every series when they have one shape and dtype (frames written one by
+    one, ``imwrite(..., append=True)``; positions of an OME-TIFF), stacked along a new first axis; else
+    the first, with a warning naming the series (never silently cut). Reduced-resolution and mask pages
+    (previews of an image, not frames) are left out."""
+    import warnings
+
+    first = tf.series[0]
+    others = [s for s in tf.series[1:] if not (int(getattr(s.keyframe, "subfiletype", 0) or 0) & 5)]
+    group = [first] + others
+    if len(group) == 1:
+        return group
+
+    def key(s):
+        k = s.keyframe
+        return (tuple(s.shape), np.dtype(s.dtype), int(k.photometric))
+
+    if all(key(s) == key(first) for s in group):
+        return group
+    shapes: dict = {}
+    for s in group:
+        d = f"{tuple(s.shape)} {np.dtype(s.dtype)}"
+        shapes[d] = shapes.get(d, 0) + 1
+    told = ", ".join(f"{d}" + (f" x {k}" if k > 1 else "") for d, k in list(shapes.items())[:6])
+    warnings.warn(f"{path}: its {len(group)} series have different shapes or dtypes ({told}"
+                  f"{', ...' if len(shapes) > 6 else ''}) and cannot be read as one stack: only the first series "
+                  f"{tuple(first.shape)} is read", stacklevel=4)
+    return [first]
+
+
+class _TiffPages:
+    """Pages of a TIFF file read one at a time (for a lazy stack): the file stays open while this object
+    lives, its reads serialised; ``read(i)`` is page ``i`` as an array, converted by ``convert``. It
+    pickles as its path (a worker opens the file itself)."""
+
+    def __init__(self, path: Path, convert=None) -> None:
+        import threading
+
+        self.path, self.convert = Path(path), convert
+        self._tf = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"path": self.path, "convert": self.convert}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["path"], state["convert"])
+
+    def read(self, i: int) -> np.ndarray:
+        import tifffile
+
+        try:
+            with self._lock, quiet_logger("tifffile", logging.CRITICAL):
+                if self._tf is None:
+                    self._tf = tifffile.TiffFile(self.path)
+                a = self._tf.pages[i].asarray()
+            return self.convert(a) if self.convert is not None else a
+        except MemoryError:
+            raise ImageReadError(out_of_memory(f"{self.path} (page {i})")) from None
+        except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
+            raise ImageReadError(f"{self.path}: not a readable TIFF file: page {i} is corrupt or truncated "
+                                 f"({e})") from None
+
+    def __del__(self) -> None:
+        tf, self._tf = getattr(self, "_tf", None), None
+        if tf is not None:
+            with contextlib.suppress(Exception):
+                tf.close()
+
+
+def _lazy_tiff(path: Path, pages: list[int], page_shape: tuple, dtype, shape: tuple, convert):
+    """A dask array of ``shape`` read page by page (one chunk per page): memory does not grow with the
+    number of pages, whatever the compression."""
+    import dask
+    import dask.array as da
+
+    reader = _TiffPages(path, convert)
+    read = dask.delayed(reader.read, pure=False)
+    blocks = [da.from_delayed(read(i), shape=page_shape, dtype=dtype) for i in pages]
+    return da.stack(blocks).reshape(shape)
+
+
 def _read_tiff(path: Path, probe: bool = False):
+    """A TIFF as an array: every series of one shape stacked (else the first, with a warning), the
+    photometric interpretation applied (MINISWHITE inverted, PALETTE through its colormap, CMYK and
+    YCbCr to RGB). Uncompressed single series are memory-mapped; other stacks are read page by page (a
+    dask array); a single compressed page is decoded."""
     import tifffile
 
     # a damaged file is reported once, by us, not logged on stderr too
@@ -240,18 +507,41 @@ def _read_tiff(path: Path, probe: bool = False):
             with tifffile.TiffFile(path) as tf:
                 if not tf.series:
                     raise ImageReadError(f"{path}: the TIFF file holds no image")
-                s = tf.series[0]
-                rgb_last = len(s.shape) >= 3 and s.shape[-1] in (3, 4)
-                check_pixels(path, tuple(s.shape[-3:-1] if rgb_last else s.shape[-2:]))
+                members = _tiff_members(path, tf)
+                s, key = members[0], members[0].keyframe
+                check_pixels(path, (int(key.imagelength), int(key.imagewidth)))
+                for m in members:
+                    _tiff_codec_check(path, m.keyframe)
+                page_shape = tuple(int(n) for n in key.shape)
+                out_page, dtype, convert = _tiff_photometric(path, key)
+                sshape = tuple(int(n) for n in s.shape)
+                if convert is not None and sshape[len(sshape) - len(page_shape):] != page_shape:
+                    raise ImageReadError(f"{path}: its series of shape {sshape} is not made of whole pages of "
+                                         f"{page_shape}: its photometric interpretation cannot be applied here")
+                stack = ((len(members),) if len(members) > 1 else ()) + sshape[:len(sshape) - len(page_shape)]
+                shape = stack + (out_page if convert is not None else sshape[len(sshape) - len(page_shape):])
+                if convert is None:
+                    shape, dtype = ((len(members),) if len(members) > 1 else ()) + sshape, np.dtype(s.dtype)
                 if probe:
-                    return tuple(s.shape), np.dtype(s.dtype)
-            try:
-                return tifffile.memmap(path, mode="r")  # uncompressed, contiguous: read lazily, slice by slice
-            except (ValueError, OSError, tifffile.TiffFileError):
-                return tifffile.imread(path)
+                    return shape, dtype
+                pages = [p.index for m in members for p in m.pages if p is not None]
+                per_page = int(np.prod(page_shape))
+                whole = len(pages) * per_page == int(np.prod(sshape)) * len(members)
+                if len(members) == 1 and convert is None:
+                    try:  # uncompressed, contiguous: read lazily, slice by slice
+                        return tifffile.memmap(path, mode="r")
+                    except (ValueError, OSError, tifffile.TiffFileError):
+                        pass
+                if len(pages) > 1 and whole:
+                    return _lazy_tiff(path, pages, out_page if convert is not None else page_shape, dtype, shape,
+                                      convert)
+                a = np.stack([m.asarray() for m in members]) if len(members) > 1 else s.asarray()
+                return convert(a) if convert is not None else a
         except ImageReadError:
             raise
         except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
+            if "imagecodecs" in str(e):
+                raise ImageReadError(_codec_message(path, None, str(e))) from None
             raise ImageReadError(f"{path}: not a readable TIFF file: corrupt or truncated ({e})") from None
 
 
@@ -270,6 +560,8 @@ def _read_npy(path: Path, probe: bool = False):
         raise ImageReadError(f"{path}: not a readable .npy array: corrupt or truncated ({e})") from None
     if not isinstance(a, np.ndarray):
         raise ImageReadError(f"{path}: holds several arrays (an .npz archive?), not one image")
+    if a.ndim >= 2:  # the 2-D image (slice) as for other files: (..., H, W), or (..., H, W, C) with C <= 4
+        check_pixels(path, a.shape[-3:-1] if a.ndim >= 3 and a.shape[-1] <= 4 else a.shape[-2:], "array")
     if probe:
         return tuple(a.shape), a.dtype
     return a
@@ -289,11 +581,14 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return _read_npy(path)
-    if suffix in TIFF_SUFFIXES:
-        return _read_tiff(path)
-    return _read_pil(path)
+    try:
+        if suffix == ".npy":
+            return _read_npy(path)
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path)
+        return _read_pil(path)
+    except MemoryError:  # (a bare MemoryError has no message: never an empty "error: ")
+        raise ImageReadError(out_of_memory(path)) from None
 
 
 def probe_image(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -301,11 +596,20 @@ def probe_image(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return _read_npy(path, probe=True)
-    if suffix in TIFF_SUFFIXES:
-        return _read_tiff(path, probe=True)
-    return _probe_pil(path)
+    try:
+        if suffix == ".npy":
+            return _read_npy(path, probe=True)
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path, probe=True)
+        return _probe_pil(path)
+    except MemoryError:
+        raise ImageReadError(out_of_memory(path)) from None
+
+
+def out_of_memory(path) -> str:
+    """The message for a MemoryError while reading ``path`` (Python's own has no text)."""
+    return (f"{path}: out of memory reading it (the image is larger than the memory free here); free some "
+            "memory, or give a smaller image or a stack of fewer slices")
 
 
 # --------------------------------------------------------------------------- writing
