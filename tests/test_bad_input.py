@@ -52,6 +52,26 @@ def test_normalize_none_says_when_a_float_target_is_not_0_to_1(grey, ref):
         nc.colorize("reinhard", grey.astype(np.float32) / 255, reference=ref, normalize="none")
 
 
+def test_a_dim_float_target_is_used_as_is_with_a_warning(grey, ref):
+    """'auto' reads a float target in [0, 1] as is: a 12-bit camera image through img_as_float (0..0.0625)
+    would come out nearly black without a word - the warning says so and names the way out. A hair outside
+    [0, 1] (one value at 1.0001) is clipped with a warning instead of flipping the whole image to a stretch."""
+    import warnings
+
+    dim = grey.astype(np.float32) / 255 * 0.0625
+    with pytest.warns(nc.ColorizeWarning, match=r"reach only .* comes out dark; pass normalize='percentile'"):
+        res = nc.colorize("reinhard", dim, reference=ref)
+    assert res.rgb.max() < 0.2  # used as is, as documented
+    flat = (0.4 + 0.2 * grey.astype(np.float32) / 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nc.ColorizeWarning)
+        low = nc.colorize("reinhard", flat, reference=ref).rgb
+    flat[0, 0] = 1.0001
+    with pytest.warns(nc.ColorizeWarning, match="clipped"):
+        one_off = nc.colorize("reinhard", flat, reference=ref).rgb
+    assert np.abs(one_off[1:, 1:] - low[1:, 1:]).mean() < 0.01  # the same mapping, not a stretch
+
+
 def test_constant_image(ref):
     with pytest.warns(nc.ColorizeWarning, match="constant"):
         res = nc.colorize("welsh", np.full((40, 40), 1234, np.uint16), reference=ref)
@@ -121,8 +141,11 @@ def test_bool_target(ref):
 
 
 def test_ambiguous_4d_input(grey, ref):
-    with pytest.raises(ValueError, match="ambiguous"):
+    with pytest.raises(ValueError, match="ambiguous") as e:
         nc.colorize("welsh", np.zeros((2, 3, 20, 20)), reference=ref)
+    assert "rgb=True" not in str(e.value) and "rgb=False" in str(e.value)  # (a last axis of 20 is not colour)
+    with pytest.raises(ValueError, match="ambiguous.*rgb=True"):
+        nc.colorize("welsh", np.zeros((2, 20, 20, 3)), reference=ref)
     with pytest.raises(ValueError, match="rgb=True"):
         nc.colorize("welsh", np.zeros((20, 20)), reference=ref, rgb=True)
 

@@ -248,7 +248,7 @@ def test_messages_use_cli_flags_not_python_keywords(files):
     from napari_colorize.inputs import target_layout
 
     notes = target_layout((3, 40, 50))[2] + target_layout((40, 50, 3))[2] + target_layout((40, 50, 2))[2]
-    for shape in [(2, 3, 20, 20)]:
+    for shape in [(2, 3, 20, 20), (2, 20, 20, 3)]:
         with pytest.raises(ValueError) as e:
             target_layout(shape)
         notes.append(str(e.value))
@@ -266,7 +266,9 @@ def test_messages_use_cli_flags_not_python_keywords(files):
     res = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", str(d / "four.npy"), "-r", str(r),
                           "-m", "welsh", "-o", str(d / "four.tif")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
-    assert "--rgb" in res.stderr and "--grey" in res.stderr and "rgb=" not in res.stderr
+    assert "--grey" in res.stderr and "rgb=" not in res.stderr
+    assert "--rgb" not in res.stderr  # (a last axis of 20 is not colour: --rgb would not be the way)
+    assert "--rgb" in cli_words(notes[4]) and "--rgb" not in cli_words(notes[3])  # (a last axis of 3 may be colour)
     assert "Traceback" not in res.stderr
 
 
@@ -371,3 +373,21 @@ def test_confidence_files_never_collide(files, tmp_path, monkeypatch):
     # a name that differs from the output's only in case is one file on a case-insensitive file system
     assert _run(t1, "-r", r, "-m", "warp-grey", "-o", "out.png", "--confidence", "OUT.png") == 2
     assert not (d / "out.png").exists() and not (d / "OUT.png").exists()
+
+
+def test_hints_csv_with_a_byte_order_mark_or_a_bad_first_row(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: its first point is read, not taken for a header;
+    a first row with a number in it is a point (or a bad line, named), never a header skipped."""
+    from napari_colorize import cli
+
+    p = tmp_path / "pts.csv"
+    p.write_bytes(b"\xef\xbb\xbf10,10,255,0,0\n50,100,0,230,0\n")
+    assert cli.read_hints_csv(p) == [(10.0, 10.0, (255.0, 0.0, 0.0)), (50.0, 100.0, (0.0, 230.0, 0.0))]
+    p.write_bytes(b"\xef\xbb\xbf10,10,255,0,0\n")
+    assert cli.read_hints_csv(p) == [(10.0, 10.0, (255.0, 0.0, 0.0))]
+    p.write_bytes(b"\xef\xbb\xbfy,x,r,g,b\n10,10,255,0,0\n")  # a header (with the mark) is still skipped
+    assert cli.read_hints_csv(p) == [(10.0, 10.0, (255.0, 0.0, 0.0))]
+    for bad in ("10,10,255,0\n50,100,0,230,0\n", "y,10,255,0,0\n50,100,0,230,0\n"):
+        p.write_text(bad)
+        with pytest.raises(cli._Refused, match="pts.csv, line 1: expected y,x,r,g,b"):
+            cli.read_hints_csv(p)

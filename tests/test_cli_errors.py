@@ -52,6 +52,36 @@ def test_a_symlinked_or_dangling_output_store(files, capsys, dangling):
     assert (files / "link.zarr").is_symlink() and target.exists() != dangling
 
 
+def test_a_dangling_symlink_as_output_file_is_kept_without_overwrite(files, capsys):
+    """A dangling link is something of the user's at that name (`Path.exists()` says False for it): it is
+    refused like an existing file, and the link stays; the same for --confidence."""
+    (files / "out.tif").symlink_to(files / "missing.tif")
+    assert _colorize(files, "-o", str(files / "out.tif")) == 2
+    _one_error(capsys, "out.tif exists", "--overwrite")
+    assert (files / "out.tif").is_symlink()
+    (files / "conf.tif").symlink_to(files / "missing-too.tif")
+    assert _colorize(files, "-o", str(files / "o.tif"), "--confidence", str(files / "conf.tif")) == 2
+    _one_error(capsys, "conf.tif exists")
+    assert (files / "conf.tif").is_symlink() and not (files / "o.tif").exists()
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you "
+                                                               "tried to allocate 3600000000 bytes")])
+def test_out_of_memory_is_said_never_an_empty_error(files, capsys, monkeypatch, exc):
+    """A bare MemoryError has no text ('error: ' and nothing else); torch's allocator failing is a RuntimeError
+    (it was an 'internal error ... please report it'): both say out of memory and what to try."""
+    import napari_colorize
+
+    def fails(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(napari_colorize, "iter_colorize", fails)
+    assert _colorize(files, "-o", str(files / "o.tif")) == 2  # (nothing written)
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "smaller --size" in err and "internal error" not in err
+    assert not (files / "o.tif").exists()
+
+
 @pytest.mark.parametrize("n, words", [("1000", ("--pyramid 1000", "at most 5 lower levels", "--pyramid 5")),
                                       ("-1", ("--pyramid must be 0 or more",))])
 def test_absurd_pyramid_levels(files, capsys, n, words):

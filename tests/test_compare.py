@@ -25,3 +25,33 @@ def test_truth_of_the_wrong_size(small_pair):
         compare(["welsh"], grey, ref, truth=truth[:10])
     rows, _ = compare(["welsh"], grey, ref)
     assert np.isnan(rows[0]["SSIM"])
+
+
+def test_truth_of_any_rgb_value_range_scores_the_same(small_pair):
+    """A uint16 or float 0..255 ground truth is read by its value range, not taken as [0, 1] (SSIM 0, -90 dB)."""
+    import warnings
+
+    from napari_colorize import metrics
+
+    grey, ref, truth = small_pair
+    rows, _ = compare(["reinhard"], grey, ref, truth=truth)
+    for t in (truth.astype(np.uint16) * 257, truth.astype(np.float32)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got, _ = compare(["reinhard"], grey, ref, truth=t)
+        assert got[0]["SSIM"] == pytest.approx(rows[0]["SSIM"], abs=1e-6)
+        assert got[0]["PSNR dB"] == pytest.approx(rows[0]["PSNR dB"], abs=1e-4)
+    assert rows[0]["SSIM"] > 0.5 and rows[0]["PSNR dB"] > 10
+    assert metrics.ssim(truth.astype(np.uint16) * 257, truth) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="ground truth"):
+        compare(["reinhard"], grey, ref, truth=truth.astype(np.float32) - 100)
+
+
+def test_small_image_has_no_ssim_and_a_stack_is_refused_before_any_model(small_pair):
+    grey, ref, truth = small_pair
+    rows, _ = compare(["reinhard"], grey[:6, :6], ref, truth=truth[:6, :6])
+    assert np.isnan(rows[0]["SSIM"]) and np.isfinite(rows[0]["PSNR dB"])
+    with pytest.raises(ValueError, match="compare works on one 2-D image"):  # not the unknown model's error
+        compare(["no-such-model"], np.stack([grey, grey]), ref)
+    with pytest.raises(ValueError, match="compare works on one 2-D image"):
+        compare(["no-such-model"], grey[0], ref)

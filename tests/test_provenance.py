@@ -142,6 +142,26 @@ def test_a_users_sidecar_is_never_replaced(files):
     assert json.loads(mine.read_text())["references"][0]["name"] == "ref2.png"
 
 
+def test_an_output_replaced_without_a_record_takes_its_old_record_away(files):
+    """`--overwrite --no-provenance` over an earlier .npy output: its sidecar described the replaced run, so it
+    goes (`info` no longer reports the earlier model); a file of the user's of that name stays; a .tif output
+    of the same stem (its record inside) leaves the .npy's sidecar alone."""
+    run = ("colorize", files / "grey.png", "-r", files / "ref.png", "-o", files / "x.npy", "-q")
+    assert cli(*run, "-m", "welsh").returncode == 0
+    side = sidecar_path(files / "x.npy")
+    assert json.loads(side.read_text())["model"]["name"] == "welsh"
+    assert cli("colorize", files / "grey.png", "-r", files / "ref.png", "-o", files / "x.tif", "-q", "-m",
+               "reinhard", "--no-provenance").returncode == 0
+    assert side.exists()  # (x.tif's record would go inside it: the .npy's sidecar is not its business)
+    assert cli(*run, "-m", "reinhard", "--overwrite", "--no-provenance").returncode == 0
+    assert not side.exists()
+    r = cli("info", files / "x.npy")
+    assert r.returncode == 1 and "welsh" not in r.stdout + r.stderr
+    side.write_text("my notes")  # the user's file of that name: never touched
+    assert cli(*run, "-m", "reinhard", "--overwrite", "--no-provenance").returncode == 0
+    assert side.read_text() == "my notes"
+
+
 def test_untrusted_records_are_refused(tmp_path):
     with pytest.raises(ProvenanceError, match="not a napari-colorize"):
         loads('{"format": "something else"}')

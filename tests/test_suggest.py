@@ -55,11 +55,12 @@ def test_nothing_to_rank(tmp_path):
 
 
 def test_nearly_grey_and_uint16_candidates_are_ranked_not_refused():
-    """A candidate with almost no colour (a foggy photo) or 16-bit data is a valid image to rank."""
+    """A candidate with faint colour (a foggy photo that colorize takes as a reference) or 16-bit data is a
+    valid image to rank."""
     from skimage import data
 
     rgb = data.coffee()
-    foggy = (0.97 * rgb.mean(-1, keepdims=True) + 0.03 * rgb).astype(np.uint8)
+    foggy = (0.9 * rgb.mean(-1, keepdims=True) + 0.1 * rgb).astype(np.uint8)
     deep = rgb.astype(np.uint16) * 257
     got = suggest_references(_grey(rgb), [foggy, deep, data.rocket()], top=3, cache=False)
     assert {s.index for s in got} == {0, 1, 2} and got[-1].index == 2
@@ -119,3 +120,39 @@ def test_the_ranking_is_the_one_of_every_candidate_kept(monkeypatch):
     order = np.argsort(((z[1:] - z[:1]) ** 2).sum(-1))[:10]
     want = sorted(order, key=lambda j: -suggest.local_score(tm[0], features([cands[j]])[1][0]))[:4]
     assert [s.index for s in ranked] == [int(j) for j in want]
+
+
+def test_candidates_that_cannot_be_references_are_skipped_with_their_reason(photos, tmp_path):
+    """A grey image, grey RGB, RGB too faint for colorize and a stack are not ranked (a copy of the grey
+    target came first with score 1.0), each named once with its reason; a bad file's path is not doubled."""
+    import tifffile
+
+    rgb = photos["coffee"]
+    grey = _grey(rgb)
+    folder = tmp_path / "cand"
+    folder.mkdir()
+    Image.fromarray(rgb).save(folder / "a_colour.png")
+    Image.fromarray(grey).save(folder / "b_grey.png")
+    Image.fromarray(np.repeat(grey[..., None], 3, -1)).save(folder / "c_grey_rgb.png")
+    Image.fromarray((0.97 * rgb.mean(-1, keepdims=True) + 0.03 * rgb).astype(np.uint8)).save(folder / "d_faint.png")
+    tifffile.imwrite(folder / "e_stack.tif", np.stack([grey[:64, :64]] * 5))
+    (folder / "f_bad.jpg").write_bytes(b"not an image")
+    errors = []
+    got = suggest_references(grey, folder, top=5, cache=False, errors=errors)
+    assert [s.name for s in got] == [str(folder / "a_colour.png")]
+    why = dict(e.split(": ", 1) for e in errors)
+    assert sorted(why) == [str(folder / n) for n in ("b_grey.png", "c_grey_rgb.png", "d_faint.png", "e_stack.tif",
+                                                       "f_bad.jpg")]
+    assert "no colour" in why[str(folder / "b_grey.png")] and "no colour" in why[str(folder / "c_grey_rgb.png")]
+    assert "stack" in why[str(folder / "e_stack.tif")]
+    bad = why[str(folder / "f_bad.jpg")]
+    assert not bad.startswith(str(folder)) and "f_bad.jpg" not in bad  # (the path once, not twice)
+    errors = []  # array candidates (napari layers) alike
+    got = suggest_references(grey, [grey, rgb, np.stack([grey] * 4)], names=["g", "c", "s"], cache=False, errors=errors)
+    assert [s.name for s in got] == ["c"] and [e.split(":")[0] for e in errors] == ["g", "s"]
+
+
+@pytest.mark.parametrize("target", [np.zeros(40), np.zeros((5, 40, 40)), np.zeros((2, 40, 40, 3))])
+def test_a_stack_or_1d_target_is_refused(target, photos):
+    with pytest.raises(ValueError, match="one 2-D image"):
+        suggest_references(target, [photos["coffee"]], cache=False)

@@ -55,3 +55,35 @@ def test_set_threads_sets_torch(monkeypatch):
         assert threads.set_threads() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_huge_number_of_threads_is_capped(monkeypatch):
+    """--threads 99999 (or NAPARI_COLORIZE_THREADS=99999) crashed torch (a segmentation fault): at most 4 per core."""
+    n, why = threads.choose_threads(99999, environ={}, cores=2, busy=0.0)
+    assert n == 8 == threads.max_threads(2) and "99999 threads asked for, capped at 8" in why
+    assert threads.choose_threads(8, environ={}, cores=2, busy=0.0) == (8, "asked for")  # (4 per core: as asked)
+    n, why = threads.choose_threads(environ={threads.ENV: "99999"}, cores=3, busy=0.0)
+    assert n == 12 and f"from {threads.ENV}, capped at 12" in why
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    try:
+        with pytest.warns(UserWarning, match="capped at 4"):
+            assert threads.set_threads(99999) == 4
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bench_caps_its_threads_too(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from napari_colorize.bench import bench_forward
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    try:
+        with pytest.warns(UserWarning, match="capped at 4"):
+            rows = bench_forward("welsh", sizes=(16,), repeats=1, threads=99999)
+        assert len(rows) == 1 and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

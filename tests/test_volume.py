@@ -484,3 +484,40 @@ def test_the_memory_check_counts_every_task_that_runs_at_once(tmp_path, stack_an
             colorize_volume(vol, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=0)
         assert not (tmp_path / "o.zarr").exists()
         colorize_volume(vol, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=0, scheduler="synchronous")
+
+
+def test_ome_zarr_writer_maps_axis_labels_to_ngff_axes(tmp_path):
+    """A (z, t, y, x) layer is written transposed to NGFF's (t, c, z, y, x), each axis keeping its scale,
+    offset and unit (z was labelled t with z's 2 um, t labelled z with t's 10 s, the units dropped);
+    labels that cannot be mapped are refused, napari's default labels give the positional axes."""
+    rng = np.random.default_rng(2)
+    d = rng.random((4, 2, 16, 12, 3)).astype(np.float32)  # z=4, t=2, y, x, colour
+    out = volume.write_ome_zarr(tmp_path / "zt.zarr", d, rgb=True, axis_labels=["z", "t", "y", "x"],
+                                scale=[2.0, 10.0, 0.5, 0.25], translate=[1.0, 5.0, 0.0, 3.0],
+                                units=["micrometer", "second", "micrometer", "micrometer"])
+    g = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(g["0"][:], np.transpose(to_output_dtype(d, "uint8"), (1, 4, 0, 2, 3)))
+    ms = g.attrs["ome"]["multiscales"][0]
+    assert [(a["name"], a["type"], a.get("unit")) for a in ms["axes"]] == [
+        ("t", "time", "second"), ("c", "channel", None), ("z", "space", "micrometer"), ("y", "space", "micrometer"),
+        ("x", "space", "micrometer")]
+    scale, trans = (t[k] for t, k in zip(ms["datasets"][0]["coordinateTransformations"], ("scale", "translation")))
+    assert scale == [10.0, 1.0, 2.0, 0.5, 0.25] and trans == [5.0, 0.0, 1.0, 0.0, 3.0]
+    volume.check_axis_order("zt.zarr", ms["axes"])  # (what the volume reader accepts)
+
+    grey = rng.random((3, 16, 12)).astype(np.float32)  # (c, y, x): a channel axis, not z
+    g2 = zarr.open_group(str(volume.write_ome_zarr(tmp_path / "c.zarr", grey, axis_labels=["C", "Y", "X"])), mode="r")
+    assert [a["name"] for a in g2.attrs["ome"]["multiscales"][0]["axes"]] == ["c", "y", "x"]
+    g3 = zarr.open_group(str(volume.write_ome_zarr(tmp_path / "d.zarr", grey, axis_labels=["-3", "-2", "-1"])),
+                         mode="r")
+    assert [a["name"] for a in g3.attrs["ome"]["multiscales"][0]["axes"]] == ["z", "y", "x"]
+    g4 = zarr.open_group(str(volume.write_ome_zarr(tmp_path / "e.zarr", grey, axis_labels=["x", "t", "y"])), mode="r")
+    assert [a["name"] for a in g4.attrs["ome"]["multiscales"][0]["axes"]] == ["t", "y", "x"]
+    np.testing.assert_array_equal(g4["0"][:], np.transpose(grey, (1, 2, 0)))
+    for labels, why in ((["z", "foo", "y", "x"], "'foo' cannot be mapped"), (["z", "z", "y", "x"], "twice"),
+                        (["t", "z", "y", "q"], "'q' cannot be mapped"), (["c", "t", "y", "x"], "colour")):
+        with pytest.raises(ValueError, match=why):
+            volume.write_ome_zarr(tmp_path / "bad.zarr", d, rgb=True, axis_labels=labels)
+        assert not (tmp_path / "bad.zarr").exists()
+    with pytest.raises(ValueError, match="needs axes y and x"):
+        volume.write_ome_zarr(tmp_path / "bad.zarr", grey, axis_labels=["t", "z", "x"])

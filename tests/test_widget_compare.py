@@ -23,6 +23,13 @@ def test_compare_widget_adds_layers_in_a_grid_and_exports(make_napari_viewer, qt
     w.export()
     with open(tmp_path / "scores.csv") as fh:
         assert [row["model"] for row in csv.DictReader(fh)] == ["welsh", "reinhard"]
+    # exporting again onto that file: the first press warns and keeps it, the second replaces it
+    (tmp_path / "scores.csv").write_text("mine\n")
+    w.export()
+    assert (tmp_path / "scores.csv").read_text() == "mine\n" and "exists" in w._status.value
+    w.export()
+    with open(tmp_path / "scores.csv") as fh:
+        assert [row["model"] for row in csv.DictReader(fh)] == ["welsh", "reinhard"]
 
 
 def test_compare_defaults_tile_labels_and_a_readable_table(make_napari_viewer, qtbot, small_pair, wait_idle):

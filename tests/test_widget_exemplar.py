@@ -196,6 +196,60 @@ def test_dask_stack_stays_lazy_and_saves(make_napari_viewer, qtbot, small_pair, 
     assert np.abs(saved[2] / 255.0 - np.asarray(layer.data[2])).max() <= 1 / 255 + 1e-6
 
 
+def test_save_all_never_loses_an_existing_file(make_napari_viewer, qtbot, tmp_path, wait_idle):
+    """*Save all* onto an existing file: the first press only warns, the second replaces it - and only once
+    every slice is written: a slice that fails, or a cancel, leaves the file as it was and no partial file
+    beside it. The file a layer was read from is never a place to save to."""
+    import dask.array as da
+    import tifffile
+
+    viewer = make_napari_viewer()
+    w = ExemplarWidget(viewer)
+    good = np.linspace(0, 1, 4 * 16 * 16 * 3, dtype=np.float32).reshape(4, 16, 16, 3)
+
+    def slice_of(block, block_info=None):
+        if block_info[None]["chunk-location"][0] == 2:
+            raise RuntimeError("slice 2 cannot be computed")
+        return block
+
+    failing = da.from_array(good, chunks=(1, 16, 16, 3)).map_blocks(slice_of, dtype=np.float32)
+    precious = tmp_path / "precious.tif"
+    tifffile.imwrite(precious, np.full((8, 8), 7, np.uint8))
+    before = precious.read_bytes()
+    w.lazy_layer = viewer.add_image(failing, rgb=True, name="lazy [x]")
+    w._save_path.value = precious
+    w.save_all()  # first press: a warning, nothing started
+    assert w.worker is None and "exists" in w._status.value and precious.read_bytes() == before
+    w.save_all()  # second press: replaced only when complete - slice 2 fails
+    wait_idle(w, 60000)
+    assert precious.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.tif"]  # no partial file left beside it
+    # a save cancelled after its first slice (each slice takes 0.2 s): the same
+    import time
+
+    slow = da.from_array(good, chunks=(1, 16, 16, 3)).map_blocks(lambda b: time.sleep(0.2) or b, dtype=np.float32)
+    w.lazy_layer = viewer.add_image(slow, rgb=True, name="lazy [y]")
+    w.save_all(), w.save_all()
+    w.worker.yielded.connect(lambda m: w.cancel())
+    wait_idle(w, 60000)
+    assert w._status.value == "cancelled"
+    assert precious.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.tif"]
+    # the file a layer was read from: refused, however often it is asked for
+    src = tmp_path / "input.tif"
+    tifffile.imwrite(src, np.full((16, 16), 9, np.uint8))
+    viewer.open(str(src))
+    w._save_path.value = src
+    w.save_all(), w.save_all()
+    assert w.worker is None and "read from" in w._status.value
+    assert tifffile.imread(src).max() == 9
+    # and a good save onto the existing file, asked for twice: written
+    w._save_path.value = precious
+    w.save_all(), w.save_all()
+    wait_idle(w, 60000)
+    assert tifffile.imread(precious).shape == good.shape
+
+
 def test_unavailable_outputs_are_reported(viewer_pair, make_napari_viewer, small_pair, monkeypatch, wait_idle):
     import napari_colorize._widgets._exemplar as ex
 

@@ -32,8 +32,9 @@ def bench_forward(model: str = "exemplar", sizes=(224,), repeats: int = 20, thre
     n)`` before and ``progress(row)`` after each size (the row as returned).
     """
     from .models.registry import load_model
+    from .threads import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)  # (capped at 4 per core: tens of thousands crash torch)
     m = load_model(model, device="cpu", pretrained=pretrained)
     net = getattr(m, "network", None)
     rows = []

@@ -63,6 +63,20 @@ def _say(prefix: str, msg: str) -> None:
     print(f"{prefix}: {cli_words(msg)}", file=sys.stderr)
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """A MemoryError, or torch's allocator failing (a RuntimeError)."""
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
+        "can't allocate memory" in str(e) or "you tried to allocate" in str(e)))
+
+
+def _error_text(e: BaseException) -> str:
+    """What an exception says, never empty (a bare ``MemoryError()`` has no text)."""
+    if _out_of_memory(e):
+        return (f"out of memory ({e}); " if str(e) else "out of memory; ") + \
+            "try a smaller --size, a smaller input, or close other programs"
+    return str(e) or type(e).__name__
+
+
 def _cmd_models(args) -> int:
     from .models.registry import list_models, model_info
 
@@ -219,7 +233,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
             problems.append(f"{dest} is an input{same}: it would be overwritten; choose another -o")
         if dest.is_dir():
             problems.append(f"{dest} is a folder; give a file name")
-        elif dest.exists() and not args.overwrite and i is None:
+        elif os.path.lexists(dest) and not args.overwrite and i is None:
             problems.append(f"{dest} exists: it is not replaced unless you pass --overwrite")
         if not args.no_provenance and not can_embed(dest, ""):  # (.npy: the record goes beside it)
             why = check_sidecar(dest)
@@ -275,7 +289,7 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
         elif same_case is not None:
             problems.append(f"--confidence {c} differs from the output {same_case} only in case (one file on a "
                             "case-insensitive file system): choose another name")
-        elif c.exists() and not args.overwrite:
+        elif os.path.lexists(c) and not args.overwrite:
             problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")
         out[t] = c
     if to_folder:
@@ -296,9 +310,17 @@ def _rgb_flag(args) -> bool | None:
 
 def read_hints_csv(path) -> list:
     """Colour points from a CSV file: rows ``y,x,r,g,b`` (every slice of a stack) or ``z,y,x,r,g,b`` (slice
-    z only), the two mixed as needed (a first line of names is skipped; blank lines and ``#`` comments too).
-    Raises _Refused naming the line that is wrong."""
+    z only), the two mixed as needed (a first line of names - no cell a number - is skipped; blank lines and
+    ``#`` comments too; a UTF-8 byte-order mark, as Excel writes, is ignored). Raises _Refused naming the line
+    that is wrong (line 1 too, when a cell of it is a number)."""
     import csv
+
+    def number(c: str) -> bool:
+        try:
+            float(c)
+        except ValueError:
+            return False
+        return True
 
     p = Path(path)
     if not p.is_file():
@@ -307,7 +329,7 @@ def read_hints_csv(path) -> list:
         raise _Refused([f"--hints {path}: {p.stat().st_size / 2**20:.0f} MB is far too large for a file of colour "
                         "points"])
     out = []
-    with open(p, newline="", errors="replace") as f:
+    with open(p, newline="", encoding="utf-8-sig", errors="replace") as f:
         for k, row in enumerate(csv.reader(f), 1):
             cells = [c.strip() for c in row]
             if not cells or not any(cells) or cells[0].startswith("#"):
@@ -321,7 +343,7 @@ def read_hints_csv(path) -> list:
                 if len(pos) == 3:
                     pos[0] = int(pos[0])
             except ValueError:
-                if k == 1 and not out:  # (a header)
+                if k == 1 and not out and not any(number(c) for c in cells):  # (a header)
                     continue
                 raise _Refused([f"--hints {path}, line {k}: expected y,x,r,g,b or z,y,x,r,g,b numbers (z a slice "
                                 f"index, 0 or more), got {','.join(cells)!r}"])
@@ -561,7 +583,7 @@ def _cmd_colorize(args) -> int:
 
     from . import provenance
     from .upsample import confidence_map
-    from .io import PLAIN_SUFFIXES, StackWriter, read_image
+    from .io import PLAIN_SUFFIXES, StackWriter, can_embed, read_image
 
     total = len(jobs) + len(failed)  # (counted now: a job that fails below joins `failed`)
     many = total > 1
@@ -601,9 +623,19 @@ def _cmd_colorize(args) -> int:
                     sbar.close()
                 if cwriter is not None:  # (the confidence first: a result is never reported failed once written)
                     cwriter.close()
-                if record is not None and writer.text is None:  # (a format with no place for it: a sidecar)
-                    provenance.write_sidecar(dest, record)
                 writer.close()
+                # (a format with no place for the record: a sidecar, written once the output is in place; an
+                # earlier run's record beside a replaced output goes, or it would describe this one)
+                beside = not can_embed(dest, "")
+                try:
+                    if record is not None and writer.text is None:
+                        provenance.write_sidecar(dest, record)
+                    elif record is None and beside:
+                        provenance.remove_sidecar(dest)
+                except BaseException:
+                    if beside:
+                        provenance.remove_sidecar(dest)
+                    raise
         except KeyboardInterrupt:
             for w in (writer, cwriter):
                 if w is not None:
@@ -617,8 +649,9 @@ def _cmd_colorize(args) -> int:
             for w in (writer, cwriter):
                 if w is not None:
                     w.abort()
-            user = isinstance(e, (ValueError, TypeError, MemoryError, OSError))
-            why = _without_path(str(e), t) if user else f"internal error ({type(e).__name__}: {e}); please report it"
+            user = isinstance(e, (ValueError, TypeError, MemoryError, OSError)) or _out_of_memory(e)
+            why = _without_path(_error_text(e), t) if user else \
+                f"internal error ({type(e).__name__}: {e}); please report it"
             failed[t] = why
             _say("error", f"{t}: {why}")
             bar.update(1)
@@ -677,7 +710,7 @@ def _cmd_demo(args) -> int:
     shot = args.screenshot or (Path(args.output).with_name(Path(args.output).stem + "-viewer.png") if xvfb else None)
     writes = ([args.output] if not here or args.screenshot else []) + ([shot] if shot else [])
     existing = [f"{w} exists: it is not replaced unless you pass --overwrite" for w in writes
-                if Path(w).exists() and not args.overwrite]  # (as colorize: checked before any work)
+                if os.path.lexists(w) and not args.overwrite]  # (as colorize: checked before any work)
     if existing:
         raise _Refused(existing)
     if viewer:
@@ -1009,7 +1042,7 @@ def _main(args) -> int:
         print("nothing was written", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError, TypeError, RuntimeError, MemoryError) as e:
-        _say("error", str(e))
+        _say("error", _error_text(e))
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import metrics
 from .inference import colorize
-from .inputs import reference_list
+from .inputs import reference_list, target_layout
 from .models.registry import load_model
 
 __all__ = ["iter_compare", "compare", "write_csv", "COLUMNS", "sheet_layout", "his_to_references"]
@@ -26,14 +26,36 @@ def his_to_references(rgb: np.ndarray, reference) -> float:
     return metrics.his(rgb, refs[0] if len(refs) == 1 else refs)
 
 
+def _image_shape(target, rgb: bool | None) -> tuple[int, int]:
+    """The (H, W) of a target that is one 2-D image (greyscale or RGB); ValueError for a stack."""
+    shape = tuple(int(s) for s in np.shape(target))
+    stack = ValueError(f"compare works on one 2-D image (greyscale or RGB); the target has shape {shape}: "
+                       "pick one slice, or colourise the stack with colorize")
+    if len(shape) < 2:
+        raise ValueError(f"compare works on one 2-D image (greyscale or RGB); the target has shape {shape}")
+    if len(shape) >= 4:
+        raise stack
+    is_rgb, how, _ = target_layout(shape, rgb)
+    spatial = shape[:-1] if (is_rgb or how != "as is") else shape
+    if len(spatial) != 2:
+        raise stack
+    return spatial
+
+
+def _checked_truth(truth, hw: tuple[int, int]) -> np.ndarray:
+    """The ground truth as RGB in [0, 1] (its value range read from its dtype and values), checked
+    against the target's size ``hw``."""
+    t = np.asarray(truth)
+    if t.ndim != 3 or t.shape[-1] not in (3, 4) or t.shape[:2] != tuple(hw):
+        raise ValueError(f"the ground truth {t.shape} must be an RGB image of the target's size {tuple(hw)}")
+    return metrics.unit_rgb(t[..., :3], "the ground truth")
+
+
 def _score(name: str, rgb: np.ndarray, reference, truth, seconds: float) -> dict:
     row = {"model": name, "HIS vs reference": his_to_references(rgb, reference) if reference is not None else np.nan,
            "colourfulness": metrics.colourfulness(rgb), "SSIM": np.nan, "PSNR dB": np.nan, "seconds": seconds}
     if truth is not None:
-        t = np.asarray(truth)
-        if t.shape[:2] != rgb.shape[:2] or t.ndim != 3:
-            raise ValueError(f"the ground truth {t.shape} must be an RGB image of the target's size {rgb.shape[:2]}")
-        row["SSIM"], row["PSNR dB"] = metrics.ssim(rgb, t[..., :3]), metrics.psnr(rgb, t[..., :3])
+        row["SSIM"], row["PSNR dB"] = metrics.ssim(rgb, truth), metrics.psnr(rgb, truth)
     return row
 
 
@@ -41,7 +63,13 @@ def iter_compare(models, target, reference=None, histogram=None, truth=None, siz
                  should_cancel: Callable[[], bool] | None = None,
                  rgb: bool | None = None) -> Iterator[tuple[dict, np.ndarray]]:
     """For each model (name or loaded), yield ``(row, rgb)``. Histogram models get ``histogram`` (or the
-    reference's histogram); exemplar models need the reference."""
+    reference's histogram); exemplar models need the reference. The target must be one 2-D image
+    (greyscale or RGB) and ``truth`` an RGB image of its size (uint8, uint16, float in [0, 1] or 0..255,
+    read as :func:`metrics.unit_rgb` does); both are checked before any model runs. SSIM is NaN for images
+    under 11 pixels a side."""
+    hw = _image_shape(target, rgb)
+    if truth is not None:
+        truth = _checked_truth(truth, hw)
     for m in models:
         if should_cancel is not None and should_cancel():
             return

@@ -97,9 +97,9 @@ def target_layout(shape: tuple, rgb: bool | None = None, channel_axis: int | Non
                          "converted to its Lab lightness (pass rgb=False if the last axis is not colour)")
             return True, "as is", notes
         if len(shape) >= 4:
-            raise ValueError(
-                f"ambiguous {len(shape)}-D target of shape {shape}: pass rgb=True if the last axis holds "
-                "colour channels, or rgb=False for a greyscale stack (slices over the leading axes)")
+            colour = "pass rgb=True if the last axis holds colour channels, or " if shape[-1] in (3, 4) else "pass "
+            raise ValueError(f"ambiguous {len(shape)}-D target of shape {shape}: {colour}rgb=False for a greyscale "
+                             "stack (slices over the leading axes)")
         if len(shape) == 3 and shape[0] in (3, 4) and shape[1] > 4 and shape[2] > 4:
             notes.append(f"the target {shape} is colourised as a stack of {shape[0]} greyscale slices; if it is a "
                          "channel-first colour image, pass channel_axis=0 (pass rgb=False to say it is a stack and "
@@ -195,7 +195,16 @@ class TargetView:
             if not finite.any():
                 raise ValueError("the target has no finite values (all NaN or Inf)")
             v = v[finite]
-        if normalize == "auto" and np.issubdtype(dt, np.floating) and v.min() >= 0.0 and v.max() <= 1.0:
+        if normalize == "auto" and np.issubdtype(dt, np.floating) and v.min() >= -0.01 and v.max() <= 1.01:
+            # read as 0..1; a few values a hair outside (resampling overshoot) are clipped, not a reason to stretch
+            if v.min() < 0.0 or v.max() > 1.0:
+                _warn(f"the float target is read as 0..1; its values from {v.min():.4g} to {v.max():.4g} are "
+                      "clipped to it (normalize='percentile' stretches them instead)", sink)
+            top = float(np.percentile(v, 99.9))
+            if top < 0.25:
+                _warn(f"the float target is read as 0..1, but its values reach only {top:.3g} (99.9th percentile): "
+                      "it comes out dark; pass normalize='percentile' (CLI: --normalize percentile) to stretch it",
+                      sink)
             return 0.0, 1.0, "fixed"
         if normalize == "minmax":
             lo, hi = float(v.min()), float(v.max())

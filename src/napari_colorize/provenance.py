@@ -270,6 +270,16 @@ def check_sidecar(output) -> str | None:
     return None
 
 
+def remove_sidecar(output) -> bool:
+    """Remove the sidecar of ``output`` when it is ours (an earlier run's record of a file now replaced, which
+    would describe another run); a file of the user's there is left alone. Returns whether one was removed."""
+    s = sidecar_path(output)
+    if s.is_file() and not s.is_symlink() and _is_ours(s):
+        s.unlink()
+        return True
+    return False
+
+
 def write_sidecar(output, rec: dict) -> Path:
     """Write ``rec`` beside ``output`` (atomically; refused over a file that is not ours)."""
     why = check_sidecar(output)

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 __all__ = ["Suggestion", "FeatureCache", "image_features", "pca", "local_score", "local_best", "complementary",
-           "suggest_references",
+           "suggest_references", "check_target", "reference_problem",
            "default_cache_dir", "IMAGE_SUFFIXES"]
 
 FEATURE_SIZE = 224
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-_VERSION = "lite0-bottleneck+stride16-v1"
+_VERSION = "lite0-bottleneck+stride16-v2"  # (v2: only colour references are cached)
 
 
 @dataclass
@@ -77,6 +77,55 @@ def thumbnail(rgb: np.ndarray, size: int = FEATURE_SIZE) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(x[y0:y0 + s, x0:x0 + s, :3], np.float32)).permute(2, 0, 1)[None]
     t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return t[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def check_target(target) -> np.ndarray:
+    """The target as one 2-D image, checked as ``colorize`` reads it: 2-D grey or RGB(A) ``(H, W, 3|4)``
+    (a grey ``(H, W, 1)`` or grey+alpha ``(H, W, 2)`` gives its first channel). ValueError (TypeError)
+    for a stack, a 1-D array, or an array that is not numeric."""
+    from .inputs import target_layout
+
+    if isinstance(target, torch.Tensor):
+        target = target.detach().cpu().numpy()
+    x = np.asarray(target)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise TypeError(f"the target must be a numeric array, not {x.dtype}")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError("the target is complex-valued; pass its magnitude or real part")
+    one = f"references are suggested for one 2-D image (greyscale or RGB); the target has shape {x.shape}"
+    if x.ndim < 2 or x.ndim > 3:
+        raise ValueError(one + ("" if x.ndim < 2 else ": pick one slice of the stack"))
+    if 0 in x.shape:
+        raise ValueError(f"the target is empty (shape {x.shape})")
+    rgb, how, _ = target_layout(x.shape)
+    if rgb:
+        return x
+    if how != "as is":
+        return x[..., 0]
+    if x.ndim != 2:
+        raise ValueError(one + ": pick one slice of the stack")
+    return x
+
+
+def reference_problem(image) -> str | None:
+    """Why ``image`` cannot be a colour reference (a stack, a greyscale image, RGB without colour, or
+    anything else ``colorize`` refuses as its reference: the checks of
+    :func:`~napari_colorize.inputs.prepare_reference`), or None when it can be one."""
+    import warnings
+
+    from .inputs import prepare_reference
+
+    shape = tuple(int(n) for n in np.shape(image))  # (before reading a lazy stack whole)
+    if len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (1, 2, 3, 4)):
+        return f"a stack of shape {shape} is not a reference image"
+    x = np.asarray(image) if not isinstance(image, torch.Tensor) else image.detach().cpu().numpy()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepare_reference(x, [], (FEATURE_SIZE, FEATURE_SIZE), "it")
+    except (ValueError, TypeError) as e:
+        return str(e).split(". ")[0]  # (without colorize's advice: a histogram model)
+    return None
 
 
 def _is_grey(x: np.ndarray) -> bool:
@@ -255,11 +304,18 @@ def _file_features(p: Path, cache: FeatureCache | None, backbone, errors: list) 
     if got is None:
         try:
             img = read_image(p)
-            if img.ndim not in (2, 3):
-                raise ValueError(f"{p.name}: a stack is not a reference image")
+            why = reference_problem(img)
+            if why is not None:
+                errors.append(f"{p}: {why}")
+                return None
             g, m = image_features([img], backbone)
         except Exception as e:  # a bad file is named and skipped; the others are ranked
-            errors.append(f"{p}: {e}")
+            msg = str(e)
+            for named in (f"{p}: ", f"{p.name}: "):  # (read_image's messages name the file already)
+                if msg.startswith(named):
+                    msg = msg[len(named):]
+                    break
+            errors.append(f"{p}: {msg}")
             return None
         got = (g[0], m[0])
         if cache is not None:
@@ -296,9 +352,12 @@ def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Se
     """Rank candidate references for a grey target, best first; or, with ``together=k``, propose a set
     of up to ``k`` complementary references to use at once (:func:`complementary`).
 
+    Candidates that cannot be colour references (a stack, a greyscale image, RGB without colour:
+    :func:`reference_problem`) are skipped, each named with its reason in ``errors``.
+
     Parameters
     ----------
-    target : 2-D grey array (any dtype) or RGB.
+    target : 2-D grey array (any dtype) or RGB (:func:`check_target`; a stack or a 1-D array is refused).
     candidates : a folder, a list of image files, or a list of RGB arrays.
     top : how many suggestions to return.
     shortlist : candidates kept by the global ranking for the local refinement.
@@ -306,20 +365,21 @@ def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Se
     cache : True (the default cache folder), a :class:`FeatureCache`, or False/None (no cache);
         only files are cached.
     progress : callable(done, total), called per candidate.
-    errors : a list that receives one line per candidate that could not be read.
+    errors : a list that receives one line per candidate that could not be read or is no colour reference.
     together : 0 (a ranking) or the size of the set to propose: then each suggestion's ``score`` is the
         set's score with it and those before it (the first is the best alone), from the shortlist.
     """
     from .models.backbones import build_backbone
 
     errors = [] if errors is None else errors
-    bb = build_backbone("efficientnet_lite0")
+    target = check_target(target)
     if isinstance(candidates, (str, Path)):
         candidates = candidate_files(candidates)
     candidates = list(candidates)
     if not candidates:
         raise ValueError("no candidate images to rank")
-    tg, tm = image_features([np.asarray(target)], bb)
+    bb = build_backbone("efficientnet_lite0")
+    tg, tm = image_features([target], bb)
     # memory: every candidate's pooled feature (320 numbers), mid-level features only for the
     # nearest few (a heap); the ranking is the same as with every candidate's features kept
     near = _Nearest(tg[0], max(top, shortlist))
@@ -331,14 +391,20 @@ def suggest_references(target: np.ndarray, candidates: Sequence[np.ndarray] | Se
         labels = [str(p) for p in paths]
     else:
         glob, kept = [], []
+        labels = list(names) if names is not None else [f"candidate {i}" for i in range(len(candidates))]
         for n, c in enumerate(candidates):
+            why = reference_problem(c)
+            if why is not None:
+                errors.append(f"{labels[n]}: {why}")
+                if progress is not None:
+                    progress(n + 1, len(candidates))
+                continue
             g, m = image_features([c], bb)
             glob.append(g[0])
             near(n, g[0], m[0])
             kept.append(n)
             if progress is not None:
                 progress(n + 1, len(candidates))
-        labels = list(names) if names is not None else [f"candidate {i}" for i in range(len(candidates))]
     if not kept:
         raise ValueError("none of the candidates could be read: " + "; ".join(errors[:3]))
     G = np.stack(glob)

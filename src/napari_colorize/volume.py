@@ -52,7 +52,8 @@ from .io import (DiskFullError, ImageWriteError, disk_full_message, is_disk_full
 from .provenance import FORMAT
 
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader", "read_provenance", "PROVENANCE_ATTR",
-           "check_axis_order", "NGFF_ORDER", "write_ome_zarr", "napari_write_image", "Volume", "MissingExtraError",
+           "check_axis_order", "NGFF_ORDER", "ngff_axes", "write_ome_zarr", "napari_write_image", "Volume",
+           "MissingExtraError",
            "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT",
            "concurrent_tasks", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA", "worker_model"]
 
@@ -1138,7 +1139,11 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
     ``rgb``: the last axis holds colour (RGB(A)); it becomes the channel axis ``c`` (alpha dropped),
     float colour in [0, 1] is written as ``dtype`` (default uint8). ``axis_labels``, ``scale``,
     ``translate``, ``units``: per axis of the image (without its colour axis), as napari's layers
-    have them; units other than pixels are kept. ``provenance``: how the image was made (a record of
+    have them; units other than pixels are kept. Axes labelled t/time, c/channel, z, y, x are written
+    as those NGFF axes, in NGFF's order (t, c, z, y, x: the data transposed, each scale, offset and unit
+    following its axis); with no such labels (napari's ``-3, -2, -1``) the axes are the last of
+    t, z, y, x in turn; labels that mix the two, repeat an axis or lack y or x are refused
+    (:func:`ngff_axes`). ``provenance``: how the image was made (a record of
     :mod:`napari_colorize.provenance`, kept in the attributes). An existing ``path`` is refused.
     """
     da = importlib.import_module("dask.array")
@@ -1158,19 +1163,23 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
     elif dtype:
         d = d.astype(dtype)
     nd = d.ndim - (1 if rgb else 0)
-    if not 2 <= nd <= 4:
-        raise ValueError(f"an OME-Zarr image has 2 to 4 axes besides colour; this one has shape {tuple(d.shape)}")
-    axes = _default_axes(nd)
-    labels = [str(a).lower() for a in (axis_labels or [])][-nd:]
-    if nd == 3 and len(labels) == 3 and labels[0] in ("t", "time"):  # a time series of 2-D images
-        axes[0] = {"name": "t", "type": "time"}
-    for a, u in zip(axes, list(units or [])[-nd:]):
+    names, order = ngff_axes(axis_labels, nd, rgb)
+    axes = [{"name": n, "type": _AXIS_TYPES[n]} for n in names]
+
+    def per_axis(values, fill):  # (the image's axes, its last ones when more are given; then in NGFF order)
+        v = list(values) if values is not None else []
+        v = ([fill] * max(0, nd - len(v)) + v)[-nd:] if nd else []
+        return [v[k] for k in order]
+
+    for a, u in zip(axes, per_axis(units, None)):
         u = str(u) if u is not None else ""
-        if u and u not in ("pixel", "px", "dimensionless"):
+        if u and u not in ("pixel", "px", "dimensionless") and a["type"] != "channel":
             a["unit"] = u
     _drop_unknown_units(axes)
-    sc = [float(s) for s in (scale if scale is not None else [1.0] * nd)][-nd:]
-    tr = [float(t) for t in (translate if translate is not None else [0.0] * nd)][-nd:]
+    sc = [1.0 if a["type"] == "channel" else float(v) for a, v in zip(axes, per_axis(scale, 1.0))]
+    tr = [0.0 if a["type"] == "channel" else float(v) for a, v in zip(axes, per_axis(translate, 0.0))]
+    if order != list(range(nd)):  # (to NGFF's order t, c, z, y, x; a colour axis stays last until below)
+        d = d.transpose(order + ([nd] if rgb else []))
     chunks = tuple([1] * (nd - 2) + [min(1024, s) for s in d.shape[nd - 2:nd]])
     if rgb:
         c = _out_layout(axes)
@@ -1186,6 +1195,38 @@ def write_ome_zarr(path, data, *, rgb: bool = False, axis_labels=None, scale=Non
         shutil.rmtree(path, ignore_errors=True)
         raise
     return path
+
+
+_NGFF_NAMES = {"t": "t", "time": "t", "c": "c", "channel": "c", "channels": "c", "z": "z", "y": "y", "x": "x"}
+
+
+def ngff_axes(axis_labels, nd: int, rgb: bool = False) -> tuple[list[str], list[int]]:
+    """The NGFF axis names of an image's ``nd`` axes (without its colour axis) from their labels, and the
+    order to transpose them to (NGFF: t, c, z, y, x). Labels t/time, c/channel, z, y, x (any case) name
+    their axes; when no label is one of these (napari's default ``-3, -2, -1``, or none given) the axes
+    are the last ``nd`` of t, z, y, x, in the order given. ValueError for labels that cannot be mapped:
+    some known and some not, an axis twice, no y or x, a ``c`` besides an RGB image's colour, or more
+    axes than NGFF has."""
+    given = [str(a) for a in (axis_labels if axis_labels is not None else [])]
+    raw = ([""] * nd + given[-nd:])[-nd:] if nd else []
+    known = [_NGFF_NAMES.get(a.strip().lower()) for a in raw]
+    if not any(known):
+        if not 2 <= nd <= 4:
+            raise ValueError(f"an OME-Zarr image has 2 to 4 axes besides colour; this one has {nd}")
+        return ["t", "z", "y", "x"][-nd:], list(range(nd))
+    if not all(known):
+        bad = ", ".join(repr(a) for a, k in zip(raw, known) if k is None)
+        raise ValueError(f"axis labels {given}: {bad} cannot be mapped to an OME-Zarr axis; label every axis "
+                         "t, c, z, y or x (or none of them)")
+    if len(set(known)) < len(known):
+        raise ValueError(f"axis labels {given} name an OME-Zarr axis twice")
+    if "y" not in known or "x" not in known:
+        raise ValueError(f"axis labels {given}: an OME-Zarr image needs axes y and x")
+    if rgb and "c" in known:
+        raise ValueError(f"axis labels {given}: an RGB image's colour is its channel axis c; "
+                         "no other axis can be c")
+    order = sorted(range(nd), key=lambda k: NGFF_ORDER.index(known[k]))
+    return [known[k] for k in order], order
 
 
 def _drop_unknown_units(axes: list) -> None:

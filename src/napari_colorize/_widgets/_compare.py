@@ -16,7 +16,8 @@ from ..compare import COLUMNS, sheet_layout, write_csv
 from ..models.registry import comparison_models
 from ._layers import (OURS, DefaultPicks, add_or_update_image, colour_layers, find_ours, free_name, is_ours, layer_picker,
                       score_colour, score_grey, score_truth, spatial_shape)
-from ._jobs import JobRunner, RunsJobs
+from ._jobs import JobRunner, RunsJobs, refuse
+from ._state import SaveGuard
 from ._picker import model_names
 from ._sections import cap_height, make_scrollable, wrap_label
 from ._workers import CompareRow, compare_job
@@ -66,6 +67,7 @@ class CompareWidget(RunsJobs, Container):
         self._run = PushButton(text="Compare")
         self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self._csv = FileEdit(label="CSV file", filter="*.csv", mode="w")
+        self._csv_guard = SaveGuard()  # (an existing file is replaced only when asked for twice)
         self._export = PushButton(text="Export table")
         self._status = Label(value="")
         self.table = QTableWidget(0, len(COLUMNS))
@@ -179,7 +181,14 @@ class CompareWidget(RunsJobs, Container):
         if not self.rows:
             show_error("nothing to export yet: run a comparison first")
             return
+        path = str(self._csv.value)
+        if path in ("", "."):
+            show_error("choose a file to export the table to")
+            return
+        refused = self._csv_guard.check(path, self._viewer.layers)
+        if refused:
+            return refuse(refused, self._status, warning=self._csv_guard.pending is not None)
         try:
-            show_info(f"table written to {write_csv(self.rows, self._csv.value)}")
+            show_info(f"table written to {write_csv(self.rows, path)}")
         except OSError as e:
             show_error(f"cannot write the table: {e}")

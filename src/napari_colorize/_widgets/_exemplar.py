@@ -14,10 +14,10 @@ from ..models.registry import list_models
 from ..provenance import named
 from ._layers import (PROVENANCE, DefaultPicks, add_or_update_image, bring_to_front, colour_layers, find_ours,
                       layer_picker, overlay_transform, query_cell, query_points, remove_ours, score_colour, score_grey, spatial_shape)
-from ._jobs import JobRunner, RunsJobs
+from ._jobs import JobRunner, RunsJobs, refuse
 from ._picker import ModelPicker
 from ._sections import Collapsible, cap_height, make_scrollable, wrap_label
-from ._state import AttentionView
+from ._state import AttentionView, SaveGuard
 from ._workers import MODELS, Colourised, LazyResult, colorize_job, lazy_job, save_job
 
 
@@ -107,6 +107,7 @@ class ExemplarWidget(RunsJobs, Container):
         self.last_result: Colourised | LazyResult | None = None
         self.lazy_layer = None  # the last lazy result's layer (Compute and save all)
         self.attention_view = AttentionView()
+        self._save_guard = SaveGuard()  # (an existing file is replaced only when asked for twice)
         self._model_override: str | None = None  # a loaded model registered in the cache (tests, scripts)
         self._picks = DefaultPicks()
         self._picks.add(self._target, score_grey)
@@ -290,6 +291,16 @@ class ExemplarWidget(RunsJobs, Container):
         if path in ("", "."):
             show_error("choose a file to save to")
             return
+        from ..io import ImageWriteError, check_output_format
+
+        try:
+            check_output_format(path, stack=len(layer.data.shape) > 3, dtype="uint8")
+        except ImageWriteError as e:
+            show_error(str(e))
+            return
+        refused = self._save_guard.check(path, self._viewer.layers)
+        if refused:
+            return refuse(refused, self._status, warning=self._save_guard.pending is not None)
         self.jobs.start(save_job(layer.data, path, layer.metadata.get(PROVENANCE)), "saving failed",
                         returned=lambda r: r and show_info(f"saved {r.shape} to {r.path}"))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 
 from ..inference import Cancelled
 from ._workers import Progress
@@ -94,6 +94,13 @@ class JobRunner:
         self._set_busy(False)
         if then is not None:
             then()
+
+
+def refuse(text: str, status, warning: bool = False) -> None:
+    """Say why nothing was started: a notification (an error, or a ``warning`` when pressing again will
+    do) and the same line in the ``status`` label."""
+    (show_warning if warning else show_error)(text)
+    _show(status, "value", text)
 
 
 def _show(control, attr: str, value) -> None:

@@ -1,4 +1,4 @@
-"""Run state of the widgets kept out of Qt: what the exemplar widget's attention view shows.
+"""State of the widgets kept out of Qt: what the exemplar widget's attention view shows, which file a save may replace.
 
 Plain data, no Qt and no napari: the widget keeps one of these, fills it from a run and reads it to
 draw (micro-sam's ``_state.py`` keeps the annotators' run state the same way).
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["AttentionView"]
+import os
+from pathlib import Path
+
+__all__ = ["AttentionView", "SaveGuard"]
 
 
 @dataclass
@@ -34,3 +37,35 @@ class AttentionView:
     def clear(self) -> None:
         """No attention on view (the target and references are kept: their query layer may still be ours)."""
         self.maps, self.query = {}, None
+
+
+def _key(path) -> str:
+    return os.path.normcase(os.path.realpath(os.path.expanduser(str(path))))
+
+
+@dataclass
+class SaveGuard:
+    """Whether a widget may write to a file a user typed or picked: a new file at once; an existing file only
+    when asked for twice in a row (the first press says it exists and what a second press does); never a file
+    a layer of the viewer was read from (``sources``), which would replace the user's input."""
+
+    pending: str | None = None  # the existing file a first press was warned about
+
+    def check(self, path, layers=()) -> str | None:
+        """None: go ahead; otherwise what to tell the user (nothing is written). ``layers``: the viewer's
+        (their source files are never replaced); after a refusal, :attr:`pending` is set when pressing again
+        will go ahead."""
+        key = _key(path)
+        sources = [getattr(getattr(layer, "source", None), "path", None) for layer in layers]
+        if any(key == _key(s) for s in sources if s):
+            self.pending = None
+            return f"{path} is the file a layer was read from: saving there would replace it; choose another name"
+        p = Path(os.path.expanduser(str(path)))
+        if p.is_dir():
+            self.pending = None
+            return f"{path} is a folder: choose a file name"
+        if os.path.lexists(p) and self.pending != key:
+            self.pending = key
+            return f"{path} exists: press again to replace it (it is replaced only once the new file is complete)"
+        self.pending = None
+        return None

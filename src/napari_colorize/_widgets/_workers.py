@@ -9,13 +9,13 @@ run them through their :class:`~._jobs.JobRunner` and never see a bare tuple. Al
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Iterable
 
 import numpy as np
-from napari.qt.threading import thread_worker
 
 from ..compare import iter_compare
 from ..inference import StackAssembler, iter_colorize, lazy_colorize
@@ -24,8 +24,45 @@ from ..provenance import record
 from ..allocator import keep_freed_memory
 from ..threads import set_threads
 
-__all__ = ["Progress", "CompareRow", "Colourised", "LazyResult", "Saved", "ModelCache", "MODELS", "get_model",
+__all__ = ["job", "JobError", "Progress", "CompareRow", "Colourised", "LazyResult", "Saved", "ModelCache", "MODELS", "get_model",
            "collect_slices", "colorize_job", "lazy_job", "save_job", "compare_job", "Suggested", "suggest_job"]
+
+
+# ------------------------------------------------------------------ the job decorator
+class JobError(Exception):
+    """A job's ``RuntimeError`` (torch's out-of-memory, a failed computation of a lazy slice, ...) raised again
+    as this: superqt's generator workers take a ``RuntimeError`` for a deleted worker and drop it - no error
+    signal and no end, so the widget would stay busy without a word."""
+
+
+def job(fn):
+    """A widget job: calling it makes a napari thread worker running the generator function ``fn``, its
+    errors left to :meth:`~._jobs.JobRunner.start` to report once (``ignore_errors``), a ``RuntimeError`` as
+    :class:`JobError`. A cancelled job's generator is closed (its ``finally`` and ``with`` blocks run: a
+    partial file is removed); superqt's worker only stops calling it."""
+
+    @functools.wraps(fn)
+    def surfaced(*args, **kwargs):
+        try:
+            return (yield from fn(*args, **kwargs))
+        except RuntimeError as e:
+            raise JobError(str(e) or type(e).__name__) from e
+
+    @functools.wraps(fn)
+    def make(*args, **kwargs):
+        from napari.qt.threading import create_worker
+
+        made = []  # the job's generator, once the worker has started it
+
+        def run():
+            made.append(surfaced(*args, **kwargs))
+            return (yield from made[0])
+
+        worker = create_worker(run, _ignore_errors=True)
+        worker.aborted.connect(lambda: made and made[0].close())
+        return worker
+
+    return make
 
 
 # ------------------------------------------------------------------ messages
@@ -153,7 +190,7 @@ def collect_slices(slices: Iterable) -> Generator[Progress, None, tuple]:
     return stack
 
 
-@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
+@job
 def colorize_job(model_name: str, device: str, target, *, reference=None, histogram=None, size: int | None = None,
                  attention: bool = False, rgb: bool = False, generation: int = -1, references=None,
                  blend: str = "linear", hints=None, hint_spread: float | None = None):
@@ -174,7 +211,7 @@ def colorize_job(model_name: str, device: str, target, *, reference=None, histog
                       info["provenance"])
 
 
-@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
+@job
 def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bool, references=None,
              blend: str = "linear", hints=None, hint_spread: float | None = None):
     """Set up a lazy colourised stack (intensity range, reference features) without computing it."""
@@ -188,31 +225,27 @@ def lazy_job(model_name: str, device: str, target, reference, size: int, rgb: bo
     return LazyResult(rgb_lazy, model.name, made)
 
 
-@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
+@job
 def save_job(lazy, path, provenance: dict | None = None):
     """Compute every slice of a lazy result and write them to an RGB TIFF, one slice at a time (with
-    ``provenance`` in its description)."""
-    import tifffile
-
-    from ..io import PROVENANCE_KEY
+    ``provenance`` in its description). The file appears under ``path`` only when every slice is written
+    (:class:`~napari_colorize.io.StackWriter`): a failed or cancelled save leaves an existing file as it was."""
+    from ..io import StackWriter
     from ..provenance import dumps
 
     set_threads()
     keep_freed_memory()
-    n_stack = lazy.shape[:-3]
+    n_stack = tuple(lazy.shape[:-3])
     flat = lazy.reshape((-1,) + lazy.shape[-3:])
-    out = tifffile.memmap(str(path), shape=flat.shape, dtype=np.uint8, photometric="rgb",
-                          metadata={PROVENANCE_KEY: dumps(provenance)} if provenance else {})
     n = flat.shape[0]
-    for i in range(n):
-        out[i] = np.round(np.clip(np.asarray(flat[i]), 0, 1) * 255).astype(np.uint8)
-        yield Progress(i + 1, n, f"saved slice {i + 1} of {n}")
-    out.flush()
-    del out
-    return Saved(str(path), tuple(n_stack) + tuple(lazy.shape[-3:]))
+    with StackWriter(path, tuple(lazy.shape), dtype="uint8", text=dumps(provenance) if provenance else None) as w:
+        for i in range(n):
+            w[np.unravel_index(i, n_stack) if n_stack else ...] = np.asarray(flat[i], np.float32)
+            yield Progress(i + 1, n, f"saved slice {i + 1} of {n}")
+    return Saved(str(path), n_stack + tuple(lazy.shape[-3:]))
 
 
-@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
+@job
 def compare_job(names: list[str], target, reference, truth, rgb: bool, device: str = "auto"):
     """Run each model on the pair; yields a :class:`CompareRow` per model."""
     set_threads()
@@ -233,7 +266,7 @@ class Suggested:
     errors: list
 
 
-@thread_worker(ignore_errors=True)  # (JobRunner.start reports the error)
+@job
 def suggest_job(target, layer_images: list, layer_names: list, files: list, top: int = 4):
     """Rank the viewer's colour layers and the image files of a folder as references for ``target``."""
     from ..io import read_image
