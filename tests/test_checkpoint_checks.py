@@ -181,3 +181,109 @@ def test_float8_or_bool_weights_are_refused_with_a_message(tmp_path, shipped, dt
     sd = {**sd, k: sd[k].to(dtype)}
     with pytest.raises(nc.CheckpointError, match=rf"hold {str(dtype).replace('torch.', '')} values .*float16"):
         nc.load_model(_write(tmp_path, sd, meta), device="cpu")
+
+
+def _rezipped(src, dst, deflate=True):
+    """``src`` (a torch file) written again with every entry deflate-compressed."""
+    import shutil
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zi = zipfile.ZipInfo(info.filename)
+            zi.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+            with zin.open(info) as a, zout.open(zi, "w", force_zip64=True) as b:
+                shutil.copyfileobj(a, b, 1 << 20)
+    return dst
+
+
+def test_a_deflate_bomb_torch_file_is_refused_before_inflating(tmp_path):
+    """fuzz11 #14: a 100 kB .pt whose one entry inflates to 100 MB of zeros (a 390 kB file to 400 MB) was
+    inflated by torch.load before anything was checked; its zip directory is read first now."""
+    sd = {"w": torch.zeros(25_000_000)}  # 100 MB of zeros: deflate makes it about 100 kB
+    torch.save({"state_dict": sd, "meta": {"architecture": "exemplar", "config": {}}}, tmp_path / "stored.pt")
+    bomb = _rezipped(tmp_path / "stored.pt", tmp_path / "bomb.pt")
+    (tmp_path / "stored.pt").unlink()
+    assert bomb.stat().st_size < 2_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(nc.CheckpointError, match=r"refused to load bomb.pt: its entries are compressed \d+:1"):
+        load_checkpoint(bomb)
+    with pytest.raises(nc.CheckpointError, match="decompression bomb"):
+        nc.load_model(bomb, device="cpu")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing was inflated
+
+
+def test_torch_files_are_bounded_by_the_largest_network_and_checked_meta_first(tmp_path, shipped, monkeypatch):
+    """A torch file holding more than the largest network a config admits (MAX_PARAMETERS x 8 bytes) is refused
+    from its zip directory; a real checkpoint, stored or re-zipped with deflate, loads; bad metadata is
+    refused before the tensors are read (they are mapped, not read)."""
+    from napari_colorize.models import registry
+    from napari_colorize.models.configs import MAX_PARAMETERS
+
+    assert registry.MAX_CHECKPOINT_BYTES == MAX_PARAMETERS * 8 + 64 * 2**20
+    sd, meta = shipped
+    f = tmp_path / "h.pt"
+    torch.save({"state_dict": sd, "meta": meta}, f)
+    for path in (f, _rezipped(f, tmp_path / "deflated.pt")):  # (deflate gains ~10 % on weights)
+        got, _ = load_checkpoint(path)
+        assert all(torch.equal(got[k], sd[k]) for k in sd)
+    size = sum(v.numel() * v.element_size() for v in sd.values())
+    monkeypatch.setattr(registry, "MAX_CHECKPOINT_BYTES", size // 2)
+    with pytest.raises(nc.CheckpointError, match=r"refused to load h.pt: its \d+ entries inflate to .* more than the "
+                                                 r".* the largest network napari-colorize builds needs"):
+        load_checkpoint(f)
+    with pytest.raises(nc.CheckpointError, match=r"edited.safetensors: its \d+ tensors hold .* more than"):
+        load_checkpoint(_write(tmp_path, sd, meta))
+    monkeypatch.undo()
+    read = []
+    monkeypatch.setattr(registry, "_checked_tensors", lambda sd, source: read.append(1) or sd)
+    torch.save({"state_dict": sd, "meta": {"architecture": "resnet", "config": {}}}, f)
+    with pytest.raises(nc.CheckpointError, match="no known architecture"):
+        load_checkpoint(f)
+    with pytest.raises(nc.CheckpointError, match="no known architecture"):
+        load_checkpoint(_write(tmp_path, sd, {"architecture": "resnet", "config": {}}))
+    assert read == []
+
+
+def test_safetensors_sizes_and_metadata_are_checked_before_any_tensor_is_read(tmp_path, shipped, monkeypatch):
+    import safetensors
+
+    sd, meta = shipped
+    f = _write(tmp_path, sd, {"architecture": "histogram"})  # (no config)
+    calls = []
+    real = safetensors.safe_open
+
+    class Spy:
+        def __init__(self, *a, **k):
+            self.f = real(*a, **k)
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *a):
+            return self.f.__exit__(*a)
+
+        def get_tensor(self, k):
+            calls.append(k)
+            return self.f.get_tensor(k)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(safetensors, "safe_open", Spy)
+    with pytest.raises(nc.CheckpointError, match="no 'config'"):
+        load_checkpoint(f)
+    assert calls == []
+    load_checkpoint(_write(tmp_path, sd, meta, "good.safetensors"))
+    assert len(calls) == len(sd)
+
+
+def test_max_parameters_bounds_the_largest_network_a_config_admits():
+    from napari_colorize.models.configs import MAX_PARAMETERS
+    from napari_colorize.models.registry import build_network
+
+    net = build_network("histogram", {"backbone": "vgg19", "channels": 512, "unet_width": 64, "unet_depth": 4,
+                                      "fu_channels": 512, "prior": True}, pretrained_backbone=False)
+    n = sum(v.numel() for v in net.trainable_state_dict().values())
+    assert 0.95 * MAX_PARAMETERS < n <= MAX_PARAMETERS

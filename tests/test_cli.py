@@ -294,6 +294,24 @@ def test_bench_runs_the_baselines(capsys):
         assert name in capsys.readouterr().out
 
 
+def test_bench_checks_the_attentions_memory_before_allocating(capsys, monkeypatch):
+    """fuzz11 #16: ``bench -m exemplar-standard --sizes 4096`` allocated straight away (256 GB); it makes the
+    check colorize makes (plan.check_memory), for every size before the first is timed."""
+    import torch
+
+    from napari_colorize import bench, plan
+
+    monkeypatch.setattr(plan, "available_memory", lambda device: 2 * 2**30)
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: pytest.fail("a size was allocated"))
+    with pytest.raises(MemoryError, match=r"'exemplar-standard' at working size 4096x4096 needs about \d+\.\d GB for "
+                                          r"its standard \(whole-image\) attention, more than the 2\.0 GB free: use a "
+                                          r"smaller working size \(sizes=\d+ or less\) or the axial model 'exemplar'"):
+        bench.bench_forward("exemplar-standard", sizes=(64, 4096), repeats=1)
+    assert main(["bench", "-m", "exemplar-standard", "--repeats", "1", "--sizes", "4096"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "Traceback" not in err
+
+
 def test_cli_imports_nothing_heavy_at_module_level():
     import ast
     from pathlib import Path
@@ -391,3 +409,72 @@ def test_hints_csv_with_a_byte_order_mark_or_a_bad_first_row(tmp_path):
         p.write_text(bad)
         with pytest.raises(cli._Refused, match="pts.csv, line 1: expected y,x,r,g,b"):
             cli.read_hints_csv(p)
+
+
+def test_a_small_rgb_file_is_colour_by_its_own_word(tmp_path, small_pair, capsys):
+    """An RGB file with a side of 4 px or less is one colour image (it was 3 slices of 50 x 3: output (3, 50, 3, 3));
+    a TIFF of RGB pages is a stack of colour images (it was refused as an ambiguous 4-D target); grey TIFF pages
+    of 20 x 3 are a stack. A bare array keeps the shape's rule: a .npy (3, 50, 3) is 3 slices."""
+    import tifffile
+
+    _, ref, _ = small_pair
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    r = tmp_path / "ref.png"
+    strip = ref[10:13, :50].copy()
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    Image.fromarray(ref[:4, :4].copy()).save(tmp_path / "icon.png")
+    tifffile.imwrite(tmp_path / "strip.tif", strip, photometric="rgb")
+    for name, shape in (("strip.png", (3, 50, 3)), ("icon.png", (4, 4, 3)), ("strip.tif", (3, 50, 3))):
+        assert _run(tmp_path / name, "-r", r, "-m", "welsh", "-o", tmp_path / f"o_{name}.png", "-q") == 0, name
+        assert np.asarray(Image.open(tmp_path / f"o_{name}.png")).shape == shape, name
+    stack = np.stack([ref[:20, :30], ref[20:40, :30], ref[:20, 30:60]])
+    tifffile.imwrite(tmp_path / "rgbstack.tif", stack, photometric="rgb")
+    assert _run(tmp_path / "rgbstack.tif", "-r", r, "-m", "welsh", "-o", tmp_path / "o_stack.tif", "-q") == 0
+    assert tifffile.imread(tmp_path / "o_stack.tif").shape == (3, 20, 30, 3)
+    tifffile.imwrite(tmp_path / "narrow.tif", ref[:8, :60, 0].reshape(8, 20, 3), photometric="minisblack")
+    assert _run(tmp_path / "narrow.tif", "-r", r, "-m", "welsh", "-o", tmp_path / "o_narrow.tif", "-q") == 0
+    assert tifffile.imread(tmp_path / "o_narrow.tif").shape == (8, 20, 3, 3)
+    np.save(tmp_path / "strip.npy", strip)
+    assert _run(tmp_path / "strip.npy", "-r", r, "-m", "welsh", "-o", tmp_path / "o_npy.png") == 2
+    assert "is a stack of shape (3, 50, 3)" in capsys.readouterr().err
+    # --grey still says the file's last axis is not colour
+    assert _run(tmp_path / "strip.png", "-r", r, "-m", "welsh", "-o", tmp_path / "o_grey.tif", "--grey", "-q") == 0
+    assert tifffile.imread(tmp_path / "o_grey.tif").shape == (3, 50, 3, 3)
+
+
+def test_a_tiff_of_several_channels_is_refused_or_one_picked_with_channel(tmp_path, small_pair, capsys):
+    """A 2-channel ImageJ TIFF (axes CYX, as Fiji writes) was colourised as a 2-slice stack, smoothed and stretched
+    across its channels; it is refused, saying how to pick one, and --channel K colourises channel K alone, the same
+    as that channel saved on its own."""
+    import tifffile
+
+    from napari_colorize import provenance
+    from napari_colorize.io import read_embedded_text
+
+    grey, ref, _ = small_pair
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    r = tmp_path / "ref.png"
+    c = np.stack([grey.astype(np.uint16) * 200, (255 - grey.astype(np.uint16)) * 150])
+    tifffile.imwrite(tmp_path / "cyx.tif", c, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "c1.tif", c[1])
+    assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "o.tif") == 2
+    err = capsys.readouterr().err
+    assert "cyx.tif: it has 2 channels" in err and "pick one with --channel K (K from 0 to 1)" in err
+    assert "channel=" not in err and not (tmp_path / "o.tif").exists()
+    assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "o.tif", "--channel", "1",
+                "-q") == 0
+    assert _run(tmp_path / "c1.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "alone.tif", "-q") == 0
+    out = tifffile.imread(tmp_path / "o.tif")
+    assert out.shape == grey.shape + (3,) and np.array_equal(out, tifffile.imread(tmp_path / "alone.tif"))
+    assert provenance.loads(read_embedded_text(tmp_path / "o.tif"))["settings"]["channel"] == "1"
+    assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "o5.tif", "--channel", "5") == 2
+    assert "--channel 5 does not exist: it has 2 channels" in capsys.readouterr().err
+    assert _run(r, "-r", r, "-m", "warp-grey", "-o", tmp_path / "o6.png", "--channel", "0") == 2
+    assert "--channel 0 was given, but it has no channel axis" in capsys.readouterr().err
+    # a volume (OME-Zarr output) from that TIFF: the same channel
+    assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "v.zarr", "--channel", "1",
+                "-q") == 0
+    import zarr
+
+    v = np.moveaxis(zarr.open_group(str(tmp_path / "v.zarr"), mode="r")["0"][:], 0, -1)
+    assert v.shape == grey.shape + (3,)

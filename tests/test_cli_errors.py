@@ -82,6 +82,12 @@ def test_out_of_memory_is_said_never_an_empty_error(files, capsys, monkeypatch, 
     assert not (files / "o.tif").exists()
 
 
+def test_capped_threads_are_a_warning_line(files, capsys):
+    assert _colorize(files, "-o", str(files / "o.tif"), "--threads", "99999") == 0
+    err = capsys.readouterr().err
+    assert "warning: 99999 threads asked for, capped at" in err and "UserWarning" not in err
+
+
 @pytest.mark.parametrize("n, words", [("1000", ("--pyramid 1000", "at most 5 lower levels", "--pyramid 5")),
                                       ("-1", ("--pyramid must be 0 or more",))])
 def test_absurd_pyramid_levels(files, capsys, n, words):

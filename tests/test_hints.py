@@ -216,3 +216,44 @@ def test_preview_is_the_plans_working_size_result():
     assert np.array_equal(p.render([]), p.base)  # no points: the guide's colours
     moved = p.render([hints[0], (31, 50, hints[1][2])])  # moving a point re-solves with the same factors
     assert not np.array_equal(moved, want)
+
+
+def test_many_points_are_refused_before_the_solve_allocates(monkeypatch):
+    """fuzz11 #15: the solve keeps a float64 column of h w per point and an N x N system: 20000 points on a
+    224 x 224 image asked for gigabytes and ended in "internal error". The estimate is checked first, in
+    the library, the plan and the preview (the napari widget's path), with what to do."""
+    from napari_colorize import hints as H
+    from napari_colorize.preview import HintPreview
+
+    assert H.solve_memory((224, 224), 20000) == 8 * (224 * 224 * 20000 + 2 * 20000 ** 2)
+    L = two_regions(40, 60)
+    solver = HintSolver(L, 16.0)
+    pixels = [(y, x) for y in range(40) for x in range(0, 60, 2)]  # 1200 distinct pixels
+    values = np.zeros((len(pixels), 2))
+    monkeypatch.setattr(H, "MAX_SOLVE_BYTES", H.solve_memory((40, 60), 1000))
+    with pytest.raises(MemoryError, match=r"1200 colour points at working size 40x60 need about 0\.0 GB to spread .*"
+                                          r"use fewer colour points \(about \d+ or fewer at this size"):
+        solver.delta(pixels, values)
+    assert solver._green == {}  # nothing was solved
+    assert solver.delta(pixels[:700], values[:700]).shape == (2, 40, 60)  # within the bound: solved
+    monkeypatch.setattr(H, "available_memory", lambda device: H.solve_memory((40, 60), 500))  # less free than allowed
+    with pytest.raises(MemoryError, match=r"more than the 0\.0 GB free"):
+        solver.delta(pixels[:700], values[:700])
+    hints = [(y, x, (0.9, 0.2, 0.1)) for y, x in pixels]
+    grey = (L / 100).astype(np.float32)
+    with pytest.raises(MemoryError, match="1200 colour points"):
+        nc.colorize("levin", grey, hints=hints, normalize="none")
+    with pytest.raises(MemoryError, match="1200 colour points"):
+        HintPreview("levin", grey, normalize="none").render(hints)
+
+
+def test_cli_says_in_one_line_that_there_are_too_many_points(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (150, 150), dtype=np.uint8)).save(tmp_path / "grey.png")
+    yx = np.stack(np.divmod(rng.permutation(150 * 150)[:12000], 150), 1)  # 12000 distinct pixels: about 4.2 GB
+    (tmp_path / "pts.csv").write_text("".join(f"{y},{x},200,30,30\n" for y, x in yx))
+    r = cli("colorize", "grey.png", "--hints", "pts.csv", "-o", "out.png", cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "out.png").exists()
+    err = [line for line in r.stderr.splitlines() if line.startswith("error")]
+    assert len(err) == 1 and "12000 colour points" in err[0] and "GB" in err[0] and "fewer colour points" in err[0]
+    assert "internal error" not in r.stderr

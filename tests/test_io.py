@@ -255,3 +255,82 @@ def test_npy_gets_the_pixel_cap(tmp_path):
             read(tmp_path / "huge.npy")
     np.save(tmp_path / "ok.npy", np.zeros((3, 40, 50), np.uint8))
     assert probe_image(tmp_path / "ok.npy") == ((3, 40, 50), np.dtype(np.uint8))
+
+
+# --------------------------------------------------------------------------- what the file says (fuzz11 findings 5, 6)
+def test_the_file_says_whether_it_is_colour(tmp_path):
+    """``stores_colour``: a file's colour mode, which a shape cannot tell (a 3 x 50 RGB strip and 3 slices of
+    50 x 3 are both ``(3, 50, 3)``): True for RGB(A) pixels, False for grey ones, None where the file does not say."""
+    import tifffile
+
+    from napari_colorize.io import stores_colour
+
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (3, 50, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "strip.png")
+    Image.fromarray(rng.integers(0, 256, (4, 4, 4), np.uint8)).save(tmp_path / "icon.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "l.png")
+    Image.fromarray(rgb[..., :2].copy(), "LA").save(tmp_path / "la.png")
+    np.save(tmp_path / "strip.npy", rgb)
+    tifffile.imwrite(tmp_path / "strip.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "rgbstack.tif", rng.integers(0, 256, (3, 20, 30, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(tmp_path / "narrow.tif", rng.integers(0, 256, (8, 20, 3), np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "planar.tif", rng.integers(0, 256, (3, 20, 30), np.uint8), photometric="rgb",
+                     planarconfig="separate")
+    tifffile.imwrite(tmp_path / "pages3.tif", rng.integers(0, 256, (3, 20, 30), np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "z3.tif", rng.integers(0, 256, (3, 20, 30), np.uint8), imagej=True,
+                     metadata={"axes": "ZYX"})
+    says = {"strip.png": True, "icon.png": True, "l.png": False, "la.png": None, "strip.npy": None,
+            "strip.tif": True, "rgbstack.tif": True, "narrow.tif": False, "planar.tif": None, "pages3.tif": None,
+            "z3.tif": False}
+    for name, want in says.items():
+        assert stores_colour(tmp_path / name) is want, name
+    assert probe_image(tmp_path / "strip.tif")[0] == (3, 50, 3)
+    assert probe_image(tmp_path / "narrow.tif")[0] == (8, 20, 3)  # (8 grey pages of 20 x 3)
+    with pytest.raises(ImageReadError, match="no such file"):
+        stores_colour(tmp_path / "missing.png")
+
+
+def test_a_tiff_of_several_channels_is_refused_or_one_picked(tmp_path):
+    """An ImageJ / OME-TIFF with a channel axis C (or several grey samples per pixel) is not a stack of
+    slices: refused, saying how many channels and how to pick one; ``channel=K`` reads channel K alone."""
+    import tifffile
+
+    from napari_colorize.io import stores_colour
+
+    rng = np.random.default_rng(3)
+    z = rng.integers(0, 65536, (2, 24, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cyx.tif", z, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "ome.ome.tif", z, metadata={"axes": "CYX"})
+    zc = rng.integers(0, 65536, (4, 3, 24, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "zcyx.tif", zc, imagej=True, metadata={"axes": "ZCYX"})
+    tifffile.imwrite(tmp_path / "bands.tif", rng.integers(0, 256, (24, 32, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    for name, n in (("cyx.tif", 2), ("ome.ome.tif", 2), ("zcyx.tif", 3), ("bands.tif", 5)):
+        for f in (read_image, probe_image, stores_colour):
+            with pytest.raises(ImageReadError, match=rf"{name}: it has {n} channels .* pick one with channel=K "
+                                                     rf"\(K from 0 to {n - 1}\), or save that channel"):
+                f(tmp_path / name)
+    a = read_image(tmp_path / "cyx.tif", channel=1)
+    assert probe_image(tmp_path / "cyx.tif", channel=1) == ((24, 32), np.dtype(np.uint16))
+    assert np.array_equal(np.asarray(a), z[1]) and stores_colour(tmp_path / "cyx.tif", channel=1) is False
+    a = read_image(tmp_path / "zcyx.tif", channel="2")  # (the command line's --channel is text)
+    assert a.shape == (4, 24, 32) and np.array_equal(np.asarray(a), zc[:, 2])
+    assert probe_image(tmp_path / "zcyx.tif", channel=2)[0] == (4, 24, 32)
+    assert np.array_equal(np.asarray(read_image(tmp_path / "bands.tif", channel=4)),
+                          tifffile.imread(tmp_path / "bands.tif")[..., 4])
+    with pytest.raises(ImageReadError, match="channel=2 does not exist: it has 2 channels, 0 to 1"):
+        read_image(tmp_path / "cyx.tif", channel=2)
+    with pytest.raises(ImageReadError, match="channel=GFP does not exist"):
+        probe_image(tmp_path / "cyx.tif", channel="GFP")
+    Image.fromarray(z[0].astype(np.uint8)).save(tmp_path / "p.png")
+    tifffile.imwrite(tmp_path / "one.tif", z[0])
+    for name in ("p.png", "one.tif"):
+        with pytest.raises(ImageReadError, match=f"{name}: channel=0 was given, but it has no channel axis"):
+            read_image(tmp_path / name, channel=0)
+    # grey + alpha samples are not channels; one channel is no channel axis
+    tifffile.imwrite(tmp_path / "ga.tif", rng.integers(0, 256, (24, 32, 2), np.uint8), photometric="minisblack",
+                     extrasamples=["unassalpha"])
+    assert read_image(tmp_path / "ga.tif").shape == (24, 32, 2)
+    tifffile.imwrite(tmp_path / "c1.tif", z[:1], imagej=True, metadata={"axes": "CYX"})
+    assert read_image(tmp_path / "c1.tif").shape == (24, 32)

@@ -22,8 +22,9 @@ GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "su
 
 #: the layers, bottom first: a module may import modules of its own layer or of those below it
 LAYERS = [
-    ("colour maths, metrics, disk space and image files", ["color", "metrics", "disk", "io", "models.configs",
-                                                           "models.lazy", "models.maps", "models.checks"]),
+    ("colour maths, metrics, disk space, free memory and image files", ["color", "metrics", "disk", "memory", "io",
+                                                                        "models.configs", "models.lazy", "models.maps",
+                                                                        "models.checks"]),
     ("models", ["models", "models.*"]),
     ("the engine", ["inference", "inputs", "upsample", "temporal", "plan", "guide_cache", "transfer", "threads",
                     "allocator", "keyframes", "provenance", "hints"]),

@@ -328,6 +328,22 @@ def test_ngff_04_time_series_with_temporal(tmp_path, stack_and_ref):
     np.testing.assert_array_equal(np.moveaxis(g["0"][:], 1, -1), want)
 
 
+def test_a_multichannel_tiff_volume_takes_its_channel_by_index(tmp_path, stack_and_ref):
+    """An ImageJ TIFF (z, c, y, x): refused without a channel (never the channels together), colourised from
+    the channel given by index; a name is refused (names are an OME-Zarr image's)."""
+    import tifffile
+
+    vol, ref = stack_and_ref
+    src = tmp_path / "two.tif"
+    tifffile.imwrite(src, np.stack([vol[::-1], vol], 1), imagej=True, metadata={"axes": "ZCYX"})
+    with pytest.raises(ValueError, match="2 channels"):
+        colorize_volume(src, tmp_path / "none.zarr", "reinhard", reference=ref)
+    out = colorize_volume(src, tmp_path / "gfp.zarr", "reinhard", reference=ref, channel=1)
+    np.testing.assert_array_equal(_level(out), _expected("reinhard", vol, ref))
+    with pytest.raises(ValueError, match="by their index"):
+        colorize_volume(src, tmp_path / "named.zarr", "reinhard", reference=ref, channel="GFP")
+
+
 def test_a_multichannel_image_is_colourised_from_the_channel_chosen(tmp_path, stack_and_ref, capsys):
     """(c, z, y, x) with two named channels: refused without a choice (the names listed), then the
     channel chosen by name (CLI) or index (Python) is the one colourised."""
@@ -354,7 +370,7 @@ def test_a_multichannel_image_is_colourised_from_the_channel_chosen(tmp_path, st
     with pytest.raises(ValueError, match="no channel axis"):
         colorize_volume(_zarr(tmp_path / "plain.zarr", vol), tmp_path / "p.zarr", "reinhard", reference=ref, channel=1)
     assert cli.main(["colorize", r, "-r", r, "-m", "reinhard", "-o", str(tmp_path / "x.png"), "--channel", "1"]) == 2
-    assert "only for volumes" in capsys.readouterr().err
+    assert "has no channel axis" in capsys.readouterr().err  # (--channel picks a TIFF's channel too, not a PNG's)
 
 
 def _space(names):
@@ -521,3 +537,125 @@ def test_ome_zarr_writer_maps_axis_labels_to_ngff_axes(tmp_path):
         assert not (tmp_path / "bad.zarr").exists()
     with pytest.raises(ValueError, match="needs axes y and x"):
         volume.write_ome_zarr(tmp_path / "bad.zarr", grey, axis_labels=["t", "z", "x"])
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_input_chunks_never_written_are_said(tmp_path, stack_and_ref, capsys, zarr_format):
+    """A zarr input whose last slices were never written (an acquisition still being written, or cut
+    short) is read as its fill value: colourised, but with a note (VolumeNote, printed by the CLI)
+    saying how many chunks are missing and which slices have none. A complete input: no note."""
+    import warnings
+
+    vol, ref = stack_and_ref
+    src = tmp_path / "cut.zarr"
+    z = zarr.create_array(str(src), shape=vol.shape, chunks=(1, 32, 64), dtype=vol.dtype, zarr_format=zarr_format)
+    z[:3] = vol[:3]
+    z[3, :32] = vol[3, :32]  # slice 3: half written; slices 4 and 5: never
+    with pytest.warns(volume.VolumeNote) as notes:
+        colorize_volume(src, tmp_path / "o.zarr", "reinhard", reference=ref, temporal=0, scheduler="synchronous")
+    said = [str(n.message) for n in notes if "not in the store" in str(n.message)]
+    assert len(said) == 1, said
+    assert "5 of its 12 chunks are not in the store" in said[0] and "fill value (0)" in said[0]
+    assert "2 of its 6 slices (z 4-5) have none of their chunks" in said[0]
+    r = str(_png(tmp_path / "ref.png", ref))
+    assert cli.main(["colorize", str(src), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "o2.zarr"), "-q",
+                     "--temporal", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "5 of its 12 chunks are not in the store" in err and "(z 4-5)" in err
+    full = _zarr(tmp_path / "full.zarr", vol, chunks=(1, 32, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", volume.VolumeNote)
+        colorize_volume(full, tmp_path / "o3.zarr", "reinhard", reference=ref, temporal=0, scheduler="synchronous")
+
+
+def test_stored_chunks_of_a_4d_array_and_of_a_channel(tmp_path):
+    """The chunk grid of what is read: a (t, z) stack names (t, z) slices; an OME-Zarr channel taken from
+    several counts only its own chunks."""
+    a = zarr.create_array(str(tmp_path / "tz.zarr"), shape=(2, 3, 8, 8), chunks=(1, 1, 8, 8), dtype="uint8")
+    a[0] = 1
+    a[1, 0] = 1
+    v = volume.open_volume(tmp_path / "tz.zarr")
+    assert v.stored.shape == (2, 3, 1, 1) and int(v.stored.sum()) == 4
+    assert "(t, z) (1, 1), (1, 2)" in volume.missing_note(v)
+    rng = np.random.default_rng(0)
+    d = (rng.random((2, 3, 8, 8)) * 200 + 20).astype(np.uint8)  # (c, z, y, x)
+    out = volume.write_ome_zarr(tmp_path / "c.ome.zarr", d, axis_labels=["c", "z", "y", "x"])
+    g = zarr.open_group(str(out), mode="r+")
+    g["0"][1, 2] = 0  # channel 1, slice 2: all fill value, which zarr 3 does not store
+    assert volume.missing_note(volume.open_volume(out, channel=0)) is None
+    assert "(z 2)" in volume.missing_note(volume.open_volume(out, channel=1))
+
+
+@pytest.mark.parametrize("address, why", [("tcp://127.0.0.1:notaport", "the port 'notaport' is not a number"),
+                                          ("tcp://", "no host and port"), ("tcp://127.0.0.1", "no port number"),
+                                          ("tcp://127.0.0.1:99999", "the port 99999 is not between 1 and 65535"),
+                                          ("http://127.0.0.1:8787", "unknown protocol"),
+                                          ("thread", "neither the address")])
+def test_a_malformed_scheduler_address_is_refused_before_any_work(tmp_path, stack_and_ref, capsys, monkeypatch,
+                                                                   address, why):
+    """A --scheduler that is not tcp://HOST:PORT is refused at once, naming the flag (it printed a raw
+    'invalid literal for int()', then hung 20 s and printed a Client.__del__ traceback)."""
+    import time
+
+    vol, ref = stack_and_ref
+    np.save(tmp_path / "v.npy", vol)
+    r = str(_png(tmp_path / "ref.png", ref))
+
+    def no_work(*a, **k):
+        raise AssertionError("the volume was opened before the scheduler was checked")
+
+    monkeypatch.setattr(volume, "open_volume", no_work)
+    t0 = time.monotonic()
+    assert cli.main(["colorize", str(tmp_path / "v.npy"), "-r", r, "-m", "reinhard", "-o", str(tmp_path / "o.zarr"),
+                     "--scheduler", address, "-q"]) == 2
+    assert time.monotonic() - t0 < 5
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and f"--scheduler {address!r}: {why}" in lines[0] and "tcp://HOST:PORT" in lines[0], err
+    assert not (tmp_path / "o.zarr").exists()
+    assert volume.scheduler_address("127.0.0.1:8786") == "tcp://127.0.0.1:8786"
+    assert volume.scheduler_address("tcp://[::1]:8786") == "tcp://[::1]:8786"
+    assert volume.scheduler_address("synchronous") is None and volume.scheduler_address(None) is None
+
+
+def test_host_port_without_tcp_is_taken_as_tcp(tmp_path, stack_and_ref, capsys, monkeypatch):
+    """--scheduler 127.0.0.1:PORT is tcp://127.0.0.1:PORT (as dask.distributed takes it; it was refused
+    as an unknown local scheduler): nobody listening there, the clear message after CONNECT_TIMEOUT."""
+    import socket
+
+    vol, ref = stack_and_ref
+    np.save(tmp_path / "v.npy", vol)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there now
+    monkeypatch.setattr(volume, "CONNECT_TIMEOUT", 1)
+    assert cli.main(["colorize", str(tmp_path / "v.npy"), "-r", str(_png(tmp_path / "ref.png", ref)), "-m", "reinhard",
+                     "-o", str(tmp_path / "o.zarr"), "--scheduler", f"127.0.0.1:{port}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: no dask scheduler answers at tcp://127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_a_client_that_fails_half_made_is_closed():
+    """distributed leaves a Client whose constructor failed on something other than a connection error
+    half-made, and at exit its __del__ waited 20 s, then printed a traceback; connect() closes it (run in
+    a process of its own: the traceback came at the interpreter's exit)."""
+    import subprocess
+    import time
+
+    script = (
+        "import distributed.comm.tcp\n"
+        "from napari_colorize import volume\n"
+        "def broken(address, default_port=None):\n"
+        "    raise ValueError('broken address')\n"
+        "distributed.comm.tcp.parse_host_port = broken\n"
+        "try:\n"
+        "    volume.connect('tcp://127.0.0.1:9')\n"
+        "except ValueError as e:\n"
+        "    print('refused:', e)\n")
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "refused: --scheduler 'tcp://127.0.0.1:9': broken address" in run.stdout, run.stdout + run.stderr
+    assert "Exception ignored" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert time.monotonic() - t0 < 15

@@ -280,6 +280,7 @@ def test_suggest_a_reference_ranks_layers_and_a_folder_and_picks_one(make_napari
     t = viewer.add_image(grey, name="grey")
     rocket = viewer.add_image(data.rocket(), name="rocket", rgb=True)
     viewer.add_image(data.astronaut(), name="astronaut", rgb=True)
+    viewer.add_image(np.repeat(grey[..., None], 3, -1), name="grey as rgb", rgb=True)  # no colour: skipped, said
     folder = tmp_path / "refs"
     folder.mkdir()
     Image.fromarray(data.coffee()).save(folder / "coffee.png")
@@ -294,6 +295,8 @@ def test_suggest_a_reference_ranks_layers_and_a_folder_and_picks_one(make_napari
     qtbot.waitUntil(lambda: panel.worker is None, timeout=120000)
     ranking = panel.last.ranking
     assert ranking[0].name.endswith("coffee.png") and len(panel.buttons) == len(ranking) == 4
+    assert not any("grey as rgb" in s.name for s in ranking)
+    assert any(e.startswith("grey as rgb") for e in panel.last.errors)
     panel.buttons[0].click()
     assert len(viewer.layers) == n_layers + 1 and w._reference.value is viewer.layers["coffee"]
     assert w._reference.value.rgb

@@ -29,14 +29,19 @@ def bench_forward(model: str = "exemplar", sizes=(224,), repeats: int = 20, thre
     Networks are timed on their forward pass, with random weights unless ``pretrained`` (the
     time does not depend on them); the classic baselines (no network) on ``predict`` with a
     prepared reference, the same work they do per slice in :func:`colorize`. ``started(size, k,
-    n)`` before and ``progress(row)`` after each size (the row as returned).
+    n)`` before and ``progress(row)`` after each size (the row as returned). Raises MemoryError, before
+    allocating, when a size's attention would not fit in the free memory (the check ``colorize`` makes,
+    :func:`~napari_colorize.plan.check_memory`; every size is checked before the first is timed).
     """
     from .models.registry import load_model
+    from .plan import check_memory
     from .threads import set_threads
 
     set_threads(threads)  # (capped at 4 per core: tens of thousands crash torch)
     m = load_model(model, device="cpu", pretrained=pretrained)
     net = getattr(m, "network", None)
+    for s in sizes:  # (one pair at s x s, as timed below)
+        check_memory(m, (int(s), int(s)), size_name="sizes")
     rows = []
     for k, s in enumerate(sizes, 1):
         if started is not None:

@@ -44,8 +44,8 @@ class _Refused(Exception):
 
 
 _FLAG_WORDS = {"rgb=True": "--rgb", "rgb=False": "--grey", "overwrite=True": "--overwrite"}
-_FLAGS = {"channel_axis": "--channel-axis", "size": "--size", "normalize": "--normalize", "rgb": "--rgb",
-          "pyramid": "--pyramid",
+_FLAGS = {"channel_axis": "--channel-axis", "channel": "--channel", "size": "--size", "normalize": "--normalize",
+          "rgb": "--rgb", "pyramid": "--pyramid",
           "temporal": "--temporal"}
 
 
@@ -55,7 +55,8 @@ def cli_words(msg: str) -> str:
         msg = msg.replace(k, v)
     msg = re.sub(r"\breference=(RGB image|\.\.\.)", "--reference IMAGE", msg)
     msg = re.sub(r"\bhistogram=(\(21, 21\) array|\.\.\.)", "--histogram FILE.npy", msg)
-    msg = re.sub(r"\b(channel_axis|size|normalize|pyramid)=(-?\w+)", lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
+    msg = re.sub(r"\b(channel_axis|channel|size|normalize|pyramid)=(-?\w+)",
+                 lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", msg)
     return msg.replace("pass --", "use --")
 
 
@@ -71,6 +72,8 @@ def _out_of_memory(e: BaseException) -> bool:
 
 def _error_text(e: BaseException) -> str:
     """What an exception says, never empty (a bare ``MemoryError()`` has no text)."""
+    if isinstance(e, MemoryError) and str(e):  # (ours say what needs the memory and what to do)
+        return str(e)
     if _out_of_memory(e):
         return (f"out of memory ({e}); " if str(e) else "out of memory; ") + \
             "try a smaller --size, a smaller input, or close other programs"
@@ -184,8 +187,8 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     taken: dict[str, Path] = {}
     for t in targets:
         try:
-            shape, _ = probe_image(t)
-            rgb, how, _ = target_layout(shape, _rgb_flag(args), args.channel_axis)
+            shape, _ = probe_image(t, channel=args.channel)
+            rgb, how, _ = target_layout(shape, _target_rgb(args, t), args.channel_axis)
         except (ImageReadError, ValueError) as e:
             failed[t] = _without_path(str(e), t)
             continue
@@ -308,6 +311,18 @@ def _rgb_flag(args) -> bool | None:
     return True if args.rgb else False if args.grey else None
 
 
+def _target_rgb(args, target: Path) -> bool | None:
+    """Whether the target file's last axis is colour: --rgb / --grey / --channel-axis, else what the
+    file says (a 3 x 50 RGB PNG is colour, not 3 slices; a TIFF stack of RGB pages is a stack of colour
+    images), else None (its shape decides)."""
+    from .io import stores_colour
+
+    rgb = _rgb_flag(args)
+    if rgb is None and args.channel_axis is None:
+        rgb = stores_colour(target, channel=args.channel)
+    return rgb
+
+
 def read_hints_csv(path) -> list:
     """Colour points from a CSV file: rows ``y,x,r,g,b`` (every slice of a stack) or ``z,y,x,r,g,b`` (slice
     z only), the two mixed as needed (a first line of names - no cell a number - is skipped; blank lines and
@@ -424,6 +439,8 @@ def run_record(record: dict, args, target) -> dict:
     if args.histogram_from or args.histogram:
         rec.setdefault("histogram", {})["from"] = str(Path(args.histogram_from or args.histogram).resolve())
     rec["settings"]["model_argument"] = args.model
+    if getattr(args, "channel", None) is not None:
+        rec["settings"]["channel"] = args.channel
     return rec
 
 
@@ -537,8 +554,7 @@ def _cmd_colorize(args) -> int:
     args.hint_list = read_hints_csv(args.hints) if args.hints else None
     if _is_volume_run(args):
         return _cmd_colorize_volume(args)
-    volume_only = [f for f, v in (("--scheduler", args.scheduler), ("--pyramid", args.pyramid),
-                                  ("--channel", args.channel)) if v]
+    volume_only = [f for f, v in (("--scheduler", args.scheduler), ("--pyramid", args.pyramid)) if v]
     if volume_only:
         raise _Refused([f"{', '.join(volume_only)}: only for volumes (a .zarr target or -o OUT.zarr); images and "
                         "stacks in other formats run in this process"])
@@ -596,7 +612,8 @@ def _cmd_colorize(args) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                slices = iter_colorize(model, read_image(t), size=args.size, rgb=_rgb_flag(args),
+                slices = iter_colorize(model, read_image(t, channel=args.channel), size=args.size,
+                                       rgb=_target_rgb(args, t),
                                        channel_axis=args.channel_axis, normalize=args.normalize,
                                        temporal=args.temporal, return_attention=False, sink=sink,
                                        hints=args.hint_list, hint_spread=args.hint_spread, **guide)
@@ -893,7 +910,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pyramid", type=int, default=0, metavar="N",
                    help="volumes: also write N lower resolution levels (each halves y and x)")
     c.add_argument("--channel", default=None, metavar="N|NAME",
-                   help="volumes: the channel of a multi-channel OME-Zarr image to colourise (index or name)")
+                   help="the channel to colourise of a multi-channel OME-Zarr image (index or name) or TIFF "
+                        "(index; axes C, as ImageJ writes)")
     c.add_argument("--no-provenance", action="store_true",
                    help="do not record how the output was made (model, weights' hash, references' paths and "
                         "pixel hashes, settings; kept in the PNG/TIFF/JPEG metadata, OUT.provenance.json beside "
@@ -1033,7 +1051,13 @@ def _main(args) -> int:
             from .allocator import keep_freed_memory
             from .threads import set_threads
 
-            set_threads(args.threads)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as notes:  # (a number of threads capped: said as a warning)
+                warnings.simplefilter("always")
+                set_threads(args.threads)
+            for n in notes:
+                _say("warning", str(n.message))
             keep_freed_memory()
         return args.func(args)
     except _Refused as e:

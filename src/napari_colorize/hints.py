@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from .color import AB_SCALE, rgb_to_lab
+from .memory import available_memory
 
 __all__ = ["check_hints", "slice_hints", "hints_of_part", "HintSolver", "hints_to_working", "hint_ab", "DEFAULT_SPREAD",
-           "LEVIN_SPREAD", "EDGE_SCALE"]
+           "LEVIN_SPREAD", "EDGE_SCALE", "solve_memory", "check_solve_memory", "MAX_SOLVE_BYTES"]
 
 #: how far (in pixels at the working size, where lightness is flat) a hint's change reaches with a reference
 DEFAULT_SPREAD = 64.0
@@ -46,6 +47,9 @@ LEVIN_SPREAD = 1e5
 EDGE_SCALE = 0.1
 #: the least weight of a neighbour (before the rows are normalised) with the absolute term
 _WEIGHT_FLOOR = 1e-6
+#: the most the colour points' solve may take, however much memory is free (20000 points on a 224 x 224 working
+#: image asked for 6.4 GB and minutes of solves; the interactive preview re-solves on every edit)
+MAX_SOLVE_BYTES = 4 * 2**30
 
 
 def check_hints(hints, shape: tuple[int, int], stack_shape: tuple = ()) -> list[tuple]:
@@ -184,10 +188,40 @@ def levin_affinity(L: np.ndarray, edge: float | None = EDGE_SCALE):
     return sp.csr_matrix((wts[valid], (rows, cols)), shape=(n, n))
 
 
+def solve_memory(wshape: tuple[int, int], points: int) -> int:
+    """Estimated peak bytes of :meth:`HintSolver.delta` for ``points`` distinct working pixels on a working
+    image ``wshape``: a float64 Green's function column per point, ``h w N``, and the ``N x N`` system
+    with its factorisation, ``2 N^2``."""
+    n, k = int(wshape[0]) * int(wshape[1]), int(points)
+    return 8 * (n * k + 2 * k * k)
+
+
+def check_solve_memory(wshape: tuple[int, int], points: int) -> None:
+    """Raise MemoryError, before allocating, when the solve of ``points`` colour points (distinct working
+    pixels) on a working image ``wshape`` (:func:`solve_memory`) would not fit in the free memory or is
+    above :data:`MAX_SOLVE_BYTES`, naming the points, the estimate and what to do."""
+    need = solve_memory(wshape, points)
+    avail = available_memory("cpu")
+    limit = MAX_SOLVE_BYTES if avail is None else min(avail, MAX_SOLVE_BYTES)
+    if need <= limit:
+        return
+    h, w = int(wshape[0]), int(wshape[1])
+    room = 0.8 * limit / 8  # (float64 values that fit, with a margin)
+    fit = max(1, int((np.sqrt(float(h * w) ** 2 + 8.0 * room) - h * w) / 4))  # (the most points: h w k + 2 k^2)
+    side = int(max(h, w) * np.sqrt(max(room / points - 2 * points, 0.0) / (h * w)))  # (the largest working size)
+    have = f"the {limit / 2**30:.1f} GB free" if limit < MAX_SOLVE_BYTES else f"the {limit / 2**30:.0f} GB allowed"
+    smaller = f" or a smaller working size (size={side} or less)" if side >= 16 else ""
+    raise MemoryError(
+        f"{points} colour points at working size {h}x{w} need about {need / 2**30:.1f} GB to spread (a column of "
+        f"{h * w * 8 / 2**20:.2f} MB per point), more than {have}: use fewer colour points (about {fit} or "
+        f"fewer at this size; points on one working pixel count once){smaller}")
+
+
 class HintSolver:
     """The spread of hints over one working-size image: ``M = (1 + lam) I - W`` factored once,
     each hint pixel's Green's function ``M^-1 e_k`` cached; :meth:`delta` gives the change of
-    colour ``(2, h, w)`` that sets every hint's chroma exactly and fades away from it."""
+    colour ``(2, h, w)`` that sets every hint's chroma exactly and fades away from it. Its memory grows with
+    the number of points (:func:`solve_memory`), checked before each solve (:func:`check_solve_memory`)."""
 
     def __init__(self, L: np.ndarray | torch.Tensor, spread: float = DEFAULT_SPREAD,
                  edge: float | None = EDGE_SCALE) -> None:
@@ -226,7 +260,10 @@ class HintSolver:
         if not last:
             return np.zeros((2, h, w))
         ks = list(last)
-        G = np.stack([self._g(k) for k in ks], 1)  # (n, N)
+        check_solve_memory(self.shape, len(ks))  # (before allocating: a column of h w per point)
+        G = np.empty((h * w, len(ks)), order="F")  # (n, N), filled column by column: no second copy
+        for j, k in enumerate(ks):
+            G[:, j] = self._g(k)
         target = np.asarray(values, np.float64)[[last[k] for k in ks]]  # (N, 2)
         c = np.linalg.solve(G[ks], target)
         return (G @ c).T.reshape(2, h, w)

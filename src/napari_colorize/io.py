@@ -3,8 +3,10 @@
 Readers (:func:`read_image`, :func:`probe_image`): PNG, JPEG and the other formats Pillow knows
 (first frame, or every frame of a multi-frame file as a stack), TIFF (tifffile; uncompressed files
 are memory-mapped, other stacks read page by page as a dask array, so a stack is read slice by slice;
-series of one shape stacked; the photometric interpretation applied), ``.npy`` (memory-mapped). The
-dtype is kept. Every failure is an :class:`ImageReadError` naming the file: missing, a folder,
+series of one shape stacked; the photometric interpretation applied; a file of several channels
+refused unless one is picked), ``.npy`` (memory-mapped). The dtype is kept. :func:`stores_colour`
+says whether a file's last axis is colour, which its shape alone cannot say (a 3 x 50 RGB strip).
+Every failure is an :class:`ImageReadError` naming the file: missing, a folder,
 unreadable, not an image, corrupt or truncated, a codec missing, too large (:data:`MAX_PIXELS`,
 :data:`MAX_DECODED`), out of memory.
 
@@ -40,7 +42,7 @@ __all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
            "to_output_dtype", "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
            "pid_alive", "MAX_PIXELS", "MAX_DECODED", "check_pixels", "check_frames", "out_of_memory",
-           "frames_as_stack", "is_image_like", "PROVENANCE_KEY", "read_embedded_text", "can_embed"]
+           "frames_as_stack", "is_image_like", "stores_colour", "PROVENANCE_KEY", "read_embedded_text", "can_embed"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -494,11 +496,57 @@ def _lazy_tiff(path: Path, pages: list[int], page_shape: tuple, dtype, shape: tu
     return da.stack(blocks).reshape(shape)
 
 
-def _read_tiff(path: Path, probe: bool = False):
+def _tiff_channels(path: Path, page, axes: str, shape: tuple, channel) -> tuple[int, int] | None:
+    """The channel axis of a TIFF read as ``shape`` (``axes``, one letter per axis, tifffile's) and the
+    channel ``channel`` picks on it: ``(axis, index)``, or None when it has no channel axis of more than
+    one entry (``channel`` must then be None). A channel axis is ``C`` (ImageJ, OME-TIFF), or the samples
+    ``S`` of a grey page (MINISBLACK / MINISWHITE) holding more than one band besides alpha. A file of
+    several channels is refused (:class:`ImageReadError`) unless ``channel`` (an index) picks one: a
+    greyscale image is one channel, its channels are not slices to smooth or stretch together."""
+    pm = int(page.photometric) if 262 in page.tags else 1
+    alpha = sum(1 for e in (page.extrasamples or ()) if int(e) in (1, 2))
+    found = [k for k, a in enumerate(axes) if shape[k] > 1 and (a == "C" or (
+        a == "S" and pm in (0, 1) and int(page.samplesperpixel) - alpha > 1))]
+    if not found:
+        if channel is not None:
+            raise ImageReadError(f"{path}: channel={channel} was given, but it has no channel axis (its axes are "
+                                 f"{axes})")
+        return None
+    if len(found) > 1:
+        raise ImageReadError(f"{path}: it has {len(found)} channel axes (its axes are {axes}); one grey channel "
+                             "is colourised at a time: save that channel as its own file")
+    k, n = found[0], shape[found[0]]
+    if channel is None:
+        raise ImageReadError(f"{path}: it has {n} channels (its axes are {axes}, {axes[k]} the channels); one grey "
+                             f"channel is colourised at a time, never the channels together: pick one with "
+                             f"channel=K (K from 0 to {n - 1}), or save that channel as its own file")
+    if not str(channel).isdigit() or int(channel) >= n:
+        raise ImageReadError(f"{path}: channel={channel} does not exist: it has {n} channels, 0 to {n - 1} (a "
+                             "TIFF's channels are picked by index)")
+    return k, int(channel)
+
+
+def _tiff_colour(page, axes: str, shape: tuple) -> bool | None:
+    """Whether a TIFF read as ``shape`` (``axes``) says its last axis is colour (see :func:`stores_colour`)."""
+    pm = int(page.photometric) if 262 in page.tags else 1
+    if pm in (3, 5, 6):  # palette, CMYK, YCbCr: read as RGB
+        return True
+    if pm == 2:  # RGB; separate planes (3, H, W) were tifffile's default for any such array: not its word
+        return None if int(page.planarconfig) == 2 and int(page.samplesperpixel) > 1 else True
+    if any(int(e) in (1, 2) for e in (page.extrasamples or ())):
+        return None  # grey + alpha
+    if len(shape) == 3 and shape[0] in (3, 4) and axes[0] not in "ZT":
+        return None  # 3 or 4 grey pages, not said to be slices: perhaps colour planes (the layout warns)
+    return False
+
+
+def _read_tiff(path: Path, probe: bool = False, channel=None):
     """A TIFF as an array: every series of one shape stacked (else the first, with a warning), the
     photometric interpretation applied (MINISWHITE inverted, PALETTE through its colormap, CMYK and
-    YCbCr to RGB). Uncompressed single series are memory-mapped; other stacks are read page by page (a
-    dask array); a single compressed page is decoded."""
+    YCbCr to RGB), a file of several channels refused unless ``channel`` picks one
+    (:func:`_tiff_channels`). Uncompressed single series are memory-mapped; other stacks are read page by
+    page (a dask array); a single compressed page is decoded. ``probe``: ``(shape, dtype, colour)``
+    instead, ``colour`` as :func:`stores_colour` says."""
     import tifffile
 
     # a damaged file is reported once, by us, not logged on stderr too
@@ -522,27 +570,39 @@ def _read_tiff(path: Path, probe: bool = False):
                 shape = stack + (out_page if convert is not None else sshape[len(sshape) - len(page_shape):])
                 if convert is None:
                     shape, dtype = ((len(members),) if len(members) > 1 else ()) + sshape, np.dtype(s.dtype)
+                axes = ("I" if len(members) > 1 else "") + str(s.axes)
+                axes += "S" * (len(shape) - len(axes))  # (a palette's colours)
+                pick, full = _tiff_channels(path, key, axes, shape, channel), shape
+                if pick is not None:
+                    shape, axes = shape[:pick[0]] + shape[pick[0] + 1:], axes[:pick[0]] + axes[pick[0] + 1:]
                 if probe:
-                    return shape, dtype
-                pages = [p.index for m in members for p in m.pages if p is not None]
-                per_page = int(np.prod(page_shape))
-                whole = len(pages) * per_page == int(np.prod(sshape)) * len(members)
-                if len(members) == 1 and convert is None:
-                    try:  # uncompressed, contiguous: read lazily, slice by slice
-                        return tifffile.memmap(path, mode="r")
-                    except (ValueError, OSError, tifffile.TiffFileError):
-                        pass
-                if len(pages) > 1 and whole:
-                    return _lazy_tiff(path, pages, out_page if convert is not None else page_shape, dtype, shape,
-                                      convert)
-                a = np.stack([m.asarray() for m in members]) if len(members) > 1 else s.asarray()
-                return convert(a) if convert is not None else a
+                    return shape, dtype, _tiff_colour(key, axes, shape)
+                a = _read_tiff_pixels(path, tf, members, s, page_shape, out_page, dtype, convert, sshape, full)
+                return a if pick is None else a[(slice(None),) * pick[0] + (pick[1],)]
         except ImageReadError:
             raise
         except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
             if "imagecodecs" in str(e):
                 raise ImageReadError(_codec_message(path, None, str(e))) from None
             raise ImageReadError(f"{path}: not a readable TIFF file: corrupt or truncated ({e})") from None
+
+
+def _read_tiff_pixels(path: Path, tf, members, s, page_shape, out_page, dtype, convert, sshape, shape):
+    """The pixels of :func:`_read_tiff`'s members (series), of ``shape`` (before a channel is picked)."""
+    import tifffile
+
+    pages = [p.index for m in members for p in m.pages if p is not None]
+    per_page = int(np.prod(page_shape))
+    whole = len(pages) * per_page == int(np.prod(sshape)) * len(members)
+    if len(members) == 1 and convert is None:
+        try:  # uncompressed, contiguous: read lazily, slice by slice
+            return tifffile.memmap(path, mode="r")
+        except (ValueError, OSError, tifffile.TiffFileError):
+            pass
+    if len(pages) > 1 and whole:
+        return _lazy_tiff(path, pages, out_page if convert is not None else page_shape, dtype, shape, convert)
+    a = np.stack([m.asarray() for m in members]) if len(members) > 1 else s.asarray()
+    return convert(a) if convert is not None else a
 
 
 def _read_npy(path: Path, probe: bool = False):
@@ -573,37 +633,85 @@ def is_image_like(x) -> bool:
     return isinstance(x, (np.ndarray, str, os.PathLike)) or hasattr(x, "__array__") or hasattr(x, "detach")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def _no_channels(path: Path, channel) -> None:
+    if channel is not None:
+        raise ImageReadError(f"{path}: channel={channel} was given, but it has no channel axis (channels are "
+                             "picked in TIFF files whose axes name them, such as ImageJ's CYX)")
+
+
+def read_image(path: str | Path, channel: int | str | None = None) -> np.ndarray:
     """Read an image or stack as an array, keeping its dtype. Raises :class:`ImageReadError`.
 
     TIFF and ``.npy`` files are memory-mapped when possible (read-only): slices are read when used.
+    A TIFF of several channels (its axes hold ``C``, as ImageJ and OME-TIFF write them, or several
+    grey samples per pixel) is refused unless ``channel`` (an index) picks one: channels are never
+    read as slices of a stack.
     """
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
     try:
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path, channel=channel)
+        _no_channels(path, channel)
         if suffix == ".npy":
             return _read_npy(path)
-        if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path)
         return _read_pil(path)
     except MemoryError:  # (a bare MemoryError has no message: never an empty "error: ")
         raise ImageReadError(out_of_memory(path)) from None
 
 
-def probe_image(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
-    """``(shape, dtype)`` of an image file, from its header where possible (no pixels read)."""
+def probe_image(path: str | Path, channel: int | str | None = None) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` of an image file as :func:`read_image` reads it, from its header where
+    possible (no pixels read)."""
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
     try:
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path, probe=True, channel=channel)[:2]
+        _no_channels(path, channel)
         if suffix == ".npy":
             return _read_npy(path, probe=True)
-        if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path, probe=True)
         return _probe_pil(path)
     except MemoryError:
         raise ImageReadError(out_of_memory(path)) from None
+
+
+_PIL_COLOUR = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+_PIL_GREY = ("1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def stores_colour(path: str | Path, channel: int | str | None = None) -> bool | None:
+    """Whether an image file says that the last axis of what :func:`read_image` gives is colour: True
+    for colour pixels (Pillow's RGB, RGBA, palette, CMYK...; TIFF photometric RGB, palette, CMYK,
+    YCbCr), False for grey ones (Pillow's L, I;16...; TIFF MINISBLACK / MINISWHITE pages), None when
+    the file does not say: ``.npy``, grey + alpha, a TIFF's RGB in separate planes ``(3, H, W)``
+    (tifffile's default for any such array until 2022), 3 or 4 grey TIFF pages not named slices (colour
+    planes?), multi-frame files that are not colour frames. A target's shape alone cannot tell a
+    3 x 50 RGB strip from 3 slices of 50 x 3, nor a stack of RGB images from a 4-D grey stack; what the
+    file says can. Reads the header only (a multi-frame file is decoded, bounded as for reading)."""
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path, probe=True, channel=channel)[2]
+        _no_channels(path, channel)
+        if suffix == ".npy":
+            return None
+        with _pil_opened(path) as im:
+            mode, n = im.mode, int(getattr(im, "n_frames", 1))
+        if n > 1:  # (frames in other modes are brought to one, all-grey frames read as grey)
+            a = _read_pil(path)
+            return True if a.ndim == 4 and a.shape[-1] in (3, 4) else None
+        return True if mode in _PIL_COLOUR else False if mode in _PIL_GREY else None
+    except MemoryError:
+        raise ImageReadError(out_of_memory(path)) from None
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"{path}: not an image file, or corrupt or truncated ({e})") from None
 
 
 def out_of_memory(path) -> str:

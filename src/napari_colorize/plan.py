@@ -20,6 +20,7 @@ from .hints import (DEFAULT_SPREAD, EDGE_SCALE, LEVIN_SPREAD, HintSolver, check_
                     slice_hints)
 from .inputs import (TargetView, prepare_histogram, prepare_reference, reference_histogram, reference_list,
                      reference_names, working_shape)
+from .memory import available_memory  # (the plan's memory checks; exported here too)
 from .models.base import Colorizer, Prediction
 from .models.registry import load_model
 from .upsample import recombine, resize
@@ -48,28 +49,13 @@ def attention_memory(model: Colorizer, wshape: tuple[int, int], references: int 
     return int(model.attention_memory(wshape, references) if references > 1 else model.attention_memory(wshape))
 
 
-def available_memory(device) -> int | None:
-    """Bytes free for a new allocation on ``device`` (None when unknown)."""
-    device = torch.device(device)
-    try:
-        if device.type == "cuda":
-            return int(torch.cuda.mem_get_info(device)[0])
-        if device.type == "cpu":
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-    except (OSError, RuntimeError, ValueError):
-        pass
-    return None
-
-
 def _standard_attention(model: Colorizer) -> bool:
     """The model's network has standard (whole-image) attention."""
     return getattr(getattr(getattr(model, "network", None), "config", None), "attention", "") == "standard"
 
 
-def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int, references: int = 1) -> str:
+def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int, references: int = 1,
+                   size_name: str = "size") -> str:
     standard = _standard_attention(model)
     fit = size
     avail = available_memory(model.device)
@@ -80,13 +66,13 @@ def _memory_advice(model: Colorizer, wshape: tuple[int, int], size: int, referen
         fit = max(model.multiple, fit // model.multiple * model.multiple)
     alt = " or the axial model 'exemplar'" if standard else ""
     fewer = " or fewer references" if references > 1 else ""
-    return f"use a smaller working size (size={fit} or less){alt}{fewer}"
+    return f"use a smaller working size ({size_name}={fit} or less){alt}{fewer}"
 
 
-def check_memory(model: Colorizer, wshape: tuple[int, int], references: int = 1) -> None:
+def check_memory(model: Colorizer, wshape: tuple[int, int], references: int = 1, size_name: str = "size") -> None:
     """Raise MemoryError, before allocating, when the model's attention at working shape ``wshape``
     with ``references`` references would not fit in the free memory of its device (saying what
-    size would)."""
+    size would, as ``size_name=N``: the argument of the caller that sets the size)."""
     need = attention_memory(model, wshape, references)
     avail = available_memory(model.device) if need else None  # (no /proc read for models without attention)
     if need and avail and need > avail:  # say so before allocating, not with the allocator's error
@@ -95,7 +81,7 @@ def check_memory(model: Colorizer, wshape: tuple[int, int], references: int = 1)
         raise MemoryError(
             f"{model.name!r} at working size {wshape[0]}x{wshape[1]}{refs} needs about {need / 2**30:.1f} GB "
             f"for its {kind} attention, more than the {avail / 2**30:.1f} GB free: "
-            + _memory_advice(model, wshape, max(wshape), references))
+            + _memory_advice(model, wshape, max(wshape), references, size_name))
 
 
 def _out_of_memory(e: BaseException) -> bool:

@@ -53,7 +53,7 @@ from .provenance import FORMAT
 
 __all__ = ["colorize_volume", "open_volume", "input_fingerprint", "StoreReader", "read_provenance", "PROVENANCE_ATTR",
            "check_axis_order", "NGFF_ORDER", "ngff_axes", "write_ome_zarr", "napari_write_image", "Volume",
-           "MissingExtraError",
+           "MissingExtraError", "stored_chunks", "missing_note", "scheduler_address", "LOCAL_SCHEDULERS",
            "ResumeError", "BusyError", "VolumeNote", "RunLock", "half_created", "connect", "CONNECT_TIMEOUT",
            "concurrent_tasks", "RECORD_KEY", "PROGRESS_ARRAY", "EXTRA", "worker_model"]
 
@@ -78,7 +78,8 @@ class BusyError(ResumeError):
 
 
 class VolumeNote(UserWarning):
-    """A note about the output store (for example a half-created store made again); the CLI prints it."""
+    """A note about the run's stores (a half-created output made again, input chunks not in the store);
+    the CLI prints it."""
 
 
 _HELD_LOCKS: set = set()  # lock files this process holds
@@ -186,7 +187,9 @@ class Volume:
     stack axes: ``t`` and/or ``z``), ``axes`` its NGFF axes (name, type, unit when known), ``scale``
     and ``translation`` its pixel size and offset per axis, ``chunks`` its (regular) chunk shape,
     ``path`` the file or store it came from (None for arrays), ``channel`` the index of the channel
-    taken from a multi-channel image (None when it had no channel axis)."""
+    taken from a multi-channel image (None when it had no channel axis); for a zarr input, ``stored``
+    which of its chunks (a boolean array over ``data``'s chunk grid) are in the store
+    (:func:`stored_chunks`; None when not known) and ``fill`` the value the others are read as."""
 
     data: Any
     axes: list
@@ -195,6 +198,8 @@ class Volume:
     chunks: tuple
     path: Path | None = None
     channel: int | None = None
+    stored: Any = None
+    fill: Any = None
 
 
 def is_zarr_path(path) -> bool:
@@ -237,6 +242,74 @@ class StoreReader:
         return self.arr[key]
 
 
+def stored_chunks(arr) -> np.ndarray | None:
+    """Which chunks of the zarr array ``arr`` are in its store: a boolean array over its chunk grid (the
+    read chunks: a shard's inner chunks count with their shard), from one listing of the store's keys
+    (no chunk is read; zarr formats 2 and 3). None when the store cannot be listed."""
+    try:
+        from zarr.core.sync import sync
+
+        store, prefix = arr.store_path.store, arr.store_path.path
+        shape, chunks = tuple(arr.shape), tuple(arr.chunks)
+        outer = tuple(arr.shards) if getattr(arr, "shards", None) else chunks
+
+        async def listing():
+            return [k async for k in store.list_prefix(prefix)]
+
+        head = prefix.rstrip("/") + "/" if prefix else ""
+        keys = {k[len(head):] for k in sync(listing()) if k.startswith(head)}
+        grid = tuple(-(-n // c) for n, c in zip(shape, outer))
+        have = np.zeros(grid, bool)
+        for ix in np.ndindex(*grid):
+            have[ix] = arr.metadata.encode_chunk_key(ix) in keys
+        for axis, (o, c, n) in enumerate(zip(outer, chunks, shape)):  # a shard: each of its inner chunks
+            if o != c:
+                have = np.repeat(have, o // c, axis=axis)[(slice(None),) * axis + (slice(0, -(-n // c)),)]
+        return have
+    except Exception:  # (a store that cannot be listed: nothing to say)
+        return None
+
+
+def _runs(values: list[int]) -> list[str]:
+    """``[0, 1, 2, 5]`` -> ``["0-2", "5"]``."""
+    out: list[list[int]] = []
+    for v in sorted(values):
+        if out and v == out[-1][1] + 1:
+            out[-1][1] = v
+        else:
+            out.append([v, v])
+    return [f"{a}" if a == b else f"{a}-{b}" for a, b in out]
+
+
+def missing_note(vol: Volume) -> str | None:
+    """A note on the input chunks that are not in the store (never written: an acquisition still being
+    written or cut short; or left out by zarr as holding only the fill value): how many, and the slices
+    that have none of theirs; None when every chunk is there (or it cannot be told)."""
+    if vol.stored is None or vol.stored.all():
+        return None
+    stored, stack_nd = vol.stored, vol.data.ndim - 2
+    n_miss = int((~stored).sum())
+    where = str(vol.path) if vol.path is not None else "the zarr array"
+    fill = f" ({vol.fill})" if vol.fill is not None else ""
+    note = (f"{where}: {n_miss} of its {stored.size} chunks {'is' if n_miss == 1 else 'are'} not in the store "
+            "(never written: an acquisition still being written or cut short; or left out by zarr as holding only "
+            f"its fill value): read as the fill value{fill}, which also counts in the intensity range")
+    empty: list[tuple] = []  # the slices (positions on the stack axes) with none of their chunks stored
+    if stack_nd:
+        for ix in zip(*np.nonzero(~stored.reshape(stored.shape[:stack_nd] + (-1,)).any(axis=-1))):
+            empty += _product([range(i * c, min((i + 1) * c, n)) for i, c, n in zip(ix, vol.chunks, vol.data.shape)])
+    if empty:
+        names = [str(a.get("name", "?")) for a in vol.axes[:stack_nd]]
+        shown = _runs([e[0] for e in empty]) if stack_nd == 1 else [str(tuple(int(i) for i in e)) for e in empty]
+        listed = " ".join(names if stack_nd == 1 else ["(" + ", ".join(names) + ")"]) + " " + \
+            ", ".join(shown[:12]) + (", ..." if len(shown) > 12 else "")
+        total = int(np.prod(vol.data.shape[:stack_nd], dtype=np.int64))
+        one = len(empty) == 1
+        note += (f"; {len(empty)} of its {total} slices ({listed}) {'has' if one else 'have'} none of "
+                 f"{'its' if one else 'their'} chunks and come{'s' if one else ''} out the colour of that value")
+    return note + ". If the volume is not complete, colourise it again when it is"
+
+
 def _read_lazily(arr, folder: Path):
     """A dask array over the zarr array ``arr`` stored in ``folder``, read through :class:`StoreReader`."""
     da = importlib.import_module("dask.array")
@@ -255,7 +328,7 @@ def _open_zarr(path: Path):
         raise ValueError(f"{path}: not a readable zarr store ({e})") from None
     if isinstance(node, zarr.Array):
         _check_zarr_array(node, str(path))
-        return _read_lazily(node, path), None, None, None, None
+        return _read_lazily(node, path), None, None, None, None, node
     _need("ome_zarr")
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
@@ -276,7 +349,7 @@ def _open_zarr(path: Path):
         trans = next((t["translation"] for t in transforms if t.get("type") == "translation"), None)
         names = n.metadata.get("channel_names")  # (from the image's omero metadata, when it has some)
         names = [str(x) for x in names] if isinstance(names, (list, tuple)) else None
-        return _read_lazily(arr, path / spec.datasets[0]), n.metadata.get("axes"), scale, trans, names
+        return _read_lazily(arr, path / spec.datasets[0]), n.metadata.get("axes"), scale, trans, names, arr
     raise ValueError(f"{path}: a zarr group without OME-Zarr multiscales metadata: give the path of an array "
                      f"in it (for example {path}/0)")
 
@@ -340,23 +413,30 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     """
     da = importlib.import_module("dask.array")
     path = None
-    axes = scale = trans = names = picked = None
+    axes = scale = trans = names = picked = zarr_array = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if is_zarr_path(path):
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no such zarr store")
-            data, axes, scale, trans, names = _open_zarr(path)
-        else:
-            data = read_image(path)
+            data, axes, scale, trans, names, zarr_array = _open_zarr(path)
+        else:  # (a TIFF whose axes name its channels: read_image picks ``channel`` and drops that axis)
+            if isinstance(channel, str) and channel.strip().isdigit():  # (the CLI's --channel 1)
+                channel = int(channel)
+            if isinstance(channel, str):
+                raise ValueError(f"{path}: channel={channel!r}: the channels of an image file are picked by their "
+                                 "index (names are an OME-Zarr image's)")
+            data = read_image(path, channel=channel)
+            picked = channel
     elif type(source).__module__.split(".")[0] == "zarr":
         _check_zarr_array(source, "the zarr array")
         root = getattr(source.store, "root", None)  # a local store: read it by its absolute path
         if root is not None:
             folder = Path(root).absolute() / source.path
-            data = _read_lazily(_need("zarr").open_array(str(folder), mode="r"), folder)
+            zarr_array = _need("zarr").open_array(str(folder), mode="r")
+            data = _read_lazily(zarr_array, folder)
         else:
-            data = da.from_zarr(source)
+            zarr_array, data = source, da.from_zarr(source)
     else:
         data = source
     if not isinstance(data, da.Array):
@@ -369,9 +449,12 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         data = da.from_array(arr, chunks=c)
     elif np.dtype(data.dtype).kind not in "biuf":
         raise TypeError(f"the volume must hold numbers, not {data.dtype}")
+    stored = stored_chunks(zarr_array) if zarr_array is not None else None  # (one listing of its keys)
+    if stored is not None and stored.shape != tuple(len(c) for c in data.chunks):
+        stored = None
     where = str(path) if path else "the volume"
     c_axes = [k for k, a in enumerate(axes or []) if a.get("type") == "channel"]
-    if channel is not None and not c_axes:
+    if channel is not None and not c_axes and picked is None:
         raise ValueError(f"{where}: channel={channel!r} was given, but it has no channel axis (only OME-Zarr "
                          "images name their axes)")
     if axes is None:
@@ -380,6 +463,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
                              "or a .png/.tif output)")
         if data.ndim >= 3 and data.shape[-1] == 1:  # (Z, Y, X, 1): one grey channel, as colorize() reads it
             data = data[..., 0]
+            stored = None if stored is None else stored[..., 0]
         elif rgb is None and data.ndim in (3, 4):  # the layout colorize() reads, or a refusal saying how to choose
             from .inputs import target_layout  # (here: torch on use)
 
@@ -395,6 +479,7 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
                                  "(CLI: -o a .png or .tif)")
             if how == "grey of grey+alpha":
                 data = data[..., 0]
+                stored = None if stored is None else stored[..., 0]
         if not 2 <= data.ndim <= 4:
             raise ValueError(f"{where}: shape {data.shape}: a volume is (Y, X), (Z, Y, X) or (T, Z, Y, X)")
         axes = _default_axes(data.ndim)
@@ -408,6 +493,8 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
         for k in c_axes:
             pick = _pick_channel(where, axes[k], int(data.shape[k]), names, channel)
             picked = pick if data.shape[k] > 1 else None
+            if stored is not None:
+                stored = stored[(slice(None),) * k + (pick // data.chunksize[k],)]
             data = data[(slice(None),) * k + (pick,)]
             del axes[k]
             scale = None if scale is None else scale[:k] + scale[k + 1:]
@@ -421,7 +508,10 @@ def open_volume(source, chunks: tuple | None = None, channel: int | str | None =
     if len(scale) != data.ndim or len(trans) != data.ndim:
         raise ValueError(f"{where}: its pixel sizes do not match its {data.ndim} axes")
     data = data.rechunk(data.chunksize)  # regular chunks: one output chunk per task
-    return Volume(data, axes, scale, trans, tuple(int(c) for c in data.chunksize), path, picked)
+    if stored is not None and stored.shape != tuple(len(c) for c in data.chunks):
+        stored = None
+    return Volume(data, axes, scale, trans, tuple(int(c) for c in data.chunksize), path, picked, stored,
+                  getattr(zarr_array, "fill_value", None))
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -709,7 +799,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         along the stack axes flattened in C order, or one index per stack axis); with the model
         ``"levin"`` they are the only guide. Recorded in the run's arguments (a resumed run with
         other points is refused) and in the provenance.
-    client : dask.distributed.Client, optional; scheduler : ``"tcp://host:port"`` (a cluster),
+    client : dask.distributed.Client, optional; scheduler : ``"tcp://host:port"`` (a cluster; ``"host:port"``
+        is taken as tcp, a malformed address is refused before any work: :func:`scheduler_address`),
         ``"threads"`` (default without a client) or ``"synchronous"``.
     size, normalize, percentiles, temporal : as for :func:`~napari_colorize.colorize`; the
         result equals ``colorize`` on the whole volume, slice for slice.
@@ -737,9 +828,13 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     if isinstance(pyramid, bool) or not isinstance(pyramid, (int, np.integer)) or pyramid < 0:
         raise ValueError(f"pyramid must be a whole number, 0 or more, not {pyramid!r}")
     resolve_temporal(temporal, 1)  # (checked before anything is opened)
+    address = scheduler_address(scheduler)  # (a malformed address: refused before any work)
     _need("zarr")
     _need("ome_zarr")
     vol = open_volume(source, chunks, channel, rgb)
+    missing = missing_note(vol)  # (input chunks not in its store: read as the fill value; said, not refused)
+    if missing:
+        warnings.warn(missing, VolumeNote, stacklevel=2)
     temporal = resolve_temporal(temporal, int(np.prod(vol.data.shape[:-2], dtype=np.int64)))
     out = Path(output)
     if out.is_symlink():  # (replacing or resuming through a link would write, or remove, somewhere else)
@@ -764,7 +859,7 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
     record = first = _check_output(out, inputs, overwrite)
     # before reading any slice (sizes come from the file); on a cluster its workers are checked below
     _check_memory(vol, temporal, dtype, pyramid, None,
-                  "synchronous" if client is not None or _is_address(scheduler) else scheduler)
+                  "synchronous" if client is not None or address is not None else scheduler)
     if ref_paths and kf_items is None:  # (several references: a list of images, some of them files)
         refs = [read_image(r) if isinstance(r, (str, os.PathLike)) else r for r in refs]
         reference = refs if isinstance(reference, (list, tuple)) else refs[0]
@@ -830,8 +925,8 @@ def colorize_volume(source, output, model, reference=None, histogram=None, *, cl
         record = None
     own_client = None
     lock = None
-    if client is None and _is_address(scheduler):
-        client = own_client = connect(scheduler)
+    if client is None and address is not None:
+        client = own_client = connect(address)
     try:
         lock = RunLock(out).acquire()  # (BusyError when another run writes it)
         fresh = _check_output(out, inputs, overwrite)  # (as it is now that no other run writes it)
@@ -1042,22 +1137,93 @@ def _load(name: str, device: str):
 
 CONNECT_TIMEOUT = 10  # seconds to wait for a dask scheduler that does not answer
 
+LOCAL_SCHEDULERS = ("threads", "threading", "processes", "multiprocessing", "sync", "synchronous",
+                    "single-threaded", "distributed", "dask.distributed")  # dask's names (not a cluster's address)
+_HOST_PORT_PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")  # dask.distributed's, addressed HOST:PORT
+
+
+def scheduler_address(scheduler) -> str | None:
+    """The dask.distributed address that ``scheduler`` (``scheduler=``, CLI ``--scheduler``) names, checked
+    before any work: ``tcp://HOST:PORT`` (or tls, ws, wss, ucx) with a port from 1 to 65535, an IPv6 host
+    in brackets; ``HOST:PORT`` is taken as ``tcp://HOST:PORT`` (as dask.distributed does). None for a
+    local scheduler: None, one of dask's names (``"threads"``, ``"synchronous"``...) or a callable.
+    ValueError naming the flag for anything else (a port that is not a number, no host, an unknown name)."""
+    if scheduler is None or not isinstance(scheduler, str):
+        return None
+    given = scheduler
+    if given.lower() in LOCAL_SCHEDULERS:
+        return None
+    example = "tcp://HOST:PORT, for example tcp://127.0.0.1:8786"
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"--scheduler {scheduler!r}: {why}: give the address of a dask scheduler as "
+                          f"{example}, or a local scheduler (threads, processes, synchronous), or leave it out "
+                          "to run here")
+
+    protocol, sep, rest = given.partition("://")
+    if not sep:
+        if ":" not in given:
+            raise bad("neither the address of a dask scheduler nor the name of a local one")
+        protocol, rest = "tcp", given  # HOST:PORT: dask.distributed's default protocol
+    protocol = protocol.lower()
+    if protocol == "inproc":  # (an address within this process: as it is)
+        return given
+    if protocol not in _HOST_PORT_PROTOCOLS:
+        raise bad(f"unknown protocol {protocol + '://'!r} (dask.distributed's: "
+                  f"{', '.join(p + '://' for p in _HOST_PORT_PROTOCOLS)})")
+    rest = rest.rstrip("/")
+    host, colon, port = rest.rpartition(":")
+    if not rest:
+        raise bad("no host and port")
+    if not colon or "]" in port:
+        raise bad("no port number (HOST:PORT)")
+    if not host or host == "[]":
+        raise bad("no host before the port")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise bad("an IPv6 host goes in brackets (tcp://[::1]:8786)")
+    if "/" in host or "/" in port:
+        raise bad("a path after the port")
+    if not port.isdigit():
+        raise bad(f"the port {port!r} is not a number" if port else "no port number after the host")
+    if not 1 <= int(port) <= 65535:
+        raise bad(f"the port {int(port)} is not between 1 and 65535")
+    return f"{protocol}://{host}:{int(port)}"
+
+
+def _close_half_made(error: BaseException, client_type) -> None:
+    """Close the Client that ``error`` stopped in its constructor (distributed leaves it connecting, and
+    its ``__del__`` would wait 20 s, then print a traceback)."""
+    tb = error.__traceback__
+    while tb is not None:
+        half = tb.tb_frame.f_locals.get("self")
+        if isinstance(half, client_type):
+            try:
+                half.close(timeout=2)
+            except Exception:
+                pass
+            return
+        tb = tb.tb_next
+
 
 def connect(address: str):
-    """A ``distributed.Client`` of the scheduler at ``address``; a clear error (ValueError) after
-    :data:`CONNECT_TIMEOUT` seconds when nobody answers there (distributed's own wait is 30 s, then
-    a traceback)."""
+    """A ``distributed.Client`` of the scheduler at ``address`` (checked first: :func:`scheduler_address`);
+    a clear error (ValueError) after :data:`CONNECT_TIMEOUT` seconds when nobody answers there
+    (distributed's own wait is 30 s, then a traceback). A Client that fails half-made is closed."""
+    address = scheduler_address(address)
+    if address is None:
+        raise ValueError("connect() takes the address of a dask scheduler (tcp://HOST:PORT), not a local scheduler")
     distributed = _need("distributed", "running on a dask cluster")
     try:
         return distributed.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as e:  # (distributed: "Timed out trying to connect to ...")
-        raise ValueError(f"no dask scheduler answers at {address} (waited {CONNECT_TIMEOUT} s: {e}): start one "
-                         "(`dask scheduler`) and its workers, check the address and port, or leave --scheduler "
-                         "out to run here") from None
-
-
-def _is_address(scheduler) -> bool:
-    return isinstance(scheduler, str) and "://" in scheduler
+    except BaseException as e:
+        _close_half_made(e, distributed.Client)
+        if isinstance(e, (OSError, TimeoutError)):  # (distributed: "Timed out trying to connect to ...")
+            raise ValueError(f"no dask scheduler answers at {address} (waited {CONNECT_TIMEOUT} s: {e}): start one "
+                             "(`dask scheduler`) and its workers, check the address and port, or leave --scheduler "
+                             "out to run here") from None
+        if isinstance(e, ValueError):
+            raise ValueError(f"--scheduler {address!r}: {e}") from None
+        raise
 
 
 def _part(vol: Volume, own: tuple, K: int):

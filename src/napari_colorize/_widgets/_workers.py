@@ -278,7 +278,7 @@ def suggest_job(target, layer_images: list, layer_names: list, files: list, top:
     errors: list[str] = []
     ranking = []
     if layer_images:
-        ranking += suggest_references(target, layer_images, top=top, names=layer_names, cache=False)
+        ranking += suggest_references(target, layer_images, top=top, names=layer_names, cache=False, errors=errors)
         ranking = [dataclasses.replace(s, name=f"layer:{s.name}") for s in ranking]
     if files:
         got = suggest_references(target, files, top=top, errors=errors)

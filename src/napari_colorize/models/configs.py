@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 from .checks import check_choice, check_coefficients, check_float, check_int, check_ints, check_name
 
-__all__ = ["ExemplarConfig", "HistogramConfig", "EXEMPLAR_CONFIGS", "HISTOGRAM_CONFIGS", "LEVELS", "BACKBONE_NAMES"]
+__all__ = ["ExemplarConfig", "HistogramConfig", "EXEMPLAR_CONFIGS", "HISTOGRAM_CONFIGS", "LEVELS", "BACKBONE_NAMES",
+           "MAX_PARAMETERS"]
 
 def _checked(cls, d: dict, kind: str):
     """A config built from a dict: no unknown keys, then :meth:`validate`."""
@@ -26,6 +27,12 @@ def _checked(cls, d: dict, kind: str):
 BACKBONE_NAMES = ("efficientnet_lite0", "vgg19")  # models/backbones.py: BACKBONES (a test checks they agree)
 
 LEVELS = 5
+
+#: the most trainable parameters (the weights a checkpoint holds; the frozen backbone comes from its own source)
+#: of any network whose config passes ``validate``: the largest is a HistogramConfig with the VGG-19 backbone,
+#: channels 512, fu_channels 512, unet_width 64 and unet_depth 4 (75.9 M); an ExemplarConfig reaches 58.0 M
+#: (``tests/test_checkpoint_checks.py`` builds the largest). It bounds what a checkpoint may hold.
+MAX_PARAMETERS = 76_000_000
 
 #: backbone taps (1-based) whose best matches the per-pixel match confidence weighs, and its features
 #: (``best{l}``: the best cosine similarity at tap l); see :mod:`napari_colorize.models.coherence`
@@ -248,8 +255,8 @@ class ExemplarConfig:
     def validate(self) -> None:
         """Types and ranges, checked before anything is built (configs come from files)."""
         check_choice("backbone", self.backbone, BACKBONE_NAMES)
-        # (the ranges bound a network to about 50 M parameters: a config from a file cannot make
-        # the loader allocate without bound)
+        # (the ranges bound a network to MAX_PARAMETERS: a config from a file cannot make the loader
+        # allocate without bound)
         check_ints("hidden", self.hidden, LEVELS, 4, 512)
         check_ints("head_dim", self.head_dim, LEVELS - 1, 2, 512)
         check_int("heads", self.heads, 1, 64)

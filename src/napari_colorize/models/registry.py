@@ -9,7 +9,8 @@ the same JSON written beside it as ``NAME.json`` for people to read::
 
 Loading never runs code from a file: safetensors holds only tensors, and a
 ``.pt``/``.pth`` file is read with ``torch.load(weights_only=True)``, which
-refuses pickles that carry code.
+refuses pickles that carry code. Nothing is inflated or read past what the largest
+network could hold (:data:`MAX_CHECKPOINT_BYTES`), and the metadata is checked first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from ..disk import DiskFullError, disk_full_message, is_disk_full
-from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS, HISTOGRAM_OUTPUT
+from .configs import EXEMPLAR_CONFIGS, EXEMPLAR_OUTPUT, HISTOGRAM_CONFIGS, HISTOGRAM_OUTPUT, MAX_PARAMETERS
 
 # torch and the networks are imported when a model is loaded, not to list them (``list_models`` and the
 # command line's help stay fast): every import inside a function below is there for that reason.
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["list_models", "load_model", "register_model", "resolve_device", "save_checkpoint",
            "checkpoint_files", "refuse_existing_checkpoint", "load_checkpoint", "CheckpointError", "model_info",
            "weights_dir", "default_model", "comparison_models", "DEFAULTS", "COMPARISON", "load_into", "build_network",
-           "architectures", "attach_companion", "check_companion"]
+           "architectures", "attach_companion", "check_companion", "MAX_CHECKPOINT_BYTES", "MAX_COMPRESSION"]
 
 
 class CheckpointError(ValueError):
@@ -339,8 +340,72 @@ def save_checkpoint(network: torch.nn.Module, path: str | Path, meta: dict, dtyp
     return path
 
 
+#: the most bytes a checkpoint's entries may hold, uncompressed: the largest network a config admits
+#: (:data:`~napari_colorize.models.configs.MAX_PARAMETERS`) in float64, and 64 MB for the rest (names, metadata)
+MAX_CHECKPOINT_BYTES = MAX_PARAMETERS * 8 + 64 * 2**20
+#: the highest compression ratio a checkpoint's entries may have: weights are nearly incompressible (deflate
+#: gains a few percent on float16, torch.save stores them uncompressed); a deflate bomb reaches about 1000:1
+MAX_COMPRESSION = 20.0
+
+# the size of one value of each safetensors dtype (its header declares every tensor's dtype and shape)
+_ITEM_BYTES = {"F64": 8, "I64": 8, "U64": 8, "C64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
+               "U16": 2}
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} kB"
+
+
+def _refuse_size(name: str, total: int, what: str) -> None:
+    """CheckpointError when ``total`` bytes (uncompressed) exceed :data:`MAX_CHECKPOINT_BYTES`."""
+    if total > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"refused to load {name}: {what} {_mb(total)}, more than the {_mb(MAX_CHECKPOINT_BYTES)} the largest "
+            f"network napari-colorize builds needs ({MAX_PARAMETERS / 1e6:.0f} M parameters of 8 bytes): it is not "
+            "a napari-colorize checkpoint")
+
+
+def _checked_torch_archive(path: Path) -> bool:
+    """Check a torch file's zip directory before anything is inflated: the entries' total size (uncompressed)
+    and their compression ratio (:data:`MAX_CHECKPOINT_BYTES`, :data:`MAX_COMPRESSION`; CheckpointError).
+    True when every entry is stored uncompressed (as torch.save writes them: its tensors can be mapped,
+    not read, until the metadata is checked)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # torch's format before 1.6: an uncompressed stream, as large as it holds
+        _refuse_size(path.name, path.stat().st_size, "it holds")
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path.name}: not a complete torch file ({e})") from e
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    _refuse_size(path.name, total, f"its {len(infos)} entries inflate to")
+    if total > 2**20 and total > MAX_COMPRESSION * max(packed, 1):
+        raise CheckpointError(
+            f"refused to load {path.name}: its entries are compressed {total / max(packed, 1):.0f}:1 ({_mb(packed)} "
+            f"inflating to {_mb(total)}), a ratio no checkpoint of weights has (at most {MAX_COMPRESSION:.0f}:1): "
+            "a decompression bomb, or not weights; save the weights again with save_checkpoint (safetensors)")
+    return all(i.compress_type == zipfile.ZIP_STORED for i in infos)
+
+
+def _parsed_meta(raw, name: str) -> dict:
+    """The checkpoint's metadata (a JSON text, or what torch.load gave), checked (:func:`_checked_meta`)."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{name}: its config is not valid JSON ({e})") from e
+    return _checked_meta(raw, name)
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a checkpoint's tensors and metadata without running any code from it."""
+    """Read a checkpoint's tensors and metadata without running any code from it. The metadata is
+    checked before any tensor is read, and the tensors' total size against :data:`MAX_CHECKPOINT_BYTES`
+    (a safetensors header declares it; a torch file's zip directory, with the compression ratio,
+    :data:`MAX_COMPRESSION`, before anything is inflated)."""
     import torch
 
     path = Path(path)
@@ -349,27 +414,41 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
+        incomplete = f"cannot read {path.name}: not a complete safetensors file"
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta_raw = (f.metadata() or {}).get("napari_colorize")
-                sd = {k: f.get_tensor(k) for k in f.keys()}
+            handle = safe_open(str(path), framework="pt")
         except Exception as e:  # SafetensorError and friends: truncated or not a safetensors file
-            raise CheckpointError(f"cannot read {path.name}: not a complete safetensors file ({e})") from e
-        side = path.with_suffix(".json")
-        if meta_raw is None and side.exists():
-            meta_raw = side.read_text()
-        if meta_raw is None:
-            raise CheckpointError(f"{path.name} has no napari-colorize config (metadata or a .json beside it)")
-        try:
-            meta = json.loads(meta_raw)
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
-        return _migrated(_checked_tensors(sd, path.name), _checked_meta(meta, path.name))
+            raise CheckpointError(f"{incomplete} ({e})") from e
+        with handle as f:
+            try:
+                meta_raw = (f.metadata() or {}).get("napari_colorize")
+                declared = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
+            except Exception as e:
+                raise CheckpointError(f"{incomplete} ({e})") from e
+            side = path.with_suffix(".json")
+            if meta_raw is None and side.exists():
+                meta_raw = side.read_text()
+            if meta_raw is None:
+                raise CheckpointError(f"{path.name} has no napari-colorize config (metadata or a .json beside it)")
+            meta = _parsed_meta(meta_raw, path.name)  # (before any tensor is read, as their sizes:)
+            total = 0
+            for shape, dtype in declared.values():
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                total += n * _ITEM_BYTES.get(dtype, 1)
+            _refuse_size(path.name, total, f"its {len(declared)} tensors hold")
+            try:
+                sd = {k: f.get_tensor(k) for k in declared}
+            except Exception as e:
+                raise CheckpointError(f"{incomplete} ({e})") from e
+        return _migrated(_checked_tensors(sd, path.name), meta)
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
         import pickle
 
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        stored = _checked_torch_archive(path)
+        try:  # (stored entries are mapped, not read: the metadata is checked before the tensors are touched)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=stored)
         except pickle.UnpicklingError as e:
             raise CheckpointError(
                 f"refused to load {path.name}: it is not plain weights (loading it would run code from the file). "
@@ -379,13 +458,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise CheckpointError(f"cannot read {path.name}: {e}") from e
         if not (isinstance(obj, dict) and "state_dict" in obj and "meta" in obj):
             raise CheckpointError(f"{path.name} is not a napari-colorize checkpoint (expected keys 'state_dict' and 'meta')")
-        meta = obj["meta"]
-        if isinstance(meta, (str, bytes)):
-            try:
-                meta = json.loads(meta)
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{path.name}: its config is not valid JSON ({e})") from e
-        return _migrated(_checked_tensors(obj["state_dict"], path.name), _checked_meta(meta, path.name))
+        meta = _parsed_meta(obj["meta"], path.name)
+        return _migrated(_checked_tensors(obj["state_dict"], path.name), meta)
     raise CheckpointError(f"unknown checkpoint format {path.suffix!r}: use a .safetensors file")
 
 
