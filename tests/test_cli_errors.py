@@ -88,6 +88,28 @@ def test_capped_threads_are_a_warning_line(files, capsys):
     assert "warning: 99999 threads asked for, capped at" in err and "UserWarning" not in err
 
 
+def test_arguments_checked_before_any_work(files, capsys):
+    """--size 0 and --hint-spread nan are refused when the command line is read (they were refused per target,
+    after the model had loaded); -o .png (only a suffix) is not a hidden folder; demo's output type is checked
+    before the colourisation; a keyframe counted from the end (--keyframe -1:IMAGE) is read as one."""
+    for extra in (["--size", "0"], ["--size", "x"], ["--hint-spread", "nan"], ["--hint-spread", "-2"]):
+        with pytest.raises(SystemExit) as e:
+            _colorize(files, "-o", str(files / "o.tif"), *extra)
+        assert e.value.code == 2 and extra[0] in capsys.readouterr().err
+    assert _colorize(files, "-o", str(files / ".png")) == 2
+    _one_error(capsys, "only a suffix", "colour.png")
+    assert not (files / ".png").exists()
+    assert main(["demo", "--no-viewer", "-o", str(files / "x.xyz")]) == 2
+    _one_error(capsys, "unknown output type")
+    assert main(["colorize", str(files / "in.npy"), "--keyframe", "-1:" + str(files / "ref.png"), "-m", "reinhard",
+                 "-q", "-o", str(files / "k.tif")]) == 0
+    assert (files / "k.tif").exists()
+    np.save(files / "wide.npy", np.zeros((2, 70000), np.uint8))  # JPEG's 65500 pixels: refused before the work
+    assert main(["colorize", str(files / "wide.npy"), "-r", str(files / "ref.png"), "-m", "reinhard", "-q", "-o",
+                 str(files / "wide.jpg")]) == 2
+    _one_error(capsys, "70000 pixels", "at most 65500")
+
+
 @pytest.mark.parametrize("n, words", [("1000", ("--pyramid 1000", "at most 5 lower levels", "--pyramid 5")),
                                       ("-1", ("--pyramid must be 0 or more",))])
 def test_absurd_pyramid_levels(files, capsys, n, words):

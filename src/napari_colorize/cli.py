@@ -167,6 +167,9 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     many = len(targets) > 1
     out_arg = args.output
     out = Path(out_arg)
+    if out.name.lower() in {s.lower() for s in WRITE_SUFFIXES}:  # (-o .png: Path gives it no suffix, a hidden folder)
+        raise _Refused([f"-o {out_arg} is only a suffix: give a file name (for example -o "
+                        f"{out.with_name('colour' + out.name)}) or a folder"])
     to_folder = many or out_arg.endswith(("/", os.sep)) or out.is_dir() or not out.suffix
     problems: list[str] = []
     if many and not out.is_dir() and out.suffix and not out_arg.endswith(("/", os.sep)):
@@ -217,6 +220,10 @@ def _plan(args) -> tuple[list, dict, Path | None]:
                 msg = f"{t} is a stack of shape {shape}: {dest.suffix} holds one 2-D image; " + \
                     ("use --suffix .tif (or .npy)" if to_folder else "use -o with .tif (or .npy)")
             problems.append(msg)
+            continue
+        side = max(shape[nd - n_spatial:nd - n_spatial + 2], default=0)  # (the larger of H and W)
+        if dest.suffix.lower() in (".jpg", ".jpeg") and side > 65500:  # (libjpeg's limit: found after the work)
+            problems.append(f"{t} is {side} pixels wide or high: JPEG holds at most 65500; use .png or .tif")
             continue
         jobs.append((t, dest, stack))
 
@@ -728,6 +735,13 @@ def _cmd_demo(args) -> int:
     writes = ([args.output] if not here or args.screenshot else []) + ([shot] if shot else [])
     existing = [f"{w} exists: it is not replaced unless you pass --overwrite" for w in writes
                 if os.path.lexists(w) and not args.overwrite]  # (as colorize: checked before any work)
+    from .io import ImageWriteError, check_output_format
+
+    for w in writes:
+        try:
+            check_output_format(w, stack=False)
+        except ImageWriteError as e:
+            existing.append(str(e))
     if existing:
         raise _Refused(existing)
     if viewer:
@@ -868,7 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(-m levin). On a stack or volume a y,x,r,g,b row colours every slice, a z,y,x,r,g,b row "
                         "slice z only (its index along the stack axes flattened: t*Z+z for T,Z,Y,X); rows of both "
                         "kinds may be mixed"),
-    c.add_argument("--hint-spread", type=float, default=None, metavar="PX",
+    c.add_argument("--hint-spread", type=_positive_float, default=None, metavar="PX",
                    help="with --hints and a reference: how far a point's colour reaches, in working pixels "
                         "(default 64)")
     c.add_argument("--blend", choices=["linear", "nearest"], default="linear",
@@ -899,7 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--normalize", choices=("auto", "percentile", "minmax", "none"), default="auto",
                    help="how intensities map to grey (default auto: uint8 as is, others stretched between the "
                         "0.1 and 99.9 percentiles)")
-    c.add_argument("--size", type=int, default=None, help="working long side in pixels")
+    c.add_argument("--size", type=_positive_int, default=None, help="working long side in pixels")
     c.add_argument("--temporal", type=int, default=None, metavar="K",
                    help="stacks: smooth each slice's colour with K neighbours on either side, motion-compensated "
                         "(less flicker; default 3 for stacks, 0 to colour each slice on its own)")
@@ -1028,11 +1042,47 @@ def _on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _positive_int(text: str) -> int:
+    """An argument that counts pixels: checked when the command line is read, before any work."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, not {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, not {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, not {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of pixels, not {text}")
+    return v
+
+
+def _negative_keyframes(argv: list[str]) -> list[str]:
+    """``--keyframe -1:ref.png`` (a keyframe counted from the end) as ``--keyframe=-1:ref.png``: argparse takes
+    a value that starts with '-' for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--keyframe" and i + 1 < len(argv) and re.match(r"-\d+:", argv[i + 1]):
+            out.append(f"--keyframe={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negative_keyframes(list(sys.argv[1:] if argv is None else argv)))
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
