@@ -1042,25 +1042,24 @@ def _on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _positive_int(text: str) -> int:
-    """An argument that counts pixels: checked when the command line is read, before any work."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, not {text}")
-    return v
+def _positive(convert, what: str):
+    """An argparse type for an argument that counts pixels (``convert``: int or float), checked when the command
+    line is read, before any work: positive and finite."""
+
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if not 0 < v < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive, finite number of pixels, not {text}")
+        return v
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels, not {text!r}") from None
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of pixels, not {text}")
-    return v
+_positive_int = _positive(int, "a whole number of pixels")
+_positive_float = _positive(float, "a number of pixels")
 
 
 def _negative_keyframes(argv: list[str]) -> list[str]:
