@@ -66,7 +66,8 @@ def test_a_dangling_symlink_as_output_file_is_kept_without_overwrite(files, caps
 
 
 @pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you "
-                                                               "tried to allocate 3600000000 bytes")])
+                                                               "tried to allocate 3600000000 bytes"),
+                                 RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")])
 def test_out_of_memory_is_said_never_an_empty_error(files, capsys, monkeypatch, exc):
     """A bare MemoryError has no text ('error: ' and nothing else); torch's allocator failing is a RuntimeError
     (it was an 'internal error ... please report it'): both say out of memory and what to try."""
@@ -80,6 +81,20 @@ def test_out_of_memory_is_said_never_an_empty_error(files, capsys, monkeypatch, 
     err = capsys.readouterr().err
     assert "out of memory" in err and "smaller --size" in err and "internal error" not in err
     assert not (files / "o.tif").exists()
+
+
+def test_what_reading_a_file_says_is_one_warning_line(files, capsys):
+    """A TIFF of two series of different shapes: the reader's warning (only the first is read) is one
+    'warning: FILE: ...' line, not a Python UserWarning printed twice with its source line."""
+    import tifffile
+
+    with tifffile.TiffWriter(files / "two.tif") as tw:
+        tw.write(np.zeros((2, 24, 24), np.uint8))
+        tw.write(np.zeros((3, 16, 24), np.uint8))
+    assert main(["colorize", str(files / "two.tif"), "-r", str(files / "ref.png"), "-m", "reinhard", "-q", "-o",
+                 str(files / "two_out.tif")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("only the first series") == 1 and "warning: " in err and "UserWarning" not in err
 
 
 def test_capped_threads_are_a_warning_line(files, capsys):

@@ -55,3 +55,18 @@ def test_small_image_has_no_ssim_and_a_stack_is_refused_before_any_model(small_p
         compare(["no-such-model"], np.stack([grey, grey]), ref)
     with pytest.raises(ValueError, match="compare works on one 2-D image"):
         compare(["no-such-model"], grey[0], ref)
+
+
+def test_write_csv_replaces_a_file_only_when_complete(tmp_path):
+    """A row that cannot be written (a column the table does not have) fails the export: the file that was there
+    stays as it was, and no partial file is left beside it."""
+    from napari_colorize.compare import COLUMNS, write_csv
+
+    f = tmp_path / "scores.csv"
+    f.write_text("mine\n")
+    good = {k: 0.5 if k != "model" else "welsh" for k in COLUMNS}
+    with pytest.raises(ValueError):
+        write_csv([good, {**good, "not a column": 1}], f)
+    assert f.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
+    write_csv([good], f)
+    assert f.read_text().splitlines()[1].startswith("welsh")

@@ -162,6 +162,25 @@ def test_an_output_replaced_without_a_record_takes_its_old_record_away(files):
     assert side.read_text() == "my notes"
 
 
+def test_a_record_that_cannot_be_written_after_the_output_is_a_warning(files, monkeypatch, capsys):
+    """The sidecar is written once the output is in place: if it fails then, the output is reported written with
+    a warning (not 'nothing was written'), and no earlier run's record stays beside it."""
+    from napari_colorize import provenance
+    from napari_colorize.cli import main
+
+    run = ["colorize", str(files / "grey.png"), "-r", str(files / "ref.png"), "-o", str(files / "y.npy"), "-q"]
+    assert main(run + ["-m", "welsh"]) == 0 and sidecar_path(files / "y.npy").exists()
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(provenance, "write_sidecar", full)
+    assert main(run + ["-m", "reinhard", "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "written, but its record could not be written" in err and "nothing was written" not in err
+    assert (files / "y.npy").exists() and not sidecar_path(files / "y.npy").exists()
+
+
 def test_untrusted_records_are_refused(tmp_path):
     with pytest.raises(ProvenanceError, match="not a napari-colorize"):
         loads('{"format": "something else"}')

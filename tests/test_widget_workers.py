@@ -137,6 +137,32 @@ def test_job_runner_reports_a_failure(qtbot, monkeypatch):
     assert said == ["job failed: boom"] and runner.status.value == "error: boom"
 
 
+def test_a_jobs_runtime_error_is_reported_and_its_cancel_is_not(qtbot, monkeypatch):
+    """superqt takes a RuntimeError out of a generator worker for a deleted worker and drops it (no error, no
+    end: the widget would stay busy); a job made with ``_workers.job`` reports it once and ends. The library's
+    Cancelled (a RuntimeError too) ends the job without a failure."""
+    from magicgui.widgets import Label
+
+    from napari_colorize._widgets import _jobs
+    from napari_colorize.inference import Cancelled
+
+    @_workers.job
+    def fails(exc):
+        yield Progress(0, 1, "")
+        raise exc
+
+    said = []
+    monkeypatch.setattr(_jobs, "show_error", said.append)
+    runner = _jobs.JobRunner(status=Label(value=""))
+    runner.start(fails(RuntimeError("not enough memory")), "job failed", error_status=True)
+    qtbot.waitUntil(lambda: runner.worker is None, timeout=60000)
+    assert said == ["job failed: not enough memory"] and runner.status.value == "error: not enough memory"
+    said.clear()
+    runner.start(fails(Cancelled("stopped")), "job failed", error_status=True)
+    qtbot.waitUntil(lambda: runner.worker is None, timeout=60000)
+    assert said == []
+
+
 def test_model_picker_offers_the_registry_models_and_a_checkpoint(tmp_path):
     from napari_colorize._widgets._picker import CHECKPOINT, WORKING_SIZE, ModelPicker, default_model, model_names
 

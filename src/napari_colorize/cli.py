@@ -65,9 +65,10 @@ def _say(prefix: str, msg: str) -> None:
 
 
 def _out_of_memory(e: BaseException) -> bool:
-    """A MemoryError, or torch's allocator failing (a RuntimeError)."""
-    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
-        "can't allocate memory" in str(e) or "you tried to allocate" in str(e)))
+    """A MemoryError, or torch's allocator failing (a RuntimeError: CPU or CUDA)."""
+    from .plan import is_out_of_memory
+
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and is_out_of_memory(e))
 
 
 def _error_text(e: BaseException) -> str:
@@ -135,6 +136,8 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     Returns ``(jobs, failed, folder)``: jobs ``[(target, dest, stack)]``, ``failed`` {target: reason}
     for targets that cannot be read, and the output folder to create (or None).
     """
+    import warnings
+
     from .inputs import target_layout
     from .io import (STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, can_embed, check_output_format,
                      probe_image)
@@ -190,8 +193,12 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     taken: dict[str, Path] = {}
     for t in targets:
         try:
-            shape, _ = probe_image(t, channel=args.channel)
-            rgb, how, _ = target_layout(shape, _target_rgb(args, t), args.channel_axis)
+            with warnings.catch_warnings(record=True) as said:  # (what the file's reading says: once, one line each)
+                warnings.simplefilter("always")
+                shape, _ = probe_image(t, channel=args.channel)
+                rgb, how, _ = target_layout(shape, _target_rgb(args, t), args.channel_axis)
+            for w in dict.fromkeys(str(n.message) for n in said):
+                _say("warning", f"{t}: {_without_path(w, t)}")
         except (ImageReadError, ValueError) as e:
             failed[t] = _without_path(str(e), t)
             continue
@@ -656,10 +663,10 @@ def _cmd_colorize(args) -> int:
                         provenance.write_sidecar(dest, record)
                     elif record is None and beside:
                         provenance.remove_sidecar(dest)
-                except BaseException:
+                except Exception as e:  # (the output is in place: said, not a failure; no stale record beside it)
                     if beside:
                         provenance.remove_sidecar(dest)
-                    raise
+                    _say("warning", f"{dest}: written, but its record could not be written beside it ({e})")
         except KeyboardInterrupt:
             for w in (writer, cwriter):
                 if w is not None:

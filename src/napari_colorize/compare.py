@@ -90,12 +90,22 @@ def compare(models, target, reference=None, histogram=None, truth=None, size=Non
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
+    """The comparison table as CSV; the file appears under ``path`` only when complete (an existing one is
+    replaced then, never left half-written)."""
+    import os
+
     path = Path(path)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 

@@ -47,8 +47,8 @@ LEVIN_SPREAD = 1e5
 EDGE_SCALE = 0.1
 #: the least weight of a neighbour (before the rows are normalised) with the absolute term
 _WEIGHT_FLOOR = 1e-6
-#: the most the colour points' solve may take, however much memory is free (20000 points on a 224 x 224 working
-#: image asked for 6.4 GB and minutes of solves; the interactive preview re-solves on every edit)
+#: the most the colour points' solve may take, however much memory is free (tens of thousands of points ask for
+#: gigabytes and minutes of solves - docs/INPUTS.md; the interactive preview re-solves on every edit)
 MAX_SOLVE_BYTES = 4 * 2**30
 
 

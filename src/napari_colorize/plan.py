@@ -25,7 +25,7 @@ from .models.base import Colorizer, Prediction
 from .models.registry import load_model
 from .upsample import recombine, resize
 
-__all__ = ["NonFiniteError", "resolve_model", "attention_memory", "available_memory", "check_memory",
+__all__ = ["NonFiniteError", "is_out_of_memory", "resolve_model", "attention_memory", "available_memory", "check_memory",
            "prepare_guide", "keep_guide", "Plan"]
 
 
@@ -84,7 +84,8 @@ def check_memory(model: Colorizer, wshape: tuple[int, int], references: int = 1,
             + _memory_advice(model, wshape, max(wshape), references, size_name))
 
 
-def _out_of_memory(e: BaseException) -> bool:
+def is_out_of_memory(e: BaseException) -> bool:
+    """A MemoryError, or an allocator's failure raised as another error (torch's CPU and CUDA allocators)."""
     msg = str(e).lower()
     return isinstance(e, MemoryError) or any(k in msg for k in ("out of memory", "can't allocate", "cannot allocate",
                                                                   "failed to allocate", "allocat"))
@@ -288,7 +289,7 @@ class Plan:
                 pred = self.model.predict(L_in, self.state, return_attention=return_attention)
                 keep_guide(self.state, pred)
         except (RuntimeError, MemoryError) as e:
-            if not _out_of_memory(e):
+            if not is_out_of_memory(e):
                 raise
             raise MemoryError(f"{self.model.name!r} ran out of memory at working size {self.wshape[0]}x"
                               f"{self.wshape[1]}: " + _memory_advice(self.model, self.wshape, max(self.wshape),

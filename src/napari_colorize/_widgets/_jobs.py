@@ -76,7 +76,7 @@ class JobRunner:
         _show(self.status, "value", msg.text)
 
     def _report(self, exc, what: str, error_status: bool) -> None:
-        if isinstance(exc, Cancelled):
+        if isinstance(exc, Cancelled) or isinstance(exc.__cause__, Cancelled):  # (a job's Cancelled: a JobError's cause)
             return
         show_error(f"{what}: {exc}")
         if error_status:

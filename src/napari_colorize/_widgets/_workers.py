@@ -45,7 +45,7 @@ def job(fn):
     def surfaced(*args, **kwargs):
         try:
             return (yield from fn(*args, **kwargs))
-        except RuntimeError as e:
+        except RuntimeError as e:  # (a Cancelled too: JobRunner sees it as the cause and reports no failure)
             raise JobError(str(e) or type(e).__name__) from e
 
     @functools.wraps(fn)
