@@ -442,10 +442,10 @@ def test_a_small_rgb_file_is_colour_by_its_own_word(tmp_path, small_pair, capsys
     assert tifffile.imread(tmp_path / "o_grey.tif").shape == (3, 50, 3, 3)
 
 
-def test_a_tiff_of_several_channels_is_refused_or_one_picked_with_channel(tmp_path, small_pair, capsys):
-    """A 2-channel ImageJ TIFF (axes CYX, as Fiji writes) was colourised as a 2-slice stack, smoothed and stretched
-    across its channels; it is refused, saying how to pick one, and --channel K colourises channel K alone, the same
-    as that channel saved on its own."""
+def test_a_tiff_of_several_channels_is_a_stack_or_one_picked_with_channel(tmp_path, small_pair, capsys):
+    """A 2-channel ImageJ TIFF (axes CYX, as Fiji writes; tifffile names a z-stack saved without axes so too) is
+    colourised as a 2-slice stack, as napari shows it, with a warning saying how to pick one channel; --channel K
+    colourises channel K alone, the same as that channel saved on its own."""
     import tifffile
 
     from napari_colorize import provenance
@@ -457,10 +457,11 @@ def test_a_tiff_of_several_channels_is_refused_or_one_picked_with_channel(tmp_pa
     c = np.stack([grey.astype(np.uint16) * 200, (255 - grey.astype(np.uint16)) * 150])
     tifffile.imwrite(tmp_path / "cyx.tif", c, imagej=True, metadata={"axes": "CYX"})
     tifffile.imwrite(tmp_path / "c1.tif", c[1])
-    assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "o.tif") == 2
+    assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "both.tif", "-q") == 0
     err = capsys.readouterr().err
-    assert "cyx.tif: it has 2 channels" in err and "pick one with --channel K (K from 0 to 1)" in err
-    assert "channel=" not in err and not (tmp_path / "o.tif").exists()
+    assert "cyx.tif: it has 2 channels along C" in err and "colourised as slices of a stack" in err
+    assert "pick it with --channel K (K from 0 to 1)" in err and "channel=" not in err
+    assert tifffile.imread(tmp_path / "both.tif").shape == (2,) + grey.shape + (3,)
     assert _run(tmp_path / "cyx.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "o.tif", "--channel", "1",
                 "-q") == 0
     assert _run(tmp_path / "c1.tif", "-r", r, "-m", "warp-grey", "-o", tmp_path / "alone.tif", "-q") == 0

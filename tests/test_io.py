@@ -291,9 +291,12 @@ def test_the_file_says_whether_it_is_colour(tmp_path):
         stores_colour(tmp_path / "missing.png")
 
 
-def test_a_tiff_of_several_channels_is_refused_or_one_picked(tmp_path):
-    """An ImageJ / OME-TIFF with a channel axis C (or several grey samples per pixel) is not a stack of
-    slices: refused, saying how many channels and how to pick one; ``channel=K`` reads channel K alone."""
+def test_a_tiff_of_several_channels_is_read_as_slices_or_one_picked(tmp_path):
+    """An ImageJ / OME-TIFF with a channel axis C is read as before, its channels as slices of the stack, with a
+    warning saying how many and how to pick one; ``channel=K`` reads channel K alone (no warning). Several grey
+    samples per pixel are no stack: refused unless one is picked."""
+    import warnings
+
     import tifffile
 
     from napari_colorize.io import stores_colour
@@ -306,17 +309,24 @@ def test_a_tiff_of_several_channels_is_refused_or_one_picked(tmp_path):
     tifffile.imwrite(tmp_path / "zcyx.tif", zc, imagej=True, metadata={"axes": "ZCYX"})
     tifffile.imwrite(tmp_path / "bands.tif", rng.integers(0, 256, (24, 32, 5), np.uint8), photometric="minisblack",
                      planarconfig="contig")
-    for name, n in (("cyx.tif", 2), ("ome.ome.tif", 2), ("zcyx.tif", 3), ("bands.tif", 5)):
+    for name, n, data in (("cyx.tif", 2, z), ("ome.ome.tif", 2, z), ("zcyx.tif", 3, zc)):
         for f in (read_image, probe_image, stores_colour):
-            with pytest.raises(ImageReadError, match=rf"{name}: it has {n} channels .* pick one with channel=K "
-                                                     rf"\(K from 0 to {n - 1}\), or save that channel"):
-                f(tmp_path / name)
-    a = read_image(tmp_path / "cyx.tif", channel=1)
-    assert probe_image(tmp_path / "cyx.tif", channel=1) == ((24, 32), np.dtype(np.uint16))
-    assert np.array_equal(np.asarray(a), z[1]) and stores_colour(tmp_path / "cyx.tif", channel=1) is False
-    a = read_image(tmp_path / "zcyx.tif", channel="2")  # (the command line's --channel is text)
-    assert a.shape == (4, 24, 32) and np.array_equal(np.asarray(a), zc[:, 2])
-    assert probe_image(tmp_path / "zcyx.tif", channel=2)[0] == (4, 24, 32)
+            with pytest.warns(UserWarning, match=rf"{name}: it has {n} channels along C .* colourised as slices of a "
+                                                 rf"stack.* pick it with channel=K \(K from 0 to {n - 1}\)"):
+                got = f(tmp_path / name)
+            if f is read_image:
+                assert np.array_equal(np.asarray(got), data), name
+    with pytest.raises(ImageReadError, match=r"bands.tif: it has 5 channels .* pick one with channel=K "
+                                             r"\(K from 0 to 4\), or save that channel"):
+        read_image(tmp_path / "bands.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a channel picked: no warning)
+        a = read_image(tmp_path / "cyx.tif", channel=1)
+        assert probe_image(tmp_path / "cyx.tif", channel=1) == ((24, 32), np.dtype(np.uint16))
+        assert np.array_equal(np.asarray(a), z[1]) and stores_colour(tmp_path / "cyx.tif", channel=1) is False
+        a = read_image(tmp_path / "zcyx.tif", channel="2")  # (the command line's --channel is text)
+        assert a.shape == (4, 24, 32) and np.array_equal(np.asarray(a), zc[:, 2])
+        assert probe_image(tmp_path / "zcyx.tif", channel=2)[0] == (4, 24, 32)
     assert np.array_equal(np.asarray(read_image(tmp_path / "bands.tif", channel=4)),
                           tifffile.imread(tmp_path / "bands.tif")[..., 4])
     with pytest.raises(ImageReadError, match="channel=2 does not exist: it has 2 channels, 0 to 1"):
@@ -334,3 +344,140 @@ def test_a_tiff_of_several_channels_is_refused_or_one_picked(tmp_path):
     assert read_image(tmp_path / "ga.tif").shape == (24, 32, 2)
     tifffile.imwrite(tmp_path / "c1.tif", z[:1], imagej=True, metadata={"axes": "CYX"})
     assert read_image(tmp_path / "c1.tif").shape == (24, 32)
+
+
+def test_a_z_stack_saved_the_ordinary_way_is_read_as_slices(tmp_path):
+    """``tifffile.imwrite(..., imagej=True)`` without axes and an OME-TIFF's default both make tifffile name the
+    first axis of a z-stack C (CYX, ZCYX): they were refused as multi-channel files, with no way to read them as
+    the stacks napari shows; they are read as stacks, with a warning, and ``channel=K`` still picks one."""
+    import tifffile
+
+    rng = np.random.default_rng(11)
+    z = rng.integers(0, 65536, (10, 24, 32)).astype(np.uint16)
+    z4 = rng.integers(0, 65536, (2, 10, 24, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "s.tif", z, imagej=True)
+    tifffile.imwrite(tmp_path / "s.ome.tif", z)
+    tifffile.imwrite(tmp_path / "s4.ome.tif", z4)
+    for name, data in (("s.tif", z), ("s.ome.tif", z), ("s4.ome.tif", z4)):
+        with pytest.warns(UserWarning, match=rf"{name}: it has 10 channels along C"):
+            a, full = _agree(tmp_path / name)
+        assert np.array_equal(full, data), name
+    assert np.array_equal(np.asarray(read_image(tmp_path / "s.tif", channel=3)), z[3])
+
+
+def test_grey_with_one_extra_sample_of_any_kind_is_grey_and_alpha(tmp_path):
+    """A grey page of two samples whose extra one is 'unspecified' (ExtraSamples 0) was refused as two channels;
+    it is grey + alpha, as one said to be alpha."""
+    import tifffile
+
+    from napari_colorize.io import stores_colour
+
+    ga = np.random.default_rng(12).integers(0, 256, (24, 32, 2), np.uint8)
+    tifffile.imwrite(tmp_path / "ga0.tif", ga, photometric="minisblack", extrasamples=["unspecified"])
+    a, full = _agree(tmp_path / "ga0.tif")
+    assert np.array_equal(full, ga) and stores_colour(tmp_path / "ga0.tif") is None
+
+
+def test_palette_pages_are_each_read_through_their_own_colormap(tmp_path):
+    """A multi-page palette TIFF whose pages carry different colormaps (pages appended one by one, or Pillow's
+    ``save_all``) was read through the first page's colormap for every page."""
+    import tifffile
+
+    rng = np.random.default_rng(13)
+    idx = rng.integers(0, 256, (24, 32), np.uint8)
+    cmaps = [rng.integers(0, 65536, (3, 256)).astype(np.uint16) for _ in range(3)]
+    for cm in cmaps:
+        tifffile.imwrite(tmp_path / "pal.tif", idx, photometric="palette", colormap=cm, append=True)
+    a, full = _agree(tmp_path / "pal.tif")
+    assert full.shape == (3, 24, 32, 3) and full.dtype == np.uint16
+    assert all(np.array_equal(full[k], cmaps[k].T[idx]) for k in range(3))
+    frames = []
+    for _ in range(3):
+        im = Image.fromarray(idx, "P")
+        im.putpalette(rng.integers(0, 256, 768).astype(np.uint8).tolist())
+        frames.append(im)
+    frames[0].save(tmp_path / "pil.tif", save_all=True, append_images=frames[1:])
+    a, full = _agree(tmp_path / "pil.tif")
+    assert full.dtype == np.uint8
+    assert all(np.array_equal(full[k], np.asarray(frames[k].convert("RGB"))) for k in range(3))
+    # 8-bit colours on some pages and 16-bit on others: one dtype, uint16 (8-bit colours x 257)
+    tifffile.imwrite(tmp_path / "mixed.tif", idx, photometric="palette", colormap=cmaps[0], append=True)
+    cm8 = rng.integers(0, 256, (3, 256)).astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "mixed.tif", idx, photometric="palette", colormap=cm8, append=True)
+    a, full = _agree(tmp_path / "mixed.tif")
+    assert full.dtype == np.uint16 and np.array_equal(full[1], cm8.T[idx])
+
+
+def test_an_imagej_lut_is_not_applied(tmp_path):
+    """ImageJ saves an 8/16-bit image with a colour LUT (Fire) as PALETTE: its data are the grey values, as
+    ImageJ and napari show them; mapped through the LUT and reduced to lightness a ramp was not monotonic."""
+    import tifffile
+
+    from napari_colorize.io import stores_colour
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (24, 1))
+    x = np.linspace(0, 1, 256)
+    lut = (np.stack([np.clip(3 * x - 0.6, 0, 1), np.clip(3 * x - 1.6, 0, 1),
+                     np.clip(np.where(x < 0.35, 3 * x, 2.0 - 4 * x), 0, 1)]) * 65535).round().astype(np.uint16)
+    tifffile.imwrite(tmp_path / "fire.tif", ramp, imagej=True, colormap=lut)
+    tifffile.imwrite(tmp_path / "firez.tif", np.stack([ramp, ramp[:, ::-1], ramp]), imagej=True, colormap=lut,
+                     metadata={"axes": "ZYX"}, compression="zlib")  # (a stack, read page by page)
+    with tifffile.TiffFile(tmp_path / "fire.tif") as tf:
+        assert tf.is_imagej and int(tf.pages[0].photometric) == 3
+    a, full = _agree(tmp_path / "fire.tif")
+    assert np.array_equal(full, ramp) and stores_colour(tmp_path / "fire.tif") is False
+    a, full = _agree(tmp_path / "firez.tif")
+    assert full.shape == (3, 24, 256) and np.array_equal(full[1], ramp[:, ::-1])
+    assert stores_colour(tmp_path / "firez.tif") is False
+    tifffile.imwrite(tmp_path / "pal.tif", ramp, photometric="palette", colormap=lut)  # (not ImageJ's: colour)
+    assert _agree(tmp_path / "pal.tif")[1].shape == (24, 256, 3) and stores_colour(tmp_path / "pal.tif") is True
+
+
+def test_a_lazy_tiff_stack_is_read_from_its_absolute_path(tmp_path, monkeypatch):
+    """A stack read page by page and computed from another working folder (a dask worker's) failed with "page 5
+    is corrupt or truncated ([Errno 2] ...)"; it is read from the file's absolute path, and a file that is not
+    there says so."""
+    import tifffile
+
+    z = np.arange(6 * 16 * 16, dtype=np.uint16).reshape(6, 16, 16)
+    tifffile.imwrite(tmp_path / "rel.tif", z, compression="zlib", photometric="minisblack")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    a = read_image("rel.tif")
+    assert not isinstance(a, np.ndarray)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert np.array_equal(np.asarray(a), z)
+    monkeypatch.chdir(tmp_path)
+    b = read_image("rel.tif")
+    (tmp_path / "rel.tif").rename(tmp_path / "moved.tif")
+    with pytest.raises(ImageReadError, match=r"rel.tif: the input file is not there on .*every dask worker must "
+                                             r"reach the input at this path") as e:
+        np.asarray(b[5])
+    assert str(tmp_path / "rel.tif") in str(e.value) and "corrupt" not in str(e.value)
+
+
+def test_ordinary_animations_are_read_and_the_cap_follows_free_memory(tmp_path, monkeypatch):
+    """RGB frames count 3 values per pixel (4 only with alpha); the decoded size is bounded by the memory free
+    here (the frames and their stack), with a hard stop for absurd headers (the GIF bomb's test above). A
+    160-frame 1280 x 720 GIF of 406 kB was refused as 590 million values."""
+    import re
+
+    from napari_colorize import io, memory
+    from napari_colorize.io import check_frames
+
+    frames = [Image.fromarray(np.full((30, 40), 40 * k, np.uint8)).convert("P") for k in range(5)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=40)
+    monkeypatch.setattr(io, "MAX_DECODED", 5 * 30 * 40 * 3)  # exactly the RGB frames' values
+    assert probe_image(tmp_path / "clip.gif") == ((5, 30, 40), np.dtype(np.uint8))
+    frames[0].save(tmp_path / "alpha.gif", save_all=True, append_images=frames[1:], duration=40, transparency=0)
+    with pytest.raises(ImageReadError, match=r"5 frames of 40 x 30 pixels x 4 channels"):
+        probe_image(tmp_path / "alpha.gif")  # (a transparent colour: RGBA frames)
+    monkeypatch.setattr(io, "MAX_DECODED", 2**32)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 4 * 2**30)
+    check_frames("clip.gif", 160, (720, 1280), 3)  # (the reviewer's animation: 442 million values, 4 GB free)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2 * 5 * 30 * 40 * 3 - 1)
+    for read in (read_image, probe_image):
+        with pytest.raises(ImageReadError, match=r"clip.gif: its 5 frames of 40 x 30 pixels x 3 channels .* more "
+                                                 r"than the 0.0 GB of memory free here"):
+            read(tmp_path / "clip.gif")
+    assert not re.search(r"\d\s*[GMk]B", check_frames.__doc__)  # (measured numbers belong in the docs)

@@ -329,15 +329,17 @@ def test_ngff_04_time_series_with_temporal(tmp_path, stack_and_ref):
 
 
 def test_a_multichannel_tiff_volume_takes_its_channel_by_index(tmp_path, stack_and_ref):
-    """An ImageJ TIFF (z, c, y, x): refused without a channel (never the channels together), colourised from
-    the channel given by index; a name is refused (names are an OME-Zarr image's)."""
+    """An ImageJ TIFF (z, c, y, x): without a channel, its channels are slices of the stack, with a warning saying
+    how to pick one (tifffile names a z-stack saved without axes CYX too); colourised from the channel given by
+    index; a name is refused (names are an OME-Zarr image's)."""
     import tifffile
 
     vol, ref = stack_and_ref
     src = tmp_path / "two.tif"
     tifffile.imwrite(src, np.stack([vol[::-1], vol], 1), imagej=True, metadata={"axes": "ZCYX"})
-    with pytest.raises(ValueError, match="2 channels"):
-        colorize_volume(src, tmp_path / "none.zarr", "reinhard", reference=ref)
+    with pytest.warns(UserWarning, match="2 channels along C .* channel=K"):
+        out = colorize_volume(src, tmp_path / "both.zarr", "reinhard", reference=ref)
+    assert zarr.open_group(str(out), mode="r")["0"].shape == (6, 3, 2, 64, 64)
     out = colorize_volume(src, tmp_path / "gfp.zarr", "reinhard", reference=ref, channel=1)
     np.testing.assert_array_equal(_level(out), _expected("reinhard", vol, ref))
     with pytest.raises(ValueError, match="by their index"):

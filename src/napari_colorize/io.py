@@ -3,8 +3,8 @@
 Readers (:func:`read_image`, :func:`probe_image`): PNG, JPEG and the other formats Pillow knows
 (first frame, or every frame of a multi-frame file as a stack), TIFF (tifffile; uncompressed files
 are memory-mapped, other stacks read page by page as a dask array, so a stack is read slice by slice;
-series of one shape stacked; the photometric interpretation applied; a file of several channels
-refused unless one is picked), ``.npy`` (memory-mapped). The dtype is kept. :func:`stores_colour`
+series of one shape stacked; the photometric interpretation applied; a channel axis read as slices, with a
+warning, unless one channel is picked), ``.npy`` (memory-mapped). The dtype is kept. :func:`stores_colour`
 says whether a file's last axis is colour, which its shape alone cannot say (a 3 x 50 RGB strip).
 Every failure is an :class:`ImageReadError` naming the file: missing, a folder,
 unreadable, not an image, corrupt or truncated, a codec missing, too large (:data:`MAX_PIXELS`,
@@ -54,9 +54,10 @@ DTYPES = ("uint8", "uint16", "float32")
 # (about 179 million pixels, 13377 x 13377; float32 RGB of it is 2.1 GB). A header claiming more is
 # refused before any pixel is decoded.
 MAX_PIXELS = 2 * 89478485
-# the most values decoded at once for one multi-frame file (a GIF's frames, all in memory): those of a 2-D RGB
-# image of MAX_PIXELS. A header claiming more is refused before any frame is decoded.
-MAX_DECODED = 3 * MAX_PIXELS
+# the most values decoded at once for one multi-frame file (a GIF's frames, all in memory), whatever the memory
+# free: 2**32 (4 GB of 8-bit frames). A header claiming more (or more than the memory free holds) is refused
+# before any frame is decoded.
+MAX_DECODED = 2**32
 
 
 class ImageReadError(ValueError):
@@ -137,24 +138,42 @@ def _pil_array(im) -> np.ndarray:
     return a
 
 
-def check_frames(path, n: int, shape: tuple, channels: int) -> None:
+def check_frames(path, n: int, shape: tuple, channels: int, itemsize: int = 1) -> None:
     """Refuse (:class:`ImageReadError`) a multi-frame file whose ``n`` frames of ``shape`` ``(H, W)`` and
-    ``channels`` decoded values per pixel exceed :data:`MAX_DECODED` (what a 2-D RGB image of
-    :data:`MAX_PIXELS` decodes to), before any frame is decoded: a few kB of GIF can claim a logical screen
-    of 12000 x 12000 pixels and 60 frames, 26 GB once decoded."""
+    ``channels`` decoded values per pixel (of ``itemsize`` bytes) would not fit, before any frame is decoded:
+    more values than :data:`MAX_DECODED` whatever the memory (a few kB of GIF can claim a huge logical screen
+    and many frames: a damaged header or a decompression bomb), or more bytes than the memory free here holds
+    twice (the decoded frames and the stack made of them), from
+    :func:`napari_colorize.memory.available_memory`."""
     h, w = (int(shape[0]), int(shape[1]))
     total = int(n) * h * w * int(channels)
+    what = f"{n} frames of {w} x {h} pixels x {channels} channels ({total / 1e6:.0f} million values)"
     if total > MAX_DECODED:
-        raise ImageReadError(f"{path}: its header claims {n} frames of {w} x {h} pixels x {channels} channels "
-                             f"({total / 1e6:.0f} million values), more than the {MAX_DECODED / 1e6:.0f} million "
+        raise ImageReadError(f"{path}: its header claims {what}, more than the {MAX_DECODED / 1e6:.0f} million "
                              "decoded here at once (a damaged header or a decompression bomb?); save the frames "
                              "as a TIFF stack, or fewer or smaller frames")
+    from .memory import available_memory
+
+    need, free = 2 * total * int(itemsize), available_memory("cpu")
+    if free is not None and need > free:
+        raise ImageReadError(f"{path}: its {what} need about {need / 1e9:.1f} GB to read as one stack (the frames "
+                             f"and the stack), more than the {free / 1e9:.1f} GB of memory free here; free some "
+                             "memory, or save the frames as a TIFF stack (read frame by frame), or fewer or "
+                             "smaller frames")
 
 
-def _frame_channels(im) -> int:
-    """Values per pixel a frame of ``im`` may be decoded to (at most: palette frames may become RGBA, and
-    later frames of a grey GIF RGB)."""
-    return 1 if im.mode in ("1", "L", "I", "F", "I;16", "I;16B", "I;16L") and im.format != "GIF" else 4
+def _frame_channels(im) -> tuple[int, int]:
+    """Values per pixel a frame of ``im`` is decoded to and their size in bytes, from its header: grey 1
+    (not in a GIF, whose later frames become RGB), grey + alpha 2, RGBA 4 (an alpha band, or a palette with a
+    transparent colour), else RGB 3."""
+    size = 4 if im.mode in ("I", "F") else 2 if im.mode.startswith("I;16") else 1
+    if im.mode in ("1", "L", "I", "F", "I;16", "I;16B", "I;16L") and im.format != "GIF":
+        return 1, size
+    if im.mode in ("LA", "La"):
+        return 2, size
+    if im.mode in ("RGBA", "RGBa", "RGBX", "PA") or "transparency" in im.info:
+        return 4, size
+    return 3, size
 
 
 def _read_pil(path: Path) -> np.ndarray:
@@ -166,7 +185,7 @@ def _read_pil(path: Path) -> np.ndarray:
         with _pil_opened(path) as im:
             n = int(getattr(im, "n_frames", 1))
             if n > 1:
-                check_frames(path, n, (im.size[1], im.size[0]), _frame_channels(im))
+                check_frames(path, n, (im.size[1], im.size[0]), *_frame_channels(im))
             frames = []
             for i in range(n):
                 im.seek(i)
@@ -231,7 +250,7 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         with _pil_opened(path) as im:
             n = int(getattr(im, "n_frames", 1))
             if n > 1:  # multi-frame files: decoded to learn their layout (bounded first)
-                check_frames(path, n, (im.size[1], im.size[0]), _frame_channels(im))
+                check_frames(path, n, (im.size[1], im.size[0]), *_frame_channels(im))
                 a = _read_pil(path)
                 return tuple(a.shape), a.dtype
             corner = _pil_array(im.crop((0, 0, 1, 1)))
@@ -310,15 +329,69 @@ def _tiff_rationals(tag, n: int, default: tuple) -> tuple:
     return tuple(v) if len(v) == n else default
 
 
-def _tiff_photometric(path: Path, page):
+def _tiff_pm(page, imagej: bool = False) -> int:
+    """The photometric interpretation ``page`` is read by: its tag (MINISBLACK when it has none: tifffile
+    says MINISWHITE then); an ImageJ file's PALETTE pages are MINISBLACK, their indices the grey values (a
+    display LUT, as ImageJ and napari show the data)."""
+    pm = int(page.photometric) if 262 in page.tags else 1
+    return 1 if pm == 3 and imagej else pm
+
+
+def _tiff_alpha(page) -> int:
+    """How many extra samples of ``page`` are alpha: those said to be (associated or unassociated alpha), and
+    the one extra sample of a grey page of two samples whatever its kind (grey + alpha, as Pillow and
+    tifffile write it, ExtraSamples unspecified too)."""
+    extras = [int(e) for e in (page.extrasamples or ())]
+    if len(extras) == 1 and int(page.samplesperpixel) == 2:
+        return 1
+    return sum(1 for e in extras if e in (1, 2))
+
+
+def _palette_lut(cmap) -> np.ndarray:
+    """A TIFF colormap (3 x 2**bits, 16-bit) as a lookup table ``(2**bits, 3)``: uint8 when it holds 8-bit
+    colours (as stored, x 257 or x 256), else uint16."""
+    cmap = np.asarray(cmap).reshape(3, -1)
+    if int(cmap.max()) <= 255:  # (a writer that stored 8-bit values)
+        return cmap.T.astype(np.uint8)
+    if not (cmap % 257).any():  # 8-bit colours scaled to 16 bits (x 257: libtiff, tifffile)
+        return (cmap // 257).T.astype(np.uint8)
+    if not (cmap % 256).any():  # (x 256: Pillow)
+        return (cmap // 256).T.astype(np.uint8)
+    return cmap.T.astype(np.uint16)
+
+
+class _PagePalettes:
+    """Palette indices to RGB through each page's own colormap (a multi-page palette TIFF whose pages carry
+    different colormaps): ``convert(a, page)`` converts page ``page`` (its index in the file);
+    ``convert(a)`` an array of the pages ``pages``, in order, along its leading axes."""
+
+    def __init__(self, luts: dict, pages: list, page_shape: tuple) -> None:
+        wide = any(lut.dtype != np.uint8 for lut in luts.values())
+        self.luts = {i: (lut.astype(np.uint16) * 257 if wide and lut.dtype == np.uint8 else lut)
+                     for i, lut in luts.items()}
+        self.dtype = np.dtype(np.uint16 if wide else np.uint8)
+        self.pages, self.page_shape = list(pages), tuple(page_shape)
+
+    def __call__(self, a, page=None) -> np.ndarray:
+        a = np.asarray(a)
+        if page is not None:
+            lut = self.luts[page]
+            return lut[np.clip(a.astype(np.int64, copy=False), 0, len(lut) - 1)]
+        flat = a.reshape((len(self.pages),) + self.page_shape)
+        out = np.stack([self(f, i) for f, i in zip(flat, self.pages)])
+        return out.reshape(a.shape + (3,))
+
+
+def _tiff_photometric(path: Path, page, imagej: bool = False):
     """How the stored samples of ``page`` (a keyframe) become grey or RGB pixels, from its
     PhotometricInterpretation: ``(page_shape, dtype, convert)`` of the converted page, ``convert`` None
-    when the samples are used as stored (MINISBLACK, RGB, or no such tag), else a function of an array
-    whose last axes are a page's. Refuses (:class:`ImageReadError`) what is not converted here."""
+    when the samples are used as stored (MINISBLACK, RGB, or no such tag; the PALETTE pages of an ImageJ
+    file, ``imagej``), else a function of an array whose last axes are a page's. Refuses
+    (:class:`ImageReadError`) what is not converted here."""
     from tifffile import PHOTOMETRIC
 
     shape, dtype = tuple(int(n) for n in page.shape), np.dtype(page.dtype)
-    pm = int(page.photometric) if 262 in page.tags else 1  # (tifffile says MINISWHITE when the tag is missing)
+    pm = _tiff_pm(page, imagej)
     name = _tiff_name(PHOTOMETRIC, pm)
     extras = len(page.extrasamples or ())
     colour = int(page.samplesperpixel) - extras
@@ -358,15 +431,7 @@ def _tiff_photometric(path: Path, page):
         if cmap is None or dtype.kind not in "uib" or page.samplesperpixel != 1:
             raise refuse("without a colormap that can be applied" if cmap is None else
                          "with more than one sample per pixel or non-integer indices, which is not read here")
-        cmap = np.asarray(cmap).reshape(3, -1)
-        if int(cmap.max()) <= 255:  # (a writer that stored 8-bit values)
-            lut = cmap.T.astype(np.uint8)
-        elif not (cmap % 257).any():  # 8-bit colours scaled to 16 bits (x 257: libtiff, tifffile)
-            lut = (cmap // 257).T.astype(np.uint8)
-        elif not (cmap % 256).any():  # (x 256: Pillow)
-            lut = (cmap // 256).T.astype(np.uint8)
-        else:
-            lut = cmap.T.astype(np.uint16)
+        lut = _palette_lut(cmap)
 
         def convert(a):
             a = np.asarray(a)
@@ -447,12 +512,13 @@ def _tiff_members(path: Path, tf) -> list:
 class _TiffPages:
     """Pages of a TIFF file read one at a time (for a lazy stack): the file stays open while this object
     lives, its reads serialised; ``read(i)`` is page ``i`` as an array, converted by ``convert``. It
-    pickles as its path (a worker opens the file itself)."""
+    pickles as its absolute path (a worker opens the file itself, whatever its working folder; a worker
+    that cannot reach the file says so)."""
 
     def __init__(self, path: Path, convert=None) -> None:
         import threading
 
-        self.path, self.convert = Path(path), convert
+        self.path, self.convert = Path(path).absolute(), convert
         self._tf = None
         self._lock = threading.Lock()
 
@@ -468,9 +534,19 @@ class _TiffPages:
         try:
             with self._lock, quiet_logger("tifffile", logging.CRITICAL):
                 if self._tf is None:
+                    if not self.path.is_file():
+                        raise FileNotFoundError(self.path)
                     self._tf = tifffile.TiffFile(self.path)
                 a = self._tf.pages[i].asarray()
+            if isinstance(self.convert, _PagePalettes):
+                return self.convert(a, i)
             return self.convert(a) if self.convert is not None else a
+        except FileNotFoundError:
+            import socket
+
+            raise ImageReadError(f"{self.path}: the input file is not there on {socket.gethostname()} (working "
+                                 f"folder {os.getcwd()}); every dask worker must reach the input at this path (a "
+                                 "shared file system)") from None
         except MemoryError:
             raise ImageReadError(out_of_memory(f"{self.path} (page {i})")) from None
         except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError, RuntimeError) as e:
@@ -496,17 +572,20 @@ def _lazy_tiff(path: Path, pages: list[int], page_shape: tuple, dtype, shape: tu
     return da.stack(blocks).reshape(shape)
 
 
-def _tiff_channels(path: Path, page, axes: str, shape: tuple, channel) -> tuple[int, int] | None:
+def _tiff_channels(path: Path, page, axes: str, shape: tuple, channel, imagej: bool = False) -> tuple[int, int] | None:
     """The channel axis of a TIFF read as ``shape`` (``axes``, one letter per axis, tifffile's) and the
-    channel ``channel`` picks on it: ``(axis, index)``, or None when it has no channel axis of more than
-    one entry (``channel`` must then be None). A channel axis is ``C`` (ImageJ, OME-TIFF), or the samples
-    ``S`` of a grey page (MINISBLACK / MINISWHITE) holding more than one band besides alpha. A file of
-    several channels is refused (:class:`ImageReadError`) unless ``channel`` (an index) picks one: a
-    greyscale image is one channel, its channels are not slices to smooth or stretch together."""
-    pm = int(page.photometric) if 262 in page.tags else 1
-    alpha = sum(1 for e in (page.extrasamples or ()) if int(e) in (1, 2))
+    channel ``channel`` picks on it: ``(axis, index)``, or None when none is picked. A channel axis is ``C``
+    (ImageJ, OME-TIFF: also what tifffile names the first axis of a z-stack saved without axes, ImageJ's
+    ``CYX`` or OME's ``ZCYX``), or the samples ``S`` of a grey page (MINISBLACK / MINISWHITE) holding more
+    than one band besides alpha. Without ``channel``, a ``C`` axis is read as slices of the stack, with a
+    warning saying how to pick one channel; several grey samples per pixel are refused
+    (:class:`ImageReadError`): they are no stack. ``channel`` (an index) picks one (``channel`` for a file
+    without a channel axis of more than one entry: refused)."""
+    import warnings
+
+    pm = _tiff_pm(page, imagej)
     found = [k for k, a in enumerate(axes) if shape[k] > 1 and (a == "C" or (
-        a == "S" and pm in (0, 1) and int(page.samplesperpixel) - alpha > 1))]
+        a == "S" and pm in (0, 1) and int(page.samplesperpixel) - _tiff_alpha(page) > 1))]
     if not found:
         if channel is not None:
             raise ImageReadError(f"{path}: channel={channel} was given, but it has no channel axis (its axes are "
@@ -516,6 +595,11 @@ def _tiff_channels(path: Path, page, axes: str, shape: tuple, channel) -> tuple[
         raise ImageReadError(f"{path}: it has {len(found)} channel axes (its axes are {axes}); one grey channel "
                              "is colourised at a time: save that channel as its own file")
     k, n = found[0], shape[found[0]]
+    if channel is None and axes[k] == "C":
+        warnings.warn(f"{path}: it has {n} channels along C (its axes are {axes}); they are colourised as slices "
+                      f"of a stack, as napari shows them; to colourise one channel alone, pick it with channel=K (K "
+                      f"from 0 to {n - 1})", stacklevel=4)
+        return None
     if channel is None:
         raise ImageReadError(f"{path}: it has {n} channels (its axes are {axes}, {axes[k]} the channels); one grey "
                              f"channel is colourised at a time, never the channels together: pick one with "
@@ -526,14 +610,14 @@ def _tiff_channels(path: Path, page, axes: str, shape: tuple, channel) -> tuple[
     return k, int(channel)
 
 
-def _tiff_colour(page, axes: str, shape: tuple) -> bool | None:
+def _tiff_colour(page, axes: str, shape: tuple, imagej: bool = False) -> bool | None:
     """Whether a TIFF read as ``shape`` (``axes``) says its last axis is colour (see :func:`stores_colour`)."""
-    pm = int(page.photometric) if 262 in page.tags else 1
-    if pm in (3, 5, 6):  # palette, CMYK, YCbCr: read as RGB
+    pm = _tiff_pm(page, imagej)
+    if pm in (3, 5, 6):  # palette (not ImageJ's), CMYK, YCbCr: read as RGB
         return True
     if pm == 2:  # RGB; separate planes (3, H, W) were tifffile's default for any such array: not its word
         return None if int(page.planarconfig) == 2 and int(page.samplesperpixel) > 1 else True
-    if any(int(e) in (1, 2) for e in (page.extrasamples or ())):
+    if _tiff_alpha(page):
         return None  # grey + alpha
     if len(shape) == 3 and shape[0] in (3, 4) and axes[0] not in "ZT":
         return None  # 3 or 4 grey pages, not said to be slices: perhaps colour planes (the layout warns)
@@ -542,11 +626,12 @@ def _tiff_colour(page, axes: str, shape: tuple) -> bool | None:
 
 def _read_tiff(path: Path, probe: bool = False, channel=None):
     """A TIFF as an array: every series of one shape stacked (else the first, with a warning), the
-    photometric interpretation applied (MINISWHITE inverted, PALETTE through its colormap, CMYK and
-    YCbCr to RGB), a file of several channels refused unless ``channel`` picks one
-    (:func:`_tiff_channels`). Uncompressed single series are memory-mapped; other stacks are read page by
-    page (a dask array); a single compressed page is decoded. ``probe``: ``(shape, dtype, colour)``
-    instead, ``colour`` as :func:`stores_colour` says."""
+    photometric interpretation applied (MINISWHITE inverted, PALETTE through each page's colormap - an
+    ImageJ file's palette is a display LUT: its grey indices are read -, CMYK and YCbCr to RGB), a ``C``
+    axis read as slices with a warning unless ``channel`` picks one, several grey samples per pixel refused
+    unless it does (:func:`_tiff_channels`). Uncompressed single series are memory-mapped; other stacks are
+    read page by page (a dask array); a single compressed page is decoded. ``probe``: ``(shape, dtype,
+    colour)`` instead, ``colour`` as :func:`stores_colour` says."""
     import tifffile
 
     # a damaged file is reported once, by us, not logged on stderr too
@@ -561,23 +646,31 @@ def _read_tiff(path: Path, probe: bool = False, channel=None):
                 for m in members:
                     _tiff_codec_check(path, m.keyframe)
                 page_shape = tuple(int(n) for n in key.shape)
-                out_page, dtype, convert = _tiff_photometric(path, key)
+                imagej = bool(tf.is_imagej)
+                out_page, dtype, convert = _tiff_photometric(path, key, imagej)
                 sshape = tuple(int(n) for n in s.shape)
                 if convert is not None and sshape[len(sshape) - len(page_shape):] != page_shape:
                     raise ImageReadError(f"{path}: its series of shape {sshape} is not made of whole pages of "
                                          f"{page_shape}: its photometric interpretation cannot be applied here")
+                pages = None  # (the pages' indices: listed when needed, not to probe a long stack)
+                if convert is not None and _tiff_pm(key, imagej) == 3:
+                    pages = _page_indices(members)
+                    if len(pages) > 1:  # (each page may carry its own colormap)
+                        convert, dtype = _page_palettes(path, tf, key, pages, page_shape, sshape, members,
+                                                        convert, dtype)
                 stack = ((len(members),) if len(members) > 1 else ()) + sshape[:len(sshape) - len(page_shape)]
                 shape = stack + (out_page if convert is not None else sshape[len(sshape) - len(page_shape):])
                 if convert is None:
                     shape, dtype = ((len(members),) if len(members) > 1 else ()) + sshape, np.dtype(s.dtype)
                 axes = ("I" if len(members) > 1 else "") + str(s.axes)
                 axes += "S" * (len(shape) - len(axes))  # (a palette's colours)
-                pick, full = _tiff_channels(path, key, axes, shape, channel), shape
+                pick, full = _tiff_channels(path, key, axes, shape, channel, imagej), shape
                 if pick is not None:
                     shape, axes = shape[:pick[0]] + shape[pick[0] + 1:], axes[:pick[0]] + axes[pick[0] + 1:]
                 if probe:
-                    return shape, dtype, _tiff_colour(key, axes, shape)
-                a = _read_tiff_pixels(path, tf, members, s, page_shape, out_page, dtype, convert, sshape, full)
+                    return shape, dtype, _tiff_colour(key, axes, shape, imagej)
+                a = _read_tiff_pixels(path, tf, members, s, pages if pages is not None else _page_indices(members),
+                                      page_shape, out_page, dtype, convert, sshape, full)
                 return a if pick is None else a[(slice(None),) * pick[0] + (pick[1],)]
         except ImageReadError:
             raise
@@ -587,11 +680,37 @@ def _read_tiff(path: Path, probe: bool = False, channel=None):
             raise ImageReadError(f"{path}: not a readable TIFF file: corrupt or truncated ({e})") from None
 
 
-def _read_tiff_pixels(path: Path, tf, members, s, page_shape, out_page, dtype, convert, sshape, shape):
-    """The pixels of :func:`_read_tiff`'s members (series), of ``shape`` (before a channel is picked)."""
+def _page_indices(members) -> list:
+    """The indices in the file of the pages of ``members`` (series), in order."""
+    return [p.index for m in members for p in m.pages if p is not None]
+
+
+def _page_palettes(path: Path, tf, key, pages: list, page_shape: tuple, sshape: tuple, members, convert, dtype):
+    """``(convert, dtype)`` for the palette pages ``pages``: ``convert`` (the keyframe's colormap) when every
+    page carries the keyframe's colormap, else a :class:`_PagePalettes` (each page through its own). Read from
+    the pages' tags; no pixel is decoded."""
+    first = _palette_lut(key.colormap)
+    luts = {}
+    for i in pages:
+        cmap = tf.pages.get(i).colormap
+        if cmap is None:
+            raise ImageReadError(f"{path}: its pixels are stored as PALETTE (TIFF photometric interpretation 3), "
+                                 f"page {i} without a colormap that can be applied: save it as greyscale or RGB")
+        luts[i] = _palette_lut(cmap)
+    if all(lut.shape == first.shape and np.array_equal(lut, first) for lut in luts.values()):
+        return convert, dtype
+    if len(pages) * int(np.prod(page_shape)) != int(np.prod(sshape)) * len(members):
+        raise ImageReadError(f"{path}: its palette pages carry different colormaps and do not make whole slices "
+                             "of its series: they cannot be converted here; save it as RGB")
+    per = _PagePalettes(luts, pages, page_shape)
+    return per, per.dtype
+
+
+def _read_tiff_pixels(path: Path, tf, members, s, pages, page_shape, out_page, dtype, convert, sshape, shape):
+    """The pixels of :func:`_read_tiff`'s members (series) made of ``pages`` (their indices), of ``shape``
+    (before a channel is picked)."""
     import tifffile
 
-    pages = [p.index for m in members for p in m.pages if p is not None]
     per_page = int(np.prod(page_shape))
     whole = len(pages) * per_page == int(np.prod(sshape)) * len(members)
     if len(members) == 1 and convert is None:
@@ -643,9 +762,10 @@ def read_image(path: str | Path, channel: int | str | None = None) -> np.ndarray
     """Read an image or stack as an array, keeping its dtype. Raises :class:`ImageReadError`.
 
     TIFF and ``.npy`` files are memory-mapped when possible (read-only): slices are read when used.
-    A TIFF of several channels (its axes hold ``C``, as ImageJ and OME-TIFF write them, or several
-    grey samples per pixel) is refused unless ``channel`` (an index) picks one: channels are never
-    read as slices of a stack.
+    A TIFF whose axes hold ``C`` (as ImageJ and OME-TIFF write channels, and as tifffile names the
+    first axis of a z-stack saved without axes) is read with the C axis as slices of the stack, with a
+    warning, unless ``channel`` (an index) picks one channel; several grey samples per pixel are
+    refused unless ``channel`` picks one.
     """
     path = Path(path)
     _check_file(path)
