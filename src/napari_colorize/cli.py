@@ -133,14 +133,15 @@ def _check_folder(folder: Path, create: bool) -> str | None:
 def _plan(args) -> tuple[list, dict, Path | None]:
     """Read the targets' shapes and decide every output path; refuse before any work.
 
-    Returns ``(jobs, failed, folder)``: jobs ``[(target, dest, stack)]``, ``failed`` {target: reason}
-    for targets that cannot be read, and the output folder to create (or None).
+    Returns ``(jobs, failed, folder)``: jobs ``[(target, dest, stack, rgb)]`` (``rgb``: what ``iter_colorize``
+    is told - the flags, else what the file says), ``failed`` {target: reason} for targets that cannot be read,
+    and the output folder to create (or None).
     """
     import warnings
 
     from .inputs import target_layout
     from .io import (STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, can_embed, check_output_format,
-                     probe_image)
+                     probe_layout)
     from .provenance import check_sidecar, sidecar_path
 
     targets, seen = [], []
@@ -195,8 +196,10 @@ def _plan(args) -> tuple[list, dict, Path | None]:
         try:
             with warnings.catch_warnings(record=True) as said:  # (what the file's reading says: once, one line each)
                 warnings.simplefilter("always")
-                shape, _ = probe_image(t, channel=args.channel)
-                rgb, how, _ = target_layout(shape, _target_rgb(args, t), args.channel_axis)
+                shape, _, colour = probe_layout(t, channel=args.channel)
+                told = _rgb_flag(args)  # (--rgb / --grey / --channel-axis decide first, else what the file says)
+                told = colour if told is None and args.channel_axis is None else told
+                rgb, how, _ = target_layout(shape, told, args.channel_axis)
             for w in dict.fromkeys(str(n.message) for n in said):
                 _say("warning", f"{t}: {_without_path(w, t)}")
         except (ImageReadError, ValueError) as e:
@@ -232,7 +235,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
         if dest.suffix.lower() in (".jpg", ".jpeg") and side > 65500:  # (libjpeg's limit: found after the work)
             problems.append(f"{t} is {side} pixels wide or high: JPEG holds at most 65500; use .png or .tif")
             continue
-        jobs.append((t, dest, stack))
+        jobs.append((t, dest, stack, told))
 
     # every output against every input, existing files, folders
     inputs = list(targets) + [Path(p) for p in (*reference_files(args), args.histogram_from, args.histogram, args.hints) if p]
@@ -243,7 +246,7 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     input_of = {}  # (file key -> the input's path as given: one lookup per output)
     for i in inputs:
         input_of.setdefault(_file_key(i), i)
-    for t, dest, _ in jobs:
+    for t, dest, *_ in jobs:
         i = input_of.get(_file_key(dest))
         if i is not None:
             same = "" if str(dest) == str(i) else f" (the same file as {i})"
@@ -282,11 +285,11 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
                         f"not {base}")
         return {}
     out = {}
-    taken = {_file_key(d) for _, d, _ in jobs} | {_file_key(i) for i in inputs}
+    taken = {_file_key(d) for _, d, *_ in jobs} | {_file_key(i) for i in inputs}
     # (the colour files' paths case-folded: on a case-insensitive file system OUT.png and out.png are one file,
     # which the keys above cannot tell before either exists)
-    folded = {str(d.resolve()).casefold(): d for _, d, _ in jobs}
-    for t, dest, stack in jobs:
+    folded = {str(d.resolve()).casefold(): d for _, d, *_ in jobs}
+    for t, dest, stack, _ in jobs:
         c = base
         if to_folder:  # named after the colour: img_colour-2.png -> img_confidence-2.png (a/img.png and b/img.png)
             tail = dest.stem[len(f"{t.stem}_colour"):] if dest.stem.startswith(f"{t.stem}_colour") else ""
@@ -323,18 +326,6 @@ def _without_path(msg: str, path: Path) -> str:
 
 def _rgb_flag(args) -> bool | None:
     return True if args.rgb else False if args.grey else None
-
-
-def _target_rgb(args, target: Path) -> bool | None:
-    """Whether the target file's last axis is colour: --rgb / --grey / --channel-axis, else what the
-    file says (a 3 x 50 RGB PNG is colour, not 3 slices; a TIFF stack of RGB pages is a stack of colour
-    images), else None (its shape decides)."""
-    from .io import stores_colour
-
-    rgb = _rgb_flag(args)
-    if rgb is None and args.channel_axis is None:
-        rgb = stores_colour(target, channel=args.channel)
-    return rgb
 
 
 def read_hints_csv(path) -> list:
@@ -619,7 +610,7 @@ def _cmd_colorize(args) -> int:
     many = total > 1
     bar = tqdm(total=len(jobs), desc="colourising", unit="image", disable=args.quiet or not many)
     written = []
-    for t, dest, _ in jobs:
+    for t, dest, _, told in jobs:
         writer = cwriter = None
         cdest = args.confidence_outputs.get(t)
         sink: list[str] = []
@@ -627,7 +618,7 @@ def _cmd_colorize(args) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 slices = iter_colorize(model, read_image(t, channel=args.channel), size=args.size,
-                                       rgb=_target_rgb(args, t),
+                                       rgb=told,
                                        channel_axis=args.channel_axis, normalize=args.normalize,
                                        temporal=args.temporal, return_attention=False, sink=sink,
                                        hints=args.hint_list, hint_spread=args.hint_spread, **guide)

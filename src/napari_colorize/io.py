@@ -42,7 +42,7 @@ __all__ = ["ImageReadError", "ImageWriteError", "DiskFullError", "read_image", "
            "READ_SUFFIXES", "WRITE_SUFFIXES", "STACK_SUFFIXES", "DTYPES", "default_dtype", "check_output_format",
            "to_output_dtype", "is_disk_full", "disk_full_message", "check_free_space", "preallocate", "mount_point",
            "pid_alive", "MAX_PIXELS", "MAX_DECODED", "check_pixels", "check_frames", "out_of_memory",
-           "frames_as_stack", "is_image_like", "stores_colour", "PROVENANCE_KEY", "read_embedded_text", "can_embed"]
+           "frames_as_stack", "is_image_like", "stores_colour", "probe_layout", "PROVENANCE_KEY", "read_embedded_text", "can_embed"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -240,10 +240,15 @@ def frames_as_stack(path, frames: list) -> np.ndarray:
     return stack
 
 
-def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from the header and one decoded pixel; the file's structure is checked by
-    PIL's ``verify`` (PNG: every chunk's checksum) without decoding the image (it is decoded
-    once, when it is colourised)."""
+#: Pillow modes whose pixels are colour, and grey (:func:`stores_colour`)
+_PIL_COLOUR = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+_PIL_GREY = ("1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype, bool | None]:
+    """Shape, dtype and colour (as :func:`stores_colour`) from the header and one decoded pixel; the file's
+    structure is checked by PIL's ``verify`` (PNG: every chunk's checksum) without decoding the image (it is
+    decoded once, when it is colourised)."""
     from PIL import UnidentifiedImageError
 
     try:
@@ -251,8 +256,9 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             n = int(getattr(im, "n_frames", 1))
             if n > 1:  # multi-frame files: decoded to learn their layout (bounded first)
                 check_frames(path, n, (im.size[1], im.size[0]), *_frame_channels(im))
-                a = _read_pil(path)
-                return tuple(a.shape), a.dtype
+                a = _read_pil(path)  # (frames in other modes are brought to one, all-grey frames read as grey)
+                return tuple(a.shape), a.dtype, (True if a.ndim == 4 and a.shape[-1] in (3, 4) else None)
+            mode = im.mode
             corner = _pil_array(im.crop((0, 0, 1, 1)))
             width, height = im.size
             if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: turned a quarter (as read)
@@ -265,7 +271,8 @@ def _probe_pil(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise ImageReadError(f"{path}: not an image file (or a format that cannot be read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageReadError(f"{path}: the image is corrupt or truncated ({e})") from None
-    return (height, width) + corner.shape[2:], corner.dtype
+    colour = True if mode in _PIL_COLOUR else False if mode in _PIL_GREY else None
+    return (height, width) + corner.shape[2:], corner.dtype, colour
 
 
 @contextlib.contextmanager
@@ -360,6 +367,11 @@ def _palette_lut(cmap) -> np.ndarray:
     return cmap.T.astype(np.uint16)
 
 
+def _lookup(lut: np.ndarray, a) -> np.ndarray:
+    """Palette indices ``a`` to colours through ``lut`` ``(n, 3)`` (indices beyond it: its last colour)."""
+    return lut[np.clip(np.asarray(a).astype(np.int64, copy=False), 0, len(lut) - 1)]
+
+
 class _PagePalettes:
     """Palette indices to RGB through each page's own colormap (a multi-page palette TIFF whose pages carry
     different colormaps): ``convert(a, page)`` converts page ``page`` (its index in the file);
@@ -375,8 +387,7 @@ class _PagePalettes:
     def __call__(self, a, page=None) -> np.ndarray:
         a = np.asarray(a)
         if page is not None:
-            lut = self.luts[page]
-            return lut[np.clip(a.astype(np.int64, copy=False), 0, len(lut) - 1)]
+            return _lookup(self.luts[page], a)
         flat = a.reshape((len(self.pages),) + self.page_shape)
         out = np.stack([self(f, i) for f, i in zip(flat, self.pages)])
         return out.reshape(a.shape + (3,))
@@ -386,7 +397,8 @@ def _tiff_photometric(path: Path, page, imagej: bool = False):
     """How the stored samples of ``page`` (a keyframe) become grey or RGB pixels, from its
     PhotometricInterpretation: ``(page_shape, dtype, convert)`` of the converted page, ``convert`` None
     when the samples are used as stored (MINISBLACK, RGB, or no such tag; the PALETTE pages of an ImageJ
-    file, ``imagej``), else a function of an array whose last axes are a page's. Refuses
+    file, ``imagej``), else ``convert(a, page=None)`` of an array whose last axes are a page's (``page``: the
+    index in the file of the one page ``a`` is, which only :class:`_PagePalettes` looks at). Refuses
     (:class:`ImageReadError`) what is not converted here."""
     from tifffile import PHOTOMETRIC
 
@@ -418,7 +430,7 @@ def _tiff_photometric(path: Path, page, imagej: bool = False):
             top = (1 << bits) - 1 if bits < 8 * v.dtype.itemsize else np.iinfo(v.dtype).max
             return (top - np.minimum(v, top)).astype(v.dtype, copy=False)
 
-        def convert(a):
+        def convert(a, page=None):  # (one page or several: the same conversion)
             a = np.asarray(a)
             if not extras:
                 return invert(a)
@@ -433,9 +445,8 @@ def _tiff_photometric(path: Path, page, imagej: bool = False):
                          "with more than one sample per pixel or non-integer indices, which is not read here")
         lut = _palette_lut(cmap)
 
-        def convert(a):
-            a = np.asarray(a)
-            return lut[np.clip(a.astype(np.int64, copy=False), 0, len(lut) - 1)]
+        def convert(a, page=None):  # (one page or several: the same conversion)
+            return _lookup(lut, a)
         return shape + (3,), lut.dtype, convert
     if pm in (5, 6) and planar:
         raise refuse("in separate planes, which is not read here")
@@ -446,7 +457,7 @@ def _tiff_photometric(path: Path, page, imagej: bool = False):
         top = 1.0 if dtype.kind == "f" else float((1 << int(page.bitspersample)) - 1)
         alpha = 1 if extras else 0
 
-        def convert(a):
+        def convert(a, page=None):  # (one page or several: the same conversion)
             a = np.asarray(a)
             f = np.clip(a[..., :4].astype(np.float64), 0, top)
             rgb = (top - f[..., :3]) * (top - f[..., 3:4]) / top
@@ -465,7 +476,7 @@ def _tiff_photometric(path: Path, page, imagej: bool = False):
         kr, kg, kb = _tiff_rationals(page.tags.get(529), 3, (0.299, 0.587, 0.114))
         rbw = _tiff_rationals(page.tags.get(532), 6, (0.0, 255.0, 128.0, 255.0, 128.0, 255.0))
 
-        def convert(a):
+        def convert(a, page=None):  # (one page or several: the same conversion)
             a = np.asarray(a)
             f = a[..., :3].astype(np.float64)
             y = (f[..., 0] - rbw[0]) * 255 / ((rbw[1] - rbw[0]) or 1)
@@ -538,9 +549,7 @@ class _TiffPages:
                         raise FileNotFoundError(self.path)
                     self._tf = tifffile.TiffFile(self.path)
                 a = self._tf.pages[i].asarray()
-            if isinstance(self.convert, _PagePalettes):
-                return self.convert(a, i)
-            return self.convert(a) if self.convert is not None else a
+            return self.convert(a, i) if self.convert is not None else a
         except FileNotFoundError:
             import socket
 
@@ -781,25 +790,28 @@ def read_image(path: str | Path, channel: int | str | None = None) -> np.ndarray
         raise ImageReadError(out_of_memory(path)) from None
 
 
-def probe_image(path: str | Path, channel: int | str | None = None) -> tuple[tuple[int, ...], np.dtype]:
-    """``(shape, dtype)`` of an image file as :func:`read_image` reads it, from its header where
-    possible (no pixels read)."""
+def probe_layout(path: str | Path, channel: int | str | None = None) -> tuple[tuple[int, ...], np.dtype, bool | None]:
+    """``(shape, dtype, colour)`` of an image file as :func:`read_image` reads it, from its header where
+    possible (no pixels read; a multi-frame file is decoded, bounded as for reading): :func:`probe_image`
+    and :func:`stores_colour` in one reading of the file."""
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
     try:
         if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path, probe=True, channel=channel)[:2]
+            return _read_tiff(path, probe=True, channel=channel)
         _no_channels(path, channel)
         if suffix == ".npy":
-            return _read_npy(path, probe=True)
+            return (*_read_npy(path, probe=True), None)
         return _probe_pil(path)
     except MemoryError:
         raise ImageReadError(out_of_memory(path)) from None
 
 
-_PIL_COLOUR = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
-_PIL_GREY = ("1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+def probe_image(path: str | Path, channel: int | str | None = None) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` of an image file as :func:`read_image` reads it, from its header where
+    possible (no pixels read)."""
+    return probe_layout(path, channel)[:2]
 
 
 def stores_colour(path: str | Path, channel: int | str | None = None) -> bool | None:
@@ -810,28 +822,8 @@ def stores_colour(path: str | Path, channel: int | str | None = None) -> bool | 
     (tifffile's default for any such array until 2022), 3 or 4 grey TIFF pages not named slices (colour
     planes?), multi-frame files that are not colour frames. A target's shape alone cannot tell a
     3 x 50 RGB strip from 3 slices of 50 x 3, nor a stack of RGB images from a 4-D grey stack; what the
-    file says can. Reads the header only (a multi-frame file is decoded, bounded as for reading)."""
-    path = Path(path)
-    _check_file(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path, probe=True, channel=channel)[2]
-        _no_channels(path, channel)
-        if suffix == ".npy":
-            return None
-        with _pil_opened(path) as im:
-            mode, n = im.mode, int(getattr(im, "n_frames", 1))
-        if n > 1:  # (frames in other modes are brought to one, all-grey frames read as grey)
-            a = _read_pil(path)
-            return True if a.ndim == 4 and a.shape[-1] in (3, 4) else None
-        return True if mode in _PIL_COLOUR else False if mode in _PIL_GREY else None
-    except MemoryError:
-        raise ImageReadError(out_of_memory(path)) from None
-    except ImageReadError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageReadError(f"{path}: not an image file, or corrupt or truncated ({e})") from None
+    file says can (:func:`probe_layout`)."""
+    return probe_layout(path, channel)[2]
 
 
 def out_of_memory(path) -> str:
