@@ -16,6 +16,7 @@ network could hold (:data:`MAX_CHECKPOINT_BYTES`), and the metadata is checked f
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -422,7 +423,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         with handle as f:
             try:
                 meta_raw = (f.metadata() or {}).get("napari_colorize")
-                declared = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
+                declared = {k: f.get_slice(k) for k in f.keys()}  # (each tensor's header: shape and dtype)
             except Exception as e:
                 raise CheckpointError(f"{incomplete} ({e})") from e
             side = path.with_suffix(".json")
@@ -431,12 +432,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             if meta_raw is None:
                 raise CheckpointError(f"{path.name} has no napari-colorize config (metadata or a .json beside it)")
             meta = _parsed_meta(meta_raw, path.name)  # (before any tensor is read, as their sizes:)
-            total = 0
-            for shape, dtype in declared.values():
-                n = 1
-                for d in shape:
-                    n *= int(d)
-                total += n * _ITEM_BYTES.get(dtype, 1)
+            total = sum(math.prod(int(d) for d in t.get_shape()) * _ITEM_BYTES.get(t.get_dtype(), 1)
+                        for t in declared.values())
             _refuse_size(path.name, total, f"its {len(declared)} tensors hold")
             try:
                 sd = {k: f.get_tensor(k) for k in declared}
