@@ -182,8 +182,11 @@ def test_the_suggestion_cache_leaves_no_temporary_files(tmp_path, monkeypatch):
     img.write_bytes(b"x")
     cache = FeatureCache(tmp_path / "cache")
     (tmp_path / "cache").mkdir()
-    stale = tmp_path / "cache" / "abc.npz.999999999.tmp.npz"  # a run that died while writing (no such pid)
+    stale = tmp_path / "cache" / f"{'ab' * 20}.npz.999999999.tmp.npz"  # a run that died writing (no such pid)
     stale.write_bytes(b"partial")
+    theirs = [tmp_path / "cache" / n for n in ("abc.npz.999999999.tmp.npz", "notes.999999999.tmp.npz")]
+    for t in theirs:  # a user's files in a folder given as --cache-dir: not ours, never removed
+        t.write_bytes(b"mine")
 
     def savez(f, **k):
         open(f, "wb").write(b"partial")
@@ -191,4 +194,4 @@ def test_the_suggestion_cache_leaves_no_temporary_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", savez)
     cache.put(img, np.zeros(3), np.zeros((2, 2, 2)))  # no error: ranked without caching
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert sorted((tmp_path / "cache").iterdir()) == sorted(theirs)

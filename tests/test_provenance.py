@@ -108,6 +108,22 @@ def test_cli_keyframes_and_confidence_and_relative_paths(files):
     assert read_image(files / "out.tif").shape == (4, 24, 24, 3)
 
 
+def test_a_confidence_file_with_no_place_for_the_record_gets_a_sidecar(files):
+    """--confidence conf.npy: the record beside it as beside an .npy output; without provenance, an earlier
+    run's sidecar beside the replaced confidence goes (it would describe the other run)."""
+    r = cli("colorize", "grey.png", "-r", "ref.png", "-m", "warp", "-o", "out.npy", "--confidence", "conf.npy",
+            "-q", cwd=files)
+    assert r.returncode == 0, r.stderr
+    for f in ("out.npy", "conf.npy"):
+        assert sidecar_path(files / f).exists()
+        rec = json.loads(cli("info", files / f, "--json").stdout)
+        assert rec["model"]["name"] == "warp" and rec["target"]["path"] == str((files / "grey.png").resolve())
+    r = cli("colorize", "grey.png", "-r", "ref.png", "-m", "warp", "-o", "out.npy", "--confidence", "conf.npy",
+            "-q", "--overwrite", "--no-provenance", cwd=files)
+    assert r.returncode == 0, r.stderr
+    assert not sidecar_path(files / "conf.npy").exists() and not sidecar_path(files / "out.npy").exists()
+
+
 def test_no_provenance_and_a_plain_file(files):
     out = files / "plain.png"
     assert cli("colorize", files / "grey.png", "-r", files / "ref.png", "-m", "reinhard", "-o", out, "-q",

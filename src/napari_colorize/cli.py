@@ -604,7 +604,7 @@ def _cmd_colorize(args) -> int:
 
     from . import provenance
     from .upsample import confidence_map
-    from .io import PLAIN_SUFFIXES, StackWriter, can_embed, read_image
+    from .io import PLAIN_SUFFIXES, StackWriter, read_image
 
     total = len(jobs) + len(failed)  # (counted now: a job that fails below joins `failed`)
     many = total > 1
@@ -646,18 +646,9 @@ def _cmd_colorize(args) -> int:
                 if cwriter is not None:  # (the confidence first: a result is never reported failed once written)
                     cwriter.close()
                 writer.close()
-                # (a format with no place for the record: a sidecar, written once the output is in place; an
-                # earlier run's record beside a replaced output goes, or it would describe this one)
-                beside = not can_embed(dest, "")
-                try:
-                    if record is not None and writer.text is None:
-                        provenance.write_sidecar(dest, record)
-                    elif record is None and beside:
-                        provenance.remove_sidecar(dest)
-                except Exception as e:  # (the output is in place: said, not a failure; no stale record beside it)
-                    if beside:
-                        provenance.remove_sidecar(dest)
-                    _say("warning", f"{dest}: written, but its record could not be written beside it ({e})")
+                for w in (cwriter, writer):
+                    if w is not None:
+                        _record_beside(w, record)
         except KeyboardInterrupt:
             for w in (writer, cwriter):
                 if w is not None:
@@ -687,6 +678,26 @@ def _cmd_colorize(args) -> int:
         bar.update(1)
     bar.close()
     return _summary(written, failed, args, total)
+
+
+def _record_beside(writer, record: dict | None) -> None:
+    """After ``writer`` (a closed ``io.StackWriter``) put its file in place: a format with no place for the
+    run's record gets a sidecar; an earlier run's record beside a replaced file goes (it would describe this
+    one). A record that cannot be written is said, not a failure (the file is in place)."""
+    from . import provenance
+    from .io import can_embed
+
+    dest = writer.path
+    beside = not can_embed(dest, "")
+    try:
+        if record is not None and writer.text is None:
+            provenance.write_sidecar(dest, record)
+        elif record is None and beside:
+            provenance.remove_sidecar(dest)
+    except Exception as e:  # (no stale record beside it either)
+        if beside:
+            provenance.remove_sidecar(dest)
+        _say("warning", f"{dest}: written, but its record could not be written beside it ({e})")
 
 
 def _summary(written: list, failed: dict, args, total: int) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -252,15 +253,17 @@ class FeatureCache:
 
     def remove_stale(self) -> None:
         """Remove (once per cache) the temporary files that runs which died while writing left behind
-        (``*.PID.tmp.npz`` of a process that no longer runs): they would accumulate."""
+        (``KEY.npz.PID.tmp.npz`` of a process that no longer runs, ``KEY`` a :meth:`_key` name): they would
+        accumulate. Nothing else is touched: the folder may be one a user gave (``--cache-dir``)."""
         from .io import pid_alive
 
         if self._swept:
             return
         self._swept = True
-        for t in self.folder.glob("*.tmp.npz"):
-            pid = t.name.split(".")[-3]
-            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+        for t in self.folder.glob("*.npz.*.tmp.npz"):
+            m = re.fullmatch(r"[0-9a-f]{40}\.npz\.(\d+)\.tmp\.npz", t.name)
+            pid = int(m.group(1)) if m else None
+            if pid is not None and pid != os.getpid() and not pid_alive(pid):
                 try:
                     t.unlink()
                 except OSError:
