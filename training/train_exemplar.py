@@ -32,8 +32,8 @@ if not __package__:  # run as a file: the package-relative imports below need th
 from .data import Corpus, load_items, rotate_hue, self_reference
 from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
                      train_loop, training_parser)
-from .losses import (ExemplarLossWeights, PatchDiscriminator, discriminator_loss, exemplar_losses,
-                    pool_to)
+from .losses import (ClassConsistency, ExemplarLossWeights, PatchDiscriminator, discriminator_loss,
+                     exemplar_losses, pool_to)
 from .pairs import cache_dir, load_or_build_other_source, load_or_build_pairs, sample_reference
 
 CONFIGS = {
@@ -188,6 +188,7 @@ def main(argv=None) -> int:
     seed_everything(args.seed)  # after the (possibly cached) pairs: initial weights depend on the seed only
     model = ExemplarNet(cfg).to(device)
     disc = Discriminators().to(device) if weights.adv else None
+    classes = ClassConsistency().to(device) if weights.cls else None
     # the chroma gains (prior_gain) start at zero and must travel further than a warm-started network's
     # other weights: their own learning rate, --lr-gain times the schedule's
     gains = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("decoder.gains.")]
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
             for p in disc.parameters():
                 p.requires_grad_(False)
         terms = exemplar_losses(preds, ab, histogram_target(args.hist_target, ab, ref_ab, other, args.other_hist), L,
-                                disc.d if disc is not None else None, weights, gates, heads)
+                                disc.d if disc is not None else None, weights, gates, heads, classes)
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()

@@ -17,6 +17,7 @@ with the learning rate decaying by 0.1 per epoch - given here as steps).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ if not __package__:  # run as a file: the package-relative imports below need th
 from .data import Corpus, load_items
 from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
                      train_loop, training_parser)
-from .losses import HistogramLossWeights, histogram_model_losses
+from .losses import ClassConsistency, HistogramLossWeights, histogram_model_losses
 from .pairs import cache_dir, load_or_build_other_source
 
 CONFIGS = {
@@ -44,7 +45,7 @@ CONFIGS = {
     "paper": dict(arch="paper", size=128, batch=16, lr=1e-4, steps=420_000, cosine=False,
                   phases=[(400_000, 128, 1.0), (406_250, 256, 1.0), (412_500, 256, 0.1), (420_000, 256, 0.01)]),
 }
-LOG_FIELDS = ["step", "lr", "total", "gt", "grad", "hist", "val_gt", "val_hist", "sec_per_step"]
+LOG_FIELDS = ["step", "lr", "total", "gt", "grad", "hist", "cls", "val_gt", "val_hist", "sec_per_step"]
 
 
 def phase_at(step: int, args) -> tuple[int, float]:
@@ -90,6 +91,9 @@ def parse(argv=None):
                     help="the histogram loss of --other-source items against their input histogram (default: "
                          "follow the related photo's palette) or the truth's (train_exemplar's --other-hist "
                          "defaults to truth)")
+    ap.add_argument("--w-cls", type=float, default=0.0, metavar="W",
+                    help="weight of the class loss: EfficientNet-Lite0's class probabilities on the output against "
+                         "those on the truth (off by default; train_exemplar's --w-cls)")
     args = apply_config(ap.parse_args(argv), CONFIGS)
     if not 0.0 <= args.other_source <= 1.0:
         ap.error(f"--other-source {args.other_source}: a share between 0 and 1")
@@ -102,7 +106,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     rank, world, device = setup_distributed()
     cfg = HISTOGRAM_CONFIGS[args.arch]
-    weights = HistogramLossWeights()
+    weights = HistogramLossWeights(cls=args.w_cls)
+    classes = ClassConsistency().to(device) if weights.cls else None
     train = Corpus(load_items(args.data, "train"))
     val = Corpus(load_items(args.data, "val"))
     other_pairs = load_or_build_other_source(train, cache_dir(args.data, args.out) / "pairs_train_other.json") \
@@ -119,7 +124,7 @@ def main(argv=None) -> int:
             g["lr"] = lr
         L, ab, hist, target, _ = make_batch(train, k, rank, args.batch, size, args.seed, device, args.balance_series,
                                             args.other_source, other_pairs, args.other_hist)
-        terms = histogram_model_losses(nets["model"](L, hist), ab, target, weights)
+        terms = histogram_model_losses(nets["model"](L, hist), ab, target, weights, L, classes)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
@@ -148,7 +153,7 @@ def validate(model, batch, png: Path, weights) -> dict:
     model.eval()
     pred = model(L, hist)
     model.train()
-    terms = histogram_model_losses(pred, ab, hist, weights)
+    terms = histogram_model_losses(pred, ab, hist, dataclasses.replace(weights, cls=0.0))
     rgb = lab_to_rgb(denormalize_lab(torch.cat([L, pred], 1))).permute(0, 2, 3, 1).cpu().numpy()
     grey = ((L[:, 0] + 1) / 2).cpu().numpy()
     save_grid([[grey[i], rgb[i], imgs[i]] for i in range(len(imgs))], png, ["target", "output", "truth"])
