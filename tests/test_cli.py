@@ -368,6 +368,35 @@ def test_confidence_files_beside_the_results(files, tmp_path):
     assert not (d / "three.png").exists() and not (d / "c3.png").exists()
 
 
+def test_a_confidence_file_keeps_the_record_of_its_own_run(files, monkeypatch):
+    """--confidence conf.npy (its record beside it): a user's file where the record would go refuses the run
+    before any work, as for the colour output; when the colour output fails after the confidence is in
+    place, the confidence's record is this run's, never the earlier run's left beside it."""
+    from napari_colorize import io
+    from napari_colorize.provenance import loads, sidecar_path
+
+    d, t1, _, r = files
+    mine = sidecar_path(d / "conf.npy")
+    mine.write_text("my notes")
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", d / "out.png", "--confidence", d / "conf.npy", "-q") == 2
+    assert mine.read_text() == "my notes" and not (d / "out.png").exists() and not (d / "conf.npy").exists()
+    mine.unlink()
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", d / "out.png", "--confidence", d / "conf.npy", "-q") == 0
+    first = loads(mine.read_text())
+    close = io.StackWriter.close
+
+    def fails_for_the_colour(self):
+        if self.path.suffix == ".png":
+            raise OSError("the disk went away")
+        close(self)
+
+    monkeypatch.setattr(io.StackWriter, "close", fails_for_the_colour)
+    assert _run(t1, "-r", r, "-m", "warp-grey", "-o", d / "out.png", "--confidence", d / "conf.npy", "-q",
+                "--overwrite", "--size", "48") == 2  # (nothing written: the one colour output failed)
+    again = loads(mine.read_text())
+    assert again["settings"] != first["settings"] and again["settings"]["size"] == 48
+
+
 def test_confidence_files_never_collide(files, tmp_path, monkeypatch):
     """Two targets of the same name get two confidence files (as their colours do); the confidence named
     as the output under another spelling (absolute against relative) is refused, not written over."""

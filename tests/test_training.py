@@ -1,5 +1,6 @@
 """Training code on tiny inputs: data, reference pairs, losses, exact resume, DDP."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -301,6 +302,19 @@ def test_a_run_of_the_earlier_exemplar_layout_is_not_resumed(corpus_dir, tmp_pat
     assert (out / "last.pt").read_bytes() == before
 
 
+def test_histogram_training_with_the_class_loss_logs_it(corpus_dir, tmp_path):
+    """train_histogram --w-cls: the term in the log, finite, and its weight in the run's record."""
+    out = tmp_path / "hc"
+    cmd = _train_cmd("train_histogram", corpus_dir, out, "--w-cls", "0.001")
+    subprocess.run(cmd + ["--stop-after", "2"], check=True, env=ENV, timeout=600)
+    with open(out / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(np.isfinite(float(r["cls"])) and float(r["cls"]) > 0 for r in rows)
+    assert float(rows[0]["total"]) > 0.001 * float(rows[0]["cls"])
+    args = json.loads((out / "args.json").read_text())
+    assert float(args["w_cls"]) == 0.001
+
+
 def test_histogram_training_exports_a_loadable_model(corpus_dir, tmp_path):
     import napari_colorize as nc
 
@@ -586,6 +600,8 @@ def test_the_class_loss_is_zero_for_the_truth_and_grows_when_the_colour_is_wrong
     classes = L.ClassConsistency()
     assert int(classes.logits(Lt, truth).argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
     assert float(classes(Lt, truth, truth)) == pytest.approx(0.0, abs=1e-5)
+    torch.nn.Sequential(classes).train()  # (the training loop's .train(): the classifier stays frozen)
+    assert not any(m.training for m in classes.modules()) and not any(p.requires_grad for p in classes.parameters())
     half = truth.detach()[:, :, ::2, ::2].clone().requires_grad_(True)  # (P1 is smaller than L: resized)
     grey, turned = torch.zeros_like(half), -half.detach()
     assert float(classes(Lt, turned, truth)) > float(classes(Lt, half, truth)) + 0.05
@@ -625,7 +641,7 @@ def test_evaluate_takes_output_stage_settings_over_a_model():
         load_with_output("histogram+dark_chroma=20")
 
 
-def test_evaluate_puts_a_candidate_network_into_a_model_with_its_output_stage(tmp_path):
+def test_evaluate_puts_a_candidate_network_into_a_model_with_its_output_stage(tmp_path, capsys):
     """NAME+network=FILE: the file's weights in the named model, whose config (output stage) is kept; a
     network of another architecture or kind is refused; a spec too long for a file name is still a spec."""
     from safetensors import safe_open
@@ -640,6 +656,7 @@ def test_evaluate_puts_a_candidate_network_into_a_model_with_its_output_stage(tm
         meta = f.metadata()
     name = next(k for k in tensors if k.endswith(".weight") and tensors[k].dim() == 4)
     tensors[name] = tensors[name] * 0.5
+    tensors["log_tau"] = tensors["log_tau"] - 0.5  # (the temperature comes from the candidate too)
     cand = tmp_path / "cand.safetensors"
     save_file(tensors, cand, metadata=meta)
     m = load_with_output(f"exemplar+network={cand}+dark_chroma=20")
@@ -648,6 +665,14 @@ def test_evaluate_puts_a_candidate_network_into_a_model_with_its_output_stage(tm
     assert m.network.config.dark_chroma == 20
     got, was = m.network.state_dict()[name], ref.network.state_dict()[name]
     assert torch.allclose(got.float(), was.float() * 0.5, atol=1e-3) and not torch.equal(got, was)
+    assert float(m.network.log_tau) == pytest.approx(float(ref.network.log_tau) - 0.5, abs=1e-2)
+    assert "note" not in capsys.readouterr().err  # (the output stage's settings differ: not said)
+    # a setting without tensors of its own (the coarse-to-fine search's cells) differs: measured with the model's, said
+    info = json.loads(meta["napari_colorize"])
+    info["config"]["prior_cells"] = 4
+    save_file(tensors, cand, metadata={**meta, "napari_colorize": json.dumps(info)})
+    load_with_output(f"exemplar+network={cand}")
+    assert "prior_cells 4 -> 16" in capsys.readouterr().err
     for other in ("exemplar-plain.safetensors", "histogram.safetensors"):
         with pytest.raises(SystemExit, match="fit|not an exemplar"):
             load_with_output(f"exemplar+network={weights_dir() / other}")

