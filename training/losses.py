@@ -54,6 +54,11 @@ def pool_to(x: torch.Tensor, shape) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------- paper A
+def srgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] of normalised Lab given as ``L`` and ``ab`` of one size (differentiable)."""
+    return lab_to_rgb(denormalize_lab(torch.cat([L, ab], 1)))
+
+
 def pixel_loss(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(pred, pool_to(truth, pred.shape))
 
@@ -126,7 +131,7 @@ def ssim_loss(pred_ab: torch.Tensor, truth_ab: torch.Tensor, L: torch.Tensor, wi
     from kornia.losses import ssim_loss as kornia_ssim_loss
 
     Lp, truth = pool_to(L, pred_ab.shape), pool_to(truth_ab, pred_ab.shape)
-    rgb = [lab_to_rgb(denormalize_lab(torch.cat([Lp, ab], 1))) for ab in (pred_ab, truth)]
+    rgb = [srgb(Lp, ab) for ab in (pred_ab, truth)]
     return kornia_ssim_loss(rgb[0], rgb[1], window)
 
 
@@ -140,19 +145,15 @@ class ClassConsistency(nn.Module):
         super().__init__()
         from napari_colorize.models.backbones import lite0_weights_file
 
-        from .classifiers import IMAGENET_MEAN, IMAGENET_STD, timm_classifier
+        from .classifiers import timm_classifier
 
         self.net = timm_classifier("efficientnet_lite0", lite0_weights_file()).requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):  # frozen: BN statistics stay the ImageNet ones
         return super().train(False)
 
     def logits(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        ab = F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        rgb = lab_to_rgb(denormalize_lab(torch.cat([L, ab], 1)))
-        return self.net((rgb - self.mean) / self.std)
+        return self.net(srgb(L, F.interpolate(ab, size=L.shape[-2:], mode="bilinear", align_corners=False)))
 
     def forward(self, L: torch.Tensor, pred_ab: torch.Tensor, truth_ab: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

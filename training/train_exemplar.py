@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_colorize.color import denormalize_lab, lab_to_rgb
 from napari_colorize.models.exemplar import EXEMPLAR_CONFIGS, ExemplarNet, migrate_state_dict
 
 if not __package__:  # run as a file: the package-relative imports below need the package
@@ -33,7 +32,7 @@ from .data import Corpus, load_items, rotate_hue, self_reference
 from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
                      train_loop, training_parser)
 from .losses import (ClassConsistency, ExemplarLossWeights, PatchDiscriminator, discriminator_loss,
-                     exemplar_losses, pool_to)
+                     exemplar_losses, pool_to, srgb)
 from .pairs import cache_dir, load_or_build_other_source, load_or_build_pairs, sample_reference
 
 CONFIGS = {
@@ -255,8 +254,7 @@ def validate(model, batch, png: Path) -> dict:
     preds = model(L, ref_rgb)
     model.train()
     p1 = torch.nn.functional.interpolate(preds[0], size=L.shape[-2:], mode="bilinear", align_corners=False)
-    lab = denormalize_lab(torch.cat([L, p1], 1))
-    rgb = lab_to_rgb(lab).permute(0, 2, 3, 1).cpu().numpy()
+    rgb = srgb(L, p1).permute(0, 2, 3, 1).cpu().numpy()
     grey = ((L[:, 0] + 1) / 2).cpu().numpy()
     rows = [[grey[i], refs[i], rgb[i], targets[i]] for i in range(len(targets))]
     save_grid(rows, png, ["target", "reference", "output (P1)", "truth"])

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_colorize.color import denormalize_lab, lab_to_rgb, soft_histogram
+from napari_colorize.color import soft_histogram
 from napari_colorize.models.histogram import HISTOGRAM_CONFIGS, HistogramNet
 
 if not __package__:  # run as a file: the package-relative imports below need the package
@@ -33,7 +33,7 @@ if not __package__:  # run as a file: the package-relative imports below need th
 from .data import Corpus, load_items
 from .engine import (apply_config, init_from, lr_at, save_grid, seed_everything, setup_distributed, to_lab_batch,
                      train_loop, training_parser)
-from .losses import ClassConsistency, HistogramLossWeights, histogram_model_losses
+from .losses import ClassConsistency, HistogramLossWeights, histogram_model_losses, srgb
 from .pairs import cache_dir, load_or_build_other_source
 
 CONFIGS = {
@@ -154,7 +154,7 @@ def validate(model, batch, png: Path, weights) -> dict:
     pred = model(L, hist)
     model.train()
     terms = histogram_model_losses(pred, ab, hist, dataclasses.replace(weights, cls=0.0))
-    rgb = lab_to_rgb(denormalize_lab(torch.cat([L, pred], 1))).permute(0, 2, 3, 1).cpu().numpy()
+    rgb = srgb(L, pred).permute(0, 2, 3, 1).cpu().numpy()
     grey = ((L[:, 0] + 1) / 2).cpu().numpy()
     save_grid([[grey[i], rgb[i], imgs[i]] for i in range(len(imgs))], png, ["target", "output", "truth"])
     return {"val_gt": float(terms["gt"]), "val_hist": float(terms["hist"])}

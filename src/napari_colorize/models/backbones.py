@@ -36,10 +36,11 @@ import torch
 from torch import nn
 
 __all__ = ["Backbone", "build_backbone", "BACKBONES", "EfficientNetLite", "load_lite0_imagenet",
-           "EfficientNetLite0Backbone", "VGG19Backbone", "lite0_weights_file"]
+           "EfficientNetLite0Backbone", "VGG19Backbone", "lite0_weights_file", "IMAGENET_MEAN", "IMAGENET_STD"]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+#: the ImageNet normalisation of the backbones (and of any classifier trained like them)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class Backbone(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def freeze(self) -> "Backbone":
         for p in self.parameters():
