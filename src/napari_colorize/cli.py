@@ -666,22 +666,14 @@ def _cmd_colorize(args) -> int:
                 while placed:
                     _record_beside(placed.pop(0), record)
         except KeyboardInterrupt:
-            for w in (writer, cwriter):
-                if w is not None:
-                    w.abort()
-            for w in placed:  # (a file in place keeps the record of the run that wrote it, never an earlier one)
-                _record_beside(w, record)
+            _abandon((writer, cwriter), placed, record)
             bar.close()
             failed[t] = "interrupted"
             print(file=sys.stderr)
             _summary(written, failed, args, total)
             return 130
         except Exception as e:  # one file's failure does not stop the others
-            for w in (writer, cwriter):
-                if w is not None:
-                    w.abort()
-            for w in placed:
-                _record_beside(w, record)
+            _abandon((writer, cwriter), placed, record)
             user = isinstance(e, (ValueError, TypeError, MemoryError, OSError)) or _out_of_memory(e)
             why = _without_path(_error_text(e), t) if user else \
                 f"internal error ({type(e).__name__}: {e}); please report it"
@@ -698,6 +690,17 @@ def _cmd_colorize(args) -> int:
         bar.update(1)
     bar.close()
     return _summary(written, failed, args, total)
+
+
+def _abandon(writers, placed: list, record: dict | None) -> None:
+    """A target's run stopped (failed or interrupted): the partial files of ``writers`` (None: not made) are
+    dropped; the files already in place (``placed``) keep the record of the run that wrote them, never an
+    earlier one (:func:`_record_beside`)."""
+    for w in writers:
+        if w is not None:
+            w.abort()
+    for w in placed:
+        _record_beside(w, record)
 
 
 def _record_beside(writer, record: dict | None) -> None:
